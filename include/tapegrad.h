@@ -1,0 +1,170 @@
+/* tapegrad — float32 tensors with reverse-mode autograd on the CPU.
+ *
+ * Conventions (see README.md):
+ *  - every function returning tg_tensor * returns a NEW reference the caller owns, or NULL on
+ *    failure; tg_grad() is the one borrowed return;
+ *  - a NULL tensor argument makes a function return NULL (or an error status) as well, so errors
+ *    flow through an expression and can be checked once at the end;
+ *  - failures never abort: they set a thread-local status and message (tg_last_status,
+ *    tg_last_error) naming the function and the offending shapes or values.
+ */
+#ifndef TAPEGRAD_H
+#define TAPEGRAD_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define TG_MAX_DIMS 8
+
+typedef struct tg_tensor tg_tensor;
+
+/* ---- Errors ------------------------------------------------------------------------------ */
+typedef enum {
+    TG_OK = 0,
+    TG_EINVAL,
+    TG_ESHAPE,
+    TG_ENOMEM,
+    TG_EGRAPH,
+    TG_EIO,
+    TG_EPARSE,
+    TG_EUNSUPPORTED
+} tg_status;
+
+tg_status tg_last_status(void);
+const char *tg_last_error(void); /* "" when the last call succeeded */
+const char *tg_status_name(tg_status s);
+
+/* ---- Lifetime ---------------------------------------------------------------------------- */
+tg_tensor *tg_retain(tg_tensor *t); /* +1, returns t */
+void tg_release(tg_tensor *t);      /* -1, NULL-safe; storage goes with its last view */
+void tg_scope_begin(void);          /* nestable, thread-local */
+void tg_scope_end(void);            /* releases every reference created since the begin ... */
+tg_tensor *tg_keep(tg_tensor *t);   /* ... except those kept, which the caller then owns */
+
+/* ---- Creation ---------------------------------------------------------------------------- */
+tg_tensor *tg_scalar(float v);
+tg_tensor *tg_from_data(const float *data, int ndim, const int64_t *shape); /* copies */
+tg_tensor *tg_empty(int ndim, const int64_t *shape);                         /* uninitialized */
+tg_tensor *tg_zeros(int ndim, const int64_t *shape);
+tg_tensor *tg_ones(int ndim, const int64_t *shape);
+tg_tensor *tg_full(int ndim, const int64_t *shape, float value);
+tg_tensor *tg_arange(float start, float end, float step);
+tg_tensor *tg_rand(int ndim, const int64_t *shape, uint64_t seed);  /* U[0, 1) */
+tg_tensor *tg_randn(int ndim, const int64_t *shape, uint64_t seed); /* N(0, 1) */
+tg_tensor *tg_clone(tg_tensor *a); /* new contiguous copy; differentiable */
+
+/* ---- Inspection -------------------------------------------------------------------------- */
+int tg_ndim(const tg_tensor *t);
+const int64_t *tg_shape(const tg_tensor *t);
+const int64_t *tg_strides(const tg_tensor *t);
+int64_t tg_numel(const tg_tensor *t);
+bool tg_is_contiguous(const tg_tensor *t);
+float tg_item(const tg_tensor *t); /* one-element tensors; NaN + error otherwise */
+float *tg_data(tg_tensor *t);      /* contiguous tensors; NULL + error otherwise */
+int64_t tg_copy_to(const tg_tensor *t, float *out, int64_t capacity); /* row-major, any strides */
+uint32_t tg_version(const tg_tensor *t); /* bumped by every in-place change of the storage */
+char *tg_repr(const tg_tensor *t);       /* malloc'd; exactly PyTorch's repr */
+int tg_print(const tg_tensor *t);        /* repr + '\n' on stdout; <0 on failure */
+
+/* ---- Autograd ---------------------------------------------------------------------------- */
+tg_tensor *tg_requires_grad_(tg_tensor *t, bool on); /* leaves only; returns t (borrowed) */
+bool tg_requires_grad(const tg_tensor *t);
+bool tg_is_leaf(const tg_tensor *t);
+tg_tensor *tg_grad(const tg_tensor *t); /* borrowed; NULL when there is none */
+void tg_grad_reset(tg_tensor *t);       /* grad = None */
+const char *tg_grad_fn_name(const tg_tensor *t); /* "PowBackward0", ...; NULL for leaves */
+tg_status tg_backward(tg_tensor *root, const tg_tensor *grad_output, bool retain_graph);
+tg_tensor *tg_detach(tg_tensor *t); /* shares storage, no grad */
+void tg_retain_grad(tg_tensor *t);  /* keep .grad on a non-leaf */
+bool tg_grad_enabled(void);
+bool tg_set_grad_enabled(bool on); /* thread-local; returns the previous mode */
+
+/* TG_NO_GRAD { ... } runs the block with grad disabled and restores the mode on normal exit
+ * (do not leave the block with return/goto/break). */
+#define TG_NO_GRAD_CAT2(a, b) a##b
+#define TG_NO_GRAD_CAT(a, b) TG_NO_GRAD_CAT2(a, b)
+#define TG_NO_GRAD                                                                          \
+    for (int TG_NO_GRAD_CAT(tg_ng_once_, __LINE__) = 0,                                     \
+             TG_NO_GRAD_CAT(tg_ng_prev_, __LINE__) = tg_set_grad_enabled(false);            \
+         !TG_NO_GRAD_CAT(tg_ng_once_, __LINE__);                                            \
+         TG_NO_GRAD_CAT(tg_ng_once_, __LINE__) = 1,                                         \
+             tg_set_grad_enabled(TG_NO_GRAD_CAT(tg_ng_prev_, __LINE__)))
+
+/* ---- Operations (new tensors; NumPy broadcasting; differentiable unless noted) ------------- */
+typedef enum { TG_REDUCE_MEAN = 0, TG_REDUCE_SUM, TG_REDUCE_NONE } tg_reduction;
+
+tg_tensor *tg_add(tg_tensor *a, tg_tensor *b);
+tg_tensor *tg_sub(tg_tensor *a, tg_tensor *b);
+tg_tensor *tg_mul(tg_tensor *a, tg_tensor *b);
+tg_tensor *tg_div(tg_tensor *a, tg_tensor *b);
+tg_tensor *tg_pow(tg_tensor *a, tg_tensor *b);
+tg_tensor *tg_add_scalar(tg_tensor *a, float s);
+tg_tensor *tg_mul_scalar(tg_tensor *a, float s);
+tg_tensor *tg_pow_scalar(tg_tensor *a, float e);
+tg_tensor *tg_rsub_scalar(float s, tg_tensor *a); /* s - a */
+
+tg_tensor *tg_neg(tg_tensor *a);
+tg_tensor *tg_exp(tg_tensor *a);
+tg_tensor *tg_log(tg_tensor *a);
+tg_tensor *tg_sin(tg_tensor *a);
+tg_tensor *tg_cos(tg_tensor *a);
+tg_tensor *tg_tanh(tg_tensor *a);
+tg_tensor *tg_sigmoid(tg_tensor *a);
+tg_tensor *tg_relu(tg_tensor *a);
+tg_tensor *tg_sqrt(tg_tensor *a);
+tg_tensor *tg_abs(tg_tensor *a);
+tg_tensor *tg_clamp(tg_tensor *a, float lo, float hi); /* NaN bound = no bound */
+
+tg_tensor *tg_sum(tg_tensor *a);
+tg_tensor *tg_mean(tg_tensor *a);
+tg_tensor *tg_sum_dim(tg_tensor *a, int dim, bool keepdim);
+tg_tensor *tg_mean_dim(tg_tensor *a, int dim, bool keepdim);
+
+tg_tensor *tg_matmul(tg_tensor *a, tg_tensor *b); /* torch.matmul */
+
+/* Views share storage with their base (reshape copies only when it must, as PyTorch does).
+ * A shape entry of -1 in tg_reshape is inferred. Negative dims count from the end. */
+tg_tensor *tg_reshape(tg_tensor *a, int ndim, const int64_t *shape);
+tg_tensor *tg_transpose(tg_tensor *a, int d0, int d1);
+tg_tensor *tg_permute(tg_tensor *a, const int *dims);
+tg_tensor *tg_narrow(tg_tensor *a, int dim, int64_t start, int64_t length);
+tg_tensor *tg_expand(tg_tensor *a, int ndim, const int64_t *shape);
+tg_tensor *tg_contiguous(tg_tensor *a);
+
+tg_tensor *tg_binary_cross_entropy(tg_tensor *pred, tg_tensor *target, tg_reduction r);
+tg_tensor *tg_bce_with_logits(tg_tensor *logits, tg_tensor *target, tg_tensor *pos_weight,
+                              tg_reduction r);
+tg_tensor *tg_mse_loss(tg_tensor *pred, tg_tensor *target, tg_reduction r);
+
+/* In place: bump the tensor's version; not recorded in the graph. Each returns t (borrowed) or
+ * NULL on failure. In-place changes of a leaf that requires grad are refused while grad mode is
+ * on (as PyTorch does); use them under TG_NO_GRAD. */
+tg_tensor *tg_zero_(tg_tensor *t);
+tg_tensor *tg_fill_(tg_tensor *t, float v);
+tg_tensor *tg_add_(tg_tensor *t, tg_tensor *other);
+tg_tensor *tg_mul_scalar_(tg_tensor *t, float s);
+tg_tensor *tg_axpy_(tg_tensor *t, float alpha, tg_tensor *x); /* t += alpha * x */
+
+/* ---- Runtime ----------------------------------------------------------------------------- */
+void tg_set_num_threads(int n);
+int tg_get_num_threads(void);
+const char *tg_isa(void);           /* "scalar", "avx2", "avx512", "neon" */
+tg_status tg_set_isa(const char *name); /* TAPEGRAD_ISA does the same at start-up */
+const char *tg_version_string(void);
+
+/* Writes v as Python's repr(float(v)) does: the shortest digits that read back to the same
+ * double ("6.691762447357178", "1e-05", "nan"). Returns the length, or -1 if cap is too small. */
+int tg_float_repr(double v, char *buf, size_t cap);
+
+#ifdef __cplusplus
+}
+#endif
+
+#include "tapegrad/io.h"
+
+#endif /* TAPEGRAD_H */

@@ -1,0 +1,75 @@
+/* The kernel layer: pure loops over raw float pointers. Kernels know nothing about tensors,
+ * graphs or allocation. One table per ISA family; the scalar family is the reference, and each
+ * SIMD family starts from a copy of it and overrides the entries it speeds up.
+ *
+ * Contract for every entry: pointers may be unaligned, n may be 0, and an output may alias an
+ * input of the same length (y == x is allowed; partial overlap is not).
+ */
+#ifndef TG_KERNELS_H
+#define TG_KERNELS_H
+
+#include <stdint.h>
+
+typedef void (*tg_unary_fn)(const float *x, float *y, int64_t n);
+/* y = f(a, b) elementwise; _vs: b is one scalar; _sv: a is one scalar. */
+typedef void (*tg_binary_vv_fn)(const float *a, const float *b, float *y, int64_t n);
+typedef void (*tg_binary_vs_fn)(const float *a, float b, float *y, int64_t n);
+typedef void (*tg_binary_sv_fn)(float a, const float *b, float *y, int64_t n);
+/* gx = gy * f'(.), where the saved value v is the op's input x or its output y (per entry). */
+typedef void (*tg_unary_bwd_fn)(const float *v, const float *gy, float *gx, int64_t n);
+
+typedef struct tg_kernels {
+    const char *name;
+
+    /* unary forward */
+    tg_unary_fn neg, abs, relu, exp, log, sin, cos, tanh, sqrt, sigmoid;
+    void (*clamp)(const float *x, float *y, int64_t n, float lo, float hi); /* NaN x stays NaN */
+    void (*pow_scalar)(const float *x, float *y, int64_t n, float e);
+
+    /* binary forward: same length, vector-scalar, scalar-vector */
+    tg_binary_vv_fn add_vv, sub_vv, mul_vv, div_vv, pow_vv;
+    tg_binary_vs_fn add_vs, mul_vs, div_vs, pow_vs;
+    tg_binary_sv_fn sub_sv, div_sv, pow_sv;
+
+    /* unary backward; the comment names the saved value v */
+    /* v = x: with y = 1 / (1 + exp(-x)) (the forward formula), gx = (gy * (1 - y)) * y,
+     * PyTorch's formula, bit for bit, wherever y < 1; where y rounds to 1 that would collapse
+     * to 0, so there gx = gy * e / (1 + e)^2 with e = exp(-|x|), the true derivative, which
+     * stays a nonzero float until float32 itself underflows. NaN x gives NaN. */
+    tg_unary_bwd_fn sigmoid_bwd;
+    tg_unary_bwd_fn tanh_bwd;    /* v = y: gx = gy * (1 - y^2) */
+    tg_unary_bwd_fn sqrt_bwd;    /* v = y: gx = gy / (2 y) */
+    tg_unary_bwd_fn relu_bwd;    /* v = y: gx = y > 0 ? gy : 0 */
+    tg_unary_bwd_fn sin_bwd;     /* v = x: gx = gy * cos(x) */
+    tg_unary_bwd_fn cos_bwd;     /* v = x: gx = -gy * sin(x) */
+    tg_unary_bwd_fn abs_bwd;     /* v = x: gx = gy * sign(x), sign(0) = 0 */
+    /* v = x: gx = gy where lo <= x <= hi (bounds inclusive, as PyTorch), else 0 */
+    void (*clamp_bwd)(const float *x, const float *gy, float *gx, int64_t n, float lo, float hi);
+    /* v = x: gx = gy * e * x^(e-1), and 0 where e == 0 */
+    void (*pow_scalar_bwd)(const float *x, const float *gy, float *gx, int64_t n, float e);
+
+    /* reductions and BLAS-1 style helpers */
+    float (*sum)(const float *x, int64_t n); /* pairwise/blocked: error O(log n) ulps */
+    void (*axpy)(float alpha, const float *x, float *y, int64_t n); /* y += alpha * x */
+    void (*fill)(float *y, float v, int64_t n);
+    void (*copy)(const float *x, float *y, int64_t n);
+
+    /* Fused logistic loss on logits z and targets t, weight pw on positives (1 = none):
+     * loss[i] = pw*t*softplus(-z) + (1-t)*softplus(z)  (stable form),
+     * grad[i] = (pw*t + 1 - t) * sigmoid(z) - pw*t.
+     * Either output may be NULL to skip it. Returns the sum of the losses. */
+    float (*bce_logits)(const float *z, const float *t, float *loss, float *grad, int64_t n,
+                        float pw);
+} tg_kernels;
+
+/* The table in force for this process (chosen once at start-up, changed by tg_set_isa). */
+const tg_kernels *tg_kern(void);
+
+/* Family tables. tg_kernels_scalar always exists; the others return 0 when the family is not
+ * compiled in; every table is complete (SIMD families copy the scalar table first). */
+void tg_kernels_init_scalar(tg_kernels *k);
+int tg_kernels_init_avx2(tg_kernels *k);
+int tg_kernels_init_avx512(tg_kernels *k);
+int tg_kernels_init_neon(tg_kernels *k);
+
+#endif /* TG_KERNELS_H */

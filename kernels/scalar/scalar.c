@@ -1,0 +1,305 @@
+/* The reference kernel family: plain C, correct for every input, the baseline that every SIMD
+ * family is tested against. Formulas follow PyTorch's scalar paths so that single-element
+ * results match it bit for bit where the C library agrees. */
+#include <math.h>
+#include <string.h>
+
+#include "kernels.h"
+
+#define UNARY(name, expr)                                                                   \
+    static void name(const float *x, float *y, int64_t n)                                   \
+    {                                                                                       \
+        for (int64_t i = 0; i < n; i++) {                                                   \
+            float v = x[i];                                                                 \
+            y[i] = (expr);                                                                  \
+        }                                                                                   \
+    }
+
+UNARY(s_neg, -v)
+UNARY(s_abs, fabsf(v))
+UNARY(s_relu, (v > 0.0f || isnan(v)) ? v : 0.0f)
+UNARY(s_exp, expf(v))
+UNARY(s_log, logf(v))
+UNARY(s_sin, sinf(v))
+UNARY(s_cos, cosf(v))
+UNARY(s_tanh, tanhf(v))
+UNARY(s_sqrt, sqrtf(v))
+UNARY(s_sigmoid, 1.0f / (1.0f + expf(-v)))
+
+static void s_clamp(const float *x, float *y, int64_t n, float lo, float hi)
+{
+    /* NaN bounds mean "no bound"; a NaN input stays NaN (PyTorch propagates it). */
+    for (int64_t i = 0; i < n; i++) {
+        float v = x[i];
+        if (!isnan(v)) {
+            if (!isnan(lo) && v < lo)
+                v = lo;
+            if (!isnan(hi) && v > hi)
+                v = hi;
+        }
+        y[i] = v;
+    }
+}
+
+static float pow_one(float x, float e)
+{
+    /* The common exponents take exact shortcuts, as PyTorch's pow does. */
+    if (e == 2.0f)
+        return x * x;
+    if (e == 1.0f)
+        return x;
+    if (e == 0.5f)
+        return sqrtf(x);
+    if (e == -1.0f)
+        return 1.0f / x;
+    if (e == 3.0f)
+        return x * x * x;
+    if (e == -2.0f)
+        return 1.0f / (x * x);
+    return powf(x, e);
+}
+
+static void s_pow_scalar(const float *x, float *y, int64_t n, float e)
+{
+    for (int64_t i = 0; i < n; i++)
+        y[i] = pow_one(x[i], e);
+}
+
+#define BINARY(name, expr)                                                                  \
+    static void name##_vv(const float *a, const float *b, float *y, int64_t n)              \
+    {                                                                                       \
+        for (int64_t i = 0; i < n; i++) {                                                   \
+            float p = a[i], q = b[i];                                                       \
+            y[i] = (expr);                                                                  \
+        }                                                                                   \
+    }
+
+BINARY(s_add, p + q)
+BINARY(s_sub, p - q)
+BINARY(s_mul, p *q)
+BINARY(s_div, p / q)
+BINARY(s_pow, powf(p, q))
+
+static void s_add_vs(const float *a, float b, float *y, int64_t n)
+{
+    for (int64_t i = 0; i < n; i++)
+        y[i] = a[i] + b;
+}
+
+static void s_mul_vs(const float *a, float b, float *y, int64_t n)
+{
+    for (int64_t i = 0; i < n; i++)
+        y[i] = a[i] * b;
+}
+
+static void s_div_vs(const float *a, float b, float *y, int64_t n)
+{
+    for (int64_t i = 0; i < n; i++)
+        y[i] = a[i] / b;
+}
+
+static void s_pow_vs(const float *a, float b, float *y, int64_t n)
+{
+    s_pow_scalar(a, y, n, b);
+}
+
+static void s_sub_sv(float a, const float *b, float *y, int64_t n)
+{
+    for (int64_t i = 0; i < n; i++)
+        y[i] = a - b[i];
+}
+
+static void s_div_sv(float a, const float *b, float *y, int64_t n)
+{
+    for (int64_t i = 0; i < n; i++)
+        y[i] = a / b[i];
+}
+
+static void s_pow_sv(float a, const float *b, float *y, int64_t n)
+{
+    for (int64_t i = 0; i < n; i++)
+        y[i] = powf(a, b[i]);
+}
+
+static void s_sigmoid_bwd(const float *x, const float *gy, float *gx, int64_t n)
+{
+    for (int64_t i = 0; i < n; i++) {
+        float y = 1.0f / (1.0f + expf(-x[i]));
+        if (y < 1.0f) {
+            gx[i] = (gy[i] * (1.0f - y)) * y;
+        } else {
+            /* s(x) s(-x) = e / (1 + e)^2, e = exp(-|x|) <= 1: no cancellation, no overflow */
+            float e = expf(-fabsf(x[i]));
+            float d = 1.0f + e;
+            gx[i] = isnan(x[i]) ? x[i] : gy[i] * (e / (d * d));
+        }
+    }
+}
+
+static void s_tanh_bwd(const float *y, const float *gy, float *gx, int64_t n)
+{
+    for (int64_t i = 0; i < n; i++)
+        gx[i] = gy[i] * (1.0f - y[i] * y[i]);
+}
+
+static void s_sqrt_bwd(const float *y, const float *gy, float *gx, int64_t n)
+{
+    for (int64_t i = 0; i < n; i++)
+        gx[i] = gy[i] / (2.0f * y[i]);
+}
+
+static void s_relu_bwd(const float *y, const float *gy, float *gx, int64_t n)
+{
+    for (int64_t i = 0; i < n; i++)
+        gx[i] = y[i] > 0.0f ? gy[i] : 0.0f;
+}
+
+static void s_sin_bwd(const float *x, const float *gy, float *gx, int64_t n)
+{
+    for (int64_t i = 0; i < n; i++)
+        gx[i] = gy[i] * cosf(x[i]);
+}
+
+static void s_cos_bwd(const float *x, const float *gy, float *gx, int64_t n)
+{
+    for (int64_t i = 0; i < n; i++)
+        gx[i] = gy[i] * -sinf(x[i]);
+}
+
+static void s_abs_bwd(const float *x, const float *gy, float *gx, int64_t n)
+{
+    for (int64_t i = 0; i < n; i++) {
+        float s = x[i] > 0.0f ? 1.0f : (x[i] < 0.0f ? -1.0f : 0.0f);
+        gx[i] = gy[i] * s;
+    }
+}
+
+static void s_clamp_bwd(const float *x, const float *gy, float *gx, int64_t n, float lo, float hi)
+{
+    for (int64_t i = 0; i < n; i++) {
+        float v = x[i];
+        int in = (isnan(lo) || v >= lo) && (isnan(hi) || v <= hi);
+        gx[i] = in ? gy[i] : 0.0f;
+    }
+}
+
+static void s_pow_scalar_bwd(const float *x, const float *gy, float *gx, int64_t n, float e)
+{
+    for (int64_t i = 0; i < n; i++) {
+        if (e == 0.0f)
+            gx[i] = 0.0f;
+        else if (e == 2.0f)
+            gx[i] = gy[i] * (2.0f * x[i]);
+        else
+            gx[i] = gy[i] * (e * pow_one(x[i], e - 1.0f));
+    }
+}
+
+/* Pairwise summation over blocks of 128 with 8 interleaved partial sums: the error grows with
+ * log(n) instead of n, and the fixed shape makes the result independent of alignment. */
+static float sum_block(const float *x, int64_t n)
+{
+    float acc[8] = {0};
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        for (int j = 0; j < 8; j++)
+            acc[j] += x[i + j];
+    float tail = 0.0f;
+    for (; i < n; i++)
+        tail += x[i];
+    return ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7])) +
+           tail;
+}
+
+static float s_sum(const float *x, int64_t n)
+{
+    if (n <= 128)
+        return sum_block(x, n);
+    int64_t half = (n / 2 + 127) / 128 * 128; /* split on block edges */
+    return s_sum(x, half) + s_sum(x + half, n - half);
+}
+
+static void s_axpy(float alpha, const float *x, float *y, int64_t n)
+{
+    for (int64_t i = 0; i < n; i++)
+        y[i] += alpha * x[i];
+}
+
+static void s_fill(float *y, float v, int64_t n)
+{
+    for (int64_t i = 0; i < n; i++)
+        y[i] = v;
+}
+
+static void s_copy(const float *x, float *y, int64_t n)
+{
+    if (n > 0 && x != y)
+        memmove(y, x, (size_t)n * sizeof(float));
+}
+
+static float softplus(float z)
+{
+    /* log(1 + exp(z)) without overflow: max(z, 0) + log1p(exp(-|z|)) */
+    return fmaxf(z, 0.0f) + log1pf(expf(-fabsf(z)));
+}
+
+static float s_bce_logits(const float *z, const float *t, float *loss, float *grad, int64_t n,
+                          float pw)
+{
+    double total = 0.0;
+    for (int64_t i = 0; i < n; i++) {
+        float zi = z[i], ti = t[i];
+        float w = pw * ti + (1.0f - ti);
+        float l = pw * ti * softplus(-zi) + (1.0f - ti) * softplus(zi);
+        if (loss)
+            loss[i] = l;
+        if (grad)
+            grad[i] = w / (1.0f + expf(-zi)) - pw * ti;
+        total += l;
+    }
+    return (float)total;
+}
+
+void tg_kernels_init_scalar(tg_kernels *k)
+{
+    memset(k, 0, sizeof *k);
+    k->name = "scalar";
+    k->neg = s_neg;
+    k->abs = s_abs;
+    k->relu = s_relu;
+    k->exp = s_exp;
+    k->log = s_log;
+    k->sin = s_sin;
+    k->cos = s_cos;
+    k->tanh = s_tanh;
+    k->sqrt = s_sqrt;
+    k->sigmoid = s_sigmoid;
+    k->clamp = s_clamp;
+    k->pow_scalar = s_pow_scalar;
+    k->add_vv = s_add_vv;
+    k->sub_vv = s_sub_vv;
+    k->mul_vv = s_mul_vv;
+    k->div_vv = s_div_vv;
+    k->pow_vv = s_pow_vv;
+    k->add_vs = s_add_vs;
+    k->mul_vs = s_mul_vs;
+    k->div_vs = s_div_vs;
+    k->pow_vs = s_pow_vs;
+    k->sub_sv = s_sub_sv;
+    k->div_sv = s_div_sv;
+    k->pow_sv = s_pow_sv;
+    k->sigmoid_bwd = s_sigmoid_bwd;
+    k->tanh_bwd = s_tanh_bwd;
+    k->sqrt_bwd = s_sqrt_bwd;
+    k->relu_bwd = s_relu_bwd;
+    k->sin_bwd = s_sin_bwd;
+    k->cos_bwd = s_cos_bwd;
+    k->abs_bwd = s_abs_bwd;
+    k->clamp_bwd = s_clamp_bwd;
+    k->pow_scalar_bwd = s_pow_scalar_bwd;
+    k->sum = s_sum;
+    k->axpy = s_axpy;
+    k->fill = s_fill;
+    k->copy = s_copy;
+    k->bce_logits = s_bce_logits;
+}

@@ -1,0 +1,270 @@
+/* Reverse-mode backward: counts each node's consumers with an explicit-stack DFS, then runs the
+ * nodes in topological order (a node runs once all its consumers have sent their gradient).
+ * No recursion anywhere, so a million-node chain needs no deep C stack. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "../../kernels/kernels.h"
+#include "node.h"
+
+typedef struct {
+    tg_node **items;
+    size_t len, cap;
+} node_stack;
+
+/* Reused across calls so a steady-state backward does no malloc. */
+static _Thread_local node_stack work, visited;
+static _Thread_local uint64_t epoch;
+
+static bool push(node_stack *s, tg_node *n)
+{
+    if (s->len == s->cap) {
+        size_t ncap = s->cap ? s->cap * 2 : 256;
+        tg_node **p = realloc(s->items, ncap * sizeof *p);
+        if (!p)
+            return false;
+        s->items = p;
+        s->cap = ncap;
+    }
+    s->items[s->len++] = n;
+    return true;
+}
+
+/* Marks every node reachable from root and counts, for each, the edges that point at it. */
+static tg_status count_dependencies(tg_node *root)
+{
+    epoch++;
+    work.len = 0;
+    visited.len = 0;
+    root->mark = epoch;
+    root->deps = 0;
+    if (!push(&work, root) || !push(&visited, root))
+        return tg_set_error(TG_ENOMEM, "tg_backward: out of memory");
+    while (work.len) {
+        tg_node *n = work.items[--work.len];
+        for (int i = 0; i < n->n_inputs; i++) {
+            tg_node *c = n->next[i].node;
+            if (!c)
+                continue;
+            if (c->mark != epoch) {
+                c->mark = epoch;
+                c->deps = 0;
+                c->gacc = NULL;
+                if (!push(&work, c) || !push(&visited, c))
+                    return tg_set_error(TG_ENOMEM, "tg_backward: out of memory");
+            }
+            c->deps++;
+        }
+    }
+    return TG_OK;
+}
+
+/* Can we add into t in place without anyone else seeing the change? */
+static bool exclusively_owned(const tg_tensor *t)
+{
+    return t->refcount == 1 && t->storage->refcount == 1 && t->contiguous && !t->grad_fn;
+}
+
+/* *acc += g, consuming the reference g. *acc may be NULL (then it takes g). */
+static tg_status accumulate(tg_tensor **acc, tg_tensor *g)
+{
+    if (!*acc) {
+        *acc = g;
+        return TG_OK;
+    }
+    if (exclusively_owned(*acc) && tg_same_shape(*acc, g) && g->contiguous) {
+        tg_kern()->add_vv(tg_ptr(*acc), tg_ptr(g), tg_ptr(*acc), g->numel);
+        tg_release(g);
+        return TG_OK;
+    }
+    tg_tensor *sum = tg_add(*acc, g);
+    tg_release(g);
+    if (!sum)
+        return tg_last_status();
+    tg_release(*acc);
+    *acc = sum;
+    return TG_OK;
+}
+
+/* Adds g into t->grad (a leaf, or a non-leaf that retains its grad). Borrows g. The stored grad
+ * is always a tensor of its own, so zeroing it later cannot touch another tensor's values. */
+static tg_status accumulate_grad(tg_tensor *t, tg_tensor *g)
+{
+    if (!tg_same_shape(t, g)) {
+        char a[160], b[160];
+        return tg_set_error(TG_EGRAPH, "tg_backward: gradient of shape %s for a tensor of shape %s",
+                            tg_shape_str(a, sizeof a, g->ndim, g->shape),
+                            tg_shape_str(b, sizeof b, t->ndim, t->shape));
+    }
+    if (t->grad) {
+        if (exclusively_owned(t->grad)) {
+            tg_tensor *gc = tg_as_contiguous(g);
+            if (!gc)
+                return tg_last_status();
+            tg_kern()->add_vv(tg_ptr(t->grad), tg_ptr(gc), tg_ptr(t->grad), g->numel);
+            tg_bump_version(t->grad, "tg_backward");
+            tg_release(gc);
+            return TG_OK;
+        }
+        g->refcount++;
+        return accumulate(&t->grad, g);
+    }
+    if (exclusively_owned(g) || (g->refcount == 1 && g->storage->refcount == 1 && g->contiguous &&
+                                 g->offset == 0)) {
+        g->refcount++;
+        t->grad = g;
+        return TG_OK;
+    }
+    t->grad = tg_contiguous_copy(g);
+    return t->grad ? TG_OK : tg_last_status();
+}
+
+static tg_status check_saved(const tg_node *n)
+{
+    if (n->freed && n->n_saved > 0)
+        return tg_set_error(
+            TG_EGRAPH,
+            "tg_backward: trying to backward through the graph a second time (%s's saved tensors "
+            "were freed by the first backward); pass retain_graph=true to the first call",
+            n->ops->name);
+    for (int i = 0; i < n->n_saved; i++) {
+        const tg_tensor *s = n->saved[i];
+        if (s->storage->version != n->saved_version[i]) {
+            char buf[160];
+            return tg_set_error(
+                TG_EGRAPH,
+                "tg_backward: a tensor of shape %s needed by %s was modified by an in-place "
+                "operation (%s): it is at version %u, expected version %u",
+                tg_shape_str(buf, sizeof buf, s->ndim, s->shape), n->ops->name,
+                s->storage->last_writer ? s->storage->last_writer : "unknown",
+                (unsigned)s->storage->version, (unsigned)n->saved_version[i]);
+        }
+    }
+    return TG_OK;
+}
+
+/* Runs one node: its backward formula, then hands each input gradient to the next node or leaf. */
+static tg_status run_node(tg_node *n, bool retain_graph)
+{
+    tg_tensor *g = n->gacc;
+    n->gacc = NULL;
+    tg_status st = TG_OK;
+    if (g && !g->contiguous) {
+        /* Backward formulas read g as one dense run. */
+        tg_tensor *c = tg_contiguous_copy(g);
+        tg_release(g);
+        g = c;
+        if (!g)
+            st = tg_last_status();
+    }
+    tg_tensor *gin[TG_NODE_INPUTS] = {NULL};
+    if (g && st == TG_OK) {
+        st = check_saved(n);
+        if (st == TG_OK && n->retain_target)
+            st = accumulate_grad(n->retain_target, g);
+        bool needs[TG_NODE_INPUTS];
+        for (int i = 0; i < n->n_inputs; i++)
+            needs[i] = n->next[i].node || n->next[i].leaf;
+        if (st == TG_OK)
+            st = n->ops->backward(n, g, needs, gin);
+        tg_release(g);
+    }
+    for (int i = 0; i < n->n_inputs; i++) {
+        tg_edge e = n->next[i];
+        if (st == TG_OK && gin[i] && e.leaf)
+            st = accumulate_grad(e.leaf, gin[i]);
+        if (e.node) {
+            if (st == TG_OK && gin[i]) {
+                st = accumulate(&e.node->gacc, gin[i]);
+                gin[i] = NULL;
+            }
+            if (--e.node->deps == 0 && st == TG_OK && !push(&work, e.node))
+                st = tg_set_error(TG_ENOMEM, "tg_backward: out of memory");
+        }
+        tg_release(gin[i]);
+    }
+    if (!retain_graph && st == TG_OK) {
+        tg_node_drop_saved(n);
+        n->freed = true;
+    }
+    return st;
+}
+
+static tg_tensor *initial_grad(const tg_tensor *root, const tg_tensor *grad_output)
+{
+    char a[160], b[160];
+    if (grad_output) {
+        if (!tg_same_shape(root, grad_output)) {
+            tg_set_error(TG_ESHAPE, "tg_backward: grad_output shape %s does not match root shape %s",
+                         tg_shape_str(a, sizeof a, grad_output->ndim, grad_output->shape),
+                         tg_shape_str(b, sizeof b, root->ndim, root->shape));
+            return NULL;
+        }
+        return tg_contiguous_copy(grad_output);
+    }
+    if (root->numel != 1) {
+        tg_set_error(TG_ESHAPE,
+                     "tg_backward: grad can be implicitly created only for scalar outputs (root "
+                     "has shape %s); pass grad_output",
+                     tg_shape_str(a, sizeof a, root->ndim, root->shape));
+        return NULL;
+    }
+    tg_tensor *one = tg_new(root->ndim, root->shape, "tg_backward");
+    if (one)
+        tg_ptr(one)[0] = 1.0f;
+    return one;
+}
+
+static tg_status backward_graph(tg_tensor *root, tg_tensor *g0, bool retain_graph)
+{
+    tg_node *top = root->grad_fn;
+    tg_status st = count_dependencies(top);
+    if (st != TG_OK) {
+        tg_release(g0);
+        return st;
+    }
+    top->gacc = g0;
+    work.len = 0;
+    push(&work, top); /* cannot fail: work has capacity from the traversal */
+    while (st == TG_OK && work.len) {
+        tg_node *n = work.items[--work.len];
+        st = run_node(n, retain_graph);
+    }
+    /* After a failure, drop the gradients still waiting at nodes that never ran. */
+    for (size_t i = 0; i < visited.len; i++) {
+        tg_release(visited.items[i]->gacc);
+        visited.items[i]->gacc = NULL;
+    }
+    return st;
+}
+
+tg_status tg_backward(tg_tensor *root, const tg_tensor *grad_output, bool retain_graph)
+{
+    tg_api_enter(); /* results made inside are internal: never scope-tracked */
+    tg_status st;
+    if (!root) {
+        st = tg_set_error(TG_EINVAL, "tg_backward: root is NULL");
+    } else if (!root->requires_grad) {
+        st = tg_set_error(TG_EGRAPH, "tg_backward: element 0 of tensors does not require grad "
+                                     "and does not have a grad_fn (no path to a leaf that "
+                                     "requires grad)");
+    } else {
+        tg_tensor *g0 = initial_grad(root, grad_output);
+        if (!g0) {
+            st = tg_last_status();
+        } else {
+            bool prev = tg_set_grad_enabled(false);
+            if (root->grad_fn) {
+                st = backward_graph(root, g0, retain_graph);
+            } else {
+                st = accumulate_grad(root, g0);
+                tg_release(g0);
+            }
+            tg_set_grad_enabled(prev);
+        }
+    }
+    tg_api_leave(NULL);
+    if (st == TG_OK)
+        tg_clear_error();
+    return st;
+}

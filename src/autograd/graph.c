@@ -1,0 +1,199 @@
+/* The tape: recording nodes as ops run, and releasing them without recursion, so a graph of a
+ * million nodes is freed with a loop instead of a million nested calls. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "grad_mode.h"
+#include "node.h"
+
+static _Thread_local tg_node *free_nodes;
+static _Thread_local tg_node *pending_release;
+static _Thread_local bool draining;
+
+static tg_node *node_alloc(void)
+{
+    tg_node *n = free_nodes;
+    if (n)
+        free_nodes = n->next_free;
+    else if (!(n = malloc(sizeof *n)))
+        return NULL;
+    n->refcount = 1;
+    n->n_inputs = 0;
+    n->n_saved = 0;
+    n->freed = false;
+    n->mark = 0;
+    n->deps = 0;
+    n->gacc = NULL;
+    n->retain_target = NULL;
+    n->next_free = NULL;
+    return n;
+}
+
+void tg_node_drop_saved(tg_node *n)
+{
+    for (int i = 0; i < n->n_saved; i++) {
+        tg_release(n->saved[i]);
+        n->saved[i] = NULL;
+    }
+}
+
+static void node_free(tg_node *n)
+{
+    for (int i = 0; i < n->n_inputs; i++) {
+        if (n->next[i].node)
+            tg_node_release(n->next[i].node);
+        tg_release(n->next[i].leaf);
+    }
+    tg_node_drop_saved(n);
+    tg_release(n->gacc);
+    n->next_free = free_nodes;
+    free_nodes = n;
+}
+
+void tg_node_release(tg_node *n)
+{
+    if (!n || --n->refcount > 0)
+        return;
+    n->next_free = pending_release;
+    pending_release = n;
+    if (draining)
+        return; /* the outer call's loop will free it */
+    draining = true;
+    while (pending_release) {
+        tg_node *m = pending_release;
+        pending_release = m->next_free;
+        node_free(m);
+    }
+    draining = false;
+}
+
+bool tg_needs_graph(int n, tg_tensor *const *inputs)
+{
+    if (!tg_grad_enabled())
+        return false;
+    for (int i = 0; i < n; i++)
+        if (inputs[i] && inputs[i]->requires_grad)
+            return true;
+    return false;
+}
+
+tg_node *tg_record(const tg_node_ops *ops, tg_tensor *out, int n_inputs, tg_tensor *const *inputs)
+{
+    if (!tg_needs_graph(n_inputs, inputs))
+        return NULL;
+    tg_node *n = node_alloc();
+    if (!n) {
+        tg_set_error(TG_ENOMEM, "%s: out of memory recording the graph", ops->name);
+        return NULL;
+    }
+    n->ops = ops;
+    n->n_inputs = (int8_t)n_inputs;
+    for (int i = 0; i < n_inputs; i++) {
+        tg_tensor *in = inputs[i];
+        n->next[i] = (tg_edge){NULL, NULL};
+        n->in_ndim[i] = in->ndim;
+        memcpy(n->in_shape[i], in->shape, sizeof in->shape);
+        if (!in->requires_grad)
+            continue;
+        if (in->grad_fn) {
+            in->grad_fn->refcount++;
+            n->next[i].node = in->grad_fn;
+        } else {
+            in->refcount++;
+            n->next[i].leaf = in;
+        }
+    }
+    out->grad_fn = n;
+    out->requires_grad = true;
+    return n;
+}
+
+bool tg_save(tg_node *n, tg_tensor *t)
+{
+    t->refcount++;
+    n->saved[n->n_saved] = t;
+    n->saved_version[n->n_saved] = t->storage->version;
+    n->n_saved++;
+    return true;
+}
+
+bool tg_save_output(tg_node *n, tg_tensor *out)
+{
+    /* An alias header without grad_fn: the node must not own the tensor that owns the node. */
+    tg_tensor *alias = tg_view_of(out, out->ndim, out->shape, out->strides, out->offset);
+    if (!alias)
+        return false;
+    n->saved[n->n_saved] = alias;
+    n->saved_version[n->n_saved] = out->storage->version;
+    n->n_saved++;
+    return true;
+}
+
+/* ---- autograd-facing tensor API ---- */
+
+tg_tensor *tg_requires_grad_(tg_tensor *t, bool on)
+{
+    tg_clear_error();
+    if (!t) {
+        tg_set_error(TG_EINVAL, "tg_requires_grad_: tensor is NULL");
+        return NULL;
+    }
+    if (t->grad_fn) {
+        if (on)
+            return t; /* already requires grad through its graph */
+        tg_set_error(TG_EGRAPH,
+                     "tg_requires_grad_: you can only change requires_grad flags of leaf "
+                     "tensors (this one has grad_fn %s); use tg_detach",
+                     t->grad_fn->ops->name);
+        return NULL;
+    }
+    t->requires_grad = on;
+    return t;
+}
+
+bool tg_requires_grad(const tg_tensor *t) { return t && t->requires_grad; }
+
+bool tg_is_leaf(const tg_tensor *t) { return t && !t->grad_fn; }
+
+tg_tensor *tg_grad(const tg_tensor *t) { return t ? t->grad : NULL; }
+
+void tg_grad_reset(tg_tensor *t)
+{
+    if (!t)
+        return;
+    tg_release(t->grad);
+    t->grad = NULL;
+}
+
+const char *tg_grad_fn_name(const tg_tensor *t)
+{
+    return t && t->grad_fn ? t->grad_fn->ops->name : NULL;
+}
+
+tg_tensor *tg_detach(tg_tensor *t)
+{
+    TG_API_BEGIN;
+    if (!t) {
+        tg_set_error(TG_EINVAL, "tg_detach: tensor is NULL");
+        TG_API_RETURN(NULL);
+    }
+    TG_API_RETURN(tg_view_of(t, t->ndim, t->shape, t->strides, t->offset));
+}
+
+void tg_retain_grad(tg_tensor *t)
+{
+    tg_clear_error();
+    if (!t) {
+        tg_set_error(TG_EINVAL, "tg_retain_grad: tensor is NULL");
+        return;
+    }
+    if (!t->requires_grad) {
+        tg_set_error(TG_EGRAPH, "tg_retain_grad: can't retain_grad on a tensor that has "
+                                "requires_grad=False");
+        return;
+    }
+    if (!t->grad_fn)
+        return; /* leaves keep their grad anyway */
+    t->retains_grad = true;
+    t->grad_fn->retain_target = t;
+}

@@ -1,0 +1,19 @@
+/* Thread-local error status shared by every module. */
+#ifndef TG_CORE_ERROR_H
+#define TG_CORE_ERROR_H
+
+#include "tapegrad.h"
+
+/* Sets the thread's status and a printf-style message; returns s so callers can write
+ * `return tg_set_error(...)`. The message should name the function and the bad shapes/values. */
+tg_status tg_set_error(tg_status s, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 2, 3)))
+#endif
+    ;
+/* Marks the current call as successful (status TG_OK, message ""). */
+void tg_clear_error(void);
+/* Formats a shape as "[2, 3]" into buf (always NUL-terminated); returns buf. */
+const char *tg_shape_str(char *buf, size_t cap, int ndim, const int64_t *shape);
+
+#endif

@@ -1,0 +1,45 @@
+/* tg_repr / tg_print: PyTorch's repr, with the grad suffix PyTorch shows. */
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "../autograd/node.h"
+#include "repr.h"
+#include "tensor.h"
+
+char *tg_repr(const tg_tensor *t)
+{
+    tg_clear_error();
+    if (!t) {
+        tg_set_error(TG_EINVAL, "tg_repr: tensor is NULL");
+        return NULL;
+    }
+    char suffix[96];
+    const char *sfx = NULL;
+    if (t->grad_fn) {
+        snprintf(suffix, sizeof suffix, "grad_fn=<%s>", t->grad_fn->ops->name);
+        sfx = suffix;
+    } else if (t->requires_grad) {
+        sfx = "requires_grad=True";
+    }
+    char *s = tg_format_tensor(t->ndim, t->shape, t->strides, tg_ptr(t), sfx);
+    if (!s)
+        tg_set_error(TG_ENOMEM, "tg_repr: out of memory");
+    return s;
+}
+
+int tg_print(const tg_tensor *t)
+{
+    char *s = tg_repr(t);
+    if (!s)
+        return -1;
+    int rc = puts(s) < 0 ? -1 : 0;
+    free(s);
+    return rc;
+}
+
+int tg_float_repr(double v, char *buf, size_t cap)
+{
+    if (!buf || cap == 0)
+        return -1;
+    return tg_format_py_float(v, buf, cap);
+}

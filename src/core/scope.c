@@ -1,0 +1,79 @@
+/* Scopes: every tensor handed to the user between tg_scope_begin and tg_scope_end is released at
+ * the end unless tg_keep takes it out. Only results crossing the public API boundary are
+ * tracked (tg_api_depth == 0), never the library's own temporaries. */
+#include <stdlib.h>
+
+#include "tensor.h"
+
+_Thread_local int tg_api_depth;
+
+typedef struct {
+    tg_tensor **items;
+    size_t len, cap;
+    size_t *marks; /* start index of each open scope */
+    size_t depth, marks_cap;
+} scope_stack;
+
+static _Thread_local scope_stack scopes;
+
+static bool grow(void **ptr, size_t *cap, size_t elem)
+{
+    size_t ncap = *cap ? *cap * 2 : 64;
+    void *p = realloc(*ptr, ncap * elem);
+    if (!p)
+        return false;
+    *ptr = p;
+    *cap = ncap;
+    return true;
+}
+
+tg_tensor *tg_api_leave(tg_tensor *t)
+{
+    if (--tg_api_depth > 0 || !t || scopes.depth == 0)
+        return t;
+    if (scopes.len == scopes.cap && !grow((void **)&scopes.items, &scopes.cap, sizeof(tg_tensor *))) {
+        /* Cannot track it: fail the call rather than leak silently. */
+        tg_release(t);
+        tg_set_error(TG_ENOMEM, "tg_scope: out of memory tracking a result");
+        return NULL;
+    }
+    scopes.items[scopes.len++] = t;
+    return t;
+}
+
+void tg_scope_begin(void)
+{
+    if (scopes.depth == scopes.marks_cap &&
+        !grow((void **)&scopes.marks, &scopes.marks_cap, sizeof(size_t))) {
+        tg_set_error(TG_ENOMEM, "tg_scope_begin: out of memory");
+        return;
+    }
+    scopes.marks[scopes.depth++] = scopes.len;
+}
+
+void tg_scope_end(void)
+{
+    if (scopes.depth == 0) {
+        tg_set_error(TG_EINVAL, "tg_scope_end: no open scope");
+        return;
+    }
+    size_t start = scopes.marks[--scopes.depth];
+    /* Newest first, so results are dropped before the inputs they were computed from. */
+    while (scopes.len > start) {
+        tg_tensor *t = scopes.items[--scopes.len];
+        tg_release(t);
+    }
+}
+
+tg_tensor *tg_keep(tg_tensor *t)
+{
+    if (!t)
+        return NULL;
+    for (size_t i = scopes.len; i > 0; i--) {
+        if (scopes.items[i - 1] == t) {
+            scopes.items[i - 1] = NULL; /* tg_release(NULL) is a no-op at scope end */
+            return t;
+        }
+    }
+    return t;
+}

@@ -1,0 +1,96 @@
+/* Internal tensor and storage layout, shared by core, autograd and ops (never by kernels). */
+#ifndef TG_CORE_TENSOR_H
+#define TG_CORE_TENSOR_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "error.h"
+#include "tapegrad.h"
+
+/* Storages of up to this many floats live inside the storage header itself, so a scalar tensor
+ * costs two free-list pops and no malloc. 16 floats = one cache line. */
+#define TG_SMALL_FLOATS 16
+
+typedef struct tg_storage {
+    float *data;         /* points at small[] or at a 64-byte aligned heap block */
+    int64_t capacity;    /* elements */
+    int32_t refcount;
+    uint32_t version;    /* bumped by in-place writes; saved tensors compare against it */
+    const char *last_writer; /* name of the last in-place op, for error messages */
+    struct tg_storage *next_free;
+    _Alignas(64) float small[TG_SMALL_FLOATS];
+} tg_storage;
+
+struct tg_node;
+
+struct tg_tensor {
+    tg_storage *storage;
+    int64_t offset; /* elements from storage->data to element [0, ..., 0] */
+    int64_t numel;
+    int32_t refcount;
+    int8_t ndim;
+    bool requires_grad; /* leaves: the user's flag; non-leaves: grad_fn != NULL */
+    bool retains_grad;
+    bool contiguous;    /* cached: row-major dense */
+    int64_t shape[TG_MAX_DIMS];
+    int64_t strides[TG_MAX_DIMS];
+    struct tg_tensor *grad;
+    struct tg_node *grad_fn;
+    struct tg_tensor *next_free;
+};
+
+/* ---- allocation (alloc.c) ---- */
+tg_storage *tg_storage_new(int64_t n);            /* uninitialized, refcount 1 */
+void tg_storage_release(tg_storage *s);
+tg_tensor *tg_tensor_header(void);                /* zeroed header, refcount 1, no storage */
+void tg_tensor_header_free(tg_tensor *t);
+
+/* ---- construction helpers (tensor.c) ---- */
+/* New contiguous tensor with fresh, uninitialized storage; NULL + error on bad shape or OOM. */
+tg_tensor *tg_new(int ndim, const int64_t *shape, const char *fn);
+/* New header viewing t's storage with the given geometry (storage retained). */
+tg_tensor *tg_view_of(const tg_tensor *t, int ndim, const int64_t *shape, const int64_t *strides,
+                      int64_t offset);
+void tg_set_contiguous_strides(tg_tensor *t);
+bool tg_compute_contiguous(const tg_tensor *t);
+/* Pointer to element [0,...,0]. */
+static inline float *tg_ptr(const tg_tensor *t) { return t->storage->data + t->offset; }
+/* Bumps the storage version after an in-place write by op `name`. */
+void tg_bump_version(tg_tensor *t, const char *name);
+/* Validates a shape (ndim range, non-negative sizes) and returns its element count, or -1. */
+int64_t tg_check_shape(int ndim, const int64_t *shape, const char *fn);
+bool tg_same_shape(const tg_tensor *a, const tg_tensor *b);
+/* Copies src into dst element by element; same shape, any strides (no graph). */
+void tg_copy_strided(tg_tensor *dst, const tg_tensor *src);
+/* Contiguous copy of any tensor (no graph); a new reference. */
+tg_tensor *tg_contiguous_copy(const tg_tensor *t);
+/* t itself (retained) if contiguous, else a contiguous copy (no graph). */
+tg_tensor *tg_as_contiguous(tg_tensor *t);
+/* Final free of a tensor whose refcount reached 0 (graph release is iterative). */
+void tg_tensor_destroy(tg_tensor *t);
+
+/* ---- API boundary (scope.c): scopes track results handed to the user, never internals ---- */
+extern _Thread_local int tg_api_depth;
+static inline void tg_api_enter(void)
+{
+    if (tg_api_depth++ == 0)
+        tg_clear_error();
+}
+tg_tensor *tg_api_leave(tg_tensor *t);
+#define TG_API_BEGIN tg_api_enter()
+#define TG_API_RETURN(expr)                                                                 \
+    do {                                                                                    \
+        tg_tensor *tg_api_result_ = (expr);                                                 \
+        return tg_api_leave(tg_api_result_);                                                \
+    } while (0)
+
+/* ---- strided iteration (iter.c) ---- */
+/* Calls fn once per innermost run of an N-d walk over `shape` with nops operands, after
+ * collapsing dimensions that are contiguous for every operand. p[k] points at operand k's first
+ * element of the run and s[k] is its stride (in elements) inside the run. */
+typedef void (*tg_run_fn)(void *ctx, float *const *p, const int64_t *s, int64_t n);
+void tg_iter(int nops, int ndim, const int64_t *shape, float *const *base,
+             const int64_t *const *strides, tg_run_fn fn, void *ctx);
+
+#endif

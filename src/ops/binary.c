@@ -1,0 +1,287 @@
+/* Elementwise two-input ops with NumPy broadcasting. Broadcast patterns reach the kernels as
+ * whole runs (vector-vector, vector-scalar, scalar-vector) through the N-d iterator, so a row or
+ * column broadcast never degrades to a per-element loop. */
+#include <math.h>
+
+#include "ops.h"
+
+typedef enum { OP_ADD, OP_SUB, OP_MUL, OP_DIV, OP_POW } binop;
+
+static const char *const FN_NAME[] = {"tg_add", "tg_sub", "tg_mul", "tg_div", "tg_pow"};
+
+static tg_binary_vv_fn vv_kernel(binop op)
+{
+    const tg_kernels *k = tg_kern();
+    tg_binary_vv_fn f[] = {k->add_vv, k->sub_vv, k->mul_vv, k->div_vv, k->pow_vv};
+    return f[op];
+}
+
+/* y = a op b where b is one value. */
+static void run_vs(binop op, const float *a, float b, float *y, int64_t n)
+{
+    const tg_kernels *k = tg_kern();
+    switch (op) {
+    case OP_ADD: k->add_vs(a, b, y, n); break;
+    case OP_SUB: k->add_vs(a, -b, y, n); break; /* a - b == a + (-b) exactly in IEEE 754 */
+    case OP_MUL: k->mul_vs(a, b, y, n); break;
+    case OP_DIV: k->div_vs(a, b, y, n); break;
+    case OP_POW: k->pow_vs(a, b, y, n); break;
+    }
+}
+
+/* y = a op b where a is one value. */
+static void run_sv(binop op, float a, const float *b, float *y, int64_t n)
+{
+    const tg_kernels *k = tg_kern();
+    switch (op) {
+    case OP_ADD: k->add_vs(b, a, y, n); break;
+    case OP_SUB: k->sub_sv(a, b, y, n); break;
+    case OP_MUL: k->mul_vs(b, a, y, n); break;
+    case OP_DIV: k->div_sv(a, b, y, n); break;
+    case OP_POW: k->pow_sv(a, b, y, n); break;
+    }
+}
+
+/* One run of the N-d walk: p[0] = out (stride 1), p[1] = a, p[2] = b. */
+static void binary_run(void *ctx, float *const *p, const int64_t *s, int64_t n)
+{
+    binop op = *(const binop *)ctx;
+    if (s[1] == 1 && s[2] == 1)
+        vv_kernel(op)(p[1], p[2], p[0], n);
+    else if (s[1] == 1 && s[2] == 0)
+        run_vs(op, p[1], p[2][0], p[0], n);
+    else if (s[1] == 0 && s[2] == 1)
+        run_sv(op, p[1][0], p[2], p[0], n);
+    else
+        for (int64_t i = 0; i < n; i++)
+            run_vs(op, p[1] + i * s[1], p[2][i * s[2]], p[0] + i * s[0], 1);
+}
+
+/* Forward only: a new tensor of the broadcast shape, no graph. */
+static tg_tensor *binary_forward(binop op, tg_tensor *a, tg_tensor *b)
+{
+    int ndim;
+    int64_t shape[TG_MAX_DIMS];
+    if (!tg_broadcast_shape(a, b, &ndim, shape, FN_NAME[op]))
+        return NULL;
+    tg_tensor *out = tg_new(ndim, shape, FN_NAME[op]);
+    if (!out)
+        return NULL;
+    if (a->contiguous && b->contiguous && a->numel == out->numel && b->numel == out->numel) {
+        vv_kernel(op)(tg_ptr(a), tg_ptr(b), tg_ptr(out), out->numel);
+    } else if (a->contiguous && a->numel == out->numel && b->numel == 1) {
+        run_vs(op, tg_ptr(a), tg_ptr(b)[0], tg_ptr(out), out->numel);
+    } else if (b->contiguous && b->numel == out->numel && a->numel == 1) {
+        run_sv(op, tg_ptr(a)[0], tg_ptr(b), tg_ptr(out), out->numel);
+    } else {
+        int64_t sa[TG_MAX_DIMS], sb[TG_MAX_DIMS];
+        tg_broadcast_strides(a, ndim, shape, sa);
+        tg_broadcast_strides(b, ndim, shape, sb);
+        float *base[3] = {tg_ptr(out), tg_ptr(a), tg_ptr(b)};
+        const int64_t *strides[3] = {out->strides, sa, sb};
+        tg_iter(3, ndim, shape, base, strides, binary_run, &op);
+    }
+    return out;
+}
+
+/* ---- backward rules (run with grad mode off; every result reduced to its input's shape) ---- */
+
+static tg_status set_grad(tg_node *n, int i, tg_tensor *full, tg_tensor **gin)
+{
+    if (!full)
+        return tg_last_status();
+    gin[i] = tg_reduce_to_input(n, i, full);
+    tg_release(full);
+    return gin[i] ? TG_OK : tg_last_status();
+}
+
+static tg_status add_backward(tg_node *n, tg_tensor *g, const bool *needs, tg_tensor **gin)
+{
+    tg_status st = TG_OK;
+    for (int i = 0; i < n->n_inputs && st == TG_OK; i++)
+        if (needs[i])
+            st = set_grad(n, i, tg_retain(g), gin);
+    return st;
+}
+
+static tg_status sub_backward(tg_node *n, tg_tensor *g, const bool *needs, tg_tensor **gin)
+{
+    tg_status st = TG_OK;
+    if (needs[0])
+        st = set_grad(n, 0, tg_retain(g), gin);
+    if (needs[1] && st == TG_OK)
+        st = set_grad(n, 1, tg_neg(g), gin);
+    return st;
+}
+
+static tg_status mul_backward(tg_node *n, tg_tensor *g, const bool *needs, tg_tensor **gin)
+{
+    tg_status st = TG_OK;
+    if (needs[0])
+        st = set_grad(n, 0, tg_mul(g, n->saved[1]), gin);
+    if (needs[1] && st == TG_OK)
+        st = set_grad(n, 1, tg_mul(g, n->saved[0]), gin);
+    return st;
+}
+
+static tg_status div_backward(tg_node *n, tg_tensor *g, const bool *needs, tg_tensor **gin)
+{
+    tg_tensor *a = n->saved[0], *b = n->saved[1];
+    tg_status st = TG_OK;
+    if (needs[0])
+        st = set_grad(n, 0, tg_div(g, b), gin);
+    if (needs[1] && st == TG_OK) {
+        /* -g * ((a / b) / b), PyTorch's order of operations */
+        tg_tensor *q = tg_div(a, b), *q2 = tg_div(q, b), *ng = tg_neg(g);
+        st = set_grad(n, 1, tg_mul(ng, q2), gin);
+        tg_release(q), tg_release(q2), tg_release(ng);
+    }
+    return st;
+}
+
+static tg_tensor *pow_exponent_grad(tg_tensor *a, tg_tensor *b, tg_tensor *g);
+
+static tg_status pow_backward(tg_node *n, tg_tensor *g, const bool *needs, tg_tensor **gin)
+{
+    tg_tensor *a = n->saved[0], *b = n->saved[1];
+    tg_status st = TG_OK;
+    if (needs[0]) {
+        /* g * b * a^(b - 1) */
+        tg_tensor *bm1 = tg_add_scalar(b, -1.0f), *p = tg_pow(a, bm1), *bp = tg_mul(b, p);
+        st = set_grad(n, 0, tg_mul(g, bp), gin);
+        tg_release(bm1), tg_release(p), tg_release(bp);
+    }
+    if (needs[1] && st == TG_OK)
+        st = set_grad(n, 1, pow_exponent_grad(a, b, g), gin);
+    return st;
+}
+
+/* g * a^b * log(a), with 0 where a == 0 and b >= 0 (the limit), as PyTorch defines it. */
+static tg_tensor *pow_exponent_grad(tg_tensor *a, tg_tensor *b, tg_tensor *g)
+{
+    tg_tensor *p = tg_pow(a, b), *la = tg_log(a), *t = tg_mul(p, la);
+    tg_tensor *r = tg_mul(g, t);
+    tg_release(p), tg_release(la), tg_release(t);
+    if (!r)
+        return NULL;
+    /* Patch the a == 0, b >= 0 entries. r has the broadcast shape; walk it with a and b. */
+    tg_tensor *ac = tg_expand(a, r->ndim, r->shape), *bc = tg_expand(b, r->ndim, r->shape);
+    tg_tensor *ad = ac ? tg_contiguous(ac) : NULL, *bd = bc ? tg_contiguous(bc) : NULL;
+    if (ad && bd) {
+        float *rp = tg_ptr(r);
+        const float *ap = tg_ptr(ad), *bp = tg_ptr(bd);
+        for (int64_t i = 0; i < r->numel; i++)
+            if (ap[i] == 0.0f && bp[i] >= 0.0f)
+                rp[i] = 0.0f;
+    } else {
+        tg_release(r);
+        r = NULL;
+    }
+    tg_release(ac), tg_release(bc), tg_release(ad), tg_release(bd);
+    return r;
+}
+
+static const tg_node_ops NODE_OPS[] = {
+    {"AddBackward0", add_backward}, {"SubBackward0", sub_backward},
+    {"MulBackward0", mul_backward}, {"DivBackward0", div_backward},
+    {"PowBackward1", pow_backward},
+};
+
+static tg_tensor *binary(binop op, tg_tensor *a, tg_tensor *b)
+{
+    TG_API_BEGIN;
+    if (!a || !b)
+        TG_API_RETURN(tg_null_arg(FN_NAME[op]));
+    tg_tensor *out = binary_forward(op, a, b);
+    if (!out)
+        TG_API_RETURN(NULL);
+    tg_tensor *in[2] = {a, b};
+    tg_node *node = tg_record(&NODE_OPS[op], out, 2, in);
+    if (node && op >= OP_MUL) {
+        tg_save(node, a);
+        tg_save(node, b);
+    }
+    TG_API_RETURN(out);
+}
+
+tg_tensor *tg_add(tg_tensor *a, tg_tensor *b) { return binary(OP_ADD, a, b); }
+tg_tensor *tg_sub(tg_tensor *a, tg_tensor *b) { return binary(OP_SUB, a, b); }
+tg_tensor *tg_mul(tg_tensor *a, tg_tensor *b) { return binary(OP_MUL, a, b); }
+tg_tensor *tg_div(tg_tensor *a, tg_tensor *b) { return binary(OP_DIV, a, b); }
+tg_tensor *tg_pow(tg_tensor *a, tg_tensor *b) { return binary(OP_POW, a, b); }
+
+/* ---- tensor-scalar forms: the scalar is a node parameter, not a saved tensor ---- */
+
+static tg_status add_scalar_backward(tg_node *n, tg_tensor *g, const bool *needs, tg_tensor **gin)
+{
+    (void)n, (void)needs;
+    gin[0] = tg_retain(g);
+    return TG_OK;
+}
+
+static tg_status mul_scalar_backward(tg_node *n, tg_tensor *g, const bool *needs, tg_tensor **gin)
+{
+    (void)needs;
+    gin[0] = tg_mul_scalar(g, n->fargs[0]);
+    return gin[0] ? TG_OK : tg_last_status();
+}
+
+static tg_status rsub_backward(tg_node *n, tg_tensor *g, const bool *needs, tg_tensor **gin)
+{
+    (void)n, (void)needs;
+    gin[0] = tg_neg(g);
+    return gin[0] ? TG_OK : tg_last_status();
+}
+
+static const tg_node_ops ADD_SCALAR = {"AddBackward0", add_scalar_backward};
+static const tg_node_ops MUL_SCALAR = {"MulBackward0", mul_scalar_backward};
+static const tg_node_ops RSUB_SCALAR = {"RsubBackward1", rsub_backward};
+
+static tg_tensor *scalar_op(const tg_node_ops *ops, const char *fn, tg_tensor *a, float s,
+                            void (*run)(const tg_tensor *x, float s, tg_tensor *out))
+{
+    TG_API_BEGIN;
+    if (!a)
+        TG_API_RETURN(tg_null_arg(fn));
+    tg_tensor *x = tg_as_contiguous(a);
+    tg_tensor *out = x ? tg_new(x->ndim, x->shape, fn) : NULL;
+    if (out)
+        run(x, s, out);
+    tg_release(x);
+    if (out) {
+        tg_node *node = tg_record(ops, out, 1, &a);
+        if (node)
+            node->fargs[0] = s;
+    }
+    TG_API_RETURN(out);
+}
+
+static void run_add(const tg_tensor *x, float s, tg_tensor *out)
+{
+    tg_kern()->add_vs(tg_ptr(x), s, tg_ptr(out), x->numel);
+}
+
+static void run_mul(const tg_tensor *x, float s, tg_tensor *out)
+{
+    tg_kern()->mul_vs(tg_ptr(x), s, tg_ptr(out), x->numel);
+}
+
+static void run_rsub(const tg_tensor *x, float s, tg_tensor *out)
+{
+    tg_kern()->sub_sv(s, tg_ptr(x), tg_ptr(out), x->numel);
+}
+
+tg_tensor *tg_add_scalar(tg_tensor *a, float s)
+{
+    return scalar_op(&ADD_SCALAR, "tg_add_scalar", a, s, run_add);
+}
+
+tg_tensor *tg_mul_scalar(tg_tensor *a, float s)
+{
+    return scalar_op(&MUL_SCALAR, "tg_mul_scalar", a, s, run_mul);
+}
+
+tg_tensor *tg_rsub_scalar(float s, tg_tensor *a)
+{
+    return scalar_op(&RSUB_SCALAR, "tg_rsub_scalar", a, s, run_rsub);
+}

@@ -1,0 +1,123 @@
+/* In-place updates. They are not recorded in the graph, so they bump the storage version: a
+ * backward that saved the old values then fails loudly instead of using the new ones. */
+#include "ops.h"
+
+/* In-place writes to a tensor that requires grad would silently bypass the graph. */
+static bool writable(tg_tensor *t, const char *fn)
+{
+    tg_clear_error();
+    if (!t) {
+        tg_set_error(TG_EINVAL, "%s: tensor is NULL", fn);
+        return false;
+    }
+    if (t->requires_grad && tg_grad_enabled()) {
+        tg_set_error(TG_EGRAPH,
+                     "%s: a %s that requires grad is being used in an in-place operation; "
+                     "run it under TG_NO_GRAD (or on tg_detach(t))",
+                     fn, t->grad_fn ? "tensor" : "leaf tensor");
+        return false;
+    }
+    return true;
+}
+
+typedef struct {
+    float a;
+    int kind; /* 0 fill, 1 scale, 2 axpy */
+} inplace_ctx;
+
+static void inplace_run(void *ctx, float *const *p, const int64_t *s, int64_t n)
+{
+    const inplace_ctx *c = ctx;
+    const tg_kernels *k = tg_kern();
+    if (s[0] == 1 && (c->kind != 2 || s[1] == 1)) {
+        if (c->kind == 0)
+            k->fill(p[0], c->a, n);
+        else if (c->kind == 1)
+            k->mul_vs(p[0], c->a, p[0], n);
+        else
+            k->axpy(c->a, p[1], p[0], n);
+        return;
+    }
+    for (int64_t i = 0; i < n; i++) {
+        float *y = p[0] + i * s[0];
+        if (c->kind == 0)
+            *y = c->a;
+        else if (c->kind == 1)
+            *y *= c->a;
+        else
+            *y += c->a * p[1][i * s[1]];
+    }
+}
+
+/* Applies the update over t's (possibly strided) elements; x is broadcast to t's shape. */
+static tg_tensor *apply(tg_tensor *t, tg_tensor *x, inplace_ctx c, const char *fn)
+{
+    int64_t xs[TG_MAX_DIMS];
+    float *base[2] = {tg_ptr(t), x ? tg_ptr(x) : tg_ptr(t)};
+    const int64_t *strides[2] = {t->strides, x ? xs : t->strides};
+    if (x) {
+        int nd;
+        int64_t shape[TG_MAX_DIMS];
+        if (!tg_broadcast_shape(t, x, &nd, shape, fn))
+            return NULL;
+        if (nd != t->ndim || tg_check_shape(nd, shape, fn) != t->numel) {
+            char a[160], b[160];
+            tg_set_error(TG_ESHAPE, "%s: shape %s cannot be broadcast to the output shape %s", fn,
+                         tg_shape_str(b, sizeof b, x->ndim, x->shape),
+                         tg_shape_str(a, sizeof a, t->ndim, t->shape));
+            return NULL;
+        }
+        tg_broadcast_strides(x, t->ndim, t->shape, xs);
+    }
+    tg_iter(2, t->ndim, t->shape, base, strides, inplace_run, &c);
+    tg_bump_version(t, fn);
+    return t;
+}
+
+tg_tensor *tg_fill_(tg_tensor *t, float v)
+{
+    if (!writable(t, "tg_fill_"))
+        return NULL;
+    return apply(t, NULL, (inplace_ctx){v, 0}, "tg_fill_");
+}
+
+tg_tensor *tg_zero_(tg_tensor *t)
+{
+    if (!writable(t, "tg_zero_"))
+        return NULL;
+    return apply(t, NULL, (inplace_ctx){0.0f, 0}, "tg_zero_");
+}
+
+tg_tensor *tg_mul_scalar_(tg_tensor *t, float s)
+{
+    if (!writable(t, "tg_mul_scalar_"))
+        return NULL;
+    return apply(t, NULL, (inplace_ctx){s, 1}, "tg_mul_scalar_");
+}
+
+tg_tensor *tg_axpy_(tg_tensor *t, float alpha, tg_tensor *x)
+{
+    if (!writable(t, "tg_axpy_"))
+        return NULL;
+    if (!x) {
+        tg_set_error(TG_EINVAL, "tg_axpy_: x is NULL");
+        return NULL;
+    }
+    /* x may share memory with t (t += a*t): read it from a copy then. */
+    tg_tensor *src = x->storage == t->storage ? tg_contiguous_copy(x) : tg_retain(x);
+    tg_tensor *r = src ? apply(t, src, (inplace_ctx){alpha, 2}, "tg_axpy_") : NULL;
+    tg_release(src);
+    return r;
+}
+
+tg_tensor *tg_add_(tg_tensor *t, tg_tensor *other)
+{
+    if (!t || !other) {
+        tg_set_error(TG_EINVAL, "tg_add_: a tensor argument is NULL");
+        return NULL;
+    }
+    tg_tensor *r = tg_axpy_(t, 1.0f, other);
+    if (r)
+        t->storage->last_writer = "tg_add_";
+    return r;
+}

@@ -1,0 +1,266 @@
+/* Losses, each one node with PyTorch's name: binary cross-entropy on probabilities, the stable
+ * fused form on logits, and mean squared error. */
+#include <math.h>
+
+#include "ops.h"
+
+static bool check_reduction(tg_reduction r, const char *fn)
+{
+    if ((unsigned)r <= TG_REDUCE_NONE)
+        return true;
+    tg_set_error(TG_EINVAL, "%s: unknown reduction %d", fn, (int)r);
+    return false;
+}
+
+static bool check_same_shape(const tg_tensor *a, const tg_tensor *b, const char *fn)
+{
+    if (tg_same_shape(a, b))
+        return true;
+    char x[160], y[160];
+    tg_set_error(TG_ESHAPE, "%s: target shape %s must match input shape %s", fn,
+                 tg_shape_str(y, sizeof y, b->ndim, b->shape),
+                 tg_shape_str(x, sizeof x, a->ndim, a->shape));
+    return false;
+}
+
+static bool check_target_no_grad(const tg_tensor *t, const char *fn)
+{
+    if (!(t->requires_grad && tg_grad_enabled()))
+        return true;
+    tg_set_error(TG_EUNSUPPORTED, "%s: the derivative for 'target' is not implemented", fn);
+    return false;
+}
+
+/* Reduces an elementwise loss (consumed) to the requested form. */
+static tg_tensor *reduce_loss(tg_tensor *elem, tg_reduction r, const char *fn)
+{
+    if (!elem || r == TG_REDUCE_NONE)
+        return elem;
+    tg_tensor *out = tg_new(0, NULL, fn);
+    if (out) {
+        float s = tg_kern()->sum(tg_ptr(elem), elem->numel);
+        tg_ptr(out)[0] = r == TG_REDUCE_MEAN ? s / (float)elem->numel : s;
+    }
+    tg_release(elem);
+    return out;
+}
+
+/* Multiplies the elementwise derivative d (consumed, contiguous, input-shaped) by the incoming
+ * gradient: g itself for 'none', g / n for 'mean', g for 'sum'. */
+static tg_tensor *chain(tg_tensor *d, tg_tensor *g, tg_reduction r)
+{
+    if (!d)
+        return NULL;
+    const tg_kernels *k = tg_kern();
+    if (r == TG_REDUCE_NONE) {
+        k->mul_vv(tg_ptr(d), tg_ptr(g), tg_ptr(d), d->numel);
+    } else {
+        float gv = tg_ptr(g)[0];
+        if (r == TG_REDUCE_MEAN)
+            gv /= (float)d->numel;
+        k->mul_vs(tg_ptr(d), gv, tg_ptr(d), d->numel);
+    }
+    return d;
+}
+
+/* ---- binary cross-entropy on probabilities ---- */
+
+static tg_status bce_backward(tg_node *n, tg_tensor *g, const bool *needs, tg_tensor **gin)
+{
+    (void)needs;
+    tg_tensor *p = tg_as_contiguous(n->saved[0]), *t = tg_as_contiguous(n->saved[1]);
+    tg_tensor *d = p && t ? tg_new(p->ndim, p->shape, "BinaryCrossEntropyBackward0") : NULL;
+    if (d) {
+        const float *pp = tg_ptr(p), *tp = tg_ptr(t);
+        float *dp = tg_ptr(d);
+        /* (p - t) / max((1 - p) p, 1e-12): PyTorch's clamp keeps the gradient finite at 0, 1 */
+        for (int64_t i = 0; i < d->numel; i++)
+            dp[i] = (pp[i] - tp[i]) / fmaxf((1.0f - pp[i]) * pp[i], 1e-12f);
+    }
+    tg_release(p), tg_release(t);
+    gin[0] = chain(d, g, (tg_reduction)n->iargs[0]);
+    return gin[0] ? TG_OK : tg_last_status();
+}
+
+static const tg_node_ops BCE = {"BinaryCrossEntropyBackward0", bce_backward};
+
+static tg_tensor *bce_elementwise(tg_tensor *pred, tg_tensor *target)
+{
+    tg_tensor *p = tg_as_contiguous(pred), *t = tg_as_contiguous(target);
+    tg_tensor *l = p && t ? tg_new(p->ndim, p->shape, "tg_binary_cross_entropy") : NULL;
+    for (int64_t i = 0; l && i < l->numel; i++) {
+        float pv = tg_ptr(p)[i], tv = tg_ptr(t)[i];
+        if (!(pv >= 0.0f && pv <= 1.0f)) {
+            tg_set_error(TG_EINVAL,
+                         "tg_binary_cross_entropy: all elements of input should be between 0 "
+                         "and 1 (element %lld is %g)",
+                         (long long)i, pv);
+            tg_release(l);
+            l = NULL;
+            break;
+        }
+        /* each log is clamped at -100 so a 0 or 1 prediction gives a finite loss */
+        float lp = fmaxf(logf(pv), -100.0f), lq = fmaxf(logf(1.0f - pv), -100.0f);
+        tg_ptr(l)[i] = -(tv * lp + (1.0f - tv) * lq);
+    }
+    tg_release(p), tg_release(t);
+    return l;
+}
+
+tg_tensor *tg_binary_cross_entropy(tg_tensor *pred, tg_tensor *target, tg_reduction r)
+{
+    const char *fn = "tg_binary_cross_entropy";
+    TG_API_BEGIN;
+    if (!pred || !target)
+        TG_API_RETURN(tg_null_arg(fn));
+    if (!check_reduction(r, fn) || !check_same_shape(pred, target, fn) ||
+        !check_target_no_grad(target, fn))
+        TG_API_RETURN(NULL);
+    tg_tensor *out = reduce_loss(bce_elementwise(pred, target), r, fn);
+    tg_tensor *in[2] = {pred, target};
+    tg_node *node = out ? tg_record(&BCE, out, 2, in) : NULL;
+    if (node) {
+        node->iargs[0] = r;
+        tg_save(node, pred);
+        tg_save(node, target);
+    }
+    TG_API_RETURN(out);
+}
+
+/* ---- binary cross-entropy on logits ---- */
+
+/* Elementwise loss and d(loss)/d(logit) for a scalar (or absent) pos_weight, in one pass. */
+static bool bce_logits_fused(tg_tensor *z, tg_tensor *t, float pw, tg_tensor **loss, tg_tensor **dz)
+{
+    tg_tensor *zc = tg_as_contiguous(z), *tc = tg_as_contiguous(t);
+    *loss = zc && tc ? tg_new(z->ndim, z->shape, "tg_bce_with_logits") : NULL;
+    *dz = *loss ? tg_new(z->ndim, z->shape, "tg_bce_with_logits") : NULL;
+    if (*dz)
+        tg_kern()->bce_logits(tg_ptr(zc), tg_ptr(tc), tg_ptr(*loss), tg_ptr(*dz), z->numel, pw);
+    tg_release(zc), tg_release(tc);
+    if (!*dz) {
+        tg_release(*loss);
+        *loss = NULL;
+        return false;
+    }
+    return true;
+}
+
+/* The general pos_weight (broadcast against the target) through tensor ops:
+ * loss = (1 - t) z + (1 + (pw - 1) t) softplus(-z), d/dz = (pw t + 1 - t) s(z) - pw t. */
+static bool bce_logits_general(tg_tensor *z, tg_tensor *t, tg_tensor *pw, tg_tensor **loss,
+                               tg_tensor **dz)
+{
+    bool prev = tg_set_grad_enabled(false);
+    tg_tensor *one_m_t = tg_rsub_scalar(1.0f, t);
+    tg_tensor *pwt = tg_mul(pw, t);
+    tg_tensor *w = tg_add(pwt, one_m_t); /* pw t + 1 - t */
+    tg_tensor *zero = tg_zeros(z->ndim, z->shape);
+    tg_tensor *ones = tg_ones(z->ndim, z->shape);
+    tg_tensor *spn = NULL, *sig = NULL;
+    if (zero && ones) {
+        /* softplus(-z) and sigmoid(z) from the fused kernel with t = 0, pw = 1 */
+        bce_logits_fused(z, zero, 1.0f, &spn, &sig); /* loss(t=0) = softplus(z) */
+    }
+    tg_tensor *spm = spn ? tg_sub(spn, z) : NULL; /* softplus(-z) = softplus(z) - z */
+    tg_tensor *a = tg_mul(one_m_t, z), *b = tg_mul(w, spm);
+    *loss = a && b ? tg_add(a, b) : NULL;
+    tg_tensor *ws = tg_mul(w, sig);
+    *dz = ws ? tg_sub(ws, pwt) : NULL;
+    tg_release(one_m_t), tg_release(pwt), tg_release(w), tg_release(zero), tg_release(ones);
+    tg_release(spn), tg_release(sig), tg_release(spm), tg_release(a), tg_release(b), tg_release(ws);
+    tg_set_grad_enabled(prev);
+    if (*loss && *dz && tg_same_shape(*loss, z))
+        return true;
+    if (*loss && !tg_same_shape(*loss, z)) {
+        char x[160], y[160];
+        tg_set_error(TG_ESHAPE, "tg_bce_with_logits: pos_weight %s does not broadcast to input %s",
+                     tg_shape_str(x, sizeof x, pw->ndim, pw->shape),
+                     tg_shape_str(y, sizeof y, z->ndim, z->shape));
+    }
+    tg_release(*loss), tg_release(*dz);
+    *loss = *dz = NULL;
+    return false;
+}
+
+static tg_status bce_logits_backward(tg_node *n, tg_tensor *g, const bool *needs, tg_tensor **gin)
+{
+    (void)needs;
+    /* the derivative was computed in the forward pass and saved */
+    tg_tensor *d = tg_contiguous_copy(n->saved[0]);
+    gin[0] = chain(d, g, (tg_reduction)n->iargs[0]);
+    return gin[0] ? TG_OK : tg_last_status();
+}
+
+static const tg_node_ops BCE_LOGITS = {"BinaryCrossEntropyWithLogitsBackward0", bce_logits_backward};
+
+tg_tensor *tg_bce_with_logits(tg_tensor *logits, tg_tensor *target, tg_tensor *pos_weight,
+                              tg_reduction r)
+{
+    const char *fn = "tg_bce_with_logits";
+    TG_API_BEGIN;
+    if (!logits || !target)
+        TG_API_RETURN(tg_null_arg(fn));
+    if (!check_reduction(r, fn) || !check_same_shape(logits, target, fn) ||
+        !check_target_no_grad(target, fn) ||
+        (pos_weight && !check_target_no_grad(pos_weight, fn)))
+        TG_API_RETURN(NULL);
+    tg_tensor *loss = NULL, *dz = NULL;
+    bool ok = !pos_weight || pos_weight->numel == 1
+                  ? bce_logits_fused(logits, target, pos_weight ? tg_ptr(pos_weight)[0] : 1.0f,
+                                     &loss, &dz)
+                  : bce_logits_general(logits, target, pos_weight, &loss, &dz);
+    if (!ok)
+        TG_API_RETURN(NULL);
+    tg_tensor *out = reduce_loss(loss, r, fn);
+    tg_tensor *in[1] = {logits};
+    tg_node *node = out ? tg_record(&BCE_LOGITS, out, 1, in) : NULL;
+    if (node) {
+        node->iargs[0] = r;
+        tg_save(node, dz);
+    }
+    tg_release(dz);
+    TG_API_RETURN(out);
+}
+
+/* ---- mean squared error ---- */
+
+static tg_status mse_backward(tg_node *n, tg_tensor *g, const bool *needs, tg_tensor **gin)
+{
+    tg_tensor *diff = tg_sub(n->saved[0], n->saved[1]); /* contiguous, input-shaped */
+    if (!diff)
+        return tg_last_status();
+    tg_kern()->mul_vs(tg_ptr(diff), 2.0f, tg_ptr(diff), diff->numel);
+    tg_tensor *d = chain(diff, g, (tg_reduction)n->iargs[0]);
+    if (needs[1])
+        gin[1] = tg_neg(d);
+    gin[0] = needs[0] ? tg_retain(d) : NULL;
+    tg_release(d);
+    return (needs[1] && !gin[1]) ? tg_last_status() : TG_OK;
+}
+
+static const tg_node_ops MSE = {"MseLossBackward0", mse_backward};
+
+tg_tensor *tg_mse_loss(tg_tensor *pred, tg_tensor *target, tg_reduction r)
+{
+    const char *fn = "tg_mse_loss";
+    TG_API_BEGIN;
+    if (!pred || !target)
+        TG_API_RETURN(tg_null_arg(fn));
+    if (!check_reduction(r, fn) || !check_same_shape(pred, target, fn))
+        TG_API_RETURN(NULL);
+    bool prev = tg_set_grad_enabled(false);
+    tg_tensor *diff = tg_sub(pred, target);
+    tg_tensor *sq = diff ? tg_mul(diff, diff) : NULL;
+    tg_set_grad_enabled(prev);
+    tg_release(diff);
+    tg_tensor *out = reduce_loss(sq, r, fn);
+    tg_tensor *in[2] = {pred, target};
+    tg_node *node = out ? tg_record(&MSE, out, 2, in) : NULL;
+    if (node) {
+        node->iargs[0] = r;
+        tg_save(node, pred);
+        tg_save(node, target);
+    }
+    TG_API_RETURN(out);
+}

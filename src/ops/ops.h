@@ -1,0 +1,32 @@
+/* Helpers shared by the op modules: argument checks, broadcasting and reducing gradients back
+ * to an input's shape. */
+#ifndef TG_OPS_OPS_H
+#define TG_OPS_OPS_H
+
+#include "../../kernels/kernels.h"
+#include "../autograd/node.h"
+#include "../core/tensor.h"
+
+/* Sets "fn: argument is NULL" and returns NULL, for the NULL-in, NULL-out convention. The
+ * error of an earlier failed call is kept when it is what produced the NULL. */
+tg_tensor *tg_null_arg(const char *fn);
+
+/* Broadcast shape of a and b (NumPy rules); false + TG_ESHAPE error naming fn and both shapes. */
+bool tg_broadcast_shape(const tg_tensor *a, const tg_tensor *b, int *ndim, int64_t *shape,
+                        const char *fn);
+/* Strides that view t at the (broadcast) shape [ndim, shape]: 0 where t is broadcast. */
+void tg_broadcast_strides(const tg_tensor *t, int ndim, const int64_t *shape, int64_t *strides);
+
+/* Sums g over the dimensions that broadcasting added or stretched, giving a new tensor of
+ * exactly [ndim, shape] (g itself, retained, when shapes already agree). This is the one place
+ * broadcast gradients are reduced. */
+tg_tensor *tg_reduce_to(tg_tensor *g, int ndim, const int64_t *shape);
+/* tg_reduce_to for input i of node n. */
+tg_tensor *tg_reduce_to_input(const tg_node *n, int i, tg_tensor *g);
+
+/* Runs a unary kernel over n contiguous elements, split across threads when n is large. */
+void tg_run_unary(tg_unary_fn f, const float *x, float *y, int64_t n);
+/* Same for a backward kernel gx = f(v, gy). */
+void tg_run_unary_bwd(tg_unary_bwd_fn f, const float *v, const float *gy, float *gx, int64_t n);
+
+#endif

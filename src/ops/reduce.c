@@ -1,0 +1,154 @@
+/* Sums and means, over everything or along one dimension. */
+#include "ops.h"
+
+static int norm_dim(int dim, int ndim, const char *fn)
+{
+    int n = ndim ? ndim : 1; /* a 0-d tensor accepts dim 0 and -1, as PyTorch does */
+    if (dim < -n || dim >= n) {
+        tg_set_error(TG_EINVAL, "%s: dim %d is out of range for a %d-d tensor", fn, dim, ndim);
+        return -1;
+    }
+    return dim < 0 ? dim + n : dim;
+}
+
+/* ---- all elements ---- */
+
+/* d(sum)/dx = 1 everywhere: the gradient is g (times 1/n for mean) spread over the input. */
+static tg_status fill_backward(tg_node *n, tg_tensor *g, float scale, tg_tensor **gin)
+{
+    tg_tensor *gx = tg_new(n->in_ndim[0], n->in_shape[0], n->ops->name);
+    if (!gx)
+        return tg_last_status();
+    float v = tg_ptr(g)[0];
+    tg_kern()->fill(tg_ptr(gx), scale == 1.0f ? v : v / scale, gx->numel);
+    gin[0] = gx;
+    return TG_OK;
+}
+
+static tg_status sum_backward(tg_node *n, tg_tensor *g, const bool *needs, tg_tensor **gin)
+{
+    (void)needs;
+    return fill_backward(n, g, 1.0f, gin);
+}
+
+static tg_status mean_backward(tg_node *n, tg_tensor *g, const bool *needs, tg_tensor **gin)
+{
+    (void)needs;
+    return fill_backward(n, g, n->fargs[0], gin);
+}
+
+static const tg_node_ops SUM = {"SumBackward0", sum_backward};
+static const tg_node_ops MEAN = {"MeanBackward0", mean_backward};
+
+static tg_tensor *reduce_all(tg_tensor *a, bool mean, const char *fn)
+{
+    TG_API_BEGIN;
+    if (!a)
+        TG_API_RETURN(tg_null_arg(fn));
+    tg_tensor *x = tg_as_contiguous(a);
+    tg_tensor *out = x ? tg_new(0, NULL, fn) : NULL;
+    if (out) {
+        float s = tg_kern()->sum(tg_ptr(x), x->numel);
+        /* mean of an empty tensor is NaN (0/0), as in PyTorch */
+        tg_ptr(out)[0] = mean ? s / (float)x->numel : s;
+    }
+    tg_release(x);
+    if (out) {
+        tg_node *node = tg_record(mean ? &MEAN : &SUM, out, 1, &a);
+        if (node)
+            node->fargs[0] = (float)a->numel;
+    }
+    TG_API_RETURN(out);
+}
+
+tg_tensor *tg_sum(tg_tensor *a) { return reduce_all(a, false, "tg_sum"); }
+tg_tensor *tg_mean(tg_tensor *a) { return reduce_all(a, true, "tg_mean"); }
+
+/* ---- along one dimension ---- */
+
+/* Sums x (contiguous, viewed as [outer, len, inner]) over the middle axis into out. */
+static void sum_middle(const float *x, float *out, int64_t outer, int64_t len, int64_t inner)
+{
+    const tg_kernels *k = tg_kern();
+    for (int64_t o = 0; o < outer; o++) {
+        const float *xo = x + o * len * inner;
+        float *yo = out + o * inner;
+        if (inner == 1) {
+            yo[0] = k->sum(xo, len);
+            continue;
+        }
+        k->fill(yo, 0.0f, inner);
+        for (int64_t j = 0; j < len; j++)
+            k->add_vv(yo, xo + j * inner, yo, inner);
+    }
+}
+
+static tg_status sum_dim_backward(tg_node *n, tg_tensor *g, const bool *needs, tg_tensor **gin)
+{
+    (void)needs;
+    int dim = (int)n->iargs[0];
+    int ndim = n->in_ndim[0];
+    /* View g with the summed dim as size 1 (keepdim) and spread it over the input. */
+    int64_t kshape[TG_MAX_DIMS];
+    for (int i = 0; i < ndim; i++)
+        kshape[i] = i == dim ? 1 : n->in_shape[0][i];
+    tg_tensor *gk = tg_reshape(g, ndim, kshape);
+    tg_tensor *e = gk ? tg_expand(gk, ndim, n->in_shape[0]) : NULL;
+    gin[0] = e ? tg_contiguous_copy(e) : NULL;
+    if (gin[0] && n->fargs[0] != 1.0f) /* mean: g / len, PyTorch's division */
+        tg_kern()->div_vs(tg_ptr(gin[0]), n->fargs[0], tg_ptr(gin[0]), gin[0]->numel);
+    tg_release(gk), tg_release(e);
+    return gin[0] ? TG_OK : tg_last_status();
+}
+
+static const tg_node_ops SUM_DIM = {"SumBackward1", sum_dim_backward};
+static const tg_node_ops MEAN_DIM = {"MeanBackward1", sum_dim_backward};
+
+static tg_tensor *reduce_dim(tg_tensor *a, int dim, bool keepdim, bool mean, const char *fn)
+{
+    TG_API_BEGIN;
+    if (!a)
+        TG_API_RETURN(tg_null_arg(fn));
+    int d = norm_dim(dim, a->ndim, fn);
+    if (d < 0)
+        TG_API_RETURN(NULL);
+    if (a->ndim == 0) /* reducing a scalar over its only "dim" is the identity */
+        TG_API_RETURN(mean ? tg_mean(a) : tg_sum(a));
+    int64_t outer = 1, inner = 1, len = a->shape[d];
+    int64_t shape[TG_MAX_DIMS];
+    int on = 0;
+    for (int i = 0; i < a->ndim; i++) {
+        if (i < d)
+            outer *= a->shape[i];
+        if (i > d)
+            inner *= a->shape[i];
+        if (i != d || keepdim)
+            shape[on++] = i == d ? 1 : a->shape[i];
+    }
+    tg_tensor *x = tg_as_contiguous(a);
+    tg_tensor *out = x ? tg_new(on, shape, fn) : NULL;
+    if (out) {
+        sum_middle(tg_ptr(x), tg_ptr(out), outer, len, inner);
+        if (mean)
+            tg_kern()->div_vs(tg_ptr(out), (float)len, tg_ptr(out), out->numel);
+    }
+    tg_release(x);
+    if (out) {
+        tg_node *node = tg_record(mean ? &MEAN_DIM : &SUM_DIM, out, 1, &a);
+        if (node) {
+            node->iargs[0] = d;
+            node->fargs[0] = mean ? (float)len : 1.0f;
+        }
+    }
+    TG_API_RETURN(out);
+}
+
+tg_tensor *tg_sum_dim(tg_tensor *a, int dim, bool keepdim)
+{
+    return reduce_dim(a, dim, keepdim, false, "tg_sum_dim");
+}
+
+tg_tensor *tg_mean_dim(tg_tensor *a, int dim, bool keepdim)
+{
+    return reduce_dim(a, dim, keepdim, true, "tg_mean_dim");
+}

@@ -1,0 +1,209 @@
+/* Elementwise one-input ops: forward kernel, saved value, backward rule and grad_fn name sit
+ * together in one table row per op. */
+#include <math.h>
+#include <stddef.h>
+
+#include "ops.h"
+
+enum { SAVE_NONE, SAVE_INPUT, SAVE_OUTPUT };
+
+typedef struct {
+    tg_node_ops node; /* first: the node's ops pointer leads back to this row */
+    const char *fn;
+    size_t fwd;       /* offsetof(tg_kernels, ...) of the forward kernel */
+    size_t bwd;       /* offsetof(tg_kernels, ...) of the backward kernel, 0 = special */
+    int save;
+} unary_def;
+
+#define KERN(off, type) (*(const type *)((const char *)tg_kern() + (off)))
+
+static tg_status unary_backward(tg_node *n, tg_tensor *g, const bool *needs, tg_tensor **gin);
+static tg_status neg_backward(tg_node *n, tg_tensor *g, const bool *needs, tg_tensor **gin);
+static tg_status exp_backward(tg_node *n, tg_tensor *g, const bool *needs, tg_tensor **gin);
+static tg_status log_backward(tg_node *n, tg_tensor *g, const bool *needs, tg_tensor **gin);
+
+#define K(field) offsetof(tg_kernels, field)
+static const unary_def NEG = {{"NegBackward0", neg_backward}, "tg_neg", K(neg), 0, SAVE_NONE};
+static const unary_def EXP = {{"ExpBackward0", exp_backward}, "tg_exp", K(exp), 0, SAVE_OUTPUT};
+static const unary_def LOG = {{"LogBackward0", log_backward}, "tg_log", K(log), 0, SAVE_INPUT};
+static const unary_def SIN = {{"SinBackward0", unary_backward}, "tg_sin", K(sin), K(sin_bwd),
+                              SAVE_INPUT};
+static const unary_def COS = {{"CosBackward0", unary_backward}, "tg_cos", K(cos), K(cos_bwd),
+                              SAVE_INPUT};
+static const unary_def TANH = {{"TanhBackward0", unary_backward}, "tg_tanh", K(tanh),
+                               K(tanh_bwd), SAVE_OUTPUT};
+static const unary_def SIGMOID = {{"SigmoidBackward0", unary_backward}, "tg_sigmoid",
+                                  K(sigmoid), K(sigmoid_bwd), SAVE_INPUT};
+static const unary_def RELU = {{"ReluBackward0", unary_backward}, "tg_relu", K(relu),
+                               K(relu_bwd), SAVE_OUTPUT};
+static const unary_def SQRT = {{"SqrtBackward0", unary_backward}, "tg_sqrt", K(sqrt),
+                               K(sqrt_bwd), SAVE_OUTPUT};
+static const unary_def ABS = {{"AbsBackward0", unary_backward}, "tg_abs", K(abs), K(abs_bwd),
+                              SAVE_INPUT};
+
+/* Output tensor of a's shape with the kernel applied; the node is recorded by the caller. */
+static tg_tensor *map_unary(tg_tensor *a, tg_unary_fn f, const char *fn)
+{
+    tg_tensor *x = tg_as_contiguous(a);
+    if (!x)
+        return NULL;
+    tg_tensor *out = tg_new(x->ndim, x->shape, fn);
+    if (out)
+        tg_run_unary(f, tg_ptr(x), tg_ptr(out), x->numel);
+    tg_release(x);
+    return out;
+}
+
+/* Records the node and saves what the backward needs; releases out on failure. */
+static tg_tensor *finish(const tg_node_ops *ops, tg_tensor *out, tg_tensor *a, int save)
+{
+    tg_node *node = tg_record(ops, out, 1, &a);
+    if (!node) {
+        if (tg_last_status() == TG_ENOMEM) {
+            tg_release(out);
+            return NULL;
+        }
+        return out;
+    }
+    bool ok = true;
+    if (save == SAVE_INPUT)
+        ok = tg_save(node, a);
+    else if (save == SAVE_OUTPUT)
+        ok = tg_save_output(node, out);
+    if (!ok) {
+        tg_release(out);
+        return NULL;
+    }
+    return out;
+}
+
+static tg_tensor *unary(const unary_def *d, tg_tensor *a)
+{
+    TG_API_BEGIN;
+    if (!a)
+        TG_API_RETURN(tg_null_arg(d->fn));
+    tg_tensor *out = map_unary(a, KERN(d->fwd, tg_unary_fn), d->fn);
+    TG_API_RETURN(out ? finish(&d->node, out, a, d->save) : NULL);
+}
+
+/* gx = bwd(v, g) for the rows whose derivative depends on one saved value. */
+static tg_status unary_backward(tg_node *n, tg_tensor *g, const bool *needs, tg_tensor **gin)
+{
+    const unary_def *d = (const unary_def *)n->ops;
+    (void)needs;
+    tg_tensor *v = tg_as_contiguous(n->saved[0]);
+    tg_tensor *gx = v ? tg_new(v->ndim, v->shape, n->ops->name) : NULL;
+    if (gx)
+        tg_run_unary_bwd(KERN(d->bwd, tg_unary_bwd_fn), tg_ptr(v), tg_ptr(g), tg_ptr(gx),
+                         g->numel);
+    tg_release(v);
+    gin[0] = gx;
+    return gx ? TG_OK : tg_last_status();
+}
+
+static tg_status neg_backward(tg_node *n, tg_tensor *g, const bool *needs, tg_tensor **gin)
+{
+    (void)n, (void)needs;
+    gin[0] = tg_neg(g);
+    return gin[0] ? TG_OK : tg_last_status();
+}
+
+static tg_status exp_backward(tg_node *n, tg_tensor *g, const bool *needs, tg_tensor **gin)
+{
+    (void)needs;
+    gin[0] = tg_mul(g, n->saved[0]);
+    return gin[0] ? TG_OK : tg_last_status();
+}
+
+static tg_status log_backward(tg_node *n, tg_tensor *g, const bool *needs, tg_tensor **gin)
+{
+    (void)needs;
+    gin[0] = tg_div(g, n->saved[0]);
+    return gin[0] ? TG_OK : tg_last_status();
+}
+
+tg_tensor *tg_neg(tg_tensor *a) { return unary(&NEG, a); }
+tg_tensor *tg_exp(tg_tensor *a) { return unary(&EXP, a); }
+tg_tensor *tg_log(tg_tensor *a) { return unary(&LOG, a); }
+tg_tensor *tg_sin(tg_tensor *a) { return unary(&SIN, a); }
+tg_tensor *tg_cos(tg_tensor *a) { return unary(&COS, a); }
+tg_tensor *tg_tanh(tg_tensor *a) { return unary(&TANH, a); }
+tg_tensor *tg_sigmoid(tg_tensor *a) { return unary(&SIGMOID, a); }
+tg_tensor *tg_relu(tg_tensor *a) { return unary(&RELU, a); }
+tg_tensor *tg_sqrt(tg_tensor *a) { return unary(&SQRT, a); }
+tg_tensor *tg_abs(tg_tensor *a) { return unary(&ABS, a); }
+
+/* ---- ops with a scalar parameter ---- */
+
+static tg_status clamp_backward(tg_node *n, tg_tensor *g, const bool *needs, tg_tensor **gin)
+{
+    (void)needs;
+    tg_tensor *x = tg_as_contiguous(n->saved[0]);
+    tg_tensor *gx = x ? tg_new(x->ndim, x->shape, "ClampBackward1") : NULL;
+    if (gx)
+        tg_kern()->clamp_bwd(tg_ptr(x), tg_ptr(g), tg_ptr(gx), g->numel, n->fargs[0], n->fargs[1]);
+    tg_release(x);
+    gin[0] = gx;
+    return gx ? TG_OK : tg_last_status();
+}
+
+static const tg_node_ops CLAMP = {"ClampBackward1", clamp_backward};
+
+tg_tensor *tg_clamp(tg_tensor *a, float lo, float hi)
+{
+    TG_API_BEGIN;
+    if (!a)
+        TG_API_RETURN(tg_null_arg("tg_clamp"));
+    if (isnan(lo) && isnan(hi)) {
+        tg_set_error(TG_EINVAL, "tg_clamp: at least one of lo and hi must be given (not NaN)");
+        TG_API_RETURN(NULL);
+    }
+    tg_tensor *x = tg_as_contiguous(a);
+    tg_tensor *out = x ? tg_new(x->ndim, x->shape, "tg_clamp") : NULL;
+    if (out)
+        tg_kern()->clamp(tg_ptr(x), tg_ptr(out), x->numel, lo, hi);
+    tg_release(x);
+    if (!out)
+        TG_API_RETURN(NULL);
+    tg_node *node = tg_record(&CLAMP, out, 1, &a);
+    if (node) {
+        node->fargs[0] = lo;
+        node->fargs[1] = hi;
+        tg_save(node, a);
+    }
+    TG_API_RETURN(out);
+}
+
+static tg_status pow_scalar_backward(tg_node *n, tg_tensor *g, const bool *needs, tg_tensor **gin)
+{
+    (void)needs;
+    tg_tensor *x = tg_as_contiguous(n->saved[0]);
+    tg_tensor *gx = x ? tg_new(x->ndim, x->shape, "PowBackward0") : NULL;
+    if (gx)
+        tg_kern()->pow_scalar_bwd(tg_ptr(x), tg_ptr(g), tg_ptr(gx), g->numel, n->fargs[0]);
+    tg_release(x);
+    gin[0] = gx;
+    return gx ? TG_OK : tg_last_status();
+}
+
+static const tg_node_ops POW_SCALAR = {"PowBackward0", pow_scalar_backward};
+
+tg_tensor *tg_pow_scalar(tg_tensor *a, float e)
+{
+    TG_API_BEGIN;
+    if (!a)
+        TG_API_RETURN(tg_null_arg("tg_pow_scalar"));
+    tg_tensor *x = tg_as_contiguous(a);
+    tg_tensor *out = x ? tg_new(x->ndim, x->shape, "tg_pow_scalar") : NULL;
+    if (out)
+        tg_kern()->pow_scalar(tg_ptr(x), tg_ptr(out), x->numel, e);
+    tg_release(x);
+    if (!out)
+        TG_API_RETURN(NULL);
+    tg_node *node = tg_record(&POW_SCALAR, out, 1, &a);
+    if (node) {
+        node->fargs[0] = e;
+        tg_save(node, a);
+    }
+    TG_API_RETURN(out);
+}
