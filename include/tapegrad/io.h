@@ -1,0 +1,44 @@
+/* CSV input for tapegrad: reads a numeric table into float32 tensors. Included by tapegrad.h. */
+#ifndef TAPEGRAD_IO_H
+#define TAPEGRAD_IO_H
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef enum { TG_MISSING_ERROR = 0, TG_MISSING_DROP, TG_MISSING_MEAN } tg_missing_policy;
+
+typedef struct tg_csv_options {
+    const char *label;            /* label column by name or 0-based index; NULL = last column */
+    const char *const *features;  /* feature columns by name or index; NULL = all but the label */
+    int n_features;
+    bool no_header;               /* first row is data; columns are named "0", "1", ... */
+    int64_t skip_rows;            /* lines skipped before the header (a preamble) */
+    char delimiter;               /* 0 = detect among ',', ';', '\t' and runs of spaces */
+    const char *positive;         /* label value that means 1 when labels are two strings */
+    tg_missing_policy missing;    /* empty, NA, NaN fields: error (default), drop row, column mean */
+    int threads;                  /* 0 = tg_get_num_threads() */
+} tg_csv_options;
+
+typedef struct tg_csv_data {
+    tg_tensor *X;        /* [rows, n_features] */
+    tg_tensor *y;        /* [rows], values 0 or 1; NULL when the options name no label (predict) */
+    char **names;        /* n_features feature column names */
+    int n_features;
+    char *label_name;
+    int64_t rows;
+    int64_t rows_dropped;
+} tg_csv_data;
+
+/* Initializes options to the defaults above. */
+void tg_csv_options_init(tg_csv_options *opt);
+/* Reads path into out. On failure returns a status, leaves out empty, and tg_last_error() says
+ * "FILE:LINE:COLUMN: message". */
+tg_status tg_csv_read(const char *path, const tg_csv_options *opt, tg_csv_data *out);
+void tg_csv_data_free(tg_csv_data *d);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif
