@@ -149,7 +149,7 @@ static tg_status run_node(tg_node *n, bool retain_graph)
     tg_tensor *g = n->gacc;
     n->gacc = NULL;
     tg_status st = TG_OK;
-    if (g && !g->contiguous) {
+    if (g && !g->contiguous && !(n->ops->accepts_uniform_grad && tg_is_uniform(g))) {
         /* Backward formulas read g as one dense run. */
         tg_tensor *c = tg_contiguous_copy(g);
         tg_release(g);

@@ -18,7 +18,19 @@ typedef tg_status (*tg_backward_fn)(struct tg_node *n, tg_tensor *g, const bool 
 typedef struct tg_node_ops {
     const char *name; /* PyTorch's grad_fn name, e.g. "SinBackward0" */
     tg_backward_fn backward;
+    /* The backward also accepts a g that is one value broadcast over the output (all strides
+     * 0), as the gradient of a sum is: then it is not materialized first. */
+    bool accepts_uniform_grad;
 } tg_node_ops;
+
+/* Is t one value broadcast to its shape (every stride 0)? */
+static inline bool tg_is_uniform(const tg_tensor *t)
+{
+    for (int i = 0; i < t->ndim; i++)
+        if (t->strides[i] != 0 && t->shape[i] != 1)
+            return false;
+    return true;
+}
 
 /* Where an input's gradient goes: the node that produced it, or the leaf that accumulates it,
  * or nowhere (both NULL) when that input does not require grad. */

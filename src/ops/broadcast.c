@@ -80,10 +80,3 @@ tg_tensor *tg_reduce_to_input(const tg_node *n, int i, tg_tensor *g)
 {
     return tg_reduce_to(g, n->in_ndim[i], n->in_shape[i]);
 }
-
-void tg_run_unary(tg_unary_fn f, const float *x, float *y, int64_t n) { f(x, y, n); }
-
-void tg_run_unary_bwd(tg_unary_bwd_fn f, const float *v, const float *gy, float *gx, int64_t n)
-{
-    f(v, gy, gx, n);
-}

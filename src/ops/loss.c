@@ -38,7 +38,7 @@ static tg_tensor *reduce_loss(tg_tensor *elem, tg_reduction r, const char *fn)
         return elem;
     tg_tensor *out = tg_new(0, NULL, fn);
     if (out) {
-        float s = tg_kern()->sum(tg_ptr(elem), elem->numel);
+        float s = tg_sum_floats(tg_ptr(elem), elem->numel);
         tg_ptr(out)[0] = r == TG_REDUCE_MEAN ? s / (float)elem->numel : s;
     }
     tg_release(elem);

@@ -26,7 +26,12 @@ tg_tensor *tg_reduce_to_input(const tg_node *n, int i, tg_tensor *g);
 
 /* Runs a unary kernel over n contiguous elements, split across threads when n is large. */
 void tg_run_unary(tg_unary_fn f, const float *x, float *y, int64_t n);
-/* Same for a backward kernel gx = f(v, gy). */
-void tg_run_unary_bwd(tg_unary_bwd_fn f, const float *v, const float *gy, float *gx, int64_t n);
+/* Same for a backward kernel gx = f(v, gy); with gy_uniform, gy points at one value that
+ * stands for every element (the gradient of a sum), which is never materialized. */
+void tg_run_unary_bwd(tg_unary_bwd_fn f, const float *v, const float *gy, bool gy_uniform,
+                      float *gx, int64_t n);
+/* Sum of n contiguous floats: the kernel's pairwise sum over fixed blocks, blocks spread over
+ * threads, partials combined in a fixed order: the same bits for every thread count. */
+float tg_sum_floats(const float *x, int64_t n);
 
 #endif

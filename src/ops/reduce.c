@@ -13,16 +13,19 @@ static int norm_dim(int dim, int ndim, const char *fn)
 
 /* ---- all elements ---- */
 
-/* d(sum)/dx = 1 everywhere: the gradient is g (times 1/n for mean) spread over the input. */
+/* d(sum)/dx = 1 everywhere: the gradient is g (divided by n for mean) seen at every input
+ * position. It is returned as a broadcast view, so no tensor of ones is ever materialized; the
+ * next node reads the one value or materializes it only if it must. */
 static tg_status fill_backward(tg_node *n, tg_tensor *g, float scale, tg_tensor **gin)
 {
-    tg_tensor *gx = tg_new(n->in_ndim[0], n->in_shape[0], n->ops->name);
-    if (!gx)
+    tg_tensor *v = scale == 1.0f ? tg_retain(g) : tg_new(0, NULL, n->ops->name);
+    if (!v)
         return tg_last_status();
-    float v = tg_ptr(g)[0];
-    tg_kern()->fill(tg_ptr(gx), scale == 1.0f ? v : v / scale, gx->numel);
-    gin[0] = gx;
-    return TG_OK;
+    if (scale != 1.0f)
+        tg_ptr(v)[0] = tg_ptr(g)[0] / scale;
+    gin[0] = tg_expand(v, n->in_ndim[0], n->in_shape[0]);
+    tg_release(v);
+    return gin[0] ? TG_OK : tg_last_status();
 }
 
 static tg_status sum_backward(tg_node *n, tg_tensor *g, const bool *needs, tg_tensor **gin)
@@ -48,7 +51,7 @@ static tg_tensor *reduce_all(tg_tensor *a, bool mean, const char *fn)
     tg_tensor *x = tg_as_contiguous(a);
     tg_tensor *out = x ? tg_new(0, NULL, fn) : NULL;
     if (out) {
-        float s = tg_kern()->sum(tg_ptr(x), x->numel);
+        float s = tg_sum_floats(tg_ptr(x), x->numel);
         /* mean of an empty tensor is NaN (0/0), as in PyTorch */
         tg_ptr(out)[0] = mean ? s / (float)x->numel : s;
     }
@@ -74,7 +77,7 @@ static void sum_middle(const float *x, float *out, int64_t outer, int64_t len, i
         const float *xo = x + o * len * inner;
         float *yo = out + o * inner;
         if (inner == 1) {
-            yo[0] = k->sum(xo, len);
+            yo[0] = tg_sum_floats(xo, len);
             continue;
         }
         k->fill(yo, 0.0f, inner);

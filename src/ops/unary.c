@@ -26,19 +26,19 @@ static tg_status log_backward(tg_node *n, tg_tensor *g, const bool *needs, tg_te
 static const unary_def NEG = {{"NegBackward0", neg_backward}, "tg_neg", K(neg), 0, SAVE_NONE};
 static const unary_def EXP = {{"ExpBackward0", exp_backward}, "tg_exp", K(exp), 0, SAVE_OUTPUT};
 static const unary_def LOG = {{"LogBackward0", log_backward}, "tg_log", K(log), 0, SAVE_INPUT};
-static const unary_def SIN = {{"SinBackward0", unary_backward}, "tg_sin", K(sin), K(sin_bwd),
+static const unary_def SIN = {{"SinBackward0", unary_backward, true}, "tg_sin", K(sin), K(sin_bwd),
                               SAVE_INPUT};
-static const unary_def COS = {{"CosBackward0", unary_backward}, "tg_cos", K(cos), K(cos_bwd),
+static const unary_def COS = {{"CosBackward0", unary_backward, true}, "tg_cos", K(cos), K(cos_bwd),
                               SAVE_INPUT};
-static const unary_def TANH = {{"TanhBackward0", unary_backward}, "tg_tanh", K(tanh),
+static const unary_def TANH = {{"TanhBackward0", unary_backward, true}, "tg_tanh", K(tanh),
                                K(tanh_bwd), SAVE_OUTPUT};
-static const unary_def SIGMOID = {{"SigmoidBackward0", unary_backward}, "tg_sigmoid",
+static const unary_def SIGMOID = {{"SigmoidBackward0", unary_backward, true}, "tg_sigmoid",
                                   K(sigmoid), K(sigmoid_bwd), SAVE_INPUT};
-static const unary_def RELU = {{"ReluBackward0", unary_backward}, "tg_relu", K(relu),
+static const unary_def RELU = {{"ReluBackward0", unary_backward, true}, "tg_relu", K(relu),
                                K(relu_bwd), SAVE_OUTPUT};
-static const unary_def SQRT = {{"SqrtBackward0", unary_backward}, "tg_sqrt", K(sqrt),
+static const unary_def SQRT = {{"SqrtBackward0", unary_backward, true}, "tg_sqrt", K(sqrt),
                                K(sqrt_bwd), SAVE_OUTPUT};
-static const unary_def ABS = {{"AbsBackward0", unary_backward}, "tg_abs", K(abs), K(abs_bwd),
+static const unary_def ABS = {{"AbsBackward0", unary_backward, true}, "tg_abs", K(abs), K(abs_bwd),
                               SAVE_INPUT};
 
 /* Output tensor of a's shape with the kernel applied; the node is recorded by the caller. */
@@ -94,8 +94,8 @@ static tg_status unary_backward(tg_node *n, tg_tensor *g, const bool *needs, tg_
     tg_tensor *v = tg_as_contiguous(n->saved[0]);
     tg_tensor *gx = v ? tg_new(v->ndim, v->shape, n->ops->name) : NULL;
     if (gx)
-        tg_run_unary_bwd(KERN(d->bwd, tg_unary_bwd_fn), tg_ptr(v), tg_ptr(g), tg_ptr(gx),
-                         g->numel);
+        tg_run_unary_bwd(KERN(d->bwd, tg_unary_bwd_fn), tg_ptr(v), tg_ptr(g), !g->contiguous,
+                         tg_ptr(gx), v->numel);
     tg_release(v);
     gin[0] = gx;
     return gx ? TG_OK : tg_last_status();

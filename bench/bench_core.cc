@@ -1,0 +1,113 @@
+// Autograd overhead and whole-op throughput, measured the way a user calls the API.
+#include <benchmark/benchmark.h>
+
+extern "C" {
+#include <tapegrad.h>
+}
+
+// The seed graph: leaf x = 3 with grad, y = x^2, z = sin(y), backward, read x.grad, free all.
+static void BM_seed_graph(benchmark::State &state)
+{
+    float g = 0.0f;
+    for (auto _ : state) {
+        tg_tensor *x = tg_requires_grad_(tg_scalar(3.0f), true);
+        tg_tensor *y = tg_pow_scalar(x, 2.0f);
+        tg_tensor *z = tg_sin(y);
+        tg_backward(z, nullptr, false);
+        g = tg_item(tg_grad(x));
+        benchmark::DoNotOptimize(g);
+        tg_release(z);
+        tg_release(y);
+        tg_release(x);
+    }
+    if (g > -5.46f || g < -5.47f)
+        state.SkipWithError("wrong gradient");
+    state.SetItemsProcessed(state.iterations());
+}
+BENCHMARK(BM_seed_graph);
+
+// The seed notebook's logistic step: z = w*x + b, sigmoid, BCE, backward for w and b.
+static void BM_seed_logistic_step(benchmark::State &state)
+{
+    tg_tensor *x = tg_scalar(6.7f), *y = tg_scalar(0.0f);
+    for (auto _ : state) {
+        tg_tensor *w = tg_requires_grad_(tg_scalar(1.0f), true);
+        tg_tensor *b = tg_requires_grad_(tg_scalar(0.0f), true);
+        tg_tensor *wx = tg_mul(w, x);
+        tg_tensor *z = tg_add(wx, b);
+        tg_tensor *p = tg_sigmoid(z);
+        tg_tensor *loss = tg_binary_cross_entropy(p, y, TG_REDUCE_MEAN);
+        tg_backward(loss, nullptr, false);
+        benchmark::DoNotOptimize(tg_item(tg_grad(w)));
+        tg_release(loss), tg_release(p), tg_release(z), tg_release(wx);
+        tg_release(b), tg_release(w);
+    }
+    tg_release(x), tg_release(y);
+    state.SetItemsProcessed(state.iterations());
+}
+BENCHMARK(BM_seed_logistic_step);
+
+static tg_tensor *make_input(int64_t n)
+{
+    int64_t shape[1] = {n};
+    tg_tensor *u = tg_rand(1, shape, 42);
+    tg_tensor *x = tg_mul_scalar(tg_add_scalar(u, -0.5f), 16.0f); // U[-8, 8)
+    tg_release(u);
+    return x;
+}
+
+// Unary forward through the tensor API, output dropped each iteration (storage is recycled).
+template <tg_tensor *(*Op)(tg_tensor *)> static void BM_unary(benchmark::State &state)
+{
+    int64_t n = state.range(0);
+    tg_tensor *x = make_input(n);
+    for (auto _ : state) {
+        tg_tensor *y = Op(x);
+        benchmark::DoNotOptimize(tg_data(y));
+        tg_release(y);
+    }
+    tg_release(x);
+    state.SetItemsProcessed(state.iterations() * n);
+    state.SetBytesProcessed(state.iterations() * n * 2 * (int64_t)sizeof(float));
+}
+BENCHMARK_TEMPLATE(BM_unary, tg_sigmoid)->Arg(1 << 16)->Arg(1 << 24)->UseRealTime();
+BENCHMARK_TEMPLATE(BM_unary, tg_sin)->Arg(1 << 16)->Arg(1 << 24)->UseRealTime();
+BENCHMARK_TEMPLATE(BM_unary, tg_exp)->Arg(1 << 16)->Arg(1 << 24)->UseRealTime();
+
+// Forward + backward through a sum: y = op(x); s = sum(y); backward.
+template <tg_tensor *(*Op)(tg_tensor *)> static void BM_unary_fwd_bwd(benchmark::State &state)
+{
+    int64_t n = state.range(0);
+    tg_tensor *x = make_input(n);
+    tg_requires_grad_(x, true);
+    for (auto _ : state) {
+        tg_tensor *y = Op(x);
+        tg_tensor *s = tg_sum(y);
+        tg_backward(s, nullptr, false);
+        benchmark::DoNotOptimize(tg_data(tg_grad(x)));
+        tg_grad_reset(x);
+        tg_release(s);
+        tg_release(y);
+    }
+    tg_release(x);
+    state.SetItemsProcessed(state.iterations() * n);
+}
+BENCHMARK_TEMPLATE(BM_unary_fwd_bwd, tg_sigmoid)->Arg(1 << 24)->UseRealTime();
+BENCHMARK_TEMPLATE(BM_unary_fwd_bwd, tg_sin)->Arg(1 << 24)->UseRealTime();
+
+static void BM_mean(benchmark::State &state)
+{
+    int64_t n = state.range(0);
+    tg_tensor *x = make_input(n);
+    for (auto _ : state) {
+        tg_tensor *m = tg_mean(x);
+        benchmark::DoNotOptimize(tg_item(m));
+        tg_release(m);
+    }
+    tg_release(x);
+    state.SetItemsProcessed(state.iterations() * n);
+    state.SetBytesProcessed(state.iterations() * n * (int64_t)sizeof(float));
+}
+BENCHMARK(BM_mean)->Arg(1 << 24)->UseRealTime();
+
+BENCHMARK_MAIN();
