@@ -60,6 +60,12 @@ typedef struct tg_kernels {
      * Either output may be NULL to skip it. Returns the sum of the losses. */
     float (*bce_logits)(const float *z, const float *t, float *loss, float *grad, int64_t n,
                         float pw);
+
+    /* Small matrix product C[M,N] = op(A)[M,K] · op(B)[K,N] (C overwritten, row-major, ldc).
+     * op(A) is A (row-major, lda) or, with ta, A^T of a row-major [K,M] A; likewise B.
+     * Meant for M, N, K <= 64, where a BLAS call costs more than the arithmetic. */
+    void (*gemm_small)(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, int ta,
+                       const float *B, int64_t ldb, int tb, float *C, int64_t ldc);
 } tg_kernels;
 
 /* The table in force for this process (chosen once at start-up, changed by tg_set_isa). */

@@ -260,6 +260,25 @@ static float s_bce_logits(const float *z, const float *t, float *loss, float *gr
     return (float)total;
 }
 
+static void s_gemm_small(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, int ta,
+                         const float *B, int64_t ldb, int tb, float *C, int64_t ldc)
+{
+    for (int64_t i = 0; i < M; i++) {
+        float *c = C + i * ldc;
+        for (int64_t j = 0; j < N; j++)
+            c[j] = 0.0f;
+        for (int64_t k = 0; k < K; k++) {
+            float a = ta ? A[k * lda + i] : A[i * lda + k];
+            if (tb)
+                for (int64_t j = 0; j < N; j++)
+                    c[j] += a * B[j * ldb + k];
+            else
+                for (int64_t j = 0; j < N; j++)
+                    c[j] += a * B[k * ldb + j];
+        }
+    }
+}
+
 void tg_kernels_init_scalar(tg_kernels *k)
 {
     memset(k, 0, sizeof *k);
@@ -302,4 +321,5 @@ void tg_kernels_init_scalar(tg_kernels *k)
     k->fill = s_fill;
     k->copy = s_copy;
     k->bce_logits = s_bce_logits;
+    k->gemm_small = s_gemm_small;
 }

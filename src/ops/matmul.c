@@ -1,138 +1,274 @@
-/* Matrix products through OpenBLAS. Transposed views go to BLAS as a transpose flag and a
- * leading dimension, so x^T @ y never copies x. */
+/* torch.matmul: 1-D and 2-D products and batched N-d products with broadcast batch dims.
+ *
+ * Every case is lifted to one batched form, a [..., M, K] @ b [..., K, N]: a 1-D left operand
+ * becomes [1, K], a 1-D right operand [K, 1], and the lifted dims are dropped from the result.
+ * Transposed views reach BLAS as a transpose flag plus a leading dimension (no copy); other
+ * strides are copied once. Large matrices go to OpenBLAS; batches of small ones go to the kernel
+ * table's gemm_small, threaded across the batch, because a BLAS call per tiny matrix costs more
+ * than its arithmetic. */
 #include <cblas.h>
 #include <string.h>
 
+#include "../core/parallel.h"
 #include "ops.h"
 
-/* How BLAS should read a 2-D tensor [rows, cols]. */
+#define SMALL_DIM 64
+
+/* How to read the matrices (last two dims) of a tensor: base pointer, transpose flag and
+ * leading dimension; `copy` owns a dense copy when the strides were not BLAS-compatible. */
 typedef struct {
     const float *p;
-    CBLAS_TRANSPOSE trans;
+    bool trans;
     int64_t ld;
-    tg_tensor *copy; /* owned dense copy when the strides are not BLAS-compatible */
-} blas_operand;
+    tg_tensor *copy;
+    const int64_t *strides; /* of the tensor actually read (t or copy) */
+} mat_operand;
 
-static bool as_operand(tg_tensor *t, blas_operand *op)
+static bool classify(const tg_tensor *t, mat_operand *op)
 {
-    int64_t r = t->shape[0], c = t->shape[1];
-    /* Strides of size-1 dims carry no information: pick ones BLAS accepts. */
-    int64_t s0 = r == 1 ? (c > 1 ? c : 1) : t->strides[0];
-    int64_t s1 = c == 1 ? 1 : t->strides[1];
-    op->copy = NULL;
+    int nd = t->ndim;
+    int64_t r = t->shape[nd - 2], c = t->shape[nd - 1];
+    int64_t rs = t->strides[nd - 2], cs = t->strides[nd - 1];
     op->p = tg_ptr(t);
-    if (s1 == 1 && s0 >= (c > 1 ? c : 1)) {
-        op->trans = CblasNoTrans;
-        op->ld = s0;
+    op->strides = t->strides;
+    /* Strides of size-1 dims carry no information: pick ones BLAS accepts. */
+    int64_t row_ld = r == 1 ? (c > 1 ? c : 1) : rs;
+    if ((c == 1 || cs == 1) && row_ld >= (c > 1 ? c : 1)) {
+        op->trans = false;
+        op->ld = row_ld;
         return true;
     }
-    s1 = c == 1 ? (r > 1 ? r : 1) : t->strides[1];
-    s0 = r == 1 ? 1 : t->strides[0];
-    if (s0 == 1 && s1 >= (r > 1 ? r : 1)) {
-        op->trans = CblasTrans;
-        op->ld = s1;
+    int64_t col_ld = c == 1 ? (r > 1 ? r : 1) : cs;
+    if ((r == 1 || rs == 1) && col_ld >= (r > 1 ? r : 1)) {
+        op->trans = true;
+        op->ld = col_ld;
         return true;
     }
-    op->copy = tg_contiguous_copy(t);
-    if (!op->copy)
-        return false;
-    op->p = tg_ptr(op->copy);
-    op->trans = CblasNoTrans;
-    op->ld = c > 1 ? c : 1;
-    return true;
+    return false;
 }
 
-/* out[M,N] = a[M,K] @ b[K,N] for 2-D tensors of any strides. */
-static tg_tensor *mm_forward(tg_tensor *a, tg_tensor *b)
+static bool as_operand(tg_tensor *t, mat_operand *op)
 {
-    int64_t M = a->shape[0], K = a->shape[1], N = b->shape[1];
-    int64_t shape[2] = {M, N};
-    tg_tensor *out = tg_new(2, shape, "tg_matmul");
+    op->copy = NULL;
+    if (classify(t, op))
+        return true;
+    op->copy = tg_contiguous_copy(t);
+    return op->copy && classify(op->copy, op);
+}
+
+typedef struct {
+    int64_t M, N, K, batch;
+    int nb; /* batch dims */
+    int64_t bshape[TG_MAX_DIMS], astr[TG_MAX_DIMS], bstr[TG_MAX_DIMS];
+    mat_operand A, B;
+    float *C;
+} bmm_job;
+
+/* Offsets of matrix number `index` of the batch in A and B (row-major batch order). */
+static void batch_offsets(const bmm_job *j, int64_t index, int64_t *oa, int64_t *ob)
+{
+    *oa = *ob = 0;
+    for (int d = j->nb - 1; d >= 0; d--) {
+        int64_t i = index % j->bshape[d];
+        index /= j->bshape[d];
+        *oa += i * j->astr[d];
+        *ob += i * j->bstr[d];
+    }
+}
+
+static void gemm_one(const bmm_job *j, int64_t index)
+{
+    int64_t oa, ob;
+    batch_offsets(j, index, &oa, &ob);
+    const float *a = j->A.p + oa, *b = j->B.p + ob;
+    float *c = j->C + index * j->M * j->N;
+    if (j->M <= SMALL_DIM && j->N <= SMALL_DIM && j->K <= SMALL_DIM) {
+        tg_kern()->gemm_small(j->M, j->N, j->K, a, j->A.ld, j->A.trans, b, j->B.ld, j->B.trans, c,
+                              j->N);
+        return;
+    }
+    cblas_sgemm(CblasRowMajor, j->A.trans ? CblasTrans : CblasNoTrans,
+                j->B.trans ? CblasTrans : CblasNoTrans, (int)j->M, (int)j->N, (int)j->K, 1.0f, a,
+                (int)j->A.ld, b, (int)j->B.ld, 0.0f, c, (int)j->N);
+}
+
+static void gemm_range(void *ctx, int64_t begin, int64_t end)
+{
+    for (int64_t i = begin; i < end; i++)
+        gemm_one(ctx, i);
+}
+
+/* Batched product of lifted operands (ndim >= 2); shapes already checked. */
+static tg_tensor *bmm_forward(tg_tensor *a, tg_tensor *b)
+{
+    bmm_job j = {.M = a->shape[a->ndim - 2], .K = a->shape[a->ndim - 1], .N = b->shape[b->ndim - 1]};
+    j.nb = (a->ndim > b->ndim ? a->ndim : b->ndim) - 2;
+    int64_t shape[TG_MAX_DIMS];
+    j.batch = 1;
+    for (int d = 0; d < j.nb; d++) {
+        int ia = a->ndim - 2 - j.nb + d, ib = b->ndim - 2 - j.nb + d;
+        int64_t sa = ia >= 0 ? a->shape[ia] : 1, sb = ib >= 0 ? b->shape[ib] : 1;
+        j.bshape[d] = shape[d] = sa == 1 ? sb : sa;
+        j.batch *= shape[d];
+    }
+    shape[j.nb] = j.M;
+    shape[j.nb + 1] = j.N;
+    tg_tensor *out = tg_new(j.nb + 2, shape, "tg_matmul");
     if (!out)
         return NULL;
-    if (K == 0 || M == 0 || N == 0) {
+    if (out->numel == 0)
+        return out;
+    if (j.K == 0) {
         tg_kern()->fill(tg_ptr(out), 0.0f, out->numel);
         return out;
     }
-    blas_operand A, B;
-    if (!as_operand(a, &A)) {
+    if (!as_operand(a, &j.A) || !as_operand(b, &j.B)) {
+        tg_release(j.A.copy);
+        tg_release(j.B.copy);
         tg_release(out);
         return NULL;
     }
-    if (!as_operand(b, &B)) {
-        tg_release(A.copy);
-        tg_release(out);
-        return NULL;
+    for (int d = 0; d < j.nb; d++) {
+        int ia = a->ndim - 2 - j.nb + d, ib = b->ndim - 2 - j.nb + d;
+        j.astr[d] = ia < 0 || a->shape[ia] == 1 ? 0 : j.A.strides[ia];
+        j.bstr[d] = ib < 0 || b->shape[ib] == 1 ? 0 : j.B.strides[ib];
     }
-    cblas_sgemm(CblasRowMajor, A.trans, B.trans, (int)M, (int)N, (int)K, 1.0f, A.p, (int)A.ld, B.p,
-                (int)B.ld, 0.0f, tg_ptr(out), (int)N);
-    tg_release(A.copy);
-    tg_release(B.copy);
+    j.C = tg_ptr(out);
+    bool small = j.M <= SMALL_DIM && j.N <= SMALL_DIM && j.K <= SMALL_DIM;
+    /* Small matrices: threads over the batch. Large ones: OpenBLAS threads each product. */
+    int64_t grain = small ? (TG_PARALLEL_GRAIN_DEFAULT / (j.M * j.N * j.K) + 1) : j.batch + 1;
+    tg_parallel_for(j.batch, grain, gemm_range, &j);
+    tg_release(j.A.copy);
+    tg_release(j.B.copy);
     return out;
 }
 
-static tg_tensor *as_column(tg_tensor *v) { return tg_reshape(v, 2, (int64_t[]){v->numel, 1}); }
-static tg_tensor *as_row(tg_tensor *v) { return tg_reshape(v, 2, (int64_t[]){1, v->numel}); }
+/* ---- lifting 1-D operands ---- */
 
-/* Products of 1-D and 2-D operands, all expressed as one 2-D product plus reshapes, so the
- * BLAS call and its stride handling live in one place. */
-static tg_tensor *matmul_2d(tg_tensor *a, tg_tensor *b)
+static tg_tensor *lift(tg_tensor *t, bool left)
 {
-    tg_tensor *a2 = a->ndim == 1 ? as_row(a) : tg_retain(a);
-    tg_tensor *b2 = b->ndim == 1 ? as_column(b) : tg_retain(b);
-    tg_tensor *p = a2 && b2 ? mm_forward(a2, b2) : NULL;
-    tg_release(a2), tg_release(b2);
-    if (!p || (a->ndim == 2 && b->ndim == 2))
-        return p;
-    int64_t shape[1] = {a->ndim == 2 ? a->shape[0] : b->ndim == 2 ? b->shape[1] : 0};
-    tg_tensor *r = tg_reshape(p, a->ndim + b->ndim - 2, shape);
-    tg_release(p);
+    if (t->ndim != 1)
+        return tg_retain(t);
+    int64_t shape[2] = {left ? 1 : t->shape[0], left ? t->shape[0] : 1};
+    int64_t strides[2] = {left ? t->shape[0] * t->strides[0] : t->strides[0],
+                          left ? t->strides[0] : 1};
+    return tg_view_of(t, 2, shape, strides, t->offset);
+}
+
+/* Drops the dims that lift() added: result shape of torch.matmul. */
+static tg_tensor *unlift(tg_tensor *full, const tg_tensor *a, const tg_tensor *b)
+{
+    if (a->ndim != 1 && b->ndim != 1)
+        return full;
+    int64_t shape[TG_MAX_DIMS];
+    int n = 0;
+    for (int d = 0; d < full->ndim - 2; d++)
+        shape[n++] = full->shape[d];
+    if (a->ndim != 1)
+        shape[n++] = full->shape[full->ndim - 2];
+    if (b->ndim != 1)
+        shape[n++] = full->shape[full->ndim - 1];
+    tg_tensor *r = tg_reshape(full, n, shape);
+    tg_release(full);
     return r;
 }
 
-/* ---- backward ---- */
+static tg_tensor *transpose_last(tg_tensor *t) { return tg_transpose(t, -1, -2); }
+
+/* ---- backward: ga = g @ b^T, gb = a^T @ g, each summed over broadcast batch dims ---- */
+
+static tg_tensor *operand_grad(tg_tensor *x, tg_tensor *y, tg_tensor *target2,
+                               const tg_tensor *orig)
+{
+    tg_tensor *p = bmm_forward(x, y);
+    tg_tensor *r = p ? tg_reduce_to(p, target2->ndim, target2->shape) : NULL;
+    tg_tensor *out = r ? tg_reshape(r, orig->ndim, orig->shape) : NULL;
+    tg_release(p), tg_release(r);
+    return out;
+}
 
 static tg_status matmul_backward(tg_node *n, tg_tensor *g, const bool *needs, tg_tensor **gin)
 {
     tg_tensor *a = n->saved[0], *b = n->saved[1];
-    /* Lift everything to 2-D: a [M,K], b [K,N], g [M,N]; then drop the lifted dims again. */
-    tg_tensor *a2 = a->ndim == 1 ? as_row(a) : tg_retain(a);
-    tg_tensor *b2 = b->ndim == 1 ? as_column(b) : tg_retain(b);
-    tg_tensor *g2 = a2 && b2 ? tg_reshape(g, 2, (int64_t[]){a2->shape[0], b2->shape[1]}) : NULL;
+    tg_tensor *a2 = lift(a, true), *b2 = lift(b, false);
+    tg_tensor *g2 = NULL;
+    if (a2 && b2) {
+        /* g in the lifted (batch..., M, N) shape */
+        int64_t shape[TG_MAX_DIMS];
+        int nb = (a2->ndim > b2->ndim ? a2->ndim : b2->ndim) - 2;
+        for (int d = 0; d < nb; d++)
+            shape[d] = g->shape[d];
+        shape[nb] = a2->shape[a2->ndim - 2];
+        shape[nb + 1] = b2->shape[b2->ndim - 1];
+        g2 = tg_reshape(g, nb + 2, shape);
+    }
     tg_status st = g2 ? TG_OK : tg_last_status();
     if (needs[0] && st == TG_OK) {
-        tg_tensor *bt = tg_transpose(b2, 0, 1);
-        tg_tensor *ga = bt ? mm_forward(g2, bt) : NULL;
-        gin[0] = ga ? tg_reshape(ga, a->ndim, a->shape) : NULL;
-        tg_release(bt), tg_release(ga);
+        tg_tensor *bt = transpose_last(b2);
+        gin[0] = bt ? operand_grad(g2, bt, a2, a) : NULL;
+        tg_release(bt);
         st = gin[0] ? TG_OK : tg_last_status();
     }
     if (needs[1] && st == TG_OK) {
-        tg_tensor *at = tg_transpose(a2, 0, 1);
-        tg_tensor *gb = at ? mm_forward(at, g2) : NULL;
-        gin[1] = gb ? tg_reshape(gb, b->ndim, b->shape) : NULL;
-        tg_release(at), tg_release(gb);
+        tg_tensor *at = transpose_last(a2);
+        gin[1] = at ? operand_grad(at, g2, b2, b) : NULL;
+        tg_release(at);
         st = gin[1] ? TG_OK : tg_last_status();
     }
     tg_release(a2), tg_release(b2), tg_release(g2);
     return st;
 }
 
+/* PyTorch names the node after the path torch.matmul takes for each rank combination. */
 static const tg_node_ops MM = {"MmBackward0", matmul_backward};
 static const tg_node_ops MV = {"MvBackward0", matmul_backward};
 static const tg_node_ops DOT = {"DotBackward0", matmul_backward};
-static const tg_node_ops VM = {"SqueezeBackward3", matmul_backward}; /* PyTorch's name for 1-D @ 2-D */
+static const tg_node_ops VM = {"SqueezeBackward3", matmul_backward};
+static const tg_node_ops BATCHED = {"UnsafeViewBackward0", matmul_backward};
+static const tg_node_ops MAT_BATCHED = {"CloneBackward0", matmul_backward};
 
-static bool check_inner(const tg_tensor *a, const tg_tensor *b)
+static const tg_node_ops *node_ops_for(const tg_tensor *a, const tg_tensor *b)
 {
+    if (a->ndim <= 2 && b->ndim <= 2)
+        return a->ndim == 2 ? (b->ndim == 2 ? &MM : &MV) : (b->ndim == 2 ? &VM : &DOT);
+    return a->ndim == 2 ? &MAT_BATCHED : &BATCHED;
+}
+
+static bool check_shapes(const tg_tensor *a, const tg_tensor *b)
+{
+    char x[160], y[160];
+    tg_shape_str(x, sizeof x, a->ndim, a->shape);
+    tg_shape_str(y, sizeof y, b->ndim, b->shape);
+    if (a->ndim == 0 || b->ndim == 0) {
+        tg_set_error(TG_ESHAPE, "tg_matmul: both arguments need at least 1 dimension, got %s and %s",
+                     x, y);
+        return false;
+    }
     int64_t ka = a->shape[a->ndim - 1];
     int64_t kb = b->ndim == 1 ? b->shape[0] : b->shape[b->ndim - 2];
-    if (ka == kb)
-        return true;
-    char x[160], y[160];
-    tg_set_error(TG_ESHAPE, "tg_matmul: shapes %s and %s cannot be multiplied (%lld != %lld)",
-                 tg_shape_str(x, sizeof x, a->ndim, a->shape),
-                 tg_shape_str(y, sizeof y, b->ndim, b->shape), (long long)ka, (long long)kb);
+    if (ka != kb) {
+        tg_set_error(TG_ESHAPE, "tg_matmul: shapes %s and %s cannot be multiplied (%lld != %lld)",
+                     x, y, (long long)ka, (long long)kb);
+        return false;
+    }
+    for (int d = 3; d <= a->ndim || d <= b->ndim; d++) {
+        int64_t sa = d <= a->ndim ? a->shape[a->ndim - d] : 1;
+        int64_t sb = d <= b->ndim ? b->shape[b->ndim - d] : 1;
+        if (sa != sb && sa != 1 && sb != 1) {
+            tg_set_error(TG_ESHAPE,
+                         "tg_matmul: batch dimensions of %s and %s are not broadcastable", x, y);
+            return false;
+        }
+    }
+    for (int i = 0; i < a->ndim; i++)
+        if (a->shape[i] > INT32_MAX)
+            goto too_big;
+    for (int i = 0; i < b->ndim; i++)
+        if (b->shape[i] > INT32_MAX)
+            goto too_big;
+    return true;
+too_big:
+    tg_set_error(TG_EUNSUPPORTED, "tg_matmul: dimensions of %s and %s exceed BLAS's int range", x, y);
     return false;
 }
 
@@ -141,27 +277,16 @@ tg_tensor *tg_matmul(tg_tensor *a, tg_tensor *b)
     TG_API_BEGIN;
     if (!a || !b)
         TG_API_RETURN(tg_null_arg("tg_matmul"));
-    char x[160], y[160];
-    if (a->ndim == 0 || b->ndim == 0) {
-        tg_set_error(TG_ESHAPE, "tg_matmul: both arguments need at least 1 dimension, got %s and %s",
-                     tg_shape_str(x, sizeof x, a->ndim, a->shape),
-                     tg_shape_str(y, sizeof y, b->ndim, b->shape));
+    if (!check_shapes(a, b))
         TG_API_RETURN(NULL);
-    }
-    if (a->ndim > 2 || b->ndim > 2) {
-        tg_set_error(TG_EUNSUPPORTED, "tg_matmul: batched operands %s and %s are not supported yet",
-                     tg_shape_str(x, sizeof x, a->ndim, a->shape),
-                     tg_shape_str(y, sizeof y, b->ndim, b->shape));
-        TG_API_RETURN(NULL);
-    }
-    if (!check_inner(a, b))
-        TG_API_RETURN(NULL);
-    tg_tensor *out = matmul_2d(a, b);
+    tg_tensor *a2 = lift(a, true), *b2 = lift(b, false);
+    tg_tensor *full = a2 && b2 ? bmm_forward(a2, b2) : NULL;
+    tg_release(a2), tg_release(b2);
+    tg_tensor *out = full ? unlift(full, a, b) : NULL;
     if (!out)
         TG_API_RETURN(NULL);
-    const tg_node_ops *ops = a->ndim == 2 ? (b->ndim == 2 ? &MM : &MV) : (b->ndim == 2 ? &VM : &DOT);
     tg_tensor *in[2] = {a, b};
-    tg_node *node = tg_record(ops, out, 2, in);
+    tg_node *node = tg_record(node_ops_for(a, b), out, 2, in);
     if (node) {
         tg_save(node, a);
         tg_save(node, b);
