@@ -166,5 +166,6 @@ int tg_float_repr(double v, char *buf, size_t cap);
 #endif
 
 #include "tapegrad/io.h"
+#include "tapegrad/nn.h"
 
 #endif /* TAPEGRAD_H */

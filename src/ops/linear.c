@@ -1,0 +1,88 @@
+/* F.linear. The common 2-D case with a bias is one node (PyTorch's AddmmBackward0): the bias is
+ * written into the output first and the product accumulated on top, in one BLAS call. */
+#include <cblas.h>
+
+#include "ops.h"
+
+static tg_status addmm_backward(tg_node *n, tg_tensor *g, const bool *needs, tg_tensor **gin)
+{
+    tg_tensor *x = n->saved[0], *W = n->saved[1];
+    tg_status st = TG_OK;
+    if (needs[0]) /* dx = g @ W */
+        st = (gin[0] = tg_matmul(g, W)) ? TG_OK : tg_last_status();
+    if (needs[1] && st == TG_OK) { /* dW = g^T @ x */
+        tg_tensor *gt = tg_transpose(g, 0, 1);
+        gin[1] = gt ? tg_matmul(gt, x) : NULL;
+        tg_release(gt);
+        st = gin[1] ? TG_OK : tg_last_status();
+    }
+    if (needs[2] && st == TG_OK) /* db = column sums of g */
+        st = (gin[2] = tg_sum_dim(g, 0, false)) ? TG_OK : tg_last_status();
+    return st;
+}
+
+static const tg_node_ops ADDMM = {"AddmmBackward0", addmm_backward};
+
+static bool check_linear(const tg_tensor *x, const tg_tensor *W, const tg_tensor *b)
+{
+    char xs[160], ws[160], bs[160];
+    tg_shape_str(xs, sizeof xs, x->ndim, x->shape);
+    tg_shape_str(ws, sizeof ws, W->ndim, W->shape);
+    if (W->ndim != 2 || x->ndim < 1 || x->shape[x->ndim - 1] != W->shape[1]) {
+        tg_set_error(TG_ESHAPE, "tg_linear: input %s and weight %s do not fit ([..., in] and [out, in])",
+                     xs, ws);
+        return false;
+    }
+    if (b && (b->ndim != 1 || b->shape[0] != W->shape[0])) {
+        tg_set_error(TG_ESHAPE, "tg_linear: bias %s does not match weight %s (want [%lld])",
+                     tg_shape_str(bs, sizeof bs, b->ndim, b->shape), ws, (long long)W->shape[0]);
+        return false;
+    }
+    return true;
+}
+
+/* out = b (broadcast over rows) + x @ W^T, with x and W dense row-major. */
+static tg_tensor *addmm_forward(tg_tensor *x, tg_tensor *W, tg_tensor *b)
+{
+    tg_tensor *xc = tg_as_contiguous(x), *wc = tg_as_contiguous(W), *bc = tg_as_contiguous(b);
+    int64_t rows = x->shape[0], in = x->shape[1], outf = W->shape[0];
+    tg_tensor *out = xc && wc && bc ? tg_new(2, (int64_t[]){rows, outf}, "tg_linear") : NULL;
+    if (out) {
+        for (int64_t r = 0; r < rows; r++)
+            tg_kern()->copy(tg_ptr(bc), tg_ptr(out) + r * outf, outf);
+        if (rows && outf && in)
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)rows, (int)outf, (int)in, 1.0f,
+                        tg_ptr(xc), (int)in, tg_ptr(wc), (int)in, 1.0f, tg_ptr(out), (int)outf);
+    }
+    tg_release(xc), tg_release(wc), tg_release(bc);
+    return out;
+}
+
+tg_tensor *tg_linear(tg_tensor *x, tg_tensor *W, tg_tensor *b)
+{
+    TG_API_BEGIN;
+    if (!x || !W)
+        TG_API_RETURN(tg_null_arg("tg_linear"));
+    if (!check_linear(x, W, b))
+        TG_API_RETURN(NULL);
+    if (x->ndim == 2 && b) {
+        tg_tensor *out = addmm_forward(x, W, b);
+        tg_tensor *in[3] = {x, W, b};
+        tg_node *node = out ? tg_record(&ADDMM, out, 3, in) : NULL;
+        if (node) {
+            tg_save(node, x);
+            tg_save(node, W);
+        }
+        TG_API_RETURN(out);
+    }
+    /* Other ranks compose matmul and add, as PyTorch does for them. */
+    tg_tensor *wt = tg_transpose(W, 0, 1);
+    tg_tensor *y = wt ? tg_matmul(x, wt) : NULL;
+    tg_release(wt);
+    if (y && b) {
+        tg_tensor *yb = tg_add(y, b);
+        tg_release(y);
+        y = yb;
+    }
+    TG_API_RETURN(y);
+}

@@ -1,0 +1,367 @@
+/* Optimizers with PyTorch's update rules (torch.optim.SGD, Adam, AdamW), applied in place to
+ * contiguous parameters. Updates bypass the graph on purpose, as under torch.no_grad(). */
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "../core/tensor.h"
+#include "../../kernels/kernels.h"
+
+typedef enum { OPT_SGD = 1, OPT_ADAM = 2 } opt_kind;
+
+struct tg_optimizer {
+    opt_kind kind;
+    int n;
+    tg_tensor **params;
+    float **buf1; /* SGD momentum buffer, Adam first moment (NULL until first used) */
+    float **buf2; /* Adam second moment */
+    int64_t step;
+    tg_sgd_options sgd;
+    tg_adam_options adam;
+};
+
+void tg_sgd_options_init(tg_sgd_options *o)
+{
+    *o = (tg_sgd_options){.lr = 0.01f, .momentum = 0.0f, .dampening = 0.0f, .weight_decay = 0.0f};
+}
+
+void tg_adam_options_init(tg_adam_options *o)
+{
+    *o = (tg_adam_options){.lr = 1e-3f, .beta1 = 0.9f, .beta2 = 0.999f, .eps = 1e-8f};
+}
+
+void tg_adamw_options_init(tg_adam_options *o)
+{
+    tg_adam_options_init(o);
+    o->weight_decay = 1e-2f;
+    o->decoupled = true;
+}
+
+static bool check_params(tg_tensor *const *params, int n, const char *fn)
+{
+    if (!params || n <= 0) {
+        tg_set_error(TG_EINVAL, "%s: no parameters given", fn);
+        return false;
+    }
+    for (int i = 0; i < n; i++) {
+        if (!params[i]) {
+            tg_set_error(TG_EINVAL, "%s: parameter %d is NULL", fn, i);
+            return false;
+        }
+        if (!params[i]->requires_grad || params[i]->grad_fn) {
+            tg_set_error(TG_EINVAL, "%s: parameter %d %s", fn, i,
+                         params[i]->grad_fn ? "is not a leaf (it has a grad_fn)"
+                                            : "does not require grad");
+            return false;
+        }
+        if (!params[i]->contiguous) {
+            tg_set_error(TG_EINVAL, "%s: parameter %d is not contiguous", fn, i);
+            return false;
+        }
+    }
+    return true;
+}
+
+static tg_optimizer *opt_new(opt_kind kind, tg_tensor *const *params, int n, const char *fn)
+{
+    tg_clear_error();
+    if (!check_params(params, n, fn))
+        return NULL;
+    tg_optimizer *o = calloc(1, sizeof *o);
+    if (o) {
+        o->params = calloc((size_t)n, sizeof *o->params);
+        o->buf1 = calloc((size_t)n, sizeof *o->buf1);
+        o->buf2 = calloc((size_t)n, sizeof *o->buf2);
+    }
+    if (!o || !o->params || !o->buf1 || !o->buf2) {
+        tg_optimizer_free(o);
+        tg_set_error(TG_ENOMEM, "%s: out of memory", fn);
+        return NULL;
+    }
+    o->kind = kind;
+    o->n = n;
+    for (int i = 0; i < n; i++)
+        o->params[i] = tg_retain(params[i]);
+    return o;
+}
+
+tg_optimizer *tg_sgd_new(tg_tensor *const *params, int n, const tg_sgd_options *opts)
+{
+    tg_sgd_options def;
+    tg_sgd_options_init(&def);
+    const tg_sgd_options *s = opts ? opts : &def;
+    if (!(s->lr >= 0.0f) || !(s->momentum >= 0.0f) || !(s->weight_decay >= 0.0f) ||
+        (s->nesterov && (s->momentum <= 0.0f || s->dampening != 0.0f))) {
+        tg_set_error(TG_EINVAL, "tg_sgd_new: invalid options (lr %g, momentum %g, weight_decay %g; "
+                                "nesterov needs momentum > 0 and dampening 0)",
+                     s->lr, s->momentum, s->weight_decay);
+        return NULL;
+    }
+    tg_optimizer *o = opt_new(OPT_SGD, params, n, "tg_sgd_new");
+    if (o)
+        o->sgd = *s;
+    return o;
+}
+
+tg_optimizer *tg_adam_new(tg_tensor *const *params, int n, const tg_adam_options *opts)
+{
+    tg_adam_options def;
+    tg_adam_options_init(&def);
+    const tg_adam_options *a = opts ? opts : &def;
+    if (!(a->lr >= 0.0f) || !(a->beta1 >= 0.0f && a->beta1 < 1.0f) ||
+        !(a->beta2 >= 0.0f && a->beta2 < 1.0f) || !(a->eps >= 0.0f) || !(a->weight_decay >= 0.0f)) {
+        tg_set_error(TG_EINVAL, "tg_adam_new: invalid options (lr %g, betas (%g, %g), eps %g, "
+                                "weight_decay %g)",
+                     a->lr, a->beta1, a->beta2, a->eps, a->weight_decay);
+        return NULL;
+    }
+    tg_optimizer *o = opt_new(OPT_ADAM, params, n, "tg_adam_new");
+    if (o)
+        o->adam = *a;
+    return o;
+}
+
+void tg_optimizer_free(tg_optimizer *o)
+{
+    if (!o)
+        return;
+    for (int i = 0; i < o->n && o->params; i++) {
+        tg_release(o->params[i]);
+        free(o->buf1 ? o->buf1[i] : NULL);
+        free(o->buf2 ? o->buf2[i] : NULL);
+    }
+    free(o->params);
+    free(o->buf1);
+    free(o->buf2);
+    free(o);
+}
+
+static float *state_buffer(float **slot, int64_t n)
+{
+    if (!*slot)
+        *slot = calloc((size_t)(n ? n : 1), sizeof(float));
+    return *slot;
+}
+
+/* PyTorch's SGD: d = g + wd p; b = d (first step) or mu b + (1 - dampening) d;
+ * d = nesterov ? d + mu b : b; p -= lr d. */
+static bool sgd_update(tg_optimizer *o, int i, float *p, const float *g, int64_t n)
+{
+    const tg_sgd_options *s = &o->sgd;
+    bool first = o->buf1[i] == NULL;
+    float *b = s->momentum != 0.0f ? state_buffer(&o->buf1[i], n) : NULL;
+    if (s->momentum != 0.0f && !b)
+        return false;
+    for (int64_t k = 0; k < n; k++) {
+        float d = g[k] + s->weight_decay * p[k];
+        if (b) {
+            b[k] = first ? d : s->momentum * b[k] + (1.0f - s->dampening) * d;
+            d = s->nesterov ? d + s->momentum * b[k] : b[k];
+        }
+        p[k] -= s->lr * d;
+    }
+    return true;
+}
+
+/* PyTorch's Adam/AdamW (non-amsgrad, non-foreach formulas):
+ * AdamW: p *= 1 - lr wd; Adam: g += wd p; m = b1 m + (1 - b1) g; v = b2 v + (1 - b2) g^2;
+ * p -= (lr / (1 - b1^t)) * m / (sqrt(v) / sqrt(1 - b2^t) + eps). */
+static bool adam_update(tg_optimizer *o, int i, float *p, const float *g, int64_t n)
+{
+    const tg_adam_options *a = &o->adam;
+    float *m = state_buffer(&o->buf1[i], n), *v = state_buffer(&o->buf2[i], n);
+    if (!m || !v)
+        return false;
+    double t = (double)o->step;
+    float bc1 = (float)(1.0 - pow(a->beta1, t));
+    float bc2_sqrt = (float)sqrt(1.0 - pow(a->beta2, t));
+    float step_size = a->lr / bc1;
+    for (int64_t k = 0; k < n; k++) {
+        float gk = g[k];
+        if (a->decoupled)
+            p[k] *= 1.0f - a->lr * a->weight_decay;
+        else
+            gk += a->weight_decay * p[k];
+        m[k] = a->beta1 * m[k] + (1.0f - a->beta1) * gk;
+        v[k] = a->beta2 * v[k] + (1.0f - a->beta2) * gk * gk;
+        float denom = sqrtf(v[k]) / bc2_sqrt + a->eps;
+        p[k] -= step_size * (m[k] / denom);
+    }
+    return true;
+}
+
+tg_status tg_optimizer_step(tg_optimizer *o)
+{
+    tg_clear_error();
+    if (!o)
+        return tg_set_error(TG_EINVAL, "tg_optimizer_step: optimizer is NULL");
+    o->step++;
+    for (int i = 0; i < o->n; i++) {
+        tg_tensor *p = o->params[i], *g = p->grad;
+        if (!g)
+            continue; /* PyTorch skips parameters without a grad */
+        tg_tensor *gc = tg_as_contiguous(g);
+        if (!gc)
+            return tg_last_status();
+        bool ok = o->kind == OPT_SGD ? sgd_update(o, i, tg_ptr(p), tg_ptr(gc), p->numel)
+                                     : adam_update(o, i, tg_ptr(p), tg_ptr(gc), p->numel);
+        tg_release(gc);
+        if (!ok)
+            return tg_set_error(TG_ENOMEM, "tg_optimizer_step: out of memory for optimizer state");
+        tg_bump_version(p, "tg_optimizer_step");
+    }
+    return TG_OK;
+}
+
+void tg_optimizer_zero_grad(tg_optimizer *o, bool set_to_none)
+{
+    if (!o)
+        return;
+    for (int i = 0; i < o->n; i++) {
+        tg_tensor *p = o->params[i];
+        if (!p->grad)
+            continue;
+        if (set_to_none) {
+            tg_grad_reset(p);
+        } else {
+            bool prev = tg_set_grad_enabled(false);
+            tg_zero_(p->grad);
+            tg_set_grad_enabled(prev);
+        }
+    }
+}
+
+/* ---- state file: "TGOPT1\n", kind, n, step, then per parameter: ndim, shape, values,
+ * flags saying which state buffers follow, the buffers. Little-endian host layout. ---- */
+
+static const char MAGIC[8] = "TGOPT1\n";
+
+static bool write_all(FILE *f, const void *p, size_t n) { return fwrite(p, 1, n, f) == n; }
+
+static bool save_param(FILE *f, const tg_optimizer *o, int i)
+{
+    const tg_tensor *p = o->params[i];
+    int32_t nd = p->ndim;
+    uint8_t has[2] = {o->buf1[i] != NULL, o->buf2[i] != NULL};
+    size_t bytes = (size_t)p->numel * sizeof(float);
+    return write_all(f, &nd, sizeof nd) && write_all(f, p->shape, sizeof(int64_t) * (size_t)nd) &&
+           write_all(f, tg_ptr(p), bytes) && write_all(f, has, sizeof has) &&
+           (!has[0] || write_all(f, o->buf1[i], bytes)) && (!has[1] || write_all(f, o->buf2[i], bytes));
+}
+
+tg_status tg_optimizer_save(const tg_optimizer *o, const char *path)
+{
+    tg_clear_error();
+    if (!o || !path)
+        return tg_set_error(TG_EINVAL, "tg_optimizer_save: %s is NULL", o ? "path" : "optimizer");
+    size_t len = strlen(path);
+    char *tmp = malloc(len + 16);
+    if (!tmp)
+        return tg_set_error(TG_ENOMEM, "tg_optimizer_save: out of memory");
+    snprintf(tmp, len + 16, "%s.tmp.%ld", path, (long)getpid());
+    FILE *f = fopen(tmp, "wb");
+    if (!f) {
+        tg_status st = tg_set_error(TG_EIO, "tg_optimizer_save: cannot create %s: %s", tmp, strerror(errno));
+        free(tmp);
+        return st;
+    }
+    int32_t head[2] = {(int32_t)o->kind, o->n};
+    bool ok = write_all(f, MAGIC, sizeof MAGIC) && write_all(f, head, sizeof head) &&
+              write_all(f, &o->step, sizeof o->step);
+    for (int i = 0; ok && i < o->n; i++)
+        ok = save_param(f, o, i);
+    ok = (fclose(f) == 0) && ok;
+    if (!ok || rename(tmp, path) != 0) {
+        tg_status st = tg_set_error(TG_EIO, "tg_optimizer_save: writing %s failed: %s", path, strerror(errno));
+        remove(tmp);
+        free(tmp);
+        return st;
+    }
+    free(tmp);
+    return TG_OK;
+}
+
+/* Loaded state for one parameter, applied only once the whole file has checked out. */
+typedef struct {
+    float *values, *b1, *b2;
+} loaded_param;
+
+static bool read_all(FILE *f, void *p, size_t n) { return fread(p, 1, n, f) == n; }
+
+static tg_status load_param(FILE *f, const tg_tensor *p, int i, loaded_param *lp, const char *path)
+{
+    int32_t nd;
+    int64_t shape[TG_MAX_DIMS];
+    uint8_t has[2];
+    if (!read_all(f, &nd, sizeof nd) || nd != p->ndim ||
+        !read_all(f, shape, sizeof(int64_t) * (size_t)nd))
+        return tg_set_error(TG_EPARSE, "tg_optimizer_load: %s: parameter %d has a different rank", path, i);
+    for (int d = 0; d < nd; d++)
+        if (shape[d] != p->shape[d])
+            return tg_set_error(TG_EPARSE, "tg_optimizer_load: %s: parameter %d has a different shape", path, i);
+    size_t bytes = (size_t)p->numel * sizeof(float);
+    lp->values = malloc(bytes ? bytes : 1);
+    if (!lp->values || !read_all(f, lp->values, bytes) || !read_all(f, has, sizeof has))
+        return tg_set_error(TG_EPARSE, "tg_optimizer_load: %s: truncated at parameter %d", path, i);
+    float **dst[2] = {&lp->b1, &lp->b2};
+    for (int k = 0; k < 2; k++) {
+        if (!has[k])
+            continue;
+        *dst[k] = malloc(bytes ? bytes : 1);
+        if (!*dst[k] || !read_all(f, *dst[k], bytes))
+            return tg_set_error(TG_EPARSE, "tg_optimizer_load: %s: truncated state of parameter %d", path, i);
+    }
+    return TG_OK;
+}
+
+static void apply_loaded(tg_optimizer *o, loaded_param *lp, int64_t step)
+{
+    for (int i = 0; i < o->n; i++) {
+        memcpy(tg_ptr(o->params[i]), lp[i].values, (size_t)o->params[i]->numel * sizeof(float));
+        tg_bump_version(o->params[i], "tg_optimizer_load");
+        free(o->buf1[i]);
+        free(o->buf2[i]);
+        o->buf1[i] = lp[i].b1;
+        o->buf2[i] = lp[i].b2;
+        free(lp[i].values);
+    }
+    o->step = step;
+}
+
+tg_status tg_optimizer_load(tg_optimizer *o, const char *path)
+{
+    tg_clear_error();
+    if (!o || !path)
+        return tg_set_error(TG_EINVAL, "tg_optimizer_load: %s is NULL", o ? "path" : "optimizer");
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return tg_set_error(TG_EIO, "tg_optimizer_load: cannot open %s: %s", path, strerror(errno));
+    char magic[8];
+    int32_t head[2];
+    int64_t step;
+    tg_status st = TG_OK;
+    if (!read_all(f, magic, sizeof magic) || memcmp(magic, MAGIC, sizeof magic) != 0 ||
+        !read_all(f, head, sizeof head) || !read_all(f, &step, sizeof step))
+        st = tg_set_error(TG_EPARSE, "tg_optimizer_load: %s is not a tapegrad optimizer file", path);
+    else if (head[0] != (int32_t)o->kind || head[1] != o->n)
+        st = tg_set_error(TG_EPARSE, "tg_optimizer_load: %s holds a different optimizer (kind %d, %d "
+                                     "parameters; expected kind %d, %d)",
+                          path, head[0], head[1], (int)o->kind, o->n);
+    loaded_param *lp = st == TG_OK ? calloc((size_t)o->n, sizeof *lp) : NULL;
+    if (st == TG_OK && !lp)
+        st = tg_set_error(TG_ENOMEM, "tg_optimizer_load: out of memory");
+    for (int i = 0; st == TG_OK && i < o->n; i++)
+        st = load_param(f, o->params[i], i, &lp[i], path);
+    fclose(f);
+    if (st == TG_OK) {
+        apply_loaded(o, lp, step);
+    } else if (lp) {
+        for (int i = 0; i < o->n; i++)
+            free(lp[i].values), free(lp[i].b1), free(lp[i].b2);
+    }
+    free(lp);
+    return st;
+}

@@ -1,0 +1,437 @@
+/* Batched matmul, F.linear and the optimizers. Forward values are compared with products
+ * computed in double; gradients with finite differences (gradcheck); optimizer steps with the
+ * update formulas of PyTorch's documentation evaluated in double. */
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "gradcheck.h"
+
+/* ---- matmul against a double-precision reference ---- */
+
+/* Reference torch.matmul for contiguous row-major inputs of rank >= 1, in double. */
+typedef struct {
+    int ndim;
+    int64_t shape[TG_MAX_DIMS];
+} shape_t;
+
+static int64_t numel_of(const shape_t *s)
+{
+    int64_t n = 1;
+    for (int i = 0; i < s->ndim; i++)
+        n *= s->shape[i];
+    return n;
+}
+
+/* Element of a lifted batched operand at (batch index vector, r, c) with broadcasting. */
+static double at(const float *v, const shape_t *s, const int64_t *bidx, int nb, int64_t r, int64_t c)
+{
+    int64_t rows = s->shape[s->ndim - 2], cols = s->shape[s->ndim - 1];
+    int64_t off = 0, mul = rows * cols;
+    for (int d = s->ndim - 3, k = nb - 1; d >= 0; d--, k--) {
+        int64_t i = s->shape[d] == 1 ? 0 : bidx[k];
+        off += i * mul;
+        mul *= s->shape[d];
+    }
+    return v[off + r * cols + c];
+}
+
+static void check_matmul(int na, const int64_t *sa, int nb_, const int64_t *sb, bool transpose_b)
+{
+    tg_tensor *a = tg_test_tensor(na, sa, 11, -1, 1);
+    tg_tensor *b0 = tg_test_tensor(nb_, sb, 12, -1, 1);
+    tg_tensor *b = b0;
+    if (transpose_b && nb_ >= 2) { /* same values, read through a transposed view */
+        tg_tensor *bt = tg_contiguous(tg_transpose(b0, -1, -2));
+        b = tg_transpose(bt, -1, -2);
+        assert_false(tg_is_contiguous(b));
+    }
+    tg_tensor *c = tg_matmul(a, b);
+    assert_non_null(c);
+    float *av = tg_test_values(a), *bv = tg_test_values(b), *cv = tg_test_values(c);
+    /* lift to batched shapes */
+    shape_t A = {na < 2 ? 2 : na, {0}}, B = {nb_ < 2 ? 2 : nb_, {0}};
+    if (na == 1) {
+        A.shape[0] = 1;
+        A.shape[1] = sa[0];
+    } else {
+        memcpy(A.shape, sa, sizeof(int64_t) * (size_t)na);
+    }
+    if (nb_ == 1) {
+        B.shape[0] = sb[0];
+        B.shape[1] = 1;
+    } else {
+        memcpy(B.shape, sb, sizeof(int64_t) * (size_t)nb_);
+    }
+    int nbatch = (A.ndim > B.ndim ? A.ndim : B.ndim) - 2;
+    int64_t bshape[TG_MAX_DIMS], batch = 1;
+    for (int d = 0; d < nbatch; d++) {
+        int ia = A.ndim - 2 - nbatch + d, ib = B.ndim - 2 - nbatch + d;
+        int64_t x = ia >= 0 ? A.shape[ia] : 1, y = ib >= 0 ? B.shape[ib] : 1;
+        bshape[d] = x == 1 ? y : x;
+        batch *= bshape[d];
+    }
+    int64_t M = A.shape[A.ndim - 2], K = A.shape[A.ndim - 1], N = B.shape[B.ndim - 1];
+    assert_int_equal(tg_numel(c), batch * M * N);
+    for (int64_t bi = 0; bi < batch; bi++) {
+        int64_t idx[TG_MAX_DIMS], rem = bi;
+        for (int d = nbatch - 1; d >= 0; d--) {
+            idx[d] = rem % bshape[d];
+            rem /= bshape[d];
+        }
+        shape_t Ab = A, Bb = B;
+        for (int64_t m = 0; m < M; m++)
+            for (int64_t n = 0; n < N; n++) {
+                double s = 0;
+                for (int64_t k = 0; k < K; k++)
+                    s += at(av, &Ab, idx + (nbatch - (A.ndim - 2)), A.ndim - 2, m, k) *
+                         at(bv, &Bb, idx + (nbatch - (B.ndim - 2)), B.ndim - 2, k, n);
+                double got = cv[(bi * M + m) * N + n];
+                assert_true(tg_test_close(got, s, 1e-5, 1e-5));
+            }
+    }
+    (void)numel_of;
+    free(av), free(bv), free(cv);
+    tg_release(c);
+    if (b != b0)
+        tg_release(b);
+    tg_release(b0), tg_release(a);
+}
+
+static void test_matmul_values(void **state)
+{
+    (void)state;
+    tg_scope_begin();
+    check_matmul(1, (int64_t[]){5}, 1, (int64_t[]){5}, false);
+    check_matmul(2, (int64_t[]){3, 5}, 1, (int64_t[]){5}, false);
+    check_matmul(1, (int64_t[]){5}, 2, (int64_t[]){5, 4}, true);
+    check_matmul(2, (int64_t[]){3, 5}, 2, (int64_t[]){5, 4}, true);
+    check_matmul(2, (int64_t[]){70, 65}, 2, (int64_t[]){65, 80}, true);     /* BLAS path */
+    check_matmul(3, (int64_t[]){4, 3, 5}, 2, (int64_t[]){5, 2}, false);
+    check_matmul(3, (int64_t[]){4, 3, 5}, 3, (int64_t[]){4, 5, 2}, true);
+    check_matmul(4, (int64_t[]){2, 1, 3, 4}, 3, (int64_t[]){5, 4, 2}, true); /* broadcast batch */
+    check_matmul(1, (int64_t[]){4}, 3, (int64_t[]){2, 4, 3}, false);
+    check_matmul(3, (int64_t[]){2, 3, 4}, 1, (int64_t[]){4}, false);
+    check_matmul(2, (int64_t[]){3, 4}, 3, (int64_t[]){2, 4, 5}, true);
+    check_matmul(3, (int64_t[]){64, 16, 16}, 3, (int64_t[]){64, 16, 16}, false);
+    tg_scope_end();
+}
+
+static void test_matmul_names_and_errors(void **state)
+{
+    (void)state;
+    tg_scope_begin();
+    tg_tensor *a = tg_requires_grad_(tg_ones(3, (int64_t[]){2, 3, 4}), true);
+    tg_tensor *m = tg_requires_grad_(tg_ones(2, (int64_t[]){3, 4}), true);
+    assert_string_equal(tg_grad_fn_name(tg_matmul(a, tg_ones(2, (int64_t[]){4, 5}))),
+                        "UnsafeViewBackward0");
+    assert_string_equal(tg_grad_fn_name(tg_matmul(m, tg_ones(3, (int64_t[]){2, 4, 5}))),
+                        "CloneBackward0");
+    assert_null(tg_matmul(a, tg_ones(3, (int64_t[]){3, 4, 5})));
+    assert_int_equal(tg_last_status(), TG_ESHAPE);
+    assert_non_null(strstr(tg_last_error(), "[2, 3, 4]"));
+    assert_non_null(strstr(tg_last_error(), "[3, 4, 5]"));
+    assert_null(tg_matmul(a, tg_ones(2, (int64_t[]){5, 2})));
+    assert_non_null(strstr(tg_last_error(), "cannot be multiplied"));
+    assert_null(tg_matmul(tg_scalar(1.0f), m));
+    assert_int_equal(tg_last_status(), TG_ESHAPE);
+    tg_scope_end();
+}
+
+/* ---- gradients ---- */
+
+static tg_tensor *f_matmul(tg_tensor *const *x, void *ctx)
+{
+    (void)ctx;
+    return tg_matmul(x[0], x[1]);
+}
+
+static tg_tensor *f_linear(tg_tensor *const *x, void *ctx)
+{
+    return tg_linear(x[0], x[1], ctx ? x[2] : NULL);
+}
+
+static gc_input in(int ndim, const int64_t *shape, gc_layout layout)
+{
+    gc_input g = {.ndim = ndim, .layout = layout};
+    memcpy(g.shape, shape, sizeof(int64_t) * (size_t)ndim);
+    return g;
+}
+
+static void test_matmul_gradcheck(void **state)
+{
+    (void)state;
+    struct {
+        int na, nb;
+        int64_t sa[4], sb[4];
+        gc_layout la, lb;
+    } cases[] = {
+        {1, 1, {4}, {4}, GC_CONTIGUOUS, GC_STRIDED},
+        {2, 1, {3, 4}, {4}, GC_TRANSPOSED, GC_CONTIGUOUS},
+        {1, 2, {4}, {4, 3}, GC_CONTIGUOUS, GC_TRANSPOSED},
+        {2, 2, {3, 4}, {4, 5}, GC_TRANSPOSED, GC_TRANSPOSED},
+        {3, 2, {2, 3, 4}, {4, 5}, GC_CONTIGUOUS, GC_NARROWED},
+        {4, 3, {2, 1, 3, 4}, {5, 4, 2}, GC_CONTIGUOUS, GC_TRANSPOSED},
+        {3, 3, {2, 3, 4}, {1, 4, 2}, GC_EXPANDED, GC_CONTIGUOUS},
+        {2, 3, {3, 4}, {2, 4, 5}, GC_CONTIGUOUS, GC_CONTIGUOUS},
+        {1, 3, {4}, {2, 4, 3}, GC_CONTIGUOUS, GC_CONTIGUOUS},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        gc_input x[2] = {in(cases[i].na, cases[i].sa, cases[i].la),
+                         in(cases[i].nb, cases[i].sb, cases[i].lb)};
+        char name[64];
+        snprintf(name, sizeof name, "matmul case %zu", i);
+        assert_true(gc_check(name, f_matmul, NULL, 2, x, 100 + i));
+    }
+}
+
+static void test_linear(void **state)
+{
+    (void)state;
+    int one = 1;
+    gc_input x2[3] = {in(2, (int64_t[]){5, 3}, GC_CONTIGUOUS), in(2, (int64_t[]){4, 3}, GC_CONTIGUOUS),
+                      in(1, (int64_t[]){4}, GC_CONTIGUOUS)};
+    assert_true(gc_check("linear 2-D bias", f_linear, &one, 3, x2, 1));
+    assert_true(gc_check("linear 2-D", f_linear, NULL, 2, x2, 2));
+    gc_input xt[3] = {in(2, (int64_t[]){5, 3}, GC_TRANSPOSED), in(2, (int64_t[]){4, 3}, GC_TRANSPOSED),
+                      in(1, (int64_t[]){4}, GC_STRIDED)};
+    assert_true(gc_check("linear strided", f_linear, &one, 3, xt, 3));
+    gc_input x3[3] = {in(3, (int64_t[]){2, 5, 3}, GC_CONTIGUOUS), in(2, (int64_t[]){4, 3}, GC_CONTIGUOUS),
+                      in(1, (int64_t[]){4}, GC_CONTIGUOUS)};
+    assert_true(gc_check("linear 3-D bias", f_linear, &one, 3, x3, 4));
+    gc_input x1[3] = {in(1, (int64_t[]){3}, GC_CONTIGUOUS), in(2, (int64_t[]){4, 3}, GC_CONTIGUOUS),
+                      in(1, (int64_t[]){4}, GC_CONTIGUOUS)};
+    assert_true(gc_check("linear 1-D bias", f_linear, &one, 3, x1, 5));
+
+    tg_scope_begin();
+    tg_tensor *x = tg_requires_grad_(tg_ones(2, (int64_t[]){2, 3}), true);
+    tg_tensor *W = tg_ones(2, (int64_t[]){4, 3}), *b = tg_zeros(1, (int64_t[]){4});
+    tg_tensor *y = tg_linear(x, W, b);
+    assert_string_equal(tg_grad_fn_name(y), "AddmmBackward0");
+    assert_float_equal(tg_item(tg_sum(y)), 24.0f, 0.0f);
+    assert_null(tg_linear(x, tg_ones(2, (int64_t[]){4, 2}), b));
+    assert_int_equal(tg_last_status(), TG_ESHAPE);
+    assert_null(tg_linear(x, W, tg_zeros(1, (int64_t[]){3})));
+    assert_int_equal(tg_last_status(), TG_ESHAPE);
+    tg_scope_end();
+}
+
+/* ---- optimizers ---- */
+
+#define NP 5
+
+/* A parameter p with a fixed gradient function g(p, step) = p * 0.5 + c_i + 0.1 * step, so the
+ * gradient changes between steps and depends on the parameter. */
+static double grad_of(double p, int i, int step) { return 0.5 * p + (i - 2) * 0.3 + 0.1 * step; }
+
+static void set_grads(tg_tensor *p, int step)
+{
+    float v[NP], g[NP];
+    tg_copy_to(p, v, NP);
+    for (int i = 0; i < NP; i++)
+        g[i] = (float)grad_of(v[i], i, step);
+    tg_grad_reset(p);
+    /* accumulate the values as a gradient through a tiny graph: sum(p * g) has d/dp = g */
+    tg_scope_begin();
+    tg_tensor *gt = tg_from_data(g, 1, (int64_t[]){NP});
+    assert_int_equal(tg_backward(tg_sum(tg_mul(p, gt)), NULL, false), TG_OK);
+    tg_scope_end();
+}
+
+static const float P0[NP] = {0.5f, -1.0f, 2.0f, 0.0f, -0.25f};
+
+static void sgd_reference(double *p, int steps, const tg_sgd_options *o)
+{
+    double buf[NP] = {0};
+    for (int t = 1; t <= steps; t++)
+        for (int i = 0; i < NP; i++) {
+            double d = (double)(float)grad_of((float)p[i], i, t) + o->weight_decay * p[i];
+            if (o->momentum != 0) {
+                buf[i] = t == 1 ? d : o->momentum * buf[i] + (1 - o->dampening) * d;
+                d = o->nesterov ? d + o->momentum * buf[i] : buf[i];
+            }
+            p[i] -= o->lr * d;
+        }
+}
+
+static void adam_reference(double *p, int steps, const tg_adam_options *o)
+{
+    double m[NP] = {0}, v[NP] = {0};
+    for (int t = 1; t <= steps; t++)
+        for (int i = 0; i < NP; i++) {
+            double g = (double)(float)grad_of((float)p[i], i, t);
+            if (o->decoupled)
+                p[i] *= 1 - o->lr * o->weight_decay;
+            else
+                g += o->weight_decay * p[i];
+            m[i] = o->beta1 * m[i] + (1 - o->beta1) * g;
+            v[i] = o->beta2 * v[i] + (1 - o->beta2) * g * g;
+            double bc1 = 1 - pow(o->beta1, t), bc2 = 1 - pow(o->beta2, t);
+            p[i] -= o->lr / bc1 * m[i] / (sqrt(v[i]) / sqrt(bc2) + o->eps);
+        }
+}
+
+static void run_and_compare(tg_optimizer *opt, tg_tensor *p, const double *want, int steps)
+{
+    for (int t = 1; t <= steps; t++) {
+        set_grads(p, t);
+        assert_int_equal(tg_optimizer_step(opt), TG_OK);
+    }
+    float got[NP];
+    tg_copy_to(p, got, NP);
+    for (int i = 0; i < NP; i++)
+        assert_true(tg_test_close(got[i], want[i], 1e-4, 1e-6));
+}
+
+static void test_sgd_variants(void **state)
+{
+    (void)state;
+    tg_sgd_options variants[4];
+    for (int k = 0; k < 4; k++)
+        tg_sgd_options_init(&variants[k]);
+    variants[1].momentum = 0.9f;
+    variants[1].dampening = 0.1f;
+    variants[2].momentum = 0.9f;
+    variants[2].nesterov = true;
+    variants[2].weight_decay = 0.01f;
+    variants[3].lr = 0.1f;
+    variants[3].weight_decay = 0.05f;
+    for (int k = 0; k < 4; k++) {
+        tg_tensor *p = tg_requires_grad_(tg_from_data(P0, 1, (int64_t[]){NP}), true);
+        tg_optimizer *opt = tg_sgd_new(&p, 1, &variants[k]);
+        assert_non_null(opt);
+        double want[NP];
+        for (int i = 0; i < NP; i++)
+            want[i] = P0[i];
+        sgd_reference(want, 6, &variants[k]);
+        run_and_compare(opt, p, want, 6);
+        tg_optimizer_free(opt);
+        tg_release(p);
+    }
+}
+
+static void test_adam_variants(void **state)
+{
+    (void)state;
+    tg_adam_options variants[3];
+    tg_adam_options_init(&variants[0]);
+    tg_adam_options_init(&variants[1]);
+    variants[1].lr = 0.05f;
+    variants[1].weight_decay = 0.1f;
+    tg_adamw_options_init(&variants[2]);
+    variants[2].lr = 0.05f;
+    for (int k = 0; k < 3; k++) {
+        tg_tensor *p = tg_requires_grad_(tg_from_data(P0, 1, (int64_t[]){NP}), true);
+        tg_optimizer *opt = tg_adam_new(&p, 1, &variants[k]);
+        assert_non_null(opt);
+        double want[NP];
+        for (int i = 0; i < NP; i++)
+            want[i] = P0[i];
+        adam_reference(want, 8, &variants[k]);
+        run_and_compare(opt, p, want, 8);
+        tg_optimizer_free(opt);
+        tg_release(p);
+    }
+}
+
+static void test_optimizer_errors_and_zero_grad(void **state)
+{
+    (void)state;
+    tg_tensor *frozen = tg_ones(1, (int64_t[]){3});
+    assert_null(tg_sgd_new(&frozen, 1, NULL));
+    assert_int_equal(tg_last_status(), TG_EINVAL);
+    assert_non_null(strstr(tg_last_error(), "does not require grad"));
+    tg_requires_grad_(frozen, true);
+    tg_tensor *nonleaf = tg_mul_scalar(frozen, 2.0f);
+    assert_null(tg_adam_new(&nonleaf, 1, NULL));
+    assert_non_null(strstr(tg_last_error(), "not a leaf"));
+
+    tg_optimizer *opt = tg_sgd_new(&frozen, 1, NULL);
+    assert_non_null(opt);
+    tg_tensor *s = tg_sum(tg_mul_scalar(frozen, 3.0f));
+    tg_backward(s, NULL, false);
+    tg_optimizer_zero_grad(opt, false);
+    assert_non_null(tg_grad(frozen));
+    assert_float_equal(tg_item(tg_sum(tg_grad(frozen))), 0.0f, 0.0f);
+    tg_optimizer_zero_grad(opt, true);
+    assert_null(tg_grad(frozen));
+    assert_int_equal(tg_optimizer_step(opt), TG_OK); /* no grad: nothing moves */
+    assert_float_equal(tg_item(tg_sum(frozen)), 3.0f, 0.0f);
+    tg_optimizer_free(opt);
+    tg_release(s), tg_release(nonleaf), tg_release(frozen);
+}
+
+static void test_save_load_resumes_exactly(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/tg_nn_XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    char path[256];
+    snprintf(path, sizeof path, "%s/opt.bin", dir);
+
+    tg_adam_options o;
+    tg_adamw_options_init(&o);
+    o.lr = 0.05f;
+    tg_tensor *p = tg_requires_grad_(tg_from_data(P0, 1, (int64_t[]){NP}), true);
+    tg_optimizer *opt = tg_adam_new(&p, 1, &o);
+    for (int t = 1; t <= 3; t++) {
+        set_grads(p, t);
+        tg_optimizer_step(opt);
+    }
+    assert_int_equal(tg_optimizer_save(opt, path), TG_OK);
+    for (int t = 4; t <= 6; t++) { /* uninterrupted run */
+        set_grads(p, t);
+        tg_optimizer_step(opt);
+    }
+    float straight[NP];
+    tg_copy_to(p, straight, NP);
+
+    tg_tensor *q = tg_requires_grad_(tg_zeros(1, (int64_t[]){NP}), true);
+    tg_optimizer *resumed = tg_adam_new(&q, 1, &o);
+    assert_int_equal(tg_optimizer_load(resumed, path), TG_OK);
+    for (int t = 4; t <= 6; t++) {
+        set_grads(q, t);
+        tg_optimizer_step(resumed);
+    }
+    float again[NP];
+    tg_copy_to(q, again, NP);
+    assert_memory_equal(straight, again, sizeof straight);
+
+    /* a file for another optimizer or shape is refused and changes nothing */
+    tg_tensor *r = tg_requires_grad_(tg_full(1, (int64_t[]){NP + 1}, 7.0f), true);
+    tg_optimizer *other = tg_adam_new(&r, 1, &o);
+    assert_int_equal(tg_optimizer_load(other, path), TG_EPARSE);
+    assert_float_equal(tg_item(tg_sum(r)), 7.0f * (NP + 1), 0.0f);
+    tg_optimizer *sgd = tg_sgd_new(&q, 1, NULL);
+    assert_int_equal(tg_optimizer_load(sgd, path), TG_EPARSE);
+    assert_int_equal(tg_optimizer_load(sgd, "/nonexistent/opt.bin"), TG_EIO);
+
+    tg_optimizer_free(opt), tg_optimizer_free(resumed), tg_optimizer_free(other), tg_optimizer_free(sgd);
+    tg_release(p), tg_release(q), tg_release(r);
+    remove(path);
+    rmdir(dir);
+}
+
+int main(void)
+{
+    if (tg_test_isa_unavailable())
+        return TG_TEST_SKIP;
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_matmul_values),
+        cmocka_unit_test(test_matmul_names_and_errors),
+        cmocka_unit_test(test_matmul_gradcheck),
+        cmocka_unit_test(test_linear),
+        cmocka_unit_test(test_sgd_variants),
+        cmocka_unit_test(test_adam_variants),
+        cmocka_unit_test(test_optimizer_errors_and_zero_grad),
+        cmocka_unit_test(test_save_load_resumes_exactly),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
