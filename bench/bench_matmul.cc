@@ -1,0 +1,86 @@
+// Matrix products through the tensor API next to raw cblas_sgemm in the same binary, and
+// batched small-matrix products. FLOP counts use 2*M*N*K per product.
+#include <benchmark/benchmark.h>
+#include <cblas.h>
+
+extern "C" {
+#include <tapegrad.h>
+}
+
+static tg_tensor *randn2(int64_t r, int64_t c, uint64_t seed)
+{
+    int64_t shape[2] = {r, c};
+    return tg_randn(2, shape, seed);
+}
+
+static void set_flops(benchmark::State &state, double per_iter)
+{
+    state.counters["FLOP/s"] =
+        benchmark::Counter(per_iter * (double)state.iterations(), benchmark::Counter::kIsRate);
+}
+
+static void BM_cblas_sgemm(benchmark::State &state)
+{
+    int64_t n = state.range(0);
+    int64_t shape[2] = {n, n};
+    tg_tensor *a = randn2(n, n, 1), *b = randn2(n, n, 2), *c = tg_zeros(2, shape);
+    for (auto _ : state) {
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)n, (int)n, (int)n, 1.0f,
+                    tg_data(a), (int)n, tg_data(b), (int)n, 0.0f, tg_data(c), (int)n);
+        benchmark::ClobberMemory();
+    }
+    set_flops(state, 2.0 * n * n * n);
+    tg_release(a), tg_release(b), tg_release(c);
+}
+BENCHMARK(BM_cblas_sgemm)->Arg(256)->Arg(1024)->Arg(2048)->UseRealTime();
+
+static void BM_matmul(benchmark::State &state)
+{
+    int64_t n = state.range(0);
+    tg_tensor *a = randn2(n, n, 1), *b = randn2(n, n, 2);
+    for (auto _ : state) {
+        tg_tensor *c = tg_matmul(a, b);
+        benchmark::DoNotOptimize(tg_data(c));
+        tg_release(c);
+    }
+    set_flops(state, 2.0 * n * n * n);
+    tg_release(a), tg_release(b);
+}
+BENCHMARK(BM_matmul)->Arg(256)->Arg(1024)->Arg(2048)->UseRealTime();
+
+// Forward and backward through sum(a @ b): three products of the same size.
+static void BM_matmul_fwd_bwd(benchmark::State &state)
+{
+    int64_t n = state.range(0);
+    tg_tensor *a = tg_requires_grad_(randn2(n, n, 1), true);
+    tg_tensor *b = tg_requires_grad_(randn2(n, n, 2), true);
+    for (auto _ : state) {
+        tg_tensor *c = tg_matmul(a, b);
+        tg_tensor *s = tg_sum(c);
+        tg_backward(s, nullptr, false);
+        benchmark::DoNotOptimize(tg_data(tg_grad(a)));
+        tg_grad_reset(a), tg_grad_reset(b);
+        tg_release(s), tg_release(c);
+    }
+    set_flops(state, 6.0 * n * n * n);
+    tg_release(a), tg_release(b);
+}
+BENCHMARK(BM_matmul_fwd_bwd)->Arg(256)->Arg(1024)->Arg(2048)->UseRealTime();
+
+// Batched: [batch, n, n] @ [batch, n, n].
+static void BM_bmm(benchmark::State &state)
+{
+    int64_t batch = state.range(0), n = state.range(1);
+    int64_t shape[3] = {batch, n, n};
+    tg_tensor *a = tg_randn(3, shape, 1), *b = tg_randn(3, shape, 2);
+    for (auto _ : state) {
+        tg_tensor *c = tg_matmul(a, b);
+        benchmark::DoNotOptimize(tg_data(c));
+        tg_release(c);
+    }
+    set_flops(state, 2.0 * batch * n * n * n);
+    tg_release(a), tg_release(b);
+}
+BENCHMARK(BM_bmm)->Args({4096, 16})->Args({1024, 32})->Args({256, 64})->UseRealTime();
+
+BENCHMARK_MAIN();
