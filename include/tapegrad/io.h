@@ -18,6 +18,8 @@ typedef struct tg_csv_options {
     const char *positive;         /* label value that means 1 when labels are two strings */
     tg_missing_policy missing;    /* empty, NA, NaN fields: error (default), drop row, column mean */
     int threads;                  /* 0 = tg_get_num_threads() */
+    bool no_label;                /* no label column at all (prediction input): every column
+                                   * may be a feature and y is NULL; label is ignored */
 } tg_csv_options;
 
 typedef struct tg_csv_data {
@@ -36,6 +38,10 @@ void tg_csv_options_init(tg_csv_options *opt);
  * "FILE:LINE:COLUMN: message". */
 tg_status tg_csv_read(const char *path, const tg_csv_options *opt, tg_csv_data *out);
 void tg_csv_data_free(tg_csv_data *d);
+/* Same as tg_csv_read, on len bytes in memory (need not be NUL-terminated); name is used in
+ * messages in place of the file name (NULL: "<buffer>"). */
+tg_status tg_csv_read_buffer(const char *name, const char *data, size_t len,
+                             const tg_csv_options *opt, tg_csv_data *out);
 
 #ifdef __cplusplus
 }

@@ -1,0 +1,1159 @@
+/* CSV reader (RFC 4180 plus the usual variations) producing float32 feature and label tensors.
+ *
+ * The file is read in three steps:
+ *  1. one sequential, quote-aware scan records where every non-blank row starts; it only looks
+ *     at '\n' and '"' (with memchr), so it runs at memory speed;
+ *  2. the header (or first row) fixes the delimiter and the columns;
+ *  3. blocks of rows are parsed in parallel straight into the output tensor. Each block keeps its
+ *     own first error and label bookkeeping, and the blocks are merged in file order, so results
+ *     and error messages do not depend on the number of threads.
+ *
+ * Quotes are only special at the start of a field; a quote anywhere else in an unquoted field is
+ * an error. That keeps step 1 (which toggles on every quote) in agreement with step 3 on every
+ * file that parses, and an input where they disagree always produces an error in step 3 at or
+ * before the first point of disagreement. */
+#ifndef _DEFAULT_SOURCE
+#define _DEFAULT_SOURCE /* MAP_POPULATE */
+#endif
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "../core/error.h"
+#include "float_parse.h"
+#include "tapegrad.h"
+#include "tapegrad/io.h"
+
+#define ROLE_SKIP (-1)
+#define ROLE_LABEL (-2)
+#ifndef TG_CSV_BLOCK_ROWS
+#define TG_CSV_BLOCK_ROWS 4096 /* rows per parallel work item (tests may build with tiny blocks) */
+#endif
+#define BLOCK_ROWS ((int64_t)TG_CSV_BLOCK_ROWS)
+#define SNIPPET_MAX 40   /* bytes of a bad field quoted in an error message */
+#define SNIFF_ROWS 5     /* rows looked at to detect the delimiter */
+
+enum { F_MORE, F_LAST, F_ERROR }; /* what follows a field: another field, end of row, or junk */
+
+typedef struct {
+    const char *s; /* content: between the quotes for a quoted field, trimmed otherwise */
+    size_t n;
+    bool quoted;
+    bool escaped; /* contains "" pairs that stand for one quote */
+} field;
+
+typedef struct {
+    const char *name; /* file name used in messages */
+    const char *base; /* start of the input: line numbers count '\n' from here */
+    const char *end;
+    char delim;
+    bool spaces; /* fields are separated by runs of blanks */
+    int ncols;
+    int *role;        /* per file column: feature index in X, ROLE_LABEL or ROLE_SKIP */
+    char **col_names; /* per file column */
+    int nfeat;
+    int label_col; /* -1: no label */
+    field positive;
+    bool has_positive;
+    tg_missing_policy missing;
+    bool sentinel; /* the input ends with a byte that cannot continue a number (usually '\n') */
+} csv_ctx;
+
+typedef struct {
+    int64_t row;     /* data row of the error, -1 when there is none */
+    const char *pos; /* where it is, for the line number */
+    int col;         /* 1-based field number */
+    tg_status status;
+    char msg[320];
+} csv_error;
+
+typedef struct {
+    csv_error err;
+    bool has_other; /* first label string that is not `positive`, when positive is set */
+    field other;
+    int64_t other_row;
+    const char *other_pos;
+    bool any_missing; /* a NaN marker was written for a missing value */
+} block_state;
+
+/* ---- small helpers ------------------------------------------------------------------------ */
+
+static void set_row_error(csv_error *e, int64_t row, const char *pos, int col, tg_status st,
+                          const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 6, 7)))
+#endif
+    ;
+
+static void set_row_error(csv_error *e, int64_t row, const char *pos, int col, tg_status st,
+                          const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(e->msg, sizeof e->msg, fmt, ap);
+    va_end(ap);
+    e->row = row;
+    e->pos = pos;
+    e->col = col;
+    e->status = st;
+}
+
+static int64_t line_of(const csv_ctx *cx, const char *pos)
+{
+    int64_t line = 1;
+    const char *p = cx->base;
+    while (p < pos) {
+        const char *nl = memchr(p, '\n', (size_t)(pos - p));
+        if (!nl)
+            break;
+        line++;
+        p = nl + 1;
+    }
+    return line;
+}
+
+/* Publishes a recorded error through the thread-local status, as "FILE:LINE:COL: message". */
+static tg_status report(const csv_ctx *cx, const csv_error *e)
+{
+    return tg_set_error(e->status, "%s:%lld:%d: %s", cx->name, (long long)line_of(cx, e->pos),
+                        e->col, e->msg);
+}
+
+/* Copies a field's text into buf for a message: printable, truncated, always terminated. */
+static const char *snippet(char *buf, size_t cap, const char *s, size_t n)
+{
+    size_t k = 0;
+    for (size_t i = 0; i < n && k + 4 < cap; i++) {
+        if (k >= SNIPPET_MAX) {
+            memcpy(buf + k, "...", 3);
+            k += 3;
+            break;
+        }
+        unsigned char c = (unsigned char)s[i];
+        buf[k++] = (c >= 0x20 && c < 0x7f) || c >= 0x80 ? (char)c : '?';
+    }
+    buf[k] = '\0';
+    return buf;
+}
+
+static bool ieq(const char *s, size_t n, const char *lower)
+{
+    size_t m = strlen(lower);
+    if (n != m)
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if ((char)(s[i] | 0x20) != lower[i] && s[i] != lower[i])
+            return false;
+    return true;
+}
+
+/* Equality of two field values, reading each "" pair of an escaped field as one quote. */
+static bool field_eq(const field *a, const field *b)
+{
+    size_t i = 0, j = 0;
+    while (i < a->n && j < b->n) {
+        if (a->s[i] != b->s[j])
+            return false;
+        i += a->escaped && a->s[i] == '"' ? 2 : 1;
+        j += b->escaped && b->s[j] == '"' ? 2 : 1;
+    }
+    return i >= a->n && j >= b->n;
+}
+
+/* A field's value as a new string (quotes unescaped); NULL when out of memory. */
+static char *field_dup(const field *f)
+{
+    char *s = malloc(f->n + 1);
+    if (!s)
+        return NULL;
+    size_t k = 0;
+    for (size_t i = 0; i < f->n; i++) {
+        s[k++] = f->s[i];
+        if (f->escaped && f->s[i] == '"')
+            i++;
+    }
+    s[k] = '\0';
+    return s;
+}
+
+/* Quoted content is taken literally, but spaces just inside the quotes are harmless to trim
+ * when the content is meant as a number or a keyword. */
+static field trimmed(field f)
+{
+    while (f.n && f.s[0] == ' ')
+        f.s++, f.n--;
+    while (f.n && f.s[f.n - 1] == ' ')
+        f.n--;
+    return f;
+}
+
+static bool is_missing(const field *f)
+{
+    field t = trimmed(*f);
+    if (t.n == 0 || ieq(t.s, t.n, "na") || ieq(t.s, t.n, "n/a"))
+        return true;
+    /* "nan", "-nan", "+NaN" */
+    if (t.n && (t.s[0] == '-' || t.s[0] == '+'))
+        t.s++, t.n--;
+    return ieq(t.s, t.n, "nan");
+}
+
+/* ---- tokenizing ----------------------------------------------------------------------------- */
+
+static inline bool is_blank(const csv_ctx *cx, char c)
+{
+    return c == ' ' || c == '\r' || (c == '\t' && cx->delim != '\t');
+}
+
+static inline const char *skip_blanks(const csv_ctx *cx, const char *p)
+{
+    while (p < cx->end && is_blank(cx, *p))
+        p++;
+    return p;
+}
+
+/* Looks at what follows a field's content at p; sets *next to the start of the next field or row
+ * (or, on F_ERROR, to the offending character). */
+static inline int end_field(const csv_ctx *cx, const char *p, const char **next)
+{
+    const char *q = skip_blanks(cx, p);
+    if (q == cx->end) {
+        *next = q;
+        return F_LAST;
+    }
+    if (*q == '\n') {
+        *next = q + 1;
+        return F_LAST;
+    }
+    if (cx->spaces ? q > p : *q == cx->delim) {
+        *next = cx->spaces ? q : q + 1;
+        return F_MORE;
+    }
+    *next = q;
+    return F_ERROR;
+}
+
+/* Reads one field starting at p. On F_ERROR, *next is the error position and *err says why. */
+static int scan_field(const csv_ctx *cx, const char *p, field *f, const char **next,
+                      const char **err)
+{
+    const char *end = cx->end;
+    p = skip_blanks(cx, p);
+    if (p < end && *p == '"') {
+        const char *s = p + 1, *q = s;
+        bool esc = false;
+        for (;;) {
+            q = memchr(q, '"', (size_t)(end - q));
+            if (!q) {
+                *next = p;
+                *err = "unterminated quoted field";
+                return F_ERROR;
+            }
+            if (q + 1 < end && q[1] == '"') {
+                esc = true;
+                q += 2;
+                continue;
+            }
+            break;
+        }
+        *f = (field){s, (size_t)(q - s), true, esc};
+        int st = end_field(cx, q + 1, next);
+        if (st == F_ERROR)
+            *err = "unexpected character after a closing quote";
+        return st;
+    }
+    const char *s = p;
+    if (cx->spaces)
+        while (p < end && *p != '\n' && *p != '"' && !is_blank(cx, *p))
+            p++;
+    else
+        while (p < end && *p != '\n' && *p != '"' && *p != cx->delim)
+            p++;
+    if (p < end && *p == '"') {
+        *next = p;
+        *err = "quote inside an unquoted field (quote the whole field and double the quote)";
+        return F_ERROR;
+    }
+    const char *e = p;
+    while (e > s && is_blank(cx, e[-1]))
+        e--;
+    *f = (field){s, (size_t)(e - s), false, false};
+    return end_field(cx, p, next);
+}
+
+/* ---- step 1: row boundaries --------------------------------------------------------------- */
+
+typedef struct {
+    const char **v;
+    int64_t n, cap;
+} row_list;
+
+static bool push_row(row_list *r, const char *p)
+{
+    if (r->n == r->cap) {
+        int64_t cap = r->cap ? r->cap * 2 : 1024;
+        const char **v = realloc(r->v, (size_t)cap * sizeof *v);
+        if (!v)
+            return false;
+        r->v = v;
+        r->cap = cap;
+    }
+    r->v[r->n++] = p;
+    return true;
+}
+
+static const char *find(const char *p, const char *end, char c)
+{
+    const char *q = p < end ? memchr(p, c, (size_t)(end - p)) : NULL;
+    return q ? q : end;
+}
+
+static bool blank_line(const char *p, const char *line_end)
+{
+    for (; p < line_end; p++)
+        if (*p != ' ' && *p != '\r')
+            return false;
+    return true;
+}
+
+/* Records the start of every row that is not a blank line. A row ends at the first '\n' with an
+ * even number of quotes before it (counted from the row start). */
+static bool split_rows(const char *p, const char *end, row_list *rows)
+{
+    const char *quote = find(p, end, '"');
+    while (p < end) {
+        const char *line_end = find(p, end, '\n');
+        if ((*p == ' ' || *p == '\r' || *p == '\n') && quote >= line_end &&
+            blank_line(p, line_end)) {
+            p = line_end + (line_end < end);
+            continue;
+        }
+        if (!push_row(rows, p))
+            return false;
+        while (quote < line_end) { /* inside quotes from here to the closing quote */
+            const char *close = find(quote + 1, end, '"');
+            if (close == end) {
+                line_end = end;
+                quote = end;
+                break;
+            }
+            if (close >= line_end)
+                line_end = find(close + 1, end, '\n');
+            quote = find(close + 1, end, '"');
+        }
+        p = line_end + (line_end < end);
+    }
+    return true;
+}
+
+/* ---- step 2: delimiter and header --------------------------------------------------------- */
+
+/* Number of fields in the row at p under cx's delimiter, or -1 if the row does not tokenize. */
+static int64_t count_fields(const csv_ctx *cx, const char *p)
+{
+    int64_t n = 0;
+    for (;;) {
+        field f;
+        const char *next, *err;
+        int st = scan_field(cx, p, &f, &next, &err);
+        if (st == F_ERROR)
+            return -1;
+        n++;
+        if (st == F_LAST)
+            return n;
+        p = next;
+    }
+}
+
+/* Picks the delimiter that splits the first rows into the same number (> 1) of fields, the most
+ * fields winning; runs of spaces only when no ',', '\t' or ';' splits the first row at all. */
+static void detect_delimiter(csv_ctx *cx, const row_list *rows)
+{
+    static const char cands[] = {',', '\t', ';'};
+    int64_t nsniff = rows->n < SNIFF_ROWS ? rows->n : SNIFF_ROWS;
+    int best = -1, loose = -1;
+    int64_t best_n = 1, loose_n = 1;
+    for (int i = 0; i < 3; i++) {
+        cx->delim = cands[i];
+        cx->spaces = false;
+        int64_t first = count_fields(cx, rows->v[0]);
+        bool same = first > 1;
+        for (int64_t r = 1; r < nsniff && same; r++)
+            same = count_fields(cx, rows->v[r]) == first;
+        if (same && first > best_n)
+            best = i, best_n = first;
+        if (first > loose_n)
+            loose = i, loose_n = first;
+    }
+    if (best < 0)
+        best = loose;
+    if (best >= 0) {
+        cx->delim = cands[best];
+        return;
+    }
+    cx->delim = ' ';
+    cx->spaces = true;
+    if (count_fields(cx, rows->v[0]) > 1)
+        return;
+    cx->delim = ',';
+    cx->spaces = false;
+}
+
+/* Reads the fields of the first row: names from a header, or just the count. */
+static tg_status read_first_row(csv_ctx *cx, const char *p, bool names)
+{
+    int64_t cap = 0, n = 0;
+    for (;;) {
+        field f;
+        const char *next, *err;
+        int st = scan_field(cx, p, &f, &next, &err);
+        if (st == F_ERROR) {
+            csv_error e;
+            set_row_error(&e, 0, next, (int)(n + 1), TG_EPARSE, "%s", err);
+            return report(cx, &e);
+        }
+        if (n == INT_MAX - 1)
+            return tg_set_error(TG_EPARSE, "%s: too many columns", cx->name);
+        if (n == cap) {
+            cap = cap ? cap * 2 : 16;
+            char **v = realloc(cx->col_names, (size_t)cap * sizeof *v);
+            if (!v)
+                return tg_set_error(TG_ENOMEM, "%s: out of memory reading the header", cx->name);
+            cx->col_names = v;
+        }
+        char num[24];
+        snprintf(num, sizeof num, "%lld", (long long)n);
+        cx->col_names[n] = names ? field_dup(&f) : strdup(num);
+        if (!cx->col_names[n])
+            return tg_set_error(TG_ENOMEM, "%s: out of memory reading the header", cx->name);
+        cx->ncols = (int)++n;
+        if (st == F_LAST)
+            return TG_OK;
+        p = next;
+    }
+}
+
+/* A column named by header name first, then by 0-based index; -1 if neither. */
+static int find_column(const csv_ctx *cx, const char *spec)
+{
+    for (int c = 0; c < cx->ncols; c++)
+        if (strcmp(cx->col_names[c], spec) == 0)
+            return c;
+    if (!*spec || strlen(spec) > 9)
+        return -1;
+    int v = 0;
+    for (const char *s = spec; *s; s++) {
+        if (!tg_is_digit_(*s))
+            return -1;
+        v = v * 10 + (*s - '0');
+    }
+    return v < cx->ncols ? v : -1;
+}
+
+static tg_status resolve_columns(csv_ctx *cx, const tg_csv_options *opt)
+{
+    cx->role = malloc((size_t)cx->ncols * sizeof *cx->role);
+    if (!cx->role)
+        return tg_set_error(TG_ENOMEM, "%s: out of memory", cx->name);
+    cx->label_col = -1;
+    if (!opt->no_label) {
+        cx->label_col = opt->label ? find_column(cx, opt->label) : cx->ncols - 1;
+        if (cx->label_col < 0)
+            return tg_set_error(TG_EINVAL, "%s: label column '%s' not found", cx->name,
+                                opt->label);
+    }
+    for (int c = 0; c < cx->ncols; c++)
+        cx->role[c] = ROLE_SKIP;
+    if (cx->label_col >= 0)
+        cx->role[cx->label_col] = ROLE_LABEL;
+    cx->nfeat = 0;
+    if (!opt->features || opt->n_features == 0) {
+        for (int c = 0; c < cx->ncols; c++)
+            if (c != cx->label_col)
+                cx->role[c] = cx->nfeat++;
+    } else {
+        for (int i = 0; i < opt->n_features; i++) {
+            const char *spec = opt->features[i] ? opt->features[i] : "(null)";
+            int c = opt->features[i] ? find_column(cx, spec) : -1;
+            if (c < 0)
+                return tg_set_error(TG_EINVAL, "%s: feature column '%s' not found", cx->name,
+                                    spec);
+            if (cx->role[c] != ROLE_SKIP)
+                return tg_set_error(TG_EINVAL, "%s: feature column '%s' is %s", cx->name, spec,
+                                    c == cx->label_col ? "the label column"
+                                                       : "listed more than once");
+            cx->role[c] = cx->nfeat++;
+        }
+    }
+    if (cx->nfeat == 0)
+        return tg_set_error(TG_EINVAL, "%s: no feature columns (the file has %d column%s)",
+                            cx->name, cx->ncols, cx->ncols == 1 ? "" : "s");
+    return TG_OK;
+}
+
+/* ---- step 3: rows ------------------------------------------------------------------------ */
+
+static int missing_feature(const csv_ctx *cx, block_state *bs, int64_t r, int c, const char *pos,
+                           float *out, int st)
+{
+    if (cx->missing == TG_MISSING_ERROR) {
+        set_row_error(&bs->err, r, pos, c + 1, TG_EPARSE,
+                      "missing value in column '%s' (set the missing-value policy to drop the "
+                      "row or use the column mean)",
+                      cx->col_names[c]);
+        return F_ERROR;
+    }
+    *out = NAN; /* marker, resolved after all rows are read */
+    bs->any_missing = true;
+    return st;
+}
+
+/* The general path for a feature field: quotes, blanks, missing values, bad numbers. */
+static int feature_field(const csv_ctx *cx, block_state *bs, int64_t r, int c, const char *p,
+                         float *out, const char **next)
+{
+    float v;
+    const char *q = skip_blanks(cx, p);
+    const char *e = tg_parse_float_prefix(q, cx->end, &v);
+    int st;
+    if (e && (st = end_field(cx, e, next)) != F_ERROR) {
+        if (isnan(v))
+            return missing_feature(cx, bs, r, c, q, out, st);
+        *out = v;
+        return st;
+    }
+    field f;
+    const char *err;
+    st = scan_field(cx, p, &f, next, &err);
+    if (st == F_ERROR) {
+        set_row_error(&bs->err, r, *next, c + 1, TG_EPARSE, "%s", err);
+        return F_ERROR;
+    }
+    if (is_missing(&f))
+        return missing_feature(cx, bs, r, c, f.s, out, st);
+    field t = trimmed(f);
+    if (f.quoted && !f.escaped && tg_parse_float(t.s, t.n, &v) == 0) {
+        *out = v;
+        return st;
+    }
+    char sn[64];
+    set_row_error(&bs->err, r, f.s, c + 1, TG_EPARSE, "bad number '%s' in column '%s'",
+                  snippet(sn, sizeof sn, f.s, f.n), cx->col_names[c]);
+    return F_ERROR;
+}
+
+static int label_error(const csv_ctx *cx, block_state *bs, int64_t r, const field *f,
+                       const char *why)
+{
+    char sn[64];
+    set_row_error(&bs->err, r, f->s, cx->label_col + 1, TG_EPARSE, "label '%s' in column '%s' %s",
+                  snippet(sn, sizeof sn, f->s, f->n), cx->col_names[cx->label_col], why);
+    return F_ERROR;
+}
+
+/* Labels given as two strings: `positive` is 1, the one other value is 0. */
+static int label_string(const csv_ctx *cx, block_state *bs, int64_t r, const field *f, float *y,
+                        int st)
+{
+    if (field_eq(f, &cx->positive)) {
+        *y = 1.0f;
+        return st;
+    }
+    *y = 0.0f;
+    if (!bs->has_other) {
+        bs->has_other = true;
+        bs->other = *f;
+        bs->other_row = r;
+        bs->other_pos = f->s;
+    } else if (!field_eq(f, &bs->other)) {
+        char a[64], b[64], c[64];
+        set_row_error(&bs->err, r, f->s, cx->label_col + 1, TG_EPARSE,
+                      "label column '%s' has more than two values: '%s', '%s' and '%s'",
+                      cx->col_names[cx->label_col],
+                      snippet(a, sizeof a, cx->positive.s, cx->positive.n),
+                      snippet(b, sizeof b, bs->other.s, bs->other.n),
+                      snippet(c, sizeof c, f->s, f->n));
+        return F_ERROR;
+    }
+    return st;
+}
+
+static int label_field(const csv_ctx *cx, block_state *bs, int64_t r, const char *p, float *y,
+                       const char **next)
+{
+    field f;
+    const char *err;
+    int st = scan_field(cx, p, &f, next, &err);
+    if (st == F_ERROR) {
+        set_row_error(&bs->err, r, *next, cx->label_col + 1, TG_EPARSE, "%s", err);
+        return F_ERROR;
+    }
+    if (is_missing(&f)) {
+        if (cx->missing == TG_MISSING_DROP) {
+            *y = NAN;
+            bs->any_missing = true;
+            return st;
+        }
+        return label_error(cx, bs, r, &f,
+                           cx->missing == TG_MISSING_MEAN
+                               ? "is missing (the mean policy fills features, not labels)"
+                               : "is missing");
+    }
+    if (cx->has_positive)
+        return label_string(cx, bs, r, &f, y, st);
+    field t = trimmed(f);
+    float v;
+    if (!f.escaped && tg_parse_float(t.s, t.n, &v) == 0) {
+        if (v != 0.0f && v != 1.0f)
+            return label_error(cx, bs, r, &f, "is not 0 or 1");
+        *y = v == 1.0f ? 1.0f : 0.0f; /* -0 reads as 0 */
+        return st;
+    }
+    if (ieq(t.s, t.n, "true") || ieq(t.s, t.n, "false")) {
+        *y = (t.s[0] | 0x20) == 't' ? 1.0f : 0.0f;
+        return st;
+    }
+    return label_error(cx, bs, r, &f,
+                       "is not 0/1 or true/false; set positive to the value that means 1");
+}
+
+static int skip_field(const csv_ctx *cx, block_state *bs, int64_t r, int c, const char *p,
+                      const char **next)
+{
+    field f;
+    const char *err;
+    int st = scan_field(cx, p, &f, next, &err);
+    if (st == F_ERROR)
+        set_row_error(&bs->err, r, *next, c + 1, TG_EPARSE, "%s", err);
+    return st;
+}
+
+/* Checks that the row has exactly ncols fields; the error points at the first missing or the
+ * first extra field. */
+static bool field_count_ok(const csv_ctx *cx, block_state *bs, int64_t r, int c, int st,
+                           const char *next)
+{
+    if (st == F_LAST && c < cx->ncols - 1) {
+        const char *pos = next > cx->base && next[-1] == '\n' ? next - 1 : next;
+        set_row_error(&bs->err, r, pos, c + 2, TG_EPARSE, "expected %d fields, found %d",
+                      cx->ncols, c + 1);
+        return false;
+    }
+    if (st == F_MORE && c == cx->ncols - 1) {
+        set_row_error(&bs->err, r, next, c + 2, TG_EPARSE, "expected %d fields, found more",
+                      cx->ncols);
+        return false;
+    }
+    return true;
+}
+
+
+static bool parse_row(const csv_ctx *cx, block_state *bs, int64_t r, const char *p, float *x,
+                      float *y)
+{
+    const char *end = cx->end;
+    const int nc = cx->ncols, last = nc - 1;
+    const char delim = cx->delim;
+    const bool spaces = cx->spaces;
+    const bool sentinel = cx->sentinel;
+    for (int c = 0; c < nc; c++) {
+        const int role = cx->role[c];
+        const char *next;
+        int st;
+        if (role >= 0) {
+            /* Fast path: a plain number directly followed by the delimiter (or, in the last
+             * column, by the end of the line). Anything else takes the general path. */
+            float v;
+            const char *q = p;
+            while (q < end && *q == ' ')
+                q++;
+            const char *e = q == end     ? NULL
+                            : sentinel ? tg_parse_float_fast_impl_(q, end, &v, false)
+                                       : tg_parse_float_fast_(q, end, &v);
+            if (e && c < last && e < end && *e == delim && !spaces) {
+                x[role] = v;
+                p = e + 1;
+                continue;
+            }
+            if (e && (st = end_field(cx, e, &next)) != F_ERROR)
+                x[role] = v;
+            else
+                st = feature_field(cx, bs, r, c, p, &x[role], &next);
+        } else if (role == ROLE_LABEL) {
+            st = label_field(cx, bs, r, p, y, &next);
+        } else {
+            st = skip_field(cx, bs, r, c, p, &next);
+        }
+        if (st == F_ERROR || !field_count_ok(cx, bs, r, c, st, next))
+            return false;
+        p = next;
+    }
+    return true;
+}
+
+typedef struct {
+    const csv_ctx *cx;
+    const char *const *rows; /* data rows only */
+    int64_t nrows;
+    float *X, *y;
+    block_state *bs;
+    int64_t nblocks;
+    atomic_llong next_block;
+    atomic_llong first_error; /* lowest block with an error; later blocks need not run */
+} job;
+
+static void parse_block(job *j, int64_t b)
+{
+    const csv_ctx *cx = j->cx;
+    block_state *bs = &j->bs[b];
+    int64_t r0 = b * BLOCK_ROWS, r1 = r0 + BLOCK_ROWS < j->nrows ? r0 + BLOCK_ROWS : j->nrows;
+    for (int64_t r = r0; r < r1; r++) {
+        float *y = j->y ? j->y + r : NULL;
+        if (!parse_row(cx, bs, r, j->rows[r], j->X + r * cx->nfeat, y)) {
+            long long cur = atomic_load(&j->first_error);
+            while (b < cur && !atomic_compare_exchange_weak(&j->first_error, &cur, b)) {
+            }
+            return;
+        }
+    }
+}
+
+static void *run_blocks(void *arg)
+{
+    job *j = arg;
+    for (;;) {
+        long long b = atomic_fetch_add(&j->next_block, 1);
+        /* Blocks are claimed in increasing order, so once one lies past an error, all do. */
+        if (b >= j->nblocks || b > atomic_load(&j->first_error))
+            break;
+        parse_block(j, b);
+    }
+    return NULL;
+}
+
+static void run_parallel(job *j, int threads)
+{
+    if (threads > j->nblocks)
+        threads = (int)j->nblocks;
+    pthread_t *tid = threads > 1 ? malloc((size_t)(threads - 1) * sizeof *tid) : NULL;
+    int started = 0;
+    if (tid)
+        while (started < threads - 1 && pthread_create(&tid[started], NULL, run_blocks, j) == 0)
+            started++;
+    run_blocks(j); /* the caller works too; with no helper threads it does everything */
+    for (int i = 0; i < started; i++)
+        pthread_join(tid[i], NULL);
+    free(tid);
+}
+
+/* Walks the blocks in file order and reports the first problem: a block's own error, or a label
+ * string that differs from the one other label seen in earlier blocks. */
+static tg_status merge_blocks(const csv_ctx *cx, const job *j, bool *any_missing)
+{
+    const block_state *other = NULL;
+    *any_missing = false;
+    for (int64_t b = 0; b < j->nblocks; b++) {
+        const block_state *bs = &j->bs[b];
+        if (bs->has_other) {
+            if (!other) {
+                other = bs;
+            } else if (!field_eq(&other->other, &bs->other) &&
+                       (bs->err.row < 0 || bs->other_row < bs->err.row)) {
+                csv_error e;
+                char a[64], o[64], c[64];
+                set_row_error(&e, bs->other_row, bs->other_pos, cx->label_col + 1, TG_EPARSE,
+                              "label column '%s' has more than two values: '%s', '%s' and '%s'",
+                              cx->col_names[cx->label_col],
+                              snippet(a, sizeof a, cx->positive.s, cx->positive.n),
+                              snippet(o, sizeof o, other->other.s, other->other.n),
+                              snippet(c, sizeof c, bs->other.s, bs->other.n));
+                return report(cx, &e);
+            }
+        }
+        if (bs->err.row >= 0)
+            return report(cx, &bs->err);
+        *any_missing |= bs->any_missing;
+    }
+    return TG_OK;
+}
+
+/* ---- missing values ------------------------------------------------------------------------ */
+
+static tg_status fill_means(const csv_ctx *cx, float *X, int64_t rows)
+{
+    const int nf = cx->nfeat;
+    double *sum = calloc((size_t)nf, sizeof *sum);
+    int64_t *cnt = calloc((size_t)nf, sizeof *cnt);
+    if (!sum || !cnt) {
+        free(sum);
+        free(cnt);
+        return tg_set_error(TG_ENOMEM, "%s: out of memory", cx->name);
+    }
+    /* Row order, in double: the same means whatever the thread count. */
+    for (int64_t r = 0; r < rows; r++)
+        for (int j = 0; j < nf; j++) {
+            float v = X[r * nf + j];
+            if (!isnan(v)) {
+                sum[j] += v;
+                cnt[j]++;
+            }
+        }
+    tg_status st = TG_OK;
+    for (int c = 0; c < cx->ncols && st == TG_OK; c++) {
+        int j = cx->role[c];
+        if (j >= 0 && cnt[j] == 0 && rows > 0)
+            st = tg_set_error(TG_EPARSE, "%s: column '%s' has no values to take the mean of",
+                              cx->name, cx->col_names[c]);
+    }
+    if (st == TG_OK)
+        for (int64_t r = 0; r < rows; r++)
+            for (int j = 0; j < nf; j++)
+                if (isnan(X[r * nf + j]))
+                    X[r * nf + j] = (float)(sum[j] / (double)cnt[j]);
+    free(sum);
+    free(cnt);
+    return st;
+}
+
+/* Moves the rows without NaN markers to the front; returns how many are kept. */
+static int64_t drop_rows(int nf, float *X, float *y, int64_t rows)
+{
+    int64_t k = 0;
+    for (int64_t r = 0; r < rows; r++) {
+        bool keep = !y || !isnan(y[r]);
+        for (int j = 0; j < nf && keep; j++)
+            keep = !isnan(X[r * nf + j]);
+        if (!keep)
+            continue;
+        if (k != r) {
+            memmove(X + k * nf, X + r * nf, (size_t)nf * sizeof *X);
+            if (y)
+                y[k] = y[r];
+        }
+        k++;
+    }
+    return k;
+}
+
+/* ---- driver -------------------------------------------------------------------------------- */
+
+void tg_csv_options_init(tg_csv_options *opt)
+{
+    if (!opt)
+        return;
+    memset(opt, 0, sizeof *opt);
+    opt->missing = TG_MISSING_ERROR;
+}
+
+void tg_csv_data_free(tg_csv_data *d)
+{
+    if (!d)
+        return;
+    tg_release(d->X);
+    tg_release(d->y);
+    if (d->names)
+        for (int i = 0; i < d->n_features; i++)
+            free(d->names[i]);
+    free(d->names);
+    free(d->label_name);
+    memset(d, 0, sizeof *d);
+}
+
+static tg_status check_options(const char *name, const tg_csv_options *opt)
+{
+    const char *bad = NULL;
+    if (opt->skip_rows < 0)
+        bad = "skip_rows is negative";
+    else if (opt->threads < 0)
+        bad = "threads is negative";
+    else if (opt->n_features < 0 || (opt->n_features > 0 && !opt->features))
+        bad = "n_features does not match features";
+    else if ((unsigned)opt->missing > TG_MISSING_MEAN)
+        bad = "unknown missing-value policy";
+    else if (opt->delimiter == '"' || opt->delimiter == '\n' || opt->delimiter == '\r')
+        bad = "the delimiter cannot be a quote or a line break";
+    if (bad)
+        return tg_set_error(TG_EINVAL, "%s: %s", name, bad);
+    return TG_OK;
+}
+
+typedef struct {
+    csv_ctx cx;
+    row_list rows;
+    block_state *bs;
+    tg_tensor *X, *y;
+} reader;
+
+static void reader_free(reader *rd)
+{
+    if (rd->cx.col_names)
+        for (int c = 0; c < rd->cx.ncols; c++)
+            free(rd->cx.col_names[c]);
+    free(rd->cx.col_names);
+    free(rd->cx.role);
+    free(rd->rows.v);
+    free(rd->bs);
+    tg_release(rd->X);
+    tg_release(rd->y);
+}
+
+/* New tensor owned by the caller even inside a tg_scope. */
+static tg_tensor *owned_empty(int ndim, const int64_t *shape)
+{
+    return tg_keep(tg_empty(ndim, shape));
+}
+
+static tg_status parse_data(reader *rd, const tg_csv_options *opt, int64_t first, bool *missing)
+{
+    csv_ctx *cx = &rd->cx;
+    int64_t nrows = rd->rows.n - first;
+    int64_t shape[2] = {nrows, cx->nfeat};
+    rd->X = owned_empty(2, shape);
+    if (!rd->X)
+        return tg_last_status();
+    if (cx->label_col >= 0 && !(rd->y = owned_empty(1, shape)))
+        return tg_last_status();
+    job j = {.cx = cx, .rows = rd->rows.v + first, .nrows = nrows};
+    j.X = tg_data(rd->X);
+    j.y = rd->y ? tg_data(rd->y) : NULL;
+    j.nblocks = (nrows + BLOCK_ROWS - 1) / BLOCK_ROWS;
+    atomic_init(&j.next_block, 0);
+    atomic_init(&j.first_error, j.nblocks);
+    rd->bs = calloc((size_t)j.nblocks, sizeof *rd->bs);
+    if (!rd->bs)
+        return tg_set_error(TG_ENOMEM, "%s: out of memory", cx->name);
+    for (int64_t b = 0; b < j.nblocks; b++)
+        rd->bs[b].err.row = -1;
+    j.bs = rd->bs;
+    int threads = opt->threads ? opt->threads : tg_get_num_threads();
+    run_parallel(&j, threads < 1 ? 1 : threads);
+    return merge_blocks(cx, &j, missing);
+}
+
+/* Applies the missing-value policy after all rows are in; sets *rows to the rows kept. */
+static tg_status resolve_missing(reader *rd, int64_t *rows, int64_t *dropped)
+{
+    csv_ctx *cx = &rd->cx;
+    float *X = tg_data(rd->X), *y = rd->y ? tg_data(rd->y) : NULL;
+    *dropped = 0;
+    if (cx->missing == TG_MISSING_MEAN)
+        return fill_means(cx, X, *rows);
+    int64_t kept = drop_rows(cx->nfeat, X, y, *rows);
+    *dropped = *rows - kept;
+    if (kept == 0)
+        return tg_set_error(TG_EPARSE, "%s: every row has a missing value (%lld dropped)",
+                            cx->name, (long long)*dropped);
+    int64_t shape[2] = {kept, cx->nfeat};
+    tg_tensor *X2 = tg_keep(tg_from_data(X, 2, shape));
+    tg_tensor *y2 = y ? tg_keep(tg_from_data(y, 1, shape)) : NULL;
+    if (!X2 || (y && !y2)) {
+        tg_release(X2);
+        tg_release(y2);
+        return tg_last_status();
+    }
+    tg_release(rd->X);
+    tg_release(rd->y);
+    rd->X = X2;
+    rd->y = y2;
+    *rows = kept;
+    return TG_OK;
+}
+
+static tg_status fill_output(reader *rd, int64_t rows, int64_t dropped, tg_csv_data *out)
+{
+    csv_ctx *cx = &rd->cx;
+    out->names = calloc((size_t)cx->nfeat, sizeof *out->names);
+    if (!out->names)
+        return tg_set_error(TG_ENOMEM, "%s: out of memory", cx->name);
+    out->n_features = cx->nfeat;
+    for (int c = 0; c < cx->ncols; c++)
+        if (cx->role[c] >= 0 && !(out->names[cx->role[c]] = strdup(cx->col_names[c])))
+            return tg_set_error(TG_ENOMEM, "%s: out of memory", cx->name);
+    if (cx->label_col >= 0 && !(out->label_name = strdup(cx->col_names[cx->label_col])))
+        return tg_set_error(TG_ENOMEM, "%s: out of memory", cx->name);
+    out->X = rd->X;
+    out->y = rd->y;
+    rd->X = rd->y = NULL;
+    out->rows = rows;
+    out->rows_dropped = dropped;
+    return TG_OK;
+}
+
+static tg_status read_all(reader *rd, const char *data, size_t len, const tg_csv_options *opt,
+                          tg_csv_data *out)
+{
+    csv_ctx *cx = &rd->cx;
+    const char *p = data, *end = data + len;
+    if (len >= 3 && memcmp(p, "\xEF\xBB\xBF", 3) == 0)
+        p += 3; /* UTF-8 byte order mark */
+    for (int64_t i = 0; i < opt->skip_rows && p < end; i++) {
+        const char *nl = find(p, end, '\n');
+        p = nl < end ? nl + 1 : end;
+    }
+    if (!split_rows(p, end, &rd->rows))
+        return tg_set_error(TG_ENOMEM, "%s: out of memory", cx->name);
+    if (rd->rows.n == 0)
+        return tg_set_error(TG_EPARSE, "%s: the file is empty%s", cx->name,
+                            opt->skip_rows ? " after the skipped rows" : "");
+    if (opt->delimiter) {
+        cx->delim = opt->delimiter;
+        cx->spaces = opt->delimiter == ' ';
+    } else {
+        detect_delimiter(cx, &rd->rows);
+    }
+    tg_status st = read_first_row(cx, rd->rows.v[0], !opt->no_header);
+    if (st != TG_OK || (st = resolve_columns(cx, opt)) != TG_OK)
+        return st;
+    int64_t first = opt->no_header ? 0 : 1;
+    if (rd->rows.n == first)
+        return tg_set_error(TG_EPARSE, "%s:%lld: the file has a header but no data rows",
+                            cx->name, (long long)line_of(cx, rd->rows.v[0]));
+    bool missing = false;
+    if ((st = parse_data(rd, opt, first, &missing)) != TG_OK)
+        return st;
+    int64_t rows = rd->rows.n - first, dropped = 0;
+    if (missing && (st = resolve_missing(rd, &rows, &dropped)) != TG_OK)
+        return st;
+    return fill_output(rd, rows, dropped, out);
+}
+
+tg_status tg_csv_read_buffer(const char *name, const char *data, size_t len,
+                             const tg_csv_options *opt, tg_csv_data *out)
+{
+    if (!name)
+        name = "<buffer>";
+    if (!out)
+        return tg_set_error(TG_EINVAL, "%s: tg_csv_read: out is NULL", name);
+    memset(out, 0, sizeof *out);
+    if (!data && len)
+        return tg_set_error(TG_EINVAL, "%s: tg_csv_read: data is NULL", name);
+    tg_csv_options defaults;
+    if (!opt) {
+        tg_csv_options_init(&defaults);
+        opt = &defaults;
+    }
+    tg_status st = check_options(name, opt);
+    if (st != TG_OK)
+        return st;
+    reader rd;
+    memset(&rd, 0, sizeof rd);
+    rd.cx.name = name;
+    rd.cx.base = data ? data : "";
+    rd.cx.end = rd.cx.base + len;
+    rd.cx.missing = opt->missing;
+    rd.cx.sentinel = len > 0 && tg_float_sentinel_ok_(rd.cx.end);
+    if (opt->positive) {
+        rd.cx.positive = (field){opt->positive, strlen(opt->positive), false, false};
+        rd.cx.has_positive = true;
+    }
+    st = read_all(&rd, rd.cx.base, len, opt, out);
+    reader_free(&rd);
+    if (st != TG_OK) {
+        tg_csv_data_free(out);
+        return st;
+    }
+    tg_clear_error();
+    return TG_OK;
+}
+
+/* ---- files ------------------------------------------------------------------------------- */
+
+typedef struct {
+    char *data;
+    size_t len;
+    bool mapped;
+} file_data;
+
+/* Pipes, terminals and /proc files have no usable size: read them to the end. */
+static tg_status read_stream(const char *path, int fd, file_data *fd_out)
+{
+    size_t cap = 1 << 16, len = 0;
+    char *buf = malloc(cap);
+    for (;;) {
+        if (!buf)
+            return tg_set_error(TG_ENOMEM, "%s: out of memory reading the file", path);
+        if (len == cap) {
+            char *nb = cap <= SIZE_MAX / 2 ? realloc(buf, cap * 2) : NULL;
+            if (!nb)
+                free(buf);
+            buf = nb;
+            cap *= 2;
+            continue;
+        }
+        ssize_t n = read(fd, buf + len, cap - len);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0) {
+            int e = errno;
+            free(buf);
+            return tg_set_error(TG_EIO, "%s: read failed: %s", path, strerror(e));
+        }
+        if (n == 0)
+            break;
+        len += (size_t)n;
+    }
+    fd_out->data = buf;
+    fd_out->len = len;
+    return TG_OK;
+}
+
+static tg_status load_file(const char *path, file_data *f)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return tg_set_error(TG_EIO, "%s: cannot open: %s", path, strerror(errno));
+    struct stat st;
+    if (fstat(fd, &st) == 0 && S_ISDIR(st.st_mode)) {
+        close(fd);
+        return tg_set_error(TG_EIO, "%s: is a directory", path);
+    }
+    if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_size > 0 &&
+        (uintmax_t)st.st_size <= SIZE_MAX) {
+        int flags = MAP_PRIVATE;
+#ifdef MAP_POPULATE
+        flags |= MAP_POPULATE; /* fault the pages in now, in bulk, not one by one while parsing */
+#endif
+        void *m = mmap(NULL, (size_t)st.st_size, PROT_READ, flags, fd, 0);
+        if (m != MAP_FAILED) {
+            close(fd);
+            f->data = m;
+            f->len = (size_t)st.st_size;
+            f->mapped = true;
+            return TG_OK;
+        }
+    }
+    tg_status s = read_stream(path, fd, f);
+    close(fd);
+    return s;
+}
+
+tg_status tg_csv_read(const char *path, const tg_csv_options *opt, tg_csv_data *out)
+{
+    if (out)
+        memset(out, 0, sizeof *out);
+    if (!path)
+        return tg_set_error(TG_EINVAL, "tg_csv_read: path is NULL");
+    if (!out)
+        return tg_set_error(TG_EINVAL, "%s: tg_csv_read: out is NULL", path);
+    file_data f = {NULL, 0, false};
+    tg_status st = load_file(path, &f);
+    if (st != TG_OK)
+        return st;
+    st = tg_csv_read_buffer(path, f.data, f.len, opt, out);
+    if (f.mapped)
+        munmap(f.data, f.len);
+    else
+        free(f.data);
+    return st;
+}

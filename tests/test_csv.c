@@ -1,0 +1,633 @@
+/* CSV reader: RFC 4180 details, delimiters, labels, missing values, error positions, and the same
+ * results for every thread count. Every test writes its input under one mkdtemp directory. */
+#ifndef _DEFAULT_SOURCE
+#define _DEFAULT_SOURCE /* mkdtemp, mkfifo */
+#endif
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "tapegrad.h"
+#include "tapegrad/io.h"
+
+static char tmpdir[256];
+static char path[512];
+
+static int setup(void **state)
+{
+    (void)state;
+    snprintf(tmpdir, sizeof tmpdir, "/tmp/tg_csv_test_XXXXXX");
+    return mkdtemp(tmpdir) ? 0 : -1;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    return rmdir(tmpdir);
+}
+
+/* Writes n bytes to a file named name in the temp directory; sets path. */
+static const char *write_bytes(const char *name, const char *data, size_t n)
+{
+    snprintf(path, sizeof path, "%s/%s", tmpdir, name);
+    FILE *f = fopen(path, "wb");
+    assert_non_null(f);
+    assert_int_equal(fwrite(data, 1, n, f), n);
+    assert_int_equal(fclose(f), 0);
+    return path;
+}
+
+static const char *write_file(const char *name, const char *text)
+{
+    return write_bytes(name, text, strlen(text));
+}
+
+static tg_csv_options defaults(void)
+{
+    tg_csv_options o;
+    tg_csv_options_init(&o);
+    return o;
+}
+
+/* Reads text as a CSV file with options o; expects success. */
+static tg_csv_data read_ok(const char *text, tg_csv_options o)
+{
+    tg_csv_data d;
+    const char *p = write_file("in.csv", text);
+    tg_status s = tg_csv_read(p, &o, &d);
+    if (s != TG_OK)
+        print_error("unexpected failure: %s\n", tg_last_error());
+    assert_int_equal(s, TG_OK);
+    assert_string_equal(tg_last_error(), "");
+    unlink(p);
+    return d;
+}
+
+/* Reads text and expects failure with status st and a message starting with
+ * "<path><where>" (where is ":LINE:COL: ..." or ": ...") and containing `what`. */
+static void read_fails(const char *text, tg_csv_options o, tg_status st, const char *where,
+                       const char *what)
+{
+    tg_csv_data d;
+    const char *p = write_file("bad.csv", text);
+    tg_status s = tg_csv_read(p, &o, &d);
+    char want[700];
+    snprintf(want, sizeof want, "%s%s", p, where);
+    const char *msg = tg_last_error();
+    if (s != st || strncmp(msg, want, strlen(want)) != 0 || (what && !strstr(msg, what))) {
+        print_error("status %s, message \"%s\"; wanted %s, \"%s...%s\"\n", tg_status_name(s), msg,
+                    tg_status_name(st), want, what ? what : "");
+        fail();
+    }
+    assert_null(d.X);
+    assert_null(d.y);
+    assert_null(d.names);
+    unlink(p);
+}
+
+static void expect_X(tg_csv_data *d, int64_t rows, int nf, const float *want)
+{
+    assert_int_equal(d->rows, rows);
+    assert_int_equal(d->n_features, nf);
+    assert_int_equal(tg_ndim(d->X), 2);
+    assert_int_equal(tg_shape(d->X)[0], rows);
+    assert_int_equal(tg_shape(d->X)[1], nf);
+    const float *x = tg_data(d->X);
+    for (int64_t i = 0; i < rows * nf; i++) {
+        if (x[i] != want[i]) {
+            print_error("X[%lld] = %.9g, want %.9g\n", (long long)i, x[i], want[i]);
+            fail();
+        }
+    }
+}
+
+static void expect_y(tg_csv_data *d, const float *want)
+{
+    assert_non_null(d->y);
+    assert_int_equal(tg_ndim(d->y), 1);
+    assert_int_equal(tg_shape(d->y)[0], d->rows);
+    const float *y = tg_data(d->y);
+    for (int64_t i = 0; i < d->rows; i++)
+        assert_true(y[i] == want[i]);
+}
+
+/* ---- basics --------------------------------------------------------------------------------- */
+
+static void test_basic(void **state)
+{
+    (void)state;
+    tg_csv_data d = read_ok("a,b,label\n1,2.5,0\n-3,4e2,1\n", defaults());
+    expect_X(&d, 2, 2, (const float[]){1, 2.5f, -3, 400});
+    expect_y(&d, (const float[]){0, 1});
+    assert_string_equal(d.names[0], "a");
+    assert_string_equal(d.names[1], "b");
+    assert_string_equal(d.label_name, "label");
+    assert_int_equal(d.rows_dropped, 0);
+    tg_csv_data_free(&d);
+    assert_null(d.X);
+    tg_csv_data_free(&d); /* twice is harmless */
+    tg_csv_data_free(NULL);
+}
+
+static void test_quotes(void **state)
+{
+    (void)state;
+    /* Quoted numbers, a delimiter, an escaped quote and a newline inside quoted fields. */
+    tg_csv_options o = defaults();
+    o.features = (const char *const[]){"x", "z"};
+    o.n_features = 2;
+    o.label = "y";
+    tg_csv_data d = read_ok("x,\"note, with comma\",z,y\n"
+                            "\"1.5\",\"say \"\"hi\"\", ok\",  \" 2 \" ,1\n"
+                            "3,\"two\nlines\r\nhere\",4,0\n"
+                            "5,\"\",6,\"1\"\n",
+                            o);
+    expect_X(&d, 3, 2, (const float[]){1.5f, 2, 3, 4, 5, 6});
+    expect_y(&d, (const float[]){1, 0, 1});
+    tg_csv_data_free(&d);
+    /* A header name with an escaped quote and a delimiter. */
+    o = defaults();
+    d = read_ok("\"a \"\"q\"\", b\",y\n1,0\n", o);
+    assert_string_equal(d.names[0], "a \"q\", b");
+    tg_csv_data_free(&d);
+}
+
+static void test_quote_errors(void **state)
+{
+    (void)state;
+    read_fails("a,b\n1,\"2\n", defaults(), TG_EPARSE, ":2:2: ", "unterminated");
+    read_fails("a,b\n1,\"2\"x\n", defaults(), TG_EPARSE, ":2:2: ", "closing quote");
+    read_fails("a,b\n1,2\"\n", defaults(), TG_EPARSE, ":2:2: ", "quote inside");
+    read_fails("a,b,c\n1,x\"y,0\n", defaults(), TG_EPARSE, ":2:2: ", "quote inside");
+}
+
+static void test_crlf_bom_blank_lines(void **state)
+{
+    (void)state;
+    tg_csv_data d = read_ok("\xEF\xBB\xBF" "a,b\r\n1,0\r\n\r\n2,1\r\n\r\n", defaults());
+    expect_X(&d, 2, 1, (const float[]){1, 2});
+    expect_y(&d, (const float[]){0, 1});
+    assert_string_equal(d.names[0], "a");
+    tg_csv_data_free(&d);
+    /* No newline at the end, and blank lines in the middle and at the end. */
+    d = read_ok("a,b\n1,0\n\n   \n2,1", defaults());
+    expect_X(&d, 2, 1, (const float[]){1, 2});
+    tg_csv_data_free(&d);
+    d = read_ok("a,b\n1,0\n2,1\n\n", defaults());
+    expect_X(&d, 2, 1, (const float[]){1, 2});
+    tg_csv_data_free(&d);
+    /* CRLF with the last column a feature. */
+    tg_csv_options o = defaults();
+    o.label = "0";
+    o.no_header = true;
+    d = read_ok("1,2.5\r\n0,3.5\r\n", o);
+    expect_X(&d, 2, 1, (const float[]){2.5f, 3.5f});
+    assert_string_equal(d.names[0], "1");
+    assert_string_equal(d.label_name, "0");
+    tg_csv_data_free(&d);
+}
+
+static void test_ragged_rows(void **state)
+{
+    (void)state;
+    read_fails("a,b,c\n1,2,0\n3,4\n", defaults(), TG_EPARSE, ":3:3: ", "expected 3 fields, found 2");
+    read_fails("a,b,c\n1,2,0\n3,4,1,5\n", defaults(), TG_EPARSE, ":3:4: ", "expected 3 fields");
+    read_fails("a,b,c\n1,2,0,\n", defaults(), TG_EPARSE, ":2:4: ", "expected 3 fields");
+    /* The line is the one where the short row ends, after a quoted newline. */
+    tg_csv_options o = defaults();
+    o.features = (const char *const[]){"a"};
+    o.n_features = 1;
+    read_fails("a,b,c\n1,\"x\ny\"\n", o, TG_EPARSE, ":3:3: ", "found 2");
+}
+
+static void test_huge_field(void **state)
+{
+    (void)state;
+    size_t big = 1 << 20;
+    size_t cap = big + 256;
+    char *text = malloc(cap);
+    assert_non_null(text);
+    size_t n = (size_t)snprintf(text, cap, "x,notes,y\n1.25,\"");
+    for (size_t i = 0; i < big; i++)
+        text[n++] = (char)(i % 97 == 0 ? '\n' : i % 89 == 0 ? ',' : 'a' + (char)(i % 26));
+    n += (size_t)snprintf(text + n, cap - n, "\",1\n2.5,short,0\n");
+    tg_csv_options o = defaults();
+    o.features = (const char *const[]){"x"};
+    o.n_features = 1;
+    tg_csv_data d;
+    const char *p = write_bytes("huge.csv", text, n);
+    assert_int_equal(tg_csv_read(p, &o, &d), TG_OK);
+    expect_X(&d, 2, 1, (const float[]){1.25f, 2.5f});
+    expect_y(&d, (const float[]){1, 0});
+    tg_csv_data_free(&d);
+    /* The same huge field where a number is expected: a short, clear message. */
+    o = defaults();
+    assert_int_equal(tg_csv_read(p, &o, &d), TG_EPARSE);
+    assert_true(strlen(tg_last_error()) < 400);
+    assert_non_null(strstr(tg_last_error(), ":2:2: bad number"));
+    unlink(p);
+    free(text);
+}
+
+/* ---- errors with positions ------------------------------------------------------------------ */
+
+static void test_bad_numbers(void **state)
+{
+    (void)state;
+    read_fails("a,b,y\n1,2,0\n3,abc,1\n", defaults(), TG_EPARSE, ":3:2: ",
+               "bad number 'abc' in column 'b'");
+    read_fails("a,b,y\n1,2,0\n1.2.3,4,1\n", defaults(), TG_EPARSE, ":3:1: ", "'1.2.3'");
+    read_fails("a,b,y\n0x10,2,0\n", defaults(), TG_EPARSE, ":2:1: ", "'0x10'");
+    read_fails("a,b,y\n1e,2,0\n", defaults(), TG_EPARSE, ":2:1: ", "'1e'");
+    read_fails("a,b,y\n1,2 3,0\n", defaults(), TG_EPARSE, ":2:2: ", "'2 3'");
+    /* Lines count the preamble, the header and newlines inside quoted fields. */
+    tg_csv_options o = defaults();
+    o.skip_rows = 2;
+    o.features = (const char *const[]){"a"};
+    o.n_features = 1;
+    read_fails("# preamble\n# more\na,note,y\n1,\"multi\nline\",0\n\n2,x,1\n-,y,0\n", o,
+               TG_EPARSE, ":8:1: ", "bad number '-'");
+    /* Labels that are numbers other than 0 and 1. */
+    read_fails("a,y\n1,0\n2,2\n", defaults(), TG_EPARSE, ":3:2: ", "is not 0 or 1");
+    read_fails("a,y\n1,0.5\n", defaults(), TG_EPARSE, ":2:2: ", "is not 0 or 1");
+}
+
+static void test_empty_and_header_only(void **state)
+{
+    (void)state;
+    read_fails("", defaults(), TG_EPARSE, ": ", "empty");
+    read_fails("\n\n  \n", defaults(), TG_EPARSE, ": ", "empty");
+    read_fails("a,b,y\n", defaults(), TG_EPARSE, ":1: ", "no data rows");
+    read_fails("a,b,y", defaults(), TG_EPARSE, ":1: ", "no data rows");
+    read_fails("\xEF\xBB\xBF", defaults(), TG_EPARSE, ": ", "empty");
+    tg_csv_options o = defaults();
+    o.skip_rows = 5;
+    read_fails("a,y\n1,0\n", o, TG_EPARSE, ": ", "empty after the skipped rows");
+    /* A file with a single column has no features. */
+    read_fails("y\n1\n", defaults(), TG_EINVAL, ": ", "no feature columns");
+    tg_csv_data d;
+    assert_int_equal(tg_csv_read("/nonexistent/dir/x.csv", NULL, &d), TG_EIO);
+    assert_non_null(strstr(tg_last_error(), "/nonexistent/dir/x.csv: cannot open"));
+    assert_int_equal(tg_csv_read(tmpdir, NULL, &d), TG_EIO);
+}
+
+static void test_options(void **state)
+{
+    (void)state;
+    tg_csv_options o = defaults();
+    assert_null(o.label);
+    assert_false(o.no_header);
+    assert_int_equal(o.missing, TG_MISSING_ERROR);
+    assert_int_equal(o.threads, 0);
+    o.delimiter = '"';
+    read_fails("a,y\n1,0\n", o, TG_EINVAL, ": ", "delimiter");
+    o = defaults();
+    o.threads = -1;
+    read_fails("a,y\n1,0\n", o, TG_EINVAL, ": ", "threads");
+    o = defaults();
+    o.label = "nope";
+    read_fails("a,y\n1,0\n", o, TG_EINVAL, ": ", "label column 'nope' not found");
+    o = defaults();
+    o.features = (const char *const[]){"a", "zz"};
+    o.n_features = 2;
+    read_fails("a,b,y\n1,2,0\n", o, TG_EINVAL, ": ", "feature column 'zz' not found");
+    o.features = (const char *const[]){"a", "y"};
+    read_fails("a,b,y\n1,2,0\n", o, TG_EINVAL, ": ", "label column");
+    o.features = (const char *const[]){"a", "0"};
+    read_fails("a,b,y\n1,2,0\n", o, TG_EINVAL, ": ", "more than once");
+    tg_csv_data d;
+    assert_int_equal(tg_csv_read(NULL, NULL, &d), TG_EINVAL);
+    assert_int_equal(tg_csv_read("x", NULL, NULL), TG_EINVAL);
+}
+
+/* ---- layout options ------------------------------------------------------------------------- */
+
+static void test_skip_rows_and_no_header(void **state)
+{
+    (void)state;
+    tg_csv_options o = defaults();
+    o.skip_rows = 4; /* physical lines: a quote in the preamble does not matter */
+    tg_csv_data d = read_ok("generated by x\n\"not, csv\n\nat all\na,b,y\n1,2,1\n", o);
+    expect_X(&d, 1, 2, (const float[]){1, 2});
+    tg_csv_data_free(&d);
+    o = defaults();
+    o.no_header = true;
+    d = read_ok("1,2,1\n3,4,0\n", o);
+    expect_X(&d, 2, 2, (const float[]){1, 2, 3, 4});
+    expect_y(&d, (const float[]){1, 0});
+    assert_string_equal(d.names[0], "0");
+    assert_string_equal(d.names[1], "1");
+    assert_string_equal(d.label_name, "2");
+    tg_csv_data_free(&d);
+    /* no_header with the label picked by index, and no label at all. */
+    o.label = "0";
+    d = read_ok("1,2,5\n0,4,6\n", o);
+    expect_X(&d, 2, 2, (const float[]){2, 5, 4, 6});
+    expect_y(&d, (const float[]){1, 0});
+    tg_csv_data_free(&d);
+    o = defaults();
+    o.no_label = true;
+    d = read_ok("a,b\n1,2\n3,4\n", o);
+    expect_X(&d, 2, 2, (const float[]){1, 2, 3, 4});
+    assert_null(d.y);
+    assert_null(d.label_name);
+    tg_csv_data_free(&d);
+}
+
+static void test_delimiter_detection(void **state)
+{
+    (void)state;
+    static const char *const texts[] = {
+        "a,b,y\n1.5,2,1\n3,4,0\n",
+        "a;b;y\n1.5;2;1\n3;4;0\n",
+        "a\tb\ty\n1.5\t2\t1\n3\t4\t0\n",
+        "a b y\n1.5 2 1\n3 4 0\n",
+        "  a   b    y\n  1.5  2    1\n  3    4    0   \n",
+        "\"a b\";\"c,d\";y\n1.5;2;1\n3;4;0\n",
+        "a, b, y\n1.5, 2, 1\n3, 4, 0\n",
+        "first name,b,y\n1.5,2,1\n3,4,0\n",
+    };
+    for (size_t i = 0; i < sizeof texts / sizeof texts[0]; i++) {
+        tg_csv_data d = read_ok(texts[i], defaults());
+        expect_X(&d, 2, 2, (const float[]){1.5f, 2, 3, 4});
+        expect_y(&d, (const float[]){1, 0});
+        tg_csv_data_free(&d);
+    }
+    tg_csv_data d = read_ok("\"a b\";\"c,d\";y\n1;2;1\n", defaults());
+    assert_string_equal(d.names[0], "a b");
+    assert_string_equal(d.names[1], "c,d");
+    tg_csv_data_free(&d);
+    /* An explicit delimiter wins over detection. */
+    tg_csv_options o = defaults();
+    o.delimiter = '|';
+    d = read_ok("a|b,c|y\n1|2|0\n", o);
+    expect_X(&d, 1, 2, (const float[]){1, 2});
+    assert_string_equal(d.names[1], "b,c");
+    tg_csv_data_free(&d);
+}
+
+/* ---- labels and features -------------------------------------------------------------------- */
+
+static void test_label_and_features(void **state)
+{
+    (void)state;
+    tg_csv_options o = defaults();
+    o.label = "target";
+    o.features = (const char *const[]){"c", "0"}; /* by name and by index, in that order */
+    o.n_features = 2;
+    tg_csv_data d = read_ok("a,target,c,d\n1,1,3,4\n5,0,7,8\n", o);
+    expect_X(&d, 2, 2, (const float[]){3, 1, 7, 5});
+    expect_y(&d, (const float[]){1, 0});
+    assert_string_equal(d.names[0], "c");
+    assert_string_equal(d.names[1], "a");
+    tg_csv_data_free(&d);
+    o = defaults();
+    o.label = "1";
+    d = read_ok("a,target,c\n1,1,3\n5,0,7\n", o);
+    expect_X(&d, 2, 2, (const float[]){1, 3, 5, 7});
+    assert_string_equal(d.label_name, "target");
+    tg_csv_data_free(&d);
+    /* Unselected columns may hold anything. */
+    o = defaults();
+    o.features = (const char *const[]){"a"};
+    o.n_features = 1;
+    d = read_ok("a,name,y\n1,Smith,1\n2,,0\n", o);
+    expect_X(&d, 2, 1, (const float[]){1, 2});
+    tg_csv_data_free(&d);
+}
+
+static void test_label_values(void **state)
+{
+    (void)state;
+    tg_csv_data d = read_ok("a,y\n1,true\n2,FALSE\n3,True\n4,1.0\n5,0\n6,\"1\"\n", defaults());
+    expect_y(&d, (const float[]){1, 0, 1, 1, 0, 1});
+    tg_csv_data_free(&d);
+    tg_csv_options o = defaults();
+    o.positive = "spam";
+    d = read_ok("a,y\n1,spam\n2,ham\n3,\"spam\"\n4,ham\n", o);
+    expect_y(&d, (const float[]){1, 0, 1, 0});
+    tg_csv_data_free(&d);
+    read_fails("a,y\n1,spam\n2,ham\n3,eggs\n", o, TG_EPARSE, ":4:2: ",
+               "more than two values: 'spam', 'ham' and 'eggs'");
+    read_fails("a,y\n1,yes\n2,no\n", defaults(), TG_EPARSE, ":2:2: ", "set positive");
+    read_fails("a,y\n1,1\n2,no\n", defaults(), TG_EPARSE, ":3:2: ", "label 'no'");
+}
+
+/* ---- missing values ------------------------------------------------------------------------- */
+
+static void test_missing(void **state)
+{
+    (void)state;
+    const char *text = "a,b,y\n1,2,1\n,4,0\n5,NA,1\n7,8,N/A\n9,nan,0\nNaN,na,1\n11,12,0\n";
+    read_fails(text, defaults(), TG_EPARSE, ":3:1: ", "missing value in column 'a'");
+    tg_csv_options o = defaults();
+    o.missing = TG_MISSING_DROP;
+    tg_csv_data d = read_ok(text, o);
+    expect_X(&d, 2, 2, (const float[]){1, 2, 11, 12});
+    expect_y(&d, (const float[]){1, 0});
+    assert_int_equal(d.rows_dropped, 5);
+    tg_csv_data_free(&d);
+    /* Mean: missing labels are still an error. */
+    o.missing = TG_MISSING_MEAN;
+    read_fails(text, o, TG_EPARSE, ":5:3: ", "missing");
+    d = read_ok("a,b,y\n1,2,1\n,4,0\n5,NA,1\n3,\"\",0\n", o);
+    expect_X(&d, 4, 2, (const float[]){1, 2, 3, 4, 5, 3, 3, 3});
+    assert_int_equal(d.rows_dropped, 0);
+    tg_csv_data_free(&d);
+    read_fails("a,b,y\n1,,1\n2,NA,0\n", o, TG_EPARSE, ": ", "column 'b' has no values");
+    o.missing = TG_MISSING_DROP;
+    read_fails("a,y\nNA,1\n", o, TG_EPARSE, ": ", "every row");
+}
+
+/* ---- input paths ---------------------------------------------------------------------------- */
+
+static void test_buffer_and_pipe(void **state)
+{
+    (void)state;
+    /* A buffer without a terminating NUL: the reader must stop at len. */
+    char buf[] = {'a', ',', 'y', '\n', '1', ',', '0', '\n', '2', ',', '1'};
+    tg_csv_data d;
+    assert_int_equal(tg_csv_read_buffer("mem", buf, sizeof buf, NULL, &d), TG_OK);
+    expect_X(&d, 2, 1, (const float[]){1, 2});
+    tg_csv_data_free(&d);
+    assert_int_equal(tg_csv_read_buffer(NULL, "a,y\n1,x\n", 8, NULL, &d), TG_EPARSE);
+    assert_string_equal(tg_last_error(),
+                        "<buffer>:2:2: label 'x' in column 'y' is not 0/1 or true/false; set "
+                        "positive to the value that means 1");
+    /* A pipe has no size and cannot be mapped: read() fallback. */
+    snprintf(path, sizeof path, "%s/fifo", tmpdir);
+    assert_int_equal(mkfifo(path, 0600), 0);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        FILE *f = fopen(path, "w");
+        if (!f)
+            _exit(1);
+        fputs("a,y\n", f);
+        for (int i = 1; i < 20000; i++)
+            fprintf(f, "%d,%d\n", i, i & 1);
+        fclose(f);
+        _exit(0);
+    }
+    tg_status s = tg_csv_read(path, NULL, &d);
+    int wstatus = 0;
+    waitpid(pid, &wstatus, 0);
+    unlink(path);
+    assert_int_equal(s, TG_OK);
+    assert_int_equal(d.rows, 19999);
+    assert_true(tg_data(d.X)[19998] == 19999.0f);
+    tg_csv_data_free(&d);
+}
+
+/* ---- threads -------------------------------------------------------------------------------- */
+
+static char *make_big(int rows, int bad_row)
+{
+    size_t cap = (size_t)rows * 120 + 200;
+    char *t = malloc(cap);
+    size_t n = (size_t)snprintf(t, cap, "f0,f1,note,f2,y\n");
+    uint64_t s = 7;
+    for (int r = 0; r < rows; r++) {
+        s = s * 6364136223846793005u + 1442695040888963407u;
+        uint32_t x = (uint32_t)(s >> 33);
+        const char *note = x % 7 == 0 ? "\"multi\nline, \"\"quoted\"\"\"" : "plain";
+        const char *label = r == bad_row ? "yes,extra" : x & 1 ? "yes" : "no";
+        n += (size_t)snprintf(t + n, cap - n, "%.6f,%de-%d,%s,%s,%s\n", (x % 100000) / 1e5 - 0.5,
+                              (int)(x % 1000), (int)(x >> 20) % 40, note,
+                              x % 11 == 0 ? "NA" : "0.125", label);
+    }
+    return t;
+}
+
+static void test_threads_identical(void **state)
+{
+    (void)state;
+    int rows = 30000; /* several blocks of rows */
+    char *text = make_big(rows, -1);
+    const char *p = write_file("big.csv", text);
+    tg_csv_data d[3];
+    for (int t = 0; t < 3; t++) {
+        tg_csv_options o = defaults();
+        o.threads = t + 1;
+        o.positive = "yes";
+        o.missing = TG_MISSING_MEAN;
+        o.features = (const char *const[]){"f0", "f1", "f2"};
+        o.n_features = 3;
+        assert_int_equal(tg_csv_read(p, &o, &d[t]), TG_OK);
+    }
+    for (int t = 1; t < 3; t++) {
+        assert_int_equal(d[t].rows, rows);
+        assert_memory_equal(tg_data(d[0].X), tg_data(d[t].X), (size_t)rows * 3 * sizeof(float));
+        assert_memory_equal(tg_data(d[0].y), tg_data(d[t].y), (size_t)rows * sizeof(float));
+    }
+    for (int t = 0; t < 3; t++)
+        tg_csv_data_free(&d[t]);
+    /* Dropping rows and the first error late in the file: the same for every thread count. */
+    for (int t = 0; t < 2; t++) {
+        tg_csv_options o = defaults();
+        o.threads = t + 1;
+        o.positive = "yes";
+        o.missing = TG_MISSING_DROP;
+        o.features = (const char *const[]){"f0", "f2"};
+        o.n_features = 2;
+        assert_int_equal(tg_csv_read(p, &o, &d[t]), TG_OK);
+    }
+    assert_int_equal(d[0].rows, d[1].rows);
+    assert_true(d[0].rows_dropped > 0 && d[0].rows_dropped == d[1].rows_dropped);
+    assert_memory_equal(tg_data(d[0].X), tg_data(d[1].X), (size_t)d[0].rows * 2 * sizeof(float));
+    tg_csv_data_free(&d[0]);
+    tg_csv_data_free(&d[1]);
+    unlink(p);
+    free(text);
+
+    text = make_big(rows, 25000);
+    p = write_file("big.csv", text);
+    char first[600];
+    for (int t = 0; t < 2; t++) {
+        tg_csv_options o = defaults();
+        o.threads = t + 1;
+        o.positive = "yes";
+        o.missing = TG_MISSING_MEAN;
+        o.features = (const char *const[]){"f0", "f1", "f2"};
+        o.n_features = 3;
+        tg_csv_data e;
+        assert_int_equal(tg_csv_read(p, &o, &e), TG_EPARSE);
+        assert_non_null(strstr(tg_last_error(), "expected 5 fields, found more"));
+        if (t == 0)
+            snprintf(first, sizeof first, "%s", tg_last_error());
+        else
+            assert_string_equal(first, tg_last_error());
+    }
+    unlink(p);
+    free(text);
+}
+
+/* A third label value in another block than the first two (found when blocks are merged) or in
+ * the same block: the same message for any thread count. */
+static void test_threads_label_conflict(void **state)
+{
+    (void)state;
+    int rows = 20000;
+    size_t cap = (size_t)rows * 16 + 64;
+    char *text = malloc(cap);
+    for (int variant = 0; variant < 2; variant++) {
+        size_t n = (size_t)snprintf(text, cap, "a,y\n");
+        for (int r = 0; r < rows; r++) {
+            const char *v = r == 15000 ? "maybe" : (variant ? r % 3 : r) ? "yes" : "no";
+            n += (size_t)snprintf(text + n, cap - n, "%d,%s\n", r, v);
+        }
+        const char *p = write_file("conflict.csv", text);
+        char first[600];
+        for (int t = 0; t < 2; t++) {
+            tg_csv_options o = defaults();
+            o.threads = t + 1;
+            o.positive = "yes";
+            tg_csv_data d;
+            assert_int_equal(tg_csv_read(p, &o, &d), TG_EPARSE);
+            assert_non_null(strstr(tg_last_error(), ":15002:2: "));
+            assert_non_null(strstr(tg_last_error(), "'yes', 'no' and 'maybe'"));
+            if (t == 0)
+                snprintf(first, sizeof first, "%s", tg_last_error());
+            else
+                assert_string_equal(first, tg_last_error());
+        }
+        unlink(p);
+    }
+    free(text);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_basic),
+        cmocka_unit_test(test_quotes),
+        cmocka_unit_test(test_quote_errors),
+        cmocka_unit_test(test_crlf_bom_blank_lines),
+        cmocka_unit_test(test_ragged_rows),
+        cmocka_unit_test(test_huge_field),
+        cmocka_unit_test(test_bad_numbers),
+        cmocka_unit_test(test_empty_and_header_only),
+        cmocka_unit_test(test_options),
+        cmocka_unit_test(test_skip_rows_and_no_header),
+        cmocka_unit_test(test_delimiter_detection),
+        cmocka_unit_test(test_label_and_features),
+        cmocka_unit_test(test_label_values),
+        cmocka_unit_test(test_missing),
+        cmocka_unit_test(test_buffer_and_pipe),
+        cmocka_unit_test(test_threads_identical),
+        cmocka_unit_test(test_threads_label_conflict),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
