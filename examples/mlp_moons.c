@@ -34,8 +34,9 @@ static void make_moons(tg_tensor **X, tg_tensor **y)
 static tg_tensor *uniform_param(int ndim, const int64_t *shape, float bound, uint64_t seed)
 {
     tg_tensor *u = tg_rand(ndim, shape, seed);
-    tg_tensor *p = tg_add_scalar(tg_mul_scalar(u, 2.0f * bound), -bound);
-    tg_release(u);
+    tg_tensor *scaled = tg_mul_scalar(u, 2.0f * bound);
+    tg_tensor *p = tg_add_scalar(scaled, -bound);
+    tg_release(u), tg_release(scaled);
     return tg_requires_grad_(p, true);
 }
 

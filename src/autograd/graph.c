@@ -135,7 +135,8 @@ tg_tensor *tg_requires_grad_(tg_tensor *t, bool on)
 {
     tg_clear_error();
     if (!t) {
-        tg_set_error(TG_EINVAL, "tg_requires_grad_: tensor is NULL");
+        if (!tg_restore_previous_error()) /* keep the cause of a NULL from a failed call */
+            tg_set_null_arg_error("tg_requires_grad_");
         return NULL;
     }
     if (t->grad_fn) {
@@ -174,7 +175,8 @@ tg_tensor *tg_detach(tg_tensor *t)
 {
     TG_API_BEGIN;
     if (!t) {
-        tg_set_error(TG_EINVAL, "tg_detach: tensor is NULL");
+        if (!tg_restore_previous_error()) /* keep the cause of a NULL from a failed call */
+            tg_set_null_arg_error("tg_detach");
         TG_API_RETURN(NULL);
     }
     TG_API_RETURN(tg_view_of(t, t->ndim, t->shape, t->strides, t->offset));

@@ -3,9 +3,11 @@
 
 #include <stdarg.h>
 #include <stdio.h>
+#include <string.h>
 
 static _Thread_local tg_status last_status = TG_OK;
 static _Thread_local char last_message[512];
+static _Thread_local bool last_is_null_arg; /* the message only says "argument is NULL" */
 
 tg_status tg_set_error(tg_status s, const char *fmt, ...)
 {
@@ -14,13 +16,41 @@ tg_status tg_set_error(tg_status s, const char *fmt, ...)
     vsnprintf(last_message, sizeof last_message, fmt, ap);
     va_end(ap);
     last_status = s;
+    last_is_null_arg = false;
     return s;
 }
 
+/* What the previous call left behind, saved when the next call clears the status: a NULL that
+ * a failed call returned and the next call received can then still report the original cause. */
+static _Thread_local tg_status prev_status = TG_OK;
+static _Thread_local char prev_message[sizeof last_message];
+static _Thread_local bool prev_is_null_arg;
+
 void tg_clear_error(void)
 {
+    prev_status = last_status;
+    prev_is_null_arg = last_is_null_arg;
+    if (last_status != TG_OK)
+        memcpy(prev_message, last_message, sizeof prev_message);
     last_status = TG_OK;
     last_message[0] = '\0';
+    last_is_null_arg = false;
+}
+
+bool tg_restore_previous_error(void)
+{
+    /* "argument is NULL" is no cause: then this NULL is the caller's own */
+    if (prev_status == TG_OK || prev_is_null_arg)
+        return false;
+    last_status = prev_status;
+    memcpy(last_message, prev_message, sizeof last_message);
+    return true;
+}
+
+void tg_set_null_arg_error(const char *fn)
+{
+    tg_set_error(TG_EINVAL, "%s: a tensor argument is NULL", fn);
+    last_is_null_arg = true;
 }
 
 tg_status tg_last_status(void) { return last_status; }

@@ -2,6 +2,8 @@
 #ifndef TG_CORE_ERROR_H
 #define TG_CORE_ERROR_H
 
+#include <stdbool.h>
+
 #include "tapegrad.h"
 
 /* Sets the thread's status and a printf-style message; returns s so callers can write
@@ -13,6 +15,11 @@ tg_status tg_set_error(tg_status s, const char *fmt, ...)
     ;
 /* Marks the current call as successful (status TG_OK, message ""). */
 void tg_clear_error(void);
+/* Brings back the status and message that the last tg_clear_error replaced, if they were an
+ * error other than a NULL argument; returns whether it did. */
+bool tg_restore_previous_error(void);
+/* Sets TG_EINVAL "fn: a tensor argument is NULL", marked so it is never restored as a cause. */
+void tg_set_null_arg_error(const char *fn);
 /* Formats a shape as "[2, 3]" into buf (always NUL-terminated); returns buf. */
 const char *tg_shape_str(char *buf, size_t cap, int ndim, const int64_t *shape);
 

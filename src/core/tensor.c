@@ -187,18 +187,30 @@ tg_tensor *tg_empty(int ndim, const int64_t *shape)
     TG_API_RETURN(tg_new(ndim, shape, "tg_empty"));
 }
 
-tg_tensor *tg_full(int ndim, const int64_t *shape, float value)
+/* fn is the public name that errors report (tg_zeros must not blame tg_full). */
+static tg_tensor *full_as(int ndim, const int64_t *shape, float value, const char *fn)
 {
     TG_API_BEGIN;
-    tg_tensor *t = tg_new(ndim, shape, "tg_full");
+    tg_tensor *t = tg_new(ndim, shape, fn);
     if (t)
         tg_kern()->fill(tg_ptr(t), value, t->numel);
     TG_API_RETURN(t);
 }
 
-tg_tensor *tg_zeros(int ndim, const int64_t *shape) { return tg_full(ndim, shape, 0.0f); }
+tg_tensor *tg_full(int ndim, const int64_t *shape, float value)
+{
+    return full_as(ndim, shape, value, "tg_full");
+}
 
-tg_tensor *tg_ones(int ndim, const int64_t *shape) { return tg_full(ndim, shape, 1.0f); }
+tg_tensor *tg_zeros(int ndim, const int64_t *shape)
+{
+    return full_as(ndim, shape, 0.0f, "tg_zeros");
+}
+
+tg_tensor *tg_ones(int ndim, const int64_t *shape)
+{
+    return full_as(ndim, shape, 1.0f, "tg_ones");
+}
 
 tg_tensor *tg_scalar(float v)
 {

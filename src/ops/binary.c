@@ -141,13 +141,33 @@ static tg_status div_backward(tg_node *n, tg_tensor *g, const bool *needs, tg_te
 
 static tg_tensor *pow_exponent_grad(tg_tensor *a, tg_tensor *b, tg_tensor *g);
 
+/* Sets r (a fresh contiguous result of the broadcast shape) to 0 wherever b is 0: PyTorch masks
+ * the base gradient there, so 0^0 gets 0 rather than 0 * 0^-1 = NaN. */
+static bool zero_where_exponent_zero(tg_tensor *r, tg_tensor *b)
+{
+    tg_tensor *be = tg_expand(b, r->ndim, r->shape), *bd = be ? tg_contiguous(be) : NULL;
+    if (bd) {
+        float *rp = tg_ptr(r);
+        const float *bp = tg_ptr(bd);
+        for (int64_t i = 0; i < r->numel; i++)
+            if (bp[i] == 0.0f)
+                rp[i] = 0.0f;
+    }
+    tg_release(be), tg_release(bd);
+    return bd != NULL;
+}
+
 static tg_status pow_backward(tg_node *n, tg_tensor *g, const bool *needs, tg_tensor **gin)
 {
     tg_tensor *a = n->saved[0], *b = n->saved[1];
     tg_status st = TG_OK;
     if (needs[0]) {
-        /* g * b * a^(b - 1) */
+        /* g * b * a^(b - 1), and 0 where b == 0 */
         tg_tensor *bm1 = tg_add_scalar(b, -1.0f), *p = tg_pow(a, bm1), *bp = tg_mul(b, p);
+        if (bp && !zero_where_exponent_zero(bp, b)) {
+            tg_release(bp);
+            bp = NULL;
+        }
         st = set_grad(n, 0, tg_mul(g, bp), gin);
         tg_release(bm1), tg_release(p), tg_release(bp);
     }

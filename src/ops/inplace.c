@@ -7,7 +7,7 @@ static bool writable(tg_tensor *t, const char *fn)
 {
     tg_clear_error();
     if (!t) {
-        tg_set_error(TG_EINVAL, "%s: tensor is NULL", fn);
+        tg_set_null_arg_error(fn);
         return false;
     }
     if (t->requires_grad && tg_grad_enabled()) {
@@ -95,29 +95,28 @@ tg_tensor *tg_mul_scalar_(tg_tensor *t, float s)
     return apply(t, NULL, (inplace_ctx){s, 1}, "tg_mul_scalar_");
 }
 
-tg_tensor *tg_axpy_(tg_tensor *t, float alpha, tg_tensor *x)
+/* t += alpha * x; fn names the public entry point in errors and in the version's last writer. */
+static tg_tensor *axpy_as(tg_tensor *t, float alpha, tg_tensor *x, const char *fn)
 {
-    if (!writable(t, "tg_axpy_"))
+    if (!writable(t, fn))
         return NULL;
     if (!x) {
-        tg_set_error(TG_EINVAL, "tg_axpy_: x is NULL");
+        tg_set_null_arg_error(fn);
         return NULL;
     }
     /* x may share memory with t (t += a*t): read it from a copy then. */
     tg_tensor *src = x->storage == t->storage ? tg_contiguous_copy(x) : tg_retain(x);
-    tg_tensor *r = src ? apply(t, src, (inplace_ctx){alpha, 2}, "tg_axpy_") : NULL;
+    tg_tensor *r = src ? apply(t, src, (inplace_ctx){alpha, 2}, fn) : NULL;
     tg_release(src);
     return r;
 }
 
+tg_tensor *tg_axpy_(tg_tensor *t, float alpha, tg_tensor *x)
+{
+    return axpy_as(t, alpha, x, "tg_axpy_");
+}
+
 tg_tensor *tg_add_(tg_tensor *t, tg_tensor *other)
 {
-    if (!t || !other) {
-        tg_set_error(TG_EINVAL, "tg_add_: a tensor argument is NULL");
-        return NULL;
-    }
-    tg_tensor *r = tg_axpy_(t, 1.0f, other);
-    if (r)
-        t->storage->last_writer = "tg_add_";
-    return r;
+    return axpy_as(t, 1.0f, other, "tg_add_");
 }

@@ -183,6 +183,26 @@ static bool bce_logits_general(tg_tensor *z, tg_tensor *t, tg_tensor *pw, tg_ten
     return false;
 }
 
+/* pos_weight must broadcast to the input's shape; checked up front so the error names the
+ * public function, not an internal tg_mul. */
+static bool check_pos_weight(const tg_tensor *pw, const tg_tensor *z, const char *fn)
+{
+    int nd;
+    int64_t shape[TG_MAX_DIMS];
+    if (!tg_broadcast_shape(pw, z, &nd, shape, fn))
+        return false;
+    bool same = nd == z->ndim;
+    for (int i = 0; same && i < nd; i++)
+        same = shape[i] == z->shape[i];
+    if (!same) {
+        char x[160], y[160];
+        tg_set_error(TG_ESHAPE, "%s: pos_weight %s does not broadcast to input %s", fn,
+                     tg_shape_str(x, sizeof x, pw->ndim, pw->shape),
+                     tg_shape_str(y, sizeof y, z->ndim, z->shape));
+    }
+    return same;
+}
+
 static tg_status bce_logits_backward(tg_node *n, tg_tensor *g, const bool *needs, tg_tensor **gin)
 {
     (void)needs;
@@ -203,7 +223,8 @@ tg_tensor *tg_bce_with_logits(tg_tensor *logits, tg_tensor *target, tg_tensor *p
         TG_API_RETURN(tg_null_arg(fn));
     if (!check_reduction(r, fn) || !check_same_shape(logits, target, fn) ||
         !check_target_no_grad(target, fn) ||
-        (pos_weight && !check_target_no_grad(pos_weight, fn)))
+        (pos_weight && (!check_target_no_grad(pos_weight, fn) ||
+                        !check_pos_weight(pos_weight, logits, fn))))
         TG_API_RETURN(NULL);
     tg_tensor *loss = NULL, *dz = NULL;
     bool ok = !pos_weight || pos_weight->numel == 1

@@ -335,9 +335,10 @@ tg_tensor *tg_clone(tg_tensor *a)
 
 tg_tensor *tg_contiguous(tg_tensor *a)
 {
-    if (a && a->contiguous) {
+    if (!a || a->contiguous) {
         TG_API_BEGIN;
-        TG_API_RETURN(tg_retain(a)); /* PyTorch returns the tensor itself */
+        /* PyTorch returns the tensor itself */
+        TG_API_RETURN(a ? tg_retain(a) : tg_null_arg("tg_contiguous"));
     }
     return tg_clone(a);
 }

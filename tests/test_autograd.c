@@ -1,0 +1,763 @@
+/* The autograd engine: accumulation, retain_graph, detach, grad mode, grad_fn names (checked
+ * against PyTorch 1.13), version counters, error paths, very long chains and shared inputs. */
+#include <setjmp.h> /* cmocka needs these before its header */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "gradcheck.h"
+#include "tapegrad.h"
+
+/* A leaf [n] with the given values that requires grad. */
+static tg_tensor *leaf(const float *v, int64_t n)
+{
+    return tg_requires_grad_(tg_from_data(v, 1, &n), true);
+}
+
+/* Asserts that t's row-major values equal want within float rounding of a double reference. */
+static void assert_values(const tg_tensor *t, const double *want, int64_t n)
+{
+    assert_non_null(t);
+    assert_int_equal(tg_numel(t), n);
+    float *v = tg_test_values(t);
+    assert_non_null(v);
+    for (int64_t i = 0; i < n; i++) {
+        if (!tg_test_close(v[i], want[i], 1e-6, 1e-6))
+            fail_msg("element %lld: got %.9g, want %.9g", (long long)i, (double)v[i], want[i]);
+    }
+    free(v);
+}
+
+static void assert_error_contains(tg_status want, const char *part)
+{
+    assert_int_equal(tg_last_status(), want);
+    if (!strstr(tg_last_error(), part))
+        fail_msg("error message \"%s\" does not contain \"%s\"", tg_last_error(), part);
+}
+
+/* ---- accumulation and retain_graph ---- */
+
+static void test_grad_accumulates_across_backward_calls(void **state)
+{
+    (void)state;
+    const float xv[3] = {1, -2, 3};
+    tg_tensor *x = leaf(xv, 3);
+    assert_null(tg_grad(x));
+    tg_scope_begin();
+    tg_tensor *y1 = tg_sum(tg_mul(x, x));
+    assert_int_equal(tg_backward(y1, NULL, false), TG_OK);
+    assert_values(tg_grad(x), (double[]){2, -4, 6}, 3);
+    tg_tensor *y2 = tg_sum(tg_mul_scalar(x, 3.0f));
+    assert_int_equal(tg_backward(y2, NULL, false), TG_OK);
+    assert_values(tg_grad(x), (double[]){5, -1, 9}, 3);
+    tg_grad_reset(x);
+    assert_null(tg_grad(x));
+    tg_tensor *y3 = tg_sum(tg_mul_scalar(x, -1.0f));
+    assert_int_equal(tg_backward(y3, NULL, false), TG_OK);
+    assert_values(tg_grad(x), (double[]){-1, -1, -1}, 3);
+    tg_scope_end();
+    tg_release(x);
+}
+
+static void test_retain_graph(void **state)
+{
+    (void)state;
+    const float xv[2] = {0.5f, -1.0f};
+    tg_tensor *x = leaf(xv, 2);
+    tg_scope_begin();
+    tg_tensor *y = tg_sum(tg_sin(x));
+    assert_int_equal(tg_backward(y, NULL, true), TG_OK);
+    assert_int_equal(tg_backward(y, NULL, true), TG_OK);
+    assert_int_equal(tg_backward(y, NULL, false), TG_OK); /* frees the saved tensors */
+    double want[2] = {3 * cos(0.5), 3 * cos(-1.0)};
+    assert_values(tg_grad(x), want, 2);
+    assert_int_equal(tg_backward(y, NULL, false), TG_EGRAPH);
+    assert_error_contains(TG_EGRAPH, "retain_graph");
+    assert_values(tg_grad(x), want, 2); /* the failed call changed nothing */
+    assert_int_equal(tg_backward(y, NULL, true), TG_EGRAPH);
+    tg_scope_end();
+    tg_release(x);
+}
+
+static void test_second_backward_without_retain_fails(void **state)
+{
+    (void)state;
+    const float xv[2] = {0.25f, 2.0f};
+    tg_tensor *x = leaf(xv, 2);
+    tg_scope_begin();
+    tg_tensor *y = tg_sum(tg_mul(tg_exp(x), x));
+    assert_int_equal(tg_backward(y, NULL, false), TG_OK);
+    assert_int_equal(tg_backward(y, NULL, false), TG_EGRAPH);
+    assert_string_not_equal(tg_last_error(), "");
+    tg_scope_end();
+    tg_release(x);
+}
+
+/* ---- detach, requires_grad_, retain_grad, grad mode ---- */
+
+static void test_detach_shares_storage_without_grad(void **state)
+{
+    (void)state;
+    const float xv[3] = {1, 2, 3};
+    tg_tensor *x = leaf(xv, 3);
+    tg_tensor *h = tg_mul_scalar(x, 2.0f);
+    tg_tensor *d = tg_detach(h);
+    assert_non_null(d);
+    assert_false(tg_requires_grad(d));
+    assert_true(tg_is_leaf(d));
+    assert_null(tg_grad_fn_name(d));
+    assert_ptr_equal(tg_data(d), tg_data(h)); /* same storage, same offset */
+    tg_data(d)[1] = 40.0f;
+    assert_true(tg_data(h)[1] == 40.0f);
+    /* in place on the detached alias is allowed and bumps the shared version */
+    uint32_t v = tg_version(h);
+    assert_non_null(tg_mul_scalar_(d, 0.5f));
+    assert_true(tg_version(h) != v);
+    assert_true(tg_data(h)[1] == 20.0f);
+    tg_tensor *y = tg_sum(d);
+    assert_false(tg_requires_grad(y));
+    assert_int_equal(tg_backward(y, NULL, false), TG_EGRAPH);
+    tg_release(y), tg_release(d), tg_release(h), tg_release(x);
+}
+
+static void test_requires_grad_flag(void **state)
+{
+    (void)state;
+    const float xv[2] = {1, 2};
+    tg_tensor *x = leaf(xv, 2);
+    assert_true(tg_requires_grad(x));
+    assert_ptr_equal(tg_requires_grad_(x, false), x);
+    assert_false(tg_requires_grad(x));
+    tg_scope_begin();
+    tg_tensor *y = tg_sum(tg_exp(x));
+    assert_false(tg_requires_grad(y));
+    assert_null(tg_grad_fn_name(y));
+    assert_int_equal(tg_backward(y, NULL, false), TG_EGRAPH);
+    tg_scope_end();
+    /* a non-leaf cannot be switched off; switching it on is a no-op */
+    tg_requires_grad_(x, true);
+    tg_tensor *h = tg_exp(x);
+    assert_ptr_equal(tg_requires_grad_(h, true), h);
+    assert_null(tg_requires_grad_(h, false));
+    assert_int_equal(tg_last_status(), TG_EGRAPH);
+    assert_true(tg_requires_grad(h));
+    tg_release(h), tg_release(x);
+}
+
+static void test_retain_grad_on_non_leaf(void **state)
+{
+    (void)state;
+    const float xv[3] = {1, -1, 0.5f};
+    tg_tensor *x = leaf(xv, 3);
+    tg_scope_begin();
+    tg_tensor *h = tg_mul_scalar(x, 2.0f);
+    tg_tensor *k = tg_add_scalar(x, 1.0f);
+    tg_retain_grad(h);
+    assert_int_equal(tg_last_status(), TG_OK);
+    tg_tensor *y = tg_sum(tg_mul(tg_mul(h, h), k)); /* dy/dh = 2 h k, dy/dx = 4 h k + h^2 */
+    assert_int_equal(tg_backward(y, NULL, false), TG_OK);
+    assert_values(tg_grad(h), (double[]){8, 0, 3}, 3);
+    assert_null(tg_grad(k)); /* not retained */
+    assert_values(tg_grad(x), (double[]){20, 4, 7}, 3);
+    tg_scope_end();
+    tg_tensor *c = tg_ones(1, (int64_t[]){2});
+    tg_retain_grad(c);
+    assert_int_equal(tg_last_status(), TG_EGRAPH);
+    tg_release(c), tg_release(x);
+}
+
+static void test_retained_grad_is_not_aliased(void **state)
+{
+    (void)state;
+    /* h's gradient flows on unchanged through add_scalar/clone nodes; storing it as h.grad must
+     * not let later accumulation (into h.grad, x.grad or another node) write through it */
+    const float xv[2] = {1, -2};
+    tg_tensor *x = leaf(xv, 2);
+    tg_scope_begin();
+    tg_tensor *h = tg_mul_scalar(x, 2.0f);
+    tg_retain_grad(h);
+    tg_tensor *k1 = tg_clone(tg_add_scalar(h, 1.0f));
+    tg_tensor *k2 = tg_mul_scalar(h, 3.0f);
+    tg_tensor *y = tg_sum(tg_add(tg_mul(k1, k1), tg_add(k2, h))); /* dy/dh = 2(h + 1) + 4 */
+    assert_int_equal(tg_backward(y, NULL, true), TG_OK);
+    assert_values(tg_grad(h), (double[]){10, -2}, 2);
+    assert_values(tg_grad(x), (double[]){20, -4}, 2);
+    assert_int_equal(tg_backward(y, NULL, true), TG_OK);
+    assert_values(tg_grad(h), (double[]){20, -4}, 2);
+    assert_values(tg_grad(x), (double[]){40, -8}, 2);
+    tg_grad_reset(h);
+    assert_int_equal(tg_backward(y, NULL, false), TG_OK);
+    assert_values(tg_grad(h), (double[]){10, -2}, 2);
+    assert_values(tg_grad(x), (double[]){60, -12}, 2);
+    /* the root itself can retain its grad */
+    tg_tensor *r = tg_mul_scalar(x, 1.0f);
+    tg_retain_grad(r);
+    assert_int_equal(tg_backward(r, tg_from_data((float[]){5, 6}, 1, (int64_t[]){2}), false),
+                     TG_OK);
+    assert_values(tg_grad(r), (double[]){5, 6}, 2);
+    assert_values(tg_grad(x), (double[]){65, -6}, 2);
+    tg_scope_end();
+    tg_release(x);
+}
+
+static void test_grad_mode(void **state)
+{
+    (void)state;
+    const float xv[2] = {1, 2};
+    tg_tensor *x = leaf(xv, 2);
+    assert_true(tg_grad_enabled());
+    tg_tensor *a = NULL, *b = NULL;
+    TG_NO_GRAD
+    {
+        assert_false(tg_grad_enabled());
+        a = tg_mul_scalar(x, 2.0f);
+        TG_NO_GRAD
+        {
+            assert_false(tg_grad_enabled());
+        }
+        assert_false(tg_grad_enabled()); /* the inner block restores "off", not "on" */
+    }
+    assert_true(tg_grad_enabled());
+    assert_false(tg_requires_grad(a));
+    assert_null(tg_grad_fn_name(a));
+    b = tg_mul_scalar(x, 2.0f);
+    assert_true(tg_requires_grad(b));
+    assert_string_equal(tg_grad_fn_name(b), "MulBackward0");
+    assert_true(tg_set_grad_enabled(false));
+    assert_false(tg_set_grad_enabled(false));
+    TG_NO_GRAD {}
+    assert_false(tg_grad_enabled());
+    assert_false(tg_set_grad_enabled(true));
+    assert_true(tg_grad_enabled());
+    tg_release(a), tg_release(b), tg_release(x);
+}
+
+/* ---- grad_fn names, as PyTorch 1.13 prints type(t.grad_fn).__name__ ---- */
+
+static void expect_name(tg_tensor *t, const char *want)
+{
+    assert_non_null(t);
+    const char *got = tg_grad_fn_name(t);
+    if (!got || strcmp(got, want) != 0)
+        fail_msg("grad_fn is %s, PyTorch names it %s", got ? got : "NULL", want);
+}
+
+static void test_grad_fn_names(void **state)
+{
+    (void)state;
+    tg_scope_begin();
+    /* x [3, 4], y [3, 4], v [4], w [3], p in (0, 1), s 0-d, all requiring grad */
+    tg_tensor *x = tg_requires_grad_(tg_test_tensor(2, (int64_t[]){3, 4}, 1, 0.5f, 2), true);
+    tg_tensor *y = tg_requires_grad_(tg_test_tensor(2, (int64_t[]){3, 4}, 2, -1, 1), true);
+    tg_tensor *v = tg_requires_grad_(tg_test_tensor(1, (int64_t[]){4}, 3, -1, 1), true);
+    tg_tensor *w = tg_requires_grad_(tg_test_tensor(1, (int64_t[]){3}, 4, -1, 1), true);
+    tg_tensor *p = tg_requires_grad_(tg_test_tensor(2, (int64_t[]){3, 4}, 5, 0.1f, 0.9f), true);
+    tg_tensor *s = tg_requires_grad_(tg_scalar(2.0f), true);
+    tg_tensor *t = tg_test_tensor(2, (int64_t[]){3, 4}, 6, 0, 1);
+    assert_null(tg_grad_fn_name(x)); /* leaves have none */
+
+    /* Expected names from PyTorch 1.13 (torch.__version__ 1.13.0a0), e.g.
+     * type((x.t().reshape(12)).grad_fn).__name__ == "UnsafeViewBackward0". */
+    expect_name(tg_add(x, y), "AddBackward0");
+    expect_name(tg_sub(x, y), "SubBackward0");
+    expect_name(tg_mul(x, y), "MulBackward0");
+    expect_name(tg_mul(x, x), "MulBackward0");
+    expect_name(tg_div(x, y), "DivBackward0");
+    expect_name(tg_pow(x, y), "PowBackward1"); /* x ** y */
+    expect_name(tg_add_scalar(x, 2.0f), "AddBackward0");
+    expect_name(tg_mul_scalar(x, 2.0f), "MulBackward0");   /* x * 2 */
+    expect_name(tg_pow_scalar(x, 2.0f), "PowBackward0");   /* x ** 2 */
+    expect_name(tg_rsub_scalar(2.0f, x), "RsubBackward1"); /* 2 - x */
+    expect_name(tg_neg(x), "NegBackward0");
+    expect_name(tg_exp(x), "ExpBackward0");
+    expect_name(tg_log(x), "LogBackward0");
+    expect_name(tg_sin(x), "SinBackward0");
+    expect_name(tg_cos(x), "CosBackward0");
+    expect_name(tg_tanh(x), "TanhBackward0");
+    expect_name(tg_sigmoid(x), "SigmoidBackward0");
+    expect_name(tg_relu(x), "ReluBackward0");
+    expect_name(tg_sqrt(x), "SqrtBackward0");
+    expect_name(tg_abs(x), "AbsBackward0");
+    expect_name(tg_clamp(x, -0.5f, 0.5f), "ClampBackward1");
+    expect_name(tg_clamp(x, -0.5f, NAN), "ClampBackward1"); /* clamp(min=) too */
+    expect_name(tg_clamp(x, NAN, 0.5f), "ClampBackward1");
+    expect_name(tg_sum(x), "SumBackward0");
+    expect_name(tg_mean(x), "MeanBackward0");
+    expect_name(tg_sum_dim(x, 1, false), "SumBackward1");
+    expect_name(tg_sum_dim(x, -1, true), "SumBackward1");
+    expect_name(tg_mean_dim(x, 0, false), "MeanBackward1");
+    expect_name(tg_sum_dim(s, 0, false), "SumBackward1"); /* s.sum(0) on a 0-d tensor */
+    expect_name(tg_mean_dim(s, -1, false), "MeanBackward1");
+    expect_name(tg_matmul(x, tg_transpose(y, 0, 1)), "MmBackward0");
+    expect_name(tg_matmul(x, v), "MvBackward0");
+    expect_name(tg_matmul(w, x), "SqueezeBackward3"); /* 1-D @ 2-D */
+    expect_name(tg_matmul(v, v), "DotBackward0");
+    expect_name(tg_reshape(x, 1, (int64_t[]){12}), "ReshapeAliasBackward0");
+    expect_name(tg_reshape(x, 2, (int64_t[]){3, 4}), "ReshapeAliasBackward0");
+    expect_name(tg_reshape(tg_transpose(x, 0, 1), 1, (int64_t[]){12}), "UnsafeViewBackward0");
+    expect_name(tg_reshape(tg_transpose(x, 0, 1), 3, (int64_t[]){4, 3, 1}),
+                "ReshapeAliasBackward0"); /* a view exists */
+    expect_name(tg_reshape(tg_narrow(x, 1, 0, 2), 1, (int64_t[]){6}), "UnsafeViewBackward0");
+    expect_name(tg_reshape(tg_narrow(x, 0, 0, 2), 1, (int64_t[]){8}), "ReshapeAliasBackward0");
+    expect_name(tg_reshape(tg_expand(x, 3, (int64_t[]){2, 3, 4}), 2, (int64_t[]){6, 4}),
+                "UnsafeViewBackward0");
+    expect_name(tg_reshape(tg_expand(x, 3, (int64_t[]){2, 3, 4}), 2, (int64_t[]){2, 12}),
+                "ReshapeAliasBackward0");
+    expect_name(tg_reshape(s, 1, (int64_t[]){1}), "ReshapeAliasBackward0");
+    expect_name(tg_transpose(x, 0, 1), "TransposeBackward0");
+    expect_name(tg_transpose(x, 1, 1), "TransposeBackward0");
+    expect_name(tg_permute(x, (int[]){1, 0}), "PermuteBackward0");
+    expect_name(tg_permute(x, (int[]){0, 1}), "PermuteBackward0");
+    expect_name(tg_narrow(x, 0, 1, 2), "SliceBackward0");
+    expect_name(tg_expand(v, 2, (int64_t[]){3, 4}), "ExpandBackward0");
+    expect_name(tg_contiguous(tg_transpose(x, 0, 1)), "CloneBackward0");
+    expect_name(tg_clone(x), "CloneBackward0");
+    /* contiguous() of a contiguous tensor is the tensor itself, grad_fn included */
+    tg_tensor *m = tg_mul_scalar(x, 1.0f);
+    tg_tensor *mc = tg_contiguous(m);
+    assert_ptr_equal(mc, m);
+    expect_name(mc, "MulBackward0");
+    tg_tensor *xc = tg_contiguous(x);
+    assert_ptr_equal(xc, x);
+    assert_null(tg_grad_fn_name(xc));
+    expect_name(tg_binary_cross_entropy(p, t, TG_REDUCE_MEAN), "BinaryCrossEntropyBackward0");
+    expect_name(tg_binary_cross_entropy(p, t, TG_REDUCE_NONE), "BinaryCrossEntropyBackward0");
+    expect_name(tg_bce_with_logits(y, t, NULL, TG_REDUCE_MEAN),
+                "BinaryCrossEntropyWithLogitsBackward0");
+    expect_name(tg_bce_with_logits(y, t, tg_ones(1, (int64_t[]){4}), TG_REDUCE_SUM),
+                "BinaryCrossEntropyWithLogitsBackward0");
+    expect_name(tg_bce_with_logits(y, t, NULL, TG_REDUCE_NONE),
+                "BinaryCrossEntropyWithLogitsBackward0");
+    expect_name(tg_mse_loss(x, y, TG_REDUCE_MEAN), "MseLossBackward0");
+    expect_name(tg_mse_loss(x, y, TG_REDUCE_NONE), "MseLossBackward0");
+    tg_scope_end();
+}
+
+/* ---- version counters: a stale saved tensor fails backward, naming the in-place op ---- */
+
+static void test_inplace_on_saved_input_fails_backward(void **state)
+{
+    (void)state;
+    const float av[3] = {1, 2, 3}, cv[3] = {4, 5, 6};
+    tg_tensor *a = leaf(av, 3);
+    tg_tensor *c = tg_from_data(cv, 1, (int64_t[]){3}); /* no grad: in place is allowed */
+    tg_scope_begin();
+    tg_tensor *b = tg_sum(tg_mul(a, c)); /* MulBackward0 saved c to compute a's gradient */
+    uint32_t v = tg_version(c);
+    assert_non_null(tg_mul_scalar_(c, 2.0f));
+    assert_int_equal(tg_version(c), v + 1);
+    assert_int_equal(tg_backward(b, NULL, false), TG_EGRAPH);
+    assert_error_contains(TG_EGRAPH, "tg_mul_scalar_");
+    assert_error_contains(TG_EGRAPH, "MulBackward0");
+    assert_null(tg_grad(a)); /* no silently wrong gradient */
+    tg_scope_end();
+    tg_release(c), tg_release(a);
+}
+
+static void test_inplace_through_a_view_fails_backward(void **state)
+{
+    (void)state;
+    const float av[4] = {1, 2, 3, 4}, cv[4] = {4, 5, 6, 7};
+    tg_tensor *a = leaf(av, 4);
+    tg_tensor *c = tg_from_data(cv, 1, (int64_t[]){4});
+    tg_scope_begin();
+    tg_tensor *b = tg_sum(tg_div(a, c));
+    assert_non_null(tg_fill_(tg_narrow(c, 0, 2, 1), 9.0f)); /* a view shares the counter */
+    assert_int_equal(tg_backward(b, NULL, false), TG_EGRAPH);
+    assert_error_contains(TG_EGRAPH, "tg_fill_");
+    tg_scope_end();
+    tg_release(c), tg_release(a);
+}
+
+static void test_inplace_on_leaf_under_no_grad_fails_backward(void **state)
+{
+    (void)state;
+    const float xv[2] = {0.5f, 1.5f};
+    tg_tensor *x = leaf(xv, 2);
+    tg_scope_begin();
+    tg_tensor *y = tg_sum(tg_sin(x)); /* SinBackward0 saved x */
+    TG_NO_GRAD
+    {
+        assert_non_null(tg_mul_scalar_(x, 2.0f));
+    }
+    assert_int_equal(tg_backward(y, NULL, false), TG_EGRAPH);
+    assert_error_contains(TG_EGRAPH, "tg_mul_scalar_");
+    assert_error_contains(TG_EGRAPH, "SinBackward0");
+    tg_scope_end();
+    tg_release(x);
+}
+
+static void test_inplace_on_saved_output_fails_backward(void **state)
+{
+    (void)state;
+    const float xv[2] = {0.5f, 1.5f};
+    tg_tensor *x = leaf(xv, 2);
+    tg_scope_begin();
+    tg_tensor *e = tg_exp(x); /* ExpBackward0 saves its output */
+    tg_tensor *y = tg_sum(e);
+    TG_NO_GRAD
+    {
+        assert_non_null(tg_add_(e, tg_ones(1, (int64_t[]){2})));
+    }
+    assert_int_equal(tg_backward(y, NULL, false), TG_EGRAPH);
+    assert_error_contains(TG_EGRAPH, "tg_add_");
+    tg_scope_end();
+    tg_release(x);
+}
+
+static void test_inplace_not_needed_by_backward_is_fine(void **state)
+{
+    (void)state;
+    /* add saves nothing, so changing its input afterwards does not matter (as in PyTorch) */
+    const float av[2] = {1, 2}, cv[2] = {3, 4};
+    tg_tensor *a = leaf(av, 2);
+    tg_tensor *c = tg_from_data(cv, 1, (int64_t[]){2});
+    tg_scope_begin();
+    tg_tensor *y = tg_sum(tg_add(a, c));
+    assert_non_null(tg_zero_(c));
+    assert_int_equal(tg_backward(y, NULL, false), TG_OK);
+    assert_values(tg_grad(a), (double[]){1, 1}, 2);
+    tg_scope_end();
+    tg_release(c), tg_release(a);
+}
+
+static void test_inplace_on_grad_leaf_refused_in_grad_mode(void **state)
+{
+    (void)state;
+    const float xv[2] = {1, 2};
+    tg_tensor *x = leaf(xv, 2);
+    tg_tensor *one = tg_ones(1, (int64_t[]){2});
+    uint32_t v = tg_version(x);
+    assert_null(tg_mul_scalar_(x, 3.0f));
+    assert_error_contains(TG_EGRAPH, "tg_mul_scalar_");
+    assert_null(tg_zero_(x));
+    assert_error_contains(TG_EGRAPH, "tg_zero_");
+    assert_null(tg_fill_(x, 1.0f));
+    assert_null(tg_add_(x, one));
+    assert_error_contains(TG_EGRAPH, "tg_add_");
+    assert_null(tg_axpy_(x, 1.0f, one));
+    assert_error_contains(TG_EGRAPH, "tg_axpy_");
+    assert_int_equal(tg_version(x), v);
+    assert_values(x, (double[]){1, 2}, 2);
+    /* a non-leaf that requires grad is refused too */
+    tg_tensor *h = tg_mul_scalar(x, 2.0f);
+    assert_null(tg_add_(h, one));
+    assert_int_equal(tg_last_status(), TG_EGRAPH);
+    TG_NO_GRAD
+    {
+        assert_ptr_equal(tg_axpy_(x, -0.5f, one), x);
+    }
+    assert_values(x, (double[]){0.5, 1.5}, 2);
+    assert_true(tg_version(x) != v);
+    tg_release(h), tg_release(one), tg_release(x);
+}
+
+/* ---- backward argument errors ---- */
+
+static void test_backward_argument_errors(void **state)
+{
+    (void)state;
+    const float xv[3] = {1, 2, 3};
+    tg_tensor *x = leaf(xv, 3);
+    tg_scope_begin();
+    tg_tensor *y = tg_mul_scalar(x, 2.0f);
+    assert_int_equal(tg_backward(y, NULL, true), TG_ESHAPE); /* non-scalar root */
+    assert_error_contains(TG_ESHAPE, "tg_backward");
+    tg_tensor *bad = tg_ones(1, (int64_t[]){2});
+    assert_int_equal(tg_backward(y, bad, true), TG_ESHAPE);
+    assert_error_contains(TG_ESHAPE, "[2]");
+    assert_error_contains(TG_ESHAPE, "[3]");
+    tg_tensor *bad2 = tg_ones(2, (int64_t[]){3, 1});
+    assert_int_equal(tg_backward(y, bad2, true), TG_ESHAPE);
+    assert_null(tg_grad(x));
+    tg_tensor *c = tg_ones(0, NULL);
+    assert_int_equal(tg_backward(c, NULL, false), TG_EGRAPH); /* no grad anywhere */
+    assert_int_equal(tg_backward(NULL, NULL, false), TG_EINVAL);
+    /* and a correct call then works, with an explicit grad_output */
+    const float gv[3] = {1, 10, 100};
+    tg_tensor *g = tg_from_data(gv, 1, (int64_t[]){3});
+    assert_int_equal(tg_backward(y, g, false), TG_OK);
+    assert_string_equal(tg_last_error(), "");
+    assert_values(tg_grad(x), (double[]){2, 20, 200}, 3);
+    /* a strided grad_output is read by its logical layout */
+    tg_grad_reset(x);
+    tg_tensor *y2 = tg_mul_scalar(x, 1.0f);
+    const float gv2[6] = {1, 2, 3, 4, 5, 6};
+    tg_tensor *g2 = tg_narrow(tg_from_data(gv2, 2, (int64_t[]){3, 2}), 1, 1, 1);
+    assert_int_equal(tg_backward(y2, tg_reshape(g2, 1, (int64_t[]){3}), false), TG_OK);
+    assert_values(tg_grad(x), (double[]){2, 4, 6}, 3);
+    tg_scope_end();
+    tg_release(x);
+}
+
+static void test_backward_of_a_leaf_root(void **state)
+{
+    (void)state;
+    tg_tensor *s = tg_requires_grad_(tg_scalar(3.0f), true);
+    assert_int_equal(tg_backward(s, NULL, false), TG_OK);
+    assert_values(tg_grad(s), (double[]){1}, 1);
+    assert_int_equal(tg_backward(s, NULL, false), TG_OK);
+    assert_values(tg_grad(s), (double[]){2}, 1);
+    tg_release(s);
+}
+
+/* ---- gradients at special points, where formulas meet 0 * inf or a kink ---- */
+
+/* Gradient of sum(f(x)) for the given x, compared with values printed by PyTorch 1.13. */
+static void expect_grad_of_sum(tg_tensor *(*f)(tg_tensor *, void *), void *ctx, const float *x,
+                               int64_t n, const double *want)
+{
+    tg_tensor *leaf_x = leaf(x, n);
+    tg_scope_begin();
+    assert_int_equal(tg_backward(tg_sum(f(leaf_x, ctx)), NULL, false), TG_OK);
+    float *g = tg_test_values(tg_grad(leaf_x));
+    for (int64_t i = 0; i < n; i++)
+        if (!tg_test_close(g[i], want[i], 1e-6, 0))
+            fail_msg("x = %g: gradient %.9g, PyTorch %.9g", (double)x[i], (double)g[i], want[i]);
+    free(g);
+    tg_scope_end();
+    tg_release(leaf_x);
+}
+
+static tg_tensor *f_pow_scalar(tg_tensor *x, void *ctx)
+{
+    return tg_pow_scalar(x, *(float *)ctx);
+}
+static tg_tensor *f_abs(tg_tensor *x, void *ctx)
+{
+    return (void)ctx, tg_abs(x);
+}
+static tg_tensor *f_relu(tg_tensor *x, void *ctx)
+{
+    return (void)ctx, tg_relu(x);
+}
+static tg_tensor *f_sqrt(tg_tensor *x, void *ctx)
+{
+    return (void)ctx, tg_sqrt(x);
+}
+static tg_tensor *f_log(tg_tensor *x, void *ctx)
+{
+    return (void)ctx, tg_log(x);
+}
+static tg_tensor *f_clamp(tg_tensor *x, void *ctx)
+{
+    return (void)ctx, tg_clamp(x, -0.5f, 0.5f);
+}
+static tg_tensor *f_bce(tg_tensor *x, void *ctx)
+{
+    return tg_binary_cross_entropy(x, (tg_tensor *)ctx, TG_REDUCE_SUM);
+}
+
+static void test_gradients_at_special_points(void **state)
+{
+    (void)state;
+    const double inf = INFINITY;
+    /* x = torch.tensor([0., 0., 2.], requires_grad=True); (x ** e).sum().backward() */
+    const float x0[3] = {0, 0, 2};
+    const float exps[7] = {0, 2, 0.5f, -1, 3, 1.5f, 1};
+    const double want[7][3] = {{0, 0, 0},
+                               {0, 0, 4},
+                               {inf, inf, 0.3535533845424652},
+                               {-inf, -inf, -0.25},
+                               {0, 0, 12},
+                               {0, 0, 2.1213202476501465},
+                               {1, 1, 1}};
+    for (int e = 0; e < 7; e++)
+        expect_grad_of_sum(f_pow_scalar, (void *)&exps[e], x0, 3, want[e]);
+    expect_grad_of_sum(f_abs, NULL, (float[]){0, 1, -1}, 3, (double[]){0, 1, -1});
+    expect_grad_of_sum(f_relu, NULL, (float[]){0, 1, -1}, 3, (double[]){0, 1, 0});
+    /* clamp's bounds are inclusive */
+    expect_grad_of_sum(f_clamp, NULL, (float[]){-0.5f, 0.5f, 0, 2}, 4, (double[]){1, 1, 1, 0});
+    expect_grad_of_sum(f_sqrt, NULL, (float[]){0, 4}, 2, (double[]){inf, 0.25});
+    expect_grad_of_sum(f_log, NULL, (float[]){0, 4}, 2, (double[]){inf, 0.25});
+    /* binary_cross_entropy's gradient divides by max((1 - p) p, 1e-12) */
+    tg_tensor *t = tg_from_data((float[]){1, 0, 1, 0, 1}, 1, (int64_t[]){5});
+    expect_grad_of_sum(f_bce, t, (float[]){0, 1, 0.5f, 0, 1}, 5,
+                       (double[]){-999999995904.0, 999999995904.0, -2, 0, 0});
+    tg_release(t);
+
+    /* tensor ** tensor: a = [0, 0, 2, -2, 0, 0], b = [0, 2, 3, 2, -1, 0.5];
+     * (a ** b).sum().backward() gives these a.grad and b.grad */
+    tg_tensor *a = leaf((float[]){0, 0, 2, -2, 0, 0}, 6);
+    tg_tensor *b = leaf((float[]){0, 2, 3, 2, -1, 0.5f}, 6);
+    tg_scope_begin();
+    assert_int_equal(tg_backward(tg_sum(tg_pow(a, b)), NULL, false), TG_OK);
+    assert_values(tg_grad(a), (double[]){0, 0, 12, -4, -inf, inf}, 6);
+    assert_values(tg_grad(b), (double[]){0, 0, 5.545177459716797, NAN, -inf, 0}, 6);
+    tg_scope_end();
+    tg_release(a), tg_release(b);
+}
+
+/* ---- graph shapes ---- */
+
+static void test_long_chain(void **state)
+{
+    (void)state;
+    /* 1,000,000 nodes: backward and release must both run without recursion */
+    enum { N = 1000000 };
+    tg_tensor *x = tg_requires_grad_(tg_scalar(0.5f), true);
+    tg_tensor *y = tg_retain(x);
+    for (int i = 0; i < N; i++) {
+        tg_tensor *next = tg_add_scalar(y, (i & 1) ? 1.0f : -1.0f);
+        tg_release(y);
+        y = next;
+        if (!y)
+            fail_msg("step %d failed: %s", i, tg_last_error());
+    }
+    assert_float_equal(tg_item(y), 0.5f, 0.0f);
+    tg_tensor *z = tg_mul(y, y); /* dz/dx = 2 y = 1 */
+    assert_int_equal(tg_backward(z, NULL, true), TG_OK);
+    assert_values(tg_grad(x), (double[]){1}, 1);
+    assert_int_equal(tg_backward(z, NULL, false), TG_OK);
+    assert_values(tg_grad(x), (double[]){2}, 1);
+    tg_release(z);
+    tg_release(y); /* drops the whole chain */
+    /* the same with mul_scalar by 1, released before any backward */
+    y = tg_retain(x);
+    for (int i = 0; i < N && y; i++) {
+        tg_tensor *next = tg_mul_scalar(y, 1.0f);
+        tg_release(y);
+        y = next;
+    }
+    assert_non_null(y);
+    tg_release(y);
+    tg_release(x);
+}
+
+static void test_diamond_and_shared_inputs(void **state)
+{
+    (void)state;
+    const float xv[3] = {0.3f, -1.2f, 2.0f};
+    tg_tensor *x = leaf(xv, 3);
+    tg_scope_begin();
+    /* sin(x) * cos(x): two paths from x meet again, d/dx = cos(2x) */
+    assert_int_equal(tg_backward(tg_sum(tg_mul(tg_sin(x), tg_cos(x))), NULL, false), TG_OK);
+    double want[3];
+    for (int i = 0; i < 3; i++)
+        want[i] = cos(2.0 * xv[i]);
+    assert_values(tg_grad(x), want, 3);
+    tg_grad_reset(x);
+    /* the same leaf as both inputs of one op */
+    assert_int_equal(tg_backward(tg_sum(tg_mul(x, x)), NULL, false), TG_OK);
+    for (int i = 0; i < 3; i++)
+        want[i] = 2.0 * xv[i];
+    assert_values(tg_grad(x), want, 3);
+    tg_grad_reset(x);
+    assert_int_equal(tg_backward(tg_sum(tg_add(x, x)), NULL, false), TG_OK);
+    assert_values(tg_grad(x), (double[]){2, 2, 2}, 3);
+    tg_grad_reset(x);
+    /* a non-leaf used three times: h = 2x, y = h*h + h  ->  dy/dx = 8x + 2 */
+    tg_tensor *h = tg_mul_scalar(x, 2.0f);
+    assert_int_equal(tg_backward(tg_sum(tg_add(tg_mul(h, h), h)), NULL, false), TG_OK);
+    for (int i = 0; i < 3; i++)
+        want[i] = 8.0 * xv[i] + 2.0;
+    assert_values(tg_grad(x), want, 3);
+    tg_grad_reset(x);
+    /* a view and its base both used: sum(x) + sum(x[1:3] * 3) */
+    tg_tensor *part = tg_mul_scalar(tg_narrow(x, 0, 1, 2), 3.0f);
+    assert_int_equal(tg_backward(tg_add(tg_sum(x), tg_sum(part)), NULL, false), TG_OK);
+    assert_values(tg_grad(x), (double[]){1, 4, 4}, 3);
+    tg_scope_end();
+    tg_release(x);
+}
+
+static void test_intermediates_released_early(void **state)
+{
+    (void)state;
+    /* the graph holds what backward needs, so dropping intermediates at once is safe */
+    const float xv[2] = {1, 2};
+    tg_tensor *x = leaf(xv, 2);
+    tg_tensor *a = tg_exp(x);
+    tg_tensor *b = tg_mul(a, x);
+    tg_release(a);
+    tg_tensor *y = tg_sum(b);
+    tg_release(b);
+    assert_int_equal(tg_backward(y, NULL, false), TG_OK);
+    double want[2] = {exp(1.0) * 2, exp(2.0) * 3}; /* d/dx x e^x = (x + 1) e^x */
+    float *g = tg_test_values(tg_grad(x));
+    for (int i = 0; i < 2; i++)
+        assert_true(tg_test_close(g[i], want[i], 1e-6, 0));
+    free(g);
+    tg_release(y);
+    tg_release(x);
+}
+
+static void test_broadcast_gradients_reduce_to_input_shape(void **state)
+{
+    (void)state;
+    tg_scope_begin();
+    tg_tensor *a = tg_requires_grad_(tg_ones(2, (int64_t[]){3, 1}), true);
+    tg_tensor *b = tg_requires_grad_(tg_ones(2, (int64_t[]){1, 4}), true);
+    tg_tensor *s = tg_requires_grad_(tg_scalar(2.0f), true);
+    assert_int_equal(tg_backward(tg_sum(tg_mul(tg_add(a, b), s)), NULL, false), TG_OK);
+    assert_int_equal(tg_ndim(tg_grad(a)), 2);
+    assert_int_equal(tg_shape(tg_grad(a))[0], 3);
+    assert_int_equal(tg_shape(tg_grad(a))[1], 1);
+    assert_values(tg_grad(a), (double[]){8, 8, 8}, 3);
+    assert_values(tg_grad(b), (double[]){6, 6, 6, 6}, 4);
+    assert_int_equal(tg_ndim(tg_grad(s)), 0);
+    assert_values(tg_grad(s), (double[]){24}, 1);
+    tg_scope_end();
+}
+
+static void test_broadcast_gradient_accuracy(void **state)
+{
+    (void)state;
+    /* A bias broadcast over a million rows receives a sum of a million gradients. PyTorch's
+     * sum_to gives 99999.945 for a million 0.1f; a running float sum would give 100958. */
+    const int64_t rows = 1000000;
+    const double exact = 1e6 * (double)0.1f;
+    tg_tensor *b = tg_requires_grad_(tg_zeros(1, (int64_t[]){2}), true);
+    tg_tensor *c = tg_requires_grad_(tg_zeros(2, (int64_t[]){1, 2}), true);
+    tg_scope_begin();
+    tg_tensor *g = tg_full(2, (int64_t[]){rows, 2}, 0.1f);
+    tg_tensor *y = tg_add(tg_zeros(2, (int64_t[]){rows, 2}), b);
+    assert_int_equal(tg_backward(y, g, false), TG_OK);
+    tg_tensor *e = tg_expand(c, 2, (int64_t[]){rows, 2});
+    assert_int_equal(tg_backward(e, g, false), TG_OK);
+    float v[2];
+    tg_copy_to(tg_grad(b), v, 2);
+    assert_true(fabs(v[0] - exact) / exact < 1e-6 && fabs(v[1] - exact) / exact < 1e-6);
+    tg_copy_to(tg_grad(c), v, 2);
+    assert_true(fabs(v[0] - exact) / exact < 1e-6 && fabs(v[1] - exact) / exact < 1e-6);
+    tg_scope_end();
+    tg_release(b), tg_release(c);
+}
+
+int main(void)
+{
+    if (tg_test_isa_unavailable())
+        return TG_TEST_SKIP;
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_grad_accumulates_across_backward_calls),
+        cmocka_unit_test(test_retain_graph),
+        cmocka_unit_test(test_second_backward_without_retain_fails),
+        cmocka_unit_test(test_detach_shares_storage_without_grad),
+        cmocka_unit_test(test_requires_grad_flag),
+        cmocka_unit_test(test_retain_grad_on_non_leaf),
+        cmocka_unit_test(test_retained_grad_is_not_aliased),
+        cmocka_unit_test(test_grad_mode),
+        cmocka_unit_test(test_grad_fn_names),
+        cmocka_unit_test(test_inplace_on_saved_input_fails_backward),
+        cmocka_unit_test(test_inplace_through_a_view_fails_backward),
+        cmocka_unit_test(test_inplace_on_leaf_under_no_grad_fails_backward),
+        cmocka_unit_test(test_inplace_on_saved_output_fails_backward),
+        cmocka_unit_test(test_inplace_not_needed_by_backward_is_fine),
+        cmocka_unit_test(test_inplace_on_grad_leaf_refused_in_grad_mode),
+        cmocka_unit_test(test_backward_argument_errors),
+        cmocka_unit_test(test_backward_of_a_leaf_root),
+        cmocka_unit_test(test_gradients_at_special_points),
+        cmocka_unit_test(test_long_chain),
+        cmocka_unit_test(test_diamond_and_shared_inputs),
+        cmocka_unit_test(test_intermediates_released_early),
+        cmocka_unit_test(test_broadcast_gradients_reduce_to_input_shape),
+        cmocka_unit_test(test_broadcast_gradient_accuracy),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

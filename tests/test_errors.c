@@ -1,0 +1,391 @@
+/* Bad inputs: every failure returns NULL (or a status), never aborts, and leaves a status and a
+ * message naming the function and the offending shapes or values; success clears both. */
+#include <setjmp.h> /* cmocka needs these before its header */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "gradcheck.h"
+#include "tapegrad.h"
+
+/* Asserts the last call failed with `status` and a message containing every listed part. */
+static void expect_error(tg_status status, const char *p1, const char *p2, const char *p3)
+{
+    const char *msg = tg_last_error();
+    if (tg_last_status() != status)
+        fail_msg("status %s, want %s (message \"%s\")", tg_status_name(tg_last_status()),
+                 tg_status_name(status), msg);
+    const char *parts[3] = {p1, p2, p3};
+    for (int i = 0; i < 3; i++)
+        if (parts[i] && !strstr(msg, parts[i]))
+            fail_msg("message \"%s\" does not contain \"%s\"", msg, parts[i]);
+}
+
+static void expect_ok(void)
+{
+    assert_int_equal(tg_last_status(), TG_OK);
+    assert_string_equal(tg_last_error(), "");
+}
+
+static tg_tensor *mat(int64_t r, int64_t c)
+{
+    return tg_ones(2, (int64_t[]){r, c});
+}
+static tg_tensor *vec(int64_t n)
+{
+    return tg_ones(1, &n);
+}
+
+static void test_broadcast_errors(void **state)
+{
+    (void)state;
+    tg_scope_begin();
+    tg_tensor *a = mat(2, 3), *b = vec(4);
+    struct {
+        tg_tensor *(*f)(tg_tensor *, tg_tensor *);
+        const char *name;
+    } ops[] = {{tg_add, "tg_add"},
+               {tg_sub, "tg_sub"},
+               {tg_mul, "tg_mul"},
+               {tg_div, "tg_div"},
+               {tg_pow, "tg_pow"}};
+    for (size_t i = 0; i < sizeof ops / sizeof ops[0]; i++) {
+        assert_null(ops[i].f(a, b));
+        expect_error(TG_ESHAPE, ops[i].name, "[2, 3]", "[4]");
+        assert_null(ops[i].f(b, a));
+        expect_error(TG_ESHAPE, ops[i].name, "[4]", "[2, 3]");
+    }
+    assert_null(tg_add(tg_ones(3, (int64_t[]){2, 3, 4}), tg_ones(2, (int64_t[]){2, 4})));
+    expect_error(TG_ESHAPE, "tg_add", "[2, 3, 4]", "[2, 4]");
+    /* in place: other must broadcast to t's own shape */
+    assert_null(tg_add_(vec(3), mat(2, 3)));
+    expect_error(TG_ESHAPE, "tg_add_", "[2, 3]", "[3]");
+    assert_null(tg_axpy_(a, 2.0f, b));
+    expect_error(TG_ESHAPE, "tg_axpy_", "[2, 3]", "[4]");
+    tg_scope_end();
+}
+
+static void test_matmul_errors(void **state)
+{
+    (void)state;
+    tg_scope_begin();
+    assert_null(tg_matmul(mat(2, 3), mat(4, 5)));
+    expect_error(TG_ESHAPE, "tg_matmul", "[2, 3]", "[4, 5]");
+    assert_null(tg_matmul(vec(3), vec(4)));
+    expect_error(TG_ESHAPE, "tg_matmul", "[3]", "[4]");
+    assert_null(tg_matmul(mat(2, 3), vec(2)));
+    expect_error(TG_ESHAPE, "tg_matmul", "[2, 3]", "[2]");
+    assert_null(tg_matmul(vec(2), mat(3, 2)));
+    expect_error(TG_ESHAPE, "tg_matmul", "[2]", "[3, 2]");
+    assert_null(tg_matmul(tg_scalar(1.0f), vec(2)));
+    expect_error(TG_ESHAPE, "tg_matmul", "[]", "[2]");
+    tg_scope_end();
+}
+
+static void test_dim_errors(void **state)
+{
+    (void)state;
+    tg_scope_begin();
+    tg_tensor *x = tg_ones(3, (int64_t[]){2, 3, 4});
+    assert_null(tg_sum_dim(x, 3, false));
+    expect_error(TG_EINVAL, "tg_sum_dim", "3", NULL);
+    assert_null(tg_sum_dim(x, -4, true));
+    expect_error(TG_EINVAL, "tg_sum_dim", "-4", NULL);
+    assert_null(tg_mean_dim(x, 5, false));
+    expect_error(TG_EINVAL, "tg_mean_dim", "5", NULL);
+    assert_null(tg_sum_dim(tg_scalar(1.0f), 1, false));
+    expect_error(TG_EINVAL, "tg_sum_dim", NULL, NULL);
+    assert_null(tg_transpose(x, 0, 3));
+    expect_error(TG_EINVAL, "tg_transpose", "3", NULL);
+    assert_null(tg_transpose(x, -4, 0));
+    expect_error(TG_EINVAL, "tg_transpose", "-4", NULL);
+    assert_null(tg_permute(x, (int[]){0, 1, 3}));
+    expect_error(TG_EINVAL, "tg_permute", "3", NULL);
+    assert_null(tg_permute(x, (int[]){0, 1, 1}));
+    expect_error(TG_EINVAL, "tg_permute", "repeated", NULL);
+    assert_null(tg_permute(x, (int[]){0, -2, 1}));
+    expect_error(TG_EINVAL, "tg_permute", NULL, NULL);
+    assert_null(tg_narrow(x, 3, 0, 1));
+    expect_error(TG_EINVAL, "tg_narrow", "3", NULL);
+    assert_null(tg_narrow(x, 1, 2, 2)); /* 2 + 2 > 3 */
+    expect_error(TG_EINVAL, "tg_narrow", "2", NULL);
+    assert_null(tg_narrow(x, 2, 0, 5));
+    expect_error(TG_EINVAL, "tg_narrow", "5", NULL);
+    assert_null(tg_narrow(x, 2, 0, -1));
+    expect_error(TG_EINVAL, "tg_narrow", NULL, NULL);
+    assert_null(tg_narrow(x, 2, -5, 1));
+    expect_error(TG_EINVAL, "tg_narrow", NULL, NULL);
+    assert_null(tg_narrow(tg_scalar(1.0f), 0, 0, 1));
+    expect_error(TG_EINVAL, "tg_narrow", NULL, NULL);
+    tg_scope_end();
+}
+
+static void test_reshape_expand_errors(void **state)
+{
+    (void)state;
+    tg_scope_begin();
+    tg_tensor *x = mat(2, 3);
+    assert_null(tg_reshape(x, 1, (int64_t[]){4}));
+    expect_error(TG_ESHAPE, "tg_reshape", "[4]", "6");
+    assert_null(tg_reshape(x, 2, (int64_t[]){-1, 4}));
+    expect_error(TG_ESHAPE, "tg_reshape", "[-1, 4]", "6");
+    assert_null(tg_reshape(x, 2, (int64_t[]){-1, -1}));
+    expect_error(TG_EINVAL, "tg_reshape", NULL, NULL);
+    assert_null(tg_reshape(x, 2, (int64_t[]){-2, -3}));
+    expect_error(TG_EINVAL, "tg_reshape", NULL, NULL);
+    assert_null(tg_reshape(x, 9, (int64_t[]){1, 1, 1, 1, 1, 1, 1, 2, 3}));
+    expect_error(TG_EINVAL, "tg_reshape", NULL, NULL);
+    assert_null(tg_reshape(tg_zeros(1, (int64_t[]){0}), 2, (int64_t[]){-1, 0}));
+    expect_error(TG_ESHAPE, "tg_reshape", NULL, NULL); /* -1 is ambiguous with 0 elements */
+
+    assert_null(tg_expand(vec(3), 2, (int64_t[]){2, 4}));
+    expect_error(TG_ESHAPE, "tg_expand", "[2, 4]", "[3]");
+    assert_null(tg_expand(x, 1, (int64_t[]){6}));
+    expect_error(TG_ESHAPE, "tg_expand", NULL, NULL);
+    assert_null(tg_expand(mat(2, 1), 2, (int64_t[]){3, 5}));
+    expect_error(TG_ESHAPE, "tg_expand", "[3, 5]", "[2, 1]");
+    assert_null(tg_expand(vec(1), 2, (int64_t[]){-1, 3})); /* -1 for a new leading dim */
+    expect_error(TG_ESHAPE, "tg_expand", NULL, NULL);
+    tg_scope_end();
+}
+
+static void test_creation_errors(void **state)
+{
+    (void)state;
+    assert_null(tg_zeros(2, (int64_t[]){2, -1}));
+    expect_error(TG_EINVAL, "tg_zeros", "[2, -1]", NULL);
+    assert_null(tg_ones(9, (int64_t[]){1, 1, 1, 1, 1, 1, 1, 1, 1}));
+    expect_error(TG_EINVAL, "tg_ones", "9", NULL);
+    assert_null(tg_full(-1, NULL, 1.0f));
+    expect_error(TG_EINVAL, "tg_full", NULL, NULL);
+    assert_null(tg_empty(2, NULL));
+    expect_error(TG_EINVAL, "tg_empty", NULL, NULL);
+    assert_null(tg_from_data(NULL, 1, (int64_t[]){3}));
+    expect_error(TG_EINVAL, "tg_from_data", NULL, NULL);
+    assert_null(tg_rand(1, (int64_t[]){-3}, 1));
+    expect_error(TG_EINVAL, "tg_rand", NULL, NULL);
+    assert_null(tg_randn(2, (int64_t[]){INT64_MAX / 2, 8}, 1));
+    expect_error(TG_ENOMEM, "tg_randn", NULL, NULL);
+    assert_null(tg_arange(0, 1, 0));
+    expect_error(TG_EINVAL, "tg_arange", NULL, NULL);
+    assert_null(tg_arange(0, 1, -1));
+    expect_error(TG_EINVAL, "tg_arange", NULL, NULL);
+    assert_null(tg_arange(0, INFINITY, 1));
+    expect_error(TG_EINVAL, "tg_arange", NULL, NULL);
+}
+
+static void test_value_errors(void **state)
+{
+    (void)state;
+    tg_scope_begin();
+    assert_true(isnan(tg_item(mat(2, 2))));
+    expect_error(TG_ESHAPE, "tg_item", "[2, 2]", NULL);
+    assert_null(tg_clamp(vec(2), NAN, NAN));
+    expect_error(TG_EINVAL, "tg_clamp", NULL, NULL);
+    const float bad[2] = {0.5f, 1.5f};
+    assert_null(
+        tg_binary_cross_entropy(tg_from_data(bad, 1, (int64_t[]){2}), vec(2), TG_REDUCE_MEAN));
+    expect_error(TG_EINVAL, "tg_binary_cross_entropy", "1.5", NULL);
+    assert_null(tg_binary_cross_entropy(vec(2), vec(3), TG_REDUCE_MEAN));
+    expect_error(TG_ESHAPE, "tg_binary_cross_entropy", "[2]", "[3]");
+    assert_null(tg_bce_with_logits(mat(2, 3), mat(3, 2), NULL, TG_REDUCE_SUM));
+    expect_error(TG_ESHAPE, "tg_bce_with_logits", "[2, 3]", "[3, 2]");
+    assert_null(tg_bce_with_logits(mat(2, 3), mat(2, 3), vec(4), TG_REDUCE_SUM));
+    expect_error(TG_ESHAPE, "tg_bce_with_logits", "[4]", "[2, 3]");
+    assert_null(tg_mse_loss(vec(2), vec(3), TG_REDUCE_NONE));
+    expect_error(TG_ESHAPE, "tg_mse_loss", "[2]", "[3]");
+    assert_null(tg_mse_loss(vec(2), vec(2), (tg_reduction)7));
+    expect_error(TG_EINVAL, "tg_mse_loss", "7", NULL);
+    assert_null(tg_bce_with_logits(vec(2), vec(2), NULL, (tg_reduction)-1));
+    expect_error(TG_EINVAL, "tg_bce_with_logits", NULL, NULL);
+    assert_int_equal(tg_set_isa("no-such-isa"), TG_EUNSUPPORTED);
+    expect_error(TG_EUNSUPPORTED, "tg_set_isa", "no-such-isa", NULL);
+    assert_int_equal(tg_set_isa(NULL), TG_EINVAL);
+    tg_scope_end();
+}
+
+/* ---- NULL in, NULL out: every op, no crash ---- */
+
+static void expect_null_error(const tg_tensor *r, const char *fn)
+{
+    assert_null(r);
+    expect_error(TG_EINVAL, fn, NULL, NULL);
+}
+
+static void test_null_arguments(void **state)
+{
+    (void)state;
+    tg_scope_begin();
+    tg_tensor *x = mat(2, 2), *n = NULL;
+    tg_tensor *(*const binary[])(tg_tensor *, tg_tensor *) = {tg_add, tg_sub, tg_mul,
+                                                              tg_div, tg_pow, tg_matmul};
+    const char *const binary_names[] = {"tg_add", "tg_sub", "tg_mul",
+                                        "tg_div", "tg_pow", "tg_matmul"};
+    for (size_t i = 0; i < sizeof binary / sizeof binary[0]; i++) {
+        expect_null_error(binary[i](n, x), binary_names[i]);
+        expect_null_error(binary[i](x, n), binary_names[i]);
+        expect_null_error(binary[i](n, n), binary_names[i]);
+    }
+    tg_tensor *(*const unary[])(tg_tensor *) = {
+        tg_neg,  tg_exp, tg_log, tg_sin,  tg_cos,        tg_tanh,  tg_sigmoid, tg_relu,
+        tg_sqrt, tg_abs, tg_sum, tg_mean, tg_contiguous, tg_clone, tg_detach};
+    const char *const unary_names[] = {"tg_neg",        "tg_exp",   "tg_log",     "tg_sin",
+                                       "tg_cos",        "tg_tanh",  "tg_sigmoid", "tg_relu",
+                                       "tg_sqrt",       "tg_abs",   "tg_sum",     "tg_mean",
+                                       "tg_contiguous", "tg_clone", "tg_detach"};
+    for (size_t i = 0; i < sizeof unary / sizeof unary[0]; i++)
+        expect_null_error(unary[i](n), unary_names[i]);
+    expect_null_error(tg_add_scalar(n, 1), "tg_add_scalar");
+    expect_null_error(tg_mul_scalar(n, 1), "tg_mul_scalar");
+    expect_null_error(tg_pow_scalar(n, 2), "tg_pow_scalar");
+    expect_null_error(tg_rsub_scalar(1, n), "tg_rsub_scalar");
+    expect_null_error(tg_clamp(n, 0, 1), "tg_clamp");
+    expect_null_error(tg_sum_dim(n, 0, false), "tg_sum_dim");
+    expect_null_error(tg_mean_dim(n, 0, true), "tg_mean_dim");
+    expect_null_error(tg_reshape(n, 1, (int64_t[]){4}), "tg_reshape");
+    expect_null_error(tg_transpose(n, 0, 1), "tg_transpose");
+    expect_null_error(tg_permute(n, (int[]){1, 0}), "tg_permute");
+    expect_null_error(tg_permute(x, NULL), "tg_permute");
+    expect_null_error(tg_narrow(n, 0, 0, 1), "tg_narrow");
+    expect_null_error(tg_expand(n, 2, (int64_t[]){2, 2}), "tg_expand");
+    expect_null_error(tg_binary_cross_entropy(n, x, TG_REDUCE_MEAN), "tg_binary_cross_entropy");
+    expect_null_error(tg_binary_cross_entropy(x, n, TG_REDUCE_MEAN), "tg_binary_cross_entropy");
+    expect_null_error(tg_bce_with_logits(n, x, NULL, TG_REDUCE_MEAN), "tg_bce_with_logits");
+    expect_null_error(tg_bce_with_logits(x, n, x, TG_REDUCE_MEAN), "tg_bce_with_logits");
+    expect_null_error(tg_mse_loss(n, x, TG_REDUCE_SUM), "tg_mse_loss");
+    expect_null_error(tg_mse_loss(x, n, TG_REDUCE_SUM), "tg_mse_loss");
+    /* in place */
+    expect_null_error(tg_zero_(n), "tg_zero_");
+    expect_null_error(tg_fill_(n, 1), "tg_fill_");
+    expect_null_error(tg_mul_scalar_(n, 2), "tg_mul_scalar_");
+    expect_null_error(tg_add_(n, x), "tg_add_");
+    expect_null_error(tg_add_(x, n), "tg_add_");
+    expect_null_error(tg_axpy_(n, 1, x), "tg_axpy_");
+    expect_null_error(tg_axpy_(x, 1, n), "tg_axpy_");
+    /* autograd and inspection */
+    expect_null_error(tg_requires_grad_(n, true), "tg_requires_grad_");
+    assert_int_equal(tg_backward(n, NULL, false), TG_EINVAL);
+    expect_error(TG_EINVAL, "tg_backward", NULL, NULL);
+    tg_retain_grad(n);
+    expect_error(TG_EINVAL, "tg_retain_grad", NULL, NULL);
+    assert_null(tg_grad(n));
+    assert_null(tg_grad_fn_name(n));
+    tg_grad_reset(n);
+    assert_false(tg_requires_grad(n));
+    assert_false(tg_is_leaf(n));
+    assert_int_equal(tg_ndim(n), -1);
+    assert_null(tg_shape(n));
+    assert_null(tg_strides(n));
+    assert_int_equal(tg_numel(n), -1);
+    assert_false(tg_is_contiguous(n));
+    assert_int_equal(tg_version(n), 0);
+    assert_null(tg_retain(n));
+    tg_release(n);
+    assert_null(tg_keep(n));
+    assert_true(isnan(tg_item(n)));
+    expect_error(TG_EINVAL, "tg_item", NULL, NULL);
+    assert_null(tg_data(n));
+    expect_error(TG_EINVAL, "tg_data", NULL, NULL);
+    float buf[4];
+    assert_int_equal(tg_copy_to(n, buf, 4), -1);
+    expect_error(TG_EINVAL, "tg_copy_to", NULL, NULL);
+    assert_null(tg_repr(n));
+    expect_error(TG_EINVAL, "tg_repr", NULL, NULL);
+    tg_scope_end();
+}
+
+static void test_errors_flow_through_expressions(void **state)
+{
+    (void)state;
+    tg_scope_begin();
+    /* one check at the end of a chain still names the call that failed */
+    tg_tensor *r = tg_sum(tg_exp(tg_add(mat(2, 3), vec(4))));
+    assert_null(r);
+    expect_error(TG_ESHAPE, "tg_add", "[2, 3]", "[4]");
+    tg_tensor *v5 = vec(5); /* made first: sibling arguments are evaluated in any order */
+    r = tg_mean(tg_matmul(tg_reshape(mat(2, 3), 1, (int64_t[]){5}), v5));
+    assert_null(r);
+    expect_error(TG_ESHAPE, "tg_reshape", "[5]", NULL);
+    assert_null(tg_requires_grad_(tg_from_data(NULL, 1, (int64_t[]){2}), true));
+    expect_error(TG_EINVAL, "tg_from_data", NULL, NULL);
+    assert_null(tg_exp(tg_detach(tg_matmul(mat(2, 3), mat(2, 3)))));
+    expect_error(TG_ESHAPE, "tg_matmul", "[2, 3]", NULL);
+    /* a NULL of the caller's own names the function that received it: after a successful call,
+     * and after a call that itself only reported a NULL argument */
+    assert_non_null(vec(1));
+    assert_null(tg_neg(NULL));
+    expect_error(TG_EINVAL, "tg_neg", NULL, NULL);
+    assert_null(tg_exp(NULL));
+    expect_error(TG_EINVAL, "tg_exp", NULL, NULL);
+    tg_scope_end();
+}
+
+/* ---- success resets the status ---- */
+
+static void test_success_clears_error(void **state)
+{
+    (void)state;
+    tg_scope_begin();
+    tg_tensor *a = mat(2, 3), *b = vec(4), *c = vec(3);
+    assert_null(tg_add(a, b));
+    assert_string_not_equal(tg_last_error(), "");
+    assert_non_null(tg_add(a, c));
+    expect_ok();
+    assert_null(tg_add(a, b));
+    assert_non_null(tg_exp(a));
+    expect_ok();
+    assert_null(tg_add(a, b));
+    assert_true(tg_item(tg_sum(a)) == 6.0f);
+    expect_ok();
+    assert_null(tg_add(a, b));
+    assert_non_null(tg_data(a));
+    expect_ok();
+    assert_null(tg_add(a, b));
+    assert_non_null(tg_fill_(c, 2.0f));
+    expect_ok();
+    assert_null(tg_add(a, b));
+    assert_non_null(tg_zeros(1, (int64_t[]){2}));
+    expect_ok();
+    assert_null(tg_add(a, b));
+    float buf[6];
+    assert_int_equal(tg_copy_to(a, buf, 6), 6);
+    expect_ok();
+    tg_tensor *x = tg_requires_grad_(vec(2), true);
+    tg_tensor *y = tg_sum(tg_mul(x, x));
+    assert_null(tg_add(a, b));
+    assert_int_equal(tg_backward(y, NULL, false), TG_OK);
+    expect_ok();
+    assert_null(tg_add(a, b));
+    char *s = tg_repr(c);
+    expect_ok();
+    free(s);
+    assert_int_equal(tg_set_isa(tg_isa()), TG_OK);
+    expect_ok();
+    assert_string_equal(tg_status_name(TG_ESHAPE), "TG_ESHAPE");
+    assert_string_equal(tg_status_name(TG_OK), "TG_OK");
+    tg_scope_end();
+}
+
+int main(void)
+{
+    if (tg_test_isa_unavailable())
+        return TG_TEST_SKIP;
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_broadcast_errors),
+        cmocka_unit_test(test_matmul_errors),
+        cmocka_unit_test(test_dim_errors),
+        cmocka_unit_test(test_reshape_expand_errors),
+        cmocka_unit_test(test_creation_errors),
+        cmocka_unit_test(test_value_errors),
+        cmocka_unit_test(test_null_arguments),
+        cmocka_unit_test(test_errors_flow_through_expressions),
+        cmocka_unit_test(test_success_clears_error),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,777 @@
+/* Forward values of every op against a double-precision reference computed here from the same
+ * float inputs, on broadcast and strided inputs; NaN/inf behaviour as PyTorch 1.13 defines it;
+ * summation accuracy; in-place ops on strided views; printing. */
+#include <setjmp.h> /* cmocka needs these before its header */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "gradcheck.h"
+#include "tapegrad.h"
+
+/* Tolerances against the double reference. Correctly rounded float ops are within half an ulp
+ * (6e-8 relative); 4 ulps leave room for SIMD kernels that are not correctly rounded. The
+ * transcendental functions get 2e-6 (~16 ulps) plus a small absolute term for results near 0
+ * (e.g. cos near pi/2), which covers vectorised approximations yet catches a wrong formula. */
+#define RTOL_ARITH 2.5e-7
+#define RTOL_TRANS 2e-6
+#define ATOL_TRANS 1e-6
+
+/* ---- helpers ---- */
+
+/* Compares t's values with want[] (double) and its shape with [ndim, shape]. */
+static void expect_values(const tg_tensor *t, int ndim, const int64_t *shape, const double *want,
+                          double rtol, double atol, const char *what)
+{
+    if (!t)
+        fail_msg("%s: NULL result: %s", what, tg_last_error());
+    assert_int_equal(tg_ndim(t), ndim);
+    int64_t n = 1;
+    for (int i = 0; i < ndim; i++) {
+        assert_int_equal(tg_shape(t)[i], shape[i]);
+        n *= shape[i];
+    }
+    float *v = tg_test_values(t);
+    assert_non_null(v);
+    for (int64_t i = 0; i < n; i++)
+        if (!tg_test_close(v[i], want[i], rtol, atol))
+            fail_msg("%s: element %lld is %.9g, reference %.9g", what, (long long)i, (double)v[i],
+                     want[i]);
+    free(v);
+}
+
+static double *alloc_doubles(int64_t n)
+{
+    return malloc((size_t)(n > 0 ? n : 1) * sizeof(double));
+}
+
+static int64_t numel_of(int ndim, const int64_t *shape)
+{
+    int64_t n = 1;
+    for (int i = 0; i < ndim; i++)
+        n *= shape[i];
+    return n;
+}
+
+/* A seeded tensor seen through a layout: the base is built so the view has `shape`. */
+typedef enum { PLAIN, TRANSPOSED, NARROWED } layout;
+
+static tg_tensor *make_input(int ndim, const int64_t *shape, layout l, uint64_t seed, float lo,
+                             float hi)
+{
+    int64_t bs[TG_MAX_DIMS];
+    memcpy(bs, shape, (size_t)ndim * sizeof *bs);
+    if (l == TRANSPOSED) {
+        bs[ndim - 1] = shape[ndim - 2];
+        bs[ndim - 2] = shape[ndim - 1];
+        return tg_transpose(tg_test_tensor(ndim, bs, seed, lo, hi), -1, -2);
+    }
+    if (l == NARROWED) {
+        bs[ndim - 1] += 5;
+        return tg_narrow(tg_test_tensor(ndim, bs, seed, lo, hi), -1, 2, shape[ndim - 1]);
+    }
+    return tg_test_tensor(ndim, shape, seed, lo, hi);
+}
+
+/* ---- elementwise unary ---- */
+
+typedef struct {
+    const char *name;
+    tg_tensor *(*f)(tg_tensor *);
+    double (*ref)(double);
+    float lo, hi;
+    double rtol, atol;
+} unary_case;
+
+static double ref_neg(double x)
+{
+    return -x;
+}
+static double ref_sigmoid(double x)
+{
+    return 1.0 / (1.0 + exp(-x));
+}
+static double ref_relu(double x)
+{
+    return x > 0 ? x : 0;
+}
+
+static void test_unary_values(void **state)
+{
+    (void)state;
+    const unary_case cases[] = {
+        {"neg", tg_neg, ref_neg, -5, 5, 0, 0},
+        {"exp", tg_exp, exp, -20, 20, RTOL_TRANS, 0},
+        {"log", tg_log, log, 1e-3f, 100, RTOL_TRANS, ATOL_TRANS},
+        {"sin", tg_sin, sin, -10, 10, RTOL_TRANS, ATOL_TRANS},
+        {"cos", tg_cos, cos, -10, 10, RTOL_TRANS, ATOL_TRANS},
+        {"tanh", tg_tanh, tanh, -6, 6, RTOL_TRANS, ATOL_TRANS},
+        {"sigmoid", tg_sigmoid, ref_sigmoid, -20, 20, RTOL_TRANS, ATOL_TRANS},
+        {"relu", tg_relu, ref_relu, -5, 5, 0, 0},
+        {"sqrt", tg_sqrt, sqrt, 0, 100, RTOL_ARITH, 0},
+        {"abs", tg_abs, fabs, -5, 5, 0, 0},
+    };
+    /* 1003 elements: every SIMD body plus a tail; then strided inputs of two layouts */
+    const int64_t shapes[3][2] = {{17, 59}, {17, 59}, {9, 13}};
+    const layout layouts[3] = {PLAIN, TRANSPOSED, NARROWED};
+    tg_scope_begin();
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        for (int l = 0; l < 3; l++) {
+            tg_tensor *x = make_input(2, shapes[l], layouts[l], 10 * c + (uint64_t)l, cases[c].lo,
+                                      cases[c].hi);
+            int64_t n = tg_numel(x);
+            float *xv = tg_test_values(x);
+            double *want = alloc_doubles(n);
+            for (int64_t i = 0; i < n; i++)
+                want[i] = cases[c].ref(xv[i]);
+            expect_values(cases[c].f(x), 2, shapes[l], want, cases[c].rtol, cases[c].atol,
+                          cases[c].name);
+            free(xv), free(want);
+        }
+    }
+    tg_scope_end();
+}
+
+typedef struct {
+    const char *name;
+    int kind; /* 0 add_scalar, 1 mul_scalar, 2 rsub_scalar, 3 pow_scalar, 4 clamp */
+    float s, s2;
+    float lo, hi;
+    double rtol;
+} scalar_case;
+
+static double scalar_ref(const scalar_case *c, double x)
+{
+    switch (c->kind) {
+    case 0:
+        return x + c->s;
+    case 1:
+        return x * c->s;
+    case 2:
+        return c->s - x;
+    case 3:
+        return pow(x, c->s);
+    default:
+        return isnan(c->s)    ? fmin(x, c->s2)
+               : isnan(c->s2) ? fmax(x, c->s)
+                              : fmin(fmax(x, c->s), c->s2);
+    }
+}
+
+static tg_tensor *scalar_call(const scalar_case *c, tg_tensor *x)
+{
+    switch (c->kind) {
+    case 0:
+        return tg_add_scalar(x, c->s);
+    case 1:
+        return tg_mul_scalar(x, c->s);
+    case 2:
+        return tg_rsub_scalar(c->s, x);
+    case 3:
+        return tg_pow_scalar(x, c->s);
+    default:
+        return tg_clamp(x, c->s, c->s2);
+    }
+}
+
+static void test_scalar_operand_values(void **state)
+{
+    (void)state;
+    const scalar_case cases[] = {
+        {"add_scalar", 0, 1.5f, 0, -5, 5, RTOL_ARITH},
+        {"mul_scalar", 1, -2.25f, 0, -5, 5, RTOL_ARITH},
+        {"rsub_scalar", 2, 3.0f, 0, -5, 5, RTOL_ARITH},
+        {"pow 2", 3, 2.0f, 0, -4, 4, RTOL_ARITH},
+        {"pow 3", 3, 3.0f, 0, -4, 4, RTOL_ARITH},
+        {"pow 0.5", 3, 0.5f, 0, 0, 9, RTOL_ARITH},
+        {"pow -1", 3, -1.0f, 0, 0.1f, 9, RTOL_ARITH},
+        {"pow -2", 3, -2.0f, 0, 0.1f, 9, RTOL_ARITH},
+        {"pow 1.5", 3, 1.5f, 0, 0, 9, RTOL_TRANS},
+        {"pow -0.7", 3, -0.7f, 0, 0.1f, 9, RTOL_TRANS},
+        {"pow 0", 3, 0.0f, 0, -4, 4, 0},
+        {"clamp", 4, -0.5f, 0.75f, -2, 2, 0},
+        {"clamp min", 4, -0.5f, NAN, -2, 2, 0},
+        {"clamp max", 4, NAN, 0.25f, -2, 2, 0},
+    };
+    const int64_t shape[2] = {13, 77};
+    tg_scope_begin();
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        for (int l = 0; l < 2; l++) {
+            tg_tensor *x =
+                make_input(2, shape, l ? TRANSPOSED : PLAIN, 200 + c, cases[c].lo, cases[c].hi);
+            float *xv = tg_test_values(x);
+            double *want = alloc_doubles(tg_numel(x));
+            for (int64_t i = 0; i < tg_numel(x); i++)
+                want[i] = scalar_ref(&cases[c], xv[i]);
+            expect_values(scalar_call(&cases[c], x), 2, shape, want, cases[c].rtol, 0,
+                          cases[c].name);
+            free(xv), free(want);
+        }
+    }
+    tg_scope_end();
+}
+
+/* ---- binary ops with broadcasting ---- */
+
+typedef struct {
+    const char *name;
+    tg_tensor *(*f)(tg_tensor *, tg_tensor *);
+    int op; /* 0 add, 1 sub, 2 mul, 3 div, 4 pow */
+    float blo, bhi;
+    double rtol;
+} binary_case;
+
+static double binary_ref(int op, double a, double b)
+{
+    switch (op) {
+    case 0:
+        return a + b;
+    case 1:
+        return a - b;
+    case 2:
+        return a * b;
+    case 3:
+        return a / b;
+    default:
+        return pow(a, b);
+    }
+}
+
+/* Broadcast reference: out[idx] = a[idx'] op b[idx''] with NumPy's rules, done independently of
+ * the library (right-aligned shapes, size-1 dims repeat). */
+static void check_broadcast(const binary_case *c, tg_tensor *a, tg_tensor *b, int ndim,
+                            const int64_t *shape)
+{
+    float *av = tg_test_values(a), *bv = tg_test_values(b);
+    int64_t n = numel_of(ndim, shape);
+    double *want = alloc_doubles(n);
+    int an = tg_ndim(a), bn = tg_ndim(b);
+    for (int64_t i = 0; i < n; i++) {
+        int64_t rem = i, ia = 0, ib = 0, sa = 1, sb = 1;
+        for (int d = ndim - 1; d >= 0; d--) {
+            int64_t idx = rem % shape[d];
+            rem /= shape[d];
+            int da = d - (ndim - an), db = d - (ndim - bn);
+            if (da >= 0) {
+                int64_t size = tg_shape(a)[da];
+                ia += (size == 1 ? 0 : idx) * sa;
+                sa *= size;
+            }
+            if (db >= 0) {
+                int64_t size = tg_shape(b)[db];
+                ib += (size == 1 ? 0 : idx) * sb;
+                sb *= size;
+            }
+        }
+        want[i] = binary_ref(c->op, av[ia], bv[ib]);
+    }
+    char what[64];
+    snprintf(what, sizeof what, "%s %dd", c->name, ndim);
+    expect_values(c->f(a, b), ndim, shape, want, c->rtol, 0, what);
+    free(av), free(bv), free(want);
+}
+
+static void test_binary_broadcast_values(void **state)
+{
+    (void)state;
+    const binary_case cases[] = {
+        {"add", tg_add, 0, -5, 5, RTOL_ARITH}, {"sub", tg_sub, 1, -5, 5, RTOL_ARITH},
+        {"mul", tg_mul, 2, -5, 5, RTOL_ARITH}, {"div", tg_div, 3, 0.5f, 5, RTOL_ARITH},
+        {"pow", tg_pow, 4, -3, 3, RTOL_TRANS},
+    };
+    typedef struct {
+        int an, bn, on;
+        int64_t as[3], bs[3], os[3];
+        layout la, lb;
+    } pattern;
+    const pattern patterns[] = {
+        {2, 2, 2, {7, 37}, {7, 37}, {7, 37}, PLAIN, PLAIN},
+        {2, 1, 2, {7, 37}, {37}, {7, 37}, PLAIN, PLAIN},         /* row */
+        {2, 2, 2, {7, 37}, {7, 1}, {7, 37}, PLAIN, PLAIN},       /* column */
+        {2, 2, 2, {7, 1}, {7, 37}, {7, 37}, PLAIN, NARROWED},    /* column first */
+        {2, 0, 2, {7, 37}, {0}, {7, 37}, TRANSPOSED, PLAIN},     /* scalar */
+        {0, 2, 2, {0}, {7, 37}, {7, 37}, PLAIN, TRANSPOSED},     /* scalar first */
+        {2, 2, 2, {5, 1}, {1, 33}, {5, 33}, PLAIN, PLAIN},       /* outer */
+        {3, 2, 3, {4, 1, 19}, {6, 1}, {4, 6, 19}, PLAIN, PLAIN}, /* 3-d middle */
+        {3, 3, 3, {4, 6, 19}, {4, 1, 19}, {4, 6, 19}, NARROWED, PLAIN},
+        {3, 3, 3, {4, 6, 19}, {1, 6, 19}, {4, 6, 19}, TRANSPOSED, TRANSPOSED},
+        {2, 2, 2, {7, 37}, {7, 37}, {7, 37}, TRANSPOSED, NARROWED}, /* strided both */
+        {1, 1, 1, {1}, {40}, {40}, PLAIN, PLAIN},
+    };
+    tg_scope_begin();
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        float alo = c == 4 ? 0.1f : -5, ahi = 5; /* pow: positive bases */
+        for (size_t p = 0; p < sizeof patterns / sizeof patterns[0]; p++) {
+            const pattern *q = &patterns[p];
+            tg_tensor *a = make_input(q->an, q->as, q->la, 300 + p, alo, ahi);
+            tg_tensor *b = make_input(q->bn, q->bs, q->lb, 400 + p, cases[c].blo, cases[c].bhi);
+            check_broadcast(&cases[c], a, b, q->on, q->os);
+        }
+    }
+    tg_scope_end();
+}
+
+static void test_pow_special_cases(void **state)
+{
+    (void)state;
+    /* torch.pow semantics (C pow): negative base with integral exponent is fine, with a
+     * fractional one NaN; 0^0 = 1; 0^-1 = inf */
+    tg_scope_begin();
+    const float a[6] = {-2, -2, 0, 0, 4, -8};
+    const float b[6] = {3, 0.5f, 0, -1, 0.5f, 2};
+    tg_tensor *r = tg_pow(tg_from_data(a, 1, (int64_t[]){6}), tg_from_data(b, 1, (int64_t[]){6}));
+    expect_values(r, 1, (int64_t[]){6}, (double[]){-8, NAN, 1, INFINITY, 2, 64}, 1e-7, 0, "pow");
+    tg_scope_end();
+}
+
+/* ---- reductions ---- */
+
+static void test_reduction_values(void **state)
+{
+    (void)state;
+    tg_scope_begin();
+    const int64_t shape[3] = {5, 6, 37};
+    for (int l = 0; l < 3; l++) {
+        tg_tensor *x = make_input(3, shape, (layout)l, 500 + (uint64_t)l, -1, 1);
+        float *xv = tg_test_values(x);
+        double total = 0;
+        for (int64_t i = 0; i < tg_numel(x); i++)
+            total += xv[i];
+        expect_values(tg_sum(x), 0, NULL, (double[]){total}, 1e-5, 1e-5, "sum");
+        expect_values(tg_mean(x), 0, NULL, (double[]){total / 1110}, 1e-5, 1e-6, "mean");
+        for (int d = 0; d < 3; d++) {
+            int64_t os[3], ks[3];
+            int on = 0;
+            for (int i = 0; i < 3; i++) {
+                ks[i] = i == d ? 1 : shape[i];
+                if (i != d)
+                    os[on++] = shape[i];
+            }
+            double *want = alloc_doubles(numel_of(2, os));
+            for (int64_t o = 0; o < numel_of(2, os); o++)
+                want[o] = 0;
+            for (int64_t i0 = 0; i0 < shape[0]; i0++)
+                for (int64_t i1 = 0; i1 < shape[1]; i1++)
+                    for (int64_t i2 = 0; i2 < shape[2]; i2++) {
+                        int64_t idx[3] = {i0, i1, i2}, o = 0;
+                        for (int k = 0; k < 3; k++)
+                            if (k != d)
+                                o = o * shape[k] + idx[k];
+                        want[o] += xv[(i0 * shape[1] + i1) * shape[2] + i2];
+                    }
+            expect_values(tg_sum_dim(x, d, false), 2, os, want, 1e-5, 1e-5, "sum_dim");
+            expect_values(tg_sum_dim(x, d - 3, true), 3, ks, want, 1e-5, 1e-5, "sum_dim keep");
+            for (int64_t o = 0; o < numel_of(2, os); o++)
+                want[o] /= (double)shape[d];
+            expect_values(tg_mean_dim(x, d, true), 3, ks, want, 1e-5, 1e-6, "mean_dim keep");
+            expect_values(tg_mean_dim(x, d - 3, false), 2, os, want, 1e-5, 1e-6, "mean_dim");
+            free(want);
+        }
+        free(xv);
+    }
+    tg_scope_end();
+}
+
+static void test_sum_accuracy_one_million(void **state)
+{
+    (void)state;
+    const int64_t n = 1000000;
+    tg_scope_begin();
+    /* 0.1f a million times: a float accumulator running left to right ends near 100958
+     * (1% off); pairwise/blocked summation must stay within a few ulps of the exact value. */
+    tg_tensor *c = tg_full(1, &n, 0.1f);
+    double exact = 1e6 * (double)0.1f;
+    double got = tg_item(tg_sum(c));
+    assert_true(fabs(got - exact) / exact < 1e-6);
+    assert_true(fabs(tg_item(tg_mean(c)) - (double)0.1f) < 1e-7);
+    /* the same along an outer dim: torch.full((1000000, 2), 0.1).sum(0) gives 99999.945 */
+    tg_tensor *c2 = tg_full(2, (int64_t[]){n, 2}, 0.1f);
+    float col[2];
+    tg_copy_to(tg_sum_dim(c2, 0, false), col, 2);
+    assert_true(fabs(col[0] - exact) / exact < 1e-6 && fabs(col[1] - exact) / exact < 1e-6);
+    tg_copy_to(tg_mean_dim(tg_transpose(c2, 0, 1), -1, true), col, 2);
+    assert_true(fabs(col[0] - (double)0.1f) < 1e-7 && fabs(col[1] - (double)0.1f) < 1e-7);
+    tg_tensor *r = tg_rand(1, &n, 99);
+    float *rv = tg_data(r);
+    double ref = 0;
+    for (int64_t i = 0; i < n; i++)
+        ref += rv[i];
+    assert_true(fabs(tg_item(tg_sum(r)) - ref) / ref < 1e-6);
+    /* the same through sum_dim on a row, and on a transposed (strided) matrix */
+    tg_tensor *row = tg_reshape(r, 2, (int64_t[]){1, n});
+    assert_true(fabs(tg_item(tg_sum_dim(row, 1, false)) - ref) / ref < 1e-6);
+    tg_tensor *t = tg_transpose(tg_reshape(r, 2, (int64_t[]){1000, 1000}), 0, 1);
+    assert_true(fabs(tg_item(tg_sum(t)) - ref) / ref < 1e-6);
+    tg_tensor *cols = tg_sum_dim(t, 0, false);
+    float *cv = tg_test_values(cols);
+    for (int64_t j = 0; j < 1000; j += 111) {
+        double s = 0;
+        for (int64_t i = 0; i < 1000; i++)
+            s += rv[j * 1000 + i];
+        assert_true(fabs(cv[j] - s) / s < 1e-5);
+    }
+    free(cv);
+    tg_scope_end();
+}
+
+/* ---- matmul ---- */
+
+static void check_matmul(tg_tensor *a, tg_tensor *b)
+{
+    int an = tg_ndim(a), bn = tg_ndim(b);
+    int64_t M = an == 2 ? tg_shape(a)[0] : 1, K = tg_shape(a)[an - 1];
+    int64_t N = bn == 2 ? tg_shape(b)[1] : 1;
+    float *av = tg_test_values(a), *bv = tg_test_values(b);
+    double *want = alloc_doubles(M * N);
+    double *mag = alloc_doubles(M * N);
+    for (int64_t i = 0; i < M; i++)
+        for (int64_t j = 0; j < N; j++) {
+            double s = 0, m = 0;
+            for (int64_t k = 0; k < K; k++) {
+                double p = (double)av[i * K + k] * bv[k * N + j];
+                s += p, m += fabs(p);
+            }
+            want[i * N + j] = s;
+            mag[i * N + j] = m;
+        }
+    tg_tensor *out = tg_matmul(a, b);
+    assert_non_null(out);
+    int on = (an == 2) + (bn == 2);
+    assert_int_equal(tg_ndim(out), on);
+    float *ov = tg_test_values(out);
+    for (int64_t i = 0; i < M * N; i++) {
+        /* float accumulation error is relative to sum |a_ik b_kj|, not to the result */
+        if (!(fabs(ov[i] - want[i]) <= 1e-6 * mag[i] + 1e-7))
+            fail_msg("matmul element %lld: %.9g vs %.9g", (long long)i, (double)ov[i], want[i]);
+    }
+    free(av), free(bv), free(want), free(mag), free(ov);
+}
+
+static void test_matmul_values(void **state)
+{
+    (void)state;
+    tg_scope_begin();
+    const int64_t dims[][3] = {{7, 5, 9}, {33, 65, 17}, {1, 8, 1}, {16, 1, 16}};
+    for (size_t d = 0; d < sizeof dims / sizeof dims[0]; d++) {
+        int64_t M = dims[d][0], K = dims[d][1], N = dims[d][2];
+        for (int la = 0; la < 3; la++)
+            for (int lb = 0; lb < 3; lb++) {
+                tg_tensor *a = make_input(2, (int64_t[]){M, K}, (layout)la, 600 + d, -1, 1);
+                tg_tensor *b = make_input(2, (int64_t[]){K, N}, (layout)lb, 700 + d, -1, 1);
+                check_matmul(a, b);
+            }
+        tg_tensor *v = make_input(1, (int64_t[]){K}, NARROWED, 800 + d, -1, 1);
+        tg_tensor *m1 = make_input(2, (int64_t[]){M, K}, TRANSPOSED, 801 + d, -1, 1);
+        tg_tensor *m2 = make_input(2, (int64_t[]){K, N}, PLAIN, 802 + d, -1, 1);
+        check_matmul(m1, v);
+        check_matmul(v, m2);
+        check_matmul(v, v);
+    }
+    /* an expanded operand (stride 0) is not BLAS-compatible and takes the copying path */
+    tg_tensor *e =
+        tg_expand(tg_test_tensor(2, (int64_t[]){1, 6}, 900, -1, 1), 2, (int64_t[]){4, 6});
+    check_matmul(e, tg_test_tensor(2, (int64_t[]){6, 3}, 901, -1, 1));
+    tg_scope_end();
+}
+
+/* ---- shape ops move values, never change them ---- */
+
+static void test_shape_op_values(void **state)
+{
+    (void)state;
+    tg_scope_begin();
+    tg_tensor *x = tg_reshape(tg_arange(0, 24, 1), 3, (int64_t[]){2, 3, 4});
+    float v[24];
+    tg_copy_to(tg_permute(x, (int[]){1, 2, 0}), v, 24); /* [3, 4, 2]: v[j][k][i] = x[i][j][k] */
+    for (int i = 0; i < 2; i++)
+        for (int j = 0; j < 3; j++)
+            for (int k = 0; k < 4; k++)
+                assert_true(v[(j * 4 + k) * 2 + i] == (float)(i * 12 + j * 4 + k));
+    tg_copy_to(tg_transpose(x, 0, 2), v, 24); /* [4, 3, 2] */
+    for (int i = 0; i < 2; i++)
+        for (int j = 0; j < 3; j++)
+            for (int k = 0; k < 4; k++)
+                assert_true(v[(k * 3 + j) * 2 + i] == (float)(i * 12 + j * 4 + k));
+    tg_tensor *n = tg_narrow(x, -1, -3, 2); /* start -3 of 4 = 1 */
+    int64_t cnt = tg_copy_to(n, v, 24);
+    assert_int_equal(cnt, 12);
+    for (int i = 0; i < 12; i++)
+        assert_true(v[i] == (float)((i / 2) * 4 + 1 + i % 2));
+    tg_tensor *e = tg_expand(tg_arange(0, 3, 1), 3, (int64_t[]){2, 2, 3});
+    tg_copy_to(e, v, 24);
+    for (int i = 0; i < 12; i++)
+        assert_true(v[i] == (float)(i % 3));
+    tg_tensor *e2 =
+        tg_expand(tg_reshape(tg_arange(0, 3, 1), 2, (int64_t[]){3, 1}), 2, (int64_t[]){-1, 2});
+    tg_copy_to(e2, v, 24);
+    const float want_e2[6] = {0, 0, 1, 1, 2, 2};
+    assert_memory_equal(v, want_e2, sizeof want_e2);
+    tg_scope_end();
+}
+
+/* ---- losses ---- */
+
+static void test_loss_values(void **state)
+{
+    (void)state;
+    tg_scope_begin();
+    const int64_t sh[2] = {6, 23};
+    const int64_t n = 138;
+    tg_tensor *p = make_input(2, sh, TRANSPOSED, 1000, 0.01f, 0.99f);
+    tg_tensor *t = make_input(2, sh, NARROWED, 1001, 0, 1);
+    tg_tensor *z = make_input(2, sh, PLAIN, 1002, -30, 30);
+    tg_tensor *pwc = tg_test_tensor(1, (int64_t[]){23}, 1003, 0.5f, 4);
+    float *pv = tg_test_values(p), *tv = tg_test_values(t), *zv = tg_test_values(z);
+    float *wv = tg_test_values(pwc);
+    double *bce = alloc_doubles(n), *bcel = alloc_doubles(n), *bcew = alloc_doubles(n),
+           *mse = alloc_doubles(n), *bces = alloc_doubles(n);
+    double s[5] = {0};
+    for (int64_t i = 0; i < n; i++) {
+        double pi = pv[i], ti = tv[i], zi = zv[i], w = wv[i % 23];
+        bce[i] = -(ti * log(pi) + (1 - ti) * log(1 - pi));
+        double sp_neg = log1p(exp(-fabs(zi))) + fmax(-zi, 0); /* softplus(-z) */
+        double sp_pos = sp_neg + zi;                          /* softplus(z) */
+        bcel[i] = ti * sp_neg + (1 - ti) * sp_pos;
+        bces[i] = 2.5 * ti * sp_neg + (1 - ti) * sp_pos;
+        bcew[i] = w * ti * sp_neg + (1 - ti) * sp_pos;
+        mse[i] = (pi - ti) * (pi - ti);
+        s[0] += bce[i], s[1] += bcel[i], s[2] += bces[i], s[3] += bcew[i], s[4] += mse[i];
+    }
+    tg_tensor *pw = tg_scalar(2.5f);
+    const double r = 1e-5, a = 1e-6; /* float log/exp plus a sum of 138 terms */
+    expect_values(tg_binary_cross_entropy(p, t, TG_REDUCE_NONE), 2, sh, bce, r, a, "bce none");
+    expect_values(tg_binary_cross_entropy(p, t, TG_REDUCE_SUM), 0, NULL, &s[0], r, a, "bce sum");
+    double m0 = s[0] / n, m1 = s[1] / n, m2 = s[2] / n, m3 = s[3] / n, m4 = s[4] / n;
+    expect_values(tg_binary_cross_entropy(p, t, TG_REDUCE_MEAN), 0, NULL, &m0, r, a, "bce mean");
+    expect_values(tg_bce_with_logits(z, t, NULL, TG_REDUCE_NONE), 2, sh, bcel, r, a, "bcel none");
+    expect_values(tg_bce_with_logits(z, t, NULL, TG_REDUCE_SUM), 0, NULL, &s[1], r, a, "bcel sum");
+    expect_values(tg_bce_with_logits(z, t, NULL, TG_REDUCE_MEAN), 0, NULL, &m1, r, a, "bcel mean");
+    expect_values(tg_bce_with_logits(z, t, pw, TG_REDUCE_NONE), 2, sh, bces, r, a, "bcel pw");
+    expect_values(tg_bce_with_logits(z, t, pw, TG_REDUCE_MEAN), 0, NULL, &m2, r, a, "bcel pw");
+    expect_values(tg_bce_with_logits(z, t, pwc, TG_REDUCE_NONE), 2, sh, bcew, r, a, "bcel pwc");
+    expect_values(tg_bce_with_logits(z, t, pwc, TG_REDUCE_MEAN), 0, NULL, &m3, r, a, "bcel pwc");
+    expect_values(tg_bce_with_logits(z, t, pwc, TG_REDUCE_SUM), 0, NULL, &s[3], r, a, "bcel pwc");
+    expect_values(tg_mse_loss(p, t, TG_REDUCE_NONE), 2, sh, mse, r, a, "mse none");
+    expect_values(tg_mse_loss(p, t, TG_REDUCE_SUM), 0, NULL, &s[4], r, a, "mse sum");
+    expect_values(tg_mse_loss(p, t, TG_REDUCE_MEAN), 0, NULL, &m4, r, a, "mse mean");
+    free(pv), free(tv), free(zv), free(wv);
+    free(bce), free(bcel), free(bcew), free(mse), free(bces);
+    tg_scope_end();
+}
+
+/* ---- NaN and infinity, as PyTorch 1.13 computes them ---- */
+
+/* Repeats the 7 specials to 37 elements so SIMD bodies, not only tails, see them. */
+#define N_SPECIAL 37
+static tg_tensor *specials(void)
+{
+    const float base[7] = {NAN, INFINITY, -INFINITY, 0.0f, -0.0f, 1.0f, -1.0f};
+    float v[N_SPECIAL];
+    for (int i = 0; i < N_SPECIAL; i++)
+        v[i] = base[i % 7];
+    return tg_from_data(v, 1, (int64_t[]){N_SPECIAL});
+}
+
+static void expect_special(tg_tensor *r, const double *want7, const char *what)
+{
+    double want[N_SPECIAL];
+    for (int i = 0; i < N_SPECIAL; i++)
+        want[i] = want7[i % 7];
+    expect_values(r, 1, (int64_t[]){N_SPECIAL}, want, 1e-7, 0, what);
+}
+
+static void test_nan_inf_behaviour(void **state)
+{
+    (void)state;
+    const double inf = INFINITY, nan = NAN;
+    tg_scope_begin();
+    tg_tensor *x = specials();
+    /* torch.relu(torch.tensor([nan, inf, -inf, 0., -0., 1., -1.])).tolist() etc. */
+    expect_special(tg_relu(x), (double[]){nan, inf, 0, 0, 0, 1, 0}, "relu");
+    expect_special(tg_clamp(x, -0.5f, 0.5f), (double[]){nan, 0.5, -0.5, 0, 0, 0.5, -0.5}, "clamp");
+    expect_special(tg_sigmoid(x),
+                   (double[]){nan, 1, 0, 0.5, 0.5, 0.7310585975646973, 0.2689414322376251},
+                   "sigmoid");
+    expect_special(tg_tanh(x),
+                   (double[]){nan, 1, -1, 0, 0, 0.7615941762924194, -0.7615941762924194}, "tanh");
+    expect_special(tg_exp(x), (double[]){nan, inf, 0, 1, 1, 2.7182817459106445, 0.3678794503211975},
+                   "exp");
+    expect_special(tg_log(x), (double[]){nan, inf, nan, -inf, -inf, 0, nan}, "log");
+    expect_special(tg_sqrt(x), (double[]){nan, inf, nan, 0, 0, 1, nan}, "sqrt");
+    expect_special(tg_abs(x), (double[]){nan, inf, inf, 0, 0, 1, 1}, "abs");
+    expect_special(tg_neg(x), (double[]){nan, -inf, inf, 0, 0, -1, 1}, "neg");
+    assert_true(isnan(tg_item(tg_sum(x)))); /* NaN propagates through reductions */
+
+    /* F.binary_cross_entropy clamps each log at -100: pred 0 with target 1 gives 100 */
+    const float pv[5] = {0, 1, 0, 1, 0.5f}, tv[5] = {1, 0, 0, 1, 1};
+    tg_tensor *p = tg_from_data(pv, 1, (int64_t[]){5}), *t = tg_from_data(tv, 1, (int64_t[]){5});
+    expect_values(tg_binary_cross_entropy(p, t, TG_REDUCE_NONE), 1, (int64_t[]){5},
+                  (double[]){100, 100, 0, 0, 0.6931471824645996}, 1e-7, 0, "bce clamp");
+    expect_values(tg_binary_cross_entropy(p, t, TG_REDUCE_MEAN), 0, NULL,
+                  (double[]){40.13862991333008}, 1e-7, 0, "bce clamp mean");
+    /* F.binary_cross_entropy_with_logits stays finite for huge logits. PyTorch's log-sum-exp
+     * form rounds softplus(-100) to 0 where the log1p form keeps 3.7e-44: both are fine, so the
+     * comparison allows an absolute 1e-30. */
+    const float zv[6] = {100, -100, 100, -100, 0, 30}, lt[6] = {0, 1, 1, 0, 1, 0};
+    tg_tensor *z = tg_from_data(zv, 1, (int64_t[]){6}), *l = tg_from_data(lt, 1, (int64_t[]){6});
+    expect_values(tg_bce_with_logits(z, l, NULL, TG_REDUCE_NONE), 1, (int64_t[]){6},
+                  (double[]){100, 100, 0, 0, 0.6931471824645996, 30}, 1e-7, 1e-30, "bcel big");
+    expect_values(tg_bce_with_logits(z, l, tg_scalar(3.0f), TG_REDUCE_NONE), 1, (int64_t[]){6},
+                  (double[]){100, 300, 0, 0, 2.079441547393799, 30}, 1e-7, 1e-30, "bcel big pw");
+    /* division by zero follows IEEE 754 */
+    const float num[3] = {1, -1, 0};
+    expect_values(tg_div(tg_from_data(num, 1, (int64_t[]){3}), tg_scalar(0.0f)), 1, (int64_t[]){3},
+                  (double[]){inf, -inf, nan}, 0, 0, "div by 0");
+    tg_scope_end();
+}
+
+/* ---- in-place ops on strided views ---- */
+
+static void test_inplace_on_strided_views(void **state)
+{
+    (void)state;
+    tg_scope_begin();
+    tg_tensor *x = tg_reshape(tg_arange(0, 12, 1), 2, (int64_t[]){3, 4});
+    tg_tensor *t = tg_transpose(x, 0, 1);   /* [4, 3], strides (1, 4) */
+    tg_tensor *col = tg_narrow(x, 1, 1, 2); /* columns 1..2 */
+    uint32_t v0 = tg_version(x);
+    assert_ptr_equal(tg_mul_scalar_(col, 10.0f), col);
+    assert_true(tg_version(x) == v0 + 1);
+    expect_values(x, 2, (int64_t[]){3, 4}, (double[]){0, 10, 20, 3, 4, 50, 60, 7, 8, 90, 100, 11},
+                  0, 0, "mul_scalar_ on columns");
+    /* add_ broadcasts other to t's shape: a row of 3 added to each row of the transpose */
+    const float row[3] = {1000, 2000, 3000};
+    assert_ptr_equal(tg_add_(t, tg_from_data(row, 1, (int64_t[]){3})), t);
+    expect_values(
+        x, 2, (int64_t[]){3, 4},
+        (double[]){1000, 1010, 1020, 1003, 2004, 2050, 2060, 2007, 3008, 3090, 3100, 3011}, 0, 0,
+        "add_ broadcast on transpose");
+    /* a column [4, 1] broadcast over the transpose's 3 columns */
+    const float colv[4] = {1, 2, 3, 4};
+    assert_non_null(tg_add_(t, tg_from_data(colv, 2, (int64_t[]){4, 1})));
+    expect_values(
+        x, 2, (int64_t[]){3, 4},
+        (double[]){1001, 1012, 1023, 1007, 2005, 2052, 2063, 2011, 3009, 3092, 3103, 3015}, 0, 0,
+        "add_ column broadcast");
+    /* axpy_ with a strided x, and with x aliasing t itself */
+    tg_tensor *y = tg_zeros(2, (int64_t[]){2, 3});
+    assert_ptr_equal(tg_axpy_(y, 0.5f, tg_narrow(x, 0, 1, 2)), NULL); /* [2, 4] vs [2, 3] */
+    assert_int_equal(tg_last_status(), TG_ESHAPE);
+    assert_ptr_equal(tg_axpy_(y, 0.5f, tg_narrow(tg_narrow(x, 0, 1, 2), 1, 0, 3)), y);
+    expect_values(y, 2, (int64_t[]){2, 3}, (double[]){1002.5, 1026, 1031.5, 1504.5, 1546, 1551.5},
+                  0, 0, "axpy_ strided x");
+    assert_non_null(tg_axpy_(col, 1.0f, col)); /* col += col */
+    expect_values(col, 2, (int64_t[]){3, 2}, (double[]){2024, 2046, 4104, 4126, 6184, 6206}, 0, 0,
+                  "axpy_ aliasing");
+    assert_non_null(tg_fill_(tg_narrow(t, 0, 3, 1), -1.0f)); /* t[3] is column 3 of x */
+    expect_values(x, 2, (int64_t[]){3, 4},
+                  (double[]){1001, 2024, 2046, -1, 2005, 4104, 4126, -1, 3009, 6184, 6206, -1}, 0,
+                  0, "fill_ on a transposed row");
+    assert_non_null(tg_zero_(tg_narrow(t, 0, 0, 2)));
+    expect_values(x, 2, (int64_t[]){3, 4},
+                  (double[]){0, 0, 2046, -1, 0, 0, 4126, -1, 0, 0, 6206, -1}, 0, 0,
+                  "zero_ on a transposed block");
+    /* other must broadcast to t's shape, not the other way round (PyTorch: "output with shape
+     * [3] doesn't match the broadcast shape [2, 3]") */
+    assert_null(tg_add_(tg_zeros(1, (int64_t[]){3}), tg_ones(2, (int64_t[]){2, 3})));
+    assert_int_equal(tg_last_status(), TG_ESHAPE);
+    assert_non_null(strstr(tg_last_error(), "tg_add_"));
+    tg_scope_end();
+}
+
+/* ---- printing ---- */
+
+static void expect_repr(const tg_tensor *t, const char *want)
+{
+    char *s = tg_repr(t);
+    assert_non_null(s);
+    assert_string_equal(s, want);
+    free(s);
+}
+
+/* Runs tg_print with stdout sent to a temporary file and returns what it wrote. */
+static char *captured_print(const tg_tensor *t)
+{
+    fflush(stdout);
+    FILE *tmp = tmpfile();
+    assert_non_null(tmp);
+    int saved = dup(fileno(stdout));
+    dup2(fileno(tmp), fileno(stdout));
+    int rc = tg_print(t);
+    fflush(stdout);
+    dup2(saved, fileno(stdout));
+    close(saved);
+    assert_int_equal(rc, 0);
+    static char buf[1024];
+    rewind(tmp);
+    size_t n = fread(buf, 1, sizeof buf - 1, tmp);
+    buf[n] = '\0';
+    fclose(tmp);
+    return buf;
+}
+
+static void test_repr_and_print(void **state)
+{
+    (void)state;
+    tg_scope_begin();
+    /* strings printed by PyTorch 1.13 for the same tensors */
+    expect_repr(tg_arange(1, 4, 1), "tensor([1., 2., 3.])");
+    const float m[4] = {0.5f, 1.25f, -3.0f, 100.0f};
+    expect_repr(tg_from_data(m, 2, (int64_t[]){2, 2}),
+                "tensor([[  0.5000,   1.2500],\n        [ -3.0000, 100.0000]])");
+    tg_tensor *a = tg_requires_grad_(tg_from_data(m, 1, (int64_t[]){2}), true);
+    expect_repr(a, "tensor([0.5000, 1.2500], requires_grad=True)");
+    expect_repr(tg_mul_scalar(tg_requires_grad_(tg_arange(1, 3, 1), true), 2.0f),
+                "tensor([2., 4.], grad_fn=<MulBackward0>)");
+    expect_repr(tg_scalar(3.5f), "tensor(3.5000)");
+    const float sci[3] = {1e-5f, 1.0f, 1000.0f};
+    expect_repr(tg_from_data(sci, 1, (int64_t[]){3}),
+                "tensor([1.0000e-05, 1.0000e+00, 1.0000e+03])");
+    const float sp[4] = {NAN, INFINITY, -INFINITY, 1.5f};
+    expect_repr(tg_from_data(sp, 1, (int64_t[]){4}), "tensor([   nan,    inf,   -inf, 1.5000])");
+    tg_tensor *t = tg_transpose(tg_reshape(tg_arange(0, 12, 1), 2, (int64_t[]){3, 4}), 0, 1);
+    expect_repr(t, "tensor([[ 0.,  4.,  8.],\n        [ 1.,  5.,  9.],\n        [ 2.,  6., 10.],\n"
+                   "        [ 3.,  7., 11.]])");
+    expect_repr(tg_zeros(2, (int64_t[]){2, 0}), "tensor([], size=(2, 0))");
+    expect_repr(
+        tg_reshape(tg_arange(1, 9, 1), 3, (int64_t[]){2, 2, 2}),
+        "tensor([[[1., 2.],\n         [3., 4.]],\n\n        [[5., 6.],\n         [7., 8.]]])");
+    expect_repr(tg_arange(0, 1001, 1), "tensor([   0.,    1.,    2.,  ...,  998.,  999., 1000.])");
+    assert_string_equal(captured_print(t),
+                        "tensor([[ 0.,  4.,  8.],\n        [ 1.,  5.,  9.],\n        [ 2.,  6., "
+                        "10.],\n        [ 3.,  7., 11.]])\n");
+    assert_string_equal(captured_print(a), "tensor([0.5000, 1.2500], requires_grad=True)\n");
+    assert_null(tg_repr(NULL));
+    assert_int_equal(tg_last_status(), TG_EINVAL);
+    assert_true(tg_print(NULL) < 0);
+    tg_scope_end();
+}
+
+int main(void)
+{
+    if (tg_test_isa_unavailable())
+        return TG_TEST_SKIP;
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_unary_values),
+        cmocka_unit_test(test_scalar_operand_values),
+        cmocka_unit_test(test_binary_broadcast_values),
+        cmocka_unit_test(test_pow_special_cases),
+        cmocka_unit_test(test_reduction_values),
+        cmocka_unit_test(test_sum_accuracy_one_million),
+        cmocka_unit_test(test_matmul_values),
+        cmocka_unit_test(test_shape_op_values),
+        cmocka_unit_test(test_loss_values),
+        cmocka_unit_test(test_nan_inf_behaviour),
+        cmocka_unit_test(test_inplace_on_strided_views),
+        cmocka_unit_test(test_repr_and_print),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
