@@ -1,0 +1,544 @@
+/* tg_logreg_fit: checks the inputs, prepares the working rows (validation split, standardization),
+ * runs a solver and fills the model and the result. Also the bookkeeping every solver shares:
+ * the objective, history, early stopping and the progress callback. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "../core/tensor.h"
+#include "fit.h"
+#include "metrics.h"
+
+/* ---- small helpers ----------------------------------------------------------------------- */
+
+double fit_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+double fit_max_abs(const double *v, int64_t n)
+{
+    double m = 0.0;
+    for (int64_t i = 0; i < n; i++) {
+        double a = fabs(v[i]);
+        if (a > m || isnan(a))
+            m = a;
+    }
+    return m;
+}
+
+/* SplitMix64: tiny, and good enough to shuffle rows. */
+static uint64_t rng_next(uint64_t *s)
+{
+    uint64_t z = (*s += 0x9e3779b97f4a7c15ULL);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return z ^ (z >> 31);
+}
+
+uint64_t fit_rng_below(uint64_t *state, uint64_t k)
+{
+    /* Rejection keeps every value equally likely: drop the top partial copy of [0, k). */
+    uint64_t limit = UINT64_MAX - UINT64_MAX % k;
+    for (;;) {
+        uint64_t r = rng_next(state);
+        if (r < limit)
+            return r % k;
+    }
+}
+
+/* ---- objective --------------------------------------------------------------------------- */
+
+static void round_weights(fit_ctx *c, const double *theta)
+{
+    for (int64_t j = 0; j < c->d; j++)
+        c->wf[j] = (float)theta[j];
+}
+
+double fit_penalty(const fit_ctx *c, const double *theta)
+{
+    double s = 0.0;
+    for (int64_t j = 0; j < c->d; j++)
+        s += theta[j] * theta[j];
+    return 0.5 * c->opt.l2 * s;
+}
+
+double fit_objective(fit_ctx *c, const double *theta, double *grad, double *loss_out)
+{
+    const int64_t n = c->d + 1;
+    size_t bytes = (size_t)n * sizeof(double);
+    /* Solvers often ask for the point they just saw (the start, the end): answer from memory. */
+    if (!(c->last_valid && memcmp(theta, c->last_theta, bytes) == 0)) {
+        round_weights(c, theta);
+        double sum = lr_pass_run(&c->train, c->wf, (float)theta[c->d], c->last_grad);
+        c->evals++;
+        double inv = 1.0 / (double)c->n_train;
+        c->last_loss = sum * inv;
+        c->last_f = c->last_loss + fit_penalty(c, theta);
+        for (int64_t j = 0; j < c->d; j++)
+            c->last_grad[j] = c->last_grad[j] * inv + c->opt.l2 * theta[j];
+        c->last_grad[c->d] *= inv;
+        memcpy(c->last_theta, theta, bytes);
+        c->last_valid = true;
+    }
+    if (grad)
+        memcpy(grad, c->last_grad, bytes);
+    if (loss_out)
+        *loss_out = c->last_loss;
+    return c->last_f;
+}
+
+double fit_train_loss(fit_ctx *c, const double *theta)
+{
+    if (c->last_valid && memcmp(theta, c->last_theta, (size_t)(c->d + 1) * sizeof(double)) == 0)
+        return c->last_loss;
+    round_weights(c, theta);
+    return lr_pass_run(&c->train, c->wf, (float)theta[c->d], NULL) / (double)c->n_train;
+}
+
+static double val_loss(fit_ctx *c, const double *theta)
+{
+    if (c->n_val == 0)
+        return NAN;
+    round_weights(c, theta);
+    return lr_pass_run(&c->val, c->wf, (float)theta[c->d], NULL) / (double)c->n_val;
+}
+
+/* ---- per-iteration bookkeeping ----------------------------------------------------------- */
+
+static bool push_history(fit_ctx *c, const tg_logreg_step *s)
+{
+    if (!c->opt.keep_history)
+        return true;
+    if (c->hist_len == c->hist_cap) {
+        int cap = c->hist_cap ? 2 * c->hist_cap : 64;
+        tg_logreg_step *h = realloc(c->hist, (size_t)cap * sizeof *h);
+        if (!h)
+            return false;
+        c->hist = h;
+        c->hist_cap = cap;
+    }
+    c->hist[c->hist_len++] = *s;
+    return true;
+}
+
+/* True when early stopping says stop. Keeps a copy of the best weights. */
+static bool early_stop(fit_ctx *c, int iter, const double *theta, double vloss)
+{
+    if (!c->early)
+        return false;
+    if (vloss < c->best_val || iter == 0) {
+        c->best_val = vloss;
+        c->best_iter = iter;
+        c->since_best = 0;
+        memcpy(c->best_theta, theta, (size_t)(c->d + 1) * sizeof(double));
+        return false;
+    }
+    return ++c->since_best >= c->opt.patience;
+}
+
+bool fit_after_iteration(fit_ctx *c, int iter, const double *theta, double objective,
+                         double train_loss, double grad_max, bool *failed)
+{
+    tg_logreg_step s = {iter,     train_loss,       objective, val_loss(c, theta),
+                        grad_max, fit_now() - c->t0};
+    if (!push_history(c, &s)) {
+        tg_set_error(TG_ENOMEM, "tg_logreg_fit: out of memory for the history");
+        *failed = true;
+        return true;
+    }
+    if (early_stop(c, iter, theta, s.val_loss)) {
+        c->stop = TG_STOP_EARLY;
+        return true;
+    }
+    if (c->opt.progress && c->opt.progress(&s, c->opt.max_iter, c->opt.progress_user)) {
+        c->stop = TG_STOP_CALLBACK;
+        return true;
+    }
+    return false;
+}
+
+/* ---- options ----------------------------------------------------------------------------- */
+
+static tg_status bad_option(const char *what, double v)
+{
+    return tg_set_error(TG_EINVAL, "tg_logreg_fit: %s (got %g)", what, v);
+}
+
+static tg_status check_options(const tg_logreg_options *o)
+{
+    if (!tg_solver_name(o->solver))
+        return bad_option("unknown solver", (double)o->solver);
+    if (isnan(o->l2) || isinf(o->l2))
+        return bad_option("l2 must be finite", o->l2);
+    if (!(o->pos_weight > 0.0) || isinf(o->pos_weight))
+        return bad_option("pos_weight must be a positive number", o->pos_weight);
+    if (o->max_iter < 0)
+        return bad_option("max_iter must be >= 0", (double)o->max_iter);
+    if (!(o->tol >= 0.0))
+        return bad_option("tol must be >= 0", o->tol);
+    if (!(o->lr >= 0.0) || isinf(o->lr))
+        return bad_option("lr must be >= 0 and finite", o->lr);
+    if (o->batch_size < 1)
+        return bad_option("batch_size must be >= 1", (double)o->batch_size);
+    if (!(o->momentum >= 0.0 && o->momentum < 1.0))
+        return bad_option("momentum must be in [0, 1)", o->momentum);
+    if (!(o->beta1 >= 0.0 && o->beta1 < 1.0) || !(o->beta2 >= 0.0 && o->beta2 < 1.0))
+        return bad_option("beta1 and beta2 must be in [0, 1)",
+                          o->beta1 < 1.0 ? o->beta2 : o->beta1);
+    if (!(o->eps > 0.0))
+        return bad_option("eps must be > 0", o->eps);
+    if (o->lbfgs_memory < 1)
+        return bad_option("lbfgs_memory must be >= 1", (double)o->lbfgs_memory);
+    if (!(o->val_split >= 0.0 && o->val_split < 1.0))
+        return bad_option("val_split must be in [0, 1)", o->val_split);
+    if (o->patience < 0)
+        return bad_option("patience must be >= 0", (double)o->patience);
+    return TG_OK;
+}
+
+static void resolve_options(tg_logreg_options *o, int64_t n_train)
+{
+    static const int default_iter[] = {100, 1000, 50, 50};
+    static const double default_lr[] = {0.0, 0.0, 0.01, 0.001};
+    if (o->max_iter == 0)
+        o->max_iter = default_iter[o->solver];
+    if (o->lr == 0.0)
+        o->lr = default_lr[o->solver];
+    if (o->l2 < 0.0)
+        o->l2 = 1.0 / (double)n_train; /* sklearn's C = 1 on the mean-loss scale */
+}
+
+/* ---- working data ------------------------------------------------------------------------ */
+
+/* Rows the fit works on: borrowed from the tensors, or a private copy it may rewrite. */
+typedef struct {
+    tg_tensor *Xt, *yt; /* contiguous versions of the inputs (references) */
+    float *X, *y;
+    float *X_own, *y_own; /* malloc'd copies, when made */
+    int64_t n, d;
+} rows;
+
+static void rows_free(rows *r)
+{
+    tg_release(r->Xt);
+    tg_release(r->yt);
+    free(r->X_own);
+    free(r->y_own);
+}
+
+static tg_status check_inputs(tg_tensor *X, tg_tensor *y)
+{
+    char a[160], b[160];
+    if (!X || !y)
+        return tg_set_error(TG_EINVAL, "tg_logreg_fit: X or y is NULL");
+    if (X->ndim != 2 || y->ndim != 1 || y->shape[0] != X->shape[0])
+        return tg_set_error(TG_ESHAPE, "tg_logreg_fit: X must be [n, d] and y [n]; got X %s, y %s",
+                            tg_shape_str(a, sizeof a, X->ndim, X->shape),
+                            tg_shape_str(b, sizeof b, y->ndim, y->shape));
+    if (X->shape[0] < 1 || X->shape[1] < 1)
+        return tg_set_error(TG_ESHAPE, "tg_logreg_fit: X %s has no rows or no features",
+                            tg_shape_str(a, sizeof a, X->ndim, X->shape));
+    return TG_OK;
+}
+
+static tg_status check_labels(const float *y, int64_t n)
+{
+    for (int64_t i = 0; i < n; i++)
+        if (y[i] != 0.0f && y[i] != 1.0f)
+            return tg_set_error(TG_EINVAL, "tg_logreg_fit: y[%lld] = %g; labels must be 0 or 1",
+                                (long long)i, (double)y[i]);
+    return TG_OK;
+}
+
+static float *copy_floats(const float *src, int64_t n)
+{
+    float *p = malloc((size_t)(n > 0 ? n : 1) * sizeof(float));
+    if (p)
+        memcpy(p, src, (size_t)n * sizeof(float));
+    return p;
+}
+
+/* copy: the fit will rewrite the rows and must not touch the caller's; in_place: it will
+ * rewrite them and may. */
+static tg_status rows_open(rows *r, tg_tensor *X, tg_tensor *y, bool copy, bool in_place)
+{
+    memset(r, 0, sizeof *r);
+    r->n = X->shape[0];
+    r->d = X->shape[1];
+    r->Xt = tg_as_contiguous(X);
+    r->yt = tg_as_contiguous(y);
+    if (!r->Xt || !r->yt)
+        return tg_last_status();
+    r->X = tg_ptr(r->Xt);
+    r->y = tg_ptr(r->yt);
+    /* A contiguous copy made just now is already private; otherwise copy when we will write. */
+    if (copy && r->Xt == X)
+        r->X = r->X_own = copy_floats(r->X, r->n * r->d);
+    if (copy && r->yt == y)
+        r->y = r->y_own = copy_floats(r->y, r->n);
+    if (!r->X || !r->y)
+        return tg_set_error(TG_ENOMEM, "tg_logreg_fit: out of memory copying X");
+    /* Writing into the caller's tensors (in_place): saved copies of them must notice. */
+    if (in_place && r->Xt == X)
+        tg_bump_version(X, "tg_logreg_fit");
+    if (in_place && r->yt == y)
+        tg_bump_version(y, "tg_logreg_fit");
+    return TG_OK;
+}
+
+/* Moves n_val rows chosen uniformly at random (by the seed) to the end: a partial
+ * Fisher-Yates shuffle, in place, O(n_val) swaps. */
+static tg_status split_rows(rows *r, int64_t n_val, uint64_t *rng)
+{
+    const int64_t d = r->d;
+    float *tmp = malloc((size_t)d * sizeof(float));
+    if (!tmp)
+        return tg_set_error(TG_ENOMEM, "tg_logreg_fit: out of memory");
+    for (int64_t k = 0; k < n_val; k++) {
+        int64_t i = r->n - 1 - k;
+        int64_t j = (int64_t)fit_rng_below(rng, (uint64_t)i + 1);
+        if (i == j)
+            continue;
+        memcpy(tmp, r->X + i * d, (size_t)d * sizeof(float));
+        memcpy(r->X + i * d, r->X + j * d, (size_t)d * sizeof(float));
+        memcpy(r->X + j * d, tmp, (size_t)d * sizeof(float));
+        float t = r->y[i];
+        r->y[i] = r->y[j];
+        r->y[j] = t;
+    }
+    free(tmp);
+    return TG_OK;
+}
+
+/* Names the first non-finite value in X (rows [0, n)). */
+static tg_status find_non_finite(const float *X, int64_t n, int64_t d)
+{
+    for (int64_t i = 0; i < n * d; i++)
+        if (!isfinite(X[i]))
+            return tg_set_error(TG_EINVAL, "tg_logreg_fit: X[%lld, %lld] = %g is not finite",
+                                (long long)(i / d), (long long)(i % d), (double)X[i]);
+    return TG_OK;
+}
+
+/* Fits mean/scale on the training rows and applies them to every row. */
+static tg_status standardize(rows *r, int64_t n_train, double *mean, double *scale)
+{
+    if (!lr_column_stats(r->X, n_train, r->d, mean, scale))
+        return tg_last_status();
+    for (int64_t c = 0; c < r->d; c++) {
+        if (!isfinite(mean[c]) || !isfinite(scale[c]))
+            return find_non_finite(r->X, n_train, r->d);
+        if (!(scale[c] > 0.0))
+            scale[c] = 1.0;       /* constant column: leave it centred at 0, as sklearn does */
+        mean[c] = (float)mean[c]; /* the centre lr_standardize uses, kept exactly */
+    }
+    lr_standardize(r->X, r->n, r->d, mean, scale);
+    return find_non_finite(r->X + n_train * r->d, r->n - n_train, r->d);
+}
+
+/* ---- the fit ----------------------------------------------------------------------------- */
+
+static void ctx_free(fit_ctx *c)
+{
+    lr_pass_free(&c->train);
+    lr_pass_free(&c->val);
+    free(c->wf);
+    free(c->last_theta);
+    free(c->last_grad);
+    free(c->best_theta);
+    free(c->hist);
+}
+
+static tg_status ctx_init(fit_ctx *c, const tg_logreg_options *opt, const rows *r, int64_t n_val)
+{
+    memset(c, 0, sizeof *c);
+    c->opt = *opt;
+    c->d = r->d;
+    c->n_val = n_val;
+    c->n_train = r->n - n_val;
+    c->X = r->X;
+    c->y = r->y;
+    c->rng = opt->seed;
+    resolve_options(&c->opt, c->n_train);
+    c->early = n_val > 0 && opt->patience > 0;
+    c->best_val = INFINITY;
+    size_t vec = (size_t)(c->d + 1) * sizeof(double);
+    float pw = (float)opt->pos_weight;
+    bool ok =
+        lr_pass_init(&c->train, c->n_train, c->d, pw) && lr_pass_init(&c->val, n_val, c->d, pw);
+    c->wf = malloc((size_t)c->d * sizeof(float));
+    c->last_theta = malloc(vec);
+    c->last_grad = malloc(vec);
+    c->best_theta = malloc(vec);
+    if (!ok || !c->wf || !c->last_theta || !c->last_grad || !c->best_theta)
+        return tg_set_error(TG_ENOMEM, "tg_logreg_fit: out of memory");
+    lr_pass_bind(&c->train, r->X, r->y, c->n_train);
+    lr_pass_bind(&c->val, r->X + c->n_train * c->d, r->y + c->n_train, n_val);
+    return TG_OK;
+}
+
+static tg_status run_solver(fit_ctx *c, double *theta)
+{
+    switch (c->opt.solver) {
+    case TG_SOLVER_LBFGS:
+        return solve_lbfgs(c, theta);
+    case TG_SOLVER_GD:
+        return solve_gd(c, theta);
+    default:
+        return solve_minibatch(c, theta);
+    }
+}
+
+/* Train and validation metrics at theta: one logits pass over every working row. */
+static tg_status add_metrics(fit_ctx *c, const double *theta, tg_logreg_result *res)
+{
+    int64_t n = c->n_train + c->n_val;
+    float *z = malloc((size_t)n * sizeof(float));
+    if (!z)
+        return tg_set_error(TG_ENOMEM, "tg_logreg_fit: out of memory for metrics");
+    lr_logits(c->X, n, c->d, theta, theta[c->d], z);
+    bool ok = lr_metrics(c->y, z, c->n_train, &res->train_metrics) &&
+              lr_metrics(c->y + c->n_train, z + c->n_train, c->n_val, &res->val_metrics);
+    free(z);
+    return ok ? TG_OK : tg_last_status();
+}
+
+/* Final numbers at theta. */
+static tg_status finish_result(fit_ctx *c, const double *theta, tg_logreg_result *res)
+{
+    double *g = malloc((size_t)(c->d + 1) * sizeof(double));
+    if (!g)
+        return tg_set_error(TG_ENOMEM, "tg_logreg_fit: out of memory");
+    double loss;
+    res->objective = fit_objective(c, theta, g, &loss);
+    res->train_loss = loss;
+    res->grad_max = fit_max_abs(g, c->d + 1);
+    res->val_loss = val_loss(c, theta);
+    free(g);
+    res->iterations = c->iterations;
+    res->evaluations = c->evals;
+    res->n_train = c->n_train;
+    res->n_val = c->n_val;
+    res->l2 = c->opt.l2;
+    res->best_iteration = c->early ? c->best_iter : c->iterations;
+    res->stop = c->stop;
+    tg_status st = c->opt.metrics ? add_metrics(c, theta, res) : TG_OK;
+    res->history = c->hist;
+    res->history_len = c->hist_len;
+    c->hist = NULL;
+    res->seconds = fit_now() - c->t0;
+    return st;
+}
+
+/* Moves the fitted numbers into the model (names kept when they still fit). */
+static tg_status fill_model(fit_ctx *c, const double *theta, double *mean, double *scale,
+                            tg_logreg_model *m)
+{
+    double *w = malloc((size_t)c->d * sizeof(double));
+    if (!w)
+        return tg_set_error(TG_ENOMEM, "tg_logreg_fit: out of memory");
+    memcpy(w, theta, (size_t)c->d * sizeof(double));
+    if (m->n_features != c->d) {
+        char *label = m->label;
+        m->label = NULL;
+        tg_logreg_model_free(m);
+        m->label = label;
+    }
+    free(m->weights), free(m->mean), free(m->scale);
+    m->n_features = c->d;
+    m->weights = w;
+    m->bias = theta[c->d];
+    m->mean = mean;
+    m->scale = scale;
+    m->options = c->opt;
+    m->options.progress = NULL; /* the model outlives the caller's callback */
+    m->options.progress_user = NULL;
+    m->train_rows = c->n_train;
+    m->iterations = c->iterations;
+    return TG_OK;
+}
+
+/* Labels, split, standardization: the working rows the solver will see. mean/scale are
+ * malloc'd when standardizing. */
+static tg_status prepare_rows(rows *r, const tg_logreg_options *opt, int64_t n_val, double **mean,
+                              double **scale)
+{
+    tg_status st = check_labels(r->y, r->n);
+    uint64_t rng = opt->seed ^ 0x5eed5eed5eed5eedULL; /* split stream apart from shuffles */
+    if (st == TG_OK && n_val > 0)
+        st = split_rows(r, n_val, &rng);
+    if (st != TG_OK)
+        return st;
+    if (!opt->standardize)
+        return find_non_finite(r->X, r->n, r->d);
+    *mean = malloc((size_t)r->d * sizeof(double));
+    *scale = malloc((size_t)r->d * sizeof(double));
+    if (!*mean || !*scale)
+        return tg_set_error(TG_ENOMEM, "tg_logreg_fit: out of memory");
+    return standardize(r, r->n - n_val, *mean, *scale);
+}
+
+static tg_status fit_rows(rows *r, const tg_logreg_options *opt, tg_logreg_model *model,
+                          tg_logreg_result *res)
+{
+    int64_t n_val = opt->val_split > 0.0 ? (int64_t)ceil(opt->val_split * (double)r->n) : 0;
+    if (r->n - n_val < 1)
+        return tg_set_error(TG_EINVAL,
+                            "tg_logreg_fit: val_split %g leaves no training rows "
+                            "out of %lld",
+                            opt->val_split, (long long)r->n);
+    double *mean = NULL, *scale = NULL, *theta = NULL;
+    fit_ctx c;
+    memset(&c, 0, sizeof c);
+    tg_logreg_result tmp;
+    memset(&tmp, 0, sizeof tmp);
+    tg_status st = prepare_rows(r, opt, n_val, &mean, &scale);
+    if (st == TG_OK)
+        st = ctx_init(&c, opt, r, n_val);
+    if (st == TG_OK && !(theta = calloc((size_t)(r->d + 1), sizeof(double))))
+        st = tg_set_error(TG_ENOMEM, "tg_logreg_fit: out of memory");
+    if (st == TG_OK) {
+        c.t0 = fit_now();
+        st = run_solver(&c, theta);
+    }
+    if (st == TG_OK && c.early) /* keep the weights with the best validation loss */
+        memcpy(theta, c.best_theta, (size_t)(r->d + 1) * sizeof(double));
+    if (st == TG_OK)
+        st = finish_result(&c, theta, &tmp);
+    if (st == TG_OK && (st = fill_model(&c, theta, mean, scale, model)) == TG_OK)
+        mean = scale = NULL; /* the model owns them now */
+    if (st == TG_OK && res)
+        *res = tmp;
+    else
+        tg_logreg_result_free(&tmp);
+    free(theta), free(mean), free(scale);
+    ctx_free(&c);
+    return st;
+}
+
+tg_status tg_logreg_fit(tg_tensor *X, tg_tensor *y, const tg_logreg_options *opt,
+                        tg_logreg_model *model, tg_logreg_result *result)
+{
+    tg_api_enter();
+    tg_status st = check_inputs(X, y);
+    if (st == TG_OK && (!opt || !model))
+        st = tg_set_error(TG_EINVAL, "tg_logreg_fit: opt or model is NULL");
+    if (st == TG_OK)
+        st = check_options(opt);
+    if (result)
+        memset(result, 0, sizeof *result);
+    if (st == TG_OK) {
+        bool rewrite = opt->standardize || opt->val_split > 0.0;
+        rows r;
+        st = rows_open(&r, X, y, rewrite && !opt->in_place, rewrite && opt->in_place);
+        if (st == TG_OK)
+            st = fit_rows(&r, opt, model, result);
+        rows_free(&r);
+    }
+    tg_api_leave(NULL);
+    return st;
+}

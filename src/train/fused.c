@@ -1,0 +1,372 @@
+/* One-pass helpers of the logistic-regression trainer: the fused loss + gradient pass, column
+ * statistics, standardization and prediction logits.
+ *
+ * The fused pass reads every row of X once. It walks X in blocks small enough to stay in L1/L2:
+ *     z = X_b w + b            (cblas_sgemv, the block streams in from memory)
+ *     l, r = BCE(z, y), dBCE/dz (kernel table's bce_logits: r = sigmoid(z) - y when pw = 1)
+ *     g_b = X_b^T r, sum r     (cblas_sgemv again, the block is still in cache)
+ * so the matrix costs one trip through memory per evaluation, against about five for the
+ * autograd path (matmul, loss, loss backward, matmul backward and its transpose).
+ *
+ * Blocks are at most 8192 floats: OpenBLAS 0.3 starts its own threads for a gemv with
+ * m * n >= 9216, which would fight our pool and, for blocks this small, only costs time. Rows
+ * wider than 8192 floats go through plain loops instead. */
+#include "fused.h"
+
+#include <cblas.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../core/error.h"
+#include "../core/parallel.h"
+#include "kernels.h"
+
+#define BLOCK_FLOATS      8192  /* largest X block handed to one gemv (see above) */
+#define BLOCK_ROWS_MAX    1024  /* z and r of a block live on the stack */
+#define PAR_MIN_FLOATS    65536 /* below this much of X a pass stays on one thread */
+#define STAT_BLOCK_FLOATS 65536
+
+/* ---- block geometry ---------------------------------------------------------------------- */
+
+/* Rows per block: a function of d only, so the block split (and the rounding of the partial
+ * sums) never depends on the thread count. */
+static int64_t block_rows_for(int64_t d)
+{
+    int64_t rows = BLOCK_FLOATS / (d > 0 ? d : 1);
+    if (rows > BLOCK_ROWS_MAX)
+        rows = BLOCK_ROWS_MAX;
+    if (rows >= 16)
+        rows -= rows % 16; /* whole cache lines of z and r */
+    return rows > 0 ? rows : 1;
+}
+
+static int64_t blocks_for(int64_t n, int64_t rows)
+{
+    return n > 0 ? (n + rows - 1) / rows : 0;
+}
+
+/* Blocks one thread should get at least, so that tiny passes do not wake the pool. */
+static int64_t grain_blocks(int64_t rows, int64_t d)
+{
+    int64_t per = rows * (d > 0 ? d : 1);
+    return per >= PAR_MIN_FLOATS ? 1 : (PAR_MIN_FLOATS + per - 1) / per;
+}
+
+bool lr_pass_init(lr_pass *p, int64_t max_rows, int64_t d, float pos_weight)
+{
+    memset(p, 0, sizeof *p);
+    p->d = d;
+    p->pos_weight = pos_weight;
+    p->block_rows = block_rows_for(d);
+    p->capacity_blocks = blocks_for(max_rows, p->block_rows);
+    size_t nb = (size_t)(p->capacity_blocks > 0 ? p->capacity_blocks : 1);
+    p->part_g = malloc(nb * (size_t)(d + 1) * sizeof(float));
+    p->part_loss = malloc(nb * sizeof(double));
+    if (!p->part_g || !p->part_loss) {
+        lr_pass_free(p);
+        tg_set_error(TG_ENOMEM, "tg_logreg: out of memory for %lld partial sums",
+                     (long long)nb * (long long)(d + 1));
+        return false;
+    }
+    return true;
+}
+
+void lr_pass_free(lr_pass *p)
+{
+    free(p->part_g);
+    free(p->part_loss);
+    memset(p, 0, sizeof *p);
+}
+
+void lr_pass_bind(lr_pass *p, const float *X, const float *y, int64_t n)
+{
+    p->X = X;
+    p->y = y;
+    p->n = n;
+    p->n_blocks = blocks_for(n, p->block_rows);
+}
+
+/* ---- the fused pass ---------------------------------------------------------------------- */
+
+typedef struct {
+    const lr_pass *p;
+    const float *w;
+    float b;
+    bool want_grad;
+} pass_job;
+
+/* Dot product with 8 independent partial sums (a fixed order, so deterministic), for rows too
+ * wide for the gemv path. */
+static float dot_wide(const float *a, const float *b, int64_t n)
+{
+    float acc[8] = {0};
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        for (int l = 0; l < 8; l++)
+            acc[l] += a[i + l] * b[i + l];
+    for (; i < n; i++)
+        acc[0] += a[i] * b[i];
+    return ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
+}
+
+/* z = X_b w + b for m rows. */
+static void block_logits(const float *Xb, int64_t m, int64_t d, const float *w, float b, float *z)
+{
+    const tg_kernels *k = tg_kern();
+    if (d == 0) { /* cblas rejects lda = 0 (and prints about it) */
+        k->fill(z, b, m);
+        return;
+    }
+    if (m * d <= BLOCK_FLOATS) {
+        k->fill(z, b, m);
+        cblas_sgemv(CblasRowMajor, CblasNoTrans, (int)m, (int)d, 1.0f, Xb, (int)d, w, 1, 1.0f, z,
+                    1);
+        return;
+    }
+    for (int64_t i = 0; i < m; i++)
+        z[i] = dot_wide(Xb + i * d, w, d) + b;
+}
+
+/* g = X_b^T r for m rows (g is overwritten). */
+static void block_grad(const float *Xb, int64_t m, int64_t d, const float *r, float *g)
+{
+    const tg_kernels *k = tg_kern();
+    if (d == 0)
+        return;
+    if (m * d <= BLOCK_FLOATS) {
+        cblas_sgemv(CblasRowMajor, CblasTrans, (int)m, (int)d, 1.0f, Xb, (int)d, r, 1, 0.0f, g, 1);
+        return;
+    }
+    k->fill(g, 0.0f, d);
+    for (int64_t i = 0; i < m; i++)
+        k->axpy(r[i], Xb + i * d, g, d);
+}
+
+static void pass_blocks(void *ctx, int64_t begin, int64_t end)
+{
+    const pass_job *j = ctx;
+    const lr_pass *p = j->p;
+    const int64_t d = p->d, B = p->block_rows;
+    float z[BLOCK_ROWS_MAX], r[BLOCK_ROWS_MAX];
+    for (int64_t blk = begin; blk < end; blk++) {
+        int64_t row = blk * B, m = p->n - row < B ? p->n - row : B;
+        const float *Xb = p->X + row * d;
+        block_logits(Xb, m, d, j->w, j->b, z);
+        float loss =
+            tg_kern()->bce_logits(z, p->y + row, NULL, j->want_grad ? r : NULL, m, p->pos_weight);
+        p->part_loss[blk] = loss;
+        if (j->want_grad) {
+            float *g = p->part_g + blk * (d + 1);
+            block_grad(Xb, m, d, r, g);
+            g[d] = tg_kern()->sum(r, m);
+        }
+    }
+}
+
+double lr_pass_run(lr_pass *p, const float *w, float b, double *grad)
+{
+    pass_job job = {p, w, b, grad != NULL};
+    tg_parallel_for(p->n_blocks, grain_blocks(p->block_rows, p->d), pass_blocks, &job);
+    /* Fixed-order reduction in double: identical for any thread count. */
+    double loss = 0.0;
+    for (int64_t blk = 0; blk < p->n_blocks; blk++)
+        loss += p->part_loss[blk];
+    if (grad) {
+        const int64_t w1 = p->d + 1;
+        for (int64_t j = 0; j < w1; j++)
+            grad[j] = 0.0;
+        for (int64_t blk = 0; blk < p->n_blocks; blk++) {
+            const float *g = p->part_g + blk * w1;
+            for (int64_t j = 0; j < w1; j++)
+                grad[j] += g[j];
+        }
+    }
+    return loss;
+}
+
+/* ---- column statistics ------------------------------------------------------------------- */
+
+#define STAT_CHUNK 32 /* rows summed in float before the sums move to double */
+
+typedef struct {
+    const float *X;
+    int64_t n, d, rows;
+    double *part;   /* per block: d means then d M2 (sums of squared deviations) */
+    float *scratch; /* per block: d floats of chunk sums */
+} stats_job;
+
+/* Adds m rows of Xb (centred on c, the block's provisional mean in float) column by column:
+ * sq ? squares : values. Chunks of 32 rows are summed in float (vectorizable across columns,
+ * and 32 terms lose nothing that matters), then carried into double. */
+static void column_sums(const float *Xb, int64_t m, int64_t d, const float *c, bool sq,
+                        float *chunk, double *acc)
+{
+    for (int64_t i0 = 0; i0 < m; i0 += STAT_CHUNK) {
+        int64_t i1 = m - i0 < STAT_CHUNK ? m : i0 + STAT_CHUNK;
+        for (int64_t k = 0; k < d; k++)
+            chunk[k] = 0.0f;
+        for (int64_t i = i0; i < i1; i++) {
+            const float *x = Xb + i * d;
+            if (sq)
+                for (int64_t k = 0; k < d; k++)
+                    chunk[k] += (x[k] - c[k]) * (x[k] - c[k]);
+            else
+                for (int64_t k = 0; k < d; k++)
+                    chunk[k] += x[k];
+        }
+        for (int64_t k = 0; k < d; k++)
+            acc[k] += chunk[k];
+    }
+}
+
+static void stats_blocks(void *ctx, int64_t begin, int64_t end)
+{
+    const stats_job *j = ctx;
+    const int64_t d = j->d;
+    for (int64_t blk = begin; blk < end; blk++) {
+        int64_t row = blk * j->rows, m = j->n - row < j->rows ? j->n - row : j->rows;
+        const float *Xb = j->X + row * d;
+        double *mean = j->part + blk * 2 * d, *m2 = mean + d;
+        float *chunk = j->scratch + blk * 2 * d, *centre = chunk + d;
+        /* Two passes over a block that is still in cache: deviations from the block mean,
+         * exact enough even when the mean is large against the spread, where a one-pass sum
+         * of squares would cancel. */
+        for (int64_t k = 0; k < d; k++)
+            mean[k] = m2[k] = 0.0;
+        column_sums(Xb, m, d, NULL, false, chunk, mean);
+        for (int64_t k = 0; k < d; k++) {
+            mean[k] /= (double)m;
+            centre[k] = (float)mean[k];
+        }
+        column_sums(Xb, m, d, centre, true, chunk, m2);
+        /* The deviations were taken from the float-rounded centre: move M2 to the exact mean
+         * (M2 about c = M2 about mean + m (mean - c)^2). */
+        for (int64_t k = 0; k < d; k++) {
+            double off = mean[k] - (double)centre[k];
+            m2[k] = fmax(m2[k] - (double)m * off * off, 0.0);
+        }
+    }
+}
+
+bool lr_column_stats(const float *X, int64_t n, int64_t d, double *mean, double *std)
+{
+    if (n <= 0 || d <= 0) {
+        for (int64_t c = 0; c < d; c++)
+            mean[c] = 0.0, std[c] = 0.0;
+        return true;
+    }
+    int64_t rows = STAT_BLOCK_FLOATS / d > 0 ? STAT_BLOCK_FLOATS / d : 1;
+    int64_t nb = blocks_for(n, rows);
+    double *part = malloc((size_t)nb * 2 * (size_t)d * sizeof(double));
+    float *scratch = malloc((size_t)nb * 2 * (size_t)d * sizeof(float));
+    if (!part || !scratch) {
+        free(part), free(scratch);
+        tg_set_error(TG_ENOMEM, "tg_logreg: out of memory for column statistics");
+        return false;
+    }
+    stats_job job = {X, n, d, rows, part, scratch};
+    tg_parallel_for(nb, grain_blocks(rows, d), stats_blocks, &job);
+    /* Merge the blocks in order (Chan, Golub and LeVeque's pairwise combination). */
+    double *m2 = std;
+    double count = 0.0;
+    for (int64_t blk = 0; blk < nb; blk++) {
+        double m = (double)(n - blk * rows < rows ? n - blk * rows : rows);
+        const double *bm = part + blk * 2 * d, *bm2 = bm + d;
+        double total = count + m;
+        for (int64_t c = 0; c < d; c++) {
+            if (blk == 0) {
+                mean[c] = bm[c];
+                m2[c] = bm2[c];
+                continue;
+            }
+            double delta = bm[c] - mean[c];
+            mean[c] += delta * (m / total);
+            m2[c] += bm2[c] + delta * delta * (count * m / total);
+        }
+        count = total;
+    }
+    for (int64_t c = 0; c < d; c++)
+        std[c] = sqrt(m2[c] / (double)n);
+    free(part);
+    free(scratch);
+    return true;
+}
+
+typedef struct {
+    float *X;
+    int64_t n, d, rows;
+    const float *mean, *inv;
+} scale_job;
+
+static void scale_blocks(void *ctx, int64_t begin, int64_t end)
+{
+    const scale_job *j = ctx;
+    const int64_t d = j->d;
+    int64_t first = begin * j->rows, last = end * j->rows < j->n ? end * j->rows : j->n;
+    for (int64_t i = first; i < last; i++) {
+        float *x = j->X + i * d;
+        for (int64_t c = 0; c < d; c++)
+            x[c] = (x[c] - j->mean[c]) * j->inv[c];
+    }
+}
+
+void lr_standardize(float *X, int64_t n, int64_t d, const double *mean, const double *scale)
+{
+    if (n <= 0 || d <= 0)
+        return;
+    /* Float arithmetic: twice the SIMD width of double, for a pass that is one read and one
+     * write of X. The trainer rounds the mean to float before calling (and stores that value),
+     * so the model file holds exactly the centre used here. */
+    float *m = malloc((size_t)d * 2 * sizeof(float));
+    int64_t rows = STAT_BLOCK_FLOATS / d > 0 ? STAT_BLOCK_FLOATS / d : 1;
+    if (!m) {
+        for (int64_t i = 0; i < n * d; i++)
+            X[i] = (X[i] - (float)mean[i % d]) * (float)(1.0 / scale[i % d]);
+        return;
+    }
+    float *inv = m + d;
+    for (int64_t c = 0; c < d; c++) {
+        m[c] = (float)mean[c];
+        inv[c] = (float)(1.0 / scale[c]);
+    }
+    scale_job job = {X, n, d, rows, m, inv};
+    tg_parallel_for(blocks_for(n, rows), grain_blocks(rows, d), scale_blocks, &job);
+    free(m);
+}
+
+/* ---- prediction logits ------------------------------------------------------------------- */
+
+typedef struct {
+    const float *X;
+    int64_t n, d, rows;
+    const double *w;
+    double b;
+    float *z;
+} logit_job;
+
+static void logit_blocks(void *ctx, int64_t begin, int64_t end)
+{
+    const logit_job *j = ctx;
+    int64_t first = begin * j->rows, last = end * j->rows < j->n ? end * j->rows : j->n;
+    for (int64_t i = first; i < last; i++) {
+        const float *x = j->X + i * j->d;
+        double acc[4] = {0, 0, 0, 0};
+        int64_t c = 0;
+        for (; c + 4 <= j->d; c += 4)
+            for (int l = 0; l < 4; l++)
+                acc[l] += x[c + l] * j->w[c + l];
+        for (; c < j->d; c++)
+            acc[0] += x[c] * j->w[c];
+        j->z[i] = (float)(j->b + ((acc[0] + acc[1]) + (acc[2] + acc[3])));
+    }
+}
+
+void lr_logits(const float *X, int64_t n, int64_t d, const double *w, double b, float *z)
+{
+    int64_t rows = STAT_BLOCK_FLOATS / (d > 0 ? d : 1);
+    if (rows < 1)
+        rows = 1;
+    logit_job job = {X, n, d, rows, w, b, z};
+    tg_parallel_for(blocks_for(n, rows), grain_blocks(rows, d), logit_blocks, &job);
+}

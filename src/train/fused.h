@@ -1,0 +1,45 @@
+/* The fused logistic-loss pass and the other one-pass helpers the trainer is built on.
+ * Internal to src/train (tests and benchmarks may include it too). */
+#ifndef TG_TRAIN_FUSED_H
+#define TG_TRAIN_FUSED_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+/* Work space for repeated passes over one row-major float matrix.
+ *
+ * The rows are cut into fixed blocks of block_rows rows (a function of d only), each block's
+ * partial sums land in its own slot, and the slots are added in block order in double: the
+ * result is bit-identical for every thread count. */
+typedef struct lr_pass {
+    const float *X; /* [n, d], contiguous */
+    const float *y; /* [n], 0 or 1 */
+    int64_t n, d;
+    float pos_weight;
+    int64_t block_rows, n_blocks, capacity_blocks;
+    float *part_g;     /* capacity_blocks x (d + 1): X_b^T r, then sum r */
+    double *part_loss; /* capacity_blocks: sum of the block's BCE */
+} lr_pass;
+
+/* Allocates work space for up to max_rows rows of width d; false + error on failure. */
+bool lr_pass_init(lr_pass *p, int64_t max_rows, int64_t d, float pos_weight);
+void lr_pass_free(lr_pass *p);
+/* Points the pass at n rows (n <= the max_rows given to init). */
+void lr_pass_bind(lr_pass *p, const float *X, const float *y, int64_t n);
+
+/* One pass: returns the SUM over rows of BCE(x_i . w + b, y_i); when grad is not NULL it
+ * receives d + 1 sums: sum_i r_i x_i (d entries) then sum_i r_i, with r_i = dBCE/dz_i.
+ * w has d entries. No penalty, no division by n: callers scale. */
+double lr_pass_run(lr_pass *p, const float *w, float b, double *grad);
+
+/* Column means and standard deviations (ddof 0) of X [n, d] in double, one pass, blocked and
+ * merged in a fixed order (Chan et al.'s pairwise update). */
+bool lr_column_stats(const float *X, int64_t n, int64_t d, double *mean, double *std);
+/* X[i, j] = (X[i, j] - mean[j]) / scale[j], in place. */
+void lr_standardize(float *X, int64_t n, int64_t d, const double *mean, const double *scale);
+
+/* z_i = b + sum_j x_ij w_j in double for every row (prediction; w already folds any
+ * standardization). */
+void lr_logits(const float *X, int64_t n, int64_t d, const double *w, double b, float *z);
+
+#endif

@@ -1,0 +1,261 @@
+/* Public surface of the logistic-regression module that is not the fit itself: options, names,
+ * the model's lifetime, the fused objective for callers, and prediction. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../core/error.h"
+#include "../core/tensor.h"
+#include "fused.h"
+#include "kernels.h"
+#include "tapegrad/train.h"
+
+static const char *const solver_names[] = {"lbfgs", "gd", "sgd", "adam"};
+#define N_SOLVERS ((int)(sizeof solver_names / sizeof solver_names[0]))
+
+const char *tg_solver_name(tg_solver s)
+{
+    return (unsigned)s < (unsigned)N_SOLVERS ? solver_names[s] : NULL;
+}
+
+tg_status tg_solver_parse(const char *name, tg_solver *out)
+{
+    for (int i = 0; name && i < N_SOLVERS; i++)
+        if (strcmp(name, solver_names[i]) == 0) {
+            *out = (tg_solver)i;
+            return TG_OK;
+        }
+    return tg_set_error(TG_EINVAL, "unknown solver '%s' (expected lbfgs, gd, sgd or adam)",
+                        name ? name : "(null)");
+}
+
+const char *tg_stop_reason_name(tg_stop_reason r)
+{
+    static const char *const names[] = {"converged", "max_iter", "early_stopping", "no_progress",
+                                        "callback"};
+    return (unsigned)r < sizeof names / sizeof names[0] ? names[r] : "unknown";
+}
+
+void tg_logreg_options_init(tg_logreg_options *o)
+{
+    memset(o, 0, sizeof *o);
+    o->solver = TG_SOLVER_LBFGS;
+    o->l2 = -1.0; /* resolved to 1 / n_train: sklearn's C = 1 */
+    o->pos_weight = 1.0;
+    o->max_iter = 0;
+    o->tol = 1e-4;
+    o->lr = 0.0;
+    o->batch_size = 64;
+    o->momentum = 0.9;
+    o->beta1 = 0.9;
+    o->beta2 = 0.999;
+    o->eps = 1e-8;
+    o->lbfgs_memory = 10;
+    o->standardize = true;
+    o->val_split = 0.0;
+    o->patience = 0;
+    o->seed = 0;
+    o->in_place = false;
+    o->keep_history = true;
+    o->metrics = true;
+}
+
+/* ---- model ------------------------------------------------------------------------------- */
+
+void tg_logreg_model_init(tg_logreg_model *m)
+{
+    memset(m, 0, sizeof *m);
+    tg_logreg_options_init(&m->options);
+}
+
+static void free_names(char **names, int64_t n)
+{
+    for (int64_t i = 0; names && i < n; i++)
+        free(names[i]);
+    free(names);
+}
+
+void tg_logreg_model_free(tg_logreg_model *m)
+{
+    if (!m)
+        return;
+    free(m->weights);
+    free(m->mean);
+    free(m->scale);
+    free_names(m->feature_names, m->n_features);
+    free(m->label);
+    tg_logreg_model_init(m);
+}
+
+static char *dup_str(const char *s)
+{
+    size_t n = strlen(s) + 1;
+    char *p = malloc(n);
+    if (p)
+        memcpy(p, s, n);
+    return p;
+}
+
+tg_status tg_logreg_model_set_names(tg_logreg_model *m, const char *const *names, int64_t n,
+                                    const char *label)
+{
+    const char *fn = "tg_logreg_model_set_names";
+    tg_clear_error();
+    if (!m || (n > 0 && !names) || n < 0)
+        return tg_set_error(TG_EINVAL, "%s: NULL model or names", fn);
+    if (m->n_features != n && (m->n_features != 0 || m->weights))
+        return tg_set_error(TG_ESHAPE, "%s: %lld names for a model of %lld features", fn,
+                            (long long)n, (long long)m->n_features);
+    char **copy = calloc((size_t)(n > 0 ? n : 1), sizeof(char *));
+    char *lab = label ? dup_str(label) : NULL;
+    bool ok = copy && (!label || lab);
+    for (int64_t i = 0; ok && i < n; i++)
+        ok = names[i] && (copy[i] = dup_str(names[i])) != NULL;
+    if (!ok) {
+        free_names(copy, n);
+        free(lab);
+        return tg_set_error(TG_ENOMEM, "%s: out of memory (or a NULL name)", fn);
+    }
+    free_names(m->feature_names, m->n_features);
+    free(m->label);
+    m->n_features = n;
+    m->feature_names = n > 0 ? copy : (free(copy), NULL);
+    m->label = lab;
+    return TG_OK;
+}
+
+void tg_logreg_result_free(tg_logreg_result *r)
+{
+    if (!r)
+        return;
+    free(r->history);
+    r->history = NULL;
+    r->history_len = 0;
+}
+
+/* ---- the fused objective, for callers ---------------------------------------------------- */
+
+tg_status tg_logreg_loss_grad(tg_tensor *X, tg_tensor *y, const double *w, double b, double l2,
+                              double pos_weight, double *loss, double *grad_w, double *grad_b)
+{
+    const char *fn = "tg_logreg_loss_grad";
+    tg_api_enter();
+    tg_status st = TG_OK;
+    char a[160], c[160];
+    if (!X || !y || !w || !loss)
+        st = tg_set_error(TG_EINVAL, "%s: NULL argument", fn);
+    else if (X->ndim != 2 || y->ndim != 1 || y->shape[0] != X->shape[0] || X->shape[0] < 1)
+        st = tg_set_error(TG_ESHAPE, "%s: X must be [n, d] and y [n], n >= 1; got X %s, y %s", fn,
+                          tg_shape_str(a, sizeof a, X->ndim, X->shape),
+                          tg_shape_str(c, sizeof c, y->ndim, y->shape));
+    else if (!(pos_weight > 0.0))
+        st = tg_set_error(TG_EINVAL, "%s: pos_weight must be > 0 (got %g)", fn, pos_weight);
+    tg_tensor *Xc = st == TG_OK ? tg_as_contiguous(X) : NULL;
+    tg_tensor *yc = st == TG_OK ? tg_as_contiguous(y) : NULL;
+    if (st == TG_OK && (!Xc || !yc))
+        st = tg_last_status();
+    int64_t n = st == TG_OK ? X->shape[0] : 0, d = st == TG_OK ? X->shape[1] : 0;
+    lr_pass p;
+    memset(&p, 0, sizeof p);
+    float *wf = st == TG_OK ? malloc((size_t)(d > 0 ? d : 1) * sizeof(float)) : NULL;
+    double *g = st == TG_OK ? malloc((size_t)(d + 1) * sizeof(double)) : NULL;
+    if (st == TG_OK && (!wf || !g || !lr_pass_init(&p, n, d, (float)pos_weight)))
+        st = tg_set_error(TG_ENOMEM, "%s: out of memory", fn);
+    if (st == TG_OK) {
+        double pen = 0.0;
+        for (int64_t j = 0; j < d; j++) {
+            wf[j] = (float)w[j];
+            pen += w[j] * w[j];
+        }
+        lr_pass_bind(&p, tg_ptr(Xc), tg_ptr(yc), n);
+        bool want = grad_w || grad_b;
+        *loss = lr_pass_run(&p, wf, (float)b, want ? g : NULL) / (double)n + 0.5 * l2 * pen;
+        for (int64_t j = 0; grad_w && j < d; j++)
+            grad_w[j] = g[j] / (double)n + l2 * w[j];
+        if (grad_b)
+            *grad_b = g[d] / (double)n;
+    }
+    lr_pass_free(&p);
+    free(wf), free(g);
+    tg_release(Xc), tg_release(yc);
+    tg_api_leave(NULL);
+    return st;
+}
+
+/* ---- prediction -------------------------------------------------------------------------- */
+
+static bool model_ok(const tg_logreg_model *m, const char *fn)
+{
+    if (!m || !m->weights || m->n_features < 1) {
+        tg_set_error(TG_EINVAL, "%s: the model is empty (fit or load it first)", fn);
+        return false;
+    }
+    if (!m->mean != !m->scale) {
+        tg_set_error(TG_EINVAL, "%s: the model has mean without scale (or the reverse)", fn);
+        return false;
+    }
+    return true;
+}
+
+/* Logits of X under m. The standardization folds into the weights (w / scale, and the
+ * intercept absorbs mean . w / scale), all in double, so prediction is one pass over X. */
+static tg_tensor *logits(const tg_logreg_model *m, tg_tensor *X, const char *fn)
+{
+    char a[160];
+    if (!X) {
+        tg_set_error(TG_EINVAL, "%s: X is NULL", fn);
+        return NULL;
+    }
+    if (!model_ok(m, fn))
+        return NULL;
+    if (X->ndim != 2 || X->shape[1] != m->n_features) {
+        tg_set_error(TG_ESHAPE, "%s: X %s does not have the model's %lld features", fn,
+                     tg_shape_str(a, sizeof a, X->ndim, X->shape), (long long)m->n_features);
+        return NULL;
+    }
+    const int64_t d = m->n_features, n = X->shape[0];
+    double *w = malloc((size_t)d * sizeof(double));
+    tg_tensor *Xc = tg_as_contiguous(X);
+    tg_tensor *z = Xc && w ? tg_new(1, &n, fn) : NULL;
+    if (z) {
+        double b = m->bias;
+        for (int64_t j = 0; j < d; j++) {
+            w[j] = m->scale ? m->weights[j] / m->scale[j] : m->weights[j];
+            if (m->mean)
+                b -= m->mean[j] * w[j];
+        }
+        lr_logits(tg_ptr(Xc), n, d, w, b, tg_ptr(z));
+    } else if (!w) {
+        tg_set_error(TG_ENOMEM, "%s: out of memory", fn);
+    }
+    free(w);
+    tg_release(Xc);
+    return z;
+}
+
+tg_tensor *tg_logreg_decision_function(const tg_logreg_model *m, tg_tensor *X)
+{
+    TG_API_BEGIN;
+    TG_API_RETURN(logits(m, X, "tg_logreg_decision_function"));
+}
+
+tg_tensor *tg_logreg_predict_proba(const tg_logreg_model *m, tg_tensor *X)
+{
+    TG_API_BEGIN;
+    tg_tensor *z = logits(m, X, "tg_logreg_predict_proba");
+    if (z)
+        tg_kern()->sigmoid(tg_ptr(z), tg_ptr(z), z->numel);
+    TG_API_RETURN(z);
+}
+
+tg_tensor *tg_logreg_predict(const tg_logreg_model *m, tg_tensor *X)
+{
+    TG_API_BEGIN;
+    tg_tensor *z = logits(m, X, "tg_logreg_predict");
+    if (z) {
+        float *p = tg_ptr(z);
+        for (int64_t i = 0; i < z->numel; i++)
+            p[i] = p[i] > 0.0f ? 1.0f : 0.0f; /* sklearn: class 1 when the logit is > 0 */
+    }
+    TG_API_RETURN(z);
+}

@@ -1,0 +1,569 @@
+/* Model files: JSON through cJSON.
+ *
+ *   {"format": "tapegrad-logreg", "version": 1, "label": "placement",
+ *    "features": ["cgpa", ...], "standardization": {"mean": [...], "std": [...]} or null,
+ *    "weights": [...], "bias": b, "solver": {"name": "lbfgs", "l2": ..., ...},
+ *    "training": {"rows": n, "iterations": k}}
+ *
+ * Numbers are written with the shortest digits that read back to the same double (as Python's
+ * repr), so save + load is exact. The reader trusts nothing: every field is type- and
+ * range-checked, and errors name the file and the field. */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cJSON.h>
+
+#include "../core/error.h"
+#include "tapegrad/train.h"
+
+#define FORMAT_NAME    "tapegrad-logreg"
+#define FORMAT_VERSION 1
+#define MAX_FEATURES   (1 << 24)
+#define MAX_FILE_BYTES ((size_t)1 << 30)
+
+/* ---- writing ----------------------------------------------------------------------------- */
+
+/* A number as raw JSON text with round-trip digits; NULL for NaN/inf (JSON has none). */
+static cJSON *number(double v)
+{
+    char buf[40];
+    if (!isfinite(v) || tg_float_repr(v, buf, sizeof buf) < 0)
+        return NULL;
+    return cJSON_CreateRaw(buf);
+}
+
+static bool add_number(cJSON *obj, const char *key, double v)
+{
+    cJSON *n = number(v);
+    if (n && cJSON_AddItemToObject(obj, key, n))
+        return true;
+    cJSON_Delete(n);
+    return false;
+}
+
+/* Counts are written as plain integers ("100", not "100.0"). */
+static bool add_int(cJSON *obj, const char *key, int64_t v)
+{
+    char buf[32];
+    snprintf(buf, sizeof buf, "%lld", (long long)v);
+    cJSON *n = cJSON_CreateRaw(buf);
+    if (n && cJSON_AddItemToObject(obj, key, n))
+        return true;
+    cJSON_Delete(n);
+    return false;
+}
+
+static cJSON *number_array(const double *v, int64_t n)
+{
+    cJSON *a = cJSON_CreateArray();
+    for (int64_t i = 0; a && i < n; i++) {
+        cJSON *x = number(v[i]);
+        if (!x || !cJSON_AddItemToArray(a, x)) {
+            cJSON_Delete(x);
+            cJSON_Delete(a);
+            return NULL;
+        }
+    }
+    return a;
+}
+
+static cJSON *names_array(const tg_logreg_model *m)
+{
+    cJSON *a = cJSON_CreateArray();
+    for (int64_t i = 0; a && i < m->n_features; i++) {
+        char def[32];
+        snprintf(def, sizeof def, "%lld", (long long)i); /* as the CSV reader names columns */
+        cJSON *s = cJSON_CreateString(m->feature_names ? m->feature_names[i] : def);
+        if (!s || !cJSON_AddItemToArray(a, s)) {
+            cJSON_Delete(s);
+            cJSON_Delete(a);
+            return NULL;
+        }
+    }
+    return a;
+}
+
+static cJSON *solver_object(const tg_logreg_options *o)
+{
+    cJSON *s = cJSON_CreateObject();
+    char seed[32];
+    snprintf(seed, sizeof seed, "%llu", (unsigned long long)o->seed); /* 64 bits: a string */
+    bool ok = s && cJSON_AddStringToObject(s, "name", tg_solver_name(o->solver)) &&
+              add_number(s, "l2", o->l2) && add_number(s, "pos_weight", o->pos_weight) &&
+              add_int(s, "max_iter", o->max_iter) && add_number(s, "tol", o->tol) &&
+              add_number(s, "lr", o->lr) && add_int(s, "batch_size", o->batch_size) &&
+              add_number(s, "momentum", o->momentum) && add_number(s, "beta1", o->beta1) &&
+              add_number(s, "beta2", o->beta2) && add_number(s, "eps", o->eps) &&
+              add_int(s, "lbfgs_memory", o->lbfgs_memory) &&
+              add_number(s, "val_split", o->val_split) && add_int(s, "patience", o->patience) &&
+              cJSON_AddStringToObject(s, "seed", seed);
+    if (!ok) {
+        cJSON_Delete(s);
+        return NULL;
+    }
+    return s;
+}
+
+static bool add_item(cJSON *obj, const char *key, cJSON *item)
+{
+    if (item && cJSON_AddItemToObject(obj, key, item))
+        return true;
+    cJSON_Delete(item);
+    return false;
+}
+
+static cJSON *standardization_object(const tg_logreg_model *m)
+{
+    if (!m->mean)
+        return cJSON_CreateNull();
+    cJSON *s = cJSON_CreateObject();
+    if (s && add_item(s, "mean", number_array(m->mean, m->n_features)) &&
+        add_item(s, "std", number_array(m->scale, m->n_features)))
+        return s;
+    cJSON_Delete(s);
+    return NULL;
+}
+
+static cJSON *training_object(const tg_logreg_model *m)
+{
+    cJSON *t = cJSON_CreateObject();
+    if (t && add_int(t, "rows", m->train_rows) && add_int(t, "iterations", m->iterations))
+        return t;
+    cJSON_Delete(t);
+    return NULL;
+}
+
+static tg_status check_model(const tg_logreg_model *m, const char *fn)
+{
+    if (!m || !m->weights || m->n_features < 1 || m->n_features > MAX_FEATURES)
+        return tg_set_error(TG_EINVAL, "%s: the model is empty", fn);
+    if (!m->mean != !m->scale)
+        return tg_set_error(TG_EINVAL, "%s: the model has mean without std (or the reverse)", fn);
+    if (!tg_solver_name(m->options.solver))
+        return tg_set_error(TG_EINVAL, "%s: unknown solver %d", fn, (int)m->options.solver);
+    for (int64_t i = 0; i < m->n_features; i++)
+        if (!isfinite(m->weights[i]) || (m->mean && !isfinite(m->mean[i])) ||
+            (m->scale && !(isfinite(m->scale[i]) && m->scale[i] > 0.0)))
+            return tg_set_error(TG_EINVAL,
+                                "%s: feature %lld has a non-finite weight, mean or "
+                                "std",
+                                fn, (long long)i);
+    if (!isfinite(m->bias))
+        return tg_set_error(TG_EINVAL, "%s: the bias is not finite", fn);
+    return TG_OK;
+}
+
+static cJSON *model_json(const tg_logreg_model *m)
+{
+    cJSON *root = cJSON_CreateObject();
+    bool ok = root && cJSON_AddStringToObject(root, "format", FORMAT_NAME) &&
+              add_int(root, "version", FORMAT_VERSION) &&
+              (m->label ? cJSON_AddStringToObject(root, "label", m->label) != NULL
+                        : cJSON_AddNullToObject(root, "label") != NULL) &&
+              add_item(root, "features", names_array(m)) &&
+              add_item(root, "standardization", standardization_object(m)) &&
+              add_item(root, "weights", number_array(m->weights, m->n_features)) &&
+              add_number(root, "bias", m->bias) &&
+              add_item(root, "solver", solver_object(&m->options)) &&
+              add_item(root, "training", training_object(m));
+    if (!ok) {
+        cJSON_Delete(root);
+        return NULL;
+    }
+    return root;
+}
+
+char *tg_logreg_to_json(const tg_logreg_model *m)
+{
+    if (check_model(m, "tg_logreg_to_json") != TG_OK)
+        return NULL;
+    cJSON *root = model_json(m);
+    char *text = root ? cJSON_Print(root) : NULL;
+    cJSON_Delete(root);
+    /* Hand back plain malloc memory whatever allocator cJSON was given. */
+    char *out = text ? malloc(strlen(text) + 2) : NULL;
+    if (out) {
+        strcpy(out, text);
+        strcat(out, "\n");
+    }
+    cJSON_free(text);
+    if (!out)
+        tg_set_error(TG_ENOMEM, "tg_logreg_to_json: out of memory");
+    else
+        tg_clear_error();
+    return out;
+}
+
+static bool write_all(int fd, const char *s, size_t n)
+{
+    while (n > 0) {
+        ssize_t w = write(fd, s, n);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            return false;
+        s += w;
+        n -= (size_t)w;
+    }
+    return true;
+}
+
+/* Creates a new file beside path (same directory, so rename is atomic) with a unique name. */
+static int open_temp(const char *path, char *tmp, size_t cap)
+{
+    static unsigned counter;
+    for (int attempt = 0; attempt < 100; attempt++) {
+        snprintf(tmp, cap, "%s.tmp.%ld.%u", path, (long)getpid(),
+                 __atomic_fetch_add(&counter, 1, __ATOMIC_RELAXED));
+        /* 0666 and the umask: the file gets the permissions a plain fopen would give it. */
+        int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
+        if (fd >= 0 || errno != EEXIST)
+            return fd;
+    }
+    return -1;
+}
+
+tg_status tg_logreg_save(const tg_logreg_model *m, const char *path)
+{
+    if (!path)
+        return tg_set_error(TG_EINVAL, "tg_logreg_save: path is NULL");
+    char *text = tg_logreg_to_json(m);
+    if (!text)
+        return tg_last_status();
+    size_t cap = strlen(path) + 64;
+    char *tmp = malloc(cap);
+    if (!tmp) {
+        free(text);
+        return tg_set_error(TG_ENOMEM, "tg_logreg_save: out of memory");
+    }
+    tg_status st = TG_OK;
+    int fd = open_temp(path, tmp, cap);
+    if (fd < 0) {
+        st = tg_set_error(TG_EIO, "%s: cannot create a temporary file beside it: %s", path,
+                          strerror(errno));
+    } else {
+        bool ok = write_all(fd, text, strlen(text)) && fsync(fd) == 0;
+        int err = errno;
+        ok = close(fd) == 0 && ok;
+        if (ok && rename(tmp, path) != 0) {
+            ok = false;
+            err = errno;
+        }
+        if (!ok) {
+            unlink(tmp); /* never leave a partial model behind */
+            st = tg_set_error(TG_EIO, "%s: cannot write the model: %s", path, strerror(err));
+        }
+    }
+    free(tmp);
+    free(text);
+    if (st == TG_OK)
+        tg_clear_error();
+    return st;
+}
+
+/* ---- reading ----------------------------------------------------------------------------- */
+
+typedef struct {
+    const char *name; /* file name for messages */
+    tg_status st;
+} reader;
+
+static bool fail(reader *r, const char *field, const char *fmt, const char *detail)
+{
+    if (r->st == TG_OK) {
+        char what[200];
+        snprintf(what, sizeof what, fmt, detail);
+        r->st = tg_set_error(TG_EPARSE, "%s: field '%s': %s", r->name, field, what);
+    }
+    return false;
+}
+
+static const cJSON *field(const cJSON *obj, const char *key)
+{
+    return cJSON_GetObjectItemCaseSensitive(obj, key);
+}
+
+static bool get_finite(reader *r, const cJSON *obj, const char *key, double *out)
+{
+    const cJSON *v = field(obj, key);
+    if (!cJSON_IsNumber(v) || !isfinite(v->valuedouble))
+        return fail(r, key, "expected a finite number%s", "");
+    *out = v->valuedouble;
+    return true;
+}
+
+/* An optional number within [lo, hi]; absent keeps *out. */
+static bool opt_number(reader *r, const cJSON *obj, const char *key, double lo, double hi,
+                       double *out)
+{
+    const cJSON *v = field(obj, key);
+    if (!v)
+        return true;
+    if (!cJSON_IsNumber(v) || !isfinite(v->valuedouble) ||
+        !(v->valuedouble >= lo && v->valuedouble <= hi))
+        return fail(r, key, "expected a finite number in range%s", "");
+    *out = v->valuedouble;
+    return true;
+}
+
+static bool opt_int(reader *r, const cJSON *obj, const char *key, double lo, double hi,
+                    int64_t *out)
+{
+    double v = (double)*out;
+    if (!opt_number(r, obj, key, lo, hi, &v))
+        return false;
+    if (v != floor(v))
+        return fail(r, key, "expected an integer%s", "");
+    *out = (int64_t)v;
+    return true;
+}
+
+/* An array of exactly n finite numbers (positive ones when positive). */
+static double *get_numbers(reader *r, const cJSON *obj, const char *key, int64_t n, bool positive)
+{
+    const cJSON *a = field(obj, key);
+    char want[64];
+    snprintf(want, sizeof want, "%lld", (long long)n);
+    if (!cJSON_IsArray(a) || cJSON_GetArraySize(a) != n) {
+        fail(r, key, "expected an array of %s numbers, one per feature", want);
+        return NULL;
+    }
+    double *v = malloc((size_t)n * sizeof(double));
+    if (!v) {
+        r->st = tg_set_error(TG_ENOMEM, "%s: out of memory", r->name);
+        return NULL;
+    }
+    int64_t i = 0;
+    for (const cJSON *x = a->child; x; x = x->next, i++) {
+        bool ok =
+            cJSON_IsNumber(x) && isfinite(x->valuedouble) && (!positive || x->valuedouble > 0.0);
+        if (!ok) {
+            free(v);
+            fail(r, key,
+                 positive ? "expected positive finite numbers%s" : "expected finite numbers%s", "");
+            return NULL;
+        }
+        v[i] = x->valuedouble;
+    }
+    return v;
+}
+
+static bool read_header(reader *r, const cJSON *root)
+{
+    if (!cJSON_IsObject(root))
+        return fail(r, "(root)", "expected a JSON object%s", "");
+    const cJSON *f = field(root, "format");
+    if (!cJSON_IsString(f) || strcmp(f->valuestring, FORMAT_NAME) != 0)
+        return fail(r, "format", "expected \"%s\"", FORMAT_NAME);
+    const cJSON *v = field(root, "version");
+    if (!cJSON_IsNumber(v) || v->valuedouble != floor(v->valuedouble) || v->valuedouble < 1)
+        return fail(r, "version", "expected a positive integer%s", "");
+    if (v->valuedouble > FORMAT_VERSION) {
+        r->st = tg_set_error(TG_EUNSUPPORTED,
+                             "%s: model format version %g is newer than this "
+                             "tapegrad reads (%d)",
+                             r->name, v->valuedouble, FORMAT_VERSION);
+        return false;
+    }
+    return true;
+}
+
+static bool read_names(reader *r, const cJSON *root, tg_logreg_model *m)
+{
+    const cJSON *a = field(root, "features");
+    int n = cJSON_IsArray(a) ? cJSON_GetArraySize(a) : 0;
+    if (n < 1 || n > MAX_FEATURES)
+        return fail(r, "features", "expected a non-empty array of names%s", "");
+    const char **names = malloc((size_t)n * sizeof(char *));
+    if (!names) {
+        r->st = tg_set_error(TG_ENOMEM, "%s: out of memory", r->name);
+        return false;
+    }
+    int i = 0;
+    for (const cJSON *x = a->child; x; x = x->next, i++) {
+        if (!cJSON_IsString(x)) {
+            free(names);
+            return fail(r, "features", "expected strings%s", "");
+        }
+        names[i] = x->valuestring;
+    }
+    const cJSON *label = field(root, "label");
+    bool ok = true;
+    if (label && !cJSON_IsNull(label) && !cJSON_IsString(label))
+        ok = fail(r, "label", "expected a string or null%s", "");
+    if (ok && tg_logreg_model_set_names(m, names, n,
+                                        cJSON_IsString(label) ? label->valuestring : NULL) != TG_OK)
+        ok = (r->st = tg_last_status(), false);
+    free(names);
+    return ok;
+}
+
+static bool read_standardization(reader *r, const cJSON *root, tg_logreg_model *m)
+{
+    const cJSON *s = field(root, "standardization");
+    if (!s || cJSON_IsNull(s))
+        return true;
+    if (!cJSON_IsObject(s))
+        return fail(r, "standardization", "expected an object or null%s", "");
+    m->mean = get_numbers(r, s, "mean", m->n_features, false);
+    m->scale = m->mean ? get_numbers(r, s, "std", m->n_features, true) : NULL;
+    return m->scale != NULL;
+}
+
+static bool read_solver(reader *r, const cJSON *root, tg_logreg_options *o)
+{
+    const cJSON *s = field(root, "solver");
+    if (!cJSON_IsObject(s))
+        return fail(r, "solver", "expected an object%s", "");
+    const cJSON *name = field(s, "name");
+    if (!cJSON_IsString(name) || tg_solver_parse(name->valuestring, &o->solver) != TG_OK)
+        return fail(r, "solver.name", "expected lbfgs, gd, sgd or adam%s", "");
+    int64_t max_iter = o->max_iter, bs = o->batch_size, mem = o->lbfgs_memory,
+            patience = o->patience;
+    /* l2 < 0 is the options' "1 / n_train" (a hand-written model may leave it so) */
+    bool ok = opt_number(r, s, "l2", -HUGE_VAL, HUGE_VAL, &o->l2) &&
+              opt_number(r, s, "pos_weight", 1e-300, HUGE_VAL, &o->pos_weight) &&
+              opt_int(r, s, "max_iter", 0, INT_MAX, &max_iter) &&
+              opt_number(r, s, "tol", 0.0, HUGE_VAL, &o->tol) &&
+              opt_number(r, s, "lr", 0.0, HUGE_VAL, &o->lr) &&
+              opt_int(r, s, "batch_size", 1, 9007199254740992.0, &bs) &&
+              opt_number(r, s, "momentum", 0.0, 1.0, &o->momentum) &&
+              opt_number(r, s, "beta1", 0.0, 1.0, &o->beta1) &&
+              opt_number(r, s, "beta2", 0.0, 1.0, &o->beta2) &&
+              opt_number(r, s, "eps", 0.0, HUGE_VAL, &o->eps) &&
+              opt_int(r, s, "lbfgs_memory", 1, INT_MAX, &mem) &&
+              opt_number(r, s, "val_split", 0.0, 1.0, &o->val_split) &&
+              opt_int(r, s, "patience", 0, INT_MAX, &patience);
+    o->max_iter = (int)max_iter;
+    o->batch_size = bs;
+    o->lbfgs_memory = (int)mem;
+    o->patience = (int)patience;
+    const cJSON *seed = field(s, "seed");
+    if (ok && seed) {
+        char *end = NULL;
+        errno = 0;
+        unsigned long long v = cJSON_IsString(seed) ? strtoull(seed->valuestring, &end, 10) : 0;
+        if (!cJSON_IsString(seed) || !end || end == seed->valuestring || *end || errno ||
+            seed->valuestring[0] == '-')
+            return fail(r, "solver.seed", "expected a decimal string%s", "");
+        o->seed = v;
+    }
+    return ok;
+}
+
+static bool read_training(reader *r, const cJSON *root, tg_logreg_model *m)
+{
+    const cJSON *t = field(root, "training");
+    if (!t || cJSON_IsNull(t))
+        return true;
+    if (!cJSON_IsObject(t))
+        return fail(r, "training", "expected an object%s", "");
+    int64_t iters = 0;
+    bool ok = opt_int(r, t, "rows", 0, 9007199254740992.0, &m->train_rows) &&
+              opt_int(r, t, "iterations", 0, INT_MAX, &iters);
+    m->iterations = (int)iters;
+    return ok;
+}
+
+static bool read_model(reader *r, const cJSON *root, tg_logreg_model *m)
+{
+    if (!read_header(r, root) || !read_names(r, root, m))
+        return false;
+    m->weights = get_numbers(r, root, "weights", m->n_features, false);
+    return m->weights && get_finite(r, root, "bias", &m->bias) &&
+           read_standardization(r, root, m) && read_solver(r, root, &m->options) &&
+           read_training(r, root, m);
+}
+
+/* "line:column" of offset in text, for JSON syntax errors. */
+static void position(const char *text, size_t off, int64_t *line, int64_t *col)
+{
+    *line = 1;
+    *col = 1;
+    for (size_t i = 0; i < off; i++) {
+        if (text[i] == '\n') {
+            ++*line;
+            *col = 1;
+        } else {
+            ++*col;
+        }
+    }
+}
+
+tg_status tg_logreg_from_json(tg_logreg_model *m, const char *name, const char *json, size_t len)
+{
+    reader r = {name ? name : "<buffer>", TG_OK};
+    if (!m || !json)
+        return tg_set_error(TG_EINVAL, "tg_logreg_from_json: NULL argument");
+    const char *end = NULL;
+    cJSON *root = cJSON_ParseWithLengthOpts(json, len, &end, false);
+    if (!root) {
+        int64_t line, col;
+        size_t off = end && end >= json && end <= json + len ? (size_t)(end - json) : 0;
+        position(json, off, &line, &col);
+        return tg_set_error(TG_EPARSE, "%s:%lld:%lld: not valid JSON", r.name, (long long)line,
+                            (long long)col);
+    }
+    tg_logreg_model tmp;
+    tg_logreg_model_init(&tmp);
+    bool ok = read_model(&r, root, &tmp);
+    cJSON_Delete(root);
+    if (!ok) {
+        tg_logreg_model_free(&tmp);
+        return r.st;
+    }
+    tg_logreg_model_free(m);
+    *m = tmp;
+    tg_clear_error();
+    return TG_OK;
+}
+
+/* Reads a whole (regular) file, refusing absurd sizes. */
+static tg_status slurp(const char *path, char **out, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return tg_set_error(TG_EIO, "%s: %s", path, strerror(errno));
+    struct stat sb;
+    if (fstat(fileno(f), &sb) != 0 || !S_ISREG(sb.st_mode) || (size_t)sb.st_size > MAX_FILE_BYTES) {
+        fclose(f);
+        return tg_set_error(TG_EIO, "%s: not a regular model file of at most 1 GiB", path);
+    }
+    size_t n = (size_t)sb.st_size;
+    char *buf = malloc(n + 1);
+    if (!buf) {
+        fclose(f);
+        return tg_set_error(TG_ENOMEM, "%s: out of memory", path);
+    }
+    size_t got = fread(buf, 1, n, f);
+    bool err = ferror(f) != 0;
+    fclose(f);
+    if (err || got != n) {
+        free(buf);
+        return tg_set_error(TG_EIO, "%s: read error", path);
+    }
+    buf[n] = '\0';
+    *out = buf;
+    *len = n;
+    return TG_OK;
+}
+
+tg_status tg_logreg_load(tg_logreg_model *m, const char *path)
+{
+    if (!m || !path)
+        return tg_set_error(TG_EINVAL, "tg_logreg_load: NULL argument");
+    char *text = NULL;
+    size_t len = 0;
+    tg_status st = slurp(path, &text, &len);
+    if (st == TG_OK)
+        st = tg_logreg_from_json(m, path, text, len);
+    free(text);
+    return st;
+}

@@ -1,0 +1,173 @@
+#!/bin/sh
+# End-to-end tests of the `tapegrad` command: train -> model file -> predict / eval, the
+# training curves, and every bad-input path (exit code, one-line message, no model written).
+#
+#   sh tests/test_cli.sh path/to/tapegrad path/to/data
+set -u
+
+BIN=$1
+DATA=$2/placement.csv
+TMP=$(mktemp -d "${TMPDIR:-/tmp}/tapegrad-cli.XXXXXX") || exit 1
+trap 'rm -rf "$TMP"' EXIT
+failures=0
+checks=0
+
+fail() {
+    echo "FAIL: $*"
+    failures=$((failures + 1))
+}
+
+# expect CODE DESCRIPTION -- command...: runs it, checks the exit code, keeps stdout/stderr.
+expect() {
+    code=$1
+    what=$2
+    shift 3
+    checks=$((checks + 1))
+    "$@" >"$TMP/out" 2>"$TMP/err"
+    got=$?
+    if [ "$got" -ne "$code" ]; then
+        fail "$what: exit $got, expected $code"
+        sed 's/^/    stderr: /' "$TMP/err" | head -5
+    fi
+}
+
+# The error message: exactly one line on stderr, containing the given text.
+one_line_error() {
+    checks=$((checks + 1))
+    lines=$(wc -l <"$TMP/err")
+    [ "$lines" -eq 1 ] || fail "$1: $lines lines on stderr"
+    grep -q -- "$2" "$TMP/err" || fail "$1: stderr lacks '$2': $(cat "$TMP/err")"
+}
+
+no_file() {
+    checks=$((checks + 1))
+    [ ! -e "$2" ] || fail "$1: $2 was written"
+    ls "$TMP" | grep -q '\.tmp\.' && fail "$1: a temporary file was left behind"
+}
+
+# ---- the happy path ---------------------------------------------------------------------------
+M=$TMP/model.json
+expect 0 "train on the bundled data" -- "$BIN" train --model "$M" --history "$TMP/h.csv" \
+    --plot "$TMP/p.svg" --json --quiet
+for key in rows features iterations train_log_loss train_accuracy val_log_loss val_accuracy \
+    auc seconds_load seconds_train; do
+    grep -q "\"$key\":" "$TMP/out" || fail "--json lacks $key"
+done
+grep -q '"rows":1000' "$TMP/out" || fail "--json rows: $(cat "$TMP/out")"
+[ "$(wc -l <"$TMP/out")" -eq 1 ] || fail "--json printed more than one line"
+grep -q '"format":[[:space:]]*"tapegrad-logreg"' "$M" || fail "model file: no format name"
+grep -q '"features":[[:space:]]*\["cgpa"' "$M" || fail "model file: no feature names"
+head -1 "$TMP/h.csv" | grep -q '^iteration,train_loss,objective,val_loss,grad_max,seconds$' ||
+    fail "history header"
+[ "$(wc -l <"$TMP/h.csv")" -ge 3 ] || fail "history too short"
+grep -q '<svg' "$TMP/p.svg" && grep -q '<polyline' "$TMP/p.svg" || fail "plot is not an SVG chart"
+
+expect 0 "train with a validation split" -- "$BIN" train "$DATA" --label placement \
+    --val-split 0.25 --seed 3 --solver gd --json --plot "$TMP/pv.svg"
+grep -q '"val_log_loss":0\.' "$TMP/out" || fail "val_log_loss missing: $(cat "$TMP/out")"
+[ "$(grep -c '<polyline' "$TMP/pv.svg")" -eq 2 ] || fail "plot lacks the validation curve"
+
+expect 0 "human summary" -- "$BIN" train
+grep -q 'log loss' "$TMP/out" && grep -q 'cgpa' "$TMP/out" || fail "summary: $(cat "$TMP/out")"
+[ ! -s "$TMP/err" ] || fail "progress output on a non-terminal stderr"
+
+# ---- predict / eval round trip -----------------------------------------------------------------
+expect 0 "predict" -- "$BIN" predict --model "$M" "$DATA"
+[ "$(wc -l <"$TMP/out")" -eq 1000 ] || fail "predict: not one line per row"
+grep -qv '^[01]$' "$TMP/out" && fail "predict: a line that is not 0 or 1"
+cp "$TMP/out" "$TMP/pred"
+
+expect 0 "predict --proba" -- "$BIN" predict --model "$M" "$DATA" --proba
+[ "$(wc -l <"$TMP/out")" -eq 1000 ] || fail "predict --proba: not one line per row"
+awk '$1 < 0 || $1 > 1 { bad = 1 } END { exit bad }' "$TMP/out" || fail "probability out of [0, 1]"
+# classes and probabilities agree (class 1 when p > 0.5)
+paste -d' ' "$TMP/pred" "$TMP/out" | awk '($2 > 0.5) != $1 { bad = 1 } END { exit bad }' ||
+    fail "predict and predict --proba disagree"
+
+expect 0 "eval" -- "$BIN" eval --model "$M" "$DATA"
+for word in 'log loss' accuracy precision recall F1 'ROC AUC' 'actual 0' 'actual 1'; do
+    grep -q "$word" "$TMP/out" || fail "eval lacks '$word'"
+done
+expect 0 "eval --json" -- "$BIN" eval --model "$M" "$DATA" --label placement --json
+# accuracy from predict's lines equals eval's
+acc=$(tail -n +2 "$DATA" | cut -d, -f6 | paste -d' ' - "$TMP/pred" |
+    awk '{ ok += ($1 == $2) } END { printf "%.6f", ok / NR }')
+got=$(sed 's/.*"accuracy":\([0-9.e+-]*\).*/\1/' "$TMP/out")
+awk -v a="$acc" -v b="$got" 'BEGIN { d = a - b; exit !(d < 1e-9 && d > -1e-9) }' ||
+    fail "eval accuracy $got, predict says $acc"
+
+# a file without the label column (predict ignores it; eval needs it)
+cut -d, -f1-5 "$DATA" >"$TMP/nolabel.csv"
+expect 0 "predict without the label column" -- "$BIN" predict --model "$M" "$TMP/nolabel.csv"
+cmp -s "$TMP/out" "$TMP/pred" || fail "predictions changed without the label column"
+
+# ---- bad input: exit 1, one line naming file:line:column, no model -----------------------------
+printf 'a,b,y\n1,2,0\n3,4,2\n' >"$TMP/nonbinary.csv"
+printf 'a,b,y\n1,2,0\n3,x,1\n' >"$TMP/badnum.csv"
+printf 'a,b,y\n1,2,0\n3,4,0\n' >"$TMP/oneclass.csv"
+: >"$TMP/empty.csv"
+printf 'a,b,y\n' >"$TMP/header.csv"
+OUT=$TMP/never.json
+
+expect 1 "missing file" -- "$BIN" train "$TMP/missing.csv" --label y --model "$OUT"
+one_line_error "missing file" "missing.csv"
+no_file "missing file" "$OUT"
+expect 1 "unknown label column" -- "$BIN" train "$DATA" --label nope --model "$OUT"
+one_line_error "unknown label column" "nope"
+no_file "unknown label column" "$OUT"
+expect 1 "non-binary labels" -- "$BIN" train "$TMP/nonbinary.csv" --label y --model "$OUT"
+one_line_error "non-binary labels" "nonbinary.csv:3:3:"
+no_file "non-binary labels" "$OUT"
+expect 1 "bad number" -- "$BIN" train "$TMP/badnum.csv" --label y --model "$OUT"
+one_line_error "bad number" "badnum.csv:3:2:"
+no_file "bad number" "$OUT"
+expect 1 "empty file" -- "$BIN" train "$TMP/empty.csv" --label y --model "$OUT"
+one_line_error "empty file" "empty.csv"
+no_file "empty file" "$OUT"
+expect 1 "header only" -- "$BIN" train "$TMP/header.csv" --label y --model "$OUT"
+one_line_error "header only" "header.csv:1"
+no_file "header only" "$OUT"
+expect 1 "one class" -- "$BIN" train "$TMP/oneclass.csv" --label y --model "$OUT"
+one_line_error "one class" "only one class"
+no_file "one class" "$OUT"
+expect 1 "unknown feature" -- "$BIN" train "$DATA" --label placement --features cgpa,nope \
+    --model "$OUT"
+one_line_error "unknown feature" "nope"
+no_file "unknown feature" "$OUT"
+
+# a failed run leaves an existing model untouched
+cp "$M" "$TMP/keep.json"
+expect 1 "failed run over an existing model" -- "$BIN" train "$TMP/nonbinary.csv" --label y \
+    --model "$TMP/keep.json"
+cmp -s "$M" "$TMP/keep.json" || fail "a failed run changed an existing model"
+expect 1 "model in a missing directory" -- "$BIN" train --model "$TMP/no/such/dir/m.json" --quiet
+one_line_error "model in a missing directory" "no/such/dir/m.json"
+
+# ---- usage errors: exit 2 ------------------------------------------------------------------------
+expect 2 "no --label with a data file" -- "$BIN" train "$DATA"
+one_line_error "no --label" "--label"
+expect 2 "unknown option" -- "$BIN" train --frobnicate
+one_line_error "unknown option" "frobnicate"
+expect 2 "bad number option" -- "$BIN" train --epochs many
+one_line_error "bad number option" "--epochs"
+expect 2 "bad solver" -- "$BIN" train --solver newton
+one_line_error "bad solver" "newton"
+expect 2 "bad val split" -- "$BIN" train --val-split 2
+expect 2 "patience without a split" -- "$BIN" train --patience 3
+expect 2 "unknown command" -- "$BIN" frobnicate
+expect 2 "predict without --model" -- "$BIN" predict "$DATA"
+expect 0 "help" -- "$BIN" train --help
+grep -q -- '--val-split' "$TMP/out" || fail "train --help lacks the options"
+
+# ---- bad model files ---------------------------------------------------------------------------
+printf '{"format": "tapegrad-logreg", "version": 1,\n "weights": [1,\n' >"$TMP/broken.json"
+expect 1 "truncated model" -- "$BIN" predict --model "$TMP/broken.json" "$DATA"
+one_line_error "truncated model" "broken.json:"
+printf '{"format": "tapegrad-logreg", "version": 1, "features": ["zz"], "weights": [1], "bias": 0, "solver": {"name": "lbfgs"}}' >"$TMP/other.json"
+expect 1 "model features not in the file" -- "$BIN" predict --model "$TMP/other.json" "$DATA"
+one_line_error "model features not in the file" "zz"
+expect 1 "eval with non-binary labels" -- "$BIN" eval --model "$M" "$TMP/nonbinary.csv" --label y
+one_line_error "eval with non-binary labels" "nope\|cgpa\|nonbinary.csv"
+
+echo "$checks checks, $failures failures"
+[ "$failures" -eq 0 ]

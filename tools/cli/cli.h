@@ -1,0 +1,107 @@
+/* Shared pieces of the `tapegrad` command: argument parsing, CSV options, output helpers. */
+#ifndef TG_CLI_H
+#define TG_CLI_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "tapegrad.h"
+#include "tapegrad/train.h"
+
+/* Exit codes: documented in `tapegrad --help`. */
+enum { EXIT_OK = 0, EXIT_FAIL = 1, EXIT_USAGE = 2 };
+
+/* ---- argument parsing (args.c) ----------------------------------------------------------- */
+typedef enum { OPT_FLAG, OPT_INT, OPT_INT64, OPT_DOUBLE, OPT_STRING, OPT_CHAR } opt_kind;
+
+typedef struct cli_opt {
+    const char *name; /* without the leading "--" */
+    opt_kind kind;
+    void *target;  /* bool, int, int64_t, double, const char *, char */
+    double lo, hi; /* accepted range for numbers (inclusive) */
+    bool *seen;    /* set when the option appears (may be NULL) */
+} cli_opt;
+
+/* Parses argv[0..argc) against opts; positionals go to pos (at most max_pos). Prints a one-line
+ * error naming the command and returns false on a bad or unknown option. *help is set by
+ * -h/--help. */
+bool cli_parse(const char *cmd, int argc, char **argv, const cli_opt *opts, const char **pos,
+               int max_pos, int *n_pos, bool *help);
+
+/* Splits "a,b,c" into a NULL-terminated malloc'd array of malloc'd strings; NULL on OOM. */
+char **cli_split_list(const char *s, int *n);
+void cli_free_list(char **list);
+
+/* ---- CSV input shared by train / predict / eval ------------------------------------------ */
+typedef struct cli_csv {
+    bool no_header;
+    int64_t skip_rows;
+    const char *delimiter; /* one character, or "tab" / "\t"; NULL = detect */
+} cli_csv;
+
+/* Fills opt from the command-line CSV settings; false (with a message) on a bad delimiter. */
+bool cli_csv_options(const char *cmd, const cli_csv *in, tg_csv_options *opt);
+
+/* ---- output helpers (util.c) ------------------------------------------------------------- */
+/* "tapegrad CMD: message" on stderr, one line. */
+void cli_error(const char *cmd, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 2, 3)))
+#endif
+    ;
+/* Writes len bytes to path through a temporary file and a rename: all or nothing. */
+bool cli_write_file(const char *cmd, const char *path, const char *data, size_t len);
+double cli_now(void);
+
+/* A growable text buffer for generated files. */
+typedef struct cli_buf {
+    char *data;
+    size_t len, cap;
+    bool oom;
+} cli_buf;
+void cli_buf_printf(cli_buf *b, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 2, 3)))
+#endif
+    ;
+void cli_buf_free(cli_buf *b);
+
+/* ---- progress bar (progress.c) ----------------------------------------------------------- */
+typedef struct cli_progress {
+    bool on;     /* stderr is a terminal and not --quiet */
+    double last; /* time of the last redraw */
+    int width;   /* bar cells */
+    bool drawn;  /* a line is on screen and must be finished */
+} cli_progress;
+
+void cli_progress_init(cli_progress *p, bool quiet);
+/* A status line ("reading placement.csv (1.2 MB)"), replaced by the next draw. */
+void cli_progress_status(cli_progress *p, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 2, 3)))
+#endif
+    ;
+/* The iteration bar; redrawn at most every 50 ms unless force. */
+void cli_progress_iter(cli_progress *p, int iter, int max_iter, double loss, double val_loss,
+                       bool force);
+void cli_progress_done(cli_progress *p); /* clears the line */
+
+/* ---- training curves (curves.c) ---------------------------------------------------------- */
+/* CSV of the history: iteration,train_loss,objective,val_loss,grad_max,seconds. */
+char *cli_history_csv(const tg_logreg_step *h, int n, size_t *len);
+/* An SVG line chart of training (and validation) loss per iteration. */
+char *cli_history_svg(const tg_logreg_step *h, int n, const char *title, size_t *len);
+
+/* ---- commands ---------------------------------------------------------------------------- */
+int cmd_train(int argc, char **argv);
+int cmd_predict(int argc, char **argv);
+int cmd_eval(int argc, char **argv);
+
+/* Model + CSV loading shared by predict and eval (cmd_predict.c). label: NULL for predict. */
+bool cli_load_for_model(const char *cmd, const char *model_path, const char *data_path,
+                        const cli_csv *csv, const char *label, tg_logreg_model *m,
+                        tg_csv_data *data);
+
+#endif

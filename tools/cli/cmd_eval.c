@@ -1,0 +1,143 @@
+/* tapegrad eval: a model's metrics on a labelled CSV file. */
+#include <cJSON.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+
+static const char USAGE[] =
+    "usage: tapegrad eval --model M.json DATA.csv [--label COL] [--json] [csv options]\n"
+    "\n"
+    "Prints log loss, accuracy, precision, recall, F1, ROC AUC and the confusion matrix of\n"
+    "the model on DATA (class 1 when P(y = 1) > 0.5).\n"
+    "\n"
+    "  --model M.json       a model written by tapegrad train\n"
+    "  --label COL          label column (default: the model's label)\n"
+    "  --json               print one JSON object instead of the table\n"
+    "  --no-header, --skip-rows N, --delimiter C   as for train\n";
+
+static void add_num(cJSON *o, const char *key, double v)
+{
+    if (isfinite(v))
+        cJSON_AddNumberToObject(o, key, v);
+    else
+        cJSON_AddNullToObject(o, key);
+}
+
+static bool print_json(const char *path, const tg_binary_metrics *m)
+{
+    cJSON *o = cJSON_CreateObject();
+    if (!o)
+        return false;
+    cJSON_AddStringToObject(o, "data", path);
+    cJSON_AddNumberToObject(o, "rows", (double)m->n);
+    add_num(o, "log_loss", m->log_loss);
+    add_num(o, "accuracy", m->accuracy);
+    add_num(o, "precision", m->precision);
+    add_num(o, "recall", m->recall);
+    add_num(o, "f1", m->f1);
+    add_num(o, "auc", m->auc);
+    cJSON *c = cJSON_AddObjectToObject(o, "confusion");
+    if (c) {
+        cJSON_AddNumberToObject(c, "tn", (double)m->tn);
+        cJSON_AddNumberToObject(c, "fp", (double)m->fp);
+        cJSON_AddNumberToObject(c, "fn", (double)m->fn);
+        cJSON_AddNumberToObject(c, "tp", (double)m->tp);
+    }
+    char *text = cJSON_PrintUnformatted(o);
+    cJSON_Delete(o);
+    if (!text)
+        return false;
+    printf("%s\n", text);
+    cJSON_free(text);
+    return true;
+}
+
+static void print_table(const char *path, const char *label, const tg_binary_metrics *m)
+{
+    printf("data       %s: %lld rows, label '%s'\n", path, (long long)m->n, label);
+    printf("log loss   %.6f\n", m->log_loss);
+    printf("accuracy   %.4f\n", m->accuracy);
+    printf("precision  %.4f\n", m->precision);
+    printf("recall     %.4f\n", m->recall);
+    printf("F1         %.4f\n", m->f1);
+    printf("ROC AUC    %.4f\n", m->auc);
+    printf("confusion matrix (rows: actual, columns: predicted)\n");
+    printf("              pred 0      pred 1\n");
+    printf("  actual 0  %10lld  %10lld\n", (long long)m->tn, (long long)m->fp);
+    printf("  actual 1  %10lld  %10lld\n", (long long)m->fn, (long long)m->tp);
+}
+
+static int evaluate(const char *path, const char *label, const tg_logreg_model *m,
+                    const tg_csv_data *data, bool json)
+{
+    tg_tensor *z = tg_logreg_decision_function(m, data->X);
+    tg_binary_metrics bm;
+    if (!z || tg_binary_metrics_compute(data->y, z, &bm) != TG_OK) {
+        cli_error("eval", "%s", tg_last_error());
+        tg_release(z);
+        return EXIT_FAIL;
+    }
+    tg_release(z);
+    if (json) {
+        if (!print_json(path, &bm)) {
+            cli_error("eval", "out of memory");
+            return EXIT_FAIL;
+        }
+    } else {
+        print_table(path, label, &bm);
+    }
+    return fflush(stdout) == 0 ? EXIT_OK : EXIT_FAIL;
+}
+
+int cmd_eval(int argc, char **argv)
+{
+    const char *pos[1], *model = NULL, *label = NULL;
+    int n_pos = 0;
+    bool json = false, help = false;
+    cli_csv csv = {0};
+    const cli_opt opts[] = {
+        {"model", OPT_STRING, &model, 0, 0, NULL},
+        {"label", OPT_STRING, &label, 0, 0, NULL},
+        {"json", OPT_FLAG, &json, 0, 0, NULL},
+        {"no-header", OPT_FLAG, &csv.no_header, 0, 0, NULL},
+        {"skip-rows", OPT_INT64, &csv.skip_rows, 0, 9007199254740992.0, NULL},
+        {"delimiter", OPT_CHAR, &csv.delimiter, 0, 0, NULL},
+        {NULL, OPT_FLAG, NULL, 0, 0, NULL},
+    };
+    if (!cli_parse("eval", argc, argv, opts, pos, 1, &n_pos, &help))
+        return EXIT_USAGE;
+    if (help) {
+        fputs(USAGE, stdout);
+        return EXIT_OK;
+    }
+    if (!model || n_pos != 1) {
+        cli_error("eval", "needs --model M.json and one DATA.csv (see tapegrad eval --help)");
+        return EXIT_USAGE;
+    }
+    tg_logreg_model m;
+    tg_logreg_model_init(&m);
+    tg_csv_data data;
+    memset(&data, 0, sizeof data);
+    int rc = EXIT_FAIL;
+    /* The label: --label, else the one the model was trained on. Loading the model first
+     * tells us which; cli_load_for_model reloads it, which is cheap. */
+    if (!label && tg_logreg_load(&m, model) != TG_OK) {
+        cli_error("eval", "%s", tg_last_error());
+    } else if (!label && !m.label) {
+        cli_error("eval", "%s names no label column; pass --label COL", model);
+    } else {
+        char *lab = NULL;
+        if (!label)
+            label = lab = strdup(m.label);
+        if (!label)
+            cli_error("eval", "out of memory");
+        else if (cli_load_for_model("eval", model, pos[0], &csv, label, &m, &data))
+            rc = evaluate(pos[0], label, &m, &data, json);
+        free(lab);
+    }
+    tg_csv_data_free(&data);
+    tg_logreg_model_free(&m);
+    return rc;
+}

@@ -1,0 +1,113 @@
+/* tapegrad predict: one prediction per CSV row on stdout. Also the model + data loading that
+ * eval shares. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+
+static const char USAGE[] =
+    "usage: tapegrad predict --model M.json DATA.csv [--proba] [csv options]\n"
+    "\n"
+    "Writes one line per data row to stdout: the predicted class (0 or 1), or with --proba\n"
+    "the probability of class 1. Columns are picked by the model's feature names (other\n"
+    "columns, such as the label, are ignored); with --no-header the file must have exactly\n"
+    "the model's features, in order.\n"
+    "\n"
+    "  --model M.json       a model written by tapegrad train\n"
+    "  --proba              print P(y = 1) instead of the class\n"
+    "  --no-header, --skip-rows N, --delimiter C   as for train\n";
+
+bool cli_load_for_model(const char *cmd, const char *model_path, const char *data_path,
+                        const cli_csv *csv, const char *label, tg_logreg_model *m,
+                        tg_csv_data *data)
+{
+    if (tg_logreg_load(m, model_path) != TG_OK) {
+        cli_error(cmd, "%s", tg_last_error());
+        return false;
+    }
+    tg_csv_options co;
+    tg_csv_options_init(&co);
+    if (!cli_csv_options(cmd, csv, &co))
+        return false;
+    /* With a header, select the model's columns by name; without one, take them in order. */
+    if (!csv->no_header) {
+        co.features = (const char *const *)m->feature_names;
+        co.n_features = (int)m->n_features;
+    }
+    co.no_label = label == NULL;
+    co.label = label;
+    if (tg_csv_read(data_path, &co, data) != TG_OK) {
+        cli_error(cmd, "%s", tg_last_error());
+        return false;
+    }
+    if (data->n_features != m->n_features) {
+        cli_error(cmd, "%s: %d feature columns, but the model %s has %lld", data_path,
+                  data->n_features, model_path, (long long)m->n_features);
+        return false;
+    }
+    return true;
+}
+
+/* Large outputs: format into one buffer and write it in big pieces. */
+static bool print_predictions(const tg_tensor *p, bool proba)
+{
+    const float *v = tg_data((tg_tensor *)p);
+    int64_t n = tg_numel(p);
+    static char buf[1 << 16];
+    size_t len = 0;
+    for (int64_t i = 0; i < n; i++) {
+        if (len > sizeof buf - 64) {
+            if (fwrite(buf, 1, len, stdout) != len)
+                return false;
+            len = 0;
+        }
+        int w = proba ? snprintf(buf + len, 64, "%.9g\n", (double)v[i])
+                      : snprintf(buf + len, 64, "%d\n", v[i] > 0.5f);
+        len += (size_t)w;
+    }
+    return fwrite(buf, 1, len, stdout) == len && fflush(stdout) == 0;
+}
+
+int cmd_predict(int argc, char **argv)
+{
+    const char *pos[1], *model = NULL;
+    int n_pos = 0;
+    bool proba = false, help = false;
+    cli_csv csv = {0};
+    const cli_opt opts[] = {
+        {"model", OPT_STRING, &model, 0, 0, NULL},
+        {"proba", OPT_FLAG, &proba, 0, 0, NULL},
+        {"no-header", OPT_FLAG, &csv.no_header, 0, 0, NULL},
+        {"skip-rows", OPT_INT64, &csv.skip_rows, 0, 9007199254740992.0, NULL},
+        {"delimiter", OPT_CHAR, &csv.delimiter, 0, 0, NULL},
+        {NULL, OPT_FLAG, NULL, 0, 0, NULL},
+    };
+    if (!cli_parse("predict", argc, argv, opts, pos, 1, &n_pos, &help))
+        return EXIT_USAGE;
+    if (help) {
+        fputs(USAGE, stdout);
+        return EXIT_OK;
+    }
+    if (!model || n_pos != 1) {
+        cli_error("predict", "needs --model M.json and one DATA.csv (see tapegrad predict --help)");
+        return EXIT_USAGE;
+    }
+    tg_logreg_model m;
+    tg_logreg_model_init(&m);
+    tg_csv_data data;
+    memset(&data, 0, sizeof data);
+    int rc = EXIT_FAIL;
+    if (cli_load_for_model("predict", model, pos[0], &csv, NULL, &m, &data)) {
+        tg_tensor *p = proba ? tg_logreg_predict_proba(&m, data.X) : tg_logreg_predict(&m, data.X);
+        if (!p)
+            cli_error("predict", "%s", tg_last_error());
+        else if (!print_predictions(p, proba))
+            cli_error("predict", "cannot write to stdout");
+        else
+            rc = EXIT_OK;
+        tg_release(p);
+    }
+    tg_csv_data_free(&data);
+    tg_logreg_model_free(&m);
+    return rc;
+}

@@ -1,0 +1,404 @@
+/* tapegrad train: CSV in, logistic-regression model out (plus curves and a summary). */
+#include <cJSON.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "cli.h"
+
+static const char USAGE[] =
+    "usage: tapegrad train [DATA.csv] --label COL [options]\n"
+    "\n"
+    "Fits a logistic regression (L2-penalized, intercept not penalized) and writes the model.\n"
+    "Without DATA it trains on the bundled synthetic data/placement.csv (label 'placement').\n"
+    "\n"
+    "data:\n"
+    "  --label COL          label column (name or 0-based index); values 0/1 or true/false\n"
+    "  --features a,b,...   feature columns (default: every other column)\n"
+    "  --no-header          the first row is data; columns are named 0, 1, ...\n"
+    "  --skip-rows N        lines to skip before the header\n"
+    "  --delimiter C        field separator (default: detect , ; tab or spaces)\n"
+    "training:\n"
+    "  --solver S           lbfgs (default), gd, sgd or adam\n"
+    "  --epochs N           iteration limit (lbfgs 100, gd 1000, sgd/adam 50 epochs)\n"
+    "  --lr F               step size (gd: fixed step instead of line search; sgd 0.01,\n"
+    "                       adam 0.001)\n"
+    "  --batch-size N       rows per step for sgd/adam (64)\n"
+    "  --l2 F               penalty (l2/2)*|w|^2 on the mean loss (default 1/n, which is\n"
+    "                       scikit-learn's C=1)\n"
+    "  --pos-weight F       weight of positive rows in the loss (1)\n"
+    "  --tol F              stop when every gradient entry is below F (1e-4)\n"
+    "  --no-standardize     train on raw features (default: mean 0, std 1)\n"
+    "  --val-split F        hold out this fraction of rows for validation (0)\n"
+    "  --patience N         early stopping: stop after N iterations without a better\n"
+    "                       validation loss, keep the best weights (needs --val-split)\n"
+    "  --seed N             validation split and shuffling (0)\n"
+    "  --threads N          worker threads (default: all CPUs)\n"
+    "output:\n"
+    "  --model OUT.json     write the model (atomically: never a partial file)\n"
+    "  --history OUT.csv    loss per iteration as CSV\n"
+    "  --plot OUT.svg       loss per iteration as an SVG chart\n"
+    "  --json               print one JSON object with the results on stdout\n"
+    "  --quiet              no progress bar and no summary\n";
+
+typedef struct {
+    const char *pos[1];
+    int n_pos;
+    const char *label, *features, *solver, *model, *history, *plot;
+    cli_csv csv;
+    int epochs, threads, patience;
+    int64_t batch_size, seed;
+    double lr, l2, pos_weight, val_split, tol;
+    bool l2_seen, no_standardize, json, quiet;
+} train_args;
+
+/* The bundled data set: $TAPEGRAD_DATA_DIR, the source tree, then the install prefix. */
+static const char *bundled_data(void)
+{
+    static char path[4096];
+    const char *dirs[] = {getenv("TAPEGRAD_DATA_DIR"), TG_DATA_DIR_BUILD, TG_DATA_DIR_INSTALL};
+    for (size_t i = 0; i < sizeof dirs / sizeof dirs[0]; i++) {
+        if (!dirs[i] || !*dirs[i])
+            continue;
+        snprintf(path, sizeof path, "%s/placement.csv", dirs[i]);
+        if (access(path, R_OK) == 0)
+            return path;
+    }
+    return NULL;
+}
+
+static bool parse_train(int argc, char **argv, train_args *a, bool *help)
+{
+    tg_logreg_options d;
+    tg_logreg_options_init(&d);
+    memset(a, 0, sizeof *a);
+    a->epochs = d.max_iter;
+    a->batch_size = d.batch_size;
+    a->lr = d.lr;
+    a->pos_weight = d.pos_weight;
+    a->tol = d.tol;
+    a->seed = (int64_t)d.seed;
+    const double big = 9007199254740992.0;
+    const cli_opt opts[] = {
+        {"label", OPT_STRING, &a->label, 0, 0, NULL},
+        {"features", OPT_STRING, &a->features, 0, 0, NULL},
+        {"no-header", OPT_FLAG, &a->csv.no_header, 0, 0, NULL},
+        {"skip-rows", OPT_INT64, &a->csv.skip_rows, 0, big, NULL},
+        {"delimiter", OPT_CHAR, &a->csv.delimiter, 0, 0, NULL},
+        {"solver", OPT_STRING, &a->solver, 0, 0, NULL},
+        {"epochs", OPT_INT, &a->epochs, 1, 1e9, NULL},
+        {"lr", OPT_DOUBLE, &a->lr, 0, 1e6, NULL},
+        {"batch-size", OPT_INT64, &a->batch_size, 1, big, NULL},
+        {"l2", OPT_DOUBLE, &a->l2, 0, 1e12, &a->l2_seen},
+        {"pos-weight", OPT_DOUBLE, &a->pos_weight, 1e-12, 1e12, NULL},
+        {"tol", OPT_DOUBLE, &a->tol, 0, 1e12, NULL},
+        {"no-standardize", OPT_FLAG, &a->no_standardize, 0, 0, NULL},
+        {"val-split", OPT_DOUBLE, &a->val_split, 0, 0.99, NULL},
+        {"patience", OPT_INT, &a->patience, 0, 1e9, NULL},
+        {"seed", OPT_INT64, &a->seed, 0, big, NULL},
+        {"threads", OPT_INT, &a->threads, 1, 1024, NULL},
+        {"model", OPT_STRING, &a->model, 0, 0, NULL},
+        {"history", OPT_STRING, &a->history, 0, 0, NULL},
+        {"plot", OPT_STRING, &a->plot, 0, 0, NULL},
+        {"json", OPT_FLAG, &a->json, 0, 0, NULL},
+        {"quiet", OPT_FLAG, &a->quiet, 0, 0, NULL},
+        {NULL, OPT_FLAG, NULL, 0, 0, NULL},
+    };
+    return cli_parse("train", argc, argv, opts, a->pos, 1, &a->n_pos, help);
+}
+
+static bool fit_options(const train_args *a, tg_logreg_options *o)
+{
+    tg_logreg_options_init(o);
+    if (a->solver && tg_solver_parse(a->solver, &o->solver) != TG_OK) {
+        cli_error("train", "--solver: %s", tg_last_error());
+        return false;
+    }
+    o->max_iter = a->epochs;
+    o->lr = a->lr;
+    o->batch_size = a->batch_size;
+    if (a->l2_seen)
+        o->l2 = a->l2;
+    o->pos_weight = a->pos_weight;
+    o->tol = a->tol;
+    o->standardize = !a->no_standardize;
+    o->val_split = a->val_split;
+    o->patience = a->patience;
+    o->seed = (uint64_t)a->seed;
+    o->in_place = true; /* the loaded table is ours: standardize it without a 2nd copy */
+    if (a->patience > 0 && a->val_split <= 0.0) {
+        cli_error("train", "--patience needs a validation split (--val-split F)");
+        return false;
+    }
+    return true;
+}
+
+/* ---- loading ---------------------------------------------------------------------------- */
+
+static bool load(const train_args *a, const char *path, cli_progress *pg, tg_csv_data *data)
+{
+    tg_csv_options co;
+    tg_csv_options_init(&co);
+    if (!cli_csv_options("train", &a->csv, &co))
+        return false;
+    co.label = a->label;
+    int nf = 0;
+    char **feats = NULL;
+    if (a->features) {
+        feats = cli_split_list(a->features, &nf);
+        if (!feats) {
+            cli_error("train", "out of memory");
+            return false;
+        }
+        co.features = (const char *const *)feats;
+        co.n_features = nf;
+    }
+    struct stat sb;
+    double mb = stat(path, &sb) == 0 ? (double)sb.st_size / 1e6 : 0.0;
+    cli_progress_status(pg, "reading %s (%.1f MB)...", path, mb);
+    tg_status st = tg_csv_read(path, &co, data);
+    cli_free_list(feats);
+    cli_progress_done(pg);
+    if (st != TG_OK) {
+        cli_error("train", "%s", tg_last_error());
+        return false;
+    }
+    return true;
+}
+
+/* Both classes must be present: with one class there is nothing to separate. */
+static bool check_classes(const char *path, const tg_csv_data *data)
+{
+    const float *y = tg_data(data->y);
+    int64_t pos = 0;
+    for (int64_t i = 0; i < data->rows; i++)
+        pos += y[i] > 0.5f;
+    if (pos > 0 && pos < data->rows)
+        return true;
+    cli_error("train",
+              "%s: the label column '%s' has only one class (%s) in %lld rows; "
+              "need both 0 and 1",
+              path, data->label_name ? data->label_name : "?", pos ? "1" : "0",
+              (long long)data->rows);
+    return false;
+}
+
+/* ---- training --------------------------------------------------------------------------- */
+
+static int on_step(const tg_logreg_step *s, int max_iter, void *user)
+{
+    cli_progress_iter(user, s->iteration, max_iter, s->train_loss, s->val_loss, false);
+    return 0;
+}
+
+/* ---- outputs ---------------------------------------------------------------------------- */
+
+static bool write_curves(const train_args *a, const tg_logreg_result *r, const char *path)
+{
+    size_t len = 0;
+    if (a->history) {
+        char *csv = cli_history_csv(r->history, r->history_len, &len);
+        bool ok = csv && cli_write_file("train", a->history, csv, len);
+        if (!csv)
+            cli_error("train", "%s: out of memory", a->history);
+        free(csv);
+        if (!ok)
+            return false;
+    }
+    if (a->plot) {
+        char title[512];
+        const char *base = strrchr(path, '/');
+        /* %.200s: a long file name is cut, not the chart */
+        snprintf(title, sizeof title, "tapegrad train %.200s: log loss per iteration",
+                 base ? base + 1 : path);
+        char *svg = cli_history_svg(r->history, r->history_len, title, &len);
+        bool ok = svg && cli_write_file("train", a->plot, svg, len);
+        if (!svg)
+            cli_error("train", "%s: out of memory", a->plot);
+        free(svg);
+        if (!ok)
+            return false;
+    }
+    return true;
+}
+
+static void add_num(cJSON *o, const char *key, double v)
+{
+    if (isfinite(v))
+        cJSON_AddNumberToObject(o, key, v);
+    else
+        cJSON_AddNullToObject(o, key);
+}
+
+typedef struct {
+    const char *path;
+    const tg_csv_data *data;
+    const tg_logreg_model *model;
+    const tg_logreg_result *r;
+    double seconds_load, seconds_train;
+} summary;
+
+static bool print_json(const train_args *a, const summary *s)
+{
+    const tg_logreg_result *r = s->r;
+    bool val = r->n_val > 0;
+    cJSON *o = cJSON_CreateObject();
+    if (!o)
+        return false;
+    cJSON_AddStringToObject(o, "data", s->path);
+    cJSON_AddNumberToObject(o, "rows", (double)s->data->rows);
+    cJSON_AddNumberToObject(o, "features", (double)s->data->n_features);
+    cJSON_AddStringToObject(o, "label", s->data->label_name ? s->data->label_name : "");
+    cJSON_AddNumberToObject(o, "train_rows", (double)r->n_train);
+    cJSON_AddNumberToObject(o, "val_rows", (double)r->n_val);
+    cJSON_AddStringToObject(o, "solver", tg_solver_name(s->model->options.solver));
+    cJSON_AddNumberToObject(o, "l2", r->l2);
+    cJSON_AddNumberToObject(o, "iterations", r->iterations);
+    cJSON_AddNumberToObject(o, "evaluations", (double)r->evaluations);
+    cJSON_AddStringToObject(o, "stop", tg_stop_reason_name(r->stop));
+    add_num(o, "objective", r->objective);
+    add_num(o, "grad_max", r->grad_max);
+    add_num(o, "train_log_loss", r->train_metrics.log_loss);
+    add_num(o, "train_accuracy", r->train_metrics.accuracy);
+    add_num(o, "train_auc", r->train_metrics.auc);
+    add_num(o, "val_log_loss", val ? r->val_metrics.log_loss : NAN);
+    add_num(o, "val_accuracy", val ? r->val_metrics.accuracy : NAN);
+    add_num(o, "val_auc", val ? r->val_metrics.auc : NAN);
+    /* auc: on held-out rows when there are some, else on the training rows */
+    add_num(o, "auc", val ? r->val_metrics.auc : r->train_metrics.auc);
+    cJSON_AddNumberToObject(o, "seconds_load", s->seconds_load);
+    cJSON_AddNumberToObject(o, "seconds_train", s->seconds_train);
+    cJSON_AddNumberToObject(o, "threads", tg_get_num_threads());
+    cJSON_AddStringToObject(o, "isa", tg_isa());
+    if (a->model)
+        cJSON_AddStringToObject(o, "model", a->model);
+    else
+        cJSON_AddNullToObject(o, "model");
+    char *text = cJSON_PrintUnformatted(o);
+    cJSON_Delete(o);
+    if (!text)
+        return false;
+    bool ok = printf("%s\n", text) > 0;
+    cJSON_free(text);
+    return ok;
+}
+
+static void print_metrics_line(const char *name, const tg_binary_metrics *m)
+{
+    printf("%-11s log loss %.6f  accuracy %.4f  precision %.4f  recall %.4f  F1 %.4f  "
+           "AUC %.4f\n",
+           name, m->log_loss, m->accuracy, m->precision, m->recall, m->f1, m->auc);
+}
+
+static void print_summary(const train_args *a, const summary *s)
+{
+    const tg_logreg_result *r = s->r;
+    const tg_logreg_model *m = s->model;
+    printf("data        %s: %lld rows x %lld features -> '%s' (read in %.3f s)\n", s->path,
+           (long long)s->data->rows, (long long)s->data->n_features,
+           s->data->label_name ? s->data->label_name : "?", s->seconds_load);
+    if (r->n_val > 0)
+        printf("split       %lld training rows, %lld validation rows\n", (long long)r->n_train,
+               (long long)r->n_val);
+    static const char *const how[] = {"converged", "stopped at the iteration limit",
+                                      "stopped early (validation loss)", "stopped (no progress)",
+                                      "stopped by the callback"};
+    bool epochs = m->options.solver == TG_SOLVER_SGD || m->options.solver == TG_SOLVER_ADAM;
+    printf("solver      %s, l2 %.4g: %s after %d %s", tg_solver_name(m->options.solver), r->l2,
+           (unsigned)r->stop < 5 ? how[r->stop] : "stopped", r->iterations,
+           epochs ? "epochs" : "iterations");
+    if (!epochs)
+        printf(" (%lld loss+gradient passes)", (long long)r->evaluations);
+    printf(", %.3f s\n", s->seconds_train);
+    print_metrics_line("train", &r->train_metrics);
+    if (r->n_val > 0)
+        print_metrics_line("validation", &r->val_metrics);
+    if (m->n_features <= 20) {
+        printf("weights     (on %s features)\n", m->mean ? "standardized" : "raw");
+        for (int64_t j = 0; j < m->n_features; j++)
+            printf("  %-20s % .6f\n", m->feature_names ? m->feature_names[j] : "?", m->weights[j]);
+        printf("  %-20s % .6f\n", "(intercept)", m->bias);
+    }
+    if (a->model)
+        printf("model       %s\n", a->model);
+}
+
+static int run(const train_args *a, const char *path, tg_csv_data *data, tg_logreg_model *m)
+{
+    cli_progress pg;
+    cli_progress_init(&pg, a->quiet);
+    tg_logreg_options o;
+    if (!fit_options(a, &o))
+        return EXIT_USAGE;
+    double t0 = cli_now();
+    if (!load(a, path, &pg, data) || !check_classes(path, data))
+        return EXIT_FAIL;
+    double t1 = cli_now();
+    o.progress = on_step;
+    o.progress_user = &pg;
+    tg_logreg_result r;
+    tg_status st = tg_logreg_fit(data->X, data->y, &o, m, &r);
+    cli_progress_done(&pg);
+    if (st != TG_OK) {
+        cli_error("train", "%s", tg_last_error());
+        return EXIT_FAIL;
+    }
+    double t2 = cli_now();
+    int rc = EXIT_OK;
+    if (tg_logreg_model_set_names(m, (const char *const *)data->names, data->n_features,
+                                  data->label_name) != TG_OK ||
+        (a->model && tg_logreg_save(m, a->model) != TG_OK)) {
+        cli_error("train", "%s", tg_last_error());
+        rc = EXIT_FAIL;
+    }
+    if (rc == EXIT_OK && !write_curves(a, &r, path))
+        rc = EXIT_FAIL;
+    summary s = {path, data, m, &r, t1 - t0, t2 - t1};
+    if (rc == EXIT_OK && a->json && !print_json(a, &s)) {
+        cli_error("train", "cannot print the JSON summary");
+        rc = EXIT_FAIL;
+    } else if (rc == EXIT_OK && !a->json && !a->quiet) {
+        print_summary(a, &s);
+    }
+    tg_logreg_result_free(&r);
+    return rc;
+}
+
+int cmd_train(int argc, char **argv)
+{
+    train_args a;
+    bool help = false;
+    if (!parse_train(argc, argv, &a, &help))
+        return EXIT_USAGE;
+    if (help) {
+        fputs(USAGE, stdout);
+        return EXIT_OK;
+    }
+    const char *path = a.n_pos > 0 ? a.pos[0] : NULL;
+    if (!path) {
+        path = bundled_data();
+        if (!path) {
+            cli_error("train", "no DATA.csv given and the bundled placement.csv was not found "
+                               "(set TAPEGRAD_DATA_DIR)");
+            return EXIT_FAIL;
+        }
+        if (!a.label)
+            a.label = "placement";
+    }
+    if (!a.label) {
+        cli_error("train", "--label COL is required with a data file (see tapegrad train --help)");
+        return EXIT_USAGE;
+    }
+    if (a.threads > 0)
+        tg_set_num_threads(a.threads);
+    tg_csv_data data;
+    memset(&data, 0, sizeof data);
+    tg_logreg_model m;
+    tg_logreg_model_init(&m);
+    int rc = run(&a, path, &data, &m);
+    tg_logreg_model_free(&m);
+    tg_csv_data_free(&data);
+    return rc;
+}
