@@ -1,0 +1,763 @@
+/* The AVX2 kernel family: 8 floats per vector, maskload/maskstore for the n % 8 tail.
+ * Compiled with -mavx2 -mfma (and -ffp-contract=off, so no multiply-add is fused behind our
+ * back): dispatch.c only installs it after CPUID says yes.
+ *
+ * Rules every kernel here follows:
+ *  - the tail goes through the same vector formula as the body (masked lanes), so an element's
+ *    result never depends on n, on where it sits in the array, or on the pointer's alignment;
+ *  - the non-transcendental formulas use the same operations in the same order as the scalar
+ *    family, so they are bit-identical to it (no FMA where scalar has none);
+ *  - transcendentals come from SLEEF's 1.0-ULP vector functions, in their deterministic
+ *    "finz" form: the plain sin/cos switch the whole vector to a different argument reduction
+ *    when any lane is >= 125, so a lane's result (within 1 ULP) would depend on its neighbours;
+ *    exp is the exception, inlined here (see vexp) and as accurate. */
+#include <immintrin.h>
+#include <math.h>
+#include <sleef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "kernels.h"
+
+#define W 8
+typedef __m256 vf;
+typedef __m256 vmask; /* all-ones / all-zeros lanes, as the compares give */
+
+#define ALWAYS_INLINE static inline __attribute__((always_inline))
+
+/* Lanes 0..r-1 set (all 8 when r >= 8), in the integer form maskload/maskstore want. */
+ALWAYS_INLINE __m256i lanes(int64_t r)
+{
+    int k = r >= W ? W : (int)r;
+    return _mm256_cmpgt_epi32(_mm256_set1_epi32(k), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+}
+
+/* Loads r (<= 8) floats; the lanes past r read as 0 and touch no memory. */
+ALWAYS_INLINE vf ld(const float *p, int64_t r)
+{
+    return r >= W ? _mm256_loadu_ps(p) : _mm256_maskload_ps(p, lanes(r));
+}
+
+ALWAYS_INLINE void st(float *p, vf v, int64_t r)
+{
+    if (r >= W)
+        _mm256_storeu_ps(p, v);
+    else
+        _mm256_maskstore_ps(p, lanes(r), v);
+}
+
+ALWAYS_INLINE vf set1(float v)
+{
+    return _mm256_set1_ps(v);
+}
+ALWAYS_INLINE vf zero(void)
+{
+    return _mm256_setzero_ps();
+}
+ALWAYS_INLINE vf add(vf a, vf b)
+{
+    return _mm256_add_ps(a, b);
+}
+ALWAYS_INLINE vf sub(vf a, vf b)
+{
+    return _mm256_sub_ps(a, b);
+}
+ALWAYS_INLINE vf mul(vf a, vf b)
+{
+    return _mm256_mul_ps(a, b);
+}
+ALWAYS_INLINE vf dvd(vf a, vf b)
+{
+    return _mm256_div_ps(a, b);
+}
+ALWAYS_INLINE vf neg(vf v)
+{
+    return _mm256_xor_ps(v, set1(-0.0f));
+}
+ALWAYS_INLINE vf vabs(vf v)
+{
+    return _mm256_andnot_ps(set1(-0.0f), v);
+}
+ALWAYS_INLINE vmask is_nan(vf v)
+{
+    return _mm256_cmp_ps(v, v, _CMP_UNORD_Q);
+}
+/* m ? b : a, lane by lane */
+ALWAYS_INLINE vf sel(vmask m, vf b, vf a)
+{
+    return _mm256_blendv_ps(a, b, m);
+}
+/* m ? v : 0 */
+ALWAYS_INLINE vf keep(vmask m, vf v)
+{
+    return _mm256_and_ps(m, v);
+}
+
+/* ---- exp --------------------------------------------------------------------------------
+ * Our own inlined exp instead of a call to SLEEF's: exp is the whole cost of sigmoid, its
+ * backward and the logistic loss, and inlining it (no call, no spill, 18 vector ops) is what
+ * lets them keep up with memory. Accuracy matches SLEEF's u10: checked against a double exp on
+ * every float, the largest error is 0.924 ULP (TAPEGRAD_EXHAUSTIVE=1 test_kernels rechecks).
+ *
+ * x = k ln2 + r with k = round(x / ln2), |r| <= ln2/2. ln2_hi has 18 significant bits, so
+ * x - k ln2_hi is exact (one FMA); subtracting k ln2_lo rounds, and that rounding error dr is
+ * recovered exactly (Sterbenz plus one FMA) and added back, as exp(r + dr) ~ exp(r) (1 + dr).
+ * exp(r) is the degree-7 Taylor polynomial (truncation < 0.1 ULP), summed as
+ * 1 + (r + (r^2 P(r) + dr)) so the big terms are added last; the result is scaled by 2^k with a
+ * single rounding, subnormals included. The input is clamped to [-104, 89] first (NaN passes
+ * through), where exp is 0 and inf already. */
+#define EXP_LN2_HI 0x1.62e43p-1f
+#define EXP_LN2_LO -0x1.05c61p-29f
+
+ALWAYS_INLINE vf vexp(vf x)
+{
+    x = _mm256_min_ps(set1(89.0f), _mm256_max_ps(set1(-104.0f), x)); /* NaN x: returned as is */
+    vf k = _mm256_round_ps(mul(x, set1(0x1.715476p+0f)),
+                           _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    vf r1 = _mm256_fnmadd_ps(k, set1(EXP_LN2_HI), x);
+    vf r = _mm256_fnmadd_ps(k, set1(EXP_LN2_LO), r1);
+    vf dr = _mm256_fnmadd_ps(k, set1(EXP_LN2_LO), sub(r1, r)); /* what rounding r dropped */
+    vf p = set1(0x1.a01a02p-13f);
+    p = _mm256_fmadd_ps(p, r, set1(0x1.6c16c2p-10f));
+    p = _mm256_fmadd_ps(p, r, set1(0x1.111112p-7f));
+    p = _mm256_fmadd_ps(p, r, set1(0x1.555556p-5f));
+    p = _mm256_fmadd_ps(p, r, set1(0x1.555556p-3f));
+    p = _mm256_fmadd_ps(p, r, set1(0.5f));
+    vf y = add(set1(1.0f), add(r, _mm256_fmadd_ps(p, mul(r, r), dr)));
+    /* 2^k as two exact powers of two (k is in [-151, 129], each half in the normal range): the
+     * first product is exact, the second rounds once, into the subnormals if need be. */
+    __m256i ki = _mm256_cvtps_epi32(k);
+    __m256i k1 = _mm256_srai_epi32(ki, 1), k2 = _mm256_sub_epi32(ki, k1);
+    __m256i bias = _mm256_set1_epi32(127);
+    vf s1 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(k1, bias), 23));
+    vf s2 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(k2, bias), 23));
+    return mul(mul(y, s1), s2);
+}
+
+/* ---- streaming stores ------------------------------------------------------------------- */
+
+/* From 4M floats (16 MB) on, the output cannot stay in the cache for the next op anyway (L2 is a
+ * few MB per core, L3 is shared), so non-temporal stores skip the read-for-ownership of y and
+ * leave the cache to the inputs. In place (y is an input) the line is already cached: no gain. */
+#define STREAM_MIN ((int64_t)1 << 22)
+
+/* Elements to handle before y reaches a 32-byte boundary, or -1 if streaming does not apply. */
+static int64_t stream_head(const float *y, int64_t n)
+{
+    uintptr_t a = (uintptr_t)y;
+    if (n < STREAM_MIN || (a & 3u) != 0)
+        return -1;
+    return (int64_t)(((32u - (a & 31u)) & 31u) / 4u);
+}
+
+/* ---- map helpers: one loop shape for every elementwise kernel ------------------------------ */
+
+typedef vf (*vop1)(vf);
+typedef vf (*vop2)(vf, vf);
+
+/* y = op(x). Always inlined so `op` (a constant at every call) is inlined into the loop. */
+ALWAYS_INLINE void map1(const float *x, float *y, int64_t n, vop1 op)
+{
+    int64_t i = 0;
+    int64_t head = x != y ? stream_head(y, n) : -1;
+    if (head >= 0) {
+        if (head > 0)
+            st(y, op(ld(x, head)), head);
+        for (i = head; i + W <= n; i += W)
+            _mm256_stream_ps(y + i, op(_mm256_loadu_ps(x + i)));
+        _mm_sfence(); /* order the weakly ordered stores before anything that follows */
+    }
+    for (; i < n; i += W) {
+        int64_t r = n - i;
+        st(y + i, op(ld(x + i, r)), r);
+    }
+}
+
+/* y = op(a, b) elementwise. */
+ALWAYS_INLINE void map2(const float *a, const float *b, float *y, int64_t n, vop2 op)
+{
+    int64_t i = 0;
+    int64_t head = (a != y && b != y) ? stream_head(y, n) : -1;
+    if (head >= 0) {
+        if (head > 0)
+            st(y, op(ld(a, head), ld(b, head)), head);
+        for (i = head; i + W <= n; i += W)
+            _mm256_stream_ps(y + i, op(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i)));
+        _mm_sfence();
+    }
+    for (; i < n; i += W) {
+        int64_t r = n - i;
+        st(y + i, op(ld(a + i, r), ld(b + i, r)), r);
+    }
+}
+
+/* y = op(a, broadcast b): the scalar side is a vector of one value. */
+ALWAYS_INLINE void map2_vs(const float *a, vf b, float *y, int64_t n, vop2 op)
+{
+    int64_t i = 0;
+    int64_t head = a != y ? stream_head(y, n) : -1;
+    if (head >= 0) {
+        if (head > 0)
+            st(y, op(ld(a, head), b), head);
+        for (i = head; i + W <= n; i += W)
+            _mm256_stream_ps(y + i, op(_mm256_loadu_ps(a + i), b));
+        _mm_sfence();
+    }
+    for (; i < n; i += W) {
+        int64_t r = n - i;
+        st(y + i, op(ld(a + i, r), b), r);
+    }
+}
+
+ALWAYS_INLINE void map2_sv(vf a, const float *b, float *y, int64_t n, vop2 op)
+{
+    int64_t i = 0;
+    int64_t head = b != y ? stream_head(y, n) : -1;
+    if (head >= 0) {
+        if (head > 0)
+            st(y, op(a, ld(b, head)), head);
+        for (i = head; i + W <= n; i += W)
+            _mm256_stream_ps(y + i, op(a, _mm256_loadu_ps(b + i)));
+        _mm_sfence();
+    }
+    for (; i < n; i += W) {
+        int64_t r = n - i;
+        st(y + i, op(a, ld(b + i, r)), r);
+    }
+}
+
+/* ---- elementwise formulas ---------------------------------------------------------------- */
+
+ALWAYS_INLINE vf f_neg(vf v)
+{
+    return neg(v);
+}
+ALWAYS_INLINE vf f_abs(vf v)
+{
+    return vabs(v);
+}
+
+/* v > 0, or NaN (kept, as PyTorch does): "not less-or-equal, unordered" */
+ALWAYS_INLINE vf f_relu(vf v)
+{
+    return keep(_mm256_cmp_ps(v, zero(), _CMP_NLE_UQ), v);
+}
+ALWAYS_INLINE vf f_sqrt(vf v)
+{
+    return _mm256_sqrt_ps(v);
+}
+ALWAYS_INLINE vf f_exp(vf v)
+{
+    return vexp(v);
+}
+ALWAYS_INLINE vf f_log(vf v)
+{
+    return Sleef_finz_logf8_u10avx2(v);
+}
+ALWAYS_INLINE vf f_sin(vf v)
+{
+    return Sleef_finz_sinf8_u10avx2(v);
+}
+ALWAYS_INLINE vf f_cos(vf v)
+{
+    return Sleef_finz_cosf8_u10avx2(v);
+}
+ALWAYS_INLINE vf f_tanh(vf v)
+{
+    return Sleef_finz_tanhf8_u10avx2(v);
+}
+
+/* 1 / (1 + exp(-x)): exp overflows to inf for x < -88.7 and gives exactly 0 for x > 104, so
+ * the limits come out as exact 0 and 1 without NaN; NaN propagates through exp. */
+ALWAYS_INLINE vf f_sigmoid(vf v)
+{
+    vf one = set1(1.0f);
+    return dvd(one, add(one, vexp(neg(v))));
+}
+
+ALWAYS_INLINE vf f_add(vf a, vf b)
+{
+    return add(a, b);
+}
+ALWAYS_INLINE vf f_sub(vf a, vf b)
+{
+    return sub(a, b);
+}
+ALWAYS_INLINE vf f_mul(vf a, vf b)
+{
+    return mul(a, b);
+}
+ALWAYS_INLINE vf f_div(vf a, vf b)
+{
+    return dvd(a, b);
+}
+ALWAYS_INLINE vf f_pow(vf a, vf b)
+{
+    return Sleef_finz_powf8_u10avx2(a, b);
+}
+
+#define DEF_UNARY(name, op)                                                                        \
+    static void name(const float *x, float *y, int64_t n)                                          \
+    {                                                                                              \
+        map1(x, y, n, op);                                                                         \
+    }
+#define DEF_BINARY(name, op)                                                                       \
+    static void name(const float *a, const float *b, float *y, int64_t n)                          \
+    {                                                                                              \
+        map2(a, b, y, n, op);                                                                      \
+    }
+
+DEF_UNARY(v_neg, f_neg)
+DEF_UNARY(v_abs, f_abs)
+DEF_UNARY(v_relu, f_relu)
+DEF_UNARY(v_exp, f_exp)
+DEF_UNARY(v_log, f_log)
+DEF_UNARY(v_sin, f_sin)
+DEF_UNARY(v_cos, f_cos)
+DEF_UNARY(v_tanh, f_tanh)
+DEF_UNARY(v_sqrt, f_sqrt)
+DEF_UNARY(v_sigmoid, f_sigmoid)
+DEF_BINARY(v_add_vv, f_add)
+DEF_BINARY(v_sub_vv, f_sub)
+DEF_BINARY(v_mul_vv, f_mul)
+DEF_BINARY(v_div_vv, f_div)
+DEF_BINARY(v_pow_vv, f_pow)
+
+static void v_add_vs(const float *a, float b, float *y, int64_t n)
+{
+    map2_vs(a, set1(b), y, n, f_add);
+}
+
+static void v_mul_vs(const float *a, float b, float *y, int64_t n)
+{
+    map2_vs(a, set1(b), y, n, f_mul);
+}
+
+static void v_div_vs(const float *a, float b, float *y, int64_t n)
+{
+    map2_vs(a, set1(b), y, n, f_div);
+}
+
+static void v_sub_sv(float a, const float *b, float *y, int64_t n)
+{
+    map2_sv(set1(a), b, y, n, f_sub);
+}
+
+static void v_div_sv(float a, const float *b, float *y, int64_t n)
+{
+    map2_sv(set1(a), b, y, n, f_div);
+}
+
+static void v_pow_sv(float a, const float *b, float *y, int64_t n)
+{
+    map2_sv(set1(a), b, y, n, f_pow);
+}
+
+/* ---- clamp and pow with a scalar exponent ---------------------------------------------- */
+
+static void v_clamp(const float *x, float *y, int64_t n, float lo, float hi)
+{
+    /* A NaN bound means "no bound", which is what an infinite bound does; compare-and-blend
+     * (not min/max) keeps a NaN input and -0.0 exactly as the scalar branches do. */
+    vf l = set1(isnan(lo) ? -INFINITY : lo), h = set1(isnan(hi) ? INFINITY : hi);
+    for (int64_t i = 0; i < n; i += W) {
+        int64_t r = n - i;
+        vf v = ld(x + i, r);
+        v = sel(_mm256_cmp_ps(v, l, _CMP_LT_OQ), l, v);
+        v = sel(_mm256_cmp_ps(v, h, _CMP_GT_OQ), h, v);
+        st(y + i, v, r);
+    }
+}
+
+/* The exponents with exact shortcuts in the scalar pow_one, in the same order of operations. */
+ALWAYS_INLINE vf f_sq(vf v)
+{
+    return mul(v, v);
+}
+ALWAYS_INLINE vf f_cube(vf v)
+{
+    return mul(mul(v, v), v);
+}
+ALWAYS_INLINE vf f_recip(vf v)
+{
+    return dvd(set1(1.0f), v);
+}
+ALWAYS_INLINE vf f_rsq(vf v)
+{
+    return dvd(set1(1.0f), mul(v, v));
+}
+ALWAYS_INLINE vf f_ident(vf v)
+{
+    return v;
+}
+
+/* The elementwise function x -> pow_one(x, e), chosen once per call. */
+static vop1 pow_shortcut(float e)
+{
+    if (e == 2.0f)
+        return f_sq;
+    if (e == 1.0f)
+        return f_ident;
+    if (e == 0.5f)
+        return f_sqrt;
+    if (e == -1.0f)
+        return f_recip;
+    if (e == 3.0f)
+        return f_cube;
+    if (e == -2.0f)
+        return f_rsq;
+    return NULL;
+}
+
+static void v_pow_scalar(const float *x, float *y, int64_t n, float e)
+{
+    if (e == 2.0f)
+        map1(x, y, n, f_sq);
+    else if (e == 1.0f)
+        map1(x, y, n, f_ident);
+    else if (e == 0.5f)
+        map1(x, y, n, f_sqrt);
+    else if (e == -1.0f)
+        map1(x, y, n, f_recip);
+    else if (e == 3.0f)
+        map1(x, y, n, f_cube);
+    else if (e == -2.0f)
+        map1(x, y, n, f_rsq);
+    else
+        map2_vs(x, set1(e), y, n, f_pow);
+}
+
+static void v_pow_vs(const float *a, float b, float *y, int64_t n)
+{
+    v_pow_scalar(a, y, n, b);
+}
+
+/* ---- backward ---------------------------------------------------------------------------- */
+
+typedef vf (*vbwd)(vf v, vf gy);
+
+/* gx = op(v, gy); gx may alias v or gy. */
+ALWAYS_INLINE void map_bwd(const float *v, const float *gy, float *gx, int64_t n, vbwd op)
+{
+    for (int64_t i = 0; i < n; i += W) {
+        int64_t r = n - i;
+        st(gx + i, op(ld(v + i, r), ld(gy + i, r)), r);
+    }
+}
+
+/* PyTorch's (gy * (1 - y)) * y with y the forward formula, wherever y < 1; where y rounds to 1
+ * that collapses to 0, so there the true derivative gy * e / (1 + e)^2, e = exp(-|x|). Such lanes
+ * have x > 0, so the exp(-x) of y already is exp(-|x|): one exp serves both. NaN x gives NaN. */
+ALWAYS_INLINE vf b_sigmoid(vf x, vf gy)
+{
+    vf one = set1(1.0f);
+    vf e = vexp(neg(x));
+    vf d = add(one, e);
+    vf y = dvd(one, d);
+    vf g = mul(mul(gy, sub(one, y)), y);
+    vf gt = mul(gy, dvd(e, mul(d, d)));
+    vf r = sel(_mm256_cmp_ps(y, one, _CMP_LT_OQ), g, gt);
+    return sel(is_nan(x), x, r);
+}
+
+ALWAYS_INLINE vf b_tanh(vf y, vf gy)
+{
+    return mul(gy, sub(set1(1.0f), mul(y, y)));
+}
+ALWAYS_INLINE vf b_sqrt(vf y, vf gy)
+{
+    return dvd(gy, mul(set1(2.0f), y));
+}
+ALWAYS_INLINE vf b_relu(vf y, vf gy)
+{
+    return keep(_mm256_cmp_ps(y, zero(), _CMP_GT_OQ), gy);
+}
+ALWAYS_INLINE vf b_sin(vf x, vf gy)
+{
+    return mul(gy, Sleef_finz_cosf8_u10avx2(x));
+}
+ALWAYS_INLINE vf b_cos(vf x, vf gy)
+{
+    return mul(gy, neg(Sleef_finz_sinf8_u10avx2(x)));
+}
+
+/* sign(x) is 1, -1, or 0 for zeros and NaN, as the scalar comparisons give. */
+ALWAYS_INLINE vf b_abs(vf x, vf gy)
+{
+    vf s = _mm256_or_ps(keep(_mm256_cmp_ps(x, zero(), _CMP_GT_OQ), set1(1.0f)),
+                        keep(_mm256_cmp_ps(x, zero(), _CMP_LT_OQ), set1(-1.0f)));
+    return mul(gy, s);
+}
+
+static void v_sigmoid_bwd(const float *x, const float *gy, float *gx, int64_t n)
+{
+    map_bwd(x, gy, gx, n, b_sigmoid);
+}
+
+static void v_tanh_bwd(const float *y, const float *gy, float *gx, int64_t n)
+{
+    map_bwd(y, gy, gx, n, b_tanh);
+}
+
+static void v_sqrt_bwd(const float *y, const float *gy, float *gx, int64_t n)
+{
+    map_bwd(y, gy, gx, n, b_sqrt);
+}
+
+static void v_relu_bwd(const float *y, const float *gy, float *gx, int64_t n)
+{
+    map_bwd(y, gy, gx, n, b_relu);
+}
+
+static void v_sin_bwd(const float *x, const float *gy, float *gx, int64_t n)
+{
+    map_bwd(x, gy, gx, n, b_sin);
+}
+
+static void v_cos_bwd(const float *x, const float *gy, float *gx, int64_t n)
+{
+    map_bwd(x, gy, gx, n, b_cos);
+}
+
+static void v_abs_bwd(const float *x, const float *gy, float *gx, int64_t n)
+{
+    map_bwd(x, gy, gx, n, b_abs);
+}
+
+static void v_clamp_bwd(const float *x, const float *gy, float *gx, int64_t n, float lo, float hi)
+{
+    /* Inclusive bounds; a NaN bound passes everything, even a NaN x (as the scalar test does). */
+    vf l = set1(lo), h = set1(hi);
+    vmask all = _mm256_castsi256_ps(_mm256_set1_epi32(-1));
+    vmask no_lo = isnan(lo) ? all : zero(), no_hi = isnan(hi) ? all : zero();
+    for (int64_t i = 0; i < n; i += W) {
+        int64_t r = n - i;
+        vf v = ld(x + i, r);
+        vmask in = _mm256_and_ps(_mm256_or_ps(no_lo, _mm256_cmp_ps(v, l, _CMP_GE_OQ)),
+                                 _mm256_or_ps(no_hi, _mm256_cmp_ps(v, h, _CMP_LE_OQ)));
+        st(gx + i, keep(in, ld(gy + i, r)), r);
+    }
+}
+
+static void v_pow_scalar_bwd(const float *x, const float *gy, float *gx, int64_t n, float e)
+{
+    if (e == 0.0f) {
+        for (int64_t i = 0; i < n; i += W)
+            st(gx + i, zero(), n - i);
+        return;
+    }
+    vf ev = set1(e);
+    vop1 f = e == 2.0f ? NULL : pow_shortcut(e - 1.0f);
+    for (int64_t i = 0; i < n; i += W) {
+        int64_t r = n - i;
+        vf v = ld(x + i, r), g = ld(gy + i, r), d;
+        if (e == 2.0f)
+            d = mul(set1(2.0f), v);
+        else
+            d = mul(ev, f ? f(v) : Sleef_finz_powf8_u10avx2(v, set1(e - 1.0f)));
+        st(gx + i, mul(g, d), r);
+    }
+}
+
+/* ---- reductions and helpers ------------------------------------------------------------ */
+
+/* Leaf of the sum: 4 accumulators x 8 lanes, each adding at most 8 values, then a fixed tree. */
+#define SUM_LEAF (4 * W * 8)
+
+static vf sum_leaf(const float *x, int64_t n)
+{
+    vf a0 = zero(), a1 = zero(), a2 = zero(), a3 = zero();
+    int64_t i = 0;
+    for (; i + 4 * W <= n; i += 4 * W) {
+        a0 = add(a0, _mm256_loadu_ps(x + i));
+        a1 = add(a1, _mm256_loadu_ps(x + i + W));
+        a2 = add(a2, _mm256_loadu_ps(x + i + 2 * W));
+        a3 = add(a3, _mm256_loadu_ps(x + i + 3 * W));
+    }
+    int64_t r = n - i; /* the last < 32 values: masked, zero-padded */
+    if (r > 0)
+        a0 = add(a0, ld(x + i, r));
+    if (r > W)
+        a1 = add(a1, ld(x + i + W, r - W));
+    if (r > 2 * W)
+        a2 = add(a2, ld(x + i + 2 * W, r - 2 * W));
+    if (r > 3 * W)
+        a3 = add(a3, ld(x + i + 3 * W, r - 3 * W));
+    return add(add(a0, a1), add(a2, a3));
+}
+
+ALWAYS_INLINE float hsum(vf v)
+{
+    __m128 q = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    q = _mm_add_ps(q, _mm_movehl_ps(q, q));
+    q = _mm_add_ss(q, _mm_movehdup_ps(q));
+    return _mm_cvtss_f32(q);
+}
+
+/* Pairwise sum of leaves without recursion: level l holds the sum of 2^l leaves, and a new leaf
+ * carries upward like a binary counter. The shape depends only on n, so the result is
+ * deterministic and independent of alignment; the error grows with log2(n / SUM_LEAF). */
+static float v_sum(const float *x, int64_t n)
+{
+    vf level[64];
+    uint64_t full = 0;
+    for (int64_t b = 0; b < n; b += SUM_LEAF) {
+        vf s = sum_leaf(x + b, n - b < SUM_LEAF ? n - b : SUM_LEAF);
+        int l = 0;
+        for (; full & ((uint64_t)1 << l); l++) {
+            s = add(level[l], s);
+            full &= ~((uint64_t)1 << l);
+        }
+        level[l] = s;
+        full |= (uint64_t)1 << l;
+    }
+    vf t = zero();
+    for (int l = 0; l < 64; l++) /* smallest partial sums first */
+        if (full & ((uint64_t)1 << l))
+            t = add(t, level[l]);
+    return hsum(t);
+}
+
+static void v_axpy(float alpha, const float *x, float *y, int64_t n)
+{
+    vf a = set1(alpha);
+    for (int64_t i = 0; i < n; i += W) {
+        int64_t r = n - i;
+        st(y + i, add(ld(y + i, r), mul(a, ld(x + i, r))), r);
+    }
+}
+
+static void v_fill(float *y, float v, int64_t n)
+{
+    vf b = set1(v);
+    int64_t i = 0, head = stream_head(y, n);
+    if (head >= 0) {
+        if (head > 0)
+            st(y, b, head);
+        for (i = head; i + W <= n; i += W)
+            _mm256_stream_ps(y + i, b);
+        _mm_sfence();
+    }
+    for (; i < n; i += W)
+        st(y + i, b, n - i);
+}
+
+/* ---- fused logistic loss ----------------------------------------------------------------- */
+
+/* Adds the 8 floats of v (masked lanes already zero) to the two double accumulators. */
+ALWAYS_INLINE void acc_double(__m256d *lo, __m256d *hi, vf v)
+{
+    *lo = _mm256_add_pd(*lo, _mm256_cvtps_pd(_mm256_castps256_ps128(v)));
+    *hi = _mm256_add_pd(*hi, _mm256_cvtps_pd(_mm256_extractf128_ps(v, 1)));
+}
+
+ALWAYS_INLINE double hsum_pd(__m256d v)
+{
+    __m128d q = _mm_add_pd(_mm256_castpd256_pd128(v), _mm256_extractf128_pd(v, 1));
+    return _mm_cvtsd_f64(_mm_add_sd(q, _mm_unpackhi_pd(q, q)));
+}
+
+static float v_bce_logits(const float *z, const float *t, float *loss, float *grad, int64_t n,
+                          float pw)
+{
+    /* softplus(z) and softplus(-z) share log1p(exp(-|z|)); sigmoid(z) comes from the same
+     * exp(-|z|) as 1/(1+e) or e/(1+e), which cannot overflow. The loss sum is kept in double
+     * per lane, as the scalar family keeps one double. */
+    vf one = set1(1.0f), vpw = set1(pw);
+    __m256d acc_lo = _mm256_setzero_pd(), acc_hi = _mm256_setzero_pd();
+    for (int64_t i = 0; i < n; i += W) {
+        int64_t r = n - i;
+        vf zi = ld(z + i, r), ti = ld(t + i, r);
+        vf e = vexp(neg(vabs(zi)));
+        vf lp = Sleef_finz_log1pf8_u10avx2(e);
+        vf sp_pos = add(_mm256_max_ps(zi, zero()), lp);
+        vf sp_neg = add(_mm256_max_ps(neg(zi), zero()), lp);
+        vf pt = mul(vpw, ti), omt = sub(one, ti);
+        vf l = add(mul(pt, sp_neg), mul(omt, sp_pos));
+        if (loss)
+            st(loss + i, l, r);
+        if (grad) {
+            vf num = sel(_mm256_cmp_ps(zi, zero(), _CMP_GE_OQ), one, e);
+            vf s = dvd(num, add(one, e));
+            st(grad + i, sub(mul(add(pt, omt), s), pt), r);
+        }
+        acc_double(&acc_lo, &acc_hi, keep(_mm256_castsi256_ps(lanes(r)), l));
+    }
+    return (float)hsum_pd(_mm256_add_pd(acc_lo, acc_hi));
+}
+
+/* ---- small matrix product ------------------------------------------------------------- */
+
+/* Row r of op(B) restricted to columns [j, j + w): contiguous, or gathered when B is transposed. */
+ALWAYS_INLINE vf load_b_row(const float *B, int64_t ldb, int tb, int64_t k, int64_t j, int64_t w)
+{
+    if (!tb)
+        return ld(B + k * ldb + j, w);
+    float t[W] = {0};
+    for (int64_t c = 0; c < w; c++)
+        t[c] = B[(j + c) * ldb + k];
+    return ld(t, W);
+}
+
+/* Vectorised over the columns of C; each element still sums a*b over k in order, starting from
+ * 0, with a separate multiply and add: bit-identical to the scalar family. */
+static void v_gemm_small(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, int ta,
+                         const float *B, int64_t ldb, int tb, float *C, int64_t ldc)
+{
+    for (int64_t i = 0; i < M; i++)
+        for (int64_t j = 0; j < N; j += W) {
+            int64_t w = N - j < W ? N - j : W;
+            vf acc = zero();
+            for (int64_t k = 0; k < K; k++) {
+                float a = ta ? A[k * lda + i] : A[i * lda + k];
+                acc = add(acc, mul(set1(a), load_b_row(B, ldb, tb, k, j, w)));
+            }
+            st(C + i * ldc + j, acc, w);
+        }
+}
+
+int tg_kernels_init_avx2(tg_kernels *k)
+{
+    tg_kernels_init_scalar(k);
+    k->name = "avx2";
+    k->neg = v_neg;
+    k->abs = v_abs;
+    k->relu = v_relu;
+    k->exp = v_exp;
+    k->log = v_log;
+    k->sin = v_sin;
+    k->cos = v_cos;
+    k->tanh = v_tanh;
+    k->sqrt = v_sqrt;
+    k->sigmoid = v_sigmoid;
+    k->clamp = v_clamp;
+    k->pow_scalar = v_pow_scalar;
+    k->add_vv = v_add_vv;
+    k->sub_vv = v_sub_vv;
+    k->mul_vv = v_mul_vv;
+    k->div_vv = v_div_vv;
+    k->pow_vv = v_pow_vv;
+    k->add_vs = v_add_vs;
+    k->mul_vs = v_mul_vs;
+    k->div_vs = v_div_vs;
+    k->pow_vs = v_pow_vs;
+    k->sub_sv = v_sub_sv;
+    k->div_sv = v_div_sv;
+    k->pow_sv = v_pow_sv;
+    k->sigmoid_bwd = v_sigmoid_bwd;
+    k->tanh_bwd = v_tanh_bwd;
+    k->sqrt_bwd = v_sqrt_bwd;
+    k->relu_bwd = v_relu_bwd;
+    k->sin_bwd = v_sin_bwd;
+    k->cos_bwd = v_cos_bwd;
+    k->abs_bwd = v_abs_bwd;
+    k->clamp_bwd = v_clamp_bwd;
+    k->pow_scalar_bwd = v_pow_scalar_bwd;
+    k->sum = v_sum;
+    k->axpy = v_axpy;
+    k->fill = v_fill;
+    /* copy stays the scalar memmove: libc's is already vectorised and picks its own stores */
+    k->bce_logits = v_bce_logits;
+    k->gemm_small = v_gemm_small;
+    return 1;
+}

@@ -1,0 +1,660 @@
+/* The NEON (AArch64 Advanced SIMD) kernel family: 4 floats per vector. NEON has no masked
+ * loads, so the n % 4 tail goes through a small zero-padded buffer and the same vector formula.
+ * Advanced SIMD is baseline on AArch64: no extra -m flag; compiled with -ffp-contract=off, so no
+ * multiply-add is fused behind our back.
+ *
+ * Rules every kernel here follows:
+ *  - the tail goes through the same vector formula as the body, so an element's result never
+ *    depends on n, on where it sits in the array, or on the pointer's alignment;
+ *  - the non-transcendental formulas use the same operations in the same order as the scalar
+ *    family, so they are bit-identical to it (no FMA where scalar has none);
+ *  - transcendentals come from SLEEF's 1.0-ULP vector functions, in their deterministic
+ *    "finz" form: the plain sin/cos switch the whole vector to a different argument reduction
+ *    when any lane is >= 125, so a lane's result (within 1 ULP) would depend on its neighbours. */
+#include <arm_neon.h>
+#include <math.h>
+#include <sleef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "kernels.h"
+
+#define W 4
+typedef float32x4_t vf;
+typedef uint32x4_t vmask; /* all-ones / all-zeros lanes, as the compares give */
+
+#define ALWAYS_INLINE static inline __attribute__((always_inline))
+
+/* Loads r (<= 4) floats; the lanes past r read as 0 and touch no memory. */
+ALWAYS_INLINE vf ld(const float *p, int64_t r)
+{
+    if (r >= W)
+        return vld1q_f32(p);
+    float t[W] = {0};
+    memcpy(t, p, sizeof(float) * (size_t)r);
+    return vld1q_f32(t);
+}
+
+ALWAYS_INLINE void st(float *p, vf v, int64_t r)
+{
+    if (r >= W) {
+        vst1q_f32(p, v);
+        return;
+    }
+    float t[W];
+    vst1q_f32(t, v);
+    memcpy(p, t, sizeof(float) * (size_t)r);
+}
+
+/* Lanes 0..r-1 set. */
+ALWAYS_INLINE vmask lanes(int64_t r)
+{
+    static const uint32_t iota[W] = {0, 1, 2, 3};
+    return vcltq_u32(vld1q_u32(iota), vdupq_n_u32((uint32_t)(r >= W ? W : r)));
+}
+
+ALWAYS_INLINE vf set1(float v)
+{
+    return vdupq_n_f32(v);
+}
+ALWAYS_INLINE vf zero(void)
+{
+    return vdupq_n_f32(0.0f);
+}
+ALWAYS_INLINE vf add(vf a, vf b)
+{
+    return vaddq_f32(a, b);
+}
+ALWAYS_INLINE vf sub(vf a, vf b)
+{
+    return vsubq_f32(a, b);
+}
+ALWAYS_INLINE vf mul(vf a, vf b)
+{
+    return vmulq_f32(a, b);
+}
+ALWAYS_INLINE vf dvd(vf a, vf b)
+{
+    return vdivq_f32(a, b);
+}
+ALWAYS_INLINE vf neg(vf v)
+{
+    return vnegq_f32(v);
+}
+ALWAYS_INLINE vf vabs(vf v)
+{
+    return vabsq_f32(v);
+}
+ALWAYS_INLINE vmask is_nan(vf v)
+{
+    return vmvnq_u32(vceqq_f32(v, v));
+}
+/* m ? b : a, lane by lane */
+ALWAYS_INLINE vf sel(vmask m, vf b, vf a)
+{
+    return vbslq_f32(m, b, a);
+}
+/* m ? v : 0 */
+ALWAYS_INLINE vf keep(vmask m, vf v)
+{
+    return vreinterpretq_f32_u32(vandq_u32(m, vreinterpretq_u32_f32(v)));
+}
+
+/* ---- map helpers: one loop shape for every elementwise kernel ------------------------------ */
+
+typedef vf (*vop1)(vf);
+typedef vf (*vop2)(vf, vf);
+
+/* y = op(x). Always inlined so `op` (a constant at every call) is inlined into the loop. */
+ALWAYS_INLINE void map1(const float *x, float *y, int64_t n, vop1 op)
+{
+    for (int64_t i = 0; i < n; i += W) {
+        int64_t r = n - i;
+        st(y + i, op(ld(x + i, r)), r);
+    }
+}
+
+/* y = op(a, b) elementwise. */
+ALWAYS_INLINE void map2(const float *a, const float *b, float *y, int64_t n, vop2 op)
+{
+    for (int64_t i = 0; i < n; i += W) {
+        int64_t r = n - i;
+        st(y + i, op(ld(a + i, r), ld(b + i, r)), r);
+    }
+}
+
+/* y = op(a, broadcast b): the scalar side is a vector of one value. */
+ALWAYS_INLINE void map2_vs(const float *a, vf b, float *y, int64_t n, vop2 op)
+{
+    for (int64_t i = 0; i < n; i += W) {
+        int64_t r = n - i;
+        st(y + i, op(ld(a + i, r), b), r);
+    }
+}
+
+ALWAYS_INLINE void map2_sv(vf a, const float *b, float *y, int64_t n, vop2 op)
+{
+    for (int64_t i = 0; i < n; i += W) {
+        int64_t r = n - i;
+        st(y + i, op(a, ld(b + i, r)), r);
+    }
+}
+
+/* ---- elementwise formulas ---------------------------------------------------------------- */
+
+ALWAYS_INLINE vf f_neg(vf v)
+{
+    return neg(v);
+}
+ALWAYS_INLINE vf f_abs(vf v)
+{
+    return vabs(v);
+}
+
+/* v > 0, or NaN (kept, as PyTorch does): "not less-or-equal, unordered" */
+/* v <= 0 is false for NaN, which is kept */
+ALWAYS_INLINE vf f_relu(vf v)
+{
+    return sel(vclezq_f32(v), zero(), v);
+}
+ALWAYS_INLINE vf f_sqrt(vf v)
+{
+    return vsqrtq_f32(v);
+}
+ALWAYS_INLINE vf f_exp(vf v)
+{
+    return Sleef_finz_expf4_u10advsimd(v);
+}
+ALWAYS_INLINE vf f_log(vf v)
+{
+    return Sleef_finz_logf4_u10advsimd(v);
+}
+ALWAYS_INLINE vf f_sin(vf v)
+{
+    return Sleef_finz_sinf4_u10advsimd(v);
+}
+ALWAYS_INLINE vf f_cos(vf v)
+{
+    return Sleef_finz_cosf4_u10advsimd(v);
+}
+ALWAYS_INLINE vf f_tanh(vf v)
+{
+    return Sleef_finz_tanhf4_u10advsimd(v);
+}
+
+/* 1 / (1 + exp(-x)): exp overflows to inf for x < -88.7 and gives exactly 0 for x > 104, so
+ * the limits come out as exact 0 and 1 without NaN; NaN propagates through exp. */
+ALWAYS_INLINE vf f_sigmoid(vf v)
+{
+    vf one = set1(1.0f);
+    return dvd(one, add(one, Sleef_finz_expf4_u10advsimd(neg(v))));
+}
+
+ALWAYS_INLINE vf f_add(vf a, vf b)
+{
+    return add(a, b);
+}
+ALWAYS_INLINE vf f_sub(vf a, vf b)
+{
+    return sub(a, b);
+}
+ALWAYS_INLINE vf f_mul(vf a, vf b)
+{
+    return mul(a, b);
+}
+ALWAYS_INLINE vf f_div(vf a, vf b)
+{
+    return dvd(a, b);
+}
+ALWAYS_INLINE vf f_pow(vf a, vf b)
+{
+    return Sleef_finz_powf4_u10advsimd(a, b);
+}
+
+#define DEF_UNARY(name, op)                                                                        \
+    static void name(const float *x, float *y, int64_t n)                                          \
+    {                                                                                              \
+        map1(x, y, n, op);                                                                         \
+    }
+#define DEF_BINARY(name, op)                                                                       \
+    static void name(const float *a, const float *b, float *y, int64_t n)                          \
+    {                                                                                              \
+        map2(a, b, y, n, op);                                                                      \
+    }
+
+DEF_UNARY(v_neg, f_neg)
+DEF_UNARY(v_abs, f_abs)
+DEF_UNARY(v_relu, f_relu)
+DEF_UNARY(v_exp, f_exp)
+DEF_UNARY(v_log, f_log)
+DEF_UNARY(v_sin, f_sin)
+DEF_UNARY(v_cos, f_cos)
+DEF_UNARY(v_tanh, f_tanh)
+DEF_UNARY(v_sqrt, f_sqrt)
+DEF_UNARY(v_sigmoid, f_sigmoid)
+DEF_BINARY(v_add_vv, f_add)
+DEF_BINARY(v_sub_vv, f_sub)
+DEF_BINARY(v_mul_vv, f_mul)
+DEF_BINARY(v_div_vv, f_div)
+DEF_BINARY(v_pow_vv, f_pow)
+
+static void v_add_vs(const float *a, float b, float *y, int64_t n)
+{
+    map2_vs(a, set1(b), y, n, f_add);
+}
+
+static void v_mul_vs(const float *a, float b, float *y, int64_t n)
+{
+    map2_vs(a, set1(b), y, n, f_mul);
+}
+
+static void v_div_vs(const float *a, float b, float *y, int64_t n)
+{
+    map2_vs(a, set1(b), y, n, f_div);
+}
+
+static void v_sub_sv(float a, const float *b, float *y, int64_t n)
+{
+    map2_sv(set1(a), b, y, n, f_sub);
+}
+
+static void v_div_sv(float a, const float *b, float *y, int64_t n)
+{
+    map2_sv(set1(a), b, y, n, f_div);
+}
+
+static void v_pow_sv(float a, const float *b, float *y, int64_t n)
+{
+    map2_sv(set1(a), b, y, n, f_pow);
+}
+
+/* ---- clamp and pow with a scalar exponent ---------------------------------------------- */
+
+static void v_clamp(const float *x, float *y, int64_t n, float lo, float hi)
+{
+    /* A NaN bound means "no bound", which is what an infinite bound does; compare-and-blend
+     * (not min/max) keeps a NaN input and -0.0 exactly as the scalar branches do. */
+    vf l = set1(isnan(lo) ? -INFINITY : lo), h = set1(isnan(hi) ? INFINITY : hi);
+    for (int64_t i = 0; i < n; i += W) {
+        int64_t r = n - i;
+        vf v = ld(x + i, r);
+        v = sel(vcltq_f32(v, l), l, v);
+        v = sel(vcgtq_f32(v, h), h, v);
+        st(y + i, v, r);
+    }
+}
+
+/* The exponents with exact shortcuts in the scalar pow_one, in the same order of operations. */
+ALWAYS_INLINE vf f_sq(vf v)
+{
+    return mul(v, v);
+}
+ALWAYS_INLINE vf f_cube(vf v)
+{
+    return mul(mul(v, v), v);
+}
+ALWAYS_INLINE vf f_recip(vf v)
+{
+    return dvd(set1(1.0f), v);
+}
+ALWAYS_INLINE vf f_rsq(vf v)
+{
+    return dvd(set1(1.0f), mul(v, v));
+}
+ALWAYS_INLINE vf f_ident(vf v)
+{
+    return v;
+}
+
+/* The elementwise function x -> pow_one(x, e), chosen once per call. */
+static vop1 pow_shortcut(float e)
+{
+    if (e == 2.0f)
+        return f_sq;
+    if (e == 1.0f)
+        return f_ident;
+    if (e == 0.5f)
+        return f_sqrt;
+    if (e == -1.0f)
+        return f_recip;
+    if (e == 3.0f)
+        return f_cube;
+    if (e == -2.0f)
+        return f_rsq;
+    return NULL;
+}
+
+static void v_pow_scalar(const float *x, float *y, int64_t n, float e)
+{
+    if (e == 2.0f)
+        map1(x, y, n, f_sq);
+    else if (e == 1.0f)
+        map1(x, y, n, f_ident);
+    else if (e == 0.5f)
+        map1(x, y, n, f_sqrt);
+    else if (e == -1.0f)
+        map1(x, y, n, f_recip);
+    else if (e == 3.0f)
+        map1(x, y, n, f_cube);
+    else if (e == -2.0f)
+        map1(x, y, n, f_rsq);
+    else
+        map2_vs(x, set1(e), y, n, f_pow);
+}
+
+static void v_pow_vs(const float *a, float b, float *y, int64_t n)
+{
+    v_pow_scalar(a, y, n, b);
+}
+
+/* ---- backward ---------------------------------------------------------------------------- */
+
+typedef vf (*vbwd)(vf v, vf gy);
+
+/* gx = op(v, gy); gx may alias v or gy. */
+ALWAYS_INLINE void map_bwd(const float *v, const float *gy, float *gx, int64_t n, vbwd op)
+{
+    for (int64_t i = 0; i < n; i += W) {
+        int64_t r = n - i;
+        st(gx + i, op(ld(v + i, r), ld(gy + i, r)), r);
+    }
+}
+
+/* PyTorch's (gy * (1 - y)) * y with y the forward formula, wherever y < 1; where y rounds to 1
+ * that collapses to 0, so there the true derivative gy * e / (1 + e)^2, e = exp(-|x|). Such lanes
+ * have x > 0, so the exp(-x) of y already is exp(-|x|): one exp serves both. NaN x gives NaN. */
+ALWAYS_INLINE vf b_sigmoid(vf x, vf gy)
+{
+    vf one = set1(1.0f);
+    vf e = Sleef_finz_expf4_u10advsimd(neg(x));
+    vf d = add(one, e);
+    vf y = dvd(one, d);
+    vf g = mul(mul(gy, sub(one, y)), y);
+    vf gt = mul(gy, dvd(e, mul(d, d)));
+    vf r = sel(vcltq_f32(y, one), g, gt);
+    return sel(is_nan(x), x, r);
+}
+
+ALWAYS_INLINE vf b_tanh(vf y, vf gy)
+{
+    return mul(gy, sub(set1(1.0f), mul(y, y)));
+}
+ALWAYS_INLINE vf b_sqrt(vf y, vf gy)
+{
+    return dvd(gy, mul(set1(2.0f), y));
+}
+ALWAYS_INLINE vf b_relu(vf y, vf gy)
+{
+    return keep(vcgtzq_f32(y), gy);
+}
+ALWAYS_INLINE vf b_sin(vf x, vf gy)
+{
+    return mul(gy, Sleef_finz_cosf4_u10advsimd(x));
+}
+ALWAYS_INLINE vf b_cos(vf x, vf gy)
+{
+    return mul(gy, neg(Sleef_finz_sinf4_u10advsimd(x)));
+}
+
+/* sign(x) is 1, -1, or 0 for zeros and NaN, as the scalar comparisons give. */
+ALWAYS_INLINE vf b_abs(vf x, vf gy)
+{
+    vf s = sel(vcgtzq_f32(x), set1(1.0f), zero());
+    s = sel(vcltzq_f32(x), set1(-1.0f), s);
+    return mul(gy, s);
+}
+
+static void v_sigmoid_bwd(const float *x, const float *gy, float *gx, int64_t n)
+{
+    map_bwd(x, gy, gx, n, b_sigmoid);
+}
+
+static void v_tanh_bwd(const float *y, const float *gy, float *gx, int64_t n)
+{
+    map_bwd(y, gy, gx, n, b_tanh);
+}
+
+static void v_sqrt_bwd(const float *y, const float *gy, float *gx, int64_t n)
+{
+    map_bwd(y, gy, gx, n, b_sqrt);
+}
+
+static void v_relu_bwd(const float *y, const float *gy, float *gx, int64_t n)
+{
+    map_bwd(y, gy, gx, n, b_relu);
+}
+
+static void v_sin_bwd(const float *x, const float *gy, float *gx, int64_t n)
+{
+    map_bwd(x, gy, gx, n, b_sin);
+}
+
+static void v_cos_bwd(const float *x, const float *gy, float *gx, int64_t n)
+{
+    map_bwd(x, gy, gx, n, b_cos);
+}
+
+static void v_abs_bwd(const float *x, const float *gy, float *gx, int64_t n)
+{
+    map_bwd(x, gy, gx, n, b_abs);
+}
+
+static void v_clamp_bwd(const float *x, const float *gy, float *gx, int64_t n, float lo, float hi)
+{
+    /* Inclusive bounds; a NaN bound passes everything, even a NaN x (as the scalar test does). */
+    vf l = set1(lo), h = set1(hi);
+    vmask no_lo = vdupq_n_u32(isnan(lo) ? ~0u : 0u), no_hi = vdupq_n_u32(isnan(hi) ? ~0u : 0u);
+    for (int64_t i = 0; i < n; i += W) {
+        int64_t r = n - i;
+        vf v = ld(x + i, r);
+        vmask in = vandq_u32(vorrq_u32(no_lo, vcgeq_f32(v, l)), vorrq_u32(no_hi, vcleq_f32(v, h)));
+        st(gx + i, keep(in, ld(gy + i, r)), r);
+    }
+}
+
+static void v_pow_scalar_bwd(const float *x, const float *gy, float *gx, int64_t n, float e)
+{
+    if (e == 0.0f) {
+        for (int64_t i = 0; i < n; i += W)
+            st(gx + i, zero(), n - i);
+        return;
+    }
+    vf ev = set1(e);
+    vop1 f = e == 2.0f ? NULL : pow_shortcut(e - 1.0f);
+    for (int64_t i = 0; i < n; i += W) {
+        int64_t r = n - i;
+        vf v = ld(x + i, r), g = ld(gy + i, r), d;
+        if (e == 2.0f)
+            d = mul(set1(2.0f), v);
+        else
+            d = mul(ev, f ? f(v) : Sleef_finz_powf4_u10advsimd(v, set1(e - 1.0f)));
+        st(gx + i, mul(g, d), r);
+    }
+}
+
+/* ---- reductions and helpers ------------------------------------------------------------ */
+
+/* Leaf of the sum: 4 accumulators x 4 lanes, each adding at most 8 values, then a fixed tree. */
+#define SUM_LEAF (4 * W * 8)
+
+static vf sum_leaf(const float *x, int64_t n)
+{
+    vf a0 = zero(), a1 = zero(), a2 = zero(), a3 = zero();
+    int64_t i = 0;
+    for (; i + 4 * W <= n; i += 4 * W) {
+        a0 = add(a0, vld1q_f32(x + i));
+        a1 = add(a1, vld1q_f32(x + i + W));
+        a2 = add(a2, vld1q_f32(x + i + 2 * W));
+        a3 = add(a3, vld1q_f32(x + i + 3 * W));
+    }
+    int64_t r = n - i; /* the last < 16 values: masked, zero-padded */
+    if (r > 0)
+        a0 = add(a0, ld(x + i, r));
+    if (r > W)
+        a1 = add(a1, ld(x + i + W, r - W));
+    if (r > 2 * W)
+        a2 = add(a2, ld(x + i + 2 * W, r - 2 * W));
+    if (r > 3 * W)
+        a3 = add(a3, ld(x + i + 3 * W, r - 3 * W));
+    return add(add(a0, a1), add(a2, a3));
+}
+
+ALWAYS_INLINE float hsum(vf v)
+{
+    float32x2_t h = vadd_f32(vget_low_f32(v), vget_high_f32(v));
+    return vget_lane_f32(vpadd_f32(h, h), 0);
+}
+
+/* Pairwise sum of leaves without recursion: level l holds the sum of 2^l leaves, and a new leaf
+ * carries upward like a binary counter. The shape depends only on n, so the result is
+ * deterministic and independent of alignment; the error grows with log2(n / SUM_LEAF). */
+static float v_sum(const float *x, int64_t n)
+{
+    vf level[64];
+    uint64_t full = 0;
+    for (int64_t b = 0; b < n; b += SUM_LEAF) {
+        vf s = sum_leaf(x + b, n - b < SUM_LEAF ? n - b : SUM_LEAF);
+        int l = 0;
+        for (; full & ((uint64_t)1 << l); l++) {
+            s = add(level[l], s);
+            full &= ~((uint64_t)1 << l);
+        }
+        level[l] = s;
+        full |= (uint64_t)1 << l;
+    }
+    vf t = zero();
+    for (int l = 0; l < 64; l++) /* smallest partial sums first */
+        if (full & ((uint64_t)1 << l))
+            t = add(t, level[l]);
+    return hsum(t);
+}
+
+static void v_axpy(float alpha, const float *x, float *y, int64_t n)
+{
+    vf a = set1(alpha);
+    for (int64_t i = 0; i < n; i += W) {
+        int64_t r = n - i;
+        st(y + i, add(ld(y + i, r), mul(a, ld(x + i, r))), r);
+    }
+}
+
+static void v_fill(float *y, float v, int64_t n)
+{
+    vf b = set1(v);
+    for (int64_t i = 0; i < n; i += W)
+        st(y + i, b, n - i);
+}
+
+/* ---- fused logistic loss ----------------------------------------------------------------- */
+
+/* Adds the 4 floats of v (masked lanes already zero) to the two double accumulators. */
+ALWAYS_INLINE void acc_double(float64x2_t *lo, float64x2_t *hi, vf v)
+{
+    *lo = vaddq_f64(*lo, vcvt_f64_f32(vget_low_f32(v)));
+    *hi = vaddq_f64(*hi, vcvt_high_f64_f32(v));
+}
+
+static float v_bce_logits(const float *z, const float *t, float *loss, float *grad, int64_t n,
+                          float pw)
+{
+    /* softplus(z) and softplus(-z) share log1p(exp(-|z|)); sigmoid(z) comes from the same
+     * exp(-|z|) as 1/(1+e) or e/(1+e), which cannot overflow. The loss sum is kept in double
+     * per lane, as the scalar family keeps one double. */
+    vf one = set1(1.0f), vpw = set1(pw);
+    float64x2_t acc_lo = vdupq_n_f64(0.0), acc_hi = vdupq_n_f64(0.0);
+    for (int64_t i = 0; i < n; i += W) {
+        int64_t r = n - i;
+        vf zi = ld(z + i, r), ti = ld(t + i, r);
+        vf e = Sleef_finz_expf4_u10advsimd(neg(vabs(zi)));
+        vf lp = Sleef_finz_log1pf4_u10advsimd(e);
+        vf sp_pos = add(vmaxq_f32(zi, zero()), lp);
+        vf sp_neg = add(vmaxq_f32(neg(zi), zero()), lp);
+        vf pt = mul(vpw, ti), omt = sub(one, ti);
+        vf l = add(mul(pt, sp_neg), mul(omt, sp_pos));
+        if (loss)
+            st(loss + i, l, r);
+        if (grad) {
+            vf num = sel(vcgezq_f32(zi), one, e);
+            vf s = dvd(num, add(one, e));
+            st(grad + i, sub(mul(add(pt, omt), s), pt), r);
+        }
+        acc_double(&acc_lo, &acc_hi, keep(lanes(r), l));
+    }
+    return (float)vaddvq_f64(vaddq_f64(acc_lo, acc_hi));
+}
+
+/* ---- small matrix product ------------------------------------------------------------- */
+
+/* Row r of op(B) restricted to columns [j, j + w): contiguous, or gathered when B is transposed. */
+ALWAYS_INLINE vf load_b_row(const float *B, int64_t ldb, int tb, int64_t k, int64_t j, int64_t w)
+{
+    if (!tb)
+        return ld(B + k * ldb + j, w);
+    float t[W] = {0};
+    for (int64_t c = 0; c < w; c++)
+        t[c] = B[(j + c) * ldb + k];
+    return ld(t, W);
+}
+
+/* Vectorised over the columns of C; each element still sums a*b over k in order, starting from
+ * 0, with a separate multiply and add: bit-identical to the scalar family. */
+static void v_gemm_small(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, int ta,
+                         const float *B, int64_t ldb, int tb, float *C, int64_t ldc)
+{
+    for (int64_t i = 0; i < M; i++)
+        for (int64_t j = 0; j < N; j += W) {
+            int64_t w = N - j < W ? N - j : W;
+            vf acc = zero();
+            for (int64_t k = 0; k < K; k++) {
+                float a = ta ? A[k * lda + i] : A[i * lda + k];
+                acc = add(acc, mul(set1(a), load_b_row(B, ldb, tb, k, j, w)));
+            }
+            st(C + i * ldc + j, acc, w);
+        }
+}
+
+int tg_kernels_init_neon(tg_kernels *k)
+{
+    tg_kernels_init_scalar(k);
+    k->name = "neon";
+    k->neg = v_neg;
+    k->abs = v_abs;
+    k->relu = v_relu;
+    k->exp = v_exp;
+    k->log = v_log;
+    k->sin = v_sin;
+    k->cos = v_cos;
+    k->tanh = v_tanh;
+    k->sqrt = v_sqrt;
+    k->sigmoid = v_sigmoid;
+    k->clamp = v_clamp;
+    k->pow_scalar = v_pow_scalar;
+    k->add_vv = v_add_vv;
+    k->sub_vv = v_sub_vv;
+    k->mul_vv = v_mul_vv;
+    k->div_vv = v_div_vv;
+    k->pow_vv = v_pow_vv;
+    k->add_vs = v_add_vs;
+    k->mul_vs = v_mul_vs;
+    k->div_vs = v_div_vs;
+    k->pow_vs = v_pow_vs;
+    k->sub_sv = v_sub_sv;
+    k->div_sv = v_div_sv;
+    k->pow_sv = v_pow_sv;
+    k->sigmoid_bwd = v_sigmoid_bwd;
+    k->tanh_bwd = v_tanh_bwd;
+    k->sqrt_bwd = v_sqrt_bwd;
+    k->relu_bwd = v_relu_bwd;
+    k->sin_bwd = v_sin_bwd;
+    k->cos_bwd = v_cos_bwd;
+    k->abs_bwd = v_abs_bwd;
+    k->clamp_bwd = v_clamp_bwd;
+    k->pow_scalar_bwd = v_pow_scalar_bwd;
+    k->sum = v_sum;
+    k->axpy = v_axpy;
+    k->fill = v_fill;
+    /* copy stays the scalar memmove: libc's is already vectorised and picks its own stores */
+    k->bce_logits = v_bce_logits;
+    k->gemm_small = v_gemm_small;
+    return 1;
+}

@@ -1,0 +1,1258 @@
+/* Kernel-table tests: every entry of every family this CPU can run, against the scalar family
+ * and against a double-precision reference, plus the thread pool.
+ *
+ * TAPEGRAD_ISA=scalar|avx2|avx512|neon limits the run to one family (ctest runs one per family);
+ * a family the CPU or build cannot run is reported as skipped.
+ *
+ * Links against the kernels, src/core/parallel.c and src/core/error.c only. */
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "../kernels/kernels.h"
+#include "../src/core/parallel.h"
+
+/* ---- error bounds ---------------------------------------------------------------------------
+ * simd: largest error allowed against the double-precision reference for the SIMD families, in
+ *       ULPs of the correctly rounded float result (0.5 = correctly rounded; a NaN or infinite
+ *       reference must be matched exactly), on the inputs the case's reference domain gives.
+ *       The transcendentals there are SLEEF's u10 functions (1.0 ULP, which SLEEF measures
+ *       against its own reference: we allow 1.01), except exp in the x86 families, which is
+ *       inlined and measures 0.924 ULP over every float (test_exp_exhaustive); a formula around one
+ * adds 0.5 per extra rounding, and where the result's binade is below the inputs' it can double
+ * (sigmoid: 1/(1 + exp(-x)) measures 2.0). scalar: the same for the scalar family, which calls
+ * glibc (tanhf is documented at 2 ULP, the others at 1; measured below that). vs_scalar: largest
+ * distance allowed between a SIMD family and the scalar family, in float steps, on all inputs
+ * (specials against specials); 0 = bit-identical, signed zeros and NaN-ness included. Formulas
+ * without a transcendental use the scalar family's operations in its order, so they are
+ * bit-identical. */
+typedef struct bound {
+    const char *name;
+    double simd, scalar, vs_scalar;
+} bound;
+
+static const bound bounds[] = {
+    {"neg", 0.0, 0.0, 0},
+    {"abs", 0.0, 0.0, 0},
+    {"relu", 0.0, 0.0, 0},
+    {"exp", 1.01, 1.0, 2},
+    {"log", 1.01, 1.0, 2},
+    {"sin", 1.01, 1.0, 2},
+    {"cos", 1.01, 1.0, 2},
+    {"tanh", 1.01, 2.5, 3},
+    {"sqrt", 0.5, 0.5, 0},
+    {"sigmoid", 2.5, 2.5, 5},
+    {"clamp", 0.0, 0.0, 0},
+    {"pow_scalar", 1.5, 1.5, 2},
+    {"add_vv", 0.5, 0.5, 0},
+    {"sub_vv", 0.5, 0.5, 0},
+    {"mul_vv", 0.5, 0.5, 0},
+    {"div_vv", 0.5, 0.5, 0},
+    {"pow_vv", 1.01, 1.0, 2},
+    {"add_vs", 0.5, 0.5, 0},
+    {"mul_vs", 0.5, 0.5, 0},
+    {"div_vs", 0.5, 0.5, 0},
+    {"pow_vs", 1.01, 1.0, 2},
+    {"sub_sv", 0.5, 0.5, 0},
+    {"div_sv", 0.5, 0.5, 0},
+    {"pow_sv", 1.01, 1.0, 2},
+    {"sigmoid_bwd", 3.5, 3.5, 4},
+    {"tanh_bwd", 1.5, 1.5, 0},
+    {"sqrt_bwd", 0.5, 0.5, 0},
+    {"relu_bwd", 0.0, 0.0, 0},
+    {"sin_bwd", 2.0, 2.0, 3},
+    {"cos_bwd", 2.0, 2.0, 3},
+    {"abs_bwd", 0.0, 0.0, 0},
+    {"clamp_bwd", 0.0, 0.0, 0},
+    {"pow_scalar_bwd", 2.5, 2.5, 3},
+    /* bce grad = w s - pw t cancels: its errors are in ULPs of max(|w s|, |pw t|) */
+    {"bce_loss", 5.0, 3.0, 6},
+    {"bce_grad", 4.0, 4.0, 5},
+};
+
+static const bound *bound_of(const char *name)
+{
+    for (size_t i = 0; i < sizeof bounds / sizeof bounds[0]; i++)
+        if (strcmp(bounds[i].name, name) == 0)
+            return &bounds[i];
+    fail_msg("no bound for %s", name);
+    return NULL;
+}
+
+struct family;
+static int is_scalar(const struct family *f);
+
+/* The reference bound for the family under test. */
+static double ref_bound(const struct family *f, const bound *b)
+{
+    return is_scalar(f) ? b->scalar : b->simd;
+}
+
+/* ---- families --------------------------------------------------------------------------- */
+
+typedef struct family {
+    const char *name;
+    int (*init)(tg_kernels *k);
+    tg_kernels k;
+} family;
+
+static tg_kernels scalar_k;
+
+static int is_scalar(const family *f)
+{
+    return strcmp(f->name, "scalar") == 0;
+}
+static family *cur; /* the family under test in the running group */
+
+static int init_scalar(tg_kernels *k)
+{
+    tg_kernels_init_scalar(k);
+    return 1;
+}
+
+static int cpu_runs(const char *name)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_cpu_init();
+    if (strcmp(name, "avx2") == 0)
+        return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    if (strcmp(name, "avx512") == 0)
+        return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") &&
+               __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512bw") &&
+               __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+#endif
+#if defined(__aarch64__)
+    if (strcmp(name, "neon") == 0)
+        return 1;
+#endif
+    return strcmp(name, "scalar") == 0;
+}
+
+/* ---- float helpers ------------------------------------------------------------------------ */
+
+static uint32_t bits(float f)
+{
+    uint32_t u;
+    memcpy(&u, &f, sizeof u);
+    return u;
+}
+
+/* Position on a line where adjacent floats are 1 apart (-0 and +0 both 0). */
+static int64_t ordinal(float f)
+{
+    uint32_t u = bits(f);
+    return (u & 0x80000000u) ? -(int64_t)(u & 0x7fffffffu) : (int64_t)u;
+}
+
+/* Float steps between a and b; NaN only matches NaN. Subnormals count as zero: a formula that
+ * underflows to 0 in one family (PyTorch's 1/(1+exp(-z)) below z = -88.7) and the stable form
+ * in another differ only there, and the reference check covers the subnormal range. */
+static double steps(float a, float b)
+{
+    if (isnan(a) || isnan(b))
+        return isnan(a) && isnan(b) ? 0.0 : INFINITY;
+    /* FLT_MIN and everything below it sit at 0, the next float up at 1 */
+    const int64_t floor = ordinal(0x1p-126f);
+    int64_t oa = ordinal(fabsf(a)) - floor, ob = ordinal(fabsf(b)) - floor;
+    oa = oa < 0 ? 0 : (a < 0 ? -oa : oa);
+    ob = ob < 0 ? 0 : (b < 0 ? -ob : ob);
+    return fabs((double)(oa - ob));
+}
+
+/* Error of got against the exact value ref, in ULPs of the float nearest ref. */
+static double ulp_err(float got, double ref)
+{
+    float rf = (float)ref;
+    if (isnan(ref) || isinf(rf))
+        return (isnan(got) && isnan(ref)) || got == rf ? 0.0 : INFINITY;
+    if (isnan(got))
+        return INFINITY;
+    double g = isinf(got) ? copysign(0x1p128, got) : (double)got;
+    int e = ref == 0.0 ? -126 : ilogb(ref);
+    if (e < -126)
+        e = -126;
+    return fabs(g - ref) / ldexp(1.0, e - 23);
+}
+
+/* ---- inputs -------------------------------------------------------------------------------- */
+
+#define BIG    100003
+#define MAXLEN 67
+
+static uint64_t rng = 0x9e3779b97f4a7c15u;
+
+static uint64_t next_u64(void)
+{
+    rng ^= rng >> 12;
+    rng ^= rng << 25;
+    rng ^= rng >> 27;
+    return rng * 0x2545f4914f6cdd1du;
+}
+
+static double uniform(double lo, double hi)
+{
+    return lo + (hi - lo) * (double)(next_u64() >> 11) * 0x1p-53;
+}
+
+static const float specials[] = {
+    0.0f,
+    -0.0f,
+    1e-45f,
+    -1e-45f,
+    1e-40f,
+    -1e-40f,
+    1.17549435e-38f,
+    -1.17549435e-38f,
+    1.0f,
+    -1.0f,
+    0.5f,
+    -0.5f,
+    2.0f,
+    -2.0f,
+    3.4028235e38f,
+    -3.4028235e38f,
+    INFINITY,
+    -INFINITY,
+    NAN,
+    100.0f,
+    -100.0f,
+    20.0f,
+    -20.0f,
+    88.7f,
+    -88.7f,
+    89.0f,
+    -89.0f,
+    104.0f,
+    -104.0f,
+    1e4f,
+    -1e4f,
+    1e6f,
+    -1e6f,
+    1e30f,
+    -1e30f,
+    1.5707964f,
+    -1.5707964f,
+    3.1415927f,
+    -3.1415927f,
+    16.0f,
+    1e-8f,
+    -1e-8f,
+    0.125f,
+    10.0f,
+};
+#define NSPECIAL (sizeof specials / sizeof specials[0])
+
+/* Domains for the reference check; the scalar comparison always uses D_ANY. */
+enum { D_ANY, D_MOD, D_HALF, D_TARGET };
+
+static float draw(int dom)
+{
+    switch (dom) {
+    case D_MOD: /* moderate magnitudes: float formulas neither overflow nor go subnormal */
+        return (float)((next_u64() & 1 ? 1 : -1) * exp2(uniform(-20, 20)));
+    case D_HALF:
+        return (float)uniform(-0.5, 0.5);
+    case D_TARGET: /* BCE targets: hard labels and soft ones */
+        return (float)(next_u64() % 3 == 0 ? uniform(0, 1) : (double)(next_u64() & 1));
+    default:
+        switch (next_u64() % 4) {
+        case 0:
+            return (float)uniform(-10, 10);
+        case 1:
+            return (float)((next_u64() & 1 ? 1 : -1) * exp2(uniform(-149, 128)));
+        default:
+            return (float)((next_u64() & 1 ? 1 : -1) * exp2(uniform(-30, 30)));
+        }
+    }
+}
+
+/* n values of domain dom; D_ANY starts with the special values. */
+static void fill_domain(float *x, int64_t n, int dom)
+{
+    int64_t i = 0;
+    if (dom == D_ANY)
+        for (; i < n && i < (int64_t)NSPECIAL; i++)
+            x[i] = specials[i];
+    for (; i < n; i++)
+        x[i] = draw(dom);
+}
+
+/* A second input of D_ANY that meets every special against every special somewhere. */
+static void fill_partner(float *x, int64_t n)
+{
+    int64_t i = 0;
+    for (; i < n && i < (int64_t)(NSPECIAL * NSPECIAL); i++)
+        x[i] = specials[i / NSPECIAL];
+    for (; i < n; i++)
+        x[i] = draw(D_ANY);
+}
+
+/* ---- elementwise cases ---------------------------------------------------------------------- */
+
+typedef struct ecase ecase;
+/* Runs the entry on n elements: inputs a (and b), output y; p/q are the scalar parameters. */
+typedef void (*run_fn)(const tg_kernels *k, const ecase *c, const float *a, const float *b,
+                       float *y, int64_t n);
+typedef double (*ref_fn)(const ecase *c, double a, double b);
+
+struct ecase {
+    const char *name;
+    int nin;    /* array inputs: 1 or 2 */
+    float p, q; /* scalar parameters */
+    run_fn run;
+    ref_fn ref;
+    int dom_a, dom_b; /* reference domains */
+    /* inputs outside the documented accuracy range of the formula (NULL: none) */
+    int (*excluded)(const ecase *c, double a, double b);
+};
+
+#define RUN1(fn, entry)                                                                            \
+    static void fn(const tg_kernels *k, const ecase *c, const float *a, const float *b, float *y,  \
+                   int64_t n)                                                                      \
+    {                                                                                              \
+        (void)c;                                                                                   \
+        (void)b;                                                                                   \
+        k->entry(a, y, n);                                                                         \
+    }
+#define RUN2(fn, entry)                                                                            \
+    static void fn(const tg_kernels *k, const ecase *c, const float *a, const float *b, float *y,  \
+                   int64_t n)                                                                      \
+    {                                                                                              \
+        (void)c;                                                                                   \
+        k->entry(a, b, y, n);                                                                      \
+    }
+#define RUNVS(fn, entry)                                                                           \
+    static void fn(const tg_kernels *k, const ecase *c, const float *a, const float *b, float *y,  \
+                   int64_t n)                                                                      \
+    {                                                                                              \
+        (void)b;                                                                                   \
+        k->entry(a, c->p, y, n);                                                                   \
+    }
+#define RUNSV(fn, entry)                                                                           \
+    static void fn(const tg_kernels *k, const ecase *c, const float *a, const float *b, float *y,  \
+                   int64_t n)                                                                      \
+    {                                                                                              \
+        (void)b;                                                                                   \
+        k->entry(c->p, a, y, n);                                                                   \
+    }
+
+RUN1(r_neg, neg)
+RUN1(r_abs, abs)
+RUN1(r_relu, relu)
+RUN1(r_exp, exp)
+RUN1(r_log, log)
+RUN1(r_sin, sin)
+RUN1(r_cos, cos)
+RUN1(r_tanh, tanh)
+RUN1(r_sqrt, sqrt)
+RUN1(r_sigmoid, sigmoid)
+RUN2(r_add_vv, add_vv)
+RUN2(r_sub_vv, sub_vv)
+RUN2(r_mul_vv, mul_vv)
+RUN2(r_div_vv, div_vv)
+RUN2(r_pow_vv, pow_vv)
+RUNVS(r_add_vs, add_vs)
+RUNVS(r_mul_vs, mul_vs)
+RUNVS(r_div_vs, div_vs)
+RUNVS(r_pow_vs, pow_vs)
+RUNSV(r_sub_sv, sub_sv)
+RUNSV(r_div_sv, div_sv)
+RUNSV(r_pow_sv, pow_sv)
+RUN2(r_sigmoid_bwd, sigmoid_bwd)
+RUN2(r_tanh_bwd, tanh_bwd)
+RUN2(r_sqrt_bwd, sqrt_bwd)
+RUN2(r_relu_bwd, relu_bwd)
+RUN2(r_sin_bwd, sin_bwd)
+RUN2(r_cos_bwd, cos_bwd)
+RUN2(r_abs_bwd, abs_bwd)
+
+static void r_clamp(const tg_kernels *k, const ecase *c, const float *a, const float *b, float *y,
+                    int64_t n)
+{
+    (void)b;
+    k->clamp(a, y, n, c->p, c->q);
+}
+
+static void r_pow_scalar(const tg_kernels *k, const ecase *c, const float *a, const float *b,
+                         float *y, int64_t n)
+{
+    (void)b;
+    k->pow_scalar(a, y, n, c->p);
+}
+
+static void r_clamp_bwd(const tg_kernels *k, const ecase *c, const float *a, const float *b,
+                        float *y, int64_t n)
+{
+    k->clamp_bwd(a, b, y, n, c->p, c->q);
+}
+
+static void r_pow_scalar_bwd(const tg_kernels *k, const ecase *c, const float *a, const float *b,
+                             float *y, int64_t n)
+{
+    k->pow_scalar_bwd(a, b, y, n, c->p);
+}
+
+/* The reference of pow(x, e) for the scalar exponents the kernels treat exactly. */
+static double pow_ref(double x, double e)
+{
+    if (e == 0.5)
+        return sqrt(x); /* the shortcut: sqrt(-0) = -0 and sqrt(-inf) = NaN, as PyTorch */
+    return pow(x, e);
+}
+
+static double f_neg(const ecase *c, double a, double b)
+{
+    (void)c, (void)b;
+    return -a;
+}
+static double f_abs(const ecase *c, double a, double b)
+{
+    (void)c, (void)b;
+    return fabs(a);
+}
+static double f_relu(const ecase *c, double a, double b)
+{
+    (void)c, (void)b;
+    return a > 0 || isnan(a) ? a : 0.0;
+}
+static double f_exp(const ecase *c, double a, double b)
+{
+    (void)c, (void)b;
+    return exp(a);
+}
+static double f_log(const ecase *c, double a, double b)
+{
+    (void)c, (void)b;
+    return log(a);
+}
+static double f_sin(const ecase *c, double a, double b)
+{
+    (void)c, (void)b;
+    return sin(a);
+}
+static double f_cos(const ecase *c, double a, double b)
+{
+    (void)c, (void)b;
+    return cos(a);
+}
+static double f_tanh(const ecase *c, double a, double b)
+{
+    (void)c, (void)b;
+    return tanh(a);
+}
+static double f_sqrt(const ecase *c, double a, double b)
+{
+    (void)c, (void)b;
+    return sqrt(a);
+}
+static double f_sigmoid(const ecase *c, double a, double b)
+{
+    (void)c, (void)b;
+    return 1.0 / (1.0 + exp(-a));
+}
+static double f_clamp(const ecase *c, double a, double b)
+{
+    (void)b;
+    if (!isnan(a) && !isnan(c->p) && a < c->p)
+        a = c->p;
+    if (!isnan(a) && !isnan(c->q) && a > c->q)
+        a = c->q;
+    return a;
+}
+static double f_pow_scalar(const ecase *c, double a, double b)
+{
+    (void)b;
+    return pow_ref(a, c->p);
+}
+static double f_add(const ecase *c, double a, double b)
+{
+    (void)c;
+    return a + b;
+}
+static double f_sub(const ecase *c, double a, double b)
+{
+    (void)c;
+    return a - b;
+}
+static double f_mul(const ecase *c, double a, double b)
+{
+    (void)c;
+    return a * b;
+}
+static double f_div(const ecase *c, double a, double b)
+{
+    (void)c;
+    return a / b;
+}
+static double f_pow(const ecase *c, double a, double b)
+{
+    (void)c;
+    return pow(a, b);
+}
+static double f_add_vs(const ecase *c, double a, double b)
+{
+    (void)b;
+    return a + c->p;
+}
+static double f_mul_vs(const ecase *c, double a, double b)
+{
+    (void)b;
+    return a * c->p;
+}
+static double f_div_vs(const ecase *c, double a, double b)
+{
+    (void)b;
+    return a / c->p;
+}
+static double f_pow_vs(const ecase *c, double a, double b)
+{
+    (void)b;
+    return pow_ref(a, c->p);
+}
+static double f_sub_sv(const ecase *c, double a, double b)
+{
+    (void)b;
+    return c->p - a;
+}
+static double f_div_sv(const ecase *c, double a, double b)
+{
+    (void)b;
+    return c->p / a;
+}
+static double f_pow_sv(const ecase *c, double a, double b)
+{
+    (void)b;
+    return pow(c->p, a);
+}
+static double f_sigmoid_bwd(const ecase *c, double x, double g)
+{
+    (void)c;
+    double e = exp(-fabs(x));
+    return isnan(x) ? x : g * (e / ((1 + e) * (1 + e)));
+}
+static double f_tanh_bwd(const ecase *c, double y, double g)
+{
+    (void)c;
+    return g * (1 - y * y);
+}
+static double f_sqrt_bwd(const ecase *c, double y, double g)
+{
+    (void)c;
+    return g / (2 * y);
+}
+static double f_relu_bwd(const ecase *c, double y, double g)
+{
+    (void)c;
+    return y > 0 ? g : 0.0;
+}
+static double f_sin_bwd(const ecase *c, double x, double g)
+{
+    (void)c;
+    return g * cos(x);
+}
+static double f_cos_bwd(const ecase *c, double x, double g)
+{
+    (void)c;
+    return -g * sin(x);
+}
+static double f_abs_bwd(const ecase *c, double x, double g)
+{
+    (void)c;
+    return g * (x > 0 ? 1.0 : x < 0 ? -1.0 : 0.0);
+}
+static double f_clamp_bwd(const ecase *c, double x, double g)
+{
+    int in = (isnan(c->p) || x >= c->p) && (isnan(c->q) || x <= c->q);
+    return in ? g : 0.0;
+}
+static double f_pow_scalar_bwd(const ecase *c, double x, double g)
+{
+    double e = c->p;
+    return e == 0 ? 0.0 : g * e * pow_ref(x, e - 1);
+}
+
+/* 1/(1+exp(-x)) is PyTorch's formula: exp overflows below x = -88.72, so results that would be
+ * subnormal (down to x = -103.3) come out as 0. */
+static int sigmoid_subnormal(const ecase *c, double a, double b)
+{
+    (void)c, (void)b;
+    return a < -88.72 && a > -104;
+}
+
+/* sigmoid_bwd is PyTorch's (gy * (1 - y)) * y while y < 1: for 0.5 < x < 18, 1 - y cancels, so
+ * its accuracy is the formula's (and two 1-ULP exps can put results far apart); below x = -88.7
+ * y underflows to 0 (so gx is 0 however large gy is), and above x = 87.3 the derivative itself
+ * is subnormal. The stable branch
+ * (y == 1, x >= 16.6) is checked between 18 and 87.3 and in test_sigmoid_limits. */
+static int sigmoid_bwd_unstable(const ecase *c, double x, double g)
+{
+    (void)c, (void)g;
+    return (x > 0.5 && x < 18) || (x < -88.72 && x > -INFINITY) || (x > 87.3 && x < INFINITY);
+}
+
+/* Where x^(e-1) is subnormal it has lost bits before gy scales it back up. */
+static int pow_subnormal(const ecase *c, double x, double g)
+{
+    (void)g;
+    double p = fabs(pow(x, c->p - 1.0));
+    return p > 0 && p < 0x1p-126;
+}
+
+static const ecase cases[] = {
+    {"neg", 1, 0, 0, r_neg, f_neg, D_ANY, D_ANY, NULL},
+    {"abs", 1, 0, 0, r_abs, f_abs, D_ANY, D_ANY, NULL},
+    {"relu", 1, 0, 0, r_relu, f_relu, D_ANY, D_ANY, NULL},
+    {"exp", 1, 0, 0, r_exp, f_exp, D_ANY, D_ANY, NULL},
+    {"log", 1, 0, 0, r_log, f_log, D_ANY, D_ANY, NULL},
+    {"sin", 1, 0, 0, r_sin, f_sin, D_ANY, D_ANY, NULL},
+    {"cos", 1, 0, 0, r_cos, f_cos, D_ANY, D_ANY, NULL},
+    {"tanh", 1, 0, 0, r_tanh, f_tanh, D_ANY, D_ANY, NULL},
+    {"sqrt", 1, 0, 0, r_sqrt, f_sqrt, D_ANY, D_ANY, NULL},
+    {"sigmoid", 1, 0, 0, r_sigmoid, f_sigmoid, D_ANY, D_ANY, sigmoid_subnormal},
+    {"clamp", 1, -1.5f, 2.0f, r_clamp, f_clamp, D_ANY, D_ANY, NULL},
+    {"clamp", 1, NAN, 0.0f, r_clamp, f_clamp, D_ANY, D_ANY, NULL},
+    {"clamp", 1, -0.0f, NAN, r_clamp, f_clamp, D_ANY, D_ANY, NULL},
+    {"clamp", 1, 3.0f, 1.0f, r_clamp, f_clamp, D_ANY, D_ANY, NULL},
+    /* the exact shortcuts keep their float roundings, so the reference uses moderate inputs */
+    {"pow_scalar", 1, 2.0f, 0, r_pow_scalar, f_pow_scalar, D_MOD, D_ANY, NULL},
+    {"pow_scalar", 1, 1.0f, 0, r_pow_scalar, f_pow_scalar, D_ANY, D_ANY, NULL},
+    {"pow_scalar", 1, 0.5f, 0, r_pow_scalar, f_pow_scalar, D_ANY, D_ANY, NULL},
+    {"pow_scalar", 1, -1.0f, 0, r_pow_scalar, f_pow_scalar, D_ANY, D_ANY, NULL},
+    {"pow_scalar", 1, 3.0f, 0, r_pow_scalar, f_pow_scalar, D_MOD, D_ANY, NULL},
+    {"pow_scalar", 1, -2.0f, 0, r_pow_scalar, f_pow_scalar, D_MOD, D_ANY, NULL},
+    {"pow_scalar", 1, 0.0f, 0, r_pow_scalar, f_pow_scalar, D_ANY, D_ANY, NULL},
+    {"pow_scalar", 1, 2.5f, 0, r_pow_scalar, f_pow_scalar, D_ANY, D_ANY, NULL},
+    {"pow_scalar", 1, -0.7f, 0, r_pow_scalar, f_pow_scalar, D_ANY, D_ANY, NULL},
+    {"pow_scalar", 1, 4.0f, 0, r_pow_scalar, f_pow_scalar, D_ANY, D_ANY, NULL},
+    {"add_vv", 2, 0, 0, r_add_vv, f_add, D_ANY, D_ANY, NULL},
+    {"sub_vv", 2, 0, 0, r_sub_vv, f_sub, D_ANY, D_ANY, NULL},
+    {"mul_vv", 2, 0, 0, r_mul_vv, f_mul, D_ANY, D_ANY, NULL},
+    {"div_vv", 2, 0, 0, r_div_vv, f_div, D_ANY, D_ANY, NULL},
+    {"pow_vv", 2, 0, 0, r_pow_vv, f_pow, D_ANY, D_ANY, NULL},
+    {"add_vs", 1, 1.25f, 0, r_add_vs, f_add_vs, D_ANY, D_ANY, NULL},
+    {"mul_vs", 1, -3.5f, 0, r_mul_vs, f_mul_vs, D_ANY, D_ANY, NULL},
+    {"div_vs", 1, 7.0f, 0, r_div_vs, f_div_vs, D_ANY, D_ANY, NULL},
+    {"div_vs", 1, 0.0f, 0, r_div_vs, f_div_vs, D_ANY, D_ANY, NULL},
+    {"pow_vs", 1, 2.0f, 0, r_pow_vs, f_pow_vs, D_MOD, D_ANY, NULL},
+    {"pow_vs", 1, 1.7f, 0, r_pow_vs, f_pow_vs, D_ANY, D_ANY, NULL},
+    {"sub_sv", 1, 2.5f, 0, r_sub_sv, f_sub_sv, D_ANY, D_ANY, NULL},
+    {"div_sv", 1, -1.0f, 0, r_div_sv, f_div_sv, D_ANY, D_ANY, NULL},
+    {"pow_sv", 1, 2.0f, 0, r_pow_sv, f_pow_sv, D_ANY, D_ANY, NULL},
+    {"pow_sv", 1, -0.5f, 0, r_pow_sv, f_pow_sv, D_ANY, D_ANY, NULL},
+    {"sigmoid_bwd", 2, 0, 0, r_sigmoid_bwd, f_sigmoid_bwd, D_ANY, D_MOD, sigmoid_bwd_unstable},
+    /* 1 - y*y cancels as |y| -> 1 (the formula PyTorch uses too): reference on |y| <= 0.5 */
+    {"tanh_bwd", 2, 0, 0, r_tanh_bwd, f_tanh_bwd, D_HALF, D_MOD, NULL},
+    {"sqrt_bwd", 2, 0, 0, r_sqrt_bwd, f_sqrt_bwd, D_MOD, D_MOD, NULL},
+    {"relu_bwd", 2, 0, 0, r_relu_bwd, f_relu_bwd, D_ANY, D_ANY, NULL},
+    {"sin_bwd", 2, 0, 0, r_sin_bwd, f_sin_bwd, D_ANY, D_MOD, NULL},
+    {"cos_bwd", 2, 0, 0, r_cos_bwd, f_cos_bwd, D_ANY, D_MOD, NULL},
+    {"abs_bwd", 2, 0, 0, r_abs_bwd, f_abs_bwd, D_ANY, D_ANY, NULL},
+    {"clamp_bwd", 2, -1.0f, 1.0f, r_clamp_bwd, f_clamp_bwd, D_ANY, D_ANY, NULL},
+    {"clamp_bwd", 2, NAN, 0.5f, r_clamp_bwd, f_clamp_bwd, D_ANY, D_ANY, NULL},
+    {"clamp_bwd", 2, NAN, NAN, r_clamp_bwd, f_clamp_bwd, D_ANY, D_ANY, NULL},
+    {"pow_scalar_bwd", 2, 2.0f, 0, r_pow_scalar_bwd, f_pow_scalar_bwd, D_MOD, D_MOD, pow_subnormal},
+    {"pow_scalar_bwd", 2, 3.0f, 0, r_pow_scalar_bwd, f_pow_scalar_bwd, D_MOD, D_MOD, pow_subnormal},
+    {"pow_scalar_bwd", 2, 0.0f, 0, r_pow_scalar_bwd, f_pow_scalar_bwd, D_MOD, D_MOD, pow_subnormal},
+    {"pow_scalar_bwd", 2, 1.5f, 0, r_pow_scalar_bwd, f_pow_scalar_bwd, D_MOD, D_MOD, pow_subnormal},
+    {"pow_scalar_bwd", 2, -0.5f, 0, r_pow_scalar_bwd, f_pow_scalar_bwd, D_MOD, D_MOD,
+     pow_subnormal},
+};
+#define NCASES (sizeof cases / sizeof cases[0])
+
+/* Buffers with one float of guard on each side and an odd offset, so the kernels see
+ * misaligned pointers and we see any write past the end. */
+#define GUARD 1234.5f
+
+static float *alloc_f(int64_t n)
+{
+    float *p = malloc(sizeof(float) * (size_t)(n + 8));
+    assert_non_null(p);
+    return p;
+}
+
+/* Worst errors seen per case in this run, printed so the bounds above can be re-derived. */
+static void report(const char *fam, const ecase *c, double ref_worst, double sc_worst)
+{
+    print_message("  %-7s %-15s p=%-6g ref %.3f ulp, scalar %.0f steps\n", fam, c->name, c->p,
+                  ref_worst, sc_worst);
+}
+
+static void check_case(const family *f, const ecase *c)
+{
+    const bound *bd = bound_of(c->name);
+    float *a = alloc_f(BIG), *b = alloc_f(BIG), *y = alloc_f(BIG), *ys = alloc_f(BIG);
+    float *buf_a = alloc_f(BIG), *buf_b = alloc_f(BIG), *out = alloc_f(BIG);
+
+    /* 1. against the double reference, on the reference domain */
+    fill_domain(a, BIG, c->dom_a);
+    fill_domain(b, BIG, c->dom_b);
+    c->run(&f->k, c, a, b, y, BIG);
+    double ref_worst = 0;
+    int64_t worst_i = 0;
+    for (int64_t i = 0; i < BIG; i++) {
+        if (c->excluded && c->excluded(c, a[i], b[i]))
+            continue;
+        double e = ulp_err(y[i], c->ref(c, a[i], b[i]));
+        if (e > ref_worst || isnan(e))
+            ref_worst = e, worst_i = i;
+    }
+    if (!(ref_worst <= ref_bound(f, bd)))
+        fail_msg("%s %s(p=%g): %.3f ulp > %.3f at a=%a b=%a: got %a want %a", f->name, c->name,
+                 c->p, ref_worst, ref_bound(f, bd), a[worst_i], b[worst_i], y[worst_i],
+                 c->ref(c, a[worst_i], b[worst_i]));
+
+    /* 2. against the scalar family, on everything (specials against specials) */
+    fill_domain(a, BIG, D_ANY);
+    fill_partner(b, BIG);
+    c->run(&f->k, c, a, b, y, BIG);
+    c->run(&scalar_k, c, a, b, ys, BIG);
+    double sc_worst = 0;
+    for (int64_t i = 0; i < BIG; i++) {
+        if (c->excluded && c->excluded(c, a[i], b[i]))
+            continue;
+        double d = bd->vs_scalar == 0
+                       ? (bits(y[i]) == bits(ys[i]) || (isnan(y[i]) && isnan(ys[i])) ? 0 : INFINITY)
+                       : steps(y[i], ys[i]);
+        if (d > sc_worst)
+            sc_worst = d, worst_i = i;
+    }
+    if (!(sc_worst <= bd->vs_scalar))
+        fail_msg("%s %s(p=%g) vs scalar: %.0f steps at a=%a b=%a: got %a scalar %a", f->name,
+                 c->name, c->p, sc_worst, a[worst_i], b[worst_i], y[worst_i], ys[worst_i]);
+    report(f->name, c, ref_worst, sc_worst);
+
+    /* 3. every short length at odd offsets, and in place: the same bits as in the long run
+     * (tails and alignment change nothing), nothing written outside [0, n) */
+    for (int64_t n = 0; n <= MAXLEN; n++) {
+        for (int64_t start = 0; start < 3; start++) {
+            int64_t at = start * 37 + n; /* where in the long arrays the run is taken from */
+            float *pa = buf_a + 1 + start, *pb = buf_b + 1 + start, *py = out + 1 + start;
+            memcpy(pa, a + at, sizeof(float) * (size_t)n);
+            memcpy(pb, b + at, sizeof(float) * (size_t)n);
+            py[-1] = GUARD;
+            for (int64_t i = 0; i <= n; i++)
+                py[i] = GUARD;
+            c->run(&f->k, c, pa, pb, py, n);
+            assert_true(py[-1] == GUARD && py[n] == GUARD);
+            for (int64_t i = 0; i < n; i++)
+                if (bits(py[i]) != bits(y[at + i]) && !(isnan(py[i]) && isnan(y[at + i])))
+                    fail_msg("%s %s: n=%lld offset %lld element %lld: %a, long run gave %a",
+                             f->name, c->name, (long long)n, (long long)start, (long long)i, py[i],
+                             y[at + i]);
+            c->run(&f->k, c, pa, pb, pa, n); /* y == a */
+            for (int64_t i = 0; i < n; i++)
+                assert_true(bits(pa[i]) == bits(y[at + i]) || (isnan(pa[i]) && isnan(y[at + i])));
+        }
+    }
+    /* in place over the whole long array, at an odd offset */
+    memcpy(buf_a + 1, a, sizeof(float) * BIG);
+    c->run(&f->k, c, buf_a + 1, b, buf_a + 1, BIG);
+    for (int64_t i = 0; i < BIG; i++)
+        assert_true(bits(buf_a[1 + i]) == bits(y[i]) || (isnan(buf_a[1 + i]) && isnan(y[i])));
+    if (c->nin == 2) { /* y == b */
+        memcpy(buf_b + 1, b, sizeof(float) * BIG);
+        c->run(&f->k, c, a, buf_b + 1, buf_b + 1, BIG);
+        for (int64_t i = 0; i < BIG; i++)
+            assert_true(bits(buf_b[1 + i]) == bits(y[i]) || (isnan(buf_b[1 + i]) && isnan(y[i])));
+    }
+    free(a), free(b), free(y), free(ys), free(buf_a), free(buf_b), free(out);
+}
+
+static void test_elementwise(void **state)
+{
+    (void)state;
+    for (size_t i = 0; i < NCASES; i++)
+        check_case(cur, &cases[i]);
+}
+
+/* ---- named edge cases ------------------------------------------------------------------------ */
+
+static void test_sigmoid_limits(void **state)
+{
+    (void)state;
+    const tg_kernels *k = &cur->k;
+    float x[7] = {100.0f, -100.0f, INFINITY, -INFINITY, NAN, 0.0f, -0.0f}, y[7];
+    k->sigmoid(x, y, 7);
+    assert_true(y[0] == 1.0f);
+    assert_true(y[1] >= 0.0f && y[1] < 1e-43f); /* exp(-100) = 3.7e-44: 0 or the denormal */
+    assert_true(y[2] == 1.0f);
+    assert_true(y[3] == 0.0f);
+    assert_true(isnan(y[4]));
+    assert_true(y[5] == 0.5f && y[6] == 0.5f);
+
+    /* the derivative from x does not vanish while the true value is a normal float */
+    float xb[6] = {20.0f, -20.0f, 80.0f, INFINITY, -INFINITY, NAN}, g[6] = {1, 1, 1, 1, 1, 1},
+          gx[6];
+    k->sigmoid_bwd(xb, g, gx, 6);
+    assert_true(ulp_err(gx[0], exp(-20.0) / ((1 + exp(-20.0)) * (1 + exp(-20.0)))) <= 3.0);
+    assert_true(gx[0] == gx[1]);
+    assert_true(gx[2] > 0.0f); /* 1.8e-35 */
+    assert_true(gx[3] == 0.0f && gx[4] == 0.0f);
+    assert_true(isnan(gx[5]));
+}
+
+static void test_trig_large(void **state)
+{
+    (void)state;
+    const tg_kernels *k = &cur->k;
+    float x[8] = {1e4f, -1e4f, 1e6f, -1e6f, 1e30f, -1e30f, 3.4028235e38f, 1.0e20f}, s[8], c[8];
+    k->sin(x, s, 8);
+    k->cos(x, c, 8);
+    for (int i = 0; i < 8; i++) {
+        assert_true(ulp_err(s[i], sin((double)x[i])) <= ref_bound(cur, bound_of("sin")));
+        assert_true(ulp_err(c[i], cos((double)x[i])) <= ref_bound(cur, bound_of("cos")));
+    }
+}
+
+/* Every float through exp (4.3e9 inputs, about a minute): run with TAPEGRAD_EXHAUSTIVE=1. The
+ * x86 families inline their own exp (sigmoid, its backward and the logistic loss are built on
+ * it); this is the check behind its bound: 0.924 ULP at most. */
+static void test_exp_exhaustive(void **state)
+{
+    (void)state;
+    const char *on = getenv("TAPEGRAD_EXHAUSTIVE");
+    if (!on || strcmp(on, "1") != 0)
+        skip();
+    enum { B = 1 << 16 };
+    float *x = alloc_f(B), *y = alloc_f(B);
+    double worst = 0;
+    float worst_x = 0;
+    for (uint64_t base = 0; base < ((uint64_t)1 << 32); base += B) {
+        for (uint32_t i = 0; i < B; i++) {
+            uint32_t u = (uint32_t)(base + i);
+            memcpy(&x[i], &u, sizeof u);
+        }
+        cur->k.exp(x, y, B);
+        for (uint32_t i = 0; i < B; i++) {
+            double e = ulp_err(y[i], exp((double)x[i]));
+            if (e > worst)
+                worst = e, worst_x = x[i];
+        }
+    }
+    print_message("  %-7s exp over all floats: %.4f ulp at %a\n", cur->name, worst, worst_x);
+    assert_true(worst <= ref_bound(cur, bound_of("exp")));
+    free(x), free(y);
+}
+
+/* ---- sum ------------------------------------------------------------------------------------ */
+
+static double sum_double(const float *x, int64_t n)
+{
+    double s = 0, c = 0; /* Kahan in double: exact enough for a reference */
+    for (int64_t i = 0; i < n; i++) {
+        double y = (double)x[i] - c, t = s + y;
+        c = (t - s) - y;
+        s = t;
+    }
+    return s;
+}
+
+static double sum_abs(const float *x, int64_t n)
+{
+    double s = 0;
+    for (int64_t i = 0; i < n; i++)
+        s += fabs((double)x[i]);
+    return s;
+}
+
+static void test_sum(void **state)
+{
+    (void)state;
+    const tg_kernels *k = &cur->k;
+    const int64_t big = (int64_t)1 << 22;
+    float *x = alloc_f(big + 1), *x1 = alloc_f(big + 1);
+    for (int64_t i = 0; i < big; i++)
+        x[i] = (float)uniform(-1, 3); /* a nonzero mean makes the running sum grow */
+    const int64_t lens[] = {0,   1,   2,    7,    15,   16,   17,  31,      33,  63,
+                            64,  65,  67,   127,  128,  129,  255, 256,     257, 511,
+                            512, 513, 1000, 4095, 4096, 4097, BIG, 1 << 20, big};
+    for (size_t t = 0; t < sizeof lens / sizeof lens[0]; t++) {
+        int64_t n = lens[t];
+        float s = k->sum(x, n);
+        double ref = sum_double(x, n);
+        /* pairwise bound: (leaf adds + log2 n) roundings of at most eps/2 of the sum of |x| */
+        double tol = (16 + log2((double)n + 1)) * 0x1p-24 * sum_abs(x, n);
+        if (!(fabs(s - ref) <= tol))
+            fail_msg("%s sum n=%lld: %.9g vs %.9g (tol %.3g)", cur->name, (long long)n, s, ref,
+                     tol);
+        /* alignment does not change the result */
+        memcpy(x1 + 1, x, sizeof(float) * (size_t)n);
+        assert_true(bits(k->sum(x1 + 1, n)) == bits(s));
+        /* no worse than the scalar pairwise sum, with a few float steps of slack */
+        float ss = scalar_k.sum(x, n);
+        assert_true(fabs(s - ref) <= fabs(ss - ref) + 4 * ldexp(1.0, ilogb(ref + 1e-30) - 23));
+    }
+    float sp[4] = {INFINITY, 1.0f, -INFINITY, 2.0f};
+    assert_true(isnan(k->sum(sp, 4)));
+    assert_true(k->sum(sp, 2) == INFINITY);
+    float nn[3] = {1.0f, NAN, 2.0f};
+    assert_true(isnan(k->sum(nn, 3)));
+    float z[2] = {-0.0f, -0.0f};
+    assert_true(bits(k->sum(z, 2)) == bits(scalar_k.sum(z, 2)));
+    free(x), free(x1);
+}
+
+/* ---- axpy, fill, copy ---------------------------------------------------------------------- */
+
+static void test_blas1(void **state)
+{
+    (void)state;
+    const tg_kernels *k = &cur->k;
+    float *x = alloc_f(BIG), *y0 = alloc_f(BIG), *y = alloc_f(BIG + 2), *ys = alloc_f(BIG);
+    fill_domain(x, BIG, D_ANY);
+    fill_partner(y0, BIG);
+    for (int64_t n = 0; n <= BIG; n = n < MAXLEN ? n + 1 : n + BIG) {
+        memcpy(y + 1, y0, sizeof(float) * (size_t)n);
+        y[0] = y[n + 1] = GUARD;
+        memcpy(ys, y0, sizeof(float) * (size_t)n);
+        k->axpy(-0.75f, x, y + 1, n);
+        scalar_k.axpy(-0.75f, x, ys, n);
+        assert_true(y[0] == GUARD && y[n + 1] == GUARD);
+        for (int64_t i = 0; i < n; i++)
+            assert_true(bits(y[1 + i]) == bits(ys[i]) || (isnan(y[1 + i]) && isnan(ys[i])));
+
+        k->fill(y + 1, -0.0f, n);
+        assert_true(y[0] == GUARD && y[n + 1] == GUARD);
+        for (int64_t i = 0; i < n; i++)
+            assert_true(bits(y[1 + i]) == bits(-0.0f));
+
+        k->copy(x, y + 1, n);
+        assert_true(y[0] == GUARD && y[n + 1] == GUARD);
+        assert_true(n == 0 || memcmp(x, y + 1, sizeof(float) * (size_t)n) == 0);
+        k->copy(y + 1, y + 1, n); /* in place is a no-op */
+        assert_true(n == 0 || memcmp(x, y + 1, sizeof(float) * (size_t)n) == 0);
+    }
+    free(x), free(y0), free(y), free(ys);
+}
+
+/* ---- fused logistic loss ---------------------------------------------------------------- */
+
+static double softplus_d(double z)
+{
+    return fmax(z, 0) + log1p(exp(-fabs(z)));
+}
+
+/* |g - want| in ULPs of `scale` (the larger term of w s - pw t), subnormals counted as 0. */
+static double grad_err(float g, double want, double scale)
+{
+    if (isnan(g) || isnan(want))
+        return isnan(g) && isnan(want) ? 0.0 : INFINITY;
+    double gd = fabs(g) < 0x1p-126 ? 0.0 : g, wd = fabs(want) < 0x1p-126 ? 0.0 : want;
+    if (gd == wd)
+        return 0.0;
+    int e = scale < 0x1p-126 ? -126 : ilogb(scale);
+    return fabs(gd - wd) / ldexp(1.0, e - 23);
+}
+
+static void test_bce_logits(void **state)
+{
+    (void)state;
+    const tg_kernels *k = &cur->k;
+    const bound *bl = bound_of("bce_loss"), *bg = bound_of("bce_grad");
+    float *z = alloc_f(BIG), *t = alloc_f(BIG), *loss = alloc_f(BIG + 2), *grad = alloc_f(BIG + 2);
+    float *ls = alloc_f(BIG), *gs = alloc_f(BIG);
+    const float pws[] = {1.0f, 3.0f, 0.25f};
+    for (size_t p = 0; p < 3; p++) {
+        float pw = pws[p];
+        /* reference: logits moderate to large, targets hard and soft */
+        for (int64_t i = 0; i < BIG; i++) {
+            /* |z| <= 1e6: pw * t * softplus(-z) would overflow float near FLT_MAX */
+            z[i] = i < (int64_t)NSPECIAL && fabsf(specials[i]) <= 1e6f ? specials[i]
+                                                                       : (float)uniform(-30, 30);
+            t[i] = draw(D_TARGET);
+        }
+        double total = k->bce_logits(z, t, loss, grad, BIG, pw), want_total = 0, worst_l = 0,
+               worst_g = 0;
+        for (int64_t i = 0; i < BIG; i++) {
+            double zi = z[i], ti = t[i];
+            double l = pw * ti * softplus_d(-zi) + (1 - ti) * softplus_d(zi);
+            double s = 1 / (1 + exp(-zi)), w = pw * ti + 1 - ti;
+            want_total += l;
+            worst_l = fmax(worst_l, ulp_err(loss[i], l));
+            /* the scalar family's w / (1 + exp(-z)) underflows to 0 below z = -88.7 (PyTorch's
+             * formula), where the truth is subnormal: outside the documented range */
+            if (zi < -88.72 && zi > -104)
+                continue;
+            worst_g =
+                fmax(worst_g, grad_err(grad[i], w * s - pw * ti, fmax(fabs(w * s), fabs(pw * ti))));
+        }
+        print_message("  %-7s bce pw=%g: loss %.3f ulp, grad %.3f ulp\n", cur->name, pw, worst_l,
+                      worst_g);
+        assert_true(worst_l <= ref_bound(cur, bl));
+        assert_true(worst_g <= ref_bound(cur, bg));
+        assert_true(fabs(total - want_total) <= 1e-6 * want_total);
+
+        /* against scalar on all specials; outputs optional; tails and alignment */
+        fill_domain(z, BIG, D_ANY);
+        for (int64_t i = 0; i < BIG; i++)
+            t[i] = draw(D_TARGET);
+        float tot_s = scalar_k.bce_logits(z, t, ls, gs, BIG, pw);
+        float tot = k->bce_logits(z, t, loss, grad, BIG, pw);
+        assert_true(steps(tot, tot_s) <= 64 || (isnan(tot) && isnan(tot_s)));
+        for (int64_t i = 0; i < BIG; i++) {
+            double w = pw * t[i] + 1 - t[i], sd = 1 / (1 + exp(-(double)z[i]));
+            double scale = fmax(fabs(w * sd), fabs(pw * t[i]));
+            if (!(steps(loss[i], ls[i]) <= bl->vs_scalar &&
+                  grad_err(grad[i], gs[i], scale) <= bg->vs_scalar))
+                fail_msg("%s bce z=%a t=%a: loss %a/%a grad %a/%a", cur->name, z[i], t[i], loss[i],
+                         ls[i], grad[i], gs[i]);
+        }
+        float *l1 = alloc_f(MAXLEN + 2), *g1 = alloc_f(MAXLEN + 2);
+        for (int64_t n = 0; n <= MAXLEN; n++) {
+            float *zz = alloc_f(n + 1), *tt = alloc_f(n + 1);
+            memcpy(zz + 1, z + n, sizeof(float) * (size_t)n);
+            memcpy(tt + 1, t + n, sizeof(float) * (size_t)n);
+            l1[0] = l1[n + 1] = g1[0] = g1[n + 1] = GUARD;
+            float s1 = k->bce_logits(zz + 1, tt + 1, l1 + 1, g1 + 1, n, pw);
+            assert_true(l1[0] == GUARD && l1[n + 1] == GUARD && g1[0] == GUARD &&
+                        g1[n + 1] == GUARD);
+            for (int64_t i = 0; i < n; i++) {
+                assert_true(bits(l1[1 + i]) == bits(loss[n + i]) ||
+                            (isnan(l1[1 + i]) && isnan(loss[n + i])));
+                assert_true(bits(g1[1 + i]) == bits(grad[n + i]) ||
+                            (isnan(g1[1 + i]) && isnan(grad[n + i])));
+            }
+            float s2 = k->bce_logits(zz + 1, tt + 1, NULL, NULL, n, pw);
+            float s3 = k->bce_logits(zz + 1, tt + 1, NULL, g1 + 1, n, pw);
+            assert_true(bits(s1) == bits(s2) || (isnan(s1) && isnan(s2)));
+            assert_true(bits(s1) == bits(s3) || (isnan(s1) && isnan(s3)));
+            free(zz), free(tt);
+        }
+        free(l1), free(g1);
+    }
+    free(z), free(t), free(loss), free(grad), free(ls), free(gs);
+}
+
+/* ---- small matrix product ---------------------------------------------------------------- */
+
+static void test_gemm_small(void **state)
+{
+    (void)state;
+    const tg_kernels *k = &cur->k;
+    const int64_t dims[] = {1, 3, 7, 8, 16, 17, 33, 64};
+    float *A = alloc_f(64 * 70), *B = alloc_f(64 * 70), *C = alloc_f(64 * 70 + 2),
+          *Cs = alloc_f(64 * 70);
+    for (int64_t i = 0; i < 64 * 70; i++) {
+        A[i] = (float)uniform(-2, 2);
+        B[i] = (float)uniform(-2, 2);
+    }
+    A[5] = INFINITY, B[9] = NAN, A[70] = -0.0f; /* specials travel as in the scalar loops */
+    for (size_t a = 0; a < 8; a++)
+        for (size_t b = 0; b < 8; b++)
+            for (size_t c = 0; c < 8; c += 3)
+                for (int ta = 0; ta < 2; ta++)
+                    for (int tb = 0; tb < 2; tb++) {
+                        int64_t M = dims[a], N = dims[b], K = dims[c];
+                        int64_t lda = (ta ? M : K) + 3, ldb = (tb ? K : N) + 1, ldc = N + 2;
+                        C[0] = GUARD;
+                        for (int64_t i = 0; i < M * ldc + 1; i++)
+                            C[1 + i] = GUARD, Cs[i] = GUARD;
+                        k->gemm_small(M, N, K, A, lda, ta, B, ldb, tb, C + 1, ldc);
+                        scalar_k.gemm_small(M, N, K, A, lda, ta, B, ldb, tb, Cs, ldc);
+                        assert_true(C[0] == GUARD);
+                        for (int64_t i = 0; i < M * ldc; i++) /* padding columns untouched too */
+                            if (bits(C[1 + i]) != bits(Cs[i]) && !(isnan(C[1 + i]) && isnan(Cs[i])))
+                                fail_msg("%s gemm %lldx%lldx%lld ta=%d tb=%d at %lld: %a vs %a",
+                                         cur->name, (long long)M, (long long)N, (long long)K, ta,
+                                         tb, (long long)i, C[1 + i], Cs[i]);
+                    }
+    free(A), free(B), free(C), free(Cs);
+}
+
+/* ---- thread pool ---------------------------------------------------------------------------- */
+
+typedef struct visit_ctx {
+    unsigned char *seen; /* each chunk writes only its own range: no two threads share a byte */
+    int64_t n;
+} visit_ctx;
+
+static void visit(void *p, int64_t begin, int64_t end)
+{
+    visit_ctx *c = p;
+    assert_true(0 <= begin && begin < end && end <= c->n);
+    for (int64_t i = begin; i < end; i++)
+        c->seen[i]++;
+}
+
+static void test_parallel_visits(void **state)
+{
+    (void)state;
+    const int64_t ns[] = {1, 2, 15, 16, 17, 31, 33, 100, 1000, 4097, 32767, 32768, 32769, 100003};
+    const int64_t grains[] = {1, 16, 1000, 32768};
+    for (int th = 1; th <= 5; th++) {
+        tg_set_num_threads(th);
+        assert_int_equal(tg_get_num_threads(), th);
+        for (size_t a = 0; a < sizeof ns / sizeof ns[0]; a++)
+            for (size_t g = 0; g < sizeof grains / sizeof grains[0]; g++) {
+                visit_ctx c = {calloc((size_t)ns[a], 1), ns[a]};
+                assert_non_null(c.seen);
+                tg_parallel_for(ns[a], grains[g], visit, &c);
+                for (int64_t i = 0; i < ns[a]; i++)
+                    assert_int_equal(c.seen[i], 1);
+                free(c.seen);
+            }
+    }
+    tg_parallel_for(0, 1, visit, NULL); /* nothing to do: fn is not called */
+    tg_set_num_threads(0);
+    assert_true(tg_get_num_threads() >= 1);
+}
+
+static void test_parallel_split(void **state)
+{
+    (void)state;
+    int64_t size;
+    for (int th = 1; th <= 8; th++)
+        for (int64_t n = 1; n < 5000; n += 7) {
+            int chunks = tg_parallel_chunk(n, th, &size);
+            assert_true(chunks >= 1 && chunks <= th);
+            assert_true(size % 16 == 0);
+            assert_true((int64_t)(chunks - 1) * size < n && (int64_t)chunks * size >= n);
+        }
+    assert_int_equal(tg_parallel_chunk(0, 4, &size), 0);
+    assert_true(tg_parallel_grain() == TG_PARALLEL_GRAIN_DEFAULT);
+}
+
+/* Nested calls from inside a chunk run inline and still cover their range once. */
+typedef struct nest_ctx {
+    unsigned char *seen;
+    int64_t inner;
+} nest_ctx;
+
+static void nest_inner(void *p, int64_t begin, int64_t end)
+{
+    unsigned char *seen = p;
+    for (int64_t i = begin; i < end; i++)
+        seen[i]++;
+}
+
+static void nest_outer(void *p, int64_t begin, int64_t end)
+{
+    nest_ctx *c = p;
+    for (int64_t row = begin; row < end; row++)
+        tg_parallel_for(c->inner, 1, nest_inner, c->seen + row * c->inner);
+}
+
+static void test_parallel_nested(void **state)
+{
+    (void)state;
+    tg_set_num_threads(2);
+    nest_ctx c = {calloc(64 * 1000, 1), 1000};
+    assert_non_null(c.seen);
+    tg_parallel_for(64, 1, nest_outer, &c);
+    for (int64_t i = 0; i < 64 * 1000; i++)
+        assert_int_equal(c.seen[i], 1);
+    free(c.seen);
+    tg_set_num_threads(0);
+}
+
+/* A deterministic parallel sum: fixed blocks, one partial per block, combined in order. */
+#define SUM_BLOCK 65536
+
+typedef struct sum_ctx {
+    const tg_kernels *k;
+    const float *x;
+    int64_t n;
+    float *partial;
+} sum_ctx;
+
+static void sum_blocks(void *p, int64_t begin, int64_t end)
+{
+    sum_ctx *c = p;
+    for (int64_t b = begin; b < end; b++) {
+        int64_t lo = b * SUM_BLOCK, len = c->n - lo < SUM_BLOCK ? c->n - lo : SUM_BLOCK;
+        c->partial[b] = c->k->sum(c->x + lo, len);
+    }
+}
+
+static float parallel_sum(const tg_kernels *k, const float *x, int64_t n)
+{
+    int64_t blocks = (n + SUM_BLOCK - 1) / SUM_BLOCK;
+    sum_ctx c = {k, x, n, malloc(sizeof(float) * (size_t)blocks)};
+    assert_non_null(c.partial);
+    tg_parallel_for(blocks, 1, sum_blocks, &c);
+    float s = k->sum(c.partial, blocks); /* fixed order, whatever thread made each partial */
+    free(c.partial);
+    return s;
+}
+
+static void test_parallel_sum(void **state)
+{
+    (void)state;
+    const int64_t n = 3000001;
+    float *x = alloc_f(n);
+    for (int64_t i = 0; i < n; i++)
+        x[i] = (float)uniform(-1, 2);
+    tg_set_num_threads(1);
+    float s1 = parallel_sum(&cur->k, x, n);
+    tg_set_num_threads(2);
+    float s2 = parallel_sum(&cur->k, x, n);
+    tg_set_num_threads(3);
+    float s3 = parallel_sum(&cur->k, x, n);
+    tg_set_num_threads(0);
+    assert_true(bits(s1) == bits(s2) && bits(s1) == bits(s3));
+    assert_true(fabs(s1 - sum_double(x, n)) <= 1e-6 * sum_abs(x, n));
+    free(x);
+}
+
+/* ---- main ---------------------------------------------------------------------------------- */
+
+static int group_setup(void **state)
+{
+    *state = cur;
+    return 0;
+}
+
+static const struct CMUnitTest kernel_tests[] = {
+    cmocka_unit_test(test_elementwise), cmocka_unit_test(test_sigmoid_limits),
+    cmocka_unit_test(test_trig_large),  cmocka_unit_test(test_sum),
+    cmocka_unit_test(test_blas1),       cmocka_unit_test(test_bce_logits),
+    cmocka_unit_test(test_gemm_small),  cmocka_unit_test(test_exp_exhaustive),
+};
+
+static const struct CMUnitTest pool_tests[] = {
+    cmocka_unit_test(test_parallel_split),
+    cmocka_unit_test(test_parallel_visits),
+    cmocka_unit_test(test_parallel_nested),
+    cmocka_unit_test(test_parallel_sum),
+};
+
+int main(void)
+{
+    static family fams[] = {{"scalar", init_scalar, {0}},
+                            {"avx2", tg_kernels_init_avx2, {0}},
+                            {"avx512", tg_kernels_init_avx512, {0}},
+                            {"neon", tg_kernels_init_neon, {0}}};
+    const char *only = getenv("TAPEGRAD_ISA");
+    int failed = 0, ran = 0;
+    tg_kernels_init_scalar(&scalar_k);
+    for (size_t i = 0; i < sizeof fams / sizeof fams[0]; i++) {
+        family *f = &fams[i];
+        if (only && *only && strcmp(only, f->name) != 0)
+            continue;
+        if (!cpu_runs(f->name) || !f->init(&f->k)) {
+            printf("[  SKIPPED ] family %s: not compiled in or not supported by this CPU\n",
+                   f->name);
+            continue;
+        }
+        if (strcmp(f->k.name, f->name) != 0) {
+            printf("family %s names itself %s\n", f->name, f->k.name);
+            failed++;
+        }
+        cur = f;
+        ran++;
+        failed += cmocka_run_group_tests_name(f->name, kernel_tests, group_setup, NULL);
+    }
+    if (only && *only && ran == 0) {
+        printf("[  SKIPPED ] TAPEGRAD_ISA=%s: no such family here\n", only);
+        return 77; /* ctest's SKIP_RETURN_CODE */
+    }
+    failed += cmocka_run_group_tests_name("parallel", pool_tests, NULL, NULL);
+    return failed ? 1 : 0; /* a count could wrap or read as 77, the skip code */
+}
