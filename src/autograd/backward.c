@@ -16,16 +16,22 @@ typedef struct {
 static _Thread_local node_stack work, visited;
 static _Thread_local uint64_t epoch;
 
-static bool push(node_stack *s, tg_node *n)
+/* Doubles the stack's capacity; false on OOM. */
+static bool grow(node_stack *s)
 {
-    if (s->len == s->cap) {
-        size_t ncap = s->cap ? s->cap * 2 : 256;
-        tg_node **p = realloc(s->items, ncap * sizeof *p);
-        if (!p)
-            return false;
-        s->items = p;
-        s->cap = ncap;
-    }
+    size_t ncap = s->cap ? s->cap * 2 : 256;
+    tg_node **p = realloc(s->items, ncap * sizeof *p);
+    if (!p)
+        return false;
+    s->items = p;
+    s->cap = ncap;
+    return true;
+}
+
+static inline bool push(node_stack *s, tg_node *n)
+{
+    if (s->len == s->cap && !grow(s))
+        return false;
     s->items[s->len++] = n;
     return true;
 }

@@ -58,7 +58,8 @@ bool tg_compute_contiguous(const tg_tensor *t)
 
 tg_tensor *tg_new(int ndim, const int64_t *shape, const char *fn)
 {
-    int64_t n = tg_check_shape(ndim, shape, fn);
+    /* 0-d tensors are the hot case of scalar graphs: no shape to check or copy. */
+    int64_t n = ndim == 0 ? 1 : tg_check_shape(ndim, shape, fn);
     if (n < 0)
         return NULL;
     tg_tensor *t = tg_tensor_header();
@@ -70,9 +71,10 @@ tg_tensor *tg_new(int ndim, const int64_t *shape, const char *fn)
     }
     t->ndim = (int8_t)ndim;
     t->numel = n;
-    if (ndim)
+    if (ndim) {
         memcpy(t->shape, shape, (size_t)ndim * sizeof(int64_t));
-    tg_set_contiguous_strides(t);
+        tg_set_contiguous_strides(t);
+    }
     return t;
 }
 

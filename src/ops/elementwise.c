@@ -19,6 +19,10 @@ static void unary_chunk(void *ctx, int64_t begin, int64_t end)
 
 void tg_run_unary(tg_unary_fn f, const float *x, float *y, int64_t n)
 {
+    if (n < tg_parallel_grain()) { /* the common small case: no job, no pool */
+        f(x, y, n);
+        return;
+    }
     elem_job j = {.f = f, .x = x, .y = y};
     tg_parallel_for(n, tg_parallel_grain(), unary_chunk, &j);
 }
@@ -47,6 +51,10 @@ static void unary_bwd_chunk(void *ctx, int64_t begin, int64_t end)
 void tg_run_unary_bwd(tg_unary_bwd_fn f, const float *v, const float *gy, bool gy_uniform,
                       float *gx, int64_t n)
 {
+    if (!gy_uniform && n < tg_parallel_grain()) {
+        f(v, gy, gx, n);
+        return;
+    }
     elem_job j = {.b = f, .x = v, .gy = gy, .y = gx, .uniform = gy_uniform};
     tg_parallel_for(n, tg_parallel_grain(), unary_bwd_chunk, &j);
 }
