@@ -1,5 +1,6 @@
 # Runs PROGRAM and compares its stdout byte for byte with EXPECTED.
-execute_process(COMMAND ${PROGRAM} OUTPUT_VARIABLE out RESULT_VARIABLE rc)
+# EMULATOR (qemu-aarch64 when cross-compiling) runs the program; empty on the host.
+execute_process(COMMAND ${EMULATOR} ${PROGRAM} OUTPUT_VARIABLE out RESULT_VARIABLE rc)
 if(NOT rc EQUAL 0)
   message(FATAL_ERROR "${PROGRAM} exited with ${rc}")
 endif()

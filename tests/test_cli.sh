@@ -23,7 +23,8 @@ expect() {
     what=$2
     shift 3
     checks=$((checks + 1))
-    "$@" >"$TMP/out" 2>"$TMP/err"
+    # TG_EMULATOR (e.g. qemu-aarch64) runs a cross-built binary; empty on the host.
+    ${TG_EMULATOR:-} "$@" >"$TMP/out" 2>"$TMP/err"
     got=$?
     if [ "$got" -ne "$code" ]; then
         fail "$what: exit $got, expected $code"
