@@ -72,9 +72,17 @@ static int default_threads(void)
     int d = atomic_load(&default_cache);
     if (d > 0)
         return d;
+    /* TAPEGRAD_NUM_THREADS sets the default, as OMP_NUM_THREADS does for OpenMP programs. */
+    const char *env = getenv("TAPEGRAD_NUM_THREADS");
+    if (env && *env) {
+        char *end;
+        long v = strtol(env, &end, 10);
+        if (*end == '\0' && v > 0)
+            d = (int)(v < MAX_THREADS ? v : MAX_THREADS);
+    }
     cpu_set_t set;
-    if (sched_getaffinity(0, sizeof set, &set) == 0)
-        d = CPU_COUNT(&set);
+    if (d < 1 && sched_getaffinity(0, sizeof set, &set) == 0)
+        d = CPU_COUNT(&set) < MAX_THREADS ? CPU_COUNT(&set) : MAX_THREADS;
     if (d < 1) {
         long c = sysconf(_SC_NPROCESSORS_ONLN);
         d = c > 0 ? (int)(c < MAX_THREADS ? c : MAX_THREADS) : 1;
