@@ -168,5 +168,6 @@ int tg_float_repr(double v, char *buf, size_t cap);
 #include "tapegrad/io.h"
 #include "tapegrad/nn.h"
 #include "tapegrad/train.h"
+#include "tapegrad/dist.h"
 
 #endif /* TAPEGRAD_H */

@@ -31,6 +31,7 @@
 #include <unistd.h>
 
 #include "../core/error.h"
+#include "csv_part.h"
 #include "float_parse.h"
 #include "tapegrad.h"
 #include "tapegrad/io.h"
@@ -56,6 +57,7 @@ typedef struct {
 typedef struct {
     const char *name; /* file name used in messages */
     const char *base; /* start of the input: line numbers count '\n' from here */
+    int64_t line_base; /* lines before base (a part of a file starts mid-file); 0 */
     const char *end;
     char delim;
     bool spaces; /* fields are separated by runs of blanks */
@@ -68,6 +70,7 @@ typedef struct {
     bool has_positive;
     tg_missing_policy missing;
     bool sentinel; /* the input ends with a byte that cannot continue a number (usually '\n') */
+    bool part;     /* reading a part of a file (csv_part.h): no rows left is not an error */
 } csv_ctx;
 
 typedef struct {
@@ -111,7 +114,7 @@ static void set_row_error(csv_error *e, int64_t row, const char *pos, int col, t
 
 static int64_t line_of(const csv_ctx *cx, const char *pos)
 {
-    int64_t line = 1;
+    int64_t line = 1 + cx->line_base;
     const char *p = cx->base;
     while (p < pos) {
         const char *nl = memchr(p, '\n', (size_t)(pos - p));
@@ -327,12 +330,16 @@ static bool blank_line(const char *p, const char *line_end)
     return true;
 }
 
-/* Records the start of every row that is not a blank line. A row ends at the first '\n' with an
- * even number of quotes before it (counted from the row start). */
-static bool split_rows(const char *p, const char *end, row_list *rows)
+/* Records the start of every row that is not a blank line, from p (a row start) on. A row ends
+ * at the first '\n' with an even number of quotes before it (counted from the row start). Stops
+ * at the first row that starts at or after stop, or after max_rows rows; *resume (may be NULL)
+ * gets the row start it stopped at. */
+static bool split_rows(const char *p, const char *end, const char *stop, int64_t max_rows,
+                       row_list *rows, const char **resume)
 {
     const char *quote = find(p, end, '"');
-    while (p < end) {
+    int64_t added = 0;
+    while (p < end && p < stop && added < max_rows) {
         const char *line_end = find(p, end, '\n');
         if ((*p == ' ' || *p == '\r' || *p == '\n') && quote >= line_end &&
             blank_line(p, line_end)) {
@@ -341,6 +348,7 @@ static bool split_rows(const char *p, const char *end, row_list *rows)
         }
         if (!push_row(rows, p))
             return false;
+        added++;
         while (quote < line_end) { /* inside quotes from here to the closing quote */
             const char *close = find(quote + 1, end, '"');
             if (close == end) {
@@ -354,6 +362,8 @@ static bool split_rows(const char *p, const char *end, row_list *rows)
         }
         p = line_end + (line_end < end);
     }
+    if (resume)
+        *resume = p;
     return true;
 }
 
@@ -930,7 +940,7 @@ static tg_status parse_data(reader *rd, const tg_csv_options *opt, int64_t first
     j.nblocks = (nrows + BLOCK_ROWS - 1) / BLOCK_ROWS;
     atomic_init(&j.next_block, 0);
     atomic_init(&j.first_error, j.nblocks);
-    rd->bs = calloc((size_t)j.nblocks, sizeof *rd->bs);
+    rd->bs = calloc((size_t)(j.nblocks > 0 ? j.nblocks : 1), sizeof *rd->bs);
     if (!rd->bs)
         return tg_set_error(TG_ENOMEM, "%s: out of memory", cx->name);
     for (int64_t b = 0; b < j.nblocks; b++)
@@ -951,7 +961,7 @@ static tg_status resolve_missing(reader *rd, int64_t *rows, int64_t *dropped)
         return fill_means(cx, X, *rows);
     int64_t kept = drop_rows(cx->nfeat, X, y, *rows);
     *dropped = *rows - kept;
-    if (kept == 0)
+    if (kept == 0 && !cx->part)
         return tg_set_error(TG_EPARSE, "%s: every row has a missing value (%lld dropped)",
                             cx->name, (long long)*dropped);
     int64_t shape[2] = {kept, cx->nfeat};
@@ -990,28 +1000,41 @@ static tg_status fill_output(reader *rd, int64_t rows, int64_t dropped, tg_csv_d
     return TG_OK;
 }
 
-static tg_status read_all(reader *rd, const char *data, size_t len, const tg_csv_options *opt,
-                          tg_csv_data *out)
+/* Past the UTF-8 byte order mark and the skip_rows preamble lines (skipped at every '\n',
+ * quotes or not). */
+static const char *skip_preamble(const char *p, const char *end, int64_t skip_rows)
 {
-    csv_ctx *cx = &rd->cx;
-    const char *p = data, *end = data + len;
-    if (len >= 3 && memcmp(p, "\xEF\xBB\xBF", 3) == 0)
-        p += 3; /* UTF-8 byte order mark */
-    for (int64_t i = 0; i < opt->skip_rows && p < end; i++) {
+    if (end - p >= 3 && memcmp(p, "\xEF\xBB\xBF", 3) == 0)
+        p += 3;
+    for (int64_t i = 0; i < skip_rows && p < end; i++) {
         const char *nl = find(p, end, '\n');
         p = nl < end ? nl + 1 : end;
     }
-    if (!split_rows(p, end, &rd->rows))
-        return tg_set_error(TG_ENOMEM, "%s: out of memory", cx->name);
-    if (rd->rows.n == 0)
-        return tg_set_error(TG_EPARSE, "%s: the file is empty%s", cx->name,
-                            opt->skip_rows ? " after the skipped rows" : "");
+    return p;
+}
+
+/* The delimiter the options name, or the one the first rows suggest. */
+static void set_delimiter(csv_ctx *cx, const tg_csv_options *opt, const row_list *rows)
+{
     if (opt->delimiter) {
         cx->delim = opt->delimiter;
         cx->spaces = opt->delimiter == ' ';
     } else {
-        detect_delimiter(cx, &rd->rows);
+        detect_delimiter(cx, rows);
     }
+}
+
+static tg_status read_all(reader *rd, const char *data, size_t len, const tg_csv_options *opt,
+                          tg_csv_data *out)
+{
+    csv_ctx *cx = &rd->cx;
+    const char *end = data + len, *p = skip_preamble(data, end, opt->skip_rows);
+    if (!split_rows(p, end, end, INT64_MAX, &rd->rows, NULL))
+        return tg_set_error(TG_ENOMEM, "%s: out of memory", cx->name);
+    if (rd->rows.n == 0)
+        return tg_set_error(TG_EPARSE, "%s: the file is empty%s", cx->name,
+                            opt->skip_rows ? " after the skipped rows" : "");
+    set_delimiter(cx, opt, &rd->rows);
     tg_status st = read_first_row(cx, rd->rows.v[0], !opt->no_header);
     if (st != TG_OK || (st = resolve_columns(cx, opt)) != TG_OK)
         return st;
@@ -1156,4 +1179,291 @@ tg_status tg_csv_read(const char *path, const tg_csv_options *opt, tg_csv_data *
     else
         free(f.data);
     return st;
+}
+
+/* ---- parts of a file (csv_part.h) ---------------------------------------------------------- */
+
+struct csv_part {
+    reader rd;
+    tg_csv_options opt;
+    char *name;
+    char *map; /* the whole file, mapped without reading: only the pages touched are read */
+    size_t len;
+    const char *data_start; /* after the byte order mark and the preamble */
+    const char *header;     /* the header row; NULL with no_header */
+    const char *resume;     /* the row start that follows the part's own rows */
+    const char *other_pos;  /* first label value read as 0 (with opt.positive), or NULL */
+    field other;
+    bool read_done; /* csv_part_read runs once */
+};
+
+/* Maps a regular file; nothing is read until a page is touched. */
+static tg_status map_lazily(const char *path, char **data, size_t *len)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return tg_set_error(TG_EIO, "%s: cannot open: %s", path, strerror(errno));
+    struct stat st;
+    tg_status s = TG_OK;
+    if (fstat(fd, &st) != 0)
+        s = tg_set_error(TG_EIO, "%s: cannot stat: %s", path, strerror(errno));
+    else if (S_ISDIR(st.st_mode))
+        s = tg_set_error(TG_EIO, "%s: is a directory", path);
+    else if (!S_ISREG(st.st_mode) || (uintmax_t)st.st_size > SIZE_MAX)
+        s = tg_set_error(TG_EIO, "%s: not a regular file (reading it in parts needs one)", path);
+    else if (st.st_size == 0)
+        s = tg_set_error(TG_EPARSE, "%s: the file is empty", path);
+    if (s == TG_OK) {
+        void *m = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
+        if (m == MAP_FAILED)
+            s = tg_set_error(TG_EIO, "%s: cannot map: %s", path, strerror(errno));
+        else
+            *data = m, *len = (size_t)st.st_size;
+    }
+    close(fd);
+    return s;
+}
+
+static int64_t count_byte(const char *p, const char *end, char c)
+{
+    int64_t n = 0;
+    while (p < end && (p = memchr(p, c, (size_t)(end - p))) != NULL) {
+        n++;
+        p++;
+    }
+    return n;
+}
+
+/* Preamble, header and columns, from the first rows of the file as tg_csv_read sees them. */
+static tg_status part_header(csv_part *p)
+{
+    csv_ctx *cx = &p->rd.cx;
+    const tg_csv_options *opt = &p->opt;
+    const char *end = p->map + p->len, *q = skip_preamble(p->map, end, opt->skip_rows);
+    p->data_start = q;
+    row_list head = {NULL, 0, 0};
+    tg_status st = TG_OK;
+    if (!split_rows(q, end, end, SNIFF_ROWS, &head, NULL))
+        st = tg_set_error(TG_ENOMEM, "%s: out of memory", cx->name);
+    else if (head.n == 0)
+        st = tg_set_error(TG_EPARSE, "%s: the file is empty%s", cx->name,
+                          opt->skip_rows ? " after the skipped rows" : "");
+    if (st == TG_OK) {
+        set_delimiter(cx, opt, &head);
+        st = read_first_row(cx, head.v[0], !opt->no_header);
+    }
+    if (st == TG_OK)
+        st = resolve_columns(cx, opt);
+    if (st == TG_OK)
+        p->header = opt->no_header ? NULL : head.v[0];
+    free(head.v);
+    return st;
+}
+
+tg_status csv_part_open(const char *path, const tg_csv_options *opt, csv_part **out)
+{
+    *out = NULL;
+    if (!path)
+        return tg_set_error(TG_EINVAL, "tg_dist_csv_read: path is NULL");
+    tg_csv_options defaults;
+    if (!opt) {
+        tg_csv_options_init(&defaults);
+        opt = &defaults;
+    }
+    tg_status st = check_options(path, opt);
+    if (st == TG_OK && opt->missing == TG_MISSING_MEAN)
+        st = tg_set_error(TG_EUNSUPPORTED,
+                          "%s: the column-mean policy for missing values needs every row; a "
+                          "read in parts supports the error and drop policies",
+                          path);
+    csv_part *p = st == TG_OK ? calloc(1, sizeof *p) : NULL;
+    if (st == TG_OK && (!p || !(p->name = strdup(path)))) {
+        free(p);
+        return tg_set_error(TG_ENOMEM, "%s: out of memory", path);
+    }
+    if (st != TG_OK)
+        return st;
+    p->opt = *opt;
+    st = map_lazily(path, &p->map, &p->len);
+    csv_ctx *cx = &p->rd.cx;
+    cx->name = p->name;
+    cx->base = p->map;
+    cx->end = p->map + p->len;
+    cx->missing = opt->missing;
+    cx->part = true;
+    if (opt->positive) {
+        cx->positive = (field){opt->positive, strlen(opt->positive), false, false};
+        cx->has_positive = true;
+    }
+    if (st == TG_OK) {
+        cx->sentinel = tg_float_sentinel_ok_(cx->end);
+        st = part_header(p);
+    }
+    if (st != TG_OK) {
+        csv_part_close(p);
+        return st;
+    }
+    *out = p;
+    return TG_OK;
+}
+
+void csv_part_close(csv_part *p)
+{
+    if (!p)
+        return;
+    reader_free(&p->rd);
+    if (p->map)
+        munmap(p->map, p->len);
+    free(p->name);
+    free(p);
+}
+
+int64_t csv_part_file_size(const csv_part *p)
+{
+    return (int64_t)p->len;
+}
+
+int csv_part_features(const csv_part *p)
+{
+    return p->rd.cx.nfeat;
+}
+
+tg_status csv_part_no_rows(const csv_part *p)
+{
+    int64_t line = 1 + count_byte(p->map, p->header ? p->header : p->data_start, '\n');
+    return tg_set_error(TG_EPARSE, "%s:%lld: the file has a header but no data rows", p->name,
+                        (long long)line);
+}
+
+static void clamp_range(const csv_part *p, int64_t *begin, int64_t *end)
+{
+    int64_t n = (int64_t)p->len;
+    *begin = *begin < 0 ? 0 : *begin > n ? n : *begin;
+    *end = *end < *begin ? *begin : *end > n ? n : *end;
+}
+
+void csv_part_count(const csv_part *p, int64_t begin, int64_t end, int64_t *quotes, int64_t *lines)
+{
+    clamp_range(p, &begin, &end);
+    const char *b = p->map + begin, *e = p->map + end;
+    const char *qb = b < p->data_start ? p->data_start : b;
+    *lines = count_byte(b, e, '\n');
+    *quotes = qb < e ? count_byte(qb, e, '"') : 0;
+}
+
+/* The first row boundary at or after lo: a line start outside quotes. in_quotes says whether
+ * lo itself lies inside a quoted field (the parity of the quotes before it). */
+static const char *first_row_start(const csv_part *p, const char *lo, bool in_quotes)
+{
+    const char *end = p->map + p->len;
+    if (lo == p->data_start || (!in_quotes && lo[-1] == '\n'))
+        return lo;
+    for (const char *q = lo; q < end; q++) {
+        if (*q == '"')
+            in_quotes = !in_quotes;
+        else if (*q == '\n' && !in_quotes)
+            return q + 1;
+    }
+    return end;
+}
+
+/* Appends the rows from p->resume on (the header row excluded) until stop or max rows. */
+static tg_status split_more(csv_part *p, const char *stop, int64_t max)
+{
+    row_list *rows = &p->rd.rows;
+    int64_t before = rows->n;
+    if (!split_rows(p->resume, p->map + p->len, stop, max, rows, &p->resume))
+        return tg_set_error(TG_ENOMEM, "%s: out of memory", p->name);
+    if (rows->n > before && rows->v[before] == p->header) { /* the header is no data row */
+        memmove(rows->v + before, rows->v + before + 1,
+                (size_t)(rows->n - before - 1) * sizeof *rows->v);
+        rows->n--;
+        if (max != INT64_MAX) /* the header took a row's place: fetch one more */
+            return split_more(p, stop, 1);
+    }
+    return TG_OK;
+}
+
+tg_status csv_part_split(csv_part *p, int64_t begin, int64_t end, int64_t quotes_before,
+                         int64_t lines_before, int64_t *rows)
+{
+    clamp_range(p, &begin, &end);
+    const char *b = p->map + begin;
+    const char *lo = b < p->data_start ? p->data_start : b, *hi = p->map + end;
+    const char *s = lo < hi ? first_row_start(p, lo, quotes_before & 1) : hi;
+    /* Line numbers in messages count from the part's first row. */
+    csv_ctx *cx = &p->rd.cx;
+    cx->base = s;
+    cx->line_base = lines_before + count_byte(b, s, '\n');
+    p->rd.rows.n = 0;
+    p->resume = s;
+    tg_status st = s < hi ? split_more(p, hi, INT64_MAX) : TG_OK;
+    *rows = p->rd.rows.n;
+    return st;
+}
+
+/* Remembers the first label value read as 0 (opt.positive), for the check across parts. */
+static void note_other_label(csv_part *p, int64_t nrows)
+{
+    int64_t nblocks = (nrows + BLOCK_ROWS - 1) / BLOCK_ROWS;
+    for (int64_t b = 0; b < nblocks; b++)
+        if (p->rd.bs[b].has_other) {
+            p->other = p->rd.bs[b].other;
+            p->other_pos = p->rd.bs[b].other_pos;
+            return;
+        }
+}
+
+tg_status csv_part_read(csv_part *p, int64_t first, int64_t count, tg_csv_data *out)
+{
+    memset(out, 0, sizeof *out);
+    reader *rd = &p->rd;
+    int64_t need = first + count;
+    tg_status st = TG_OK;
+    if (first < 0 || count < 0 || p->read_done)
+        return tg_set_error(TG_EINVAL, "%s: csv_part_read: bad rows, or a second read", p->name);
+    p->read_done = true;
+    if (need > rd->rows.n)
+        st = split_more(p, p->map + p->len, need - rd->rows.n);
+    if (st == TG_OK && rd->rows.n < need)
+        st = tg_set_error(TG_EINVAL, "%s: asked for rows up to %lld of a part that has %lld",
+                          p->name, (long long)need, (long long)rd->rows.n);
+    if (st != TG_OK)
+        return st;
+    bool missing = false;
+    int64_t found = rd->rows.n;
+    rd->rows.n = need; /* parse_data reads rows [first, rows.n) */
+    st = parse_data(rd, &p->opt, first, &missing);
+    rd->rows.n = found;
+    if (st != TG_OK)
+        return st;
+    note_other_label(p, count);
+    int64_t n = count, dropped = 0;
+    if (missing && (st = resolve_missing(rd, &n, &dropped)) != TG_OK)
+        return st;
+    if ((st = fill_output(rd, n, dropped, out)) != TG_OK) {
+        tg_csv_data_free(out);
+        return st;
+    }
+    tg_clear_error();
+    return TG_OK;
+}
+
+const char *csv_part_other_label(const csv_part *p, size_t *len)
+{
+    *len = p->other_pos ? p->other.n : 0;
+    return p->other_pos ? p->other.s : NULL;
+}
+
+tg_status csv_part_label_conflict(const csv_part *p, const char *ref, size_t ref_len)
+{
+    const csv_ctx *cx = &p->rd.cx;
+    char a[64], o[64], c[64];
+    csv_error e;
+    set_row_error(&e, 0, p->other_pos, cx->label_col + 1, TG_EPARSE,
+                  "label column '%s' has more than two values: '%s', '%s' and '%s'",
+                  cx->col_names[cx->label_col],
+                  snippet(a, sizeof a, cx->positive.s, cx->positive.n),
+                  snippet(o, sizeof o, ref, ref_len), snippet(c, sizeof c, p->other.s, p->other.n));
+    return report(cx, &e);
 }

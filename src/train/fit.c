@@ -7,6 +7,7 @@
 #include <time.h>
 
 #include "../core/tensor.h"
+#include "../dist/comm.h"
 #include "fit.h"
 #include "metrics.h"
 
@@ -50,7 +51,43 @@ uint64_t fit_rng_below(uint64_t *state, uint64_t k)
     }
 }
 
+static tg_status agree(bool dist, tg_status st)
+{
+    return dist ? tgd_agree(st) : st;
+}
+
+tg_status fit_agree(const fit_ctx *c, tg_status st)
+{
+    return agree(c->dist, st);
+}
+
 /* ---- objective --------------------------------------------------------------------------- */
+
+static void fold_pass(double *state, void *pass)
+{
+    lr_pass_fold(pass, state, state + 1); /* state: loss, then d + 1 gradient sums */
+}
+
+static void fold_pass_loss(double *state, void *pass)
+{
+    lr_pass_fold(pass, state, NULL);
+}
+
+/* One fused pass of p at (wf, b): the loss sum, and the gradient sums into grad (d + 1) when
+ * not NULL. Distributed: the ranks' block sums folded in rank order (the same additions, in the
+ * same order, as one process over every row) and handed to every rank. */
+static double pass_sum(fit_ctx *c, lr_pass *p, float b, double *grad)
+{
+    if (!c->dist)
+        return lr_pass_run(p, c->wf, b, grad);
+    lr_pass_blocks(p, c->wf, b, grad != NULL);
+    int64_t n = grad ? c->d + 2 : 1;
+    memset(c->chain, 0, (size_t)n * sizeof(double));
+    tgd_chain(c->chain, n, grad ? fold_pass : fold_pass_loss, p);
+    if (grad)
+        memcpy(grad, c->chain + 1, (size_t)(c->d + 1) * sizeof(double));
+    return c->chain[0];
+}
 
 static void round_weights(fit_ctx *c, const double *theta)
 {
@@ -73,7 +110,7 @@ double fit_objective(fit_ctx *c, const double *theta, double *grad, double *loss
     /* Solvers often ask for the point they just saw (the start, the end): answer from memory. */
     if (!(c->last_valid && memcmp(theta, c->last_theta, bytes) == 0)) {
         round_weights(c, theta);
-        double sum = lr_pass_run(&c->train, c->wf, (float)theta[c->d], c->last_grad);
+        double sum = pass_sum(c, &c->train, (float)theta[c->d], c->last_grad);
         c->evals++;
         double inv = 1.0 / (double)c->n_train;
         c->last_loss = sum * inv;
@@ -96,7 +133,7 @@ double fit_train_loss(fit_ctx *c, const double *theta)
     if (c->last_valid && memcmp(theta, c->last_theta, (size_t)(c->d + 1) * sizeof(double)) == 0)
         return c->last_loss;
     round_weights(c, theta);
-    return lr_pass_run(&c->train, c->wf, (float)theta[c->d], NULL) / (double)c->n_train;
+    return pass_sum(c, &c->train, (float)theta[c->d], NULL) / (double)c->n_train;
 }
 
 static double val_loss(fit_ctx *c, const double *theta)
@@ -104,7 +141,7 @@ static double val_loss(fit_ctx *c, const double *theta)
     if (c->n_val == 0)
         return NAN;
     round_weights(c, theta);
-    return lr_pass_run(&c->val, c->wf, (float)theta[c->d], NULL) / (double)c->n_val;
+    return pass_sum(c, &c->val, (float)theta[c->d], NULL) / (double)c->n_val;
 }
 
 /* ---- per-iteration bookkeeping ----------------------------------------------------------- */
@@ -140,25 +177,44 @@ static bool early_stop(fit_ctx *c, int iter, const double *theta, double vloss)
     return ++c->since_best >= c->opt.patience;
 }
 
+static bool local_after_iteration(fit_ctx *c, const tg_logreg_step *s, const double *theta,
+                                  bool *failed)
+{
+    if (!push_history(c, s)) {
+        tg_set_error(TG_ENOMEM, "tg_logreg_fit: out of memory for the history");
+        *failed = true;
+        return true;
+    }
+    if (early_stop(c, s->iteration, theta, s->val_loss)) {
+        c->stop = TG_STOP_EARLY;
+        return true;
+    }
+    if (c->opt.progress && c->opt.progress(s, c->opt.max_iter, c->opt.progress_user)) {
+        c->stop = TG_STOP_CALLBACK;
+        return true;
+    }
+    return false;
+}
+
 bool fit_after_iteration(fit_ctx *c, int iter, const double *theta, double objective,
                          double train_loss, double grad_max, bool *failed)
 {
     tg_logreg_step s = {iter,     train_loss,       objective, val_loss(c, theta),
                         grad_max, fit_now() - c->t0};
-    if (!push_history(c, &s)) {
-        tg_set_error(TG_ENOMEM, "tg_logreg_fit: out of memory for the history");
+    bool stop = local_after_iteration(c, &s, theta, failed);
+    if (!c->dist)
+        return stop;
+    /* Every rank must leave the solver at the same iteration, or the others would wait in the
+     * next pass: a failure or a callback's stop on one rank stops them all. */
+    if (agree(true, *failed ? TG_ENOMEM : TG_OK) != TG_OK) {
         *failed = true;
         return true;
     }
-    if (early_stop(c, iter, theta, s.val_loss)) {
-        c->stop = TG_STOP_EARLY;
-        return true;
-    }
-    if (c->opt.progress && c->opt.progress(&s, c->opt.max_iter, c->opt.progress_user)) {
-        c->stop = TG_STOP_CALLBACK;
-        return true;
-    }
-    return false;
+    int64_t any = stop;
+    tgd_max_i64(&any, 1);
+    if (any && !stop)
+        c->stop = TG_STOP_CALLBACK; /* another rank's callback asked */
+    return any != 0;
 }
 
 /* ---- options ----------------------------------------------------------------------------- */
@@ -220,6 +276,7 @@ typedef struct {
     float *X, *y;
     float *X_own, *y_own; /* malloc'd copies, when made */
     int64_t n, d;
+    int64_t row0; /* index of the first row among every rank's (0 when not distributed) */
 } rows;
 
 static void rows_free(rows *r)
@@ -230,27 +287,13 @@ static void rows_free(rows *r)
     free(r->y_own);
 }
 
-static tg_status check_inputs(tg_tensor *X, tg_tensor *y)
-{
-    char a[160], b[160];
-    if (!X || !y)
-        return tg_set_error(TG_EINVAL, "tg_logreg_fit: X or y is NULL");
-    if (X->ndim != 2 || y->ndim != 1 || y->shape[0] != X->shape[0])
-        return tg_set_error(TG_ESHAPE, "tg_logreg_fit: X must be [n, d] and y [n]; got X %s, y %s",
-                            tg_shape_str(a, sizeof a, X->ndim, X->shape),
-                            tg_shape_str(b, sizeof b, y->ndim, y->shape));
-    if (X->shape[0] < 1 || X->shape[1] < 1)
-        return tg_set_error(TG_ESHAPE, "tg_logreg_fit: X %s has no rows or no features",
-                            tg_shape_str(a, sizeof a, X->ndim, X->shape));
-    return TG_OK;
-}
-
-static tg_status check_labels(const float *y, int64_t n)
+/* Messages name rows by their index in the whole data set (row0 = the first one's). */
+static tg_status check_labels(const float *y, int64_t n, int64_t row0)
 {
     for (int64_t i = 0; i < n; i++)
         if (y[i] != 0.0f && y[i] != 1.0f)
             return tg_set_error(TG_EINVAL, "tg_logreg_fit: y[%lld] = %g; labels must be 0 or 1",
-                                (long long)i, (double)y[i]);
+                                (long long)(row0 + i), (double)y[i]);
     return TG_OK;
 }
 
@@ -315,29 +358,59 @@ static tg_status split_rows(rows *r, int64_t n_val, uint64_t *rng)
 }
 
 /* Names the first non-finite value in X (rows [0, n)). */
-static tg_status find_non_finite(const float *X, int64_t n, int64_t d)
+static tg_status find_non_finite(const float *X, int64_t n, int64_t d, int64_t row0)
 {
     for (int64_t i = 0; i < n * d; i++)
         if (!isfinite(X[i]))
             return tg_set_error(TG_EINVAL, "tg_logreg_fit: X[%lld, %lld] = %g is not finite",
-                                (long long)(i / d), (long long)(i % d), (double)X[i]);
+                                (long long)(row0 + i / d), (long long)(i % d), (double)X[i]);
     return TG_OK;
 }
 
-/* Fits mean/scale on the training rows and applies them to every row. */
-static tg_status standardize(rows *r, int64_t n_train, double *mean, double *scale)
+static void fold_stats(double *state, void *stats)
 {
-    if (!lr_column_stats(r->X, n_train, r->d, mean, scale))
-        return tg_last_status();
+    lr_stats_fold(stats, state);
+}
+
+/* Column means and deviations of the first n rows; distributed: of every rank's training rows,
+ * folded in rank order (so bit-identical to one process when the ranks start at multiples of
+ * lr_align_rows). */
+static tg_status column_stats(const rows *r, int64_t n, bool dist, double *mean, double *std)
+{
+    if (!dist)
+        return lr_column_stats(r->X, n, r->d, mean, std) ? TG_OK : tg_last_status();
+    lr_stats s = {0};
+    double *state = calloc((size_t)(2 * r->d + 1), sizeof(double));
+    bool ok = state && lr_stats_compute(&s, r->X, n, r->d);
+    tg_status st =
+        agree(true, ok ? TG_OK : tg_set_error(TG_ENOMEM, "tg_logreg_fit: out of memory"));
+    if (st == TG_OK) {
+        tgd_chain(state, 2 * r->d + 1, fold_stats, &s);
+        lr_stats_finish(state, r->d, mean, std);
+    }
+    lr_stats_free(&s);
+    free(state);
+    return st;
+}
+
+/* Fits mean/scale on the training rows and applies them to every row. */
+static tg_status standardize(rows *r, int64_t n_train, bool dist, double *mean, double *scale)
+{
+    tg_status st = column_stats(r, n_train, dist, mean, scale);
+    if (st != TG_OK)
+        return st;
     for (int64_t c = 0; c < r->d; c++) {
+        /* The statistics are global: on every rank or none. The rank holding the bad value
+         * names it. */
         if (!isfinite(mean[c]) || !isfinite(scale[c]))
-            return find_non_finite(r->X, n_train, r->d);
+            return agree(dist, find_non_finite(r->X, n_train, r->d, r->row0));
         if (!(scale[c] > 0.0))
             scale[c] = 1.0;       /* constant column: leave it centred at 0, as sklearn does */
         mean[c] = (float)mean[c]; /* the centre lr_standardize uses, kept exactly */
     }
     lr_standardize(r->X, r->n, r->d, mean, scale);
-    return find_non_finite(r->X + n_train * r->d, r->n - n_train, r->d);
+    return agree(dist,
+                 find_non_finite(r->X + n_train * r->d, r->n - n_train, r->d, r->row0 + n_train));
 }
 
 /* ---- the fit ----------------------------------------------------------------------------- */
@@ -350,16 +423,21 @@ static void ctx_free(fit_ctx *c)
     free(c->last_theta);
     free(c->last_grad);
     free(c->best_theta);
+    free(c->chain);
     free(c->hist);
 }
 
-static tg_status ctx_init(fit_ctx *c, const tg_logreg_options *opt, const rows *r, int64_t n_val)
+/* n_all: training + validation rows over every rank (r->n when not distributed). */
+static tg_status ctx_init(fit_ctx *c, const tg_logreg_options *opt, const rows *r, int64_t n_val,
+                          bool dist, int64_t n_all)
 {
     memset(c, 0, sizeof *c);
     c->opt = *opt;
     c->d = r->d;
+    c->dist = dist;
     c->n_val = n_val;
-    c->n_train = r->n - n_val;
+    c->n_train = n_all - n_val;
+    c->n_local = r->n - n_val;
     c->X = r->X;
     c->y = r->y;
     c->rng = opt->seed;
@@ -369,16 +447,17 @@ static tg_status ctx_init(fit_ctx *c, const tg_logreg_options *opt, const rows *
     size_t vec = (size_t)(c->d + 1) * sizeof(double);
     float pw = (float)opt->pos_weight;
     bool ok =
-        lr_pass_init(&c->train, c->n_train, c->d, pw) && lr_pass_init(&c->val, n_val, c->d, pw);
+        lr_pass_init(&c->train, c->n_local, c->d, pw) && lr_pass_init(&c->val, n_val, c->d, pw);
     c->wf = malloc((size_t)c->d * sizeof(float));
     c->last_theta = malloc(vec);
     c->last_grad = malloc(vec);
     c->best_theta = malloc(vec);
-    if (!ok || !c->wf || !c->last_theta || !c->last_grad || !c->best_theta)
-        return tg_set_error(TG_ENOMEM, "tg_logreg_fit: out of memory");
-    lr_pass_bind(&c->train, r->X, r->y, c->n_train);
-    lr_pass_bind(&c->val, r->X + c->n_train * c->d, r->y + c->n_train, n_val);
-    return TG_OK;
+    c->chain = malloc(vec + sizeof(double));
+    if (!ok || !c->wf || !c->last_theta || !c->last_grad || !c->best_theta || !c->chain)
+        return agree(dist, tg_set_error(TG_ENOMEM, "tg_logreg_fit: out of memory"));
+    lr_pass_bind(&c->train, r->X, r->y, c->n_local);
+    lr_pass_bind(&c->val, r->X + c->n_local * c->d, r->y + c->n_local, n_val);
+    return agree(dist, TG_OK);
 }
 
 static tg_status run_solver(fit_ctx *c, double *theta)
@@ -393,16 +472,23 @@ static tg_status run_solver(fit_ctx *c, double *theta)
     }
 }
 
-/* Train and validation metrics at theta: one logits pass over every working row. */
+/* Train and validation metrics at theta: one logits pass over every working row. Blocks of
+ * lr_align_rows(d) rows, so that the loss of a distributed fit sums as one process's does. */
 static tg_status add_metrics(fit_ctx *c, const double *theta, tg_logreg_result *res)
 {
-    int64_t n = c->n_train + c->n_val;
-    float *z = malloc((size_t)n * sizeof(float));
-    if (!z)
-        return tg_set_error(TG_ENOMEM, "tg_logreg_fit: out of memory for metrics");
+    int64_t n = c->n_local + c->n_val;
+    float *z = malloc((size_t)(n > 0 ? n : 1) * sizeof(float));
+    tg_status st = fit_agree(
+        c, z ? TG_OK : tg_set_error(TG_ENOMEM, "tg_logreg_fit: out of memory for metrics"));
+    if (st != TG_OK) {
+        free(z);
+        return st;
+    }
+    int64_t block = lr_align_rows(c->d);
     lr_logits(c->X, n, c->d, theta, theta[c->d], z);
-    bool ok = lr_metrics(c->y, z, c->n_train, &res->train_metrics) &&
-              lr_metrics(c->y + c->n_train, z + c->n_train, c->n_val, &res->val_metrics);
+    bool ok =
+        lr_metrics_ex(c->y, z, c->n_local, block, c->dist, &res->train_metrics) &&
+        lr_metrics_ex(c->y + c->n_local, z + c->n_local, c->n_val, block, false, &res->val_metrics);
     free(z);
     return ok ? TG_OK : tg_last_status();
 }
@@ -411,8 +497,10 @@ static tg_status add_metrics(fit_ctx *c, const double *theta, tg_logreg_result *
 static tg_status finish_result(fit_ctx *c, const double *theta, tg_logreg_result *res)
 {
     double *g = malloc((size_t)(c->d + 1) * sizeof(double));
-    if (!g)
-        return tg_set_error(TG_ENOMEM, "tg_logreg_fit: out of memory");
+    tg_status st =
+        fit_agree(c, g ? TG_OK : tg_set_error(TG_ENOMEM, "tg_logreg_fit: out of memory"));
+    if (st != TG_OK)
+        return st;
     double loss;
     res->objective = fit_objective(c, theta, g, &loss);
     res->train_loss = loss;
@@ -426,7 +514,7 @@ static tg_status finish_result(fit_ctx *c, const double *theta, tg_logreg_result
     res->l2 = c->opt.l2;
     res->best_iteration = c->early ? c->best_iter : c->iterations;
     res->stop = c->stop;
-    tg_status st = c->opt.metrics ? add_metrics(c, theta, res) : TG_OK;
+    st = c->opt.metrics ? add_metrics(c, theta, res) : TG_OK;
     res->history = c->hist;
     res->history_len = c->hist_len;
     c->hist = NULL;
@@ -463,30 +551,34 @@ static tg_status fill_model(fit_ctx *c, const double *theta, double *mean, doubl
 }
 
 /* Labels, split, standardization: the working rows the solver will see. mean/scale are
- * malloc'd when standardizing. */
-static tg_status prepare_rows(rows *r, const tg_logreg_options *opt, int64_t n_val, double **mean,
-                              double **scale)
+ * malloc'd when standardizing. Distributed (no split there): each step agreed. */
+static tg_status prepare_rows(rows *r, const tg_logreg_options *opt, int64_t n_val, bool dist,
+                              double **mean, double **scale)
 {
-    tg_status st = check_labels(r->y, r->n);
+    tg_status st = check_labels(r->y, r->n, r->row0);
     uint64_t rng = opt->seed ^ 0x5eed5eed5eed5eedULL; /* split stream apart from shuffles */
     if (st == TG_OK && n_val > 0)
         st = split_rows(r, n_val, &rng);
-    if (st != TG_OK)
+    if ((st = agree(dist, st)) != TG_OK)
         return st;
     if (!opt->standardize)
-        return find_non_finite(r->X, r->n, r->d);
+        return agree(dist, find_non_finite(r->X, r->n, r->d, r->row0));
     *mean = malloc((size_t)r->d * sizeof(double));
     *scale = malloc((size_t)r->d * sizeof(double));
     if (!*mean || !*scale)
-        return tg_set_error(TG_ENOMEM, "tg_logreg_fit: out of memory");
-    return standardize(r, r->n - n_val, *mean, *scale);
+        st = tg_set_error(TG_ENOMEM, "tg_logreg_fit: out of memory");
+    if ((st = agree(dist, st)) != TG_OK)
+        return st;
+    return standardize(r, r->n - n_val, dist, *mean, *scale);
 }
 
-static tg_status fit_rows(rows *r, const tg_logreg_options *opt, tg_logreg_model *model,
-                          tg_logreg_result *res)
+/* The fit on prepared rows. Distributed: r holds this rank's rows and n_all counts every
+ * rank's; every failure below is agreed, so all ranks take the same path. */
+static tg_status fit_rows(rows *r, const tg_logreg_options *opt, bool dist, int64_t n_all,
+                          tg_logreg_model *model, tg_logreg_result *res)
 {
     int64_t n_val = opt->val_split > 0.0 ? (int64_t)ceil(opt->val_split * (double)r->n) : 0;
-    if (r->n - n_val < 1)
+    if (r->n - n_val < 1 && !dist)
         return tg_set_error(TG_EINVAL,
                             "tg_logreg_fit: val_split %g leaves no training rows "
                             "out of %lld",
@@ -496,11 +588,13 @@ static tg_status fit_rows(rows *r, const tg_logreg_options *opt, tg_logreg_model
     memset(&c, 0, sizeof c);
     tg_logreg_result tmp;
     memset(&tmp, 0, sizeof tmp);
-    tg_status st = prepare_rows(r, opt, n_val, &mean, &scale);
+    tg_status st = prepare_rows(r, opt, n_val, dist, &mean, &scale);
     if (st == TG_OK)
-        st = ctx_init(&c, opt, r, n_val);
-    if (st == TG_OK && !(theta = calloc((size_t)(r->d + 1), sizeof(double))))
-        st = tg_set_error(TG_ENOMEM, "tg_logreg_fit: out of memory");
+        st = ctx_init(&c, opt, r, n_val, dist, n_all);
+    if (st == TG_OK) {
+        theta = calloc((size_t)(r->d + 1), sizeof(double));
+        st = agree(dist, theta ? TG_OK : tg_set_error(TG_ENOMEM, "tg_logreg_fit: out of memory"));
+    }
     if (st == TG_OK) {
         c.t0 = fit_now();
         st = run_solver(&c, theta);
@@ -509,8 +603,11 @@ static tg_status fit_rows(rows *r, const tg_logreg_options *opt, tg_logreg_model
         memcpy(theta, c.best_theta, (size_t)(r->d + 1) * sizeof(double));
     if (st == TG_OK)
         st = finish_result(&c, theta, &tmp);
-    if (st == TG_OK && (st = fill_model(&c, theta, mean, scale, model)) == TG_OK)
-        mean = scale = NULL; /* the model owns them now */
+    if (st == TG_OK) { /* the last step that can fail: agreed, so no rank returns alone */
+        st = agree(dist, fill_model(&c, theta, mean, scale, model));
+        if (model->mean == mean)
+            mean = scale = NULL; /* the model owns them now */
+    }
     if (st == TG_OK && res)
         *res = tmp;
     else
@@ -520,25 +617,111 @@ static tg_status fit_rows(rows *r, const tg_logreg_options *opt, tg_logreg_model
     return st;
 }
 
+static tg_status check_inputs(tg_tensor *X, tg_tensor *y, bool dist)
+{
+    char a[160], b[160];
+    const char *fn = dist ? "tg_logreg_fit_distributed" : "tg_logreg_fit";
+    if (!X || !y)
+        return tg_set_error(TG_EINVAL, "%s: X or y is NULL", fn);
+    if (X->ndim != 2 || y->ndim != 1 || y->shape[0] != X->shape[0])
+        return tg_set_error(TG_ESHAPE, "%s: X must be [n, d] and y [n]; got X %s, y %s", fn,
+                            tg_shape_str(a, sizeof a, X->ndim, X->shape),
+                            tg_shape_str(b, sizeof b, y->ndim, y->shape));
+    /* A rank may hold no rows of a distributed data set; the union must have some. */
+    if ((X->shape[0] < 1 && !dist) || X->shape[1] < 1)
+        return tg_set_error(TG_ESHAPE, "%s: X %s has no rows or no features", fn,
+                            tg_shape_str(a, sizeof a, X->ndim, X->shape));
+    return TG_OK;
+}
+
+/* Options a distributed fit cannot honour: mini-batches and a validation split would need
+ * rows shuffled across ranks. */
+static tg_status check_dist_options(const tg_logreg_options *o)
+{
+    if (o->solver != TG_SOLVER_LBFGS && o->solver != TG_SOLVER_GD)
+        return tg_set_error(TG_EUNSUPPORTED,
+                            "tg_logreg_fit_distributed: solver %s is not supported across "
+                            "ranks (use lbfgs or gd)",
+                            tg_solver_name(o->solver));
+    if (o->val_split > 0.0)
+        return tg_set_error(TG_EUNSUPPORTED,
+                            "tg_logreg_fit_distributed: a validation split is not supported "
+                            "across ranks");
+    return TG_OK;
+}
+
+static tg_status check_call(tg_tensor *X, tg_tensor *y, const tg_logreg_options *opt,
+                            tg_logreg_model *model, bool dist)
+{
+    tg_status st = check_inputs(X, y, dist);
+    if (st == TG_OK && (!opt || !model))
+        st = tg_set_error(TG_EINVAL, "%s: opt or model is NULL",
+                          dist ? "tg_logreg_fit_distributed" : "tg_logreg_fit");
+    if (st == TG_OK)
+        st = check_options(opt);
+    if (st == TG_OK && dist)
+        st = check_dist_options(opt);
+    return st;
+}
+
+static tg_status fit_tensors(tg_tensor *X, tg_tensor *y, const tg_logreg_options *opt, bool dist,
+                             int64_t n_all, tg_logreg_model *model, tg_logreg_result *result)
+{
+    bool rewrite = opt->standardize || opt->val_split > 0.0;
+    rows r;
+    tg_status st = rows_open(&r, X, y, rewrite && !opt->in_place, rewrite && opt->in_place);
+    if (dist)
+        tgd_exscan_i64(&r.n, &r.row0, 1);
+    if ((st = agree(dist, st)) == TG_OK)
+        st = fit_rows(&r, opt, dist, n_all, model, result);
+    rows_free(&r);
+    return st;
+}
+
 tg_status tg_logreg_fit(tg_tensor *X, tg_tensor *y, const tg_logreg_options *opt,
                         tg_logreg_model *model, tg_logreg_result *result)
 {
     tg_api_enter();
-    tg_status st = check_inputs(X, y);
-    if (st == TG_OK && (!opt || !model))
-        st = tg_set_error(TG_EINVAL, "tg_logreg_fit: opt or model is NULL");
-    if (st == TG_OK)
-        st = check_options(opt);
     if (result)
         memset(result, 0, sizeof *result);
-    if (st == TG_OK) {
-        bool rewrite = opt->standardize || opt->val_split > 0.0;
-        rows r;
-        st = rows_open(&r, X, y, rewrite && !opt->in_place, rewrite && opt->in_place);
-        if (st == TG_OK)
-            st = fit_rows(&r, opt, model, result);
-        rows_free(&r);
-    }
+    tg_status st = check_call(X, y, opt, model, false);
+    if (st == TG_OK)
+        st = fit_tensors(X, y, opt, false, X->shape[0], model, result);
+    tg_api_leave(NULL);
+    return st;
+}
+
+/* Every rank must bring the same width, and some rank a row. Each rank sees the same numbers,
+ * so each sets the same error, and rank 0 is the one to report it. */
+static tg_status check_world(int64_t d, int64_t n, int64_t *n_all)
+{
+    int64_t w[2] = {d, -d};
+    tgd_min_i64(w, 2);
+    *n_all = n;
+    tgd_sum_i64(n_all, 1);
+    tg_status st = TG_OK;
+    if (w[0] != -w[1])
+        st = tg_set_error(TG_ESHAPE,
+                          "tg_logreg_fit_distributed: the ranks disagree on the number of "
+                          "features (%lld to %lld)",
+                          (long long)w[0], (long long)-w[1]);
+    else if (*n_all < 1)
+        st = tg_set_error(TG_ESHAPE, "tg_logreg_fit_distributed: no rank has any rows");
+    return tgd_agree(st);
+}
+
+tg_status tg_logreg_fit_distributed(tg_tensor *X, tg_tensor *y, const tg_logreg_options *opt,
+                                    tg_logreg_model *model, tg_logreg_result *result)
+{
+    tg_api_enter();
+    if (result)
+        memset(result, 0, sizeof *result);
+    int64_t n_all = 0;
+    tg_status st = tgd_agree(check_call(X, y, opt, model, true));
+    if (st == TG_OK)
+        st = check_world(X->shape[1], X->shape[0], &n_all);
+    if (st == TG_OK)
+        st = fit_tensors(X, y, opt, true, n_all, model, result);
     tg_api_leave(NULL);
     return st;
 }

@@ -13,6 +13,10 @@
 typedef struct fit_ctx {
     tg_logreg_options opt; /* resolved: max_iter, lr, l2 filled in */
     int64_t d, n_train, n_val;
+    bool dist;          /* distributed fit: n_train counts every rank's rows, sums are chained
+                         * across the ranks (tgd_chain) and stop decisions agreed */
+    int64_t n_local;    /* this rank's training rows (n_train when not distributed) */
+    double *chain;      /* d + 2 doubles: the running sums a distributed pass carries */
     const float *X, *y; /* working rows: training rows first, then validation rows */
     lr_pass train, val;
     float *wf;     /* theta's weights rounded to float for a pass */
@@ -52,6 +56,9 @@ double fit_train_loss(fit_ctx *c, const double *theta);
  * the history also stops it, with *failed set and the error recorded. */
 bool fit_after_iteration(fit_ctx *c, int iter, const double *theta, double objective,
                          double train_loss, double grad_max, bool *failed);
+
+/* In a distributed fit: the status every rank agrees on (tg_dist_agree); st otherwise. */
+tg_status fit_agree(const fit_ctx *c, tg_status st);
 
 double fit_max_abs(const double *v, int64_t n);
 double fit_now(void);

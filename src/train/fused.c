@@ -41,6 +41,15 @@ static int64_t block_rows_for(int64_t d)
     return rows > 0 ? rows : 1;
 }
 
+/* About STAT_BLOCK_FLOATS per block, in whole fused blocks, so that one alignment serves the
+ * statistics, the fused pass and the metrics. */
+int64_t lr_align_rows(int64_t d)
+{
+    int64_t b = block_rows_for(d);
+    int64_t want = STAT_BLOCK_FLOATS / (d > 0 ? d : 1);
+    return want > b ? want - want % b : b;
+}
+
 static int64_t blocks_for(int64_t n, int64_t rows)
 {
     return n > 0 ? (n + rows - 1) / rows : 0;
@@ -164,24 +173,35 @@ static void pass_blocks(void *ctx, int64_t begin, int64_t end)
     }
 }
 
+void lr_pass_blocks(lr_pass *p, const float *w, float b, bool want_grad)
+{
+    pass_job job = {p, w, b, want_grad};
+    tg_parallel_for(p->n_blocks, grain_blocks(p->block_rows, p->d), pass_blocks, &job);
+}
+
+void lr_pass_fold(const lr_pass *p, double *loss, double *grad)
+{
+    /* Fixed-order reduction in double: identical for any thread count. */
+    for (int64_t blk = 0; blk < p->n_blocks; blk++)
+        *loss += p->part_loss[blk];
+    if (!grad)
+        return;
+    const int64_t w1 = p->d + 1;
+    for (int64_t blk = 0; blk < p->n_blocks; blk++) {
+        const float *g = p->part_g + blk * w1;
+        for (int64_t j = 0; j < w1; j++)
+            grad[j] += g[j];
+    }
+}
+
 double lr_pass_run(lr_pass *p, const float *w, float b, double *grad)
 {
-    pass_job job = {p, w, b, grad != NULL};
-    tg_parallel_for(p->n_blocks, grain_blocks(p->block_rows, p->d), pass_blocks, &job);
-    /* Fixed-order reduction in double: identical for any thread count. */
+    lr_pass_blocks(p, w, b, grad != NULL);
     double loss = 0.0;
-    for (int64_t blk = 0; blk < p->n_blocks; blk++)
-        loss += p->part_loss[blk];
-    if (grad) {
-        const int64_t w1 = p->d + 1;
-        for (int64_t j = 0; j < w1; j++)
+    if (grad)
+        for (int64_t j = 0; j <= p->d; j++)
             grad[j] = 0.0;
-        for (int64_t blk = 0; blk < p->n_blocks; blk++) {
-            const float *g = p->part_g + blk * w1;
-            for (int64_t j = 0; j < w1; j++)
-                grad[j] += g[j];
-        }
-    }
+    lr_pass_fold(p, &loss, grad);
     return loss;
 }
 
@@ -249,33 +269,45 @@ static void stats_blocks(void *ctx, int64_t begin, int64_t end)
     }
 }
 
-bool lr_column_stats(const float *X, int64_t n, int64_t d, double *mean, double *std)
+bool lr_stats_compute(lr_stats *s, const float *X, int64_t n, int64_t d)
 {
-    if (n <= 0 || d <= 0) {
-        for (int64_t c = 0; c < d; c++)
-            mean[c] = 0.0, std[c] = 0.0;
-        return true;
-    }
-    int64_t rows = STAT_BLOCK_FLOATS / d > 0 ? STAT_BLOCK_FLOATS / d : 1;
-    int64_t nb = blocks_for(n, rows);
-    double *part = malloc((size_t)nb * 2 * (size_t)d * sizeof(double));
-    float *scratch = malloc((size_t)nb * 2 * (size_t)d * sizeof(float));
-    if (!part || !scratch) {
-        free(part), free(scratch);
+    memset(s, 0, sizeof *s);
+    s->n = n > 0 && d > 0 ? n : 0;
+    s->d = d;
+    s->rows = lr_align_rows(d);
+    s->nb = blocks_for(s->n, s->rows);
+    size_t per = (size_t)(s->nb > 0 ? s->nb : 1) * 2 * (size_t)(d > 0 ? d : 1);
+    s->part = malloc(per * sizeof(double));
+    float *scratch = malloc(per * sizeof(float));
+    if (!s->part || !scratch) {
+        free(scratch);
+        lr_stats_free(s);
         tg_set_error(TG_ENOMEM, "tg_logreg: out of memory for column statistics");
         return false;
     }
-    stats_job job = {X, n, d, rows, part, scratch};
-    tg_parallel_for(nb, grain_blocks(rows, d), stats_blocks, &job);
+    stats_job job = {X, s->n, d, s->rows, s->part, scratch};
+    tg_parallel_for(s->nb, grain_blocks(s->rows, d), stats_blocks, &job);
+    free(scratch);
+    return true;
+}
+
+void lr_stats_free(lr_stats *s)
+{
+    free(s->part);
+    s->part = NULL;
+}
+
+void lr_stats_fold(const lr_stats *s, double *state)
+{
     /* Merge the blocks in order (Chan, Golub and LeVeque's pairwise combination). */
-    double *m2 = std;
-    double count = 0.0;
-    for (int64_t blk = 0; blk < nb; blk++) {
-        double m = (double)(n - blk * rows < rows ? n - blk * rows : rows);
-        const double *bm = part + blk * 2 * d, *bm2 = bm + d;
-        double total = count + m;
+    const int64_t d = s->d;
+    double *mean = state + 1, *m2 = state + 1 + d;
+    for (int64_t blk = 0; blk < s->nb; blk++) {
+        double m = (double)(s->n - blk * s->rows < s->rows ? s->n - blk * s->rows : s->rows);
+        const double *bm = s->part + blk * 2 * d, *bm2 = bm + d;
+        double count = state[0], total = count + m;
         for (int64_t c = 0; c < d; c++) {
-            if (blk == 0) {
+            if (count == 0.0) {
                 mean[c] = bm[c];
                 m2[c] = bm2[c];
                 continue;
@@ -284,12 +316,31 @@ bool lr_column_stats(const float *X, int64_t n, int64_t d, double *mean, double 
             mean[c] += delta * (m / total);
             m2[c] += bm2[c] + delta * delta * (count * m / total);
         }
-        count = total;
+        state[0] = total;
     }
-    for (int64_t c = 0; c < d; c++)
-        std[c] = sqrt(m2[c] / (double)n);
-    free(part);
-    free(scratch);
+}
+
+void lr_stats_finish(const double *state, int64_t d, double *mean, double *std)
+{
+    for (int64_t c = 0; c < d; c++) {
+        mean[c] = state[0] > 0.0 ? state[1 + c] : 0.0;
+        std[c] = state[0] > 0.0 ? sqrt(state[1 + d + c] / state[0]) : 0.0;
+    }
+}
+
+bool lr_column_stats(const float *X, int64_t n, int64_t d, double *mean, double *std)
+{
+    lr_stats s;
+    double *state = calloc((size_t)(2 * d + 1), sizeof(double));
+    if (!state || !lr_stats_compute(&s, X, n, d)) {
+        free(state);
+        tg_set_error(TG_ENOMEM, "tg_logreg: out of memory for column statistics");
+        return false;
+    }
+    lr_stats_fold(&s, state);
+    lr_stats_finish(state, d, mean, std);
+    lr_stats_free(&s);
+    free(state);
     return true;
 }
 

@@ -23,6 +23,7 @@ void lbfgs_params_init(lbfgs_params *p)
     p->gtol = 1e-4;
     p->max_ls = 25;
     p->first_step = 0.0;
+    p->agree = NULL;
 }
 
 /* ---- small vector helpers ---------------------------------------------------------------- */
@@ -297,7 +298,10 @@ lbfgs_status lbfgs_minimize(int64_t n, double *x, lbfgs_fn f, lbfgs_step_fn step
     memset(&s, 0, sizeof s);
     memset(out, 0, sizeof *out);
     int mem = p->memory > 0 ? p->memory : 1;
-    if (!state_alloc(&s, n, mem)) {
+    bool ok = state_alloc(&s, n, mem);
+    if (p->agree)
+        ok = p->agree(ctx, ok);
+    if (!ok) {
         state_free(&s);
         return LBFGS_ENOMEM;
     }

@@ -2,6 +2,7 @@
 #ifndef TG_TRAIN_LBFGS_H
 #define TG_TRAIN_LBFGS_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 /* f(x) with its gradient in g (n entries). Must be deterministic. */
@@ -16,6 +17,10 @@ typedef struct lbfgs_params {
     int max_ls;        /* function evaluations per line search (25) */
     double first_step; /* first step along -g when no curvature is known yet: a guess of
                         * 1 / (Hessian scale); 0 = a unit-length move (L-BFGS-B's choice) */
+    /* Called once the work space is allocated (ok false when that failed), before the first
+     * evaluation; returns whether to go on. Lets the ranks of a distributed fit agree, so that
+     * none is left waiting in an evaluation another one never starts. NULL: go on when ok. */
+    bool (*agree)(void *ctx, bool ok);
 } lbfgs_params;
 
 typedef enum {

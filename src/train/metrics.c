@@ -6,6 +6,7 @@
 
 #include "../core/parallel.h"
 #include "../core/tensor.h"
+#include "../dist/comm.h"
 #include "kernels.h"
 #include "metrics.h"
 
@@ -60,8 +61,30 @@ static bool radix_sort(uint64_t *a, int64_t n)
     return true;
 }
 
-/* Mann-Whitney form: over groups of equal scores in ascending order, each positive counts the
- * negatives below it plus half of those tied with it. */
+static uint64_t auc_item(const float *y, const float *z, int64_t i)
+{
+    return (uint64_t)float_key(z[i]) << 1 | (uint64_t)(y[i] > 0.5f);
+}
+
+/* Mann-Whitney sum over sorted items: over groups of equal scores in ascending order, each
+ * positive counts the negatives below it (below of them come before items[0]) plus half of
+ * those tied with it. Every term is a multiple of 1/2 below 2^52, so the sum is exact and does
+ * not depend on how it is split up. */
+static double mann_whitney(const uint64_t *items, int64_t n, double below)
+{
+    double sum = 0.0;
+    for (int64_t i = 0; i < n;) {
+        int64_t j = i, p = 0;
+        while (j < n && items[j] >> 1 == items[i] >> 1)
+            p += (int64_t)(items[j++] & 1);
+        int64_t q = (j - i) - p;
+        sum += (double)p * (below + 0.5 * (double)q);
+        below += (double)q;
+        i = j;
+    }
+    return sum;
+}
+
 static bool roc_auc(const float *y, const float *z, int64_t n, int64_t pos, double *auc)
 {
     int64_t neg = n - pos;
@@ -73,28 +96,124 @@ static bool roc_auc(const float *y, const float *z, int64_t n, int64_t pos, doub
     if (!items)
         return false;
     for (int64_t i = 0; i < n; i++)
-        items[i] = (uint64_t)float_key(z[i]) << 1 | (uint64_t)(y[i] > 0.5f);
+        items[i] = auc_item(y, z, i);
     if (!radix_sort(items, n)) {
         free(items);
         return false;
     }
-    double below = 0.0, sum = 0.0;
-    for (int64_t i = 0; i < n;) {
-        int64_t j = i, p = 0;
-        while (j < n && items[j] >> 1 == items[i] >> 1)
-            p += (int64_t)(items[j++] & 1);
-        int64_t q = (j - i) - p;
-        sum += (double)p * (below + 0.5 * (double)q);
-        below += (double)q;
-        i = j;
-    }
+    *auc = mann_whitney(items, n, 0.0) / ((double)pos * (double)neg);
     free(items);
-    *auc = sum / ((double)pos * (double)neg);
     return true;
 }
 
+/* ---- ROC AUC across ranks ---------------------------------------------------------------- */
+
+/* The global sort the AUC needs, done as a bucket exchange: the top 16 bits of the score key
+ * cut the scores into 65536 ranges; a global histogram gives each rank a run of whole ranges
+ * holding about n / size scores; the ranks send each score to its range's owner, and the owner
+ * sorts them and sums its Mann-Whitney terms, starting from the negatives of the ranges before
+ * its own. Equal scores share a range, so ties never straddle two owners. */
+#define AUC_TOP_BITS 16
+#define AUC_BUCKETS  (1 << AUC_TOP_BITS)
+
+typedef struct {
+    int64_t *hist;   /* AUC_BUCKETS counts of every score, then AUC_BUCKETS of negatives */
+    int *owner;      /* rank owning each bucket */
+    int64_t *counts; /* items sent to each rank */
+    uint64_t *send, *recv;
+    int64_t n_recv;
+} auc_exchange;
+
+static void auc_exchange_free(auc_exchange *x)
+{
+    free(x->hist), free(x->owner), free(x->counts), free(x->send), free(x->recv);
+}
+
+static int bucket_of(uint64_t item)
+{
+    return (int)(item >> (1 + 32 - AUC_TOP_BITS));
+}
+
+/* Buckets to ranks by cumulative count; returns the negatives in buckets owned by lower ranks. */
+static double assign_buckets(auc_exchange *x, int64_t n_global, int k, int rank)
+{
+    int64_t cum = 0;
+    double below = 0.0;
+    for (int t = 0; t < AUC_BUCKETS; t++) {
+        int64_t r = n_global > 0 ? (int64_t)((double)cum * k / (double)n_global) : 0;
+        x->owner[t] = (int)(r < k - 1 ? r : k - 1);
+        if (x->owner[t] < rank)
+            below += (double)x->hist[AUC_BUCKETS + t];
+        cum += x->hist[t];
+    }
+    return below;
+}
+
+/* Items grouped by destination rank (a counting sort on the owner). */
+static void pack_items(auc_exchange *x, const uint64_t *items, int64_t n, int k)
+{
+    int64_t *at = x->counts + k; /* k more slots: the write position per rank */
+    int64_t off = 0;
+    for (int r = 0; r < k; r++) {
+        at[r] = off;
+        off += x->counts[r];
+    }
+    for (int64_t i = 0; i < n; i++)
+        x->send[at[x->owner[bucket_of(items[i])]]++] = items[i];
+}
+
+static bool dist_roc_auc(const float *y, const float *z, int64_t n, int64_t pos, int64_t n_global,
+                         double *auc)
+{
+    const int k = tgd_size(), rank = tgd_rank();
+    int64_t neg = n_global - pos;
+    *auc = NAN;
+    if (pos == 0 || neg == 0) /* global counts: the same answer on every rank */
+        return true;
+    auc_exchange x = {0};
+    x.hist = calloc(2 * AUC_BUCKETS, sizeof *x.hist);
+    x.owner = malloc(AUC_BUCKETS * sizeof *x.owner);
+    x.counts = calloc((size_t)k * 2, sizeof *x.counts);
+    uint64_t *items = malloc((size_t)(n > 0 ? n : 1) * sizeof *items);
+    x.send = malloc((size_t)(n > 0 ? n : 1) * sizeof *x.send);
+    bool ok = x.hist && x.owner && x.counts && items && x.send;
+    if (tgd_agree(ok ? TG_OK
+                     : tg_set_error(TG_ENOMEM, "tg_logreg_fit: out of memory for "
+                                               "the AUC")) != TG_OK) {
+        free(items);
+        auc_exchange_free(&x);
+        return false;
+    }
+    for (int64_t i = 0; i < n; i++) {
+        items[i] = auc_item(y, z, i);
+        x.hist[bucket_of(items[i])]++;
+        x.hist[AUC_BUCKETS + bucket_of(items[i])] += !(items[i] & 1);
+    }
+    tgd_sum_i64(x.hist, 2 * AUC_BUCKETS);
+    double below = assign_buckets(&x, n_global, k, rank);
+    for (int64_t i = 0; i < n; i++)
+        x.counts[x.owner[bucket_of(items[i])]]++;
+    pack_items(&x, items, n, k);
+    free(items);
+    tg_status st = TG_OK;
+    if (!tgd_alltoallv_u64(x.send, x.counts, &x.recv, &x.n_recv)) /* agreed inside */
+        st = tg_last_status();
+    else if (!radix_sort(x.recv, x.n_recv))
+        st = tg_set_error(TG_ENOMEM, "tg_logreg_fit: out of memory sorting scores");
+    if (st == TG_OK || x.recv) /* every rank got here with the exchange done: agree */
+        st = tgd_agree(st);
+    if (st == TG_OK) {
+        double sum = mann_whitney(x.recv, x.n_recv, below);
+        tgd_sum_f64(&sum, 1);
+        *auc = sum / ((double)pos * (double)neg);
+    }
+    auc_exchange_free(&x);
+    return st == TG_OK;
+}
+
 /* Per-block sums for the loss and the confusion matrix, merged in block order afterwards so
- * the result does not depend on the thread count. */
+ * the result does not depend on the thread count (nor, across ranks, on the rank count when
+ * the ranks start at block boundaries). */
 #define METRIC_BLOCK 4096
 
 typedef struct {
@@ -105,15 +224,16 @@ typedef struct {
 
 typedef struct {
     const float *y, *z;
-    int64_t n;
+    int64_t n, rows;
     block_sums *part;
+    int64_t nb;
 } metric_job;
 
 static void metric_blocks(void *ctx, int64_t begin, int64_t end)
 {
     const metric_job *j = ctx;
     for (int64_t blk = begin; blk < end; blk++) {
-        int64_t lo = blk * METRIC_BLOCK, m = j->n - lo < METRIC_BLOCK ? j->n - lo : METRIC_BLOCK;
+        int64_t lo = blk * j->rows, m = j->n - lo < j->rows ? j->n - lo : j->rows;
         const float *y = j->y + lo, *z = j->z + lo;
         block_sums *s = j->part + blk;
         memset(s, 0, sizeof *s);
@@ -131,40 +251,62 @@ static void metric_blocks(void *ctx, int64_t begin, int64_t end)
     }
 }
 
-static bool confusion(const float *y, const float *z, int64_t n, tg_binary_metrics *out,
-                      bool *nan_score)
+/* The fold state: loss, tp, fp, tn, fn, any NaN score, rows (counts are exact in double). */
+enum { S_LOSS, S_TP, S_FP, S_TN, S_FN, S_NAN, S_ROWS, S_LEN };
+
+static void fold_blocks(double *state, void *ctx)
 {
-    int64_t nb = (n + METRIC_BLOCK - 1) / METRIC_BLOCK;
-    block_sums *part = malloc((size_t)(nb > 0 ? nb : 1) * sizeof *part);
-    if (!part)
-        return false;
-    metric_job job = {y, z, n, part};
-    tg_parallel_for(nb, 8, metric_blocks, &job);
-    double loss = 0.0;
-    *nan_score = false;
-    for (int64_t b = 0; b < nb; b++) {
-        loss += part[b].loss;
-        out->tp += part[b].tp;
-        out->fp += part[b].fp;
-        out->tn += part[b].tn;
-        out->fn += part[b].fn;
-        *nan_score |= part[b].nan;
+    const metric_job *j = ctx;
+    for (int64_t b = 0; b < j->nb; b++) {
+        const block_sums *p = j->part + b;
+        state[S_LOSS] += p->loss;
+        state[S_TP] += (double)p->tp;
+        state[S_FP] += (double)p->fp;
+        state[S_TN] += (double)p->tn;
+        state[S_FN] += (double)p->fn;
+        state[S_NAN] = p->nan ? 1.0 : state[S_NAN];
     }
-    free(part);
-    out->log_loss = n > 0 ? loss / (double)n : NAN;
+    state[S_ROWS] += (double)j->n;
+}
+
+static bool confusion(const float *y, const float *z, int64_t n, int64_t rows, bool dist,
+                      tg_binary_metrics *out, bool *nan_score)
+{
+    metric_job job = {y, z, n, rows, NULL, (n + rows - 1) / rows};
+    job.part = malloc((size_t)(job.nb > 0 ? job.nb : 1) * sizeof *job.part);
+    tg_status st = job.part ? TG_OK : tg_set_error(TG_ENOMEM, "tg_binary_metrics: out of memory");
+    if (dist)
+        st = tgd_agree(st);
+    if (st != TG_OK) {
+        free(job.part);
+        return false;
+    }
+    tg_parallel_for(job.nb, 8, metric_blocks, &job);
+    double state[S_LEN] = {0};
+    if (dist)
+        tgd_chain(state, S_LEN, fold_blocks, &job);
+    else
+        fold_blocks(state, &job);
+    free(job.part);
+    out->n = (int64_t)state[S_ROWS];
+    out->tp = (int64_t)state[S_TP];
+    out->fp = (int64_t)state[S_FP];
+    out->tn = (int64_t)state[S_TN];
+    out->fn = (int64_t)state[S_FN];
+    *nan_score = state[S_NAN] != 0.0;
+    out->log_loss = out->n > 0 ? state[S_LOSS] / (double)out->n : NAN;
     return true;
 }
 
-bool lr_metrics(const float *y, const float *z, int64_t n, tg_binary_metrics *out)
+bool lr_metrics_ex(const float *y, const float *z, int64_t n, int64_t block_rows, bool dist,
+                   tg_binary_metrics *out)
 {
     memset(out, 0, sizeof *out);
-    out->n = n;
     bool nan_score = false;
-    if (!confusion(y, z, n, out, &nan_score)) {
-        tg_set_error(TG_ENOMEM, "tg_binary_metrics: out of memory");
+    if (!confusion(y, z, n, block_rows > 0 ? block_rows : METRIC_BLOCK, dist, out, &nan_score))
         return false;
-    }
-    out->accuracy = n > 0 ? ratio(out->tp + out->tn, n) : NAN;
+    int64_t all = out->n;
+    out->accuracy = all > 0 ? ratio(out->tp + out->tn, all) : NAN;
     out->precision = ratio(out->tp, out->tp + out->fp);
     out->recall = ratio(out->tp, out->tp + out->fn);
     out->f1 = ratio(2 * out->tp, 2 * out->tp + out->fp + out->fn);
@@ -172,12 +314,19 @@ bool lr_metrics(const float *y, const float *z, int64_t n, tg_binary_metrics *ou
         out->log_loss = out->auc = NAN;
         return true;
     }
+    if (dist)
+        return dist_roc_auc(y, z, n, out->tp + out->fn, all, &out->auc);
     if (!roc_auc(y, z, n, out->tp + out->fn, &out->auc)) {
         tg_set_error(TG_ENOMEM, "tg_binary_metrics: out of memory sorting %lld scores",
                      (long long)n);
         return false;
     }
     return true;
+}
+
+bool lr_metrics(const float *y, const float *z, int64_t n, tg_binary_metrics *out)
+{
+    return lr_metrics_ex(y, z, n, METRIC_BLOCK, false, out);
 }
 
 tg_status tg_binary_metrics_compute(tg_tensor *y, tg_tensor *logits, tg_binary_metrics *out)

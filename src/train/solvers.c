@@ -29,6 +29,13 @@ static double lbfgs_objective(void *ctx, const double *theta, double *grad)
     return fit_objective(((lbfgs_glue *)ctx)->c, theta, grad, NULL);
 }
 
+static bool lbfgs_agree(void *ctx, bool ok)
+{
+    fit_ctx *c = ((lbfgs_glue *)ctx)->c;
+    tg_status st = ok ? TG_OK : tg_set_error(TG_ENOMEM, "tg_logreg_fit: out of memory for L-BFGS");
+    return fit_agree(c, st) == TG_OK;
+}
+
 tg_status solve_lbfgs(fit_ctx *c, double *theta)
 {
     lbfgs_params p;
@@ -41,12 +48,16 @@ tg_status solve_lbfgs(fit_ctx *c, double *theta)
      * Newton-sized first move instead of a unit one saves an iteration. */
     if (c->opt.standardize)
         p.first_step = 4.0 / (1.0 + 4.0 * c->opt.l2);
+    if (c->dist)
+        p.agree = lbfgs_agree;
     lbfgs_glue glue = {c, false};
     /* Iteration 0 is recorded here: lbfgs only reports accepted steps. (Its own evaluation
      * of the same starting point is answered from fit_objective's cache, not a new pass.) */
     double *grad = malloc((size_t)(c->d + 1) * sizeof(double));
-    if (!grad)
-        return tg_set_error(TG_ENOMEM, "tg_logreg_fit: out of memory");
+    tg_status ok =
+        fit_agree(c, grad ? TG_OK : tg_set_error(TG_ENOMEM, "tg_logreg_fit: out of memory"));
+    if (ok != TG_OK)
+        return ok;
     double loss, f = fit_objective(c, theta, grad, &loss);
     double g0 = fit_max_abs(grad, c->d + 1);
     free(grad);
@@ -70,9 +81,10 @@ tg_status solve_lbfgs(fit_ctx *c, double *theta)
         c->stop = TG_STOP_NO_PROGRESS;
         break;
     case LBFGS_STOPPED:
-        break; /* fit_after_iteration set the reason */
-    case LBFGS_ENOMEM:
-        return tg_set_error(TG_ENOMEM, "tg_logreg_fit: out of memory for L-BFGS");
+        break;         /* fit_after_iteration set the reason */
+    case LBFGS_ENOMEM: /* the message is set (by lbfgs_agree when distributed) */
+        return c->dist ? tg_last_status()
+                       : tg_set_error(TG_ENOMEM, "tg_logreg_fit: out of memory for L-BFGS");
     }
     return TG_OK;
 }
@@ -95,10 +107,10 @@ tg_status solve_gd(fit_ctx *c, double *theta)
            *gt = malloc((size_t)n * sizeof(double));
     tg_status st = TG_OK;
     bool failed = false;
-    if (!g || !tt || !gt) {
+    if (!g || !tt || !gt)
         st = tg_set_error(TG_ENOMEM, "tg_logreg_fit: out of memory");
+    if ((st = fit_agree(c, st)) != TG_OK)
         goto done;
-    }
     double loss, f = fit_objective(c, theta, g, &loss);
     double step = 1.0; /* line-search step, carried over (and doubled) between iterations */
     c->stop = TG_STOP_MAX_ITER;

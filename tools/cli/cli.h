@@ -8,6 +8,7 @@
 #include <stdio.h>
 
 #include "tapegrad.h"
+#include "tapegrad/dist.h"
 #include "tapegrad/train.h"
 
 /* Exit codes: documented in `tapegrad --help`. */
@@ -51,6 +52,8 @@ void cli_error(const char *cmd, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)))
 #endif
     ;
+/* Silences cli_error (the other ranks of a distributed run); returns the previous setting. */
+bool cli_mute_errors(bool on);
 /* Writes len bytes to path through a temporary file and a rename: all or nothing. */
 bool cli_write_file(const char *cmd, const char *path, const char *data, size_t len);
 double cli_now(void);
@@ -93,6 +96,18 @@ void cli_progress_done(cli_progress *p); /* clears the line */
 char *cli_history_csv(const tg_logreg_step *h, int n, size_t *len);
 /* An SVG line chart of training (and validation) loss per iteration. */
 char *cli_history_svg(const tg_logreg_step *h, int n, const char *title, size_t *len);
+
+/* ---- distributed runs (dist.c) ----------------------------------------------------------- */
+bool cli_dist_wanted(int argc, char **argv); /* --distributed among the arguments */
+/* Starts MPI and mutes cli_error on ranks other than 0; an exit code on failure (and a message,
+ * e.g. "built without MPI"). */
+int cli_dist_begin(const char *cmd);
+/* Agrees on the exit code (the worst of every rank's) and finalizes MPI. Every rank must call
+ * it, on every path, once cli_dist_begin succeeded. */
+int cli_dist_end(int rc);
+/* Prints tg_last_error() if this is the rank that failed in the last collective call. */
+void cli_dist_error(const char *cmd);
+int64_t cli_dist_sum(int64_t v); /* sum over the ranks */
 
 /* ---- commands ---------------------------------------------------------------------------- */
 int cmd_train(int argc, char **argv);

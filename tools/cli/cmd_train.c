@@ -41,7 +41,12 @@ static const char USAGE[] =
     "  --history OUT.csv    loss per iteration as CSV\n"
     "  --plot OUT.svg       loss per iteration as an SVG chart\n"
     "  --json               print one JSON object with the results on stdout\n"
-    "  --quiet              no progress bar and no summary\n";
+    "  --quiet              no progress bar and no summary\n"
+    "distributed (MPI):\n"
+    "  --distributed        train across the ranks of `mpirun -np K tapegrad train ...`:\n"
+    "                       each rank reads its own part of DATA, the ranks sum their loss\n"
+    "                       and gradient at every step, rank 0 writes the outputs; the model\n"
+    "                       equals single-process training (solvers lbfgs and gd)\n";
 
 typedef struct {
     const char *pos[1];
@@ -51,7 +56,8 @@ typedef struct {
     int epochs, threads, patience;
     int64_t batch_size, seed;
     double lr, l2, pos_weight, val_split, tol;
-    bool l2_seen, no_standardize, json, quiet;
+    bool l2_seen, no_standardize, json, quiet, distributed;
+    int rank; /* 0 unless distributed */
 } train_args;
 
 /* The bundled data set: $TAPEGRAD_DATA_DIR, the source tree, then the install prefix. */
@@ -104,6 +110,7 @@ static bool parse_train(int argc, char **argv, train_args *a, bool *help)
         {"plot", OPT_STRING, &a->plot, 0, 0, NULL},
         {"json", OPT_FLAG, &a->json, 0, 0, NULL},
         {"quiet", OPT_FLAG, &a->quiet, 0, 0, NULL},
+        {"distributed", OPT_FLAG, &a->distributed, 0, 0, NULL},
         {NULL, OPT_FLAG, NULL, 0, 0, NULL},
     };
     return cli_parse("train", argc, argv, opts, a->pos, 1, &a->n_pos, help);
@@ -132,6 +139,16 @@ static bool fit_options(const train_args *a, tg_logreg_options *o)
         cli_error("train", "--patience needs a validation split (--val-split F)");
         return false;
     }
+    /* Mini-batches and a held-out split would shuffle rows across the ranks. */
+    if (a->distributed && o->solver != TG_SOLVER_LBFGS && o->solver != TG_SOLVER_GD) {
+        cli_error("train", "--distributed supports the lbfgs and gd solvers, not %s",
+                  tg_solver_name(o->solver));
+        return false;
+    }
+    if (a->distributed && a->val_split > 0.0) {
+        cli_error("train", "--distributed does not support --val-split");
+        return false;
+    }
     return true;
 }
 
@@ -158,30 +175,33 @@ static bool load(const train_args *a, const char *path, cli_progress *pg, tg_csv
     struct stat sb;
     double mb = stat(path, &sb) == 0 ? (double)sb.st_size / 1e6 : 0.0;
     cli_progress_status(pg, "reading %s (%.1f MB)...", path, mb);
-    tg_status st = tg_csv_read(path, &co, data);
+    tg_status st =
+        a->distributed ? tg_dist_csv_read(path, &co, data) : tg_csv_read(path, &co, data);
     cli_free_list(feats);
     cli_progress_done(pg);
-    if (st != TG_OK) {
+    if (st != TG_OK && a->distributed)
+        cli_dist_error("train");
+    else if (st != TG_OK)
         cli_error("train", "%s", tg_last_error());
-        return false;
-    }
-    return true;
+    return st == TG_OK;
 }
 
-/* Both classes must be present: with one class there is nothing to separate. */
-static bool check_classes(const char *path, const tg_csv_data *data)
+/* Both classes must be present: with one class there is nothing to separate. rows: of every
+ * rank (data->rows when not distributed). */
+static bool check_classes(const char *path, const tg_csv_data *data, bool dist, int64_t rows)
 {
     const float *y = tg_data(data->y);
     int64_t pos = 0;
     for (int64_t i = 0; i < data->rows; i++)
         pos += y[i] > 0.5f;
-    if (pos > 0 && pos < data->rows)
+    if (dist)
+        pos = cli_dist_sum(pos);
+    if (pos > 0 && pos < rows)
         return true;
     cli_error("train",
               "%s: the label column '%s' has only one class (%s) in %lld rows; "
               "need both 0 and 1",
-              path, data->label_name ? data->label_name : "?", pos ? "1" : "0",
-              (long long)data->rows);
+              path, data->label_name ? data->label_name : "?", pos ? "1" : "0", (long long)rows);
     return false;
 }
 
@@ -235,6 +255,7 @@ static void add_num(cJSON *o, const char *key, double v)
 typedef struct {
     const char *path;
     const tg_csv_data *data;
+    int64_t rows; /* of every rank */
     const tg_logreg_model *model;
     const tg_logreg_result *r;
     double seconds_load, seconds_train;
@@ -248,7 +269,7 @@ static bool print_json(const train_args *a, const summary *s)
     if (!o)
         return false;
     cJSON_AddStringToObject(o, "data", s->path);
-    cJSON_AddNumberToObject(o, "rows", (double)s->data->rows);
+    cJSON_AddNumberToObject(o, "rows", (double)s->rows);
     cJSON_AddNumberToObject(o, "features", (double)s->data->n_features);
     cJSON_AddStringToObject(o, "label", s->data->label_name ? s->data->label_name : "");
     cJSON_AddNumberToObject(o, "train_rows", (double)r->n_train);
@@ -271,6 +292,7 @@ static bool print_json(const train_args *a, const summary *s)
     cJSON_AddNumberToObject(o, "seconds_load", s->seconds_load);
     cJSON_AddNumberToObject(o, "seconds_train", s->seconds_train);
     cJSON_AddNumberToObject(o, "threads", tg_get_num_threads());
+    cJSON_AddNumberToObject(o, "ranks", a->distributed ? tg_dist_size() : 1);
     cJSON_AddStringToObject(o, "isa", tg_isa());
     if (a->model)
         cJSON_AddStringToObject(o, "model", a->model);
@@ -297,8 +319,11 @@ static void print_summary(const train_args *a, const summary *s)
     const tg_logreg_result *r = s->r;
     const tg_logreg_model *m = s->model;
     printf("data        %s: %lld rows x %lld features -> '%s' (read in %.3f s)\n", s->path,
-           (long long)s->data->rows, (long long)s->data->n_features,
+           (long long)s->rows, (long long)s->data->n_features,
            s->data->label_name ? s->data->label_name : "?", s->seconds_load);
+    if (a->distributed)
+        printf("ranks       %d (MPI), %d thread%s each\n", tg_dist_size(), tg_get_num_threads(),
+               tg_get_num_threads() == 1 ? "" : "s");
     if (r->n_val > 0)
         printf("split       %lld training rows, %lld validation rows\n", (long long)r->n_train,
                (long long)r->n_val);
@@ -325,55 +350,70 @@ static void print_summary(const train_args *a, const summary *s)
         printf("model       %s\n", a->model);
 }
 
+/* Model, curves and summary: rank 0's job in a distributed run (every rank has the model). */
+static int write_outputs(const train_args *a, const summary *s, tg_logreg_model *m)
+{
+    const tg_csv_data *data = s->data;
+    if (tg_logreg_model_set_names(m, (const char *const *)data->names, data->n_features,
+                                  data->label_name) != TG_OK ||
+        (a->model && tg_logreg_save(m, a->model) != TG_OK)) {
+        cli_error("train", "%s", tg_last_error());
+        return EXIT_FAIL;
+    }
+    if (!write_curves(a, s->r, s->path))
+        return EXIT_FAIL;
+    if (a->json && !print_json(a, s)) {
+        cli_error("train", "cannot print the JSON summary");
+        return EXIT_FAIL;
+    }
+    if (!a->json && !a->quiet)
+        print_summary(a, s);
+    return EXIT_OK;
+}
+
 static int run(const train_args *a, const char *path, tg_csv_data *data, tg_logreg_model *m)
 {
     cli_progress pg;
-    cli_progress_init(&pg, a->quiet);
+    cli_progress_init(&pg, a->quiet || a->rank != 0);
     tg_logreg_options o;
     if (!fit_options(a, &o))
         return EXIT_USAGE;
     double t0 = cli_now();
-    if (!load(a, path, &pg, data) || !check_classes(path, data))
+    if (!load(a, path, &pg, data))
+        return EXIT_FAIL;
+    int64_t rows = a->distributed ? cli_dist_sum(data->rows) : data->rows;
+    if (!check_classes(path, data, a->distributed, rows))
         return EXIT_FAIL;
     double t1 = cli_now();
     o.progress = on_step;
     o.progress_user = &pg;
     tg_logreg_result r;
-    tg_status st = tg_logreg_fit(data->X, data->y, &o, m, &r);
+    tg_status st = a->distributed ? tg_logreg_fit_distributed(data->X, data->y, &o, m, &r)
+                                  : tg_logreg_fit(data->X, data->y, &o, m, &r);
     cli_progress_done(&pg);
-    if (st != TG_OK) {
+    if (st != TG_OK && a->distributed)
+        cli_dist_error("train");
+    else if (st != TG_OK)
         cli_error("train", "%s", tg_last_error());
+    if (st != TG_OK)
         return EXIT_FAIL;
-    }
-    double t2 = cli_now();
-    int rc = EXIT_OK;
-    if (tg_logreg_model_set_names(m, (const char *const *)data->names, data->n_features,
-                                  data->label_name) != TG_OK ||
-        (a->model && tg_logreg_save(m, a->model) != TG_OK)) {
-        cli_error("train", "%s", tg_last_error());
-        rc = EXIT_FAIL;
-    }
-    if (rc == EXIT_OK && !write_curves(a, &r, path))
-        rc = EXIT_FAIL;
-    summary s = {path, data, m, &r, t1 - t0, t2 - t1};
-    if (rc == EXIT_OK && a->json && !print_json(a, &s)) {
-        cli_error("train", "cannot print the JSON summary");
-        rc = EXIT_FAIL;
-    } else if (rc == EXIT_OK && !a->json && !a->quiet) {
-        print_summary(a, &s);
-    }
+    summary s = {path, data, rows, m, &r, t1 - t0, cli_now() - t1};
+    int rc = a->rank == 0 ? write_outputs(a, &s, m) : EXIT_OK;
     tg_logreg_result_free(&r);
     return rc;
 }
 
-int cmd_train(int argc, char **argv)
+/* The command once MPI is up (when distributed). */
+static int train(int argc, char **argv)
 {
     train_args a;
     bool help = false;
     if (!parse_train(argc, argv, &a, &help))
         return EXIT_USAGE;
+    a.rank = a.distributed ? tg_dist_rank() : 0;
     if (help) {
-        fputs(USAGE, stdout);
+        if (a.rank == 0)
+            fputs(USAGE, stdout);
         return EXIT_OK;
     }
     const char *path = a.n_pos > 0 ? a.pos[0] : NULL;
@@ -401,4 +441,13 @@ int cmd_train(int argc, char **argv)
     tg_logreg_model_free(&m);
     tg_csv_data_free(&data);
     return rc;
+}
+
+int cmd_train(int argc, char **argv)
+{
+    /* MPI starts before the options are parsed, so that only rank 0 reports a bad one. */
+    if (!cli_dist_wanted(argc, argv))
+        return train(argc, argv);
+    int rc = cli_dist_begin("train");
+    return rc != EXIT_OK ? rc : cli_dist_end(train(argc, argv));
 }

@@ -9,8 +9,19 @@
 
 #include "cli.h"
 
+static bool muted;
+
+bool cli_mute_errors(bool on)
+{
+    bool was = muted;
+    muted = on;
+    return was;
+}
+
 void cli_error(const char *cmd, const char *fmt, ...)
 {
+    if (muted)
+        return;
     char msg[1024];
     va_list ap;
     va_start(ap, fmt);
