@@ -170,5 +170,20 @@ one_line_error "model features not in the file" "zz"
 expect 1 "eval with non-binary labels" -- "$BIN" eval --model "$M" "$TMP/nonbinary.csv" --label y
 one_line_error "eval with non-binary labels" "nope\|cgpa\|nonbinary.csv"
 
+# ---- string labels and missing values ----------------------------------------------------------
+printf 'a,b,y\n1,2,yes\n3,,no\n5,6,yes\n7,8,no\n2,1,no\n' >"$TMP/strings.csv"
+expect 1 "string labels without --positive" -- "$BIN" train "$TMP/strings.csv" --label y --model "$OUT"
+one_line_error "string labels without --positive" "strings.csv:2:3:"
+expect 1 "a missing value is an error by default" -- "$BIN" train "$TMP/strings.csv" --label y \
+    --positive yes --model "$OUT"
+one_line_error "a missing value is an error by default" "strings.csv:3:2:"
+expect 0 "--missing drop" -- "$BIN" train "$TMP/strings.csv" --label y --positive yes \
+    --missing drop --json --quiet
+grep -q '"rows":4' "$TMP/out" || fail "--missing drop: expected 4 rows: $(cat "$TMP/out")"
+expect 0 "--missing mean" -- "$BIN" train "$TMP/strings.csv" --label y --positive yes \
+    --missing mean --json --quiet
+grep -q '"rows":5' "$TMP/out" || fail "--missing mean: expected 5 rows: $(cat "$TMP/out")"
+expect 1 "bad --missing" -- "$BIN" train "$TMP/strings.csv" --label y --missing zap
+
 echo "$checks checks, $failures failures"
 [ "$failures" -eq 0 ]

@@ -167,6 +167,19 @@ bool cli_csv_options(const char *cmd, const cli_csv *in, tg_csv_options *opt)
 {
     opt->no_header = in->no_header;
     opt->skip_rows = in->skip_rows;
+    opt->positive = in->positive;
+    if (in->missing) {
+        if (strcmp(in->missing, "error") == 0)
+            opt->missing = TG_MISSING_ERROR;
+        else if (strcmp(in->missing, "drop") == 0)
+            opt->missing = TG_MISSING_DROP;
+        else if (strcmp(in->missing, "mean") == 0)
+            opt->missing = TG_MISSING_MEAN;
+        else {
+            cli_error(cmd, "--missing expects error, drop or mean, got '%s'", in->missing);
+            return false;
+        }
+    }
     const char *d = in->delimiter;
     if (!d)
         return true;

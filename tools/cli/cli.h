@@ -40,9 +40,12 @@ typedef struct cli_csv {
     bool no_header;
     int64_t skip_rows;
     const char *delimiter; /* one character, or "tab" / "\t"; NULL = detect */
+    const char *positive;  /* label value meaning 1 when labels are two strings; NULL */
+    const char *missing;   /* "error" (NULL), "drop" or "mean" */
 } cli_csv;
 
-/* Fills opt from the command-line CSV settings; false (with a message) on a bad delimiter. */
+/* Fills opt from the command-line CSV settings; false (with a message) on a bad delimiter or
+ * --missing value. */
 bool cli_csv_options(const char *cmd, const cli_csv *in, tg_csv_options *opt);
 
 /* ---- output helpers (util.c) ------------------------------------------------------------- */

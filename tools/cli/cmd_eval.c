@@ -15,7 +15,8 @@ static const char USAGE[] =
     "  --model M.json       a model written by tapegrad train\n"
     "  --label COL          label column (default: the model's label)\n"
     "  --json               print one JSON object instead of the table\n"
-    "  --no-header, --skip-rows N, --delimiter C   as for train\n";
+    "  --no-header, --skip-rows N, --delimiter C,\n"
+    "  --positive VALUE, --missing error|drop|mean  as for train\n";
 
 static void add_num(cJSON *o, const char *key, double v)
 {
@@ -104,6 +105,8 @@ int cmd_eval(int argc, char **argv)
         {"no-header", OPT_FLAG, &csv.no_header, 0, 0, NULL},
         {"skip-rows", OPT_INT64, &csv.skip_rows, 0, 9007199254740992.0, NULL},
         {"delimiter", OPT_CHAR, &csv.delimiter, 0, 0, NULL},
+        {"positive", OPT_STRING, &csv.positive, 0, 0, NULL},
+        {"missing", OPT_STRING, &csv.missing, 0, 0, NULL},
         {NULL, OPT_FLAG, NULL, 0, 0, NULL},
     };
     if (!cli_parse("eval", argc, argv, opts, pos, 1, &n_pos, &help))

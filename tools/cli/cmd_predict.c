@@ -15,7 +15,8 @@ static const char USAGE[] =
     "\n"
     "  --model M.json       a model written by tapegrad train\n"
     "  --proba              print P(y = 1) instead of the class\n"
-    "  --no-header, --skip-rows N, --delimiter C   as for train\n";
+    "  --no-header, --skip-rows N, --delimiter C,\n"
+    "  --positive VALUE, --missing error|drop|mean  as for train\n";
 
 bool cli_load_for_model(const char *cmd, const char *model_path, const char *data_path,
                         const cli_csv *csv, const char *label, tg_logreg_model *m,
@@ -80,6 +81,8 @@ int cmd_predict(int argc, char **argv)
         {"no-header", OPT_FLAG, &csv.no_header, 0, 0, NULL},
         {"skip-rows", OPT_INT64, &csv.skip_rows, 0, 9007199254740992.0, NULL},
         {"delimiter", OPT_CHAR, &csv.delimiter, 0, 0, NULL},
+        {"positive", OPT_STRING, &csv.positive, 0, 0, NULL},
+        {"missing", OPT_STRING, &csv.missing, 0, 0, NULL},
         {NULL, OPT_FLAG, NULL, 0, 0, NULL},
     };
     if (!cli_parse("predict", argc, argv, opts, pos, 1, &n_pos, &help))

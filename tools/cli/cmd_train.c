@@ -20,6 +20,8 @@ static const char USAGE[] =
     "  --no-header          the first row is data; columns are named 0, 1, ...\n"
     "  --skip-rows N        lines to skip before the header\n"
     "  --delimiter C        field separator (default: detect , ; tab or spaces)\n"
+    "  --positive VALUE     label value that means 1 when labels are two strings\n"
+    "  --missing M          empty/NA/NaN fields: error (default), drop the row, or mean\n"
     "training:\n"
     "  --solver S           lbfgs (default), gd, sgd or adam\n"
     "  --epochs N           iteration limit (lbfgs 100, gd 1000, sgd/adam 50 epochs)\n"
@@ -93,6 +95,8 @@ static bool parse_train(int argc, char **argv, train_args *a, bool *help)
         {"no-header", OPT_FLAG, &a->csv.no_header, 0, 0, NULL},
         {"skip-rows", OPT_INT64, &a->csv.skip_rows, 0, big, NULL},
         {"delimiter", OPT_CHAR, &a->csv.delimiter, 0, 0, NULL},
+        {"positive", OPT_STRING, &a->csv.positive, 0, 0, NULL},
+        {"missing", OPT_STRING, &a->csv.missing, 0, 0, NULL},
         {"solver", OPT_STRING, &a->solver, 0, 0, NULL},
         {"epochs", OPT_INT, &a->epochs, 1, 1e9, NULL},
         {"lr", OPT_DOUBLE, &a->lr, 0, 1e6, NULL},
