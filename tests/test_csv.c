@@ -608,6 +608,76 @@ static void test_threads_label_conflict(void **state)
     free(text);
 }
 
+/* ---- the fast path for rows of plain numbers -------------------------------------------------- */
+
+/* Fields of every shape the fast row path sees or hands back, in rows far from the end of the
+ * input (where it runs) and near it: each value must equal strtof's. */
+static void test_fast_path_shapes(void **state)
+{
+    (void)state;
+    static const char *const shapes[] = {
+        "0.123456", "-0.654321", "+1.5", "-.5", ".25", "5.", "-5.", "0", "-0", "-0.0", "+0.000",
+        "719.588", "-649.075642", "1.23457e-05", "-3E+2", "0000000000000001.5",
+        "123456789012345.6", "1234567890123456", "12345678901234567", "0.1234567890123456",
+        "9999999999999999", "3.4028235e38", "1e-40", "0.000000000000001", "16777217",
+        "0.30000000000000004", "1.00000005960464477539062500001", "42"};
+    const int ns = (int)(sizeof shapes / sizeof *shapes);
+    char *text = malloc(200000);
+    assert_non_null(text);
+    size_t n = (size_t)sprintf(text, "a,b,c,y\n");
+    float *want = malloc(sizeof(float) * 3 * 4000);
+    float *wy = malloc(sizeof(float) * 4000);
+    int rows = 0;
+    for (int i = 0; i < 3 * ns * 10; i += 3, rows++) {
+        const char *f[3] = {shapes[i % ns], shapes[(i / 7 + 1) % ns], shapes[(i * 5 + 2) % ns]};
+        for (int k = 0; k < 3; k++)
+            want[rows * 3 + k] = strtof(f[k], NULL);
+        wy[rows] = (float)(rows & 1);
+        n += (size_t)sprintf(text + n, "%s,%s,%s,%d%s", f[0], f[1], f[2], rows & 1,
+                             rows % 5 == 0 ? "\r\n" : "\n");
+    }
+    tg_csv_options o = defaults();
+    o.label = "y";
+    for (int threads = 1; threads <= 3; threads++) {
+        o.threads = threads;
+        tg_csv_data d = read_ok(text, o);
+        expect_X(&d, rows, 3, want);
+        expect_y(&d, wy);
+        tg_csv_data_free(&d);
+    }
+    free(text);
+    free(want);
+    free(wy);
+}
+
+/* Errors in rows far from the end of the input get the same message and position. */
+static void test_fast_path_errors(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *row, *where, *what;
+    } cases[] = {
+        {"1.2.3,4,5,1\n", ":3:1: ", "'1.2.3'"},
+        {"1,2..5,3,0\n", ":3:2: ", "'2..5'"},
+        {"1,2,-,0\n", ":3:3: ", "bad number '-'"},
+        {"1,2,3 4,0\n", ":3:3: ", "'3 4'"},
+        {"1,2,3,2\n", ":3:4: ", "is not 0 or 1"},
+        {"1,2,3\n", ":3:", "expected 4 fields, found 3"},
+        {"1,2,3,0,5\n", ":3:", "expected 4 fields, found more"},
+        {"1,2,3\"x\",0\n", ":3:", "quote inside an unquoted field"},
+        {"1,,3,0\n", ":3:2: ", "missing value"},
+    };
+    char text[4096];
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        int n = sprintf(text, "a,b,c,y\n0.5,-1.25,3,1\n%s", cases[i].row);
+        for (int r = 0; r < 40; r++)
+            n += sprintf(text + n, "0.123456,-649.075642,1.5e3,%d\n", r & 1);
+        tg_csv_options o = defaults();
+        o.label = "y";
+        read_fails(text, o, TG_EPARSE, cases[i].where, cases[i].what);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -628,6 +698,8 @@ int main(void)
         cmocka_unit_test(test_buffer_and_pipe),
         cmocka_unit_test(test_threads_identical),
         cmocka_unit_test(test_threads_label_conflict),
+        cmocka_unit_test(test_fast_path_shapes),
+        cmocka_unit_test(test_fast_path_errors),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
