@@ -1,8 +1,10 @@
 // Kernel throughput per family: each kernel at 64K elements (in cache) and 16M (memory bound),
 // next to a memcpy of 16M floats, the bandwidth ceiling for a streaming op. Bytes counted are
-// the bytes the kernel reads plus writes; items are elements.
+// the bytes the kernel reads plus writes; items are elements. gemm_small runs over a batch of
+// n x n x n products (1 MB per operand) and reports FLOP/s (2 n^3 per product).
 //
 //   bench_kernels --benchmark_filter='avx512/(sigmoid|sin)/16M|memcpy' --benchmark_repetitions=5
+//   bench_kernels --benchmark_filter='avx512/gemm_small' --benchmark_repetitions=5
 //
 // The families come from their init functions directly, so one binary measures all of them;
 // BM_sin_16M_threads uses the table in force (tg_kern(), TAPEGRAD_ISA) across the thread pool.
@@ -130,14 +132,30 @@ void bench_sum(benchmark::State &state, const tg_kernels *k, int64_t n)
     set_counters(state, n, 1);
 }
 
-void bench_sigmoid_bwd(benchmark::State &state, const tg_kernels *k, int64_t n)
+// gx = f(x, gy) for the backward entries whose saved value is x.
+void bench_bwd(benchmark::State &state, tg_unary_bwd_fn f, int64_t n)
 {
     Buffer x(n, -8, 8, 1), gy(n, -1, 1, 2), gx(n, 0, 1, 3);
     for (auto _ : state) {
-        k->sigmoid_bwd(x.p, gy.p, gx.p, n);
+        f(x.p, gy.p, gx.p, n);
         benchmark::ClobberMemory();
     }
     set_counters(state, n, 3);
+}
+
+// C = A op(B) for a batch of n x n matrices, one gemm_small call each, as batched matmul does.
+void bench_gemm_small(benchmark::State &state, const tg_kernels *k, int64_t n, int tb)
+{
+    const int64_t mat = n * n, batch = (int64_t{1} << 18) / mat;
+    Buffer a(batch * mat, -1, 1, 1), b(batch * mat, -1, 1, 2), c(batch * mat, 0, 1, 3);
+    for (auto _ : state) {
+        for (int64_t i = 0; i < batch; i++)
+            k->gemm_small(n, n, n, a.p + i * mat, n, 0, b.p + i * mat, n, tb, c.p + i * mat, n);
+        benchmark::ClobberMemory();
+    }
+    state.counters["FLOP/s"] = benchmark::Counter(2.0 * static_cast<double>(n * mat * batch) *
+                                                      static_cast<double>(state.iterations()),
+                                                  benchmark::Counter::kIsRate);
 }
 
 // Both outputs: reads logits and targets, writes loss and grad.
@@ -203,11 +221,9 @@ void register_family(const tg_kernels *k)
             const char *name;
             tg_unary_fn fn;
             float lo, hi;
-        } unary[] = {{"sigmoid", k->sigmoid, -8, 8},
-                     {"sin", k->sin, -8, 8},
-                     {"exp", k->exp, -8, 8},
-                     {"log", k->log, 0.01f, 100},
-                     {"tanh", k->tanh, -8, 8}};
+        } unary[] = {{"sigmoid", k->sigmoid, -8, 8}, {"sin", k->sin, -8, 8},
+                     {"cos", k->cos, -8, 8},         {"exp", k->exp, -8, 8},
+                     {"log", k->log, 0.01f, 100},    {"tanh", k->tanh, -8, 8}};
         for (const Unary &u : unary)
             benchmark::RegisterBenchmark((f + "/" + u.name + s).c_str(), bench_unary, u.fn, n, u.lo,
                                          u.hi)
@@ -217,11 +233,19 @@ void register_family(const tg_kernels *k)
         benchmark::RegisterBenchmark((f + "/mul_vs" + s).c_str(), bench_mul_vs, k, n)
             ->UseRealTime();
         benchmark::RegisterBenchmark((f + "/sum" + s).c_str(), bench_sum, k, n)->UseRealTime();
-        benchmark::RegisterBenchmark((f + "/sigmoid_bwd" + s).c_str(), bench_sigmoid_bwd, k, n)
+        benchmark::RegisterBenchmark((f + "/sigmoid_bwd" + s).c_str(), bench_bwd, k->sigmoid_bwd, n)
+            ->UseRealTime();
+        benchmark::RegisterBenchmark((f + "/sin_bwd" + s).c_str(), bench_bwd, k->sin_bwd, n)
             ->UseRealTime();
         benchmark::RegisterBenchmark((f + "/bce_logits" + s).c_str(), bench_bce_logits, k, n)
             ->UseRealTime();
     }
+    for (int64_t n : {16, 32, 64})
+        for (int tb = 0; tb < 2; tb++)
+            benchmark::RegisterBenchmark(
+                (f + "/gemm_small/" + std::to_string(n) + (tb ? "/tb" : "/nn")).c_str(),
+                bench_gemm_small, k, n, tb)
+                ->UseRealTime();
 }
 
 } // namespace

@@ -24,8 +24,10 @@
  *       ULPs of the correctly rounded float result (0.5 = correctly rounded; a NaN or infinite
  *       reference must be matched exactly), on the inputs the case's reference domain gives.
  *       The transcendentals there are SLEEF's u10 functions (1.0 ULP, which SLEEF measures
- *       against its own reference: we allow 1.01), except exp in the x86 families, which is
- *       inlined and measures 0.924 ULP over every float (test_exp_exhaustive); a formula around one
+ *       against its own reference: we allow 1.01), except exp, sin and cos in the x86 families,
+ *       which are inlined: exp measures 0.924 ULP over every float, sin and cos 0.740 and 0.746
+ *       up to |x| = 6432 and 0.881 over every float, SLEEF's beyond (test_exp_exhaustive,
+ *       test_trig_exhaustive); a formula around one
  * adds 0.5 per extra rounding, and where the result's binade is below the inputs' it can double
  * (sigmoid: 1/(1 + exp(-x)) measures 2.0). scalar: the same for the scalar family, which calls
  * glibc (tanhf is documented at 2 ULP, the others at 1; measured below that). vs_scalar: largest
@@ -811,34 +813,165 @@ static void test_trig_large(void **state)
     }
 }
 
-/* Every float through exp (4.3e9 inputs, about a minute): run with TAPEGRAD_EXHAUSTIVE=1. The
- * x86 families inline their own exp (sigmoid, its backward and the logistic loss are built on
- * it); this is the check behind its bound: 0.924 ULP at most. */
+/* ---- every float ------------------------------------------------------------------------------
+ * Every float through a unary entry against a double reference, the input space cut into
+ * 2^16 blocks of 2^16 floats spread over the thread pool; each block keeps its worst error and
+ * the blocks are combined in order, so the reported input does not depend on the thread count.
+ * Run with TAPEGRAD_EXHAUSTIVE=1 (minutes, not seconds). */
+#define EX_BLOCK ((int64_t)1 << 16)
+
+typedef struct ex_ctx {
+    tg_unary_fn f;
+    double (*ref)(double);
+    float split;       /* worst_in covers |x| <= split */
+    double *worst;     /* per block */
+    double *worst_in;  /* per block, |x| <= split only */
+    uint32_t *worst_u; /* its input's bits */
+    int *zero_sign;    /* per block: a zero result whose sign differs from the reference's */
+} ex_ctx;
+
+static void ex_blocks(void *p, int64_t begin, int64_t end)
+{
+    ex_ctx *c = p;
+    float *x = malloc(sizeof(float) * EX_BLOCK), *y = malloc(sizeof(float) * EX_BLOCK);
+    if (!x || !y) /* flagged as a failure: an infinite error */
+        for (int64_t b = begin; b < end; b++)
+            c->worst[b] = c->worst_in[b] = INFINITY, c->worst_u[b] = 0, c->zero_sign[b] = 0;
+    for (int64_t b = begin; b < end && x && y; b++) {
+        for (int64_t i = 0; i < EX_BLOCK; i++) {
+            uint32_t u = (uint32_t)(b * EX_BLOCK + i);
+            memcpy(&x[i], &u, sizeof u);
+        }
+        c->f(x, y, EX_BLOCK);
+        double worst = 0, worst_in = 0;
+        uint32_t wu = 0;
+        int zs = 0;
+        for (int64_t i = 0; i < EX_BLOCK; i++) {
+            double r = c->ref((double)x[i]);
+            double e = ulp_err(y[i], r);
+            if (!(e <= worst))
+                worst = e, wu = bits(x[i]);
+            if (fabsf(x[i]) <= c->split && !(e <= worst_in))
+                worst_in = e;
+            if (y[i] == 0 && r == 0 && !signbit(y[i]) != !signbit(r))
+                zs = 1;
+        }
+        c->worst[b] = worst;
+        c->worst_in[b] = worst_in;
+        c->worst_u[b] = wu;
+        c->zero_sign[b] = zs;
+    }
+    free(x), free(y);
+}
+
+/* The largest error of f over all floats, and the input where it first occurs; *worst_in is the
+ * largest over |x| <= split. */
+static double exhaustive_worst(tg_unary_fn f, double (*ref)(double), float split, float *at,
+                               double *worst_in, int *zero_sign)
+{
+    const int64_t nb = ((int64_t)1 << 32) / EX_BLOCK;
+    ex_ctx c = {f,
+                ref,
+                split,
+                malloc(sizeof(double) * (size_t)nb),
+                malloc(sizeof(double) * (size_t)nb),
+                malloc(sizeof(uint32_t) * (size_t)nb),
+                malloc(sizeof(int) * (size_t)nb)};
+    assert_true(c.worst && c.worst_in && c.worst_u && c.zero_sign);
+    tg_parallel_for(nb, 1, ex_blocks, &c);
+    double worst = 0;
+    uint32_t wu = 0;
+    *zero_sign = 0;
+    *worst_in = 0;
+    for (int64_t b = 0; b < nb; b++) {
+        if (!(c.worst[b] <= worst))
+            worst = c.worst[b], wu = c.worst_u[b];
+        if (!(c.worst_in[b] <= *worst_in))
+            *worst_in = c.worst_in[b];
+        *zero_sign |= c.zero_sign[b];
+    }
+    memcpy(at, &wu, sizeof wu);
+    free(c.worst), free(c.worst_in), free(c.worst_u), free(c.zero_sign);
+    return worst;
+}
+
+static int exhaustive_on(void)
+{
+    const char *on = getenv("TAPEGRAD_EXHAUSTIVE");
+    return on && strcmp(on, "1") == 0;
+}
+
+/* The x86 families inline their own exp (sigmoid, its backward and the logistic loss are built
+ * on it); this is the check behind its bound: 0.924 ULP at most. */
 static void test_exp_exhaustive(void **state)
 {
     (void)state;
-    const char *on = getenv("TAPEGRAD_EXHAUSTIVE");
-    if (!on || strcmp(on, "1") != 0)
+    if (!exhaustive_on())
         skip();
-    enum { B = 1 << 16 };
-    float *x = alloc_f(B), *y = alloc_f(B);
-    double worst = 0;
-    float worst_x = 0;
-    for (uint64_t base = 0; base < ((uint64_t)1 << 32); base += B) {
-        for (uint32_t i = 0; i < B; i++) {
-            uint32_t u = (uint32_t)(base + i);
-            memcpy(&x[i], &u, sizeof u);
-        }
-        cur->k.exp(x, y, B);
-        for (uint32_t i = 0; i < B; i++) {
-            double e = ulp_err(y[i], exp((double)x[i]));
-            if (e > worst)
-                worst = e, worst_x = x[i];
-        }
-    }
-    print_message("  %-7s exp over all floats: %.4f ulp at %a\n", cur->name, worst, worst_x);
+    float at;
+    int zs;
+    double in;
+    double worst = exhaustive_worst(cur->k.exp, exp, 0.0f, &at, &in, &zs);
+    print_message("  %-7s exp over all floats: %.4f ulp at %a\n", cur->name, worst, at);
     assert_true(worst <= ref_bound(cur, bound_of("exp")));
-    free(x), free(y);
+}
+
+/* The x86 families inline sin and cos up to |x| ~ 6432, SLEEF's u10 beyond: measured 0.740 and
+ * 0.746 ULP at most on the inlined range, 0.881 for both over all floats (SLEEF's lanes), with the
+ * sign of a zero result kept (sin(-0) = -0). */
+static void test_trig_exhaustive(void **state)
+{
+    (void)state;
+    if (!exhaustive_on())
+        skip();
+    float at;
+    int zs;
+    double in;
+    double worst = exhaustive_worst(cur->k.sin, sin, 6432.0f, &at, &in, &zs);
+    print_message("  %-7s sin over all floats: %.4f ulp at %a; %.4f for |x| <= 6432\n", cur->name,
+                  worst, at, in);
+    assert_true(worst <= ref_bound(cur, bound_of("sin")));
+    assert_false(zs);
+    worst = exhaustive_worst(cur->k.cos, cos, 6432.0f, &at, &in, &zs);
+    print_message("  %-7s cos over all floats: %.4f ulp at %a; %.4f for |x| <= 6432\n", cur->name,
+                  worst, at, in);
+    assert_true(worst <= ref_bound(cur, bound_of("cos")));
+    assert_false(zs);
+}
+
+/* A lane's sin/cos depends on its own input only: the inlined path and SLEEF's (past |x| ~ 6432,
+ * infinities) are chosen per vector but blended per lane. Every position of a 16-lane window gets
+ * one far input while the others stay small; the small ones must not change, bit for bit. */
+static void test_trig_lanes(void **state)
+{
+    (void)state;
+    const tg_kernels *k = &cur->k;
+    enum { L = 16 };
+    const float far[] = {1e4f, -7000.0f, 6434.0f, 1e30f, INFINITY, -INFINITY, NAN};
+    float x[L], base_s[L], base_c[L], s[L], c[L];
+    for (int i = 0; i < L; i++)
+        x[i] = (float)uniform(-6400, 6400);
+    x[3] = -0.0f, x[4] = 0.0f, x[5] = 6431.9f, x[6] = -6431.9f;
+    k->sin(x, base_s, L);
+    k->cos(x, base_c, L);
+    assert_true(signbit(base_s[3]) && !signbit(base_s[4]) && base_c[3] == 1.0f);
+    for (size_t f = 0; f < sizeof far / sizeof far[0]; f++)
+        for (int at = 0; at < L; at++) {
+            float xx[L];
+            memcpy(xx, x, sizeof xx);
+            xx[at] = far[f];
+            k->sin(xx, s, L);
+            k->cos(xx, c, L);
+            for (int i = 0; i < L; i++)
+                if (i != at)
+                    assert_true(bits(s[i]) == bits(base_s[i]) && bits(c[i]) == bits(base_c[i]));
+            if (isinf(far[f]) || isnan(far[f]))
+                assert_true(isnan(s[at]) && isnan(c[at]));
+            else
+                assert_true(ulp_err(s[at], sin((double)far[f])) <=
+                                ref_bound(cur, bound_of("sin")) &&
+                            ulp_err(c[at], cos((double)far[f])) <= ref_bound(cur, bound_of("cos")));
+        }
 }
 
 /* ---- sum ------------------------------------------------------------------------------------ */
@@ -1032,38 +1165,102 @@ static void test_bce_logits(void **state)
 
 /* ---- small matrix product ---------------------------------------------------------------- */
 
+/* op(X)(r, c) of a row-major X with leading dimension ld, transposed or not. */
+static float op_at(const float *X, int64_t ld, int t, int64_t r, int64_t c)
+{
+    return t ? X[c * ld + r] : X[r * ld + c];
+}
+
+/* Checks C (ldc) against a double reference for every element: |C - exact| <= (K + 2) 2^-24
+ * sum |a b| covers K roundings of a running sum (FMA or multiply-then-add) and the float
+ * conversion. Where the reference is not finite, C must be the same NaN or infinity as the scalar
+ * family gives (specials travel the same way whatever the rounding). */
+static void check_gemm(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, int ta,
+                       const float *B, int64_t ldb, int tb, const float *C, const float *Cs,
+                       int64_t ldc)
+{
+    for (int64_t i = 0; i < M; i++)
+        for (int64_t j = 0; j < N; j++) {
+            double sum = 0, mag = 0;
+            for (int64_t k = 0; k < K; k++) {
+                double p = (double)op_at(A, lda, ta, i, k) * op_at(B, ldb, tb, k, j);
+                sum += p;
+                mag += fabs(p);
+            }
+            float got = C[i * ldc + j], sc = Cs[i * ldc + j];
+            int ok = isfinite(sum) ? fabs(got - sum) <= (double)(K + 2) * 0x1p-24 * mag
+                                   : (isnan(got) && isnan(sc)) || got == sc;
+            if (!ok)
+                fail_msg(
+                    "%s gemm %lldx%lldx%lld ta=%d tb=%d C[%lld,%lld] = %a, exact %a (scalar %a)",
+                    cur->name, (long long)M, (long long)N, (long long)K, ta, tb, (long long)i,
+                    (long long)j, got, sum, sc);
+        }
+}
+
 static void test_gemm_small(void **state)
 {
     (void)state;
     const tg_kernels *k = &cur->k;
-    const int64_t dims[] = {1, 3, 7, 8, 16, 17, 33, 64};
-    float *A = alloc_f(64 * 70), *B = alloc_f(64 * 70), *C = alloc_f(64 * 70 + 2),
-          *Cs = alloc_f(64 * 70);
-    for (int64_t i = 0; i < 64 * 70; i++) {
-        A[i] = (float)uniform(-2, 2);
-        B[i] = (float)uniform(-2, 2);
+    const int64_t dims[] = {1, 2, 3, 4, 5, 7, 8, 9, 15, 16, 17, 24, 31, 32, 33, 47, 48, 63, 64};
+    const size_t nd = sizeof dims / sizeof dims[0];
+    const int64_t cap = 64 * 71; /* the largest operand: 64 rows of ld up to 71 */
+    /* exact sizes (alloc_f leaves slack), so a read past an operand's end is out of bounds */
+    float *A0 = malloc(sizeof(float) * (size_t)cap), *B0 = malloc(sizeof(float) * (size_t)cap);
+    float *C = alloc_f(cap + 2), *Cs = alloc_f(cap);
+    assert_true(A0 && B0);
+    for (int64_t i = 0; i < cap; i++) {
+        A0[i] = (float)uniform(-2, 2);
+        B0[i] = (float)uniform(-2, 2);
     }
-    A[5] = INFINITY, B[9] = NAN, A[70] = -0.0f; /* specials travel as in the scalar loops */
-    for (size_t a = 0; a < 8; a++)
-        for (size_t b = 0; b < 8; b++)
-            for (size_t c = 0; c < 8; c += 3)
+    for (size_t a = 0; a < nd; a++)
+        for (size_t b = 0; b < nd; b++)
+            for (size_t c = 0; c < nd; c++)
                 for (int ta = 0; ta < 2; ta++)
                     for (int tb = 0; tb < 2; tb++) {
                         int64_t M = dims[a], N = dims[b], K = dims[c];
-                        int64_t lda = (ta ? M : K) + 3, ldb = (tb ? K : N) + 1, ldc = N + 2;
+                        /* leading dimensions past the minimum, by an amount that varies */
+                        int64_t lda = (ta ? M : K) + (int64_t)((a + c) % 4) * 2 + 1;
+                        int64_t ldb = (tb ? K : N) + (int64_t)((b + c) % 3) * 3;
+                        int64_t ldc = N + (int64_t)(a % 3);
+                        /* operands sized exactly, at the end of their buffers: a read past the
+                         * last element lands outside (a sanitizer run catches it) */
+                        int64_t na = (ta ? K - 1 : M - 1) * lda + (ta ? M : K);
+                        int64_t nb = (tb ? N - 1 : K - 1) * ldb + (tb ? K : N);
+                        const float *A = A0 + cap - na, *B = B0 + cap - nb;
                         C[0] = GUARD;
                         for (int64_t i = 0; i < M * ldc + 1; i++)
                             C[1 + i] = GUARD, Cs[i] = GUARD;
                         k->gemm_small(M, N, K, A, lda, ta, B, ldb, tb, C + 1, ldc);
                         scalar_k.gemm_small(M, N, K, A, lda, ta, B, ldb, tb, Cs, ldc);
-                        assert_true(C[0] == GUARD);
-                        for (int64_t i = 0; i < M * ldc; i++) /* padding columns untouched too */
-                            if (bits(C[1 + i]) != bits(Cs[i]) && !(isnan(C[1 + i]) && isnan(Cs[i])))
-                                fail_msg("%s gemm %lldx%lldx%lld ta=%d tb=%d at %lld: %a vs %a",
-                                         cur->name, (long long)M, (long long)N, (long long)K, ta,
-                                         tb, (long long)i, C[1 + i], Cs[i]);
+                        assert_true(C[0] == GUARD && C[1 + M * ldc] == GUARD);
+                        for (int64_t i = 0; i < M; i++) /* padding columns untouched */
+                            for (int64_t j = N; j < ldc; j++)
+                                assert_true(C[1 + i * ldc + j] == GUARD);
+                        check_gemm(M, N, K, A, lda, ta, B, ldb, tb, C + 1, Cs, ldc);
                     }
-    free(A), free(B), free(C), free(Cs);
+    /* specials travel as in the scalar loops: inf * 0 and NaN give NaN, inf stays inf */
+    for (int ta = 0; ta < 2; ta++)
+        for (int tb = 0; tb < 2; tb++) {
+            const int64_t M = 17, N = 33, K = 9;
+            float *A = alloc_f(M * K), *B = alloc_f(K * N);
+            for (int64_t i = 0; i < M * K; i++)
+                A[i] = (float)uniform(-2, 2);
+            for (int64_t i = 0; i < K * N; i++)
+                B[i] = (float)uniform(-2, 2);
+            A[5] = INFINITY, B[9] = NAN, A[70] = -0.0f, B[40] = 0.0f;
+            k->gemm_small(M, N, K, A, ta ? M : K, ta, B, tb ? K : N, tb, C, N);
+            scalar_k.gemm_small(M, N, K, A, ta ? M : K, ta, B, tb ? K : N, tb, Cs, N);
+            check_gemm(M, N, K, A, ta ? M : K, ta, B, tb ? K : N, tb, C, Cs, N);
+            for (int64_t i = 0; i < M * N; i++)
+                assert_true(!isnan(C[i]) == !isnan(Cs[i]) && !isinf(C[i]) == !isinf(Cs[i]));
+            free(A), free(B);
+        }
+    /* K = 0: C is all zeros */
+    k->gemm_small(3, 5, 0, A0, 1, 0, B0, 5, 0, C, 5);
+    for (int64_t i = 0; i < 15; i++)
+        assert_true(C[i] == 0.0f);
+    free(A0), free(B0), free(C), free(Cs);
 }
 
 /* ---- thread pool ---------------------------------------------------------------------------- */
@@ -1210,10 +1407,11 @@ static int group_setup(void **state)
 }
 
 static const struct CMUnitTest kernel_tests[] = {
-    cmocka_unit_test(test_elementwise), cmocka_unit_test(test_sigmoid_limits),
-    cmocka_unit_test(test_trig_large),  cmocka_unit_test(test_sum),
-    cmocka_unit_test(test_blas1),       cmocka_unit_test(test_bce_logits),
-    cmocka_unit_test(test_gemm_small),  cmocka_unit_test(test_exp_exhaustive),
+    cmocka_unit_test(test_elementwise),    cmocka_unit_test(test_sigmoid_limits),
+    cmocka_unit_test(test_trig_large),     cmocka_unit_test(test_sum),
+    cmocka_unit_test(test_blas1),          cmocka_unit_test(test_bce_logits),
+    cmocka_unit_test(test_gemm_small),     cmocka_unit_test(test_trig_lanes),
+    cmocka_unit_test(test_exp_exhaustive), cmocka_unit_test(test_trig_exhaustive),
 };
 
 static const struct CMUnitTest pool_tests[] = {

@@ -6,11 +6,13 @@
  *  - the tail goes through the same vector formula as the body (masked lanes), so an element's
  *    result never depends on n, on where it sits in the array, or on the pointer's alignment;
  *  - the non-transcendental formulas use the same operations in the same order as the scalar
- *    family, so they are bit-identical to it (no FMA where scalar has none);
+ *    family, so they are bit-identical to it (no FMA where scalar has none); the matrix product
+ *    is the exception, which uses FMAs and agrees with scalar to float rounding (gemm_small);
  *  - transcendentals come from SLEEF's 1.0-ULP vector functions, in their deterministic
  *    "finz" form: the plain sin/cos switch the whole vector to a different argument reduction
  *    when any lane is >= 125, so a lane's result (within 1 ULP) would depend on its neighbours;
- *    exp is the exception, inlined here (see vexp) and as accurate. */
+ *    exp, sin and cos are the exceptions, inlined here (see vexp, vsin) and as accurate (sin
+ *    and cos fall back to SLEEF's per lane for large arguments). */
 #include <immintrin.h>
 #include <math.h>
 #include <sleef.h>
@@ -134,6 +136,89 @@ ALWAYS_INLINE vf vexp(vf x)
     return mul(mul(y, s1), s2);
 }
 
+/* ---- sin and cos --------------------------------------------------------------------------
+ * The same algorithm as the AVX-512 family's (see there for the derivation), operation for
+ * operation, so the two give the same bits and share the exhaustive check: against a double
+ * sin/cos on every float, at most 0.740 ULP for sin and 0.746 for cos up to |x| ~ 6432 (0.881
+ * over all floats, SLEEF's lanes). Lane masks here are vectors; blendv reads only each lane's
+ * top bit, so q's parity shifted there is a mask. */
+#define TRIG_C1    0x1.921fb4p+0f
+#define TRIG_C2    0x1.444p-24f
+#define TRIG_C3    0x1.68c234p-39f
+#define TRIG_QMAX  4095
+#define TRIG_MAGIC 0x1.8p23f /* adding it rounds to an integer, left in the low mantissa bits */
+
+/* x = q pi/2 + rh + rl, q = round(x 2/pi) + bias; *qm holds the bits of MAGIC + q. */
+ALWAYS_INLINE void trig_reduce(vf x, float bias, vf *rh, vf *rl, __m256i *qm)
+{
+    vf m = _mm256_fmadd_ps(x, set1(0x1.45f306p-1f), set1(TRIG_MAGIC + bias));
+    vf q = sub(m, set1(TRIG_MAGIC + bias));
+    vf r1 = _mm256_fnmadd_ps(q, set1(TRIG_C1), x);
+    vf h = _mm256_fnmadd_ps(q, set1(TRIG_C2), r1);
+    vf l = _mm256_fmadd_ps(q, set1(TRIG_C2), sub(h, r1)); /* minus what rounding h dropped */
+    *rl = _mm256_fnmsub_ps(q, set1(TRIG_C3), l);          /* -(q C3) - l */
+    *rh = h;
+    *qm = _mm256_castps_si256(m);
+}
+
+/* sin(rh + rl) where c's top bit is clear, cos(rh + rl) where it is set, |rh| <= pi/4. */
+ALWAYS_INLINE vf trig_poly(vf rh, vf rl, vmask c)
+{
+    vf z = mul(rh, rh);
+    vf hr = mul(set1(-0.5f), rh);
+    vf h = _mm256_fmadd_ps(hr, rh, set1(1.0f));
+    vf e = sel(c, _mm256_fmadd_ps(hr, rh, sub(set1(1.0f), h)), zero()); /* 0 in sin lanes */
+    vf p = sel(c, set1(0x1.99e70ap-16f), set1(-0x1.991c26p-13f));
+    p = _mm256_fmadd_ps(p, z, sel(c, set1(-0x1.6c0c26p-10f), set1(0x1.1106c6p-7f)));
+    p = _mm256_fmadd_ps(p, z, sel(c, set1(0x1.55554ap-5f), set1(-0x1.555544p-3f)));
+    vf b = mul(z, sel(c, z, rh));       /* rh z or z^2 */
+    vf t = sel(c, sub(zero(), rh), h);  /* h or -rh */
+    vf nd = _mm256_fnmsub_ps(rl, t, e); /* -d: -(rl h) or -(e - rh rl) */
+    vf w = _mm256_fnmadd_ps(b, p, nd);  /* -(b p + d) */
+    return sub(sel(c, h, rh), w);
+}
+
+/* sin(x) (want_cos = 0) or cos(x) where *big is 0; *big has a bit per lane past the bound. */
+ALWAYS_INLINE vf trig_fast(vf x, int want_cos, int *big)
+{
+    vf rh, rl;
+    __m256i q;
+    int bias = want_cos ? 1 : 0; /* cos(x) = sin(x + pi/2): q + 1 reads like q for sin */
+    trig_reduce(x, (float)bias, &rh, &rl, &q);
+    vf y = trig_poly(rh, rl, _mm256_castsi256_ps(_mm256_slli_epi32(q, 31)));
+    /* q in range <=> q + QMAX in [0, 2 QMAX], an unsigned compare made signed by a 2^31 offset
+     * (wrapping arithmetic, done in uint32_t) */
+    uint32_t shift = 0x80000000u - (uint32_t)(0x4b400000 + bias - TRIG_QMAX);
+    __m256i off = _mm256_add_epi32(q, _mm256_set1_epi32((int32_t)shift));
+    *big = _mm256_movemask_ps(
+        _mm256_castsi256_ps(_mm256_cmpgt_epi32(off, _mm256_set1_epi32(INT32_MIN + 2 * TRIG_QMAX))));
+    __m256i sign = _mm256_and_si256(_mm256_slli_epi32(q, 30), _mm256_set1_epi32(INT32_MIN));
+    return _mm256_castsi256_ps(_mm256_xor_si256(_mm256_castps_si256(y), sign));
+}
+
+/* Rare: only vectors with a lane past the bound get here, so it stays out of line. */
+static __attribute__((noinline)) vf trig_slow(vf y, vf x, int big, int want_cos)
+{
+    vf v = want_cos ? Sleef_finz_cosf8_u10avx2(x) : Sleef_finz_sinf8_u10avx2(x);
+    __m256i bit = _mm256_setr_epi32(1, 2, 4, 8, 16, 32, 64, 128);
+    __m256i m = _mm256_cmpeq_epi32(_mm256_and_si256(_mm256_set1_epi32(big), bit), bit);
+    return sel(_mm256_castsi256_ps(m), v, y);
+}
+
+ALWAYS_INLINE vf vsin(vf x)
+{
+    int big;
+    vf y = trig_fast(x, 0, &big);
+    return __builtin_expect(big != 0, 0) ? trig_slow(y, x, big, 0) : y;
+}
+
+ALWAYS_INLINE vf vcos(vf x)
+{
+    int big;
+    vf y = trig_fast(x, 1, &big);
+    return __builtin_expect(big != 0, 0) ? trig_slow(y, x, big, 1) : y;
+}
+
 /* ---- streaming stores ------------------------------------------------------------------- */
 
 /* From 4M floats (16 MB) on, the output cannot stay in the cache for the next op anyway (L2 is a
@@ -155,11 +240,12 @@ static int64_t stream_head(const float *y, int64_t n)
 typedef vf (*vop1)(vf);
 typedef vf (*vop2)(vf, vf);
 
-/* y = op(x). Always inlined so `op` (a constant at every call) is inlined into the loop. */
-ALWAYS_INLINE void map1(const float *x, float *y, int64_t n, vop1 op)
+/* y = op(x). Always inlined so `op` (a constant at every call) is inlined into the loop.
+ * stream = 0 for compute-bound ops, which streaming stores only slow down (see avx512.c). */
+ALWAYS_INLINE void map1s(const float *x, float *y, int64_t n, vop1 op, int stream)
 {
     int64_t i = 0;
-    int64_t head = x != y ? stream_head(y, n) : -1;
+    int64_t head = stream && x != y ? stream_head(y, n) : -1;
     if (head >= 0) {
         if (head > 0)
             st(y, op(ld(x, head)), head);
@@ -171,6 +257,11 @@ ALWAYS_INLINE void map1(const float *x, float *y, int64_t n, vop1 op)
         int64_t r = n - i;
         st(y + i, op(ld(x + i, r)), r);
     }
+}
+
+ALWAYS_INLINE void map1(const float *x, float *y, int64_t n, vop1 op)
+{
+    map1s(x, y, n, op, 1);
 }
 
 /* y = op(a, b) elementwise. */
@@ -256,11 +347,11 @@ ALWAYS_INLINE vf f_log(vf v)
 }
 ALWAYS_INLINE vf f_sin(vf v)
 {
-    return Sleef_finz_sinf8_u10avx2(v);
+    return vsin(v);
 }
 ALWAYS_INLINE vf f_cos(vf v)
 {
-    return Sleef_finz_cosf8_u10avx2(v);
+    return vcos(v);
 }
 ALWAYS_INLINE vf f_tanh(vf v)
 {
@@ -312,8 +403,16 @@ DEF_UNARY(v_abs, f_abs)
 DEF_UNARY(v_relu, f_relu)
 DEF_UNARY(v_exp, f_exp)
 DEF_UNARY(v_log, f_log)
-DEF_UNARY(v_sin, f_sin)
-DEF_UNARY(v_cos, f_cos)
+static void v_sin(const float *x, float *y, int64_t n)
+{
+    map1s(x, y, n, f_sin, 0);
+}
+
+static void v_cos(const float *x, float *y, int64_t n)
+{
+    map1s(x, y, n, f_cos, 0);
+}
+
 DEF_UNARY(v_tanh, f_tanh)
 DEF_UNARY(v_sqrt, f_sqrt)
 DEF_UNARY(v_sigmoid, f_sigmoid)
@@ -474,11 +573,11 @@ ALWAYS_INLINE vf b_relu(vf y, vf gy)
 }
 ALWAYS_INLINE vf b_sin(vf x, vf gy)
 {
-    return mul(gy, Sleef_finz_cosf8_u10avx2(x));
+    return mul(gy, vcos(x));
 }
 ALWAYS_INLINE vf b_cos(vf x, vf gy)
 {
-    return mul(gy, neg(Sleef_finz_sinf8_u10avx2(x)));
+    return mul(gy, neg(vsin(x)));
 }
 
 /* sign(x) is 1, -1, or 0 for zeros and NaN, as the scalar comparisons give. */
@@ -686,34 +785,193 @@ static float v_bce_logits(const float *z, const float *t, float *loss, float *gr
     return (float)hsum_pd(_mm256_add_pd(acc_lo, acc_hi));
 }
 
-/* ---- small matrix product ------------------------------------------------------------- */
+/* ---- small matrix product -------------------------------------------------------------
+ * C = op(A) op(B) for M, N, K <= 64 in register blocks, as in the AVX-512 family: a block of
+ * rows of C by a panel of 1 or 2 vectors (16 columns) stays in ymm accumulators over the whole
+ * k loop; each k step loads the panel's row of op(B) once and broadcasts one element of op(A)
+ * per row into an FMA. With 16 registers a panel is at most 2 vectors by 6 rows (12
+ * accumulators, 2 for B, 1 for the broadcast). Rows of op(B) are read in place when B is not
+ * transposed (maskload for the last vector); a transposed B is turned into rows of a stack
+ * panel first, 8 x 8 tiles at a time. Each element of C sums its terms in k order with one FMA
+ * each: within float rounding of the scalar family, not bit-identical to it. */
+#define GEMM_MAX 64
 
-/* Row r of op(B) restricted to columns [j, j + w): contiguous, or gathered when B is transposed. */
-ALWAYS_INLINE vf load_b_row(const float *B, int64_t ldb, int tb, int64_t k, int64_t j, int64_t w)
+/* Stores the first w (1..8) lanes of v. maskstore is slow on AMD (microcoded, even with every
+ * lane set), so a partial vector goes out in 4-, 2- and 1-float pieces instead. */
+ALWAYS_INLINE void st_part(float *p, vf v, int w)
 {
-    if (!tb)
-        return ld(B + k * ldb + j, w);
-    float t[W] = {0};
-    for (int64_t c = 0; c < w; c++)
-        t[c] = B[(j + c) * ldb + k];
-    return ld(t, W);
+    if (w == W) {
+        _mm256_storeu_ps(p, v);
+        return;
+    }
+    __m128 h = _mm256_castps256_ps128(v);
+    if (w & 4) {
+        _mm_storeu_ps(p, h);
+        p += 4;
+        h = _mm256_extractf128_ps(v, 1);
+    }
+    if (w & 2) {
+        _mm_storel_pi((__m64 *)p, h);
+        p += 2;
+        h = _mm_movehl_ps(h, h);
+    }
+    if (w & 1)
+        _mm_store_ss(p, h);
 }
 
-/* Vectorised over the columns of C; each element still sums a*b over k in order, starting from
- * 0, with a separate multiply and add: bit-identical to the scalar family. */
-static void v_gemm_small(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, int ta,
-                         const float *B, int64_t ldb, int tb, float *C, int64_t ldc)
+/* Rows [0, mr) by vectors [0, nv) of a block of C (constants at every call, so the loops unroll
+ * and acc stays in registers); `last` masks the columns of the panel's final vector. */
+ALWAYS_INLINE void gemm_block(int mr, int nv, int ta, int64_t K, const float *a, int64_t lda,
+                              const float *b, int64_t ldb, __m256i last, float *c, int64_t ldc)
+{
+    vf acc[8][2];
+#pragma GCC unroll 8
+    for (int r = 0; r < mr; r++)
+#pragma GCC unroll 2
+        for (int v = 0; v < nv; v++)
+            acc[r][v] = zero();
+    for (int64_t k = 0; k < K; k++) {
+        vf bv[2];
+#pragma GCC unroll 2
+        for (int v = 0; v < nv; v++)
+            bv[v] = v == nv - 1 ? _mm256_maskload_ps(b + k * ldb + v * W, last)
+                                : _mm256_loadu_ps(b + k * ldb + v * W);
+#pragma GCC unroll 8
+        for (int r = 0; r < mr; r++) {
+            vf av = _mm256_broadcast_ss(ta ? a + k * lda + r : a + r * lda + k);
+#pragma GCC unroll 2
+            for (int v = 0; v < nv; v++)
+                acc[r][v] = _mm256_fmadd_ps(av, bv[v], acc[r][v]);
+        }
+    }
+    int w = __builtin_popcount((unsigned)_mm256_movemask_ps(_mm256_castsi256_ps(last)));
+#pragma GCC unroll 8
+    for (int r = 0; r < mr; r++)
+#pragma GCC unroll 2
+        for (int v = 0; v < nv; v++)
+            st_part(c + r * ldc + v * W, acc[r][v], v < nv - 1 ? W : w);
+}
+
+/* Rows in a full block for nv vectors: 8 by 1 vector, 6 by 2 (with B and the broadcast, 14 of
+ * the 16 registers). */
+#define GEMM_FULL(nv) ((nv) == 1 ? 8 : 6)
+
+/* One block of mr rows of C, mr being GEMM_FULL(NV), 4, 2 or 1. */
+#define GEMM_ROWS(NV, TA)                                                                          \
+    static void gemm_rows_##NV##_##TA(int mr, int64_t K, const float *a, int64_t lda,              \
+                                      const float *b, int64_t ldb, __m256i last, float *c,         \
+                                      int64_t ldc)                                                 \
+    {                                                                                              \
+        if (mr == GEMM_FULL(NV))                                                                   \
+            gemm_block(GEMM_FULL(NV), NV, TA, K, a, lda, b, ldb, last, c, ldc);                    \
+        else if (mr == 4)                                                                          \
+            gemm_block(4, NV, TA, K, a, lda, b, ldb, last, c, ldc);                                \
+        else if (mr == 2)                                                                          \
+            gemm_block(2, NV, TA, K, a, lda, b, ldb, last, c, ldc);                                \
+        else                                                                                       \
+            gemm_block(1, NV, TA, K, a, lda, b, ldb, last, c, ldc);                                \
+    }
+GEMM_ROWS(1, 0)
+GEMM_ROWS(2, 0)
+GEMM_ROWS(1, 1)
+GEMM_ROWS(2, 1)
+
+typedef void (*gemm_rows_fn)(int mr, int64_t K, const float *a, int64_t lda, const float *b,
+                             int64_t ldb, __m256i last, float *c, int64_t ldc);
+
+/* 8 x 8 transpose in registers: interleave pairs of rows by element, then by element pair
+ * (4 x 4 blocks within each 128-bit half), then swap the halves. */
+ALWAYS_INLINE void transpose8(vf m[8])
+{
+    vf t[8], u[8];
+#pragma GCC unroll 4
+    for (int i = 0; i < 8; i += 2) {
+        t[i] = _mm256_unpacklo_ps(m[i], m[i + 1]);
+        t[i + 1] = _mm256_unpackhi_ps(m[i], m[i + 1]);
+    }
+#pragma GCC unroll 2
+    for (int i = 0; i < 8; i += 4) { /* u[i + c], half h: column 4h + c of rows i..i+3 */
+        u[i] = _mm256_shuffle_ps(t[i], t[i + 2], _MM_SHUFFLE(1, 0, 1, 0));
+        u[i + 1] = _mm256_shuffle_ps(t[i], t[i + 2], _MM_SHUFFLE(3, 2, 3, 2));
+        u[i + 2] = _mm256_shuffle_ps(t[i + 1], t[i + 3], _MM_SHUFFLE(1, 0, 1, 0));
+        u[i + 3] = _mm256_shuffle_ps(t[i + 1], t[i + 3], _MM_SHUFFLE(3, 2, 3, 2));
+    }
+#pragma GCC unroll 4
+    for (int c = 0; c < 4; c++) {
+        m[c] = _mm256_permute2f128_ps(u[c], u[4 + c], 0x20);
+        m[4 + c] = _mm256_permute2f128_ps(u[c], u[4 + c], 0x31);
+    }
+}
+
+/* p[k * ldp + j] = B[j * ldb + k] for j < N, k < K; columns N..ldp-1 of p get zeros. */
+static void pack_bt(const float *B, int64_t ldb, int64_t N, int64_t K, float *p, int64_t ldp)
+{
+    for (int64_t j = 0; j < N; j += W)
+        for (int64_t k = 0; k < K; k += W) {
+            vf m[8];
+            __m256i km = lanes(K - k);
+            int64_t rows = N - j < W ? N - j : W, cols = K - k < W ? K - k : W;
+#pragma GCC unroll 8
+            for (int r = 0; r < W; r++) /* rows past N read nothing and pack as zeros */
+                m[r] = _mm256_maskload_ps(B + (j + (r < rows ? r : 0)) * ldb + k,
+                                          r < rows ? km : _mm256_setzero_si256());
+            transpose8(m);
+#pragma GCC unroll 8
+            for (int r = 0; r < W; r++)
+                if (r < cols)
+                    _mm256_storeu_ps(p + (k + r) * ldp + j, m[r]);
+        }
+}
+
+/* The general loop, for sizes past GEMM_MAX (the caller keeps to 64; this keeps the contract). */
+static void gemm_any(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, int ta,
+                     const float *B, int64_t ldb, int tb, float *C, int64_t ldc)
 {
     for (int64_t i = 0; i < M; i++)
         for (int64_t j = 0; j < N; j += W) {
             int64_t w = N - j < W ? N - j : W;
+            float t[W] = {0};
             vf acc = zero();
             for (int64_t k = 0; k < K; k++) {
-                float a = ta ? A[k * lda + i] : A[i * lda + k];
-                acc = add(acc, mul(set1(a), load_b_row(B, ldb, tb, k, j, w)));
+                for (int64_t c = 0; c < w; c++)
+                    t[c] = tb ? B[(j + c) * ldb + k] : B[k * ldb + j + c];
+                acc = _mm256_fmadd_ps(set1(ta ? A[k * lda + i] : A[i * lda + k]), ld(t, W), acc);
             }
             st(C + i * ldc + j, acc, w);
         }
+}
+
+static void v_gemm_small(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, int ta,
+                         const float *B, int64_t ldb, int tb, float *C, int64_t ldc)
+{
+    if (M <= 0 || N <= 0)
+        return;
+    if (M > GEMM_MAX || N > GEMM_MAX || K > GEMM_MAX) {
+        gemm_any(M, N, K, A, lda, ta, B, ldb, tb, C, ldc);
+        return;
+    }
+    static const gemm_rows_fn rows[2][2] = {{gemm_rows_1_0, gemm_rows_2_0},
+                                            {gemm_rows_1_1, gemm_rows_2_1}};
+    int64_t nvt = (N + W - 1) / W;
+    float panel[GEMM_MAX * GEMM_MAX] __attribute__((aligned(32)));
+    if (tb) {
+        pack_bt(B, ldb, N, K, panel, nvt * W);
+        B = panel;
+        ldb = nvt * W;
+    }
+    /* column panels of 2 vectors (the last may have 1), each swept by row blocks */
+    for (int64_t j = 0; j < N; j += 2 * W) {
+        int nv = N - j > W ? 2 : 1;
+        __m256i last = lanes(N - j - (int64_t)(nv - 1) * W);
+        gemm_rows_fn f = rows[ta != 0][nv - 1];
+        int full = GEMM_FULL(nv);
+        for (int64_t i = 0; i < M;) {
+            int mr = M - i >= full ? full : M - i >= 4 ? 4 : M - i >= 2 ? 2 : 1;
+            const float *a = ta ? A + i : A + i * lda;
+            f(mr, K, a, lda, B + j, ldb, last, C + i * ldc + j, ldc);
+            i += mr;
+        }
+    }
 }
 
 int tg_kernels_init_avx2(tg_kernels *k)

@@ -7,7 +7,8 @@
  *  - the tail goes through the same vector formula as the body, so an element's result never
  *    depends on n, on where it sits in the array, or on the pointer's alignment;
  *  - the non-transcendental formulas use the same operations in the same order as the scalar
- *    family, so they are bit-identical to it (no FMA where scalar has none);
+ *    family, so they are bit-identical to it (no FMA where scalar has none); the matrix product
+ *    is the exception, which uses FMAs and agrees with scalar to float rounding (gemm_small);
  *  - transcendentals come from SLEEF's 1.0-ULP vector functions, in their deterministic
  *    "finz" form: the plain sin/cos switch the whole vector to a different argument reduction
  *    when any lane is >= 125, so a lane's result (within 1 ULP) would depend on its neighbours. */
@@ -583,34 +584,162 @@ static float v_bce_logits(const float *z, const float *t, float *loss, float *gr
     return (float)vaddvq_f64(vaddq_f64(acc_lo, acc_hi));
 }
 
-/* ---- small matrix product ------------------------------------------------------------- */
+/* ---- small matrix product -------------------------------------------------------------
+ * C = op(A) op(B) for M, N, K <= 64 in register blocks, as in the x86 families: a block of rows
+ * of C by a panel of up to 4 vectors (16 columns) stays in accumulators over the whole k loop;
+ * each k step loads the panel's row of op(B) once and multiplies it by one element of op(A) per
+ * row (fmla by element). NEON has no masked loads, so op(B) is read in place only when it needs
+ * no padding (B not transposed, N a multiple of 4); otherwise it is copied into a zero-padded
+ * stack panel first (4 x 4 tiles transposed in registers when B is transposed). Each element of C
+ * sums its terms in k order with one FMA each: within float rounding of the scalar family, not
+ * bit-identical to it. */
+#define GEMM_MAX 64
 
-/* Row r of op(B) restricted to columns [j, j + w): contiguous, or gathered when B is transposed. */
-ALWAYS_INLINE vf load_b_row(const float *B, int64_t ldb, int tb, int64_t k, int64_t j, int64_t w)
+/* Rows [0, mr) by vectors [0, nv) of a block of C (constants at every call, so the loops unroll
+ * and acc stays in registers); the panel's last vector stores `w` (1..4) columns. */
+ALWAYS_INLINE void gemm_block(int mr, int nv, int ta, int64_t K, const float *a, int64_t lda,
+                              const float *b, int64_t ldb, int64_t w, float *c, int64_t ldc)
 {
-    if (!tb)
-        return ld(B + k * ldb + j, w);
-    float t[W] = {0};
-    for (int64_t c = 0; c < w; c++)
-        t[c] = B[(j + c) * ldb + k];
-    return ld(t, W);
+    vf acc[8][4];
+#pragma GCC unroll 8
+    for (int r = 0; r < mr; r++)
+#pragma GCC unroll 4
+        for (int v = 0; v < nv; v++)
+            acc[r][v] = zero();
+    for (int64_t k = 0; k < K; k++) {
+        vf bv[4];
+#pragma GCC unroll 4
+        for (int v = 0; v < nv; v++)
+            bv[v] = vld1q_f32(b + k * ldb + v * W);
+#pragma GCC unroll 8
+        for (int r = 0; r < mr; r++) {
+            float av = ta ? a[k * lda + r] : a[r * lda + k];
+#pragma GCC unroll 4
+            for (int v = 0; v < nv; v++)
+                acc[r][v] = vfmaq_n_f32(acc[r][v], bv[v], av);
+        }
+    }
+#pragma GCC unroll 8
+    for (int r = 0; r < mr; r++)
+#pragma GCC unroll 4
+        for (int v = 0; v < nv; v++)
+            st(c + r * ldc + v * W, acc[r][v], v == nv - 1 ? w : W);
 }
 
-/* Vectorised over the columns of C; each element still sums a*b over k in order, starting from
- * 0, with a separate multiply and add: bit-identical to the scalar family. */
-static void v_gemm_small(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, int ta,
-                         const float *B, int64_t ldb, int tb, float *C, int64_t ldc)
+/* Rows in a full block for nv vectors: 8 by up to 2 vectors, 4 by 3 or 4. */
+#define GEMM_FULL(nv) ((nv) <= 2 ? 8 : 4)
+
+/* One block of mr rows of C, mr being GEMM_FULL(NV), 4, 2 or 1. */
+#define GEMM_ROWS(NV, TA)                                                                          \
+    static void gemm_rows_##NV##_##TA(int mr, int64_t K, const float *a, int64_t lda,              \
+                                      const float *b, int64_t ldb, int64_t w, float *c,            \
+                                      int64_t ldc)                                                 \
+    {                                                                                              \
+        if (mr == GEMM_FULL(NV))                                                                   \
+            gemm_block(GEMM_FULL(NV), NV, TA, K, a, lda, b, ldb, w, c, ldc);                       \
+        else if (mr == 4)                                                                          \
+            gemm_block(4, NV, TA, K, a, lda, b, ldb, w, c, ldc);                                   \
+        else if (mr == 2)                                                                          \
+            gemm_block(2, NV, TA, K, a, lda, b, ldb, w, c, ldc);                                   \
+        else                                                                                       \
+            gemm_block(1, NV, TA, K, a, lda, b, ldb, w, c, ldc);                                   \
+    }
+GEMM_ROWS(1, 0)
+GEMM_ROWS(2, 0)
+GEMM_ROWS(3, 0)
+GEMM_ROWS(4, 0)
+GEMM_ROWS(1, 1)
+GEMM_ROWS(2, 1)
+GEMM_ROWS(3, 1)
+GEMM_ROWS(4, 1)
+
+typedef void (*gemm_rows_fn)(int mr, int64_t K, const float *a, int64_t lda, const float *b,
+                             int64_t ldb, int64_t w, float *c, int64_t ldc);
+
+/* 4 x 4 transpose: swap odd and even elements between row pairs, then element pairs. */
+ALWAYS_INLINE void transpose4(vf m[4])
+{
+    vf t0 = vtrn1q_f32(m[0], m[1]), t1 = vtrn2q_f32(m[0], m[1]);
+    vf t2 = vtrn1q_f32(m[2], m[3]), t3 = vtrn2q_f32(m[2], m[3]);
+    float64x2_t d0 = vreinterpretq_f64_f32(t0), d1 = vreinterpretq_f64_f32(t1);
+    float64x2_t d2 = vreinterpretq_f64_f32(t2), d3 = vreinterpretq_f64_f32(t3);
+    m[0] = vreinterpretq_f32_f64(vtrn1q_f64(d0, d2));
+    m[1] = vreinterpretq_f32_f64(vtrn1q_f64(d1, d3));
+    m[2] = vreinterpretq_f32_f64(vtrn2q_f64(d0, d2));
+    m[3] = vreinterpretq_f32_f64(vtrn2q_f64(d1, d3));
+}
+
+/* p[k * ldp + j] = op(B)(k, j) for k < K, j < N; columns N..ldp-1 of p get zeros. */
+static void pack_b(const float *B, int64_t ldb, int tb, int64_t N, int64_t K, float *p, int64_t ldp)
+{
+    if (!tb) {
+        for (int64_t k = 0; k < K; k++)
+            for (int64_t j = 0; j < ldp; j += W)
+                vst1q_f32(p + k * ldp + j, ld(B + k * ldb + j, N - j));
+        return;
+    }
+    for (int64_t j = 0; j < N; j += W)
+        for (int64_t k = 0; k < K; k += W) {
+            vf m[4];
+            for (int64_t r = 0; r < W; r++) /* rows past N pack as zeros */
+                m[r] = j + r < N ? ld(B + (j + r) * ldb + k, K - k) : zero();
+            transpose4(m);
+            for (int64_t r = 0; r < W && k + r < K; r++)
+                vst1q_f32(p + (k + r) * ldp + j, m[r]);
+        }
+}
+
+/* The general loop, for sizes past GEMM_MAX (the caller keeps to 64; this keeps the contract). */
+static void gemm_any(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, int ta,
+                     const float *B, int64_t ldb, int tb, float *C, int64_t ldc)
 {
     for (int64_t i = 0; i < M; i++)
         for (int64_t j = 0; j < N; j += W) {
             int64_t w = N - j < W ? N - j : W;
+            float t[W] = {0};
             vf acc = zero();
             for (int64_t k = 0; k < K; k++) {
-                float a = ta ? A[k * lda + i] : A[i * lda + k];
-                acc = add(acc, mul(set1(a), load_b_row(B, ldb, tb, k, j, w)));
+                for (int64_t c = 0; c < w; c++)
+                    t[c] = tb ? B[(j + c) * ldb + k] : B[k * ldb + j + c];
+                acc = vfmaq_n_f32(acc, vld1q_f32(t), ta ? A[k * lda + i] : A[i * lda + k]);
             }
             st(C + i * ldc + j, acc, w);
         }
+}
+
+static void v_gemm_small(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, int ta,
+                         const float *B, int64_t ldb, int tb, float *C, int64_t ldc)
+{
+    if (M <= 0 || N <= 0)
+        return;
+    if (M > GEMM_MAX || N > GEMM_MAX || K > GEMM_MAX) {
+        gemm_any(M, N, K, A, lda, ta, B, ldb, tb, C, ldc);
+        return;
+    }
+    static const gemm_rows_fn rows[2][4] = {
+        {gemm_rows_1_0, gemm_rows_2_0, gemm_rows_3_0, gemm_rows_4_0},
+        {gemm_rows_1_1, gemm_rows_2_1, gemm_rows_3_1, gemm_rows_4_1}};
+    int64_t nvt = (N + W - 1) / W;
+    float panel[GEMM_MAX * GEMM_MAX] __attribute__((aligned(16)));
+    if (tb || N % W != 0) {
+        pack_b(B, ldb, tb, N, K, panel, nvt * W);
+        B = panel;
+        ldb = nvt * W;
+    }
+    /* column panels of up to 4 vectors, each swept by row blocks */
+    for (int64_t j = 0; j < N; j += 4 * W) {
+        int64_t left = (N - j + W - 1) / W;
+        int nv = left >= 4 ? 4 : (int)left;
+        int64_t w = N - j - (int64_t)(nv - 1) * W;
+        gemm_rows_fn f = rows[ta != 0][nv - 1];
+        int full = GEMM_FULL(nv);
+        for (int64_t i = 0; i < M;) {
+            int mr = M - i >= full ? full : M - i >= 4 ? 4 : M - i >= 2 ? 2 : 1;
+            const float *a = ta ? A + i : A + i * lda;
+            f(mr, K, a, lda, B + j, ldb, w > W ? W : w, C + i * ldc + j, ldc);
+            i += mr;
+        }
+    }
 }
 
 int tg_kernels_init_neon(tg_kernels *k)

@@ -6,13 +6,13 @@
 
 #include "kernels.h"
 
-#define UNARY(name, expr)                                                                   \
-    static void name(const float *x, float *y, int64_t n)                                   \
-    {                                                                                       \
-        for (int64_t i = 0; i < n; i++) {                                                   \
-            float v = x[i];                                                                 \
-            y[i] = (expr);                                                                  \
-        }                                                                                   \
+#define UNARY(name, expr)                                                                          \
+    static void name(const float *x, float *y, int64_t n)                                          \
+    {                                                                                              \
+        for (int64_t i = 0; i < n; i++) {                                                          \
+            float v = x[i];                                                                        \
+            y[i] = (expr);                                                                         \
+        }                                                                                          \
     }
 
 UNARY(s_neg, -v)
@@ -65,13 +65,13 @@ static void s_pow_scalar(const float *x, float *y, int64_t n, float e)
         y[i] = pow_one(x[i], e);
 }
 
-#define BINARY(name, expr)                                                                  \
-    static void name##_vv(const float *a, const float *b, float *y, int64_t n)              \
-    {                                                                                       \
-        for (int64_t i = 0; i < n; i++) {                                                   \
-            float p = a[i], q = b[i];                                                       \
-            y[i] = (expr);                                                                  \
-        }                                                                                   \
+#define BINARY(name, expr)                                                                         \
+    static void name##_vv(const float *a, const float *b, float *y, int64_t n)                     \
+    {                                                                                              \
+        for (int64_t i = 0; i < n; i++) {                                                          \
+            float p = a[i], q = b[i];                                                              \
+            y[i] = (expr);                                                                         \
+        }                                                                                          \
     }
 
 BINARY(s_add, p + q)
@@ -207,8 +207,7 @@ static float sum_block(const float *x, int64_t n)
     float tail = 0.0f;
     for (; i < n; i++)
         tail += x[i];
-    return ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7])) +
-           tail;
+    return ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7])) + tail;
 }
 
 static float s_sum(const float *x, int64_t n)
