@@ -44,6 +44,15 @@ typedef struct cli_csv {
     const char *missing;   /* "error" (NULL), "drop" or "mean" */
 } cli_csv;
 
+/* The option-table rows of the CSV settings, shared by train, predict and eval so a new CSV
+ * flag is added in one place. `c` is a cli_csv lvalue. */
+#define CLI_CSV_OPTIONS(c)                                                                    \
+    {"no-header", OPT_FLAG, &(c).no_header, 0, 0, NULL},                                     \
+        {"skip-rows", OPT_INT64, &(c).skip_rows, 0, 9007199254740992.0, NULL},               \
+        {"delimiter", OPT_CHAR, &(c).delimiter, 0, 0, NULL},                                 \
+        {"positive", OPT_STRING, &(c).positive, 0, 0, NULL},                                 \
+        {"missing", OPT_STRING, &(c).missing, 0, 0, NULL}
+
 /* Fills opt from the command-line CSV settings; false (with a message) on a bad delimiter or
  * --missing value. */
 bool cli_csv_options(const char *cmd, const cli_csv *in, tg_csv_options *opt);

@@ -102,11 +102,7 @@ int cmd_eval(int argc, char **argv)
         {"model", OPT_STRING, &model, 0, 0, NULL},
         {"label", OPT_STRING, &label, 0, 0, NULL},
         {"json", OPT_FLAG, &json, 0, 0, NULL},
-        {"no-header", OPT_FLAG, &csv.no_header, 0, 0, NULL},
-        {"skip-rows", OPT_INT64, &csv.skip_rows, 0, 9007199254740992.0, NULL},
-        {"delimiter", OPT_CHAR, &csv.delimiter, 0, 0, NULL},
-        {"positive", OPT_STRING, &csv.positive, 0, 0, NULL},
-        {"missing", OPT_STRING, &csv.missing, 0, 0, NULL},
+        CLI_CSV_OPTIONS(csv),
         {NULL, OPT_FLAG, NULL, 0, 0, NULL},
     };
     if (!cli_parse("eval", argc, argv, opts, pos, 1, &n_pos, &help))

@@ -78,11 +78,7 @@ int cmd_predict(int argc, char **argv)
     const cli_opt opts[] = {
         {"model", OPT_STRING, &model, 0, 0, NULL},
         {"proba", OPT_FLAG, &proba, 0, 0, NULL},
-        {"no-header", OPT_FLAG, &csv.no_header, 0, 0, NULL},
-        {"skip-rows", OPT_INT64, &csv.skip_rows, 0, 9007199254740992.0, NULL},
-        {"delimiter", OPT_CHAR, &csv.delimiter, 0, 0, NULL},
-        {"positive", OPT_STRING, &csv.positive, 0, 0, NULL},
-        {"missing", OPT_STRING, &csv.missing, 0, 0, NULL},
+        CLI_CSV_OPTIONS(csv),
         {NULL, OPT_FLAG, NULL, 0, 0, NULL},
     };
     if (!cli_parse("predict", argc, argv, opts, pos, 1, &n_pos, &help))

@@ -92,11 +92,7 @@ static bool parse_train(int argc, char **argv, train_args *a, bool *help)
     const cli_opt opts[] = {
         {"label", OPT_STRING, &a->label, 0, 0, NULL},
         {"features", OPT_STRING, &a->features, 0, 0, NULL},
-        {"no-header", OPT_FLAG, &a->csv.no_header, 0, 0, NULL},
-        {"skip-rows", OPT_INT64, &a->csv.skip_rows, 0, big, NULL},
-        {"delimiter", OPT_CHAR, &a->csv.delimiter, 0, 0, NULL},
-        {"positive", OPT_STRING, &a->csv.positive, 0, 0, NULL},
-        {"missing", OPT_STRING, &a->csv.missing, 0, 0, NULL},
+        CLI_CSV_OPTIONS(a->csv),
         {"solver", OPT_STRING, &a->solver, 0, 0, NULL},
         {"epochs", OPT_INT, &a->epochs, 1, 1e9, NULL},
         {"lr", OPT_DOUBLE, &a->lr, 0, 1e6, NULL},
