@@ -52,7 +52,8 @@ class Target:
     speedup2_min (second peer / tapegrad), memcpy_frac_min (seconds of the memcpy named by
     `memcpy` / tapegrad >= value), ref_frac_min (ref / tapegrad >= value), ref_ratio_max
     (tapegrad / ref <= value), scaling_min (ref at one thread / tapegrad >= value),
-    throughput_min (bytes / tapegrad seconds >= value)."""
+    throughput_min (bytes / tapegrad seconds >= value). threads="all": at the largest thread
+    count of the run (every core), for goals stated on the command as a user types it."""
 
     def __init__(self, kind, value, text, threads=1, memcpy=None):
         self.kind, self.value, self.text, self.threads = kind, value, text, threads
@@ -159,9 +160,12 @@ def _rows():
         Row("training", "csv_parse", "CSV parse, 1M × 32 (tapegrad train's load)",
             ("cli", "seconds_load"), ("pandas_sklearn", "csv_parse"), "pandas.read_csv",
             targets=[Target("throughput_min", 1e9, "≥ 1 GB/s")]),
+        # Issue 5 states this goal on `tapegrad train big.csv --label label` as typed, which runs
+        # on every core by default; the one-thread figure stays in the table beside it.
         Row("training", "train_e2e", "end-to-end training, 1M × 32 CSV",
             ("cli", "wall"), ("pandas_sklearn", "train_e2e"), "pandas + scikit-learn",
-            targets=[Target("time_max", 0.4, "≤ 0.4 s")]),
+            targets=[Target("time_max", 0.4, "≤ 0.4 s (default threads: all cores)",
+                            threads="all")]),
         Row("training", "train_fit", "training only (data in memory)",
             ("cli", "seconds_train"), ("pandas_sklearn", "train_fit"), "scikit-learn fit"),
     ]
@@ -601,6 +605,7 @@ class Result:
 
     def __init__(self, row, k):
         self.row, self.k = row, k
+        self.kmax = k           # the largest thread count of the run (set by build_results)
         self.tg = self.peer = self.peer2 = self.limit = self.ref = None
         self.limit_text = ""
         self.memcpy = {}        # memcpy kind -> seconds, for memcpy_frac_min targets
@@ -663,6 +668,7 @@ def build_results(rows, data, threads, smoke, reasons):
             if not row.when(k):
                 continue
             r = Result(row, k)
+            r.kmax = max(threads)
             # tapegrad
             if row.tg[0] == "gb":
                 r.tg, r.tg_state, r.tg_note = _gb_value(data, k, row.tg, isa)
@@ -788,7 +794,7 @@ def evaluate(r, smoke):
             r.status = "ok"
         return
     for t in r.row.targets:
-        if t.threads != r.k:
+        if (r.kmax if t.threads == "all" else t.threads) != r.k:
             continue
         measured, ok = "—", None
         tg = r.tg
