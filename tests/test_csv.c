@@ -12,6 +12,7 @@
 #include <cmocka.h>
 
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -176,7 +177,9 @@ static void test_quote_errors(void **state)
 static void test_crlf_bom_blank_lines(void **state)
 {
     (void)state;
-    tg_csv_data d = read_ok("\xEF\xBB\xBF" "a,b\r\n1,0\r\n\r\n2,1\r\n\r\n", defaults());
+    tg_csv_data d = read_ok("\xEF\xBB\xBF"
+                            "a,b\r\n1,0\r\n\r\n2,1\r\n\r\n",
+                            defaults());
     expect_X(&d, 2, 1, (const float[]){1, 2});
     expect_y(&d, (const float[]){0, 1});
     assert_string_equal(d.names[0], "a");
@@ -202,7 +205,8 @@ static void test_crlf_bom_blank_lines(void **state)
 static void test_ragged_rows(void **state)
 {
     (void)state;
-    read_fails("a,b,c\n1,2,0\n3,4\n", defaults(), TG_EPARSE, ":3:3: ", "expected 3 fields, found 2");
+    read_fails("a,b,c\n1,2,0\n3,4\n", defaults(), TG_EPARSE,
+               ":3:3: ", "expected 3 fields, found 2");
     read_fails("a,b,c\n1,2,0\n3,4,1,5\n", defaults(), TG_EPARSE, ":3:4: ", "expected 3 fields");
     read_fails("a,b,c\n1,2,0,\n", defaults(), TG_EPARSE, ":2:4: ", "expected 3 fields");
     /* The line is the one where the short row ends, after a quoted newline. */
@@ -246,8 +250,8 @@ static void test_huge_field(void **state)
 static void test_bad_numbers(void **state)
 {
     (void)state;
-    read_fails("a,b,y\n1,2,0\n3,abc,1\n", defaults(), TG_EPARSE, ":3:2: ",
-               "bad number 'abc' in column 'b'");
+    read_fails("a,b,y\n1,2,0\n3,abc,1\n", defaults(), TG_EPARSE,
+               ":3:2: ", "bad number 'abc' in column 'b'");
     read_fails("a,b,y\n1,2,0\n1.2.3,4,1\n", defaults(), TG_EPARSE, ":3:1: ", "'1.2.3'");
     read_fails("a,b,y\n0x10,2,0\n", defaults(), TG_EPARSE, ":2:1: ", "'0x10'");
     read_fails("a,b,y\n1e,2,0\n", defaults(), TG_EPARSE, ":2:1: ", "'1e'");
@@ -257,8 +261,8 @@ static void test_bad_numbers(void **state)
     o.skip_rows = 2;
     o.features = (const char *const[]){"a"};
     o.n_features = 1;
-    read_fails("# preamble\n# more\na,note,y\n1,\"multi\nline\",0\n\n2,x,1\n-,y,0\n", o,
-               TG_EPARSE, ":8:1: ", "bad number '-'");
+    read_fails("# preamble\n# more\na,note,y\n1,\"multi\nline\",0\n\n2,x,1\n-,y,0\n", o, TG_EPARSE,
+               ":8:1: ", "bad number '-'");
     /* Labels that are numbers other than 0 and 1. */
     read_fails("a,y\n1,0\n2,2\n", defaults(), TG_EPARSE, ":3:2: ", "is not 0 or 1");
     read_fails("a,y\n1,0.5\n", defaults(), TG_EPARSE, ":2:2: ", "is not 0 or 1");
@@ -419,8 +423,8 @@ static void test_label_values(void **state)
     d = read_ok("a,y\n1,spam\n2,ham\n3,\"spam\"\n4,ham\n", o);
     expect_y(&d, (const float[]){1, 0, 1, 0});
     tg_csv_data_free(&d);
-    read_fails("a,y\n1,spam\n2,ham\n3,eggs\n", o, TG_EPARSE, ":4:2: ",
-               "more than two values: 'spam', 'ham' and 'eggs'");
+    read_fails("a,y\n1,spam\n2,ham\n3,eggs\n", o, TG_EPARSE,
+               ":4:2: ", "more than two values: 'spam', 'ham' and 'eggs'");
     read_fails("a,y\n1,yes\n2,no\n", defaults(), TG_EPARSE, ":2:2: ", "set positive");
     read_fails("a,y\n1,1\n2,no\n", defaults(), TG_EPARSE, ":3:2: ", "label 'no'");
 }
@@ -574,6 +578,65 @@ static void test_threads_identical(void **state)
     free(text);
 }
 
+/* The progress callback: on the calling thread, never decreasing, ending with every row. */
+typedef struct {
+    int calls;
+    int64_t last, total;
+    bool decreased, other_thread;
+    pthread_t self;
+} progress_log;
+
+static void log_progress(int64_t done, int64_t total, void *user)
+{
+    progress_log *l = user;
+    l->calls++;
+    l->decreased |= done < l->last;
+    l->other_thread |= !pthread_equal(pthread_self(), l->self);
+    l->last = done;
+    l->total = total;
+}
+
+static void test_progress_callback(void **state)
+{
+    (void)state;
+    int rows = 30000; /* several blocks of rows */
+    char *text = make_big(rows, -1);
+    for (int t = 1; t <= 2; t++) {
+        tg_csv_options o = defaults();
+        o.threads = t;
+        o.positive = "yes";
+        o.missing = TG_MISSING_MEAN;
+        o.features = (const char *const[]){"f0", "f1", "f2"};
+        o.n_features = 3;
+        progress_log l = {.self = pthread_self()};
+        o.progress = log_progress;
+        o.progress_user = &l;
+        tg_csv_data d;
+        assert_int_equal(tg_csv_read_buffer("big", text, strlen(text), &o, &d), TG_OK);
+        assert_true(l.calls >= 2);
+        assert_false(l.decreased);
+        assert_false(l.other_thread);
+        assert_int_equal(l.last, rows);
+        assert_int_equal(l.total, rows);
+        tg_csv_data_free(&d);
+    }
+    free(text);
+    text = make_big(rows, 25000); /* a bad row late in the file */
+    tg_csv_options o = defaults();
+    o.positive = "yes";
+    o.missing = TG_MISSING_MEAN;
+    o.features = (const char *const[]){"f0", "f1", "f2"};
+    o.n_features = 3;
+    progress_log l = {.self = pthread_self()};
+    o.progress = log_progress;
+    o.progress_user = &l;
+    tg_csv_data d;
+    assert_int_equal(tg_csv_read_buffer("big", text, strlen(text), &o, &d), TG_EPARSE);
+    assert_false(l.other_thread);
+    assert_true(l.last <= rows && !l.decreased);
+    free(text);
+}
+
 /* A third label value in another block than the first two (found when blocks are merged) or in
  * the same block: the same message for any thread count. */
 static void test_threads_label_conflict(void **state)
@@ -608,19 +671,42 @@ static void test_threads_label_conflict(void **state)
     free(text);
 }
 
-/* ---- the fast path for rows of plain numbers -------------------------------------------------- */
+/* ---- the fast path for rows of plain numbers --------------------------------------------------
+ */
 
 /* Fields of every shape the fast row path sees or hands back, in rows far from the end of the
  * input (where it runs) and near it: each value must equal strtof's. */
 static void test_fast_path_shapes(void **state)
 {
     (void)state;
-    static const char *const shapes[] = {
-        "0.123456", "-0.654321", "+1.5", "-.5", ".25", "5.", "-5.", "0", "-0", "-0.0", "+0.000",
-        "719.588", "-649.075642", "1.23457e-05", "-3E+2", "0000000000000001.5",
-        "123456789012345.6", "1234567890123456", "12345678901234567", "0.1234567890123456",
-        "9999999999999999", "3.4028235e38", "1e-40", "0.000000000000001", "16777217",
-        "0.30000000000000004", "1.00000005960464477539062500001", "42"};
+    static const char *const shapes[] = {"0.123456",
+                                         "-0.654321",
+                                         "+1.5",
+                                         "-.5",
+                                         ".25",
+                                         "5.",
+                                         "-5.",
+                                         "0",
+                                         "-0",
+                                         "-0.0",
+                                         "+0.000",
+                                         "719.588",
+                                         "-649.075642",
+                                         "1.23457e-05",
+                                         "-3E+2",
+                                         "0000000000000001.5",
+                                         "123456789012345.6",
+                                         "1234567890123456",
+                                         "12345678901234567",
+                                         "0.1234567890123456",
+                                         "9999999999999999",
+                                         "3.4028235e38",
+                                         "1e-40",
+                                         "0.000000000000001",
+                                         "16777217",
+                                         "0.30000000000000004",
+                                         "1.00000005960464477539062500001",
+                                         "42"};
     const int ns = (int)(sizeof shapes / sizeof *shapes);
     char *text = malloc(200000);
     assert_non_null(text);
@@ -678,6 +764,150 @@ static void test_fast_path_errors(void **state)
     }
 }
 
+/* ---- random plain numbers through every row path ------------------------------------------- */
+
+static uint64_t rng = 0x243f6a8885a308d3u;
+
+static uint32_t rnd(uint32_t n)
+{
+    rng ^= rng << 13, rng ^= rng >> 7, rng ^= rng << 17;
+    return (uint32_t)(rng >> 32) % n;
+}
+
+/* A random number field of exactly len characters (1 to 17): a sign, digits (sometimes all
+ * zeros), maybe a point anywhere; or, now and then, a value next to a float midpoint, or one
+ * with an exponent. */
+static void random_field(char *out, int len, bool exponents)
+{
+    int kind = exponents && rnd(4) ? 1 : (int)rnd(20);
+    if (kind == 0) { /* near the midpoint between two floats: the rounding check must hold */
+        float f = (float)(1.0 + rnd(1000000)) * (rnd(2) ? 1.0f : 0.001f);
+        double mid = ((double)f + (double)nextafterf(f, INFINITY)) / 2;
+        /* 16 characters: as close as the batch path sees; or more, for the scalar one */
+        int whole = snprintf(out, 32, "%.0f", floor(mid));
+        snprintf(out, 32, "%.*f", rnd(2) ? 15 - whole : (int)rnd(8) + 6, mid);
+        return;
+    }
+    if (kind == 1) {
+        snprintf(out, 32, "%d.%de%d", (int)rnd(100), (int)rnd(1000), (int)rnd(20) - 10);
+        return;
+    }
+    const bool zeros = kind == 2;
+    int k = 0, sign = (int)rnd(3);
+    if (sign && len >= 2)
+        out[k++] = sign == 1 ? '-' : '+';
+    int body = len - k;
+    int point = body > 1 && rnd(4) ? (int)rnd((uint32_t)body) : -1;
+    for (int i = 0; i < body; i++)
+        out[k++] = i == point ? '.' : zeros ? '0' : (char)('0' + rnd(10));
+    out[k] = '\0';
+}
+
+static void same_bits(const float *got, const float *want, int64_t n)
+{
+    for (int64_t i = 0; i < n; i++)
+        if (memcmp(&got[i], &want[i], sizeof *got) != 0) {
+            print_error("X[%lld] = %a, want %a\n", (long long)i, got[i], want[i]);
+            fail();
+        }
+}
+
+/* Tables of random fields of every length 1..17, with signs, points in every position, zeros,
+ * near-midpoint values and exponents (few or most), any number of columns (batches of eight and
+ * their remainders), the label anywhere, features reordered or skipped, CRLF, a last row with and
+ * without a line feed: every value must have strtof's bits, with 1 and 2 threads. */
+static void random_tables(void)
+{
+    const int rows = 300;
+    char *text = malloc((size_t)rows * 45 * 20 + 4096);
+    float *want = malloc(sizeof(float) * (size_t)rows * 45);
+    float *wy = malloc(sizeof(float) * (size_t)rows);
+    assert_non_null(text);
+    assert_non_null(want);
+    assert_non_null(wy);
+    for (int trial = 0; trial < 60; trial++) {
+        const int ncols = 1 + (int)rnd(40) + 1; /* features and a label */
+        const int label = (int)rnd((uint32_t)ncols);
+        const int mode = (int)rnd(3); /* 0: all features, 1: reversed, 2: one column skipped */
+        const int skip = label == 0 ? 1 : 0;
+        char names[45][8];
+        const char *feats[45];
+        int nf = 0;
+        size_t n = 0;
+        for (int c = 0; c < ncols; c++) {
+            snprintf(names[c], sizeof names[c], c == label ? "y" : "c%d", c);
+            n += (size_t)sprintf(text + n, "%s%s", names[c], c == ncols - 1 ? "\n" : ",");
+        }
+        for (int c = 0; c < ncols; c++)
+            if (c != label && !(mode == 2 && c == skip && ncols > 2))
+                feats[nf++] = names[c];
+        if (mode == 1)
+            for (int i = 0; i < nf / 2; i++) {
+                const char *t = feats[i];
+                feats[i] = feats[nf - 1 - i];
+                feats[nf - 1 - i] = t;
+            }
+        const bool final_lf = rnd(2);
+        const bool expo = trial % 6 == 5; /* mostly exponents: the batches pause */
+        for (int r = 0; r < rows; r++) {
+            for (int c = 0; c < ncols; c++) {
+                char f[40];
+                if (c == label) {
+                    wy[r] = (float)(r & 1);
+                    snprintf(f, sizeof f, "%d", r & 1);
+                } else {
+                    random_field(f, 1 + (int)rnd(17), expo);
+                    for (int i = 0; i < nf; i++)
+                        if (strcmp(feats[i], names[c]) == 0)
+                            want[(size_t)r * (size_t)nf + (size_t)i] = strtof(f, NULL);
+                }
+                n += (size_t)sprintf(text + n, "%s%s", f, c < ncols - 1 ? "," : "");
+            }
+            if (r < rows - 1 || final_lf)
+                n += (size_t)sprintf(text + n, "%s", rnd(4) == 0 ? "\r\n" : "\n");
+        }
+        tg_csv_options o = defaults();
+        o.label = "y";
+        if (mode) {
+            o.features = feats;
+            o.n_features = nf;
+        }
+        for (int threads = 1; threads <= 2; threads++) {
+            o.threads = threads;
+            tg_csv_data d;
+            tg_status s = tg_csv_read_buffer("rand", text, n, &o, &d);
+            if (s != TG_OK)
+                print_error("trial %d: %s\n", trial, tg_last_error());
+            assert_int_equal(s, TG_OK);
+            assert_int_equal(d.rows, rows);
+            assert_int_equal(d.n_features, nf);
+            same_bits(tg_data(d.X), want, (int64_t)rows * nf);
+            expect_y(&d, wy);
+            tg_csv_data_free(&d);
+        }
+    }
+    free(text);
+    free(want);
+    free(wy);
+}
+
+/* The tables through the row parser this CPU picks (AVX-512 when it has it), then through the
+ * SSE2 one, which TAPEGRAD_ISA=avx2 selects on such CPUs. */
+static void test_fast_path_random(void **state)
+{
+    (void)state;
+    const char *isa = getenv("TAPEGRAD_ISA");
+    char *saved = isa ? strdup(isa) : NULL;
+    random_tables();
+    setenv("TAPEGRAD_ISA", "avx2", 1);
+    random_tables();
+    if (saved)
+        setenv("TAPEGRAD_ISA", saved, 1);
+    else
+        unsetenv("TAPEGRAD_ISA");
+    free(saved);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -698,8 +928,10 @@ int main(void)
         cmocka_unit_test(test_buffer_and_pipe),
         cmocka_unit_test(test_threads_identical),
         cmocka_unit_test(test_threads_label_conflict),
+        cmocka_unit_test(test_progress_callback),
         cmocka_unit_test(test_fast_path_shapes),
         cmocka_unit_test(test_fast_path_errors),
+        cmocka_unit_test(test_fast_path_random),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

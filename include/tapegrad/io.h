@@ -9,23 +9,28 @@ extern "C" {
 typedef enum { TG_MISSING_ERROR = 0, TG_MISSING_DROP, TG_MISSING_MEAN } tg_missing_policy;
 
 typedef struct tg_csv_options {
-    const char *label;            /* label column by name or 0-based index; NULL = last column */
-    const char *const *features;  /* feature columns by name or index; NULL = all but the label */
+    const char *label;           /* label column by name or 0-based index; NULL = last column */
+    const char *const *features; /* feature columns by name or index; NULL = all but the label */
     int n_features;
-    bool no_header;               /* first row is data; columns are named "0", "1", ... */
-    int64_t skip_rows;            /* lines skipped before the header (a preamble) */
-    char delimiter;               /* 0 = detect among ',', ';', '\t' and runs of spaces */
-    const char *positive;         /* label value that means 1 when labels are two strings */
-    tg_missing_policy missing;    /* empty, NA, NaN fields: error (default), drop row, column mean */
-    int threads;                  /* 0 = tg_get_num_threads() */
-    bool no_label;                /* no label column at all (prediction input): every column
-                                   * may be a feature and y is NULL; label is ignored */
+    bool no_header;            /* first row is data; columns are named "0", "1", ... */
+    int64_t skip_rows;         /* lines skipped before the header (a preamble) */
+    char delimiter;            /* 0 = detect among ',', ';', '\t' and runs of spaces */
+    const char *positive;      /* label value that means 1 when labels are two strings */
+    tg_missing_policy missing; /* empty, NA, NaN fields: error (default), drop row, column mean */
+    int threads;               /* 0 = tg_get_num_threads() */
+    bool no_label;             /* no label column at all (prediction input): every column
+                                * may be a feature and y is NULL; label is ignored */
+    /* Progress of the parse, for displays: called on the calling thread with the data rows
+     * parsed so far and the data rows in the input, after each block of rows it finishes and
+     * once at the end; NULL = none. */
+    void (*progress)(int64_t rows_done, int64_t rows_total, void *user);
+    void *progress_user;
 } tg_csv_options;
 
 typedef struct tg_csv_data {
-    tg_tensor *X;        /* [rows, n_features] */
-    tg_tensor *y;        /* [rows], values 0 or 1; NULL when the options name no label (predict) */
-    char **names;        /* n_features feature column names */
+    tg_tensor *X; /* [rows, n_features] */
+    tg_tensor *y; /* [rows], values 0 or 1; NULL when the options name no label (predict) */
+    char **names; /* n_features feature column names */
     int n_features;
     char *label_name;
     int64_t rows;

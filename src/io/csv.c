@@ -7,8 +7,9 @@
  *  3. blocks of rows are parsed in parallel straight into the output tensor. Each block keeps its
  *     own first error and label bookkeeping, and the blocks are merged in file order, so results
  *     and error messages do not depend on the number of threads. A row of plain numbers takes a
- *     fast path (fast_row); any other row, and any row it fails on, the general one, which
- *     alone reports errors.
+ *     fast path (fast_row; on AVX-512 CPUs csv_fast_row_avx512, in csv_avx512.c, which
+ *     converts eight fields at a time); any other row, and any row it fails on, the general
+ *     one, which alone reports errors.
  *
  * Quotes are only special at the start of a field; a quote anywhere else in an unquoted field is
  * an error. That keeps step 1 (which toggles on every quote) in agreement with step 3 on every
@@ -39,19 +40,21 @@
 #endif
 
 #include "../core/error.h"
+#include "csv_fast.h"
 #include "csv_part.h"
 #include "float_parse.h"
 #include "tapegrad.h"
 #include "tapegrad/io.h"
 
-#define ROLE_SKIP (-1)
+#define ROLE_SKIP  (-1)
 #define ROLE_LABEL (-2)
 #ifndef TG_CSV_BLOCK_ROWS
-#define TG_CSV_BLOCK_ROWS 4096 /* rows per parallel work item (tests may build with tiny blocks) */
+#define TG_CSV_BLOCK_ROWS 4096 /* rows per parallel work item (tests may build with tiny blocks)   \
+                                */
 #endif
-#define BLOCK_ROWS ((int64_t)TG_CSV_BLOCK_ROWS)
-#define SNIPPET_MAX 40   /* bytes of a bad field quoted in an error message */
-#define SNIFF_ROWS 5     /* rows looked at to detect the delimiter */
+#define BLOCK_ROWS  ((int64_t)TG_CSV_BLOCK_ROWS)
+#define SNIPPET_MAX 40 /* bytes of a bad field quoted in an error message */
+#define SNIFF_ROWS  5  /* rows looked at to detect the delimiter */
 
 enum { F_MORE, F_LAST, F_ERROR }; /* what follows a field: another field, end of row, or junk */
 
@@ -63,8 +66,8 @@ typedef struct {
 } field;
 
 typedef struct {
-    const char *name; /* file name used in messages */
-    const char *base; /* start of the input: line numbers count '\n' from here */
+    const char *name;  /* file name used in messages */
+    const char *base;  /* start of the input: line numbers count '\n' from here */
     int64_t line_base; /* lines before base (a part of a file starts mid-file); 0 */
     const char *end;
     char delim;
@@ -488,8 +491,7 @@ static tg_status resolve_columns(csv_ctx *cx, const tg_csv_options *opt)
     if (!opt->no_label) {
         cx->label_col = opt->label ? find_column(cx, opt->label) : cx->ncols - 1;
         if (cx->label_col < 0)
-            return tg_set_error(TG_EINVAL, "%s: label column '%s' not found", cx->name,
-                                opt->label);
+            return tg_set_error(TG_EINVAL, "%s: label column '%s' not found", cx->name, opt->label);
     }
     for (int c = 0; c < cx->ncols; c++)
         cx->role[c] = ROLE_SKIP;
@@ -505,8 +507,7 @@ static tg_status resolve_columns(csv_ctx *cx, const tg_csv_options *opt)
             const char *spec = opt->features[i] ? opt->features[i] : "(null)";
             int c = opt->features[i] ? find_column(cx, spec) : -1;
             if (c < 0)
-                return tg_set_error(TG_EINVAL, "%s: feature column '%s' not found", cx->name,
-                                    spec);
+                return tg_set_error(TG_EINVAL, "%s: feature column '%s' not found", cx->name, spec);
             if (cx->role[c] != ROLE_SKIP)
                 return tg_set_error(TG_EINVAL, "%s: feature column '%s' is %s", cx->name, spec,
                                     c == cx->label_col ? "the label column"
@@ -596,12 +597,11 @@ static int label_string(const csv_ctx *cx, block_state *bs, int64_t r, const fie
         bs->other_pos = f->s;
     } else if (!field_eq(f, &bs->other)) {
         char a[64], b[64], c[64];
-        set_row_error(&bs->err, r, f->s, cx->label_col + 1, TG_EPARSE,
-                      "label column '%s' has more than two values: '%s', '%s' and '%s'",
-                      cx->col_names[cx->label_col],
-                      snippet(a, sizeof a, cx->positive.s, cx->positive.n),
-                      snippet(b, sizeof b, bs->other.s, bs->other.n),
-                      snippet(c, sizeof c, f->s, f->n));
+        set_row_error(
+            &bs->err, r, f->s, cx->label_col + 1, TG_EPARSE,
+            "label column '%s' has more than two values: '%s', '%s' and '%s'",
+            cx->col_names[cx->label_col], snippet(a, sizeof a, cx->positive.s, cx->positive.n),
+            snippet(b, sizeof b, bs->other.s, bs->other.n), snippet(c, sizeof c, f->s, f->n));
         return F_ERROR;
     }
     return st;
@@ -664,8 +664,8 @@ static bool field_count_ok(const csv_ctx *cx, block_state *bs, int64_t r, int c,
 {
     if (st == F_LAST && c < cx->ncols - 1) {
         const char *pos = next > cx->base && next[-1] == '\n' ? next - 1 : next;
-        set_row_error(&bs->err, r, pos, c + 2, TG_EPARSE, "expected %d fields, found %d",
-                      cx->ncols, c + 1);
+        set_row_error(&bs->err, r, pos, c + 2, TG_EPARSE, "expected %d fields, found %d", cx->ncols,
+                      c + 1);
         return false;
     }
     if (st == F_MORE && c == cx->ncols - 1) {
@@ -675,7 +675,6 @@ static bool field_count_ok(const csv_ctx *cx, block_state *bs, int64_t r, int c,
     }
     return true;
 }
-
 
 static bool parse_row(const csv_ctx *cx, block_state *bs, int64_t r, const char *p, float *x,
                       float *y)
@@ -696,7 +695,7 @@ static bool parse_row(const csv_ctx *cx, block_state *bs, int64_t r, const char 
             const char *q = p;
             while (q < end && *q == ' ')
                 q++;
-            const char *e = q == end     ? NULL
+            const char *e = q == end   ? NULL
                             : sentinel ? tg_parse_float_fast_impl_(q, end, &v, false)
                                        : tg_parse_float_fast_(q, end, &v);
             if (e && c < last && e < end && *e == delim && !spaces) {
@@ -734,9 +733,8 @@ static bool fast_rows_ok(const csv_ctx *cx)
 
 /* Loading 16 bytes at last_tab + k gives a mask of the last k bytes (0 <= k <= 16). */
 static const unsigned char last_tab[32] = {
-    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-    0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
-    0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff};
+    0,    0,    0,    0,    0,    0,    0,    0,    0,    0,    0,    0,    0,    0,    0,    0,
+    0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff};
 
 static inline __m128i last_bytes(int k)
 {
@@ -773,11 +771,11 @@ static inline bool fast_number(const char *s, const char *e, float *out)
         t = _mm_or_si128(_mm_and_si128(frac, t), _mm_andnot_si128(frac, _mm_slli_si128(t, 1)));
     }
     /* 16 digits, earliest most significant: pairs, groups of 4, groups of 8. */
-    const __m128i pairs = _mm_add_epi16(
-        _mm_mullo_epi16(_mm_and_si128(t, _mm_set1_epi16(0xff)), _mm_set1_epi16(10)),
-        _mm_srli_epi16(t, 8));
-    const __m128i quads = _mm_madd_epi16(pairs, _mm_set1_epi32(0x00010064)); /* x100 + x1 */
-    const __m128i quads16 = _mm_packs_epi32(quads, quads);                 /* each <= 9999 */
+    const __m128i pairs =
+        _mm_add_epi16(_mm_mullo_epi16(_mm_and_si128(t, _mm_set1_epi16(0xff)), _mm_set1_epi16(10)),
+                      _mm_srli_epi16(t, 8));
+    const __m128i quads = _mm_madd_epi16(pairs, _mm_set1_epi32(0x00010064));  /* x100 + x1 */
+    const __m128i quads16 = _mm_packs_epi32(quads, quads);                    /* each <= 9999 */
     const __m128i octs = _mm_madd_epi16(quads16, _mm_set1_epi32(0x00012710)); /* x10000 + x1 */
     const uint64_t hi = (uint32_t)_mm_cvtsi128_si32(octs);
     const uint64_t lo = (uint32_t)_mm_cvtsi128_si32(_mm_srli_si128(octs, 4));
@@ -900,10 +898,91 @@ typedef struct {
     int64_t nblocks;
     atomic_llong next_block;
     atomic_llong first_error; /* lowest block with an error; later blocks need not run */
+    bool avx512;              /* fast rows go to csv_fast_row_avx512 with this plan */
+    csv_fast_plan plan;
+    atomic_llong blocks_done;
+    void (*progress)(int64_t rows_done, int64_t rows_total, void *user); /* caller's thread */
+    void *progress_user;
 } job;
 
+#if CSV_FAST_ROWS && defined(TG_HAVE_CSV_AVX512)
+/* Whether this CPU runs csv_avx512.c (every extension it is compiled with), and TAPEGRAD_ISA,
+ * which picks the kernel family, does not ask for an older one (tests use it to reach the
+ * SSE2 rows). */
+static bool avx512_rows_ok(void)
+{
+    const char *isa = getenv("TAPEGRAD_ISA");
+    if (isa && *isa && strcmp(isa, "avx512") != 0)
+        return false;
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") &&
+           __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512bw") &&
+           __builtin_cpu_supports("bmi") && __builtin_cpu_supports("popcnt");
+}
+#endif
+
+/* Sets up the AVX-512 row parser for j when the CPU has it and fast rows apply. */
+static void plan_fast_rows(job *j)
+{
+    const csv_ctx *cx = j->cx;
+    j->avx512 = false;
+#if CSV_FAST_ROWS && defined(TG_HAVE_CSV_AVX512)
+    if (!fast_rows_ok(cx) || !avx512_rows_ok())
+        return;
+    csv_fast_plan *pl = &j->plan;
+    *pl = (csv_fast_plan){.end = cx->end,
+                          .delim = cx->delim,
+                          .ncols = cx->ncols,
+                          .role = cx->role,
+                          .label_col = cx->label_col};
+    for (int c = 0; c < cx->ncols; c++)
+        if (cx->role[c] >= 0)
+            pl->nconv = c + 1;
+    pl->direct = true;
+    for (int c = 0; c < pl->nconv; c++)
+        pl->direct &= cx->role[c] == c;
+    j->avx512 = true;
+#else
+    (void)cx;
+#endif
+}
+
+/* Scratch for csv_fast_row_avx512, one per thread; all NULL when it is not used. */
+static csv_fast_scratch scratch_new(const job *j)
+{
+    csv_fast_scratch sc = {NULL, NULL, 0, 0};
+    if (!j->avx512)
+        return sc;
+    sc.ends = calloc((size_t)csv_fast_ends_len(j->cx->ncols), sizeof *sc.ends);
+    sc.vals = calloc((size_t)csv_fast_vals_len(j->cx->ncols), sizeof *sc.vals);
+    if (!sc.ends || !sc.vals) { /* no memory: the other paths need none */
+        free(sc.ends);
+        free(sc.vals);
+        sc.ends = NULL;
+        sc.vals = NULL;
+    }
+    return sc;
+}
+
+#if CSV_FAST_ROWS
+/* The fast row parser for this CPU. The AVX-512 one reads up to 16 bytes before a field, so
+ * it needs the row to start at least 16 bytes into the input; and it may ask for a pause. */
+static inline bool try_fast_row(const job *j, csv_fast_scratch *sc, const char *p, float *x,
+                                float *y)
+{
+#if defined(TG_HAVE_CSV_AVX512)
+    if (sc->ends && sc->rest == 0 && p - j->cx->base >= 16)
+        return csv_fast_row_avx512(&j->plan, sc, p, x, y);
+    sc->rest -= sc->rest > 0;
+#else
+    (void)sc;
+#endif
+    return fast_row(j->cx, p, x, y);
+}
+#endif
+
 /* Parses the rows of block b; false at the first error (recorded in the block's state). */
-static bool parse_block_rows(job *j, int64_t b, bool fast)
+static bool parse_block_rows(job *j, int64_t b, bool fast, csv_fast_scratch *sc)
 {
     const csv_ctx *cx = j->cx;
     block_state *bs = &j->bs[b];
@@ -912,10 +991,10 @@ static bool parse_block_rows(job *j, int64_t b, bool fast)
         float *y = j->y ? j->y + r : NULL;
         float *x = j->X + r * cx->nfeat;
 #if CSV_FAST_ROWS
-        if (fast && fast_row(cx, j->rows[r], x, y))
+        if (fast && try_fast_row(j, sc, j->rows[r], x, y))
             continue;
 #else
-        (void)fast;
+        (void)fast, (void)sc;
 #endif
         if (!parse_row(cx, bs, r, j->rows[r], x, y))
             return false;
@@ -923,30 +1002,44 @@ static bool parse_block_rows(job *j, int64_t b, bool fast)
     return true;
 }
 
-static void parse_block(job *j, int64_t b)
+static void parse_block(job *j, int64_t b, csv_fast_scratch *sc)
 {
 #if CSV_FAST_ROWS
     const bool fast = fast_rows_ok(j->cx);
 #else
     const bool fast = false;
 #endif
-    if (!parse_block_rows(j, b, fast)) {
+    if (!parse_block_rows(j, b, fast, sc)) {
         long long cur = atomic_load(&j->first_error);
         while (b < cur && !atomic_compare_exchange_weak(&j->first_error, &cur, b)) {
         }
     }
 }
 
-static void *run_blocks(void *arg)
+/* Claims and parses blocks until none are left. Only the calling thread (caller) reports
+ * progress, so the user's callback never runs on one of our threads. */
+static void run_blocks(job *j, bool caller)
 {
-    job *j = arg;
+    csv_fast_scratch sc = scratch_new(j);
     for (;;) {
         long long b = atomic_fetch_add(&j->next_block, 1);
         /* Blocks are claimed in increasing order, so once one lies past an error, all do. */
         if (b >= j->nblocks || b > atomic_load(&j->first_error))
             break;
-        parse_block(j, b);
+        parse_block(j, b, &sc);
+        long long done = atomic_fetch_add(&j->blocks_done, 1) + 1;
+        if (caller && j->progress) {
+            int64_t rows = done * BLOCK_ROWS;
+            j->progress(rows < j->nrows ? rows : j->nrows, j->nrows, j->progress_user);
+        }
     }
+    free(sc.ends);
+    free(sc.vals);
+}
+
+static void *run_blocks_thread(void *arg)
+{
+    run_blocks(arg, false);
     return NULL;
 }
 
@@ -957,9 +1050,10 @@ static void run_parallel(job *j, int threads)
     pthread_t *tid = threads > 1 ? malloc((size_t)(threads - 1) * sizeof *tid) : NULL;
     int started = 0;
     if (tid)
-        while (started < threads - 1 && pthread_create(&tid[started], NULL, run_blocks, j) == 0)
+        while (started < threads - 1 &&
+               pthread_create(&tid[started], NULL, run_blocks_thread, j) == 0)
             started++;
-    run_blocks(j); /* the caller works too; with no helper threads it does everything */
+    run_blocks(j, true); /* the caller works too; with no helper threads it does everything */
     for (int i = 0; i < started; i++)
         pthread_join(tid[i], NULL);
     free(tid);
@@ -1138,15 +1232,22 @@ static tg_status parse_data(reader *rd, const tg_csv_options *opt, int64_t first
     j.nblocks = (nrows + BLOCK_ROWS - 1) / BLOCK_ROWS;
     atomic_init(&j.next_block, 0);
     atomic_init(&j.first_error, j.nblocks);
+    atomic_init(&j.blocks_done, 0);
+    j.progress = opt->progress;
+    j.progress_user = opt->progress_user;
     rd->bs = calloc((size_t)(j.nblocks > 0 ? j.nblocks : 1), sizeof *rd->bs);
     if (!rd->bs)
         return tg_set_error(TG_ENOMEM, "%s: out of memory", cx->name);
     for (int64_t b = 0; b < j.nblocks; b++)
         rd->bs[b].err.row = -1;
     j.bs = rd->bs;
+    plan_fast_rows(&j);
     int threads = opt->threads ? opt->threads : tg_get_num_threads();
     run_parallel(&j, threads < 1 ? 1 : threads);
-    return merge_blocks(cx, &j, missing);
+    tg_status st = merge_blocks(cx, &j, missing);
+    if (st == TG_OK && j.progress)
+        j.progress(nrows, nrows, j.progress_user); /* the last word: every row is in */
+    return st;
 }
 
 /* Applies the missing-value policy after all rows are in; sets *rows to the rows kept. */
@@ -1160,8 +1261,8 @@ static tg_status resolve_missing(reader *rd, int64_t *rows, int64_t *dropped)
     int64_t kept = drop_rows(cx->nfeat, X, y, *rows);
     *dropped = *rows - kept;
     if (kept == 0 && !cx->part)
-        return tg_set_error(TG_EPARSE, "%s: every row has a missing value (%lld dropped)",
-                            cx->name, (long long)*dropped);
+        return tg_set_error(TG_EPARSE, "%s: every row has a missing value (%lld dropped)", cx->name,
+                            (long long)*dropped);
     int64_t shape[2] = {kept, cx->nfeat};
     tg_tensor *X2 = tg_keep(tg_from_data(X, 2, shape));
     tg_tensor *y2 = y ? tg_keep(tg_from_data(y, 1, shape)) : NULL;
@@ -1238,8 +1339,8 @@ static tg_status read_all(reader *rd, const char *data, size_t len, const tg_csv
         return st;
     int64_t first = opt->no_header ? 0 : 1;
     if (rd->rows.n == first)
-        return tg_set_error(TG_EPARSE, "%s:%lld: the file has a header but no data rows",
-                            cx->name, (long long)line_of(cx, rd->rows.v[0]));
+        return tg_set_error(TG_EPARSE, "%s:%lld: the file has a header but no data rows", cx->name,
+                            (long long)line_of(cx, rd->rows.v[0]));
     bool missing = false;
     if ((st = parse_data(rd, opt, first, &missing)) != TG_OK)
         return st;

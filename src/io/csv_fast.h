@@ -1,0 +1,48 @@
+/* The CSV reader's row parser for CPUs with AVX-512 (src/io/csv_avx512.c), behind a narrow
+ * interface so that only that file is compiled with -mavx512*; csv.c calls it after checking the
+ * CPU at run time. */
+#ifndef TG_IO_CSV_FAST_H
+#define TG_IO_CSV_FAST_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+/* What the row parser needs to know about the file, fixed for a whole read. */
+typedef struct {
+    const char *end; /* the end of the input */
+    char delim;      /* cannot be part of a number, a quote or a line break */
+    int ncols;
+    int nconv;       /* columns [0, nconv) are converted in batches: up to the last feature */
+    const int *role; /* per column: feature index (>= 0), or < 0 for the label or a skipped one */
+    int label_col;   /* -1: no label */
+    bool direct;     /* role[c] == c for c < nconv: numbers go straight into the row of X */
+} csv_fast_plan;
+
+/* Per-thread scratch space and state of csv_fast_row_avx512(). */
+typedef struct {
+    int64_t *ends; /* csv_fast_ends_len(ncols) entries */
+    float *vals;   /* csv_fast_vals_len(ncols) entries */
+    int misses;    /* rows in a row where most numbers needed the scalar parser */
+    int rest;      /* rows left for which the caller should use its other fast path */
+} csv_fast_scratch;
+
+static inline int64_t csv_fast_ends_len(int ncols)
+{
+    return (int64_t)ncols + 1 + 64;
+}
+static inline int64_t csv_fast_vals_len(int ncols)
+{
+    return (int64_t)ncols + 8;
+}
+
+/* Parses the row at p, which must start at least 16 bytes into the input, when it is the common
+ * case: no quotes, exactly ncols fields, every feature a plain number and the label 0 or 1,
+ * ending in "\n" or "\r\n" at least 64 bytes before the end of the input. Returns false
+ * otherwise (x and y may be partly written), and the general parser redoes the row.
+ * When rows keep coming whose numbers the batches cannot take (exponents, mostly), it sets
+ * sc->rest: the batches only cost time there, and the caller uses its scalar fast path for that
+ * many rows before it tries again. Either way the results are the same. */
+bool csv_fast_row_avx512(const csv_fast_plan *pl, csv_fast_scratch *sc, const char *p, float *x,
+                         float *y);
+
+#endif
