@@ -46,12 +46,14 @@ typedef struct cli_csv {
 
 /* The option-table rows of the CSV settings, shared by train, predict and eval so a new CSV
  * flag is added in one place. `c` is a cli_csv lvalue. */
-#define CLI_CSV_OPTIONS(c)                                                                    \
-    {"no-header", OPT_FLAG, &(c).no_header, 0, 0, NULL},                                     \
-        {"skip-rows", OPT_INT64, &(c).skip_rows, 0, 9007199254740992.0, NULL},               \
-        {"delimiter", OPT_CHAR, &(c).delimiter, 0, 0, NULL},                                 \
-        {"positive", OPT_STRING, &(c).positive, 0, 0, NULL},                                 \
-        {"missing", OPT_STRING, &(c).missing, 0, 0, NULL}
+/* clang-format off */
+#define CLI_CSV_OPTIONS(c)                                                                         \
+    {"no-header", OPT_FLAG, &(c).no_header, 0, 0, NULL},                                           \
+    {"skip-rows", OPT_INT64, &(c).skip_rows, 0, 9007199254740992.0, NULL},                         \
+    {"delimiter", OPT_CHAR, &(c).delimiter, 0, 0, NULL},                                           \
+    {"positive", OPT_STRING, &(c).positive, 0, 0, NULL},                                           \
+    {"missing", OPT_STRING, &(c).missing, 0, 0, NULL}
+/* clang-format on */
 
 /* Fills opt from the command-line CSV settings; false (with a message) on a bad delimiter or
  * --missing value. */
@@ -98,6 +100,9 @@ void cli_progress_status(cli_progress *p, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)))
 #endif
     ;
+/* "reading PATH (MB): done / total rows" while a file is read; redrawn at most every 50 ms,
+ * and always when done reaches total. */
+void cli_progress_rows(cli_progress *p, const char *path, double mb, int64_t done, int64_t total);
 /* The iteration bar; redrawn at most every 50 ms unless force. */
 void cli_progress_iter(cli_progress *p, int iter, int max_iter, double loss, double val_loss,
                        bool force);

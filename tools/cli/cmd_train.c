@@ -154,6 +154,18 @@ static bool fit_options(const train_args *a, tg_logreg_options *o)
 
 /* ---- loading ---------------------------------------------------------------------------- */
 
+typedef struct {
+    cli_progress *pg;
+    const char *path;
+    double mb;
+} load_progress;
+
+static void on_rows(int64_t done, int64_t total, void *user)
+{
+    load_progress *lp = user;
+    cli_progress_rows(lp->pg, lp->path, lp->mb, done, total);
+}
+
 static bool load(const train_args *a, const char *path, cli_progress *pg, tg_csv_data *data)
 {
     tg_csv_options co;
@@ -175,6 +187,9 @@ static bool load(const train_args *a, const char *path, cli_progress *pg, tg_csv
     struct stat sb;
     double mb = stat(path, &sb) == 0 ? (double)sb.st_size / 1e6 : 0.0;
     cli_progress_status(pg, "reading %s (%.1f MB)...", path, mb);
+    load_progress lp = {pg, path, mb};
+    co.progress = on_rows;
+    co.progress_user = &lp;
     tg_status st =
         a->distributed ? tg_dist_csv_read(path, &co, data) : tg_csv_read(path, &co, data);
     cli_free_list(feats);

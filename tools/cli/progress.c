@@ -28,6 +28,20 @@ void cli_progress_status(cli_progress *p, const char *fmt, ...)
     p->drawn = true;
 }
 
+void cli_progress_rows(cli_progress *p, const char *path, double mb, int64_t done, int64_t total)
+{
+    if (!p->on)
+        return;
+    double t = cli_now();
+    if (done < total && t - p->last < REDRAW_SECONDS)
+        return;
+    p->last = t;
+    fprintf(stderr, "\r\033[Kreading %s (%.1f MB): %lld / %lld rows", path, mb, (long long)done,
+            (long long)total);
+    fflush(stderr);
+    p->drawn = true;
+}
+
 void cli_progress_iter(cli_progress *p, int iter, int max_iter, double loss, double val_loss,
                        bool force)
 {
