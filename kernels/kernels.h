@@ -61,6 +61,15 @@ typedef struct tg_kernels {
     float (*bce_logits)(const float *z, const float *t, float *loss, float *grad, int64_t n,
                         float pw);
 
+    /* One block of the logistic-regression loss and gradient, the fused trainer's inner loop.
+     * For the m rows x_i of the row-major X [m, d]: z_i = x_i . w + b, the loss of bce_logits
+     * on z_i with target y[i] and positive weight pw, and r_i = dloss/dz_i. Returns the sum of
+     * the m losses; when g is not NULL it is overwritten with d + 1 sums: g[j] = sum_i r_i x_ij
+     * for j < d, then g[d] = sum_i r_i. Any m, d >= 0. Every sum runs in an order fixed by m
+     * and d alone, so a block's result never depends on where or on which thread it runs. */
+    double (*lr_block)(const float *X, int64_t m, int64_t d, const float *w, float b,
+                       const float *y, float pw, float *g);
+
     /* Small matrix product C[M,N] = op(A)[M,K] · op(B)[K,N] (C overwritten, row-major, ldc).
      * op(A) is A (row-major, lda) or, with ta, A^T of a row-major [K,M] A; likewise B.
      * Meant for M, N, K <= 64, where a BLAS call costs more than the arithmetic. */

@@ -1163,6 +1163,115 @@ static void test_bce_logits(void **state)
     free(z), free(t), free(loss), free(grad), free(ls), free(gs);
 }
 
+/* ---- logistic-regression block ----------------------------------------------------------- */
+
+/* One lr_block call against a double reference. The bounds follow the arithmetic: a float dot
+ * of d terms is off by at most (d + 2) 2^-24 sum |x w| (plus b); the loss moves by at most
+ * (w + pw t) times that and r by w/4 times it, and each adds a few roundings of its own; g sums
+ * m float products, (m + 2) 2^-24 sum |r x| more. 1e-43 per row covers losses and r that are
+ * subnormal at |z| near 100, where float keeps only a few bits. */
+static void check_lr_block(const float *X, int64_t m, int64_t d, const float *w, float b,
+                           const float *y, float pw)
+{
+    const double u = 0x1p-24, tiny = 1e-43;
+    float *g = alloc_f(d + 3), *g2 = alloc_f(d + 1);
+    double *want = calloc((size_t)d + 1, sizeof(double)),
+           *tol = calloc((size_t)d + 1, sizeof(double));
+    assert_true(want && tol);
+    g[0] = g[d + 2] = GUARD;
+    double loss = cur->k.lr_block(X, m, d, w, b, y, pw, g + 1);
+    assert_true(g[0] == GUARD && g[d + 2] == GUARD);
+    /* the loss does not depend on whether g is wanted; a second call gives the same bits */
+    assert_true(cur->k.lr_block(X, m, d, w, b, y, pw, NULL) == loss);
+    assert_true(cur->k.lr_block(X, m, d, w, b, y, pw, g2) == loss);
+    assert_true(memcmp(g + 1, g2, sizeof(float) * (size_t)(d + 1)) == 0);
+    double want_loss = 0, tol_loss = 0;
+    for (int64_t i = 0; i < m; i++) {
+        const float *x = X + i * d;
+        double z = b, mag = fabs(b), t = y[i], wt = pw * t + 1 - t;
+        for (int64_t j = 0; j < d; j++) {
+            z += (double)x[j] * w[j];
+            mag += fabs((double)x[j] * w[j]);
+        }
+        double ez = (double)(d + 2) * u * mag;
+        double l = pw * t * softplus_d(-z) + (1 - t) * softplus_d(z);
+        double r = wt / (1 + exp(-z)) - pw * t, er = wt * ez / 4 + 8 * u * (wt + pw * t) + tiny;
+        want_loss += l;
+        tol_loss += (wt + pw * t) * ez + 8 * u * l + tiny;
+        for (int64_t j = 0; j < d; j++) {
+            want[j] += r * x[j];
+            tol[j] += er * fabs(x[j]) + (double)(m + 2) * u * fabs(r * x[j]);
+        }
+        want[d] += r;
+        tol[d] += er + (double)(m + 2) * u * fabs(r);
+    }
+    if (!(fabs(loss - want_loss) <= tol_loss))
+        fail_msg("%s lr_block m=%lld d=%lld pw=%g: loss %.17g, exact %.17g", cur->name,
+                 (long long)m, (long long)d, pw, loss, want_loss);
+    for (int64_t j = 0; j <= d; j++)
+        if (!(fabs(g[1 + j] - want[j]) <= tol[j]))
+            fail_msg("%s lr_block m=%lld d=%lld pw=%g: g[%lld] = %a, exact %a (tolerance %g)",
+                     cur->name, (long long)m, (long long)d, pw, (long long)j, g[1 + j], want[j],
+                     tol[j]);
+    free(g), free(g2), free(want), free(tol);
+}
+
+/* Fills X [m, d] for one of three regimes: moderate logits; logits near +-100 from the bias;
+ * rows scaled from 0.01 to 60 times, logits from tiny to beyond +-100. */
+static float lr_fill(float *X, int64_t m, int64_t d, float *w, int regime)
+{
+    for (int64_t j = 0; j < d; j++)
+        w[j] = (float)uniform(-1, 1) * (regime == 1 ? 0.01f : 1.0f);
+    for (int64_t i = 0; i < m; i++) {
+        static const float scales[] = {0.01f, 1.0f, 20.0f, 60.0f};
+        float s = regime == 2 ? scales[next_u64() % 4] : 1.0f;
+        for (int64_t j = 0; j < d; j++)
+            X[i * d + j] = (float)uniform(-2, 2) * s;
+    }
+    return regime == 1 ? (next_u64() & 1 ? 100.0f : -100.0f) : 0.3f;
+}
+
+static void test_lr_block(void **state)
+{
+    (void)state;
+    const float pws[] = {1.0f, 3.0f, 0.25f};
+    const int64_t wide[] = {48, 63, 64, 65, 100, 257}, big_m = 1031;
+    float w[257], *y = alloc_f(big_m);
+    for (int64_t i = 0; i < big_m; i++)
+        y[i] = draw(D_TARGET);
+    for (int regime = 0; regime < 3; regime++)
+        for (size_t p = 0; p < 3; p++) {
+            /* every m up to 67 and d up to 40, X sized exactly at the end of its buffer (a read
+             * past it lands outside: the sanitizer run catches it), then unaligned */
+            for (int64_t d = 0; d <= 40; d++)
+                for (int64_t m = 0; m <= MAXLEN; m++) {
+                    float *buf = malloc(sizeof(float) * (size_t)(m * d + 1));
+                    assert_true(buf != NULL);
+                    float *X = buf + 1 - (m + d) % 2;
+                    float b = lr_fill(X, m, d, w, regime);
+                    check_lr_block(X, m, d, w, b, y + m % 5, pws[p]);
+                    free(buf);
+                }
+            /* rows wider than the SIMD families keep in registers, and a long block */
+            for (size_t k = 0; k < sizeof wide / sizeof wide[0]; k++)
+                for (int64_t m = 0; m <= 40; m += 13) {
+                    float *X = malloc(sizeof(float) * (size_t)(m * wide[k] + 1));
+                    assert_true(X != NULL);
+                    float b = lr_fill(X, m, wide[k], w, regime);
+                    check_lr_block(X, m, wide[k], w, b, y, pws[p]);
+                    free(X);
+                }
+            for (int64_t d = 1; d <= 33; d += 8) {
+                float *X = malloc(sizeof(float) * (size_t)(big_m * d));
+                assert_true(X != NULL);
+                float b = lr_fill(X, big_m, d, w, regime);
+                check_lr_block(X, big_m, d, w, b, y, pws[p]);
+                free(X);
+            }
+        }
+    free(y);
+}
+
 /* ---- small matrix product ---------------------------------------------------------------- */
 
 /* op(X)(r, c) of a row-major X with leading dimension ld, transposed or not. */
@@ -1407,11 +1516,12 @@ static int group_setup(void **state)
 }
 
 static const struct CMUnitTest kernel_tests[] = {
-    cmocka_unit_test(test_elementwise),    cmocka_unit_test(test_sigmoid_limits),
-    cmocka_unit_test(test_trig_large),     cmocka_unit_test(test_sum),
-    cmocka_unit_test(test_blas1),          cmocka_unit_test(test_bce_logits),
-    cmocka_unit_test(test_gemm_small),     cmocka_unit_test(test_trig_lanes),
-    cmocka_unit_test(test_exp_exhaustive), cmocka_unit_test(test_trig_exhaustive),
+    cmocka_unit_test(test_elementwise),     cmocka_unit_test(test_sigmoid_limits),
+    cmocka_unit_test(test_trig_large),      cmocka_unit_test(test_sum),
+    cmocka_unit_test(test_blas1),           cmocka_unit_test(test_bce_logits),
+    cmocka_unit_test(test_gemm_small),      cmocka_unit_test(test_trig_lanes),
+    cmocka_unit_test(test_lr_block),        cmocka_unit_test(test_exp_exhaustive),
+    cmocka_unit_test(test_trig_exhaustive),
 };
 
 static const struct CMUnitTest pool_tests[] = {

@@ -797,6 +797,230 @@ static float v_bce_logits(const float *z, const float *t, float *loss, float *gr
     return (float)hsum_pd(_mm256_add_pd(acc_lo, acc_hi));
 }
 
+/* ---- logistic-regression block ----------------------------------------------------------
+ * As the AVX-512 family's lr_block, 8 rows at a time: the 8 dot products accumulate in 8
+ * registers, a transpose-add tree folds them into one vector of 8 logits, loss and r come out
+ * for the 8 lanes at once, then g += r_i x_i while the rows are still in L1. With 16 registers
+ * only g stays in them (up to 32 columns); w is read from L1 as an operand of the FMAs. */
+#define LR_NC_MAX 4 /* column vectors of g kept in registers, beside 8 dots */
+
+/* log1p(e) for e in [0, 1]: 2 atanh(s), s = e / (2 + e), as the AVX-512 family computes it
+ * (within 2 ULP). */
+ALWAYS_INLINE vf log1p_unit(vf e)
+{
+    vf s = dvd(e, add(set1(2.0f), e));
+    vf s2 = mul(s, s), s_2 = add(s, s);
+    vf p = set1(1.0f / 15);
+    p = _mm256_fmadd_ps(p, s2, set1(1.0f / 13));
+    p = _mm256_fmadd_ps(p, s2, set1(1.0f / 11));
+    p = _mm256_fmadd_ps(p, s2, set1(1.0f / 9));
+    p = _mm256_fmadd_ps(p, s2, set1(1.0f / 7));
+    p = _mm256_fmadd_ps(p, s2, set1(1.0f / 5));
+    p = _mm256_fmadd_ps(p, s2, set1(1.0f / 3));
+    return _mm256_fmadd_ps(mul(s_2, s2), p, s_2);
+}
+
+/* Lane i of the result is the sum of a[i]'s 8 lanes: 7 steps of two shuffles and an add (a
+ * fixed tree, so the result is deterministic). */
+ALWAYS_INLINE vf sum_rows8(const vf *a)
+{
+    vf p[4], q[2];
+    for (int i = 0; i < 4; i++) /* each 128-bit lane: rows 2i, 2i+1, 2i, 2i+1 */
+        p[i] = add(_mm256_unpacklo_ps(a[2 * i], a[2 * i + 1]),
+                   _mm256_unpackhi_ps(a[2 * i], a[2 * i + 1]));
+    for (int i = 0; i < 2; i++) /* each 128-bit lane: rows 4i .. 4i+3 */
+        q[i] = add(_mm256_shuffle_ps(p[2 * i], p[2 * i + 1], 0x44),
+                   _mm256_shuffle_ps(p[2 * i], p[2 * i + 1], 0xEE));
+    return add(_mm256_permute2f128_ps(q[0], q[1], 0x20), _mm256_permute2f128_ps(q[0], q[1], 0x31));
+}
+
+/* The loss of bce_logits and r = dloss/dz for 8 logits; both 0 outside the live lanes. */
+ALWAYS_INLINE vf lr_bce8(vf z, vf t, vf vpw, vmask live, vf *r)
+{
+    vf one = set1(1.0f);
+    vf e = vexp(neg(vabs(z)));
+    vf lp = log1p_unit(e);
+    vf sp_pos = add(_mm256_max_ps(z, zero()), lp);
+    vf sp_neg = add(_mm256_max_ps(neg(z), zero()), lp);
+    vf pt = mul(vpw, t), omt = sub(one, t);
+    vf num = sel(_mm256_cmp_ps(z, zero(), _CMP_GE_OQ), one, e);
+    vf s = dvd(num, add(one, e));
+    *r = keep(live, sub(mul(add(pt, omt), s), pt));
+    return keep(live, add(mul(pt, sp_neg), mul(omt, sp_pos)));
+}
+
+/* Column vector c of the row at q: whole, or the live lanes of the last one. */
+ALWAYS_INLINE vf lr_col(const float *q, int c, int nc, __m256i tail)
+{
+    return c < nc - 1 ? _mm256_loadu_ps(q + c * W) : _mm256_maskload_ps(q + c * W, tail);
+}
+
+/* x_i . w for the 8 rows at x + i d, i < rows (<= 8), nc <= LR_NC_MAX column vectors. Rows
+ * past the live ones repeat the last, so every load stays inside X; the caller drops them. */
+ALWAYS_INLINE vf lr_dots_reg(const float *x, int64_t rows, int64_t d, int nc, __m256i tail,
+                             const float *w)
+{
+    vf acc[W];
+    const float *q = x;
+    for (int i = 0; i < W; i++) {
+        acc[i] = mul(lr_col(q, 0, nc, tail), lr_col(w, 0, nc, tail));
+        for (int c = 1; c < nc; c++)
+            acc[i] = _mm256_fmadd_ps(lr_col(q, c, nc, tail), lr_col(w, c, nc, tail), acc[i]);
+        if (i + 1 < rows) /* a running pointer: 8 row addresses would not fit in registers */
+            q += d;
+    }
+    return sum_rows8(acc);
+}
+
+/* gacc += sum_i rb[i] x_i over the rows x + i d, i < rows (<= 8), in row order. */
+ALWAYS_INLINE void lr_grad_reg(const float *x, int64_t rows, int64_t d, int nc, __m256i tail,
+                               const float *rb, vf *gacc)
+{
+    for (int i = 0; i < W; i++, x += d) {
+        if (i >= rows)
+            break;
+        vf ri = set1(rb[i]);
+        for (int c = 0; c < nc; c++)
+            gacc[c] = _mm256_fmadd_ps(ri, lr_col(x, c, nc, tail), gacc[c]);
+    }
+}
+
+/* lr_dots_reg of 8 whole rows at xn and lr_grad_reg of 8 whole rows at xg in one loop, row by
+ * row, so that the loads of new rows spread out among the cached ones (as the AVX-512 family). */
+ALWAYS_INLINE vf lr_dots_grad_reg(const float *xn, const float *xg, int64_t d, int nc, __m256i tail,
+                                  const float *w, const float *rb, vf *gacc)
+{
+    vf acc[W];
+    for (int i = 0; i < W; i++, xn += d, xg += d) {
+        acc[i] = mul(lr_col(xn, 0, nc, tail), lr_col(w, 0, nc, tail));
+        for (int c = 1; c < nc; c++)
+            acc[i] = _mm256_fmadd_ps(lr_col(xn, c, nc, tail), lr_col(w, c, nc, tail), acc[i]);
+        vf ri = set1(rb[i]);
+        for (int c = 0; c < nc; c++)
+            gacc[c] = _mm256_fmadd_ps(ri, lr_col(xg, c, nc, tail), gacc[c]);
+    }
+    return sum_rows8(acc);
+}
+
+/* Live rows of group j of a block of m rows (0 outside it). */
+ALWAYS_INLINE int64_t lr_rows(int64_t m, int64_t j)
+{
+    int64_t left = m - j * W;
+    return j < 0 || left <= 0 ? 0 : left < W ? left : W;
+}
+
+/* lr_block for d <= 8 nc (nc a constant after inlining), software-pipelined as the AVX-512
+ * family's: one iteration takes the loss of group j - 1, the gradient of group j - 2 and the
+ * dots of group j, three independent chains the core can overlap. */
+ALWAYS_INLINE double lr_block_reg(const float *X, int64_t m, int64_t d, int nc, const float *w,
+                                  float b, const float *y, float pw, float *g)
+{
+    __m256i tail = lanes(d - (int64_t)(nc - 1) * W);
+    vf gacc[LR_NC_MAX], vb = set1(b), vpw = set1(pw), rsum = zero();
+    vf z = zero();  /* dots of group j - 1 */
+    float rb[2][W]; /* r of the last two groups, by parity */
+    __m256d acc_lo = _mm256_setzero_pd(), acc_hi = _mm256_setzero_pd();
+    const int64_t ng = (m + W - 1) / W;
+    for (int c = 0; c < nc; c++)
+        gacc[c] = zero();
+    for (int64_t j = 0; j < ng + 2; j++) {
+        int64_t r1 = lr_rows(m, j - 1), r2 = lr_rows(m, j - 2), rj = lr_rows(m, j);
+        if (r1 > 0) {
+            vf r, l = lr_bce8(add(z, vb), ld(y + (j - 1) * W, r1), vpw,
+                              _mm256_castsi256_ps(lanes(r1)), &r);
+            acc_double(&acc_lo, &acc_hi, l);
+            rsum = add(rsum, r);
+            _mm256_storeu_ps(rb[(j - 1) & 1], r);
+        }
+        if (g && r2 == W && rj == W) { /* the steady state: whole groups on both sides */
+            z = lr_dots_grad_reg(X + j * W * d, X + (j - 2) * W * d, d, nc, tail, w, rb[j & 1],
+                                 gacc);
+            continue;
+        }
+        if (g && r2 > 0) {
+            const float *x = X + (j - 2) * W * d;
+            if (r2 == W)
+                lr_grad_reg(x, W, d, nc, tail, rb[j & 1], gacc);
+            else
+                lr_grad_reg(x, r2, d, nc, tail, rb[j & 1], gacc);
+        }
+        if (rj > 0) {
+            const float *x = X + j * W * d;
+            z = rj == W ? lr_dots_reg(x, W, d, nc, tail, w) : lr_dots_reg(x, rj, d, nc, tail, w);
+        }
+    }
+    if (g) {
+        for (int c = 0; c < nc - 1; c++)
+            _mm256_storeu_ps(g + c * W, gacc[c]);
+        st(g + (nc - 1) * W, gacc[nc - 1], d - (int64_t)(nc - 1) * W);
+        g[d] = hsum(rsum);
+    }
+    return hsum_pd(_mm256_add_pd(acc_lo, acc_hi));
+}
+
+/* The dots of 8 rows (as lr_dots_reg) for any d. */
+ALWAYS_INLINE vf lr_dots_wide(const float *x, int64_t rows, int64_t d, const float *w)
+{
+    vf acc[W];
+    for (int i = 0; i < W; i++) {
+        const float *q = x + (i < rows ? i : rows - 1) * d;
+        vf a = zero();
+        for (int64_t c = 0; c < d; c += W)
+            a = _mm256_fmadd_ps(ld(q + c, d - c), ld(w + c, d - c), a);
+        acc[i] = a;
+    }
+    return sum_rows8(acc);
+}
+
+/* lr_block for rows wider than LR_NC_MAX vectors: g accumulates in memory, group by group. */
+static double lr_block_wide(const float *X, int64_t m, int64_t d, const float *w, float b,
+                            const float *y, float pw, float *g)
+{
+    vf vb = set1(b), vpw = set1(pw), rsum = zero(), r;
+    __m256d acc_lo = _mm256_setzero_pd(), acc_hi = _mm256_setzero_pd();
+    if (g)
+        memset(g, 0, (size_t)(d + 1) * sizeof *g);
+    for (int64_t i = 0; i < m; i += W) {
+        const float *x = X + i * d;
+        int64_t rows = m - i < W ? m - i : W;
+        vf l = lr_bce8(add(lr_dots_wide(x, rows, d, w), vb), ld(y + i, rows), vpw,
+                       _mm256_castsi256_ps(lanes(rows)), &r);
+        acc_double(&acc_lo, &acc_hi, l);
+        if (!g)
+            continue;
+        float rb[W];
+        _mm256_storeu_ps(rb, r);
+        rsum = add(rsum, r);
+        for (int64_t c = 0; c < d; c += W) {
+            vf a = zero();
+            for (int64_t k = 0; k < rows; k++)
+                a = _mm256_fmadd_ps(set1(rb[k]), ld(x + k * d + c, d - c), a);
+            st(g + c, add(ld(g + c, d - c), a), d - c);
+        }
+    }
+    if (g)
+        g[d] = hsum(rsum);
+    return hsum_pd(_mm256_add_pd(acc_lo, acc_hi));
+}
+
+static double v_lr_block(const float *X, int64_t m, int64_t d, const float *w, float b,
+                         const float *y, float pw, float *g)
+{
+    switch ((d + W - 1) / W) {
+    case 0:
+    case 1:
+        return lr_block_reg(X, m, d, 1, w, b, y, pw, g);
+    case 2:
+        return lr_block_reg(X, m, d, 2, w, b, y, pw, g);
+    case 3:
+        return lr_block_reg(X, m, d, 3, w, b, y, pw, g);
+    case 4:
+        return lr_block_reg(X, m, d, 4, w, b, y, pw, g);
+    default:
+        return lr_block_wide(X, m, d, w, b, y, pw, g);
+    }
+}
+
 /* ---- small matrix product -------------------------------------------------------------
  * C = op(A) op(B) for M, N, K <= 64 in register blocks, as in the AVX-512 family: a block of
  * rows of C by a panel of 1 or 2 vectors (16 columns) stays in ymm accumulators over the whole
@@ -1028,6 +1252,7 @@ int tg_kernels_init_avx2(tg_kernels *k)
     k->fill = v_fill;
     /* copy stays the scalar memmove: libc's is already vectorised and picks its own stores */
     k->bce_logits = v_bce_logits;
+    k->lr_block = v_lr_block;
     k->gemm_small = v_gemm_small;
     return 1;
 }

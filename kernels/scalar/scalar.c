@@ -259,6 +259,36 @@ static float s_bce_logits(const float *z, const float *t, float *loss, float *gr
     return (float)total;
 }
 
+/* The loss and dloss/dz of one row, as s_bce_logits computes them. */
+static float bce_row(float z, float t, float pw, float *r)
+{
+    *r = (pw * t + (1.0f - t)) / (1.0f + expf(-z)) - pw * t;
+    return pw * t * softplus(-z) + (1.0f - t) * softplus(z);
+}
+
+static double s_lr_block(const float *X, int64_t m, int64_t d, const float *w, float b,
+                         const float *y, float pw, float *g)
+{
+    /* Row by row, each sum in row order: the plainest order, to check the others against. */
+    double total = 0.0;
+    if (g)
+        for (int64_t j = 0; j <= d; j++)
+            g[j] = 0.0f;
+    for (int64_t i = 0; i < m; i++) {
+        const float *x = X + i * d;
+        float z = 0.0f, r;
+        for (int64_t j = 0; j < d; j++)
+            z += x[j] * w[j];
+        total += bce_row(z + b, y[i], pw, &r);
+        if (!g)
+            continue;
+        for (int64_t j = 0; j < d; j++)
+            g[j] += r * x[j];
+        g[d] += r;
+    }
+    return total;
+}
+
 static void s_gemm_small(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, int ta,
                          const float *B, int64_t ldb, int tb, float *C, int64_t ldc)
 {
@@ -320,5 +350,6 @@ void tg_kernels_init_scalar(tg_kernels *k)
     k->fill = s_fill;
     k->copy = s_copy;
     k->bce_logits = s_bce_logits;
+    k->lr_block = s_lr_block;
     k->gemm_small = s_gemm_small;
 }

@@ -1,19 +1,18 @@
 /* One-pass helpers of the logistic-regression trainer: the fused loss + gradient pass, column
  * statistics, standardization and prediction logits.
  *
- * The fused pass reads every row of X once. It walks X in blocks small enough to stay in L1/L2:
- *     z = X_b w + b            (cblas_sgemv, the block streams in from memory)
- *     l, r = BCE(z, y), dBCE/dz (kernel table's bce_logits: r = sigmoid(z) - y when pw = 1)
- *     g_b = X_b^T r, sum r     (cblas_sgemv again, the block is still in cache)
- * so the matrix costs one trip through memory per evaluation, against about five for the
- * autograd path (matmul, loss, loss backward, matmul backward and its transpose).
+ * The fused pass reads every row of X once. It walks X in fixed blocks and hands each to the
+ * kernel table's lr_block, which computes z = X_b w + b, the loss, r = dBCE/dz and
+ * g_b = X_b^T r, sum r while the rows are still in L1 (16 or 8 rows at a time in the SIMD
+ * families), so the matrix costs one trip through memory per evaluation, against about five
+ * for the autograd path (matmul, loss, loss backward, matmul backward and its transpose).
  *
- * Blocks are at most 8192 floats: OpenBLAS 0.3 starts its own threads for a gemv with
- * m * n >= 9216, which would fight our pool and, for blocks this small, only costs time. Rows
- * wider than 8192 floats go through plain loops instead. */
+ * Blocks hold at most 8192 floats: a block's gradient is summed in float, so the block bounds
+ * how many terms one float sum takes before the fold in double. The split is a function of d
+ * only (block_rows_for), kept from the gemv version, so the distributed row alignment
+ * (lr_align_rows) is unchanged. */
 #include "fused.h"
 
-#include <cblas.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,8 +21,8 @@
 #include "../core/parallel.h"
 #include "kernels.h"
 
-#define BLOCK_FLOATS      8192  /* largest X block handed to one gemv (see above) */
-#define BLOCK_ROWS_MAX    1024  /* z and r of a block live on the stack */
+#define BLOCK_FLOATS      8192  /* largest X block handed to one lr_block (see above) */
+#define BLOCK_ROWS_MAX    1024  /* caps the rows of narrow blocks (d < 8) */
 #define PAR_MIN_FLOATS    65536 /* below this much of X a pass stays on one thread */
 #define STAT_BLOCK_FLOATS 65536
 
@@ -105,71 +104,17 @@ typedef struct {
     bool want_grad;
 } pass_job;
 
-/* Dot product with 8 independent partial sums (a fixed order, so deterministic), for rows too
- * wide for the gemv path. */
-static float dot_wide(const float *a, const float *b, int64_t n)
-{
-    float acc[8] = {0};
-    int64_t i = 0;
-    for (; i + 8 <= n; i += 8)
-        for (int l = 0; l < 8; l++)
-            acc[l] += a[i + l] * b[i + l];
-    for (; i < n; i++)
-        acc[0] += a[i] * b[i];
-    return ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
-}
-
-/* z = X_b w + b for m rows. */
-static void block_logits(const float *Xb, int64_t m, int64_t d, const float *w, float b, float *z)
-{
-    const tg_kernels *k = tg_kern();
-    if (d == 0) { /* cblas rejects lda = 0 (and prints about it) */
-        k->fill(z, b, m);
-        return;
-    }
-    if (m * d <= BLOCK_FLOATS) {
-        k->fill(z, b, m);
-        cblas_sgemv(CblasRowMajor, CblasNoTrans, (int)m, (int)d, 1.0f, Xb, (int)d, w, 1, 1.0f, z,
-                    1);
-        return;
-    }
-    for (int64_t i = 0; i < m; i++)
-        z[i] = dot_wide(Xb + i * d, w, d) + b;
-}
-
-/* g = X_b^T r for m rows (g is overwritten). */
-static void block_grad(const float *Xb, int64_t m, int64_t d, const float *r, float *g)
-{
-    const tg_kernels *k = tg_kern();
-    if (d == 0)
-        return;
-    if (m * d <= BLOCK_FLOATS) {
-        cblas_sgemv(CblasRowMajor, CblasTrans, (int)m, (int)d, 1.0f, Xb, (int)d, r, 1, 0.0f, g, 1);
-        return;
-    }
-    k->fill(g, 0.0f, d);
-    for (int64_t i = 0; i < m; i++)
-        k->axpy(r[i], Xb + i * d, g, d);
-}
-
 static void pass_blocks(void *ctx, int64_t begin, int64_t end)
 {
     const pass_job *j = ctx;
     const lr_pass *p = j->p;
     const int64_t d = p->d, B = p->block_rows;
-    float z[BLOCK_ROWS_MAX], r[BLOCK_ROWS_MAX];
+    const tg_kernels *k = tg_kern();
     for (int64_t blk = begin; blk < end; blk++) {
         int64_t row = blk * B, m = p->n - row < B ? p->n - row : B;
-        const float *Xb = p->X + row * d;
-        block_logits(Xb, m, d, j->w, j->b, z);
-        float loss =
-            tg_kern()->bce_logits(z, p->y + row, NULL, j->want_grad ? r : NULL, m, p->pos_weight);
-        p->part_loss[blk] = loss;
-        if (j->want_grad) {
-            float *g = p->part_g + blk * (d + 1);
-            block_grad(Xb, m, d, r, g);
-            g[d] = tg_kern()->sum(r, m);
-        }
+        float *g = j->want_grad ? p->part_g + blk * (d + 1) : NULL;
+        p->part_loss[blk] =
+            k->lr_block(p->X + row * d, m, d, j->w, j->b, p->y + row, p->pos_weight, g);
     }
 }
 
