@@ -7,9 +7,6 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
-#if defined(__linux__)
-#include <sys/mman.h>
-#endif
 
 #include "tensor.h"
 
@@ -70,25 +67,6 @@ static void cache_put(float *ptr, int64_t capacity)
     free(ptr);
 }
 
-/* Buffers of 4 MB and more are aligned to 2 MB and offered to the kernel for transparent huge
- * pages: the first touch of a fresh 128 MB tensor then costs 64 page faults instead of 32768
- * (where THP is set to "madvise" or "always"; elsewhere this changes nothing). */
-#define HUGE_MIN ((size_t)4 << 20)
-#define HUGE_ALIGN ((size_t)2 << 20)
-
-static void *aligned_buffer(size_t bytes)
-{
-    if (bytes < HUGE_MIN)
-        return aligned_alloc(64, bytes);
-    size_t rounded = (bytes + HUGE_ALIGN - 1) / HUGE_ALIGN * HUGE_ALIGN;
-    void *p = aligned_alloc(HUGE_ALIGN, rounded);
-#if defined(__linux__) && defined(MADV_HUGEPAGE)
-    if (p)
-        (void)madvise(p, rounded, MADV_HUGEPAGE); /* a hint: failure only means small pages */
-#endif
-    return p;
-}
-
 static float *large_alloc(int64_t n, int64_t *capacity)
 {
     float *p = cache_take(n, capacity);
@@ -98,7 +76,7 @@ static float *large_alloc(int64_t n, int64_t *capacity)
     size_t bytes = (size_t)cap * sizeof(float);
     if ((uint64_t)cap > SIZE_MAX / sizeof(float))
         return NULL;
-    p = aligned_buffer(bytes);
+    p = aligned_alloc(64, bytes);
     if (!p) {
         /* Memory may be sitting in the cache: drop it and try once more. */
         pthread_mutex_lock(&cache_lock);
@@ -108,7 +86,7 @@ static float *large_alloc(int64_t n, int64_t *capacity)
         }
         cache_bytes = 0;
         pthread_mutex_unlock(&cache_lock);
-        p = aligned_buffer(bytes);
+        p = aligned_alloc(64, bytes);
     }
     *capacity = cap;
     return p;
