@@ -37,12 +37,16 @@ typedef struct tg_kernels {
      * to 0, so there gx = gy * e / (1 + e)^2 with e = exp(-|x|), the true derivative, which
      * stays a nonzero float until float32 itself underflows. NaN x gives NaN. */
     tg_unary_bwd_fn sigmoid_bwd;
-    tg_unary_bwd_fn tanh_bwd;    /* v = y: gx = gy * (1 - y^2) */
-    tg_unary_bwd_fn sqrt_bwd;    /* v = y: gx = gy / (2 y) */
-    tg_unary_bwd_fn relu_bwd;    /* v = y: gx = y > 0 ? gy : 0 */
-    tg_unary_bwd_fn sin_bwd;     /* v = x: gx = gy * cos(x) */
-    tg_unary_bwd_fn cos_bwd;     /* v = x: gx = -gy * sin(x) */
-    tg_unary_bwd_fn abs_bwd;     /* v = x: gx = gy * sign(x), sign(0) = 0 */
+    /* sigmoid's backward from its saved output y = sigmoid(x) as well: gx = (gy (1 - y)) y where
+     * y < 1, which reads y alone; only lanes where y rounds to 1 (or is NaN) read x and go the
+     * sigmoid_bwd way. Bit-identical to sigmoid_bwd when y came from this family's sigmoid. */
+    void (*sigmoid_bwd_y)(const float *y, const float *x, const float *gy, float *gx, int64_t n);
+    tg_unary_bwd_fn tanh_bwd; /* v = y: gx = gy * (1 - y^2) */
+    tg_unary_bwd_fn sqrt_bwd; /* v = y: gx = gy / (2 y) */
+    tg_unary_bwd_fn relu_bwd; /* v = y: gx = y > 0 ? gy : 0 */
+    tg_unary_bwd_fn sin_bwd;  /* v = x: gx = gy * cos(x) */
+    tg_unary_bwd_fn cos_bwd;  /* v = x: gx = -gy * sin(x) */
+    tg_unary_bwd_fn abs_bwd;  /* v = x: gx = gy * sign(x), sign(0) = 0 */
     /* v = x: gx = gy where lo <= x <= hi (bounds inclusive, as PyTorch), else 0 */
     void (*clamp_bwd)(const float *x, const float *gy, float *gx, int64_t n, float lo, float hi);
     /* v = x: gx = gy * e * x^(e-1), and 0 where e == 0 */

@@ -776,6 +776,34 @@ static void test_elementwise(void **state)
 
 /* ---- named edge cases ------------------------------------------------------------------------ */
 
+/* sigmoid_bwd_y (the op's backward: from the saved output) gives sigmoid_bwd's bits exactly,
+ * for every length and offset, with the y == 1, infinite and NaN lanes scattered among ordinary
+ * ones, and gradients that are not uniform. */
+static void test_sigmoid_bwd_from_output(void **state)
+{
+    (void)state;
+    const tg_kernels *k = &cur->k;
+    enum { N = 200 };
+    float x[N], y[N], g[N], a[N], b[N];
+    uint32_t s = 12345;
+    for (int i = 0; i < N; i++) {
+        s = s * 1664525u + 1013904223u;
+        float u = (float)(s >> 8) * 0x1p-24f;
+        x[i] = (u - 0.5f) * 60.0f; /* y rounds to 1 from x = 16.6 on */
+        g[i] = 0.25f + u;
+    }
+    x[3] = INFINITY, x[17] = -INFINITY, x[40] = NAN, x[41] = 17.0f, x[66] = 100.0f;
+    for (int off = 0; off < 5; off++)
+        for (int n = 0; n + off <= N; n += n < 70 ? 1 : 37) {
+            k->sigmoid(x + off, y + off, n);
+            memset(a, 0x55, sizeof a);
+            memset(b, 0x55, sizeof b);
+            k->sigmoid_bwd(x + off, g + off, a + off, n);
+            k->sigmoid_bwd_y(y + off, x + off, g + off, b + off, n);
+            assert_memory_equal(a, b, sizeof a); /* the bits, and nothing past n written */
+        }
+}
+
 static void test_sigmoid_limits(void **state)
 {
     (void)state;
@@ -1516,11 +1544,17 @@ static int group_setup(void **state)
 }
 
 static const struct CMUnitTest kernel_tests[] = {
-    cmocka_unit_test(test_elementwise),     cmocka_unit_test(test_sigmoid_limits),
-    cmocka_unit_test(test_trig_large),      cmocka_unit_test(test_sum),
-    cmocka_unit_test(test_blas1),           cmocka_unit_test(test_bce_logits),
-    cmocka_unit_test(test_gemm_small),      cmocka_unit_test(test_trig_lanes),
-    cmocka_unit_test(test_lr_block),        cmocka_unit_test(test_exp_exhaustive),
+    cmocka_unit_test(test_elementwise),
+    cmocka_unit_test(test_sigmoid_limits),
+    cmocka_unit_test(test_sigmoid_bwd_from_output),
+    cmocka_unit_test(test_trig_large),
+    cmocka_unit_test(test_sum),
+    cmocka_unit_test(test_blas1),
+    cmocka_unit_test(test_bce_logits),
+    cmocka_unit_test(test_gemm_small),
+    cmocka_unit_test(test_trig_lanes),
+    cmocka_unit_test(test_lr_block),
+    cmocka_unit_test(test_exp_exhaustive),
     cmocka_unit_test(test_trig_exhaustive),
 };
 

@@ -92,8 +92,8 @@ ALWAYS_INLINE __mmask16 is_nan(vf v)
  * 1 + (r + (r^2 P(r) + dr)) so the big terms are added last; the result is scaled by 2^k with a
  * single rounding, subnormals included. The input is clamped to [-104, 89] first (NaN passes
  * through), where exp is 0 and inf already. */
-#define EXP_LN2_HI 0x1.62e43p-1f
-#define EXP_LN2_LO -0x1.05c61p-29f
+#define EXP_LN2_HI  0x1.62e43p-1f
+#define EXP_LN2_LO  -0x1.05c61p-29f
 #define EXP_SHIFTER 0x1.8p23f
 /* exp(r) ~ 1 + r + r^2 (C2 + C3 r + C4 r^2 + C5 r^3 + C6 r^4) on |r| <= ln2/2: minimax for
  * relative error (Remez exchange, then coefficients rounded to float), 0.094 * 2^-24 at most,
@@ -607,6 +607,20 @@ ALWAYS_INLINE vf b_abs(vf x, vf gy)
 static void v_sigmoid_bwd(const float *x, const float *gy, float *gx, int64_t n)
 {
     map_bwd(x, gy, gx, n, b_sigmoid);
+}
+
+/* Vectors whose lanes all have y < 1 (the usual case) never load x. */
+static void v_sigmoid_bwd_y(const float *y, const float *x, const float *gy, float *gx, int64_t n)
+{
+    for (int64_t i = 0; i < n; i += W) {
+        int64_t r = n - i; /* lanes past r load as 0, which is < 1 */
+        vf yv = ld(y + i, r), g = ld(gy + i, r);
+        __mmask16 below = _mm512_cmp_ps_mask(yv, set1(1.0f), _CMP_LT_OQ);
+        vf out = mul(mul(g, sub(set1(1.0f), yv)), yv);
+        if (__builtin_expect(below != 0xffff, 0))
+            out = _mm512_mask_mov_ps(b_sigmoid(ld(x + i, r), g), below, out);
+        st(gx + i, out, r);
+    }
 }
 
 static void v_tanh_bwd(const float *y, const float *gy, float *gx, int64_t n)
@@ -1298,6 +1312,7 @@ int tg_kernels_init_avx512(tg_kernels *k)
     k->div_sv = v_div_sv;
     k->pow_sv = v_pow_sv;
     k->sigmoid_bwd = v_sigmoid_bwd;
+    k->sigmoid_bwd_y = v_sigmoid_bwd_y;
     k->tanh_bwd = v_tanh_bwd;
     k->sqrt_bwd = v_sqrt_bwd;
     k->relu_bwd = v_relu_bwd;

@@ -410,6 +410,20 @@ static void v_sigmoid_bwd(const float *x, const float *gy, float *gx, int64_t n)
     map_bwd(x, gy, gx, n, b_sigmoid);
 }
 
+/* Vectors whose lanes all have y < 1 (the usual case) never load x. */
+static void v_sigmoid_bwd_y(const float *y, const float *x, const float *gy, float *gx, int64_t n)
+{
+    for (int64_t i = 0; i < n; i += W) {
+        int64_t r = n - i; /* lanes past r load as 0, which is < 1 */
+        vf yv = ld(y + i, r), g = ld(gy + i, r);
+        vmask below = vcltq_f32(yv, set1(1.0f));
+        vf out = mul(mul(g, sub(set1(1.0f), yv)), yv);
+        if (__builtin_expect(vminvq_u32(below) == 0, 0))
+            out = sel(below, out, b_sigmoid(ld(x + i, r), g));
+        st(gx + i, out, r);
+    }
+}
+
 static void v_tanh_bwd(const float *y, const float *gy, float *gx, int64_t n)
 {
     map_bwd(y, gy, gx, n, b_tanh);
@@ -771,6 +785,7 @@ int tg_kernels_init_neon(tg_kernels *k)
     k->div_sv = v_div_sv;
     k->pow_sv = v_pow_sv;
     k->sigmoid_bwd = v_sigmoid_bwd;
+    k->sigmoid_bwd_y = v_sigmoid_bwd_y;
     k->tanh_bwd = v_tanh_bwd;
     k->sqrt_bwd = v_sqrt_bwd;
     k->relu_bwd = v_relu_bwd;

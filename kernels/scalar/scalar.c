@@ -136,6 +136,16 @@ static void s_sigmoid_bwd(const float *x, const float *gy, float *gx, int64_t n)
     }
 }
 
+static void s_sigmoid_bwd_y(const float *y, const float *x, const float *gy, float *gx, int64_t n)
+{
+    for (int64_t i = 0; i < n; i++) {
+        if (y[i] < 1.0f)
+            gx[i] = (gy[i] * (1.0f - y[i])) * y[i];
+        else
+            s_sigmoid_bwd(x + i, gy + i, gx + i, 1);
+    }
+}
+
 static void s_tanh_bwd(const float *y, const float *gy, float *gx, int64_t n)
 {
     for (int64_t i = 0; i < n; i++)
@@ -337,6 +347,7 @@ void tg_kernels_init_scalar(tg_kernels *k)
     k->div_sv = s_div_sv;
     k->pow_sv = s_pow_sv;
     k->sigmoid_bwd = s_sigmoid_bwd;
+    k->sigmoid_bwd_y = s_sigmoid_bwd_y;
     k->tanh_bwd = s_tanh_bwd;
     k->sqrt_bwd = s_sqrt_bwd;
     k->relu_bwd = s_relu_bwd;

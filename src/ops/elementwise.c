@@ -9,6 +9,7 @@ typedef struct {
     const float *x, *gy;
     float *y;
     bool uniform;
+    const float *out; /* sigmoid's saved output, for tg_run_sigmoid_bwd */
 } elem_job;
 
 static void unary_chunk(void *ctx, int64_t begin, int64_t end)
@@ -59,12 +60,42 @@ void tg_run_unary_bwd(tg_unary_bwd_fn f, const float *v, const float *gy, bool g
     tg_parallel_for(n, tg_parallel_grain(), unary_bwd_chunk, &j);
 }
 
+/* gx = sigmoid_bwd_y(y, x, gy) over [begin, end), gy uniform or not (as unary_bwd_chunk). */
+static void sigmoid_bwd_chunk(void *ctx, int64_t begin, int64_t end)
+{
+    const elem_job *j = ctx;
+    const tg_kernels *k = tg_kern();
+    if (!j->uniform) {
+        k->sigmoid_bwd_y(j->out + begin, j->x + begin, j->gy + begin, j->y + begin, end - begin);
+        return;
+    }
+    float g[UNIFORM_BLOCK];
+    int64_t fill = end - begin < UNIFORM_BLOCK ? end - begin : UNIFORM_BLOCK;
+    for (int64_t i = 0; i < fill; i++)
+        g[i] = j->gy[0];
+    for (int64_t i = begin; i < end; i += UNIFORM_BLOCK) {
+        int64_t m = end - i < UNIFORM_BLOCK ? end - i : UNIFORM_BLOCK;
+        k->sigmoid_bwd_y(j->out + i, j->x + i, g, j->y + i, m);
+    }
+}
+
+void tg_run_sigmoid_bwd(const float *y, const float *x, const float *gy, bool gy_uniform, float *gx,
+                        int64_t n)
+{
+    elem_job j = {.x = x, .gy = gy, .y = gx, .uniform = gy_uniform, .out = y};
+    if (n < tg_parallel_grain()) {
+        sigmoid_bwd_chunk(&j, 0, n);
+        return;
+    }
+    tg_parallel_for(n, tg_parallel_grain(), sigmoid_bwd_chunk, &j);
+}
+
 /* ---- deterministic sums ---- */
 
 /* The array is cut into at most MAX_BLOCKS blocks of a size that depends only on n; each block
  * is summed by the kernel's pairwise sum and the partials are summed pairwise in block order.
  * Which thread computes a block never changes the result. */
-#define MIN_BLOCK ((int64_t)4096)
+#define MIN_BLOCK  ((int64_t)4096)
 #define MAX_BLOCKS 1024
 
 typedef struct {

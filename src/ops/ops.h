@@ -30,6 +30,9 @@ void tg_run_unary(tg_unary_fn f, const float *x, float *y, int64_t n);
  * stands for every element (the gradient of a sum), which is never materialized. */
 void tg_run_unary_bwd(tg_unary_bwd_fn f, const float *v, const float *gy, bool gy_uniform,
                       float *gx, int64_t n);
+/* The same for sigmoid's backward, which reads the saved output y and, rarely, the input x. */
+void tg_run_sigmoid_bwd(const float *y, const float *x, const float *gy, bool gy_uniform, float *gx,
+                        int64_t n);
 /* Sum of n contiguous floats: the kernel's pairwise sum over fixed blocks, blocks spread over
  * threads, partials combined in a fixed order: the same bits for every thread count. */
 float tg_sum_floats(const float *x, int64_t n);

@@ -5,13 +5,13 @@
 
 #include "ops.h"
 
-enum { SAVE_NONE, SAVE_INPUT, SAVE_OUTPUT };
+enum { SAVE_NONE, SAVE_INPUT, SAVE_OUTPUT, SAVE_BOTH };
 
 typedef struct {
     tg_node_ops node; /* first: the node's ops pointer leads back to this row */
     const char *fn;
-    size_t fwd;       /* offsetof(tg_kernels, ...) of the forward kernel */
-    size_t bwd;       /* offsetof(tg_kernels, ...) of the backward kernel, 0 = special */
+    size_t fwd; /* offsetof(tg_kernels, ...) of the forward kernel */
+    size_t bwd; /* offsetof(tg_kernels, ...) of the backward kernel, 0 = special */
     int save;
 } unary_def;
 
@@ -21,25 +21,28 @@ static tg_status unary_backward(tg_node *n, tg_tensor *g, const bool *needs, tg_
 static tg_status neg_backward(tg_node *n, tg_tensor *g, const bool *needs, tg_tensor **gin);
 static tg_status exp_backward(tg_node *n, tg_tensor *g, const bool *needs, tg_tensor **gin);
 static tg_status log_backward(tg_node *n, tg_tensor *g, const bool *needs, tg_tensor **gin);
+static tg_status sigmoid_backward(tg_node *n, tg_tensor *g, const bool *needs, tg_tensor **gin);
 
 #define K(field) offsetof(tg_kernels, field)
 static const unary_def NEG = {{"NegBackward0", neg_backward}, "tg_neg", K(neg), 0, SAVE_NONE};
 static const unary_def EXP = {{"ExpBackward0", exp_backward}, "tg_exp", K(exp), 0, SAVE_OUTPUT};
 static const unary_def LOG = {{"LogBackward0", log_backward}, "tg_log", K(log), 0, SAVE_INPUT};
-static const unary_def SIN = {{"SinBackward0", unary_backward, true}, "tg_sin", K(sin), K(sin_bwd),
-                              SAVE_INPUT};
-static const unary_def COS = {{"CosBackward0", unary_backward, true}, "tg_cos", K(cos), K(cos_bwd),
-                              SAVE_INPUT};
-static const unary_def TANH = {{"TanhBackward0", unary_backward, true}, "tg_tanh", K(tanh),
-                               K(tanh_bwd), SAVE_OUTPUT};
-static const unary_def SIGMOID = {{"SigmoidBackward0", unary_backward, true}, "tg_sigmoid",
-                                  K(sigmoid), K(sigmoid_bwd), SAVE_INPUT};
-static const unary_def RELU = {{"ReluBackward0", unary_backward, true}, "tg_relu", K(relu),
-                               K(relu_bwd), SAVE_OUTPUT};
-static const unary_def SQRT = {{"SqrtBackward0", unary_backward, true}, "tg_sqrt", K(sqrt),
-                               K(sqrt_bwd), SAVE_OUTPUT};
-static const unary_def ABS = {{"AbsBackward0", unary_backward, true}, "tg_abs", K(abs), K(abs_bwd),
-                              SAVE_INPUT};
+static const unary_def SIN = {
+    {"SinBackward0", unary_backward, true}, "tg_sin", K(sin), K(sin_bwd), SAVE_INPUT};
+static const unary_def COS = {
+    {"CosBackward0", unary_backward, true}, "tg_cos", K(cos), K(cos_bwd), SAVE_INPUT};
+static const unary_def TANH = {
+    {"TanhBackward0", unary_backward, true}, "tg_tanh", K(tanh), K(tanh_bwd), SAVE_OUTPUT};
+/* Saves its output as PyTorch does (the backward then reads y, not x, and computes no exp) and
+ * its input for the rare lanes where y rounds to 1. */
+static const unary_def SIGMOID = {
+    {"SigmoidBackward0", sigmoid_backward, true}, "tg_sigmoid", K(sigmoid), 0, SAVE_BOTH};
+static const unary_def RELU = {
+    {"ReluBackward0", unary_backward, true}, "tg_relu", K(relu), K(relu_bwd), SAVE_OUTPUT};
+static const unary_def SQRT = {
+    {"SqrtBackward0", unary_backward, true}, "tg_sqrt", K(sqrt), K(sqrt_bwd), SAVE_OUTPUT};
+static const unary_def ABS = {
+    {"AbsBackward0", unary_backward, true}, "tg_abs", K(abs), K(abs_bwd), SAVE_INPUT};
 
 /* Output tensor of a's shape with the kernel applied; the node is recorded by the caller. */
 static tg_tensor *map_unary(tg_tensor *a, tg_unary_fn f, const char *fn)
@@ -66,9 +69,9 @@ static tg_tensor *finish(const tg_node_ops *ops, tg_tensor *out, tg_tensor *a, i
         return out;
     }
     bool ok = true;
-    if (save == SAVE_INPUT)
+    if (save == SAVE_INPUT || save == SAVE_BOTH)
         ok = tg_save(node, a);
-    else if (save == SAVE_OUTPUT)
+    if (ok && (save == SAVE_OUTPUT || save == SAVE_BOTH))
         ok = tg_save_output(node, out);
     if (!ok) {
         tg_release(out);
@@ -101,6 +104,21 @@ static tg_status unary_backward(tg_node *n, tg_tensor *g, const bool *needs, tg_
     return gx ? TG_OK : tg_last_status();
 }
 
+/* saved[0] = x, saved[1] = y = sigmoid(x). */
+static tg_status sigmoid_backward(tg_node *n, tg_tensor *g, const bool *needs, tg_tensor **gin)
+{
+    (void)needs;
+    tg_tensor *x = tg_as_contiguous(n->saved[0]);
+    tg_tensor *y = x ? tg_as_contiguous(n->saved[1]) : NULL;
+    tg_tensor *gx = y ? tg_new(x->ndim, x->shape, n->ops->name) : NULL;
+    if (gx)
+        tg_run_sigmoid_bwd(tg_ptr(y), tg_ptr(x), tg_ptr(g), !g->contiguous, tg_ptr(gx), x->numel);
+    tg_release(y);
+    tg_release(x);
+    gin[0] = gx;
+    return gx ? TG_OK : tg_last_status();
+}
+
 static tg_status neg_backward(tg_node *n, tg_tensor *g, const bool *needs, tg_tensor **gin)
 {
     (void)n, (void)needs;
@@ -122,16 +140,46 @@ static tg_status log_backward(tg_node *n, tg_tensor *g, const bool *needs, tg_te
     return gin[0] ? TG_OK : tg_last_status();
 }
 
-tg_tensor *tg_neg(tg_tensor *a) { return unary(&NEG, a); }
-tg_tensor *tg_exp(tg_tensor *a) { return unary(&EXP, a); }
-tg_tensor *tg_log(tg_tensor *a) { return unary(&LOG, a); }
-tg_tensor *tg_sin(tg_tensor *a) { return unary(&SIN, a); }
-tg_tensor *tg_cos(tg_tensor *a) { return unary(&COS, a); }
-tg_tensor *tg_tanh(tg_tensor *a) { return unary(&TANH, a); }
-tg_tensor *tg_sigmoid(tg_tensor *a) { return unary(&SIGMOID, a); }
-tg_tensor *tg_relu(tg_tensor *a) { return unary(&RELU, a); }
-tg_tensor *tg_sqrt(tg_tensor *a) { return unary(&SQRT, a); }
-tg_tensor *tg_abs(tg_tensor *a) { return unary(&ABS, a); }
+tg_tensor *tg_neg(tg_tensor *a)
+{
+    return unary(&NEG, a);
+}
+tg_tensor *tg_exp(tg_tensor *a)
+{
+    return unary(&EXP, a);
+}
+tg_tensor *tg_log(tg_tensor *a)
+{
+    return unary(&LOG, a);
+}
+tg_tensor *tg_sin(tg_tensor *a)
+{
+    return unary(&SIN, a);
+}
+tg_tensor *tg_cos(tg_tensor *a)
+{
+    return unary(&COS, a);
+}
+tg_tensor *tg_tanh(tg_tensor *a)
+{
+    return unary(&TANH, a);
+}
+tg_tensor *tg_sigmoid(tg_tensor *a)
+{
+    return unary(&SIGMOID, a);
+}
+tg_tensor *tg_relu(tg_tensor *a)
+{
+    return unary(&RELU, a);
+}
+tg_tensor *tg_sqrt(tg_tensor *a)
+{
+    return unary(&SQRT, a);
+}
+tg_tensor *tg_abs(tg_tensor *a)
+{
+    return unary(&ABS, a);
+}
 
 /* ---- ops with a scalar parameter ---- */
 
