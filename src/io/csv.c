@@ -906,13 +906,12 @@ typedef struct {
 } job;
 
 #if CSV_FAST_ROWS && defined(TG_HAVE_CSV_AVX512)
-/* Whether this CPU runs csv_avx512.c (every extension it is compiled with), and TAPEGRAD_ISA,
- * which picks the kernel family, does not ask for an older one (tests use it to reach the
- * SSE2 rows). */
+/* Whether this CPU runs csv_avx512.c (every extension it is compiled with) and the kernel
+ * family in force is avx512: TAPEGRAD_ISA or tg_set_isa() asking for an older family also
+ * keeps the reader on the SSE2 rows (tests use that to reach them). */
 static bool avx512_rows_ok(void)
 {
-    const char *isa = getenv("TAPEGRAD_ISA");
-    if (isa && *isa && strcmp(isa, "avx512") != 0)
+    if (strcmp(tg_isa(), "avx512") != 0)
         return false;
     __builtin_cpu_init();
     return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") &&
