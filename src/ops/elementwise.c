@@ -32,21 +32,33 @@ void tg_run_unary(tg_unary_fn f, const float *x, float *y, int64_t n)
  * the kernel keeps its vector form and no full-size tensor of g is ever written. */
 #define UNIFORM_BLOCK 2048
 
-static void unary_bwd_chunk(void *ctx, int64_t begin, int64_t end)
+/* One piece [i, i + m) of a backward pass, with g the gradient for exactly that piece. */
+typedef void (*bwd_piece_fn)(const elem_job *j, const float *g, int64_t i, int64_t m);
+
+/* Runs piece over [begin, end): in one go when the gradient is a full array, or in pieces of at
+ * most UNIFORM_BLOCK reading one buffer filled with the uniform value. */
+static void bwd_pieces(const elem_job *j, int64_t begin, int64_t end, bwd_piece_fn piece)
 {
-    const elem_job *j = ctx;
     if (!j->uniform) {
-        j->b(j->x + begin, j->gy + begin, j->y + begin, end - begin);
+        piece(j, j->gy + begin, begin, end - begin);
         return;
     }
     float g[UNIFORM_BLOCK];
     int64_t fill = end - begin < UNIFORM_BLOCK ? end - begin : UNIFORM_BLOCK;
     for (int64_t i = 0; i < fill; i++)
         g[i] = j->gy[0];
-    for (int64_t i = begin; i < end; i += UNIFORM_BLOCK) {
-        int64_t m = end - i < UNIFORM_BLOCK ? end - i : UNIFORM_BLOCK;
-        j->b(j->x + i, g, j->y + i, m);
-    }
+    for (int64_t i = begin; i < end; i += UNIFORM_BLOCK)
+        piece(j, g, i, end - i < UNIFORM_BLOCK ? end - i : UNIFORM_BLOCK);
+}
+
+static void unary_bwd_piece(const elem_job *j, const float *g, int64_t i, int64_t m)
+{
+    j->b(j->x + i, g, j->y + i, m);
+}
+
+static void unary_bwd_chunk(void *ctx, int64_t begin, int64_t end)
+{
+    bwd_pieces(ctx, begin, end, unary_bwd_piece);
 }
 
 void tg_run_unary_bwd(tg_unary_bwd_fn f, const float *v, const float *gy, bool gy_uniform,
@@ -60,23 +72,15 @@ void tg_run_unary_bwd(tg_unary_bwd_fn f, const float *v, const float *gy, bool g
     tg_parallel_for(n, tg_parallel_grain(), unary_bwd_chunk, &j);
 }
 
-/* gx = sigmoid_bwd_y(y, x, gy) over [begin, end), gy uniform or not (as unary_bwd_chunk). */
+/* gx = sigmoid_bwd_y(y, x, g): y is the saved output (j->out), x the input. */
+static void sigmoid_bwd_piece(const elem_job *j, const float *g, int64_t i, int64_t m)
+{
+    tg_kern()->sigmoid_bwd_y(j->out + i, j->x + i, g, j->y + i, m);
+}
+
 static void sigmoid_bwd_chunk(void *ctx, int64_t begin, int64_t end)
 {
-    const elem_job *j = ctx;
-    const tg_kernels *k = tg_kern();
-    if (!j->uniform) {
-        k->sigmoid_bwd_y(j->out + begin, j->x + begin, j->gy + begin, j->y + begin, end - begin);
-        return;
-    }
-    float g[UNIFORM_BLOCK];
-    int64_t fill = end - begin < UNIFORM_BLOCK ? end - begin : UNIFORM_BLOCK;
-    for (int64_t i = 0; i < fill; i++)
-        g[i] = j->gy[0];
-    for (int64_t i = begin; i < end; i += UNIFORM_BLOCK) {
-        int64_t m = end - i < UNIFORM_BLOCK ? end - i : UNIFORM_BLOCK;
-        k->sigmoid_bwd_y(j->out + i, j->x + i, g, j->y + i, m);
-    }
+    bwd_pieces(ctx, begin, end, sigmoid_bwd_piece);
 }
 
 void tg_run_sigmoid_bwd(const float *y, const float *x, const float *gy, bool gy_uniform, float *gx,
