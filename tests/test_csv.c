@@ -613,7 +613,7 @@ static void test_progress_callback(void **state)
         o.progress_user = &l;
         tg_csv_data d;
         assert_int_equal(tg_csv_read_buffer("big", text, strlen(text), &o, &d), TG_OK);
-        assert_true(l.calls >= 2);
+        assert_true(l.calls >= 1); /* the final call; block calls only for blocks this thread ran */
         assert_false(l.decreased);
         assert_false(l.other_thread);
         assert_int_equal(l.last, rows);
