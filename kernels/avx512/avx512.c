@@ -16,6 +16,7 @@
 #include <immintrin.h>
 #include <math.h>
 #include <sleef.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -104,7 +105,10 @@ ALWAYS_INLINE __mmask16 is_nan(vf v)
 #define EXP_C5 0x1.12472ap-7f
 #define EXP_C6 0x1.6c3514p-10f
 
-ALWAYS_INLINE vf vexp(vf x)
+/* compensate: add back dr, the rounding error of r (exp's 0.906 ULP needs it). sigmoid passes
+ * false: 1/(1 + e) is dominated by its own roundings (2.48 ULP worst over every float with or
+ * without dr, measured), and dropping the three operations makes it 16% faster in cache. */
+ALWAYS_INLINE vf vexp_core(vf x, const bool compensate)
 {
     x = _mm512_min_ps(set1(89.0f), _mm512_max_ps(set1(-104.0f), x)); /* NaN x: returned as is */
     /* k = round(x / ln2) by the 1.5 * 2^23 shifter: one FMA and one subtraction, where a
@@ -112,15 +116,25 @@ ALWAYS_INLINE vf vexp(vf x)
     vf k = sub(_mm512_fmadd_ps(x, set1(0x1.715476p+0f), set1(EXP_SHIFTER)), set1(EXP_SHIFTER));
     vf r1 = _mm512_fnmadd_ps(k, set1(EXP_LN2_HI), x);
     vf r = _mm512_fnmadd_ps(k, set1(EXP_LN2_LO), r1);
-    vf dr = _mm512_fnmadd_ps(k, set1(EXP_LN2_LO), sub(r1, r)); /* what rounding r dropped */
     vf p = set1(EXP_C6);
     p = _mm512_fmadd_ps(p, r, set1(EXP_C5));
     p = _mm512_fmadd_ps(p, r, set1(EXP_C4));
     p = _mm512_fmadd_ps(p, r, set1(EXP_C3));
     p = _mm512_fmadd_ps(p, r, set1(EXP_C2));
-    vf q = add(r, _mm512_fmadd_ps(p, mul(r, r), dr));
+    vf q;
+    if (compensate) {
+        vf dr = _mm512_fnmadd_ps(k, set1(EXP_LN2_LO), sub(r1, r)); /* what rounding r dropped */
+        q = add(r, _mm512_fmadd_ps(p, mul(r, r), dr));
+    } else {
+        q = _mm512_fmadd_ps(p, mul(r, r), r);
+    }
     return _mm512_scalef_ps(add(set1(1.0f), q),
                             k); /* y 2^k, overflow and subnormals rounded once */
+}
+
+ALWAYS_INLINE vf vexp(vf x)
+{
+    return vexp_core(x, true);
 }
 
 /* ---- sin and cos --------------------------------------------------------------------------
@@ -376,7 +390,7 @@ ALWAYS_INLINE vf f_tanh(vf v)
 ALWAYS_INLINE vf f_sigmoid(vf v)
 {
     vf one = set1(1.0f);
-    return dvd(one, add(one, vexp(neg(v))));
+    return dvd(one, add(one, vexp_core(neg(v), false)));
 }
 
 ALWAYS_INLINE vf f_add(vf a, vf b)
@@ -563,7 +577,7 @@ ALWAYS_INLINE void map_bwd(const float *v, const float *gy, float *gx, int64_t n
 ALWAYS_INLINE vf b_sigmoid(vf x, vf gy)
 {
     vf one = set1(1.0f);
-    vf e = vexp(neg(x));
+    vf e = vexp_core(neg(x), false); /* the forward's y, bit for bit */
     vf d = add(one, e);
     vf y = dvd(one, d);
     vf g = mul(mul(gy, sub(one, y)), y);
