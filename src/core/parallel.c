@@ -8,6 +8,8 @@
 #define _GNU_SOURCE /* sched_getaffinity, CPU_COUNT */
 #include "parallel.h"
 
+#include <cblas.h> /* openblas_set_num_threads */
+
 #include <pthread.h>
 #include <sched.h>
 #include <stdatomic.h>
@@ -94,6 +96,9 @@ static int default_threads(void)
 void tg_set_num_threads(int n)
 {
     atomic_store(&requested, n > 0 ? (n < MAX_THREADS ? n : MAX_THREADS) : 0);
+    /* OpenBLAS runs its own pool for large products; it follows the same setting, so one thread
+     * means one thread (an idle OpenBLAS worker otherwise spins on the other core). */
+    openblas_set_num_threads(tg_get_num_threads());
 }
 
 int tg_get_num_threads(void)
