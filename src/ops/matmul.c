@@ -202,6 +202,12 @@ static tg_status matmul_backward(tg_node *n, tg_tensor *g, const bool *needs, tg
         shape[nb + 1] = b2->shape[b2->ndim - 1];
         g2 = tg_reshape(g, nb + 2, shape);
     }
+    if (g2 && !g2->contiguous && needs[0] && needs[1]) {
+        /* Both products would copy an expanded g (the gradient of a sum) for BLAS: copy once. */
+        tg_tensor *c = tg_as_contiguous(g2);
+        tg_release(g2);
+        g2 = c;
+    }
     tg_status st = g2 ? TG_OK : tg_last_status();
     if (needs[0] && st == TG_OK) {
         tg_tensor *bt = transpose_last(b2);
