@@ -49,8 +49,8 @@
 #define ROLE_SKIP  (-1)
 #define ROLE_LABEL (-2)
 #ifndef TG_CSV_BLOCK_ROWS
-#define TG_CSV_BLOCK_ROWS 4096 /* rows per parallel work item (tests may build with tiny blocks)   \
-                                */
+/* Rows per parallel work item (tests may build with tiny blocks). */
+#define TG_CSV_BLOCK_ROWS 4096
 #endif
 #define BLOCK_ROWS  ((int64_t)TG_CSV_BLOCK_ROWS)
 #define SNIPPET_MAX 40 /* bytes of a bad field quoted in an error message */
@@ -898,6 +898,7 @@ typedef struct {
     int64_t nblocks;
     atomic_llong next_block;
     atomic_llong first_error; /* lowest block with an error; later blocks need not run */
+    bool fast;                /* plain-number rows may take a fast row parser (fast_rows_ok) */
     bool avx512;              /* fast rows go to csv_fast_row_avx512 with this plan */
     csv_fast_plan plan;
     atomic_llong blocks_done;
@@ -920,13 +921,19 @@ static bool avx512_rows_ok(void)
 }
 #endif
 
-/* Sets up the AVX-512 row parser for j when the CPU has it and fast rows apply. */
+/* Decides once per read whether fast rows apply, and sets up the AVX-512 row parser when the
+ * CPU has it. */
 static void plan_fast_rows(job *j)
 {
     const csv_ctx *cx = j->cx;
     j->avx512 = false;
+#if CSV_FAST_ROWS
+    j->fast = fast_rows_ok(cx);
+#else
+    j->fast = false;
+#endif
 #if CSV_FAST_ROWS && defined(TG_HAVE_CSV_AVX512)
-    if (!fast_rows_ok(cx) || !avx512_rows_ok())
+    if (!j->fast || !avx512_rows_ok())
         return;
     csv_fast_plan *pl = &j->plan;
     *pl = (csv_fast_plan){.end = cx->end,
@@ -981,7 +988,7 @@ static inline bool try_fast_row(const job *j, csv_fast_scratch *sc, const char *
 #endif
 
 /* Parses the rows of block b; false at the first error (recorded in the block's state). */
-static bool parse_block_rows(job *j, int64_t b, bool fast, csv_fast_scratch *sc)
+static bool parse_block_rows(job *j, int64_t b, csv_fast_scratch *sc)
 {
     const csv_ctx *cx = j->cx;
     block_state *bs = &j->bs[b];
@@ -990,10 +997,10 @@ static bool parse_block_rows(job *j, int64_t b, bool fast, csv_fast_scratch *sc)
         float *y = j->y ? j->y + r : NULL;
         float *x = j->X + r * cx->nfeat;
 #if CSV_FAST_ROWS
-        if (fast && try_fast_row(j, sc, j->rows[r], x, y))
+        if (j->fast && try_fast_row(j, sc, j->rows[r], x, y))
             continue;
 #else
-        (void)fast, (void)sc;
+        (void)sc;
 #endif
         if (!parse_row(cx, bs, r, j->rows[r], x, y))
             return false;
@@ -1003,12 +1010,7 @@ static bool parse_block_rows(job *j, int64_t b, bool fast, csv_fast_scratch *sc)
 
 static void parse_block(job *j, int64_t b, csv_fast_scratch *sc)
 {
-#if CSV_FAST_ROWS
-    const bool fast = fast_rows_ok(j->cx);
-#else
-    const bool fast = false;
-#endif
-    if (!parse_block_rows(j, b, fast, sc)) {
+    if (!parse_block_rows(j, b, sc)) {
         long long cur = atomic_load(&j->first_error);
         while (b < cur && !atomic_compare_exchange_weak(&j->first_error, &cur, b)) {
         }
@@ -1027,10 +1029,9 @@ static void run_blocks(job *j, bool caller)
             break;
         parse_block(j, b, &sc);
         long long done = atomic_fetch_add(&j->blocks_done, 1) + 1;
-        if (caller && j->progress) {
-            int64_t rows = done * BLOCK_ROWS;
-            j->progress(rows < j->nrows ? rows : j->nrows, j->nrows, j->progress_user);
-        }
+        /* The last block is left to parse_data's final call, made once every row is in. */
+        if (caller && j->progress && done * BLOCK_ROWS < j->nrows)
+            j->progress(done * BLOCK_ROWS, j->nrows, j->progress_user);
     }
     free(sc.ends);
     free(sc.vals);
