@@ -157,6 +157,12 @@ expect 2 "bad val split" -- "$BIN" train --val-split 2
 expect 2 "patience without a split" -- "$BIN" train --patience 3
 expect 2 "unknown command" -- "$BIN" frobnicate
 expect 2 "predict without --model" -- "$BIN" predict "$DATA"
+expect 2 "bad --missing value" -- "$BIN" train "$DATA" --label placement --missing sometimes \
+    --model "$OUT"
+one_line_error "bad --missing value" "sometimes"
+no_file "bad --missing value" "$OUT"
+expect 2 "bad --delimiter" -- "$BIN" eval --model "$M" "$DATA" --label placement --delimiter ab
+one_line_error "bad --delimiter" "--delimiter"
 expect 0 "help" -- "$BIN" train --help
 grep -q -- '--val-split' "$TMP/out" || fail "train --help lacks the options"
 
@@ -183,7 +189,6 @@ grep -q '"rows":4' "$TMP/out" || fail "--missing drop: expected 4 rows: $(cat "$
 expect 0 "--missing mean" -- "$BIN" train "$TMP/strings.csv" --label y --positive yes \
     --missing mean --json --quiet
 grep -q '"rows":5' "$TMP/out" || fail "--missing mean: expected 5 rows: $(cat "$TMP/out")"
-expect 1 "bad --missing" -- "$BIN" train "$TMP/strings.csv" --label y --missing zap
 
 echo "$checks checks, $failures failures"
 [ "$failures" -eq 0 ]

@@ -195,3 +195,10 @@ bool cli_csv_options(const char *cmd, const cli_csv *in, tg_csv_options *opt)
     }
     return true;
 }
+
+bool cli_csv_valid(const char *cmd, const cli_csv *in)
+{
+    tg_csv_options scratch;
+    tg_csv_options_init(&scratch);
+    return cli_csv_options(cmd, in, &scratch);
+}

@@ -58,6 +58,9 @@ typedef struct cli_csv {
 /* Fills opt from the command-line CSV settings; false (with a message) on a bad delimiter or
  * --missing value. */
 bool cli_csv_options(const char *cmd, const cli_csv *in, tg_csv_options *opt);
+/* Checks the CSV options up front, so a bad value is a usage error (exit 2) found before any
+ * file is opened. */
+bool cli_csv_valid(const char *cmd, const cli_csv *in);
 
 /* ---- output helpers (util.c) ------------------------------------------------------------- */
 /* "tapegrad CMD: message" on stderr, one line. */

@@ -107,6 +107,8 @@ int cmd_eval(int argc, char **argv)
     };
     if (!cli_parse("eval", argc, argv, opts, pos, 1, &n_pos, &help))
         return EXIT_USAGE;
+    if (!cli_csv_valid("eval", &csv))
+        return EXIT_USAGE;
     if (help) {
         fputs(USAGE, stdout);
         return EXIT_OK;

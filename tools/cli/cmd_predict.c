@@ -83,6 +83,8 @@ int cmd_predict(int argc, char **argv)
     };
     if (!cli_parse("predict", argc, argv, opts, pos, 1, &n_pos, &help))
         return EXIT_USAGE;
+    if (!cli_csv_valid("predict", &csv))
+        return EXIT_USAGE;
     if (help) {
         fputs(USAGE, stdout);
         return EXIT_OK;

@@ -423,7 +423,7 @@ static int train(int argc, char **argv)
 {
     train_args a;
     bool help = false;
-    if (!parse_train(argc, argv, &a, &help))
+    if (!parse_train(argc, argv, &a, &help) || !cli_csv_valid("train", &a.csv))
         return EXIT_USAGE;
     a.rank = a.distributed ? tg_dist_rank() : 0;
     if (help) {
