@@ -31,7 +31,8 @@ static int64_t numel_of(const shape_t *s)
 }
 
 /* Element of a lifted batched operand at (batch index vector, r, c) with broadcasting. */
-static double at(const float *v, const shape_t *s, const int64_t *bidx, int nb, int64_t r, int64_t c)
+static double at(const float *v, const shape_t *s, const int64_t *bidx, int nb, int64_t r,
+                 int64_t c)
 {
     int64_t rows = s->shape[s->ndim - 2], cols = s->shape[s->ndim - 1];
     int64_t off = 0, mul = rows * cols;
@@ -113,7 +114,7 @@ static void test_matmul_values(void **state)
     check_matmul(2, (int64_t[]){3, 5}, 1, (int64_t[]){5}, false);
     check_matmul(1, (int64_t[]){5}, 2, (int64_t[]){5, 4}, true);
     check_matmul(2, (int64_t[]){3, 5}, 2, (int64_t[]){5, 4}, true);
-    check_matmul(2, (int64_t[]){70, 65}, 2, (int64_t[]){65, 80}, true);     /* BLAS path */
+    check_matmul(2, (int64_t[]){70, 65}, 2, (int64_t[]){65, 80}, true); /* BLAS path */
     check_matmul(3, (int64_t[]){4, 3, 5}, 2, (int64_t[]){5, 2}, false);
     check_matmul(3, (int64_t[]){4, 3, 5}, 3, (int64_t[]){4, 5, 2}, true);
     check_matmul(4, (int64_t[]){2, 1, 3, 4}, 3, (int64_t[]){5, 4, 2}, true); /* broadcast batch */
@@ -196,19 +197,29 @@ static void test_linear(void **state)
 {
     (void)state;
     int one = 1;
-    gc_input x2[3] = {in(2, (int64_t[]){5, 3}, GC_CONTIGUOUS), in(2, (int64_t[]){4, 3}, GC_CONTIGUOUS),
+    gc_input x2[3] = {in(2, (int64_t[]){5, 3}, GC_CONTIGUOUS),
+                      in(2, (int64_t[]){4, 3}, GC_CONTIGUOUS),
                       in(1, (int64_t[]){4}, GC_CONTIGUOUS)};
     assert_true(gc_check("linear 2-D bias", f_linear, &one, 3, x2, 1));
     assert_true(gc_check("linear 2-D", f_linear, NULL, 2, x2, 2));
-    gc_input xt[3] = {in(2, (int64_t[]){5, 3}, GC_TRANSPOSED), in(2, (int64_t[]){4, 3}, GC_TRANSPOSED),
-                      in(1, (int64_t[]){4}, GC_STRIDED)};
+    gc_input xt[3] = {in(2, (int64_t[]){5, 3}, GC_TRANSPOSED),
+                      in(2, (int64_t[]){4, 3}, GC_TRANSPOSED), in(1, (int64_t[]){4}, GC_STRIDED)};
     assert_true(gc_check("linear strided", f_linear, &one, 3, xt, 3));
-    gc_input x3[3] = {in(3, (int64_t[]){2, 5, 3}, GC_CONTIGUOUS), in(2, (int64_t[]){4, 3}, GC_CONTIGUOUS),
+    gc_input x3[3] = {in(3, (int64_t[]){2, 5, 3}, GC_CONTIGUOUS),
+                      in(2, (int64_t[]){4, 3}, GC_CONTIGUOUS),
                       in(1, (int64_t[]){4}, GC_CONTIGUOUS)};
     assert_true(gc_check("linear 3-D bias", f_linear, &one, 3, x3, 4));
     gc_input x1[3] = {in(1, (int64_t[]){3}, GC_CONTIGUOUS), in(2, (int64_t[]){4, 3}, GC_CONTIGUOUS),
                       in(1, (int64_t[]){4}, GC_CONTIGUOUS)};
     assert_true(gc_check("linear 1-D bias", f_linear, &one, 3, x1, 5));
+    gc_input x3t[3] = {in(3, (int64_t[]){2, 5, 3}, GC_TRANSPOSED),
+                       in(2, (int64_t[]){4, 3}, GC_CONTIGUOUS),
+                       in(1, (int64_t[]){4}, GC_CONTIGUOUS)};
+    assert_true(gc_check("linear 3-D strided bias", f_linear, &one, 3, x3t, 6));
+    gc_input x4[3] = {in(4, (int64_t[]){2, 1, 5, 3}, GC_CONTIGUOUS),
+                      in(2, (int64_t[]){4, 3}, GC_CONTIGUOUS),
+                      in(1, (int64_t[]){4}, GC_CONTIGUOUS)};
+    assert_true(gc_check("linear 4-D bias", f_linear, &one, 3, x4, 7));
 
     tg_scope_begin();
     tg_tensor *x = tg_requires_grad_(tg_ones(2, (int64_t[]){2, 3}), true);
@@ -216,6 +227,20 @@ static void test_linear(void **state)
     tg_tensor *y = tg_linear(x, W, b);
     assert_string_equal(tg_grad_fn_name(y), "AddmmBackward0");
     assert_float_equal(tg_item(tg_sum(y)), 24.0f, 0.0f);
+    /* The graph PyTorch 1.13 builds for each input rank and layout (F.linear with a bias). */
+    tg_tensor *u = tg_requires_grad_(tg_ones(3, (int64_t[]){5, 2, 3}), true);
+    tg_tensor *y3 = tg_linear(u, W, b);
+    assert_string_equal(tg_grad_fn_name(y3), "ViewBackward0");
+    assert_int_equal(tg_ndim(y3), 3);
+    assert_int_equal(tg_shape(y3)[2], 4);
+    assert_float_equal(tg_item(tg_sum(y3)), 120.0f, 0.0f);
+    assert_string_equal(tg_grad_fn_name(tg_linear(tg_transpose(u, 0, 1), W, b)), "AddBackward0");
+    assert_string_equal(tg_grad_fn_name(tg_linear(tg_reshape(u, 4, (int64_t[]){1, 5, 2, 3}), W, b)),
+                        "AddBackward0");
+    assert_string_equal(tg_grad_fn_name(tg_linear(u, W, NULL)), "UnsafeViewBackward0");
+    assert_string_equal(
+        tg_grad_fn_name(tg_linear(tg_requires_grad_(tg_ones(1, (int64_t[]){3}), true), W, b)),
+        "AddBackward0");
     assert_null(tg_linear(x, tg_ones(2, (int64_t[]){4, 2}), b));
     assert_int_equal(tg_last_status(), TG_ESHAPE);
     assert_null(tg_linear(x, W, tg_zeros(1, (int64_t[]){3})));
@@ -229,7 +254,10 @@ static void test_linear(void **state)
 
 /* A parameter p with a fixed gradient function g(p, step) = p * 0.5 + c_i + 0.1 * step, so the
  * gradient changes between steps and depends on the parameter. */
-static double grad_of(double p, int i, int step) { return 0.5 * p + (i - 2) * 0.3 + 0.1 * step; }
+static double grad_of(double p, int i, int step)
+{
+    return 0.5 * p + (i - 2) * 0.3 + 0.1 * step;
+}
 
 static void set_grads(tg_tensor *p, int step)
 {
@@ -413,7 +441,8 @@ static void test_save_load_resumes_exactly(void **state)
     assert_int_equal(tg_optimizer_load(sgd, path), TG_EPARSE);
     assert_int_equal(tg_optimizer_load(sgd, "/nonexistent/opt.bin"), TG_EIO);
 
-    tg_optimizer_free(opt), tg_optimizer_free(resumed), tg_optimizer_free(other), tg_optimizer_free(sgd);
+    tg_optimizer_free(opt), tg_optimizer_free(resumed), tg_optimizer_free(other),
+        tg_optimizer_free(sgd);
     tg_release(p), tg_release(q), tg_release(r);
     remove(path);
     rmdir(dir);

@@ -29,8 +29,9 @@ static bool check_linear(const tg_tensor *x, const tg_tensor *W, const tg_tensor
     tg_shape_str(xs, sizeof xs, x->ndim, x->shape);
     tg_shape_str(ws, sizeof ws, W->ndim, W->shape);
     if (W->ndim != 2 || x->ndim < 1 || x->shape[x->ndim - 1] != W->shape[1]) {
-        tg_set_error(TG_ESHAPE, "tg_linear: input %s and weight %s do not fit ([..., in] and [out, in])",
-                     xs, ws);
+        tg_set_error(TG_ESHAPE,
+                     "tg_linear: input %s and weight %s do not fit ([..., in] and [out, in])", xs,
+                     ws);
         return false;
     }
     if (b && (b->ndim != 1 || b->shape[0] != W->shape[0])) {
@@ -51,11 +52,26 @@ static tg_tensor *addmm_forward(tg_tensor *x, tg_tensor *W, tg_tensor *b)
         for (int64_t r = 0; r < rows; r++)
             tg_kern()->copy(tg_ptr(bc), tg_ptr(out) + r * outf, outf);
         if (rows && outf && in)
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)rows, (int)outf, (int)in, 1.0f,
-                        tg_ptr(xc), (int)in, tg_ptr(wc), (int)in, 1.0f, tg_ptr(out), (int)outf);
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)rows, (int)outf, (int)in,
+                        1.0f, tg_ptr(xc), (int)in, tg_ptr(wc), (int)in, 1.0f, tg_ptr(out),
+                        (int)outf);
     }
     tg_release(xc), tg_release(wc), tg_release(bc);
     return out;
+}
+
+/* A contiguous [B, T, in] input with a bias: PyTorch views it as [B * T, in], runs the 2-D addmm
+ * and views the result back, so the graph and the output's grad_fn (ViewBackward0) match, and
+ * the bias costs no extra pass over the output. */
+static tg_tensor *linear_3d(tg_tensor *x, tg_tensor *W, tg_tensor *b)
+{
+    int64_t rows = x->shape[0] * x->shape[1];
+    int64_t shape[3] = {x->shape[0], x->shape[1], W->shape[0]};
+    tg_tensor *x2 = tg_view_dense_(x, 2, (int64_t[]){rows, x->shape[2]});
+    tg_tensor *y2 = x2 ? tg_linear(x2, W, b) : NULL;
+    tg_tensor *y = y2 ? tg_view_dense_(y2, 3, shape) : NULL;
+    tg_release(x2), tg_release(y2);
+    return y;
 }
 
 tg_tensor *tg_linear(tg_tensor *x, tg_tensor *W, tg_tensor *b)
@@ -75,7 +91,9 @@ tg_tensor *tg_linear(tg_tensor *x, tg_tensor *W, tg_tensor *b)
         }
         TG_API_RETURN(out);
     }
-    /* Other ranks compose matmul and add, as PyTorch does for them. */
+    if (x->ndim == 3 && b && x->contiguous)
+        TG_API_RETURN(linear_3d(x, W, b));
+    /* Other inputs compose matmul and add, as PyTorch does for them. */
     tg_tensor *wt = tg_transpose(W, 0, 1);
     tg_tensor *y = wt ? tg_matmul(x, wt) : NULL;
     tg_release(wt);

@@ -12,6 +12,9 @@
 tg_tensor *tg_null_arg(const char *fn);
 
 /* Broadcast shape of a and b (NumPy rules); false + TG_ESHAPE error naming fn and both shapes. */
+/* Tensor.view of a contiguous tensor to a shape of the same element count (not checked): a view
+ * whose node is ViewBackward0, for ops that reproduce PyTorch's own graph. */
+tg_tensor *tg_view_dense_(tg_tensor *a, int ndim, const int64_t *shape);
 bool tg_broadcast_shape(const tg_tensor *a, const tg_tensor *b, int *ndim, int64_t *shape,
                         const char *fn);
 /* Strides that view t at the (broadcast) shape [ndim, shape]: 0 where t is broadcast. */

@@ -33,7 +33,8 @@ static bool infer_shape(const tg_tensor *a, int ndim, const int64_t *shape, int6
             continue;
         }
         if (shape[i] < 0) {
-            tg_set_error(TG_EINVAL, "tg_reshape: invalid shape %s", tg_shape_str(x, sizeof x, ndim, shape));
+            tg_set_error(TG_EINVAL, "tg_reshape: invalid shape %s",
+                         tg_shape_str(x, sizeof x, ndim, shape));
             return false;
         }
         known *= shape[i];
@@ -139,6 +140,22 @@ tg_tensor *tg_reshape(tg_tensor *a, int ndim, const int64_t *shape)
     TG_API_RETURN(out);
 }
 
+static const tg_node_ops VIEW = {"ViewBackward0", reshape_backward};
+
+tg_tensor *tg_view_dense_(tg_tensor *a, int ndim, const int64_t *shape)
+{
+    int64_t st[TG_MAX_DIMS];
+    if (!a->contiguous) {
+        tg_set_error(TG_EINVAL, "view: the input is not contiguous");
+        return NULL;
+    }
+    view_strides(a, ndim, shape, st); /* always succeeds on a dense tensor */
+    tg_tensor *out = tg_view_of(a, ndim, shape, st, a->offset);
+    if (out)
+        tg_record(&VIEW, out, 1, &a);
+    return out;
+}
+
 /* ---- permute / transpose ---- */
 
 static tg_tensor *permuted_view(tg_tensor *a, const int *perm)
@@ -200,7 +217,8 @@ tg_tensor *tg_transpose(tg_tensor *a, int d0, int d1)
     TG_API_BEGIN;
     if (!a)
         TG_API_RETURN(tg_null_arg("tg_transpose"));
-    int x = norm_dim(d0, a->ndim, "tg_transpose"), y = x < 0 ? -1 : norm_dim(d1, a->ndim, "tg_transpose");
+    int x = norm_dim(d0, a->ndim, "tg_transpose"),
+        y = x < 0 ? -1 : norm_dim(d1, a->ndim, "tg_transpose");
     if (y < 0)
         TG_API_RETURN(NULL);
     int perm[TG_MAX_DIMS];
@@ -247,7 +265,8 @@ tg_tensor *tg_narrow(tg_tensor *a, int dim, int64_t start, int64_t length)
     if (start < 0)
         start += size;
     if (start < 0 || length < 0 || start > size || length > size - start) {
-        tg_set_error(TG_EINVAL, "tg_narrow: start %lld + length %lld exceeds dimension %d of size %lld",
+        tg_set_error(TG_EINVAL,
+                     "tg_narrow: start %lld + length %lld exceeds dimension %d of size %lld",
                      (long long)start, (long long)length, d, (long long)size);
         TG_API_RETURN(NULL);
     }
