@@ -569,33 +569,98 @@ ALWAYS_INLINE void acc_double(float64x2_t *lo, float64x2_t *hi, vf v)
     *hi = vaddq_f64(*hi, vcvt_high_f64_f32(v));
 }
 
+/* The loss of bce_logits and r = dloss/dz for four logits. softplus(z) and softplus(-z) share
+ * log1p(exp(-|z|)); sigmoid(z) comes from the same exp(-|z|) as 1/(1+e) or e/(1+e), which
+ * cannot overflow. */
+ALWAYS_INLINE vf bce4(vf z, vf t, vf vpw, vf *r)
+{
+    vf one = set1(1.0f);
+    vf e = Sleef_finz_expf4_u10advsimd(neg(vabs(z)));
+    vf lp = Sleef_finz_log1pf4_u10advsimd(e);
+    vf sp_pos = add(vmaxq_f32(z, zero()), lp);
+    vf sp_neg = add(vmaxq_f32(neg(z), zero()), lp);
+    vf pt = mul(vpw, t), omt = sub(one, t);
+    vf s = dvd(sel(vcgezq_f32(z), one, e), add(one, e));
+    *r = sub(mul(add(pt, omt), s), pt);
+    return add(mul(pt, sp_neg), mul(omt, sp_pos));
+}
+
 static float v_bce_logits(const float *z, const float *t, float *loss, float *grad, int64_t n,
                           float pw)
 {
-    /* softplus(z) and softplus(-z) share log1p(exp(-|z|)); sigmoid(z) comes from the same
-     * exp(-|z|) as 1/(1+e) or e/(1+e), which cannot overflow. The loss sum is kept in double
-     * per lane, as the scalar family keeps one double. */
-    vf one = set1(1.0f), vpw = set1(pw);
+    /* The loss sum is kept in double per lane, as the scalar family keeps one double. */
+    vf vpw = set1(pw);
     float64x2_t acc_lo = vdupq_n_f64(0.0), acc_hi = vdupq_n_f64(0.0);
     for (int64_t i = 0; i < n; i += W) {
         int64_t r = n - i;
-        vf zi = ld(z + i, r), ti = ld(t + i, r);
-        vf e = Sleef_finz_expf4_u10advsimd(neg(vabs(zi)));
-        vf lp = Sleef_finz_log1pf4_u10advsimd(e);
-        vf sp_pos = add(vmaxq_f32(zi, zero()), lp);
-        vf sp_neg = add(vmaxq_f32(neg(zi), zero()), lp);
-        vf pt = mul(vpw, ti), omt = sub(one, ti);
-        vf l = add(mul(pt, sp_neg), mul(omt, sp_pos));
+        vf g, l = bce4(ld(z + i, r), ld(t + i, r), vpw, &g);
         if (loss)
             st(loss + i, l, r);
-        if (grad) {
-            vf num = sel(vcgezq_f32(zi), one, e);
-            vf s = dvd(num, add(one, e));
-            st(grad + i, sub(mul(add(pt, omt), s), pt), r);
-        }
+        if (grad)
+            st(grad + i, g, r);
         acc_double(&acc_lo, &acc_hi, keep(lanes(r), l));
     }
     return (float)vaddvq_f64(vaddq_f64(acc_lo, acc_hi));
+}
+
+/* ---- logistic-regression block -------------------------------------------------------------
+ * Four rows at a time: each row's dot product accumulates in one vector over its columns, a
+ * fixed pairwise-add tree folds the four into one vector of logits, loss and r come out for the
+ * four lanes at once (bce4), then g += r_i x_i row by row while the rows are still in L1. Every
+ * sum runs in an order fixed by m and d alone. */
+
+/* x . w as four partial sums (one per lane), columns in order. */
+ALWAYS_INLINE vf row_dot(const float *x, const float *w, int64_t d)
+{
+    vf acc = zero();
+    int64_t j = 0;
+    for (; j + W <= d; j += W)
+        acc = vfmaq_f32(acc, vld1q_f32(x + j), vld1q_f32(w + j));
+    if (j < d)
+        acc = vfmaq_f32(acc, ld(x + j, d - j), ld(w + j, d - j));
+    return acc;
+}
+
+/* g[0..d) += r x. */
+ALWAYS_INLINE void row_axpy(float r, const float *x, float *g, int64_t d)
+{
+    vf vr = set1(r);
+    int64_t j = 0;
+    for (; j + W <= d; j += W)
+        vst1q_f32(g + j, vfmaq_f32(vld1q_f32(g + j), vr, vld1q_f32(x + j)));
+    if (j < d)
+        st(g + j, vfmaq_f32(ld(g + j, d - j), vr, ld(x + j, d - j)), d - j);
+}
+
+static double v_lr_block(const float *X, int64_t m, int64_t d, const float *w, float b,
+                         const float *y, float pw, float *g)
+{
+    vf vb = set1(b), vpw = set1(pw), rsum = zero();
+    float64x2_t acc_lo = vdupq_n_f64(0.0), acc_hi = vdupq_n_f64(0.0);
+    if (g)
+        v_fill(g, 0.0f, d + 1);
+    for (int64_t i = 0; i < m; i += W) {
+        int64_t rows = m - i < W ? m - i : W;
+        const float *x = X + i * d;
+        vf dot[W];
+        for (int k = 0; k < W; k++) /* rows past the live ones add nothing and load nothing */
+            dot[k] = k < rows ? row_dot(x + k * d, w, d) : zero();
+        vf z = add(vpaddq_f32(vpaddq_f32(dot[0], dot[1]), vpaddq_f32(dot[2], dot[3])), vb);
+        vmask live = lanes(rows);
+        vf r, l = bce4(z, ld(y + i, rows), vpw, &r);
+        acc_double(&acc_lo, &acc_hi, keep(live, l));
+        if (!g)
+            continue;
+        r = keep(live, r);
+        rsum = add(rsum, r);
+        float rb[W];
+        vst1q_f32(rb, r);
+        for (int k = 0; k < rows; k++)
+            row_axpy(rb[k], x + k * d, g, d);
+    }
+    if (g)
+        g[d] = hsum(rsum);
+    return vaddvq_f64(vaddq_f64(acc_lo, acc_hi));
 }
 
 /* ---- small matrix product -------------------------------------------------------------
@@ -799,6 +864,7 @@ int tg_kernels_init_neon(tg_kernels *k)
     k->fill = v_fill;
     /* copy stays the scalar memmove: libc's is already vectorised and picks its own stores */
     k->bce_logits = v_bce_logits;
+    k->lr_block = v_lr_block;
     k->gemm_small = v_gemm_small;
     return 1;
 }
