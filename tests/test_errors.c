@@ -204,6 +204,20 @@ static void test_value_errors(void **state)
     expect_error(TG_EINVAL, "tg_mse_loss", "7", NULL);
     assert_null(tg_bce_with_logits(vec(2), vec(2), NULL, (tg_reduction)-1));
     expect_error(TG_EINVAL, "tg_bce_with_logits", NULL, NULL);
+    /* as in PyTorch 1.13: a target may require grad, a pos_weight may not (in grad mode),
+     * whether it is a leaf or computed */
+    tg_tensor *rg = tg_requires_grad_(vec(2), true);
+    assert_non_null(tg_binary_cross_entropy(tg_full(1, (int64_t[]){2}, 0.5f), rg, TG_REDUCE_SUM));
+    assert_non_null(tg_bce_with_logits(vec(2), rg, NULL, TG_REDUCE_SUM));
+    expect_ok();
+    assert_null(tg_bce_with_logits(vec(2), vec(2), rg, TG_REDUCE_SUM));
+    expect_error(TG_EUNSUPPORTED, "tg_bce_with_logits", "'pos_weight'", NULL);
+    assert_null(tg_bce_with_logits(vec(2), vec(2), tg_mul_scalar(rg, 2.0f), TG_REDUCE_MEAN));
+    expect_error(TG_EUNSUPPORTED, "tg_bce_with_logits", "'pos_weight'", NULL);
+    TG_NO_GRAD
+    {
+        assert_non_null(tg_bce_with_logits(vec(2), vec(2), rg, TG_REDUCE_SUM));
+    }
     assert_int_equal(tg_set_isa("no-such-isa"), TG_EUNSUPPORTED);
     expect_error(TG_EUNSUPPORTED, "tg_set_isa", "no-such-isa", NULL);
     assert_int_equal(tg_set_isa(NULL), TG_EINVAL);

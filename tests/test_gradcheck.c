@@ -542,19 +542,25 @@ static const tg_reduction REDUCTIONS[3] = {TG_REDUCE_MEAN, TG_REDUCE_SUM, TG_RED
 static void test_binary_cross_entropy(void **state)
 {
     (void)state;
+    char name[80];
     for (int r = 0; r < 3; r++) {
         loss_case c = {REDUCTIONS[r], 0};
         for (int l = 0; l < N_LAYOUTS; l++) {
-            /* predictions away from 0 and 1, where the log's curvature would swamp h */
-            gc_input in[2] = {{SHAPE(3, 4), .layout = LAYOUTS[l], .lo = 0.1f, .hi = 0.9f},
-                              {SHAPE(3, 4), .layout = LAYOUTS[(l + 1) % N_LAYOUTS], .lo = 0,
-                               .hi = 1, .constant = true}};
-            char name[64];
+            /* predictions away from 0 and 1, where the log's curvature would swamp h; the
+             * target requires grad too, then alone */
+            gc_input in[2] = {
+                {SHAPE(3, 4), .layout = LAYOUTS[l], .lo = 0.1f, .hi = 0.9f},
+                {SHAPE(3, 4), .layout = LAYOUTS[(l + 1) % N_LAYOUTS], .lo = 0, .hi = 1}};
             snprintf(name, sizeof name, "bce reduction %d %s", r, LAYOUT_NAME[l]);
             assert_true(gc_check(name, call_loss, &c, 2, in, 1200 + (uint64_t)l));
+            in[1].constant = true;
+            snprintf(name, sizeof name, "bce reduction %d %s, constant target", r, LAYOUT_NAME[l]);
+            assert_true(gc_check(name, call_loss, &c, 2, in, 1220 + (uint64_t)l));
+            in[1].constant = false, in[0].constant = true;
+            snprintf(name, sizeof name, "bce reduction %d %s, constant pred", r, LAYOUT_NAME[l]);
+            assert_true(gc_check(name, call_loss, &c, 2, in, 1240 + (uint64_t)l));
         }
-        gc_input scalar[2] = {{.ndim = 0, .lo = 0.1f, .hi = 0.9f},
-                              {.ndim = 0, .lo = 0, .hi = 1, .constant = true}};
+        gc_input scalar[2] = {{.ndim = 0, .lo = 0.1f, .hi = 0.9f}, {.ndim = 0, .lo = 0, .hi = 1}};
         assert_true(gc_check("bce 0-d", call_loss, &c, 2, scalar, 1210));
     }
 }
@@ -562,16 +568,26 @@ static void test_binary_cross_entropy(void **state)
 static void test_bce_with_logits(void **state)
 {
     (void)state;
-    char name[80];
+    char name[96];
     for (int r = 0; r < 3; r++) {
         loss_case c = {REDUCTIONS[r], 1};
         for (int l = 0; l < N_LAYOUTS; l++) {
-            gc_input in[2] = {{SHAPE(3, 4), .layout = LAYOUTS[l], .lo = -3, .hi = 3},
-                              {SHAPE(3, 4), .lo = 0, .hi = 1, .constant = true}};
+            gc_input in[2] = {
+                {SHAPE(3, 4), .layout = LAYOUTS[l], .lo = -3, .hi = 3},
+                {SHAPE(3, 4), .layout = LAYOUTS[(l + 2) % N_LAYOUTS], .lo = 0, .hi = 1}};
             snprintf(name, sizeof name, "bce_with_logits reduction %d %s", r, LAYOUT_NAME[l]);
             assert_true(gc_check(name, call_loss, &c, 2, in, 1300 + (uint64_t)l));
+            in[1].constant = true;
+            snprintf(name, sizeof name, "bce_with_logits reduction %d %s, constant target", r,
+                     LAYOUT_NAME[l]);
+            assert_true(gc_check(name, call_loss, &c, 2, in, 1320 + (uint64_t)l));
+            in[1].constant = false, in[0].constant = true;
+            snprintf(name, sizeof name, "bce_with_logits reduction %d %s, constant logits", r,
+                     LAYOUT_NAME[l]);
+            assert_true(gc_check(name, call_loss, &c, 2, in, 1340 + (uint64_t)l));
         }
-        /* pos_weight: 0-d, one element, per column, per row (broadcast [3, 1]) */
+        /* pos_weight (never requiring grad, as in PyTorch): 0-d, one element, per column, per
+         * row (broadcast [3, 1]); the target requires grad, then only the target does */
         loss_case cw = {REDUCTIONS[r], 3};
         const gc_input weights[] = {
             {.ndim = 0, .lo = 0.5f, .hi = 3, .constant = true},
@@ -581,12 +597,187 @@ static void test_bce_with_logits(void **state)
             {SHAPE(3, 1), .lo = 0.5f, .hi = 3, .constant = true}};
         for (size_t w = 0; w < sizeof weights / sizeof weights[0]; w++) {
             gc_input in[3] = {{SHAPE(3, 4), .layout = GC_TRANSPOSED, .lo = -3, .hi = 3},
-                              {SHAPE(3, 4), .lo = 0, .hi = 1, .constant = true},
+                              {SHAPE(3, 4), .layout = GC_NARROWED, .lo = 0, .hi = 1},
                               weights[w]};
             snprintf(name, sizeof name, "bce_with_logits reduction %d pos_weight %zu", r, w);
             assert_true(gc_check(name, call_loss, &cw, 3, in, 1310 + w));
+            in[0].constant = true;
+            snprintf(name, sizeof name, "bce_with_logits reduction %d pos_weight %zu, target only",
+                     r, w);
+            assert_true(gc_check(name, call_loss, &cw, 3, in, 1330 + w));
         }
     }
+}
+
+/* Gradients of a loss for fixed inputs: x and t are [2, 3]; reduction none is driven with a
+ * fixed grad_output. */
+typedef struct {
+    const char *name;
+    int which; /* as loss_case */
+    const float *pw;
+    int pw_ndim;
+    int64_t pw_len;
+    tg_reduction r;
+    float dx[6], dt[6];
+} known_case;
+
+static void check_known(const known_case *k, const float *x)
+{
+    static const float t[6] = {0.3f, 0.9f, 0.2f, 0.7f, 0.5f, 0.1f};
+    static const float go[6] = {1.0f, -2.0f, 0.5f, 3.0f, -0.25f, 1.5f};
+    const int64_t sh[2] = {2, 3};
+    tg_scope_begin();
+    tg_tensor *in[3] = {tg_requires_grad_(tg_from_data(x, 2, sh), true),
+                        tg_requires_grad_(tg_from_data(t, 2, sh), true),
+                        k->pw ? tg_from_data(k->pw, k->pw_ndim, &k->pw_len) : NULL};
+    loss_case c = {k->r, k->which};
+    tg_tensor *l = call_loss(in, &c);
+    assert_non_null(l);
+    tg_tensor *g = k->r == TG_REDUCE_NONE ? tg_from_data(go, 2, sh) : NULL;
+    assert_int_equal(tg_backward(l, g, false), TG_OK);
+    float dx[6], dt[6];
+    assert_int_equal(tg_copy_to(tg_grad(in[0]), dx, 6), 6);
+    assert_int_equal(tg_copy_to(tg_grad(in[1]), dt, 6), 6);
+    for (int i = 0; i < 6; i++) {
+        if (!tg_test_close(dx[i], k->dx[i], 1e-5, 1e-6) ||
+            !tg_test_close(dt[i], k->dt[i], 1e-5, 1e-6))
+            fail_msg("%s reduction %d element %d: d/dx %.9g want %.9g, d/dt %.9g want %.9g",
+                     k->name, (int)k->r, i, (double)dx[i], (double)k->dx[i], (double)dt[i],
+                     (double)k->dt[i]);
+    }
+    tg_scope_end();
+}
+
+/* Values from PyTorch 1.13 (Debian's python3-torch), printed with '%.9g' by:
+ *   import torch, torch.nn.functional as F
+ *   p = torch.tensor([[0.0, 1e-8, 0.3], [0.999999, 1.0, 0.5]])
+ *   z = torch.tensor([[0.5, -2.0, 30.0], [-30.0, 100.0, -100.0]])
+ *   t = torch.tensor([[0.3, 0.9, 0.2], [0.7, 0.5, 0.1]])
+ *   go = torch.tensor([[1.0, -2.0, 0.5], [3.0, -0.25, 1.5]])
+ *   pws = [None, torch.tensor(1.5), torch.tensor([1.5, 0.5, 2.0])]
+ *   def grads(f, x):
+ *       for red in ['mean', 'sum', 'none']:
+ *           xi, ti = x.clone().requires_grad_(), t.clone().requires_grad_()
+ *           l = f(xi, ti, red)
+ *           l.backward(go if red == 'none' else None)
+ *           print(red, xi.grad.flatten().tolist(), ti.grad.flatten().tolist())
+ *   grads(lambda a, b, r: F.binary_cross_entropy(a, b, reduction=r), p)
+ *   for pw in pws:
+ *       grads(lambda a, b, r: F.binary_cross_entropy_with_logits(a, b, pos_weight=pw,
+ *                                                                reduction=r), z)
+ * Note d/dt of BCE is -logit(p) unclamped: +inf at p = 0 and -inf at p = 1. */
+static void test_loss_known_gradients(void **state)
+{
+    (void)state;
+    static const float p[6] = {0.0f, 1e-8f, 0.3f, 0.999999f, 1.0f, 0.5f};
+    static const float z[6] = {0.5f, -2.0f, 30.0f, -30.0f, 100.0f, -100.0f};
+    static const float pw0[1] = {1.5f}, pw3[3] = {1.5f, 0.5f, 2.0f};
+    const float inf = INFINITY;
+    const known_case bce[] = {
+        {"bce",
+         0,
+         NULL,
+         0,
+         0,
+         TG_REDUCE_MEAN,
+         {-5.00000031e+10f, -15000000, 0.0793650821f, 49344.6406f, 8.3333333e+10f, 0.266666681f},
+         {inf, 3.07011342f, 0.141216308f, -2.30038619f, -inf, 0}},
+        {"bce",
+         0,
+         NULL,
+         0,
+         0,
+         TG_REDUCE_SUM,
+         {-3.00000018e+11f, -90000000, 0.476190507f, 296067.844f, 4.99999998e+11f, 1.60000002f},
+         {inf, 18.420681f, 0.847297847f, -13.8023176f, -inf, 0}},
+        {"bce",
+         0,
+         NULL,
+         0,
+         0,
+         TG_REDUCE_NONE,
+         {-3.00000018e+11f, 180000000, 0.238095254f, 888203.5f, -1.24999999e+11f, 2.4000001f},
+         {inf, -36.841362f, 0.423648924f, -41.4069519f, inf, 0}},
+    };
+    const known_case logits[] = {
+        {"logits",
+         1,
+         NULL,
+         0,
+         0,
+         TG_REDUCE_MEAN,
+         {0.0537432246f, -0.130132839f, 0.13333334f, -0.116666667f, 0.0833333358f, -0.0166666675f},
+         {-0.0833333358f, 0.333333343f, -5, 5, -16.666666f, 16.666666f}},
+        {"logits",
+         1,
+         NULL,
+         0,
+         0,
+         TG_REDUCE_SUM,
+         {0.32245934f, -0.780797064f, 0.800000012f, -0.699999988f, 0.5f, -0.100000001f},
+         {-0.5f, 2, -30, 30, -100, 100}},
+        {"logits",
+         1,
+         NULL,
+         0,
+         0,
+         TG_REDUCE_NONE,
+         {0.32245934f, 1.56159413f, 0.400000006f, -2.0999999f, -0.125f, -0.150000006f},
+         {-0.5f, -4, -15, 90, 25, 150}},
+        {"logits 0-d pos_weight",
+         3,
+         pw0,
+         0,
+         0,
+         TG_REDUCE_MEAN,
+         {0.0443047136f, -0.196192622f, 0.13333331f, -0.174999997f, 0.0833333358f, -0.025f},
+         {-0.043826919f, 0.510577321f, -5, 7.5f, -16.666666f, 25}},
+        {"logits 0-d pos_weight",
+         3,
+         pw0,
+         0,
+         0,
+         TG_REDUCE_SUM,
+         {0.265828282f, -1.17715573f, 0.799999893f, -1.04999995f, 0.5f, -0.150000006f},
+         {-0.262961507f, 3.06346393f, -30, 45, -100, 150}},
+        {"logits 0-d pos_weight",
+         3,
+         pw0,
+         0,
+         0,
+         TG_REDUCE_NONE,
+         {0.265828282f, 2.35431147f, 0.399999946f, -3.14999986f, -0.125f, -0.225000009f},
+         {-0.262961507f, -6.12692785f, -15, 135, 25, 225}},
+        {"logits [3] pos_weight",
+         3,
+         pw3,
+         1,
+         3,
+         TG_REDUCE_MEAN,
+         {0.0443047136f, -0.0640730634f, 0.133333325f, -0.174999997f, 0.0833333358f,
+          -0.0333333351f},
+         {-0.043826919f, 0.156089336f, -5, 7.5f, -16.666666f, 33.3333321f}},
+        {"logits [3] pos_weight",
+         3,
+         pw3,
+         1,
+         3,
+         TG_REDUCE_SUM,
+         {0.265828282f, -0.384438366f, 0.799999952f, -1.04999995f, 0.5f, -0.200000003f},
+         {-0.262961507f, 0.936536014f, -30, 45, -100, 200}},
+        {"logits [3] pos_weight",
+         3,
+         pw3,
+         1,
+         3,
+         TG_REDUCE_NONE,
+         {0.265828282f, 0.768876731f, 0.399999976f, -3.14999986f, -0.125f, -0.300000012f},
+         {-0.262961507f, -1.87307203f, -15, 135, 25, 300}},
+    };
+    for (size_t i = 0; i < sizeof bce / sizeof bce[0]; i++)
+        check_known(&bce[i], p);
+    for (size_t i = 0; i < sizeof logits / sizeof logits[0]; i++)
+        check_known(&logits[i], z);
 }
 
 static void test_mse_loss(void **state)
@@ -687,6 +878,7 @@ int main(void)
         cmocka_unit_test(test_contiguous_clone),
         cmocka_unit_test(test_binary_cross_entropy),
         cmocka_unit_test(test_bce_with_logits),
+        cmocka_unit_test(test_loss_known_gradients),
         cmocka_unit_test(test_mse_loss),
         cmocka_unit_test(test_compositions),
         cmocka_unit_test(test_checker_catches_errors),

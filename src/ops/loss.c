@@ -23,11 +23,15 @@ static bool check_same_shape(const tg_tensor *a, const tg_tensor *b, const char 
     return false;
 }
 
-static bool check_target_no_grad(const tg_tensor *t, const char *fn)
+/* PyTorch 1.13 refuses an argument it has no derivative for (pos_weight) when it requires grad
+ * in grad mode, rather than silently leaving its gradient out. */
+static bool check_no_grad(const tg_tensor *t, const char *arg, const char *fn)
 {
     if (!(t->requires_grad && tg_grad_enabled()))
         return true;
-    tg_set_error(TG_EUNSUPPORTED, "%s: the derivative for 'target' is not implemented", fn);
+    tg_set_error(TG_EUNSUPPORTED,
+                 "%s: not differentiable with respect to argument '%s'; it cannot require grad", fn,
+                 arg);
     return false;
 }
 
@@ -65,21 +69,46 @@ static tg_tensor *chain(tg_tensor *d, tg_tensor *g, tg_reduction r)
 
 /* ---- binary cross-entropy on probabilities ---- */
 
-static tg_status bce_backward(tg_node *n, tg_tensor *g, const bool *needs, tg_tensor **gin)
+/* d/dp = (p - t) / max((1 - p) p, 1e-12): PyTorch's clamp keeps it finite at p = 0 and 1. */
+static tg_tensor *bce_dpred(tg_tensor *pred, tg_tensor *target)
 {
-    (void)needs;
-    tg_tensor *p = tg_as_contiguous(n->saved[0]), *t = tg_as_contiguous(n->saved[1]);
+    tg_tensor *p = tg_as_contiguous(pred), *t = tg_as_contiguous(target);
     tg_tensor *d = p && t ? tg_new(p->ndim, p->shape, "BinaryCrossEntropyBackward0") : NULL;
     if (d) {
         const float *pp = tg_ptr(p), *tp = tg_ptr(t);
         float *dp = tg_ptr(d);
-        /* (p - t) / max((1 - p) p, 1e-12): PyTorch's clamp keeps the gradient finite at 0, 1 */
         for (int64_t i = 0; i < d->numel; i++)
             dp[i] = (pp[i] - tp[i]) / fmaxf((1.0f - pp[i]) * pp[i], 1e-12f);
     }
     tg_release(p), tg_release(t);
-    gin[0] = chain(d, g, (tg_reduction)n->iargs[0]);
-    return gin[0] ? TG_OK : tg_last_status();
+    return d;
+}
+
+/* d/dt = log(1 - p) - log(p) = -logit(p). PyTorch computes it as -log(p / (1 - p)) without the
+ * forward's -100 clamp, so p = 0 gives +inf and p = 1 gives -inf; the p = 1 case is taken
+ * explicitly to avoid dividing by zero. */
+static tg_tensor *bce_dtarget(tg_tensor *pred)
+{
+    tg_tensor *p = tg_as_contiguous(pred);
+    tg_tensor *d = p ? tg_new(p->ndim, p->shape, "BinaryCrossEntropyBackward0") : NULL;
+    if (d) {
+        const float *pp = tg_ptr(p);
+        float *dp = tg_ptr(d);
+        for (int64_t i = 0; i < d->numel; i++)
+            dp[i] = pp[i] == 1.0f ? -INFINITY : -logf(pp[i] / (1.0f - pp[i]));
+    }
+    tg_release(p);
+    return d;
+}
+
+static tg_status bce_backward(tg_node *n, tg_tensor *g, const bool *needs, tg_tensor **gin)
+{
+    tg_reduction r = (tg_reduction)n->iargs[0];
+    if (needs[0] && !(gin[0] = chain(bce_dpred(n->saved[0], n->saved[1]), g, r)))
+        return tg_last_status();
+    if (needs[1] && !(gin[1] = chain(bce_dtarget(n->saved[0]), g, r)))
+        return tg_last_status();
+    return TG_OK;
 }
 
 static const tg_node_ops BCE = {"BinaryCrossEntropyBackward0", bce_backward};
@@ -113,8 +142,7 @@ tg_tensor *tg_binary_cross_entropy(tg_tensor *pred, tg_tensor *target, tg_reduct
     TG_API_BEGIN;
     if (!pred || !target)
         TG_API_RETURN(tg_null_arg(fn));
-    if (!check_reduction(r, fn) || !check_same_shape(pred, target, fn) ||
-        !check_target_no_grad(target, fn))
+    if (!check_reduction(r, fn) || !check_same_shape(pred, target, fn))
         TG_API_RETURN(NULL);
     tg_tensor *out = reduce_loss(bce_elementwise(pred, target), r, fn);
     tg_tensor *in[2] = {pred, target};
@@ -128,6 +156,8 @@ tg_tensor *tg_binary_cross_entropy(tg_tensor *pred, tg_tensor *target, tg_reduct
 }
 
 /* ---- binary cross-entropy on logits ---- */
+
+#define BCE_LOGITS_NAME "BinaryCrossEntropyWithLogitsBackward0"
 
 /* Elementwise loss and d(loss)/d(logit) for a scalar (or absent) pos_weight, in one pass. */
 static bool bce_logits_fused(tg_tensor *z, tg_tensor *t, float pw, tg_tensor **loss, tg_tensor **dz)
@@ -203,16 +233,43 @@ static bool check_pos_weight(const tg_tensor *pw, const tg_tensor *z, const char
     return same;
 }
 
-static tg_status bce_logits_backward(tg_node *n, tg_tensor *g, const bool *needs, tg_tensor **gin)
+/* d/dt of the logits loss. The loss is linear in t: (1 - t) softplus(z) + t pw softplus(-z), so
+ * d/dt = pw softplus(-z) - softplus(z) (PyTorch's log_sigmoid(-z) - pw log_sigmoid(z)), with
+ * softplus(x) = max(x, 0) + log1p(exp(-|x|)) finite for any z. Without pos_weight it is exactly
+ * -z, as PyTorch computes it. */
+static tg_tensor *bce_logits_dtarget(tg_tensor *z, tg_tensor *pw)
 {
-    (void)needs;
-    /* the derivative was computed in the forward pass and saved */
-    tg_tensor *d = tg_contiguous_copy(n->saved[0]);
-    gin[0] = chain(d, g, (tg_reduction)n->iargs[0]);
-    return gin[0] ? TG_OK : tg_last_status();
+    if (!pw)
+        return tg_neg(z);
+    tg_tensor *ex = tg_expand(pw, z->ndim, z->shape);
+    tg_tensor *w = ex ? tg_as_contiguous(ex) : NULL, *zc = tg_as_contiguous(z);
+    tg_tensor *d = w && zc ? tg_new(z->ndim, z->shape, BCE_LOGITS_NAME) : NULL;
+    if (d) {
+        const float *zp = tg_ptr(zc), *wp = tg_ptr(w);
+        float *dp = tg_ptr(d);
+        for (int64_t i = 0; i < d->numel; i++) {
+            float c = log1pf(expf(-fabsf(zp[i])));
+            dp[i] = wp[i] * (fmaxf(-zp[i], 0.0f) + c) - (fmaxf(zp[i], 0.0f) + c);
+        }
+    }
+    tg_release(ex), tg_release(w), tg_release(zc);
+    return d;
 }
 
-static const tg_node_ops BCE_LOGITS = {"BinaryCrossEntropyWithLogitsBackward0", bce_logits_backward};
+/* saved: [0] d/dz from the forward pass; [1] the logits and, when iargs[1], [2] pos_weight,
+ * both saved only when the target requires grad. */
+static tg_status bce_logits_backward(tg_node *n, tg_tensor *g, const bool *needs, tg_tensor **gin)
+{
+    tg_reduction r = (tg_reduction)n->iargs[0];
+    if (needs[0] && !(gin[0] = chain(tg_contiguous_copy(n->saved[0]), g, r)))
+        return tg_last_status();
+    tg_tensor *pw = n->iargs[1] ? n->saved[2] : NULL;
+    if (needs[1] && !(gin[1] = chain(bce_logits_dtarget(n->saved[1], pw), g, r)))
+        return tg_last_status();
+    return TG_OK;
+}
+
+static const tg_node_ops BCE_LOGITS = {BCE_LOGITS_NAME, bce_logits_backward};
 
 tg_tensor *tg_bce_with_logits(tg_tensor *logits, tg_tensor *target, tg_tensor *pos_weight,
                               tg_reduction r)
@@ -222,8 +279,7 @@ tg_tensor *tg_bce_with_logits(tg_tensor *logits, tg_tensor *target, tg_tensor *p
     if (!logits || !target)
         TG_API_RETURN(tg_null_arg(fn));
     if (!check_reduction(r, fn) || !check_same_shape(logits, target, fn) ||
-        !check_target_no_grad(target, fn) ||
-        (pos_weight && (!check_target_no_grad(pos_weight, fn) ||
+        (pos_weight && (!check_no_grad(pos_weight, "pos_weight", fn) ||
                         !check_pos_weight(pos_weight, logits, fn))))
         TG_API_RETURN(NULL);
     tg_tensor *loss = NULL, *dz = NULL;
@@ -234,11 +290,16 @@ tg_tensor *tg_bce_with_logits(tg_tensor *logits, tg_tensor *target, tg_tensor *p
     if (!ok)
         TG_API_RETURN(NULL);
     tg_tensor *out = reduce_loss(loss, r, fn);
-    tg_tensor *in[1] = {logits};
-    tg_node *node = out ? tg_record(&BCE_LOGITS, out, 1, in) : NULL;
+    tg_tensor *in[2] = {logits, target};
+    tg_node *node = out ? tg_record(&BCE_LOGITS, out, 2, in) : NULL;
     if (node) {
         node->iargs[0] = r;
+        node->iargs[1] = pos_weight != NULL;
         tg_save(node, dz);
+        if (target->requires_grad) /* only d/dt reads them */
+            tg_save(node, logits);
+        if (target->requires_grad && pos_weight)
+            tg_save(node, pos_weight);
     }
     tg_release(dz);
     TG_API_RETURN(out);
