@@ -20,6 +20,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "io/csv_split.h"
 #include "tapegrad.h"
 #include "tapegrad/io.h"
 
@@ -904,6 +905,132 @@ static void test_fast_path_random(void **state)
     assert_int_equal(tg_set_isa(saved), TG_OK);
 }
 
+/* ---- step 1 (row starts) against a reference ------------------------------------------------ */
+
+/* The reference: step 1 as it was first written, one memchr per quote and per line feed. */
+static const char *ref_find(const char *p, const char *end, char c)
+{
+    const char *q = p < end ? memchr(p, c, (size_t)(end - p)) : NULL;
+    return q ? q : end;
+}
+
+static bool ref_blank(const char *p, const char *line_end)
+{
+    for (; p < line_end; p++)
+        if (*p != ' ' && *p != '\r')
+            return false;
+    return true;
+}
+
+static int64_t ref_split(const char *p, const char *end, const char *stop, int64_t max_rows,
+                         const char **out, const char **resume)
+{
+    const char *quote = ref_find(p, end, '"');
+    int64_t n = 0;
+    while (p < end && p < stop && n < max_rows) {
+        const char *line_end = ref_find(p, end, '\n');
+        if ((*p == ' ' || *p == '\r' || *p == '\n') && quote >= line_end &&
+            ref_blank(p, line_end)) {
+            p = line_end + (line_end < end);
+            continue;
+        }
+        out[n++] = p;
+        while (quote < line_end) {
+            const char *close = ref_find(quote + 1, end, '"');
+            if (close == end) {
+                line_end = end;
+                quote = end;
+                break;
+            }
+            if (close >= line_end)
+                line_end = ref_find(close + 1, end, '\n');
+            quote = ref_find(close + 1, end, '"');
+        }
+        p = line_end + (line_end < end);
+    }
+    *resume = p;
+    return n;
+}
+
+static uint64_t split_rng = 0x9E3779B97F4A7C15u;
+
+static uint32_t split_rand(uint32_t n)
+{
+    split_rng ^= split_rng << 13; /* xorshift64: the same inputs everywhere */
+    split_rng ^= split_rng >> 7;
+    split_rng ^= split_rng << 17;
+    return (uint32_t)(split_rng >> 32) % n;
+}
+
+/* One call of both from p with these limits, appending to rows (which may hold earlier rows);
+ * returns the resume point. */
+static const char *split_both(const char *p, const char *end, const char *stop, int64_t max_rows,
+                              tg_csv_rows_ *rows, const char **want, int64_t *nwant)
+{
+    const char *r_new = NULL, *r_ref = NULL;
+    int64_t before = rows->n;
+    assert_true(tg_csv_split_rows_(p, end, stop, max_rows, rows, &r_new));
+    int64_t n = ref_split(p, end, stop, max_rows, want + *nwant, &r_ref);
+    *nwant += n;
+    assert_int_equal(rows->n - before, n);
+    assert_int_equal(rows->n, *nwant);
+    for (int64_t i = 0; i < rows->n; i++)
+        assert_ptr_equal(rows->v[i], want[i]);
+    assert_ptr_equal(r_new, r_ref);
+    return r_new;
+}
+
+/* A random byte for step 1: half the inputs over a small alphabet, the others mostly text with
+ * rows of ~40 bytes (spanning the 64-byte blocks), blank lines, and quotes in few of them. */
+static char split_byte(int kind)
+{
+    static const char all[] = {'a', ',', '"', '\n', '\r', ' '};
+    static const char rare[] = {'\n', '\n', '\n', ' ', '\r', '"'};
+    if (kind == 0)
+        return all[split_rand(sizeof all)];
+    if (split_rand(20))
+        return split_rand(4) ? 'a' : ',';
+    return rare[split_rand(kind == 1 ? sizeof rare : sizeof rare - 1)];
+}
+
+/* Random inputs, each at the very end of its allocation (the sanitizer build catches a read
+ * past end), split whole, up to a stop, up to a row count, and resumed a few rows at a time
+ * as the distributed reader (csv_part_*) does. */
+static void test_split_rows_random(void **state)
+{
+    (void)state;
+    const char *want[400];
+    for (int iter = 0; iter < 30000; iter++) {
+        size_t len = split_rand(301);
+        char *buf = malloc(len ? len : 1);
+        assert_non_null(buf);
+        int kind = split_rand(2) ? 0 : 1 + (int)split_rand(2); /* half of them kind 0 */
+        for (size_t i = 0; i < len; i++)
+            buf[i] = split_byte(kind);
+        const char *end = buf + len;
+        const char *p = buf + (split_rand(4) ? 0 : split_rand((uint32_t)len + 1));
+        tg_csv_rows_ rows = {NULL, 0, 0};
+        int64_t nwant = 0;
+
+        split_both(p, end, end, INT64_MAX, &rows, want, &nwant); /* the whole input */
+        rows.n = nwant = 0;
+        const char *stop = buf + split_rand((uint32_t)len + 1);
+        split_both(p, end, stop, INT64_MAX, &rows, want, &nwant);
+        rows.n = nwant = 0;
+        split_both(p, end, end, (int64_t)split_rand(6), &rows, want, &nwant);
+        rows.n = nwant = 0;
+        /* resumed a few rows at a time, as csv_part_* do */
+        for (const char *q = p;;) {
+            const char *next = split_both(q, end, end, 1 + split_rand(3), &rows, want, &nwant);
+            if (next == q)
+                break;
+            q = next;
+        }
+        free(rows.v);
+        free(buf);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -928,6 +1055,7 @@ int main(void)
         cmocka_unit_test(test_fast_path_shapes),
         cmocka_unit_test(test_fast_path_errors),
         cmocka_unit_test(test_fast_path_random),
+        cmocka_unit_test(test_split_rows_random),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

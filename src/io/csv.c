@@ -2,7 +2,8 @@
  *
  * The file is read in three steps:
  *  1. one sequential, quote-aware scan records where every non-blank row starts; it only looks
- *     at '\n' and '"' (with memchr), so it runs at memory speed;
+ *     at '\n' and '"' (64 bytes at a time with SSE2, else with memchr), so it runs at memory
+ *     speed;
  *  2. the header (or first row) fixes the delimiter and the columns;
  *  3. blocks of rows are parsed in parallel straight into the output tensor. Each block keeps its
  *     own first error and label bookkeeping, and the blocks are merged in file order, so results
@@ -42,6 +43,7 @@
 #include "../core/error.h"
 #include "csv_fast.h"
 #include "csv_part.h"
+#include "csv_split.h"
 #include "float_parse.h"
 #include "tapegrad.h"
 #include "tapegrad/io.h"
@@ -308,10 +310,7 @@ static int scan_field(const csv_ctx *cx, const char *p, field *f, const char **n
 
 /* ---- step 1: row boundaries --------------------------------------------------------------- */
 
-typedef struct {
-    const char **v;
-    int64_t n, cap;
-} row_list;
+typedef tg_csv_rows_ row_list;
 
 static bool push_row(row_list *r, const char *p)
 {
@@ -333,6 +332,114 @@ static const char *find(const char *p, const char *end, char c)
     return q ? q : end;
 }
 
+#if defined(__SSE2__)
+/* One pass over the input, 64 bytes at a time, finds the line feeds and the quotes together
+ * (the memchr version below passes over a quote-free file twice: once for the first quote,
+ * once for the line feeds). A line feed ends a row when an even number of quotes lies between
+ * it and p; blank lines hold no quote, so skipping them never moves a row boundary, and each
+ * row start only has to be checked for blankness. */
+
+typedef struct {
+    const char *end, *stop;
+    int64_t left; /* rows still to record */
+    row_list *rows;
+    bool oom;
+} splitter;
+
+/* A row that holds only ' ' and '\r' before its '\n' (or the end). */
+static inline bool blank_row(const char *p, const char *end)
+{
+    while (p < end && (*p == ' ' || *p == '\r'))
+        p++;
+    return p == end || *p == '\n';
+}
+
+/* Takes the row that starts at r: false when the split stops there. */
+static inline bool take_row(splitter *s, const char *r)
+{
+    if (r >= s->end || r >= s->stop || s->left <= 0)
+        return false;
+    if (blank_row(r, s->end))
+        return true;
+    if (!push_row(s->rows, r)) {
+        s->oom = true;
+        return false;
+    }
+    s->left--;
+    return true;
+}
+
+/* Bit i of *nl / *qt: b[i] is '\n' / '"'. Both 0 (after one test) for the usual block that has
+ * neither. */
+static inline void scan_block(const char *b, uint64_t *nl, uint64_t *qt)
+{
+    const __m128i vn = _mm_set1_epi8('\n'), vq = _mm_set1_epi8('"');
+    __m128i n[4], q[4];
+    for (int i = 0; i < 4; i++) {
+        __m128i v = _mm_loadu_si128((const __m128i *)(const void *)(b + 16 * i));
+        n[i] = _mm_cmpeq_epi8(v, vn);
+        q[i] = _mm_cmpeq_epi8(v, vq);
+    }
+    __m128i any = _mm_or_si128(_mm_or_si128(_mm_or_si128(n[0], n[1]), _mm_or_si128(n[2], n[3])),
+                               _mm_or_si128(_mm_or_si128(q[0], q[1]), _mm_or_si128(q[2], q[3])));
+    *nl = *qt = 0;
+    if (!_mm_movemask_epi8(any))
+        return;
+    for (int i = 0; i < 4; i++) {
+        *nl |= (uint64_t)(unsigned)_mm_movemask_epi8(n[i]) << (16 * i);
+        *qt |= (uint64_t)(unsigned)_mm_movemask_epi8(q[i]) << (16 * i);
+    }
+}
+
+/* Bit i: an odd number of bits at or below i. */
+static inline uint64_t prefix_xor(uint64_t x)
+{
+    for (int k = 1; k < 64; k *= 2)
+        x ^= x << k;
+    return x;
+}
+
+/* Takes the row after every line feed outside quotes from p on; returns where the split
+ * stopped. The last partial block is copied out, so nothing at or after end is read. */
+static const char *scan_rows(splitter *s, const char *p)
+{
+    const size_t len = (size_t)(s->end - p);
+    uint64_t inside = 0; /* all ones while in a quoted field */
+    for (size_t off = 0; off < len; off += 64) {
+        uint64_t nl, qt;
+        if (len - off >= 64) {
+            scan_block(p + off, &nl, &qt);
+        } else {
+            char tail[64] = {0};
+            memcpy(tail, p + off, len - off);
+            scan_block(tail, &nl, &qt);
+        }
+        /* Bit i: byte i is inside quotes (for a line feed, which is no quote itself). A block
+         * without quotes is inside or outside throughout. */
+        const uint64_t in = (qt ? prefix_xor(qt) : 0) ^ inside;
+        nl &= ~in;
+        inside = 0 - (in >> 63);
+        for (; nl; nl &= nl - 1) {
+            const char *r = p + off + __builtin_ctzll(nl) + 1;
+            if (!take_row(s, r))
+                return r;
+        }
+    }
+    return s->end;
+}
+
+/* Records the start of every row that is not a blank line, from p (a row start) on; see
+ * tg_csv_split_rows_ in csv_split.h. */
+static bool split_rows(const char *p, const char *end, const char *stop, int64_t max_rows,
+                       row_list *rows, const char **resume)
+{
+    splitter s = {end, stop, max_rows, rows, false};
+    const char *at = take_row(&s, p) ? scan_rows(&s, p) : p;
+    if (resume)
+        *resume = at;
+    return !s.oom;
+}
+#else
 static bool blank_line(const char *p, const char *line_end)
 {
     for (; p < line_end; p++)
@@ -341,10 +448,9 @@ static bool blank_line(const char *p, const char *line_end)
     return true;
 }
 
-/* Records the start of every row that is not a blank line, from p (a row start) on. A row ends
- * at the first '\n' with an even number of quotes before it (counted from the row start). Stops
- * at the first row that starts at or after stop, or after max_rows rows; *resume (may be NULL)
- * gets the row start it stopped at. */
+/* Records the start of every row that is not a blank line, from p (a row start) on; see
+ * tg_csv_split_rows_ in csv_split.h. Jumps from quote to quote and line feed to line feed with
+ * memchr. */
 static bool split_rows(const char *p, const char *end, const char *stop, int64_t max_rows,
                        row_list *rows, const char **resume)
 {
@@ -376,6 +482,13 @@ static bool split_rows(const char *p, const char *end, const char *stop, int64_t
     if (resume)
         *resume = p;
     return true;
+}
+#endif
+
+bool tg_csv_split_rows_(const char *p, const char *end, const char *stop, int64_t max_rows,
+                        tg_csv_rows_ *rows, const char **resume)
+{
+    return split_rows(p, end, stop, max_rows, rows, resume);
 }
 
 /* ---- step 2: delimiter and header --------------------------------------------------------- */
