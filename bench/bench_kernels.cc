@@ -1,18 +1,28 @@
-// Kernel throughput per family: each kernel at 64K elements (in cache) and 16M (memory bound),
-// next to a memcpy of 16M floats, the bandwidth ceiling for a streaming op. Bytes counted are
-// the bytes the kernel reads plus writes; items are elements. gemm_small runs over a batch of
-// n x n x n products (1 MB per operand) and reports FLOP/s (2 n^3 per product).
+// Kernel throughput per family: every entry of the kernel table at 64K elements (in cache) and
+// 16M (memory bound), next to a memcpy of 16M floats, the bandwidth ceiling for a streaming op.
+// Items are elements; bytes are the bytes the kernel reads plus writes (axpy reads and writes y,
+// so it moves three arrays). lr_block runs over rows of 32 features, 64K and 16M floats of X,
+// and counts X alone: its items are X's elements and its bytes X read once. gemm_small runs over
+// a batch of n x n x n products (1 MB per operand) and reports FLOP/s (2 n^3 per product).
 //
 //   bench_kernels --benchmark_filter='avx512/(sigmoid|sin)/16M|memcpy' --benchmark_repetitions=5
 //   bench_kernels --benchmark_filter='avx512/gemm_small' --benchmark_repetitions=5
+//   bench_kernels --benchmark_filter='/16M' --benchmark_min_time=0.05    # every kernel, quickly
+//
+// A full run at default settings takes about 7 minutes on an AVX-512 machine (297 benchmarks,
+// mostly the 16M cases and their buffer fills); CI runs only the names bench/compare/run.py asks
+// for.
 //
 // The families come from their init functions directly, so one binary measures all of them;
 // BM_sin_16M_threads uses the table in force (tg_kern(), TAPEGRAD_ISA) across the thread pool.
 #include <benchmark/benchmark.h>
 
 #include <cstdint>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <functional>
+#include <memory>
 #include <random>
 #include <string>
 #include <vector>
@@ -93,54 +103,203 @@ void set_counters(benchmark::State &state, int64_t n, int arrays)
     state.SetBytesProcessed(state.iterations() * n * arrays * static_cast<int64_t>(sizeof(float)));
 }
 
-// y = f(x) for the unary entries; lo/hi is the input range (log wants positive inputs).
-void bench_unary(benchmark::State &state, tg_unary_fn f, int64_t n, float lo, float hi)
+// The range an array's elements are drawn from.
+struct Range {
+    float lo, hi;
+};
+
+// One call of a kernel on the case's arrays, in the order the case lists them.
+using Call = std::function<void(float *const *a, int64_t n)>;
+
+// A streaming kernel benchmark: the arrays the call takes (inputs with the range the kernel
+// expects, e.g. positive for log; outputs drawn from [0, 1) so their pages are in place), how
+// many arrays it moves per element (reads plus writes), the timed call, and an optional set-up
+// that makes inputs consistent after the fill (0/1 targets, y = sigmoid(x)).
+struct Case {
+    std::string name;
+    std::vector<Range> arrays;
+    int traffic;
+    Call call;
+    Call setup;
+};
+
+void bench_case(benchmark::State &state, const Case &c, int64_t n)
 {
-    Buffer x(n, lo, hi, 1), y(n, 0, 1, 2);
+    std::vector<std::unique_ptr<Buffer>> bufs;
+    std::vector<float *> a;
+    for (size_t i = 0; i < c.arrays.size(); i++) {
+        // Seeds by position, so an array's contents do not depend on the other cases.
+        bufs.push_back(std::make_unique<Buffer>(n, c.arrays[i].lo, c.arrays[i].hi,
+                                                static_cast<uint32_t>(i + 1)));
+        a.push_back(bufs.back()->p);
+    }
+    if (c.setup)
+        c.setup(a.data(), n);
     for (auto _ : state) {
-        f(x.p, y.p, n);
+        c.call(a.data(), n);
         benchmark::ClobberMemory();
     }
-    set_counters(state, n, 2);
+    set_counters(state, n, c.traffic);
 }
 
-void bench_add_vv(benchmark::State &state, const tg_kernels *k, int64_t n)
+// The exponents of pow_scalar and its backward: 2, 0.5 and -1 take the kernels' shortcuts (x*x,
+// sqrt, 1/x), 1.7 the general path. Names keep the value: pow_scalar_0.5.
+constexpr float kPowExponents[] = {2.0f, 0.5f, -1.0f, 1.7f};
+
+std::string exponent_name(float e)
 {
-    Buffer a(n, -8, 8, 1), b(n, -8, 8, 2), y(n, 0, 1, 3);
+    char s[16];
+    std::snprintf(s, sizeof s, "%g", static_cast<double>(e));
+    return s;
+}
+
+// Every streaming entry of k's table. The lambdas capture the entry's function pointer; the
+// std::function around it costs one indirect call per n elements, nothing per element.
+std::vector<Case> kernel_cases(const tg_kernels *k)
+{
+    const Range out{0, 1}, wide{-8, 8}, unit{-1, 1}, pos{0.01f, 100}, base{0.1f, 10};
+    std::vector<Case> cs;
+
+    const struct {
+        const char *name;
+        tg_unary_fn fn;
+        Range x;
+    } unary[] = {{"neg", k->neg, wide},        {"abs", k->abs, wide},   {"relu", k->relu, wide},
+                 {"exp", k->exp, wide},        {"log", k->log, pos},    {"sin", k->sin, wide},
+                 {"cos", k->cos, wide},        {"tanh", k->tanh, wide}, {"sqrt", k->sqrt, pos},
+                 {"sigmoid", k->sigmoid, wide}};
+    for (const auto &u : unary)
+        cs.push_back(
+            {u.name, {u.x, out}, 2, [f = u.fn](float *const *a, int64_t n) { f(a[0], a[1], n); }});
+    // x spans both bounds, so both clamps and the pass-through all occur.
+    cs.push_back({"clamp", {{-2, 2}, out}, 2, [f = k->clamp](float *const *a, int64_t n) {
+                      f(a[0], a[1], n, -1.0f, 1.0f);
+                  }});
+    for (float e : kPowExponents)
+        cs.push_back({"pow_scalar_" + exponent_name(e),
+                      {base, out},
+                      2,
+                      [f = k->pow_scalar, e](float *const *a, int64_t n) { f(a[0], a[1], n, e); }});
+
+    const struct {
+        const char *name;
+        tg_binary_vv_fn fn;
+        Range a, b;
+    } vv[] = {{"add_vv", k->add_vv, wide, wide},
+              {"sub_vv", k->sub_vv, wide, wide},
+              {"mul_vv", k->mul_vv, wide, wide},
+              {"div_vv", k->div_vv, wide, base},
+              {"pow_vv", k->pow_vv, base, {-4, 4}}};
+    for (const auto &v : vv)
+        cs.push_back({v.name, {v.a, v.b, out}, 3, [f = v.fn](float *const *a, int64_t n) {
+                          f(a[0], a[1], a[2], n);
+                      }});
+    // The scalars are general values: 1.7 is not one of pow's shortcut exponents.
+    const struct {
+        const char *name;
+        tg_binary_vs_fn fn;
+        Range a;
+        float b;
+    } vs[] = {{"add_vs", k->add_vs, wide, 1.5f},
+              {"mul_vs", k->mul_vs, wide, 1.5f},
+              {"div_vs", k->div_vs, wide, 1.5f},
+              {"pow_vs", k->pow_vs, base, 1.7f}};
+    for (const auto &v : vs)
+        cs.push_back({v.name, {v.a, out}, 2, [f = v.fn, s = v.b](float *const *a, int64_t n) {
+                          f(a[0], s, a[1], n);
+                      }});
+    const struct {
+        const char *name;
+        tg_binary_sv_fn fn;
+        float a;
+        Range b;
+    } sv[] = {{"sub_sv", k->sub_sv, 1.5f, wide},
+              {"div_sv", k->div_sv, 1.5f, base},
+              {"pow_sv", k->pow_sv, 1.5f, wide}};
+    for (const auto &v : sv)
+        cs.push_back({v.name, {v.b, out}, 2, [f = v.fn, s = v.a](float *const *a, int64_t n) {
+                          f(s, a[0], a[1], n);
+                      }});
+
+    // Backward entries: the saved value v (x or y, per kernels.h) in the range the forward op
+    // gives it, then gy, then gx. relu_bwd's v is relu's output, half of it exactly 0.
+    const struct {
+        const char *name;
+        tg_unary_bwd_fn fn;
+        Range v;
+        Call setup;
+    } bwd[] = {{"sigmoid_bwd", k->sigmoid_bwd, wide},
+               {"tanh_bwd", k->tanh_bwd, unit},
+               {"sqrt_bwd", k->sqrt_bwd, base},
+               {"relu_bwd", k->relu_bwd, wide,
+                [r = k->relu](float *const *a, int64_t n) { r(a[0], a[0], n); }},
+               {"sin_bwd", k->sin_bwd, wide},
+               {"cos_bwd", k->cos_bwd, wide},
+               {"abs_bwd", k->abs_bwd, wide}};
+    for (const auto &b : bwd)
+        cs.push_back({b.name,
+                      {b.v, unit, out},
+                      3,
+                      [f = b.fn](float *const *a, int64_t n) { f(a[0], a[1], a[2], n); },
+                      b.setup});
+    // y = sigmoid(x) of x in [-8, 8] stays below 1, so the kernel reads y and gy only, never x:
+    // three arrays moved, as sigmoid_bwd.
+    cs.push_back(
+        {"sigmoid_bwd_y",
+         {out, wide, unit, out},
+         3,
+         [f = k->sigmoid_bwd_y](float *const *a, int64_t n) { f(a[0], a[1], a[2], a[3], n); },
+         [s = k->sigmoid](float *const *a, int64_t n) { s(a[1], a[0], n); }});
+    cs.push_back(
+        {"clamp_bwd", {{-2, 2}, unit, out}, 3, [f = k->clamp_bwd](float *const *a, int64_t n) {
+             f(a[0], a[1], a[2], n, -1.0f, 1.0f);
+         }});
+    for (float e : kPowExponents)
+        cs.push_back({"pow_scalar_bwd_" + exponent_name(e),
+                      {base, unit, out},
+                      3,
+                      [f = k->pow_scalar_bwd, e](float *const *a, int64_t n) {
+                          f(a[0], a[1], a[2], n, e);
+                      }});
+
+    cs.push_back({"sum", {unit}, 1, [f = k->sum](float *const *a, int64_t n) {
+                      benchmark::DoNotOptimize(f(a[0], n));
+                  }});
+    // y grows by at most 0.5 per call: no overflow or subnormals in any run's length.
+    cs.push_back({"axpy", {unit, unit}, 3, [f = k->axpy](float *const *a, int64_t n) {
+                      f(0.5f, a[0], a[1], n);
+                  }});
+    cs.push_back(
+        {"fill", {out}, 1, [f = k->fill](float *const *a, int64_t n) { f(a[0], 0.25f, n); }});
+    cs.push_back(
+        {"copy", {unit, out}, 2, [f = k->copy](float *const *a, int64_t n) { f(a[0], a[1], n); }});
+    // Both outputs: reads logits and targets, writes loss and grad.
+    cs.push_back({"bce_logits",
+                  {wide, out, out, out},
+                  4,
+                  [f = k->bce_logits](float *const *a, int64_t n) {
+                      benchmark::DoNotOptimize(f(a[0], a[1], a[2], a[3], n, 1.0f));
+                  },
+                  [](float *const *a, int64_t n) {
+                      for (int64_t i = 0; i < n; i++)
+                          a[1][i] = a[1][i] < 0.5f ? 0.0f : 1.0f;
+                  }});
+    return cs;
+}
+
+// lr_block over the rows of X [floats / d, d], gradient included, as the fused trainer calls it.
+void bench_lr_block(benchmark::State &state, const tg_kernels *k, int64_t floats)
+{
+    constexpr int64_t d = 32;
+    const int64_t m = floats / d;
+    Buffer X(floats, -1, 1, 1), w(d, -0.5f, 0.5f, 2), y(m, 0, 1, 3), g(d + 1, 0, 1, 4);
+    for (int64_t i = 0; i < m; i++)
+        y.p[i] = y.p[i] < 0.5f ? 0.0f : 1.0f;
     for (auto _ : state) {
-        k->add_vv(a.p, b.p, y.p, n);
+        benchmark::DoNotOptimize(k->lr_block(X.p, m, d, w.p, 0.1f, y.p, 1.0f, g.p));
         benchmark::ClobberMemory();
     }
-    set_counters(state, n, 3);
-}
-
-void bench_mul_vs(benchmark::State &state, const tg_kernels *k, int64_t n)
-{
-    Buffer a(n, -8, 8, 1), y(n, 0, 1, 3);
-    for (auto _ : state) {
-        k->mul_vs(a.p, 1.5f, y.p, n);
-        benchmark::ClobberMemory();
-    }
-    set_counters(state, n, 2);
-}
-
-void bench_sum(benchmark::State &state, const tg_kernels *k, int64_t n)
-{
-    Buffer x(n, -1, 1, 1);
-    for (auto _ : state)
-        benchmark::DoNotOptimize(k->sum(x.p, n));
-    set_counters(state, n, 1);
-}
-
-// gx = f(x, gy) for the backward entries whose saved value is x.
-void bench_bwd(benchmark::State &state, tg_unary_bwd_fn f, int64_t n)
-{
-    Buffer x(n, -8, 8, 1), gy(n, -1, 1, 2), gx(n, 0, 1, 3);
-    for (auto _ : state) {
-        f(x.p, gy.p, gx.p, n);
-        benchmark::ClobberMemory();
-    }
-    set_counters(state, n, 3);
+    set_counters(state, floats, 1);
 }
 
 // C = A op(B) for a batch of n x n matrices, one gemm_small call each, as batched matmul does.
@@ -156,17 +315,6 @@ void bench_gemm_small(benchmark::State &state, const tg_kernels *k, int64_t n, i
     state.counters["FLOP/s"] = benchmark::Counter(2.0 * static_cast<double>(n * mat * batch) *
                                                       static_cast<double>(state.iterations()),
                                                   benchmark::Counter::kIsRate);
-}
-
-// Both outputs: reads logits and targets, writes loss and grad.
-void bench_bce_logits(benchmark::State &state, const tg_kernels *k, int64_t n)
-{
-    Buffer z(n, -8, 8, 1), t(n, 0, 1, 2), loss(n, 0, 1, 3), grad(n, 0, 1, 4);
-    for (int64_t i = 0; i < n; i++)
-        t.p[i] = t.p[i] < 0.5f ? 0.0f : 1.0f;
-    for (auto _ : state)
-        benchmark::DoNotOptimize(k->bce_logits(z.p, t.p, loss.p, grad.p, n, 1.0f));
-    set_counters(state, n, 4);
 }
 
 void BM_memcpy(benchmark::State &state)
@@ -215,29 +363,13 @@ std::string size_name(int64_t n)
 void register_family(const tg_kernels *k)
 {
     const std::string f = k->name;
+    const std::vector<Case> cases = kernel_cases(k);
     for (int64_t n : {kSmall, kLarge}) {
         const std::string s = "/" + size_name(n);
-        struct Unary {
-            const char *name;
-            tg_unary_fn fn;
-            float lo, hi;
-        } unary[] = {{"sigmoid", k->sigmoid, -8, 8}, {"sin", k->sin, -8, 8},
-                     {"cos", k->cos, -8, 8},         {"exp", k->exp, -8, 8},
-                     {"log", k->log, 0.01f, 100},    {"tanh", k->tanh, -8, 8}};
-        for (const Unary &u : unary)
-            benchmark::RegisterBenchmark((f + "/" + u.name + s).c_str(), bench_unary, u.fn, n, u.lo,
-                                         u.hi)
+        for (const Case &c : cases)
+            benchmark::RegisterBenchmark((f + "/" + c.name + s).c_str(), bench_case, c, n)
                 ->UseRealTime();
-        benchmark::RegisterBenchmark((f + "/add_vv" + s).c_str(), bench_add_vv, k, n)
-            ->UseRealTime();
-        benchmark::RegisterBenchmark((f + "/mul_vs" + s).c_str(), bench_mul_vs, k, n)
-            ->UseRealTime();
-        benchmark::RegisterBenchmark((f + "/sum" + s).c_str(), bench_sum, k, n)->UseRealTime();
-        benchmark::RegisterBenchmark((f + "/sigmoid_bwd" + s).c_str(), bench_bwd, k->sigmoid_bwd, n)
-            ->UseRealTime();
-        benchmark::RegisterBenchmark((f + "/sin_bwd" + s).c_str(), bench_bwd, k->sin_bwd, n)
-            ->UseRealTime();
-        benchmark::RegisterBenchmark((f + "/bce_logits" + s).c_str(), bench_bce_logits, k, n)
+        benchmark::RegisterBenchmark((f + "/lr_block" + s).c_str(), bench_lr_block, k, n)
             ->UseRealTime();
     }
     for (int64_t n : {16, 32, 64})
