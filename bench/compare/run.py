@@ -765,6 +765,11 @@ def build_results(rows, data, threads, smoke, reasons):
                 p1 = p1.get("sin_fwd")
                 if p1 and p1.get("seconds") and r.peer:
                     r.notes.append("PyTorch scales %.2f×" % (p1["seconds"] / r.peer))
+                # The memory ceiling on scaling: the same probe's memcpy at 1 and k threads.
+                m1 = data["probe"].get(1, {}).get("memcpy64")
+                mk = data["probe"].get(k, {}).get("memcpy64")
+                if m1 and mk and mk.get("median_s"):
+                    r.notes.append("memcpy 64 MiB scales %.2f×" % (m1["median_s"] / mk["median_s"]))
             if row.id == "csv_parse" and r.bytes and r.tg:
                 r.notes.append("%.0f MB file: tapegrad %.2f GB/s, pandas %s" % (
                     r.bytes / 1e6, r.bytes / r.tg / 1e9,
