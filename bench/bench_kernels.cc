@@ -244,11 +244,19 @@ std::vector<Case> kernel_cases(const tg_kernels *k)
                       b.setup});
     // y = sigmoid(x) of x in [-8, 8] stays below 1, so the kernel reads y and gy only, never x:
     // three arrays moved, as sigmoid_bwd.
+    cs.push_back({"sigmoid_bwd_y",
+                  {out, wide, unit, out},
+                  3,
+                  [f = k->sigmoid_bwd_y](float *const *a, int64_t n) {
+                      f(a[0], a[1], a[2], false, a[3], n);
+                  },
+                  [s = k->sigmoid](float *const *a, int64_t n) { s(a[1], a[0], n); }});
+    // The backward of sum(sigmoid(x)): one gradient value for all, two arrays moved.
     cs.push_back(
-        {"sigmoid_bwd_y",
+        {"sigmoid_bwd_y_uniform",
          {out, wide, unit, out},
-         3,
-         [f = k->sigmoid_bwd_y](float *const *a, int64_t n) { f(a[0], a[1], a[2], a[3], n); },
+         2,
+         [f = k->sigmoid_bwd_y](float *const *a, int64_t n) { f(a[0], a[1], a[2], true, a[3], n); },
          [s = k->sigmoid](float *const *a, int64_t n) { s(a[1], a[0], n); }});
     cs.push_back(
         {"clamp_bwd", {{-2, 2}, unit, out}, 3, [f = k->clamp_bwd](float *const *a, int64_t n) {

@@ -8,6 +8,7 @@
 #ifndef TG_KERNELS_H
 #define TG_KERNELS_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 typedef void (*tg_unary_fn)(const float *x, float *y, int64_t n);
@@ -17,6 +18,12 @@ typedef void (*tg_binary_vs_fn)(const float *a, float b, float *y, int64_t n);
 typedef void (*tg_binary_sv_fn)(float a, const float *b, float *y, int64_t n);
 /* gx = gy * f'(.), where the saved value v is the op's input x or its output y (per entry). */
 typedef void (*tg_unary_bwd_fn)(const float *v, const float *gy, float *gx, int64_t n);
+
+/* From this many output elements (16 MB) on, a result cannot stay in the cache for the next op
+ * (L2 is a few MB per core, L3 is shared), so the SIMD families write it with non-temporal
+ * stores: they skip the read-for-ownership of the output and leave the cache to the inputs.
+ * Not when the output is also an input: its lines are in the cache already. */
+#define TG_STREAM_MIN ((int64_t)1 << 22)
 
 typedef struct tg_kernels {
     const char *name;
@@ -39,8 +46,11 @@ typedef struct tg_kernels {
     tg_unary_bwd_fn sigmoid_bwd;
     /* sigmoid's backward from its saved output y = sigmoid(x) as well: gx = (gy (1 - y)) y where
      * y < 1, which reads y alone; only lanes where y rounds to 1 (or is NaN) read x and go the
-     * sigmoid_bwd way. Bit-identical to sigmoid_bwd when y came from this family's sigmoid. */
-    void (*sigmoid_bwd_y)(const float *y, const float *x, const float *gy, float *gx, int64_t n);
+     * sigmoid_bwd way. Bit-identical to sigmoid_bwd when y came from this family's sigmoid.
+     * With gy_uniform, gy points at one value that stands for all n (the gradient of a sum or
+     * mean), so a large backward is one call that may stream gx out (TG_STREAM_MIN). */
+    void (*sigmoid_bwd_y)(const float *y, const float *x, const float *gy, bool gy_uniform,
+                          float *gx, int64_t n);
     tg_unary_bwd_fn tanh_bwd; /* v = y: gx = gy * (1 - y^2) */
     tg_unary_bwd_fn sqrt_bwd; /* v = y: gx = gy / (2 y) */
     tg_unary_bwd_fn relu_bwd; /* v = y: gx = y > 0 ? gy : 0 */

@@ -776,32 +776,70 @@ static void test_elementwise(void **state)
 
 /* ---- named edge cases ------------------------------------------------------------------------ */
 
-/* sigmoid_bwd_y (the op's backward: from the saved output) gives sigmoid_bwd's bits exactly,
- * for every length and offset, with the y == 1, infinite and NaN lanes scattered among ordinary
- * ones, and gradients that are not uniform. */
+/* Inputs for the sigmoid_bwd_y checks: x across both tails (y rounds to 1 from x = 16.6 on),
+ * with infinite and NaN lanes scattered among ordinary ones; gradients that are not uniform. */
+static void sigmoid_bwd_inputs(float *x, float *g, int64_t n)
+{
+    uint32_t s = 12345;
+    for (int64_t i = 0; i < n; i++) {
+        s = s * 1664525u + 1013904223u;
+        float u = (float)(s >> 8) * 0x1p-24f;
+        x[i] = (u - 0.5f) * 60.0f;
+        g[i] = 0.25f + u;
+    }
+    x[3] = INFINITY, x[17] = -INFINITY, x[40] = NAN, x[41] = 17.0f, x[66] = 100.0f;
+}
+
+/* sigmoid_bwd_y (the op's backward: from the saved output) gives sigmoid_bwd's bits exactly, for
+ * every length and offset, with a gradient array and with one uniform value, writing nothing
+ * past n. */
 static void test_sigmoid_bwd_from_output(void **state)
 {
     (void)state;
     const tg_kernels *k = &cur->k;
     enum { N = 200 };
-    float x[N], y[N], g[N], a[N], b[N];
-    uint32_t s = 12345;
-    for (int i = 0; i < N; i++) {
-        s = s * 1664525u + 1013904223u;
-        float u = (float)(s >> 8) * 0x1p-24f;
-        x[i] = (u - 0.5f) * 60.0f; /* y rounds to 1 from x = 16.6 on */
-        g[i] = 0.25f + u;
-    }
-    x[3] = INFINITY, x[17] = -INFINITY, x[40] = NAN, x[41] = 17.0f, x[66] = 100.0f;
+    float x[N], y[N], g[N], gu[N], a[N], b[N];
+    sigmoid_bwd_inputs(x, g, N);
+    for (int i = 0; i < N; i++)
+        gu[i] = g[7];
     for (int off = 0; off < 5; off++)
         for (int n = 0; n + off <= N; n += n < 70 ? 1 : 37) {
             k->sigmoid(x + off, y + off, n);
             memset(a, 0x55, sizeof a);
             memset(b, 0x55, sizeof b);
             k->sigmoid_bwd(x + off, g + off, a + off, n);
-            k->sigmoid_bwd_y(y + off, x + off, g + off, b + off, n);
+            k->sigmoid_bwd_y(y + off, x + off, g + off, false, b + off, n);
             assert_memory_equal(a, b, sizeof a); /* the bits, and nothing past n written */
+            memset(a, 0x55, sizeof a);
+            memset(b, 0x55, sizeof b);
+            k->sigmoid_bwd(x + off, gu + off, a + off, n);
+            k->sigmoid_bwd_y(y + off, x + off, &g[7], true, b + off, n);
+            assert_memory_equal(a, b, sizeof a);
         }
+}
+
+/* The same at TG_STREAM_MIN and beyond, where the SIMD families write gx with non-temporal
+ * stores, into an output that starts off the 64-byte grid. */
+static void test_sigmoid_bwd_streamed(void **state)
+{
+    (void)state;
+    const tg_kernels *k = &cur->k;
+    const int64_t n = TG_STREAM_MIN + 37;
+    float *x = alloc_f(n), *y = alloc_f(n), *g = alloc_f(n), *a = alloc_f(n + 2),
+          *b = alloc_f(n + 2);
+    sigmoid_bwd_inputs(x, g, n);
+    k->sigmoid(x, y, n);
+    for (int uniform = 0; uniform < 2; uniform++) {
+        if (uniform)
+            for (int64_t i = 0; i < n; i++)
+                g[i] = 0.75f;
+        b[0] = b[n + 1] = GUARD;
+        k->sigmoid_bwd(x, g, a + 1, n);
+        k->sigmoid_bwd_y(y, x, g, uniform, b + 1, n);
+        assert_true(b[0] == GUARD && b[n + 1] == GUARD);
+        assert_memory_equal(a + 1, b + 1, sizeof(float) * (size_t)n);
+    }
+    free(x), free(y), free(g), free(a), free(b);
 }
 
 static void test_sigmoid_limits(void **state)
@@ -1547,6 +1585,7 @@ static const struct CMUnitTest kernel_tests[] = {
     cmocka_unit_test(test_elementwise),
     cmocka_unit_test(test_sigmoid_limits),
     cmocka_unit_test(test_sigmoid_bwd_from_output),
+    cmocka_unit_test(test_sigmoid_bwd_streamed),
     cmocka_unit_test(test_trig_large),
     cmocka_unit_test(test_sum),
     cmocka_unit_test(test_blas1),

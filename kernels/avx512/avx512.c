@@ -247,10 +247,7 @@ ALWAYS_INLINE vf vcos(vf x)
 
 /* ---- streaming stores ------------------------------------------------------------------- */
 
-/* From 4M floats (16 MB) on, the output cannot stay in the cache for the next op anyway (L2 is a
- * few MB per core, L3 is shared), so non-temporal stores skip the read-for-ownership of y and
- * leave the cache to the inputs. In place (y is an input) the line is already cached: no gain. */
-#define STREAM_MIN ((int64_t)1 << 22)
+#define STREAM_MIN TG_STREAM_MIN /* kernels.h says why */
 
 /* Elements to handle before y reaches a 64-byte boundary, or -1 if streaming does not apply. */
 static int64_t stream_head(const float *y, int64_t n)
@@ -623,18 +620,33 @@ static void v_sigmoid_bwd(const float *x, const float *gy, float *gx, int64_t n)
     map_bwd(x, gy, gx, n, b_sigmoid);
 }
 
-/* Vectors whose lanes all have y < 1 (the usual case) never load x. */
-static void v_sigmoid_bwd_y(const float *y, const float *x, const float *gy, float *gx, int64_t n)
+/* gx for the r (<= 16) elements at offset i. Vectors whose lanes all have y < 1 (the usual
+ * case) never load x; lanes past r load as 0, which is < 1. */
+ALWAYS_INLINE vf sigmoid_bwd_y_at(const float *y, const float *x, const float *gy, bool uniform,
+                                  int64_t i, int64_t r)
 {
-    for (int64_t i = 0; i < n; i += W) {
-        int64_t r = n - i; /* lanes past r load as 0, which is < 1 */
-        vf yv = ld(y + i, r), g = ld(gy + i, r);
-        __mmask16 below = _mm512_cmp_ps_mask(yv, set1(1.0f), _CMP_LT_OQ);
-        vf out = mul(mul(g, sub(set1(1.0f), yv)), yv);
-        if (__builtin_expect(below != 0xffff, 0))
-            out = _mm512_mask_mov_ps(b_sigmoid(ld(x + i, r), g), below, out);
-        st(gx + i, out, r);
+    vf yv = ld(y + i, r), g = uniform ? set1(*gy) : ld(gy + i, r);
+    __mmask16 below = _mm512_cmp_ps_mask(yv, set1(1.0f), _CMP_LT_OQ);
+    vf out = mul(mul(g, sub(set1(1.0f), yv)), yv);
+    if (__builtin_expect(below != 0xffff, 0))
+        out = _mm512_mask_mov_ps(b_sigmoid(ld(x + i, r), g), below, out);
+    return out;
+}
+
+static void v_sigmoid_bwd_y(const float *y, const float *x, const float *gy, bool gy_uniform,
+                            float *gx, int64_t n)
+{
+    int64_t i = 0;
+    int64_t head = gx != y && gx != x && gx != gy ? stream_head(gx, n) : -1;
+    if (head >= 0) {
+        if (head > 0)
+            st(gx, sigmoid_bwd_y_at(y, x, gy, gy_uniform, 0, head), head);
+        for (i = head; i + W <= n; i += W)
+            _mm512_stream_ps(gx + i, sigmoid_bwd_y_at(y, x, gy, gy_uniform, i, W));
+        _mm_sfence();
     }
+    for (; i < n; i += W)
+        st(gx + i, sigmoid_bwd_y_at(y, x, gy, gy_uniform, i, n - i), n - i);
 }
 
 static void v_tanh_bwd(const float *y, const float *gy, float *gx, int64_t n)

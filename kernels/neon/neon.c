@@ -411,11 +411,12 @@ static void v_sigmoid_bwd(const float *x, const float *gy, float *gx, int64_t n)
 }
 
 /* Vectors whose lanes all have y < 1 (the usual case) never load x. */
-static void v_sigmoid_bwd_y(const float *y, const float *x, const float *gy, float *gx, int64_t n)
+static void v_sigmoid_bwd_y(const float *y, const float *x, const float *gy, bool gy_uniform,
+                            float *gx, int64_t n)
 {
     for (int64_t i = 0; i < n; i += W) {
         int64_t r = n - i; /* lanes past r load as 0, which is < 1 */
-        vf yv = ld(y + i, r), g = ld(gy + i, r);
+        vf yv = ld(y + i, r), g = gy_uniform ? set1(*gy) : ld(gy + i, r);
         vmask below = vcltq_f32(yv, set1(1.0f));
         vf out = mul(mul(g, sub(set1(1.0f), yv)), yv);
         if (__builtin_expect(vminvq_u32(below) == 0, 0))

@@ -136,13 +136,15 @@ static void s_sigmoid_bwd(const float *x, const float *gy, float *gx, int64_t n)
     }
 }
 
-static void s_sigmoid_bwd_y(const float *y, const float *x, const float *gy, float *gx, int64_t n)
+static void s_sigmoid_bwd_y(const float *y, const float *x, const float *gy, bool gy_uniform,
+                            float *gx, int64_t n)
 {
     for (int64_t i = 0; i < n; i++) {
+        const float *g = gy_uniform ? gy : gy + i;
         if (y[i] < 1.0f)
-            gx[i] = (gy[i] * (1.0f - y[i])) * y[i];
+            gx[i] = (*g * (1.0f - y[i])) * y[i];
         else
-            s_sigmoid_bwd(x + i, gy + i, gx + i, 1);
+            s_sigmoid_bwd(x + i, g, gx + i, 1);
     }
 }
 

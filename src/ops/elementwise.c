@@ -72,15 +72,13 @@ void tg_run_unary_bwd(tg_unary_bwd_fn f, const float *v, const float *gy, bool g
     tg_parallel_for(n, tg_parallel_grain(), unary_bwd_chunk, &j);
 }
 
-/* gx = sigmoid_bwd_y(y, x, g): y is the saved output (j->out), x the input. */
-static void sigmoid_bwd_piece(const elem_job *j, const float *g, int64_t i, int64_t m)
-{
-    tg_kern()->sigmoid_bwd_y(j->out + i, j->x + i, g, j->y + i, m);
-}
-
+/* gx = sigmoid_bwd_y(y, x, g): y is the saved output (j->out), x the input. The kernel takes a
+ * uniform gradient itself, so a thread's whole share is one call that can stream gx out. */
 static void sigmoid_bwd_chunk(void *ctx, int64_t begin, int64_t end)
 {
-    bwd_pieces(ctx, begin, end, sigmoid_bwd_piece);
+    const elem_job *j = ctx;
+    tg_kern()->sigmoid_bwd_y(j->out + begin, j->x + begin, j->uniform ? j->gy : j->gy + begin,
+                             j->uniform, j->y + begin, end - begin);
 }
 
 void tg_run_sigmoid_bwd(const float *y, const float *x, const float *gy, bool gy_uniform, float *gx,
