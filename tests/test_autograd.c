@@ -65,6 +65,43 @@ static void test_grad_accumulates_across_backward_calls(void **state)
     tg_release(x);
 }
 
+/* The gradient of a sum or mean reaches an elementwise op as one value broadcast over the shape,
+ * and the ops that take it that way must give the bits of a dense gradient of the same value:
+ * sum(op(x)) and mean(op(x)) against op(x) backward with a dense grad_output. Sizes below and
+ * above the threading and streaming thresholds; x positive so log and sqrt are defined. */
+static void test_uniform_grad_matches_dense(void **state)
+{
+    (void)state;
+    typedef tg_tensor *(*op_fn)(tg_tensor *);
+    const op_fn ops[] = {tg_exp,     tg_log,  tg_sin,  tg_cos, tg_tanh,
+                         tg_sigmoid, tg_relu, tg_sqrt, tg_abs, tg_neg};
+    const int64_t sizes[] = {7, 40000, ((int64_t)1 << 22) + 3};
+    for (size_t s = 0; s < sizeof sizes / sizeof sizes[0]; s++) {
+        int64_t n = sizes[s];
+        tg_tensor *x = tg_requires_grad_(tg_add_scalar(tg_rand(1, &n, 5 + s), 0.05f), true);
+        for (size_t o = 0; o < sizeof ops / sizeof ops[0]; o++) {
+            for (int mean = 0; mean < 2; mean++) {
+                tg_scope_begin();
+                tg_tensor *y = ops[o](x);
+                assert_int_equal(tg_backward(mean ? tg_mean(y) : tg_sum(y), NULL, false), TG_OK);
+                tg_tensor *uniform = tg_keep(tg_clone(tg_grad(x)));
+                tg_grad_reset(x);
+                tg_tensor *g = tg_full(1, &n, mean ? 1.0f / (float)n : 1.0f);
+                assert_int_equal(tg_backward(ops[o](x), g, false), TG_OK);
+                float *a = tg_data(uniform), *b = tg_data(tg_grad(x));
+                for (int64_t i = 0; i < n; i++)
+                    if (memcmp(&a[i], &b[i], sizeof(float)) != 0)
+                        fail_msg("op %zu n %lld %s: element %lld %a vs dense %a", o, (long long)n,
+                                 mean ? "mean" : "sum", (long long)i, a[i], b[i]);
+                tg_grad_reset(x);
+                tg_release(uniform);
+                tg_scope_end();
+            }
+        }
+        tg_release(x);
+    }
+}
+
 static void test_retain_graph(void **state)
 {
     (void)state;
@@ -736,6 +773,7 @@ int main(void)
         return TG_TEST_SKIP;
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_grad_accumulates_across_backward_calls),
+        cmocka_unit_test(test_uniform_grad_matches_dense),
         cmocka_unit_test(test_retain_graph),
         cmocka_unit_test(test_second_backward_without_retain_fails),
         cmocka_unit_test(test_detach_shares_storage_without_grad),

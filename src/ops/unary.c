@@ -25,8 +25,12 @@ static tg_status sigmoid_backward(tg_node *n, tg_tensor *g, const bool *needs, t
 
 #define K(field) offsetof(tg_kernels, field)
 static const unary_def NEG = {{"NegBackward0", neg_backward}, "tg_neg", K(neg), 0, SAVE_NONE};
-static const unary_def EXP = {{"ExpBackward0", exp_backward}, "tg_exp", K(exp), 0, SAVE_OUTPUT};
-static const unary_def LOG = {{"LogBackward0", log_backward}, "tg_log", K(log), 0, SAVE_INPUT};
+/* exp's and log's backward are one broadcasting tg_mul / tg_div, which takes a uniform g (the
+ * gradient of a sum) as the scalar operand of mul_vs / div_sv: no tensor of it is written. */
+static const unary_def EXP = {
+    {"ExpBackward0", exp_backward, true}, "tg_exp", K(exp), 0, SAVE_OUTPUT};
+static const unary_def LOG = {
+    {"LogBackward0", log_backward, true}, "tg_log", K(log), 0, SAVE_INPUT};
 static const unary_def SIN = {
     {"SinBackward0", unary_backward, true}, "tg_sin", K(sin), K(sin_bwd), SAVE_INPUT};
 static const unary_def COS = {
