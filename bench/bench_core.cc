@@ -94,6 +94,7 @@ template <tg_tensor *(*Op)(tg_tensor *)> static void BM_unary_fwd_bwd(benchmark:
 }
 BENCHMARK_TEMPLATE(BM_unary_fwd_bwd, tg_sigmoid)->Arg(1 << 24)->UseRealTime();
 BENCHMARK_TEMPLATE(BM_unary_fwd_bwd, tg_sin)->Arg(1 << 24)->UseRealTime();
+BENCHMARK_TEMPLATE(BM_unary_fwd_bwd, tg_exp)->Arg(1 << 24)->UseRealTime();
 
 static void BM_mean(benchmark::State &state)
 {

@@ -109,7 +109,7 @@ def _rows():
                                 ("gb", "bench_kernels", "{isa}/%s/16M" % op))]))
     for op, targets in (("sigmoid", [Target("time_max", 16e-3, "≤ 16 ms"),
                                      Target("speedup_min", 4.0, "≥ 4× PyTorch")]),
-                        ("sin", [])):
+                        ("sin", []), ("exp", [])):
         rows.append(Row("kernels", "%s_fwd_bwd" % op, "%s forward + backward through sum" % op,
                         ("gb", "bench_core", "BM_unary_fwd_bwd<tg_%s>/16777216" % op),
                         ("torch_kernels", "%s_fwd_bwd" % op), PT,

@@ -2,7 +2,8 @@
 """PyTorch mirrors of bench/bench_core.cc's elementwise and reduction benchmarks.
 
     sigmoid_fwd, sin_fwd, exp_fwd   BM_unary<tg_OP>/16777216        torch.OP(x, out=y)
-    sigmoid_fwd_bwd, sin_fwd_bwd    BM_unary_fwd_bwd<tg_OP>/16777216 OP(x).sum().backward()
+    sigmoid_fwd_bwd, sin_fwd_bwd,   BM_unary_fwd_bwd<tg_OP>/16777216 OP(x).sum().backward()
+    exp_fwd_bwd
     mean                            BM_mean/16777216                 torch.mean(x)
 
 x is 16M float32 values uniform in [-8, 8) (as the benchmarks' make_input). The check runs
@@ -105,7 +106,8 @@ def mean(ctx):
 
 WORKLOADS = [("sigmoid_fwd", unary_fwd("sigmoid")), ("sin_fwd", unary_fwd("sin")),
              ("exp_fwd", unary_fwd("exp")), ("sigmoid_fwd_bwd", unary_fwd_bwd("sigmoid")),
-             ("sin_fwd_bwd", unary_fwd_bwd("sin")), ("mean", mean)]
+             ("sin_fwd_bwd", unary_fwd_bwd("sin")), ("exp_fwd_bwd", unary_fwd_bwd("exp")),
+             ("mean", mean)]
 
 if __name__ == "__main__":
     common.main(__doc__, WORKLOADS, setup=common.use_torch)
