@@ -445,7 +445,26 @@ class Runner:
                 res[key] = json.loads(r.stdout)
             else:
                 self.failures.append(("probe memcpy", tail(r.stderr)))
+        if k > 1:
+            res["memcpy64_scaling"] = self.memcpy_scaling(path, k)
         return res
+
+    def memcpy_scaling(self, path, k):
+        """Median of (1-thread time / k-thread time) of a 64 MiB memcpy over pairs run back to
+        back: the machine's bandwidth drifts over minutes, so the two sides of a ratio must be
+        measured side by side, not at the 1-thread and k-thread phases of the run."""
+        nbytes = 1 << 20 if self.smoke else MIB64
+        ratios = []
+        for _ in range(1 if self.smoke else 5):
+            t = {}
+            for kk in (1, k):
+                r = run_cmd([path, "memcpy", str(kk), str(nbytes), "5"], cpus=self.pinned(kk))
+                if r.returncode != 0:
+                    self.failures.append(("probe memcpy", tail(r.stderr)))
+                    return None
+                t[kk] = json.loads(r.stdout)["median_s"]
+            ratios.append(t[1] / t[k])
+        return statistics.median(ratios)
 
     # ---- the tapegrad command ----
     def cli(self, k, csv):
@@ -765,11 +784,11 @@ def build_results(rows, data, threads, smoke, reasons):
                 p1 = p1.get("sin_fwd")
                 if p1 and p1.get("seconds") and r.peer:
                     r.notes.append("PyTorch scales %.2f×" % (p1["seconds"] / r.peer))
-                # The memory ceiling on scaling: the same probe's memcpy at 1 and k threads.
-                m1 = data["probe"].get(1, {}).get("memcpy64")
-                mk = data["probe"].get(k, {}).get("memcpy64")
-                if m1 and mk and mk.get("median_s"):
-                    r.notes.append("memcpy 64 MiB scales %.2f×" % (m1["median_s"] / mk["median_s"]))
+                # The memory ceiling on scaling: memcpy at 1 and k threads, side by side.
+                sc = data["probe"].get(k, {}).get("memcpy64_scaling")
+                if sc:
+                    r.notes.append("memcpy 64 MiB scales %.2f× (1 and %d threads run back to "
+                                   "back)" % (sc, k))
             if row.id == "csv_parse" and r.bytes and r.tg:
                 r.notes.append("%.0f MB file: tapegrad %.2f GB/s, pandas %s" % (
                     r.bytes / 1e6, r.bytes / r.tg / 1e9,
