@@ -78,7 +78,10 @@ static void test_uniform_grad_matches_dense(void **state)
     const int64_t sizes[] = {7, 40000, ((int64_t)1 << 22) + 3};
     for (size_t s = 0; s < sizeof sizes / sizeof sizes[0]; s++) {
         int64_t n = sizes[s];
-        tg_tensor *x = tg_requires_grad_(tg_add_scalar(tg_rand(1, &n, 5 + s), 0.05f), true);
+        tg_scope_begin();
+        tg_tensor *x =
+            tg_keep(tg_requires_grad_(tg_add_scalar(tg_rand(1, &n, 5 + s), 0.05f), true));
+        tg_scope_end();
         for (size_t o = 0; o < sizeof ops / sizeof ops[0]; o++) {
             for (int mean = 0; mean < 2; mean++) {
                 tg_scope_begin();
