@@ -69,12 +69,30 @@ static void test_grad_accumulates_across_backward_calls(void **state)
  * and the ops that take it that way must give the bits of a dense gradient of the same value:
  * sum(op(x)) and mean(op(x)) against op(x) backward with a dense grad_output. Sizes below and
  * above the threading and streaming thresholds; x positive so log and sqrt are defined. */
+static tg_tensor *times_2_5(tg_tensor *x)
+{
+    return tg_mul_scalar(x, 2.5f);
+}
+static tg_tensor *plus_1_5(tg_tensor *x)
+{
+    return tg_add_scalar(x, 1.5f);
+}
+static tg_tensor *three_minus(tg_tensor *x)
+{
+    return tg_rsub_scalar(3.0f, x);
+}
+/* A chain the one value passes through whole: 3 - (-(x * 2.5) + 1.5). */
+static tg_tensor *scalar_chain(tg_tensor *x)
+{
+    return tg_rsub_scalar(3.0f, tg_add_scalar(tg_neg(tg_mul_scalar(x, 2.5f)), 1.5f));
+}
+
 static void test_uniform_grad_matches_dense(void **state)
 {
     (void)state;
     typedef tg_tensor *(*op_fn)(tg_tensor *);
-    const op_fn ops[] = {tg_exp,     tg_log,  tg_sin,  tg_cos, tg_tanh,
-                         tg_sigmoid, tg_relu, tg_sqrt, tg_abs, tg_neg};
+    const op_fn ops[] = {tg_exp,  tg_log, tg_sin, tg_cos,    tg_tanh,  tg_sigmoid,  tg_relu,
+                         tg_sqrt, tg_abs, tg_neg, times_2_5, plus_1_5, three_minus, scalar_chain};
     const int64_t sizes[] = {7, 40000, ((int64_t)1 << 22) + 3};
     for (size_t s = 0; s < sizeof sizes / sizeof sizes[0]; s++) {
         int64_t n = sizes[s];

@@ -239,23 +239,27 @@ static tg_status add_scalar_backward(tg_node *n, tg_tensor *g, const bool *needs
     return TG_OK;
 }
 
+/* A uniform g (the gradient of a sum) stays one value through these: none is written out. */
 static tg_status mul_scalar_backward(tg_node *n, tg_tensor *g, const bool *needs, tg_tensor **gin)
 {
     (void)needs;
-    gin[0] = tg_mul_scalar(g, n->fargs[0]);
+    float s = n->fargs[0];
+    gin[0] = tg_uniform_view_(g) ? tg_uniform_grad_(tg_ptr(g)[0] * s, g->ndim, g->shape, n->ops->name)
+                                 : tg_mul_scalar(g, s);
     return gin[0] ? TG_OK : tg_last_status();
 }
 
 static tg_status rsub_backward(tg_node *n, tg_tensor *g, const bool *needs, tg_tensor **gin)
 {
-    (void)n, (void)needs;
-    gin[0] = tg_neg(g);
+    (void)needs;
+    gin[0] = tg_neg_grad_(g, n->ops->name);
     return gin[0] ? TG_OK : tg_last_status();
 }
 
-static const tg_node_ops ADD_SCALAR = {"AddBackward0", add_scalar_backward};
-static const tg_node_ops MUL_SCALAR = {"MulBackward0", mul_scalar_backward};
-static const tg_node_ops RSUB_SCALAR = {"RsubBackward1", rsub_backward};
+/* All three take a uniform g as it is (add passes it on unchanged). */
+static const tg_node_ops ADD_SCALAR = {"AddBackward0", add_scalar_backward, true};
+static const tg_node_ops MUL_SCALAR = {"MulBackward0", mul_scalar_backward, true};
+static const tg_node_ops RSUB_SCALAR = {"RsubBackward1", rsub_backward, true};
 
 static tg_tensor *scalar_op(const tg_node_ops *ops, const char *fn, tg_tensor *a, float s,
                             void (*run)(const tg_tensor *x, float s, tg_tensor *out))

@@ -15,6 +15,17 @@ tg_tensor *tg_null_arg(const char *fn);
 /* Tensor.view of a contiguous tensor to a shape of the same element count (not checked): a view
  * whose node is ViewBackward0, for ops that reproduce PyTorch's own graph. */
 tg_tensor *tg_view_dense_(tg_tensor *a, int ndim, const int64_t *shape);
+/* A gradient that is the one value v at every position of shape: a 0-d tensor expanded (every
+ * stride 0), so no full tensor is written; the next node reads the value or materializes it only
+ * if it must. NULL + error on OOM. */
+tg_tensor *tg_uniform_grad_(float v, int ndim, const int64_t *shape, const char *name);
+/* -g, kept one value when g is (the backward of neg and of s - x). */
+tg_tensor *tg_neg_grad_(tg_tensor *g, const char *name);
+/* Is g such a view: one value broadcast over more than one position? */
+static inline bool tg_uniform_view_(const tg_tensor *g)
+{
+    return !g->contiguous && tg_is_uniform(g);
+}
 bool tg_broadcast_shape(const tg_tensor *a, const tg_tensor *b, int *ndim, int64_t *shape,
                         const char *fn);
 /* Strides that view t at the (broadcast) shape [ndim, shape]: 0 where t is broadcast. */

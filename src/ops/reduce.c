@@ -18,15 +18,28 @@ static int norm_dim(int dim, int ndim, const char *fn)
 /* d(sum)/dx = 1 everywhere: the gradient is g (divided by n for mean) seen at every input
  * position. It is returned as a broadcast view, so no tensor of ones is ever materialized; the
  * next node reads the one value or materializes it only if it must. */
+tg_tensor *tg_uniform_grad_(float v, int ndim, const int64_t *shape, const char *name)
+{
+    tg_tensor *s = tg_new(0, NULL, name);
+    if (!s)
+        return NULL;
+    tg_ptr(s)[0] = v;
+    tg_tensor *out = tg_expand(s, ndim, shape);
+    tg_release(s);
+    return out;
+}
+
+tg_tensor *tg_neg_grad_(tg_tensor *g, const char *name)
+{
+    if (tg_uniform_view_(g))
+        return tg_uniform_grad_(-tg_ptr(g)[0], g->ndim, g->shape, name);
+    return tg_neg(g);
+}
+
 static tg_status fill_backward(tg_node *n, tg_tensor *g, float scale, tg_tensor **gin)
 {
-    tg_tensor *v = scale == 1.0f ? tg_retain(g) : tg_new(0, NULL, n->ops->name);
-    if (!v)
-        return tg_last_status();
-    if (scale != 1.0f)
-        tg_ptr(v)[0] = tg_ptr(g)[0] / scale;
-    gin[0] = tg_expand(v, n->in_ndim[0], n->in_shape[0]);
-    tg_release(v);
+    float v = scale == 1.0f ? tg_ptr(g)[0] : tg_ptr(g)[0] / scale;
+    gin[0] = tg_uniform_grad_(v, n->in_ndim[0], n->in_shape[0], n->ops->name);
     return gin[0] ? TG_OK : tg_last_status();
 }
 

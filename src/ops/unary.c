@@ -24,7 +24,7 @@ static tg_status log_backward(tg_node *n, tg_tensor *g, const bool *needs, tg_te
 static tg_status sigmoid_backward(tg_node *n, tg_tensor *g, const bool *needs, tg_tensor **gin);
 
 #define K(field) offsetof(tg_kernels, field)
-static const unary_def NEG = {{"NegBackward0", neg_backward}, "tg_neg", K(neg), 0, SAVE_NONE};
+static const unary_def NEG = {{"NegBackward0", neg_backward, true}, "tg_neg", K(neg), 0, SAVE_NONE};
 /* exp's and log's backward are one broadcasting tg_mul / tg_div, which takes a uniform g (the
  * gradient of a sum) as the scalar operand of mul_vs / div_sv: no tensor of it is written. */
 static const unary_def EXP = {
@@ -125,8 +125,8 @@ static tg_status sigmoid_backward(tg_node *n, tg_tensor *g, const bool *needs, t
 
 static tg_status neg_backward(tg_node *n, tg_tensor *g, const bool *needs, tg_tensor **gin)
 {
-    (void)n, (void)needs;
-    gin[0] = tg_neg(g);
+    (void)needs;
+    gin[0] = tg_neg_grad_(g, n->ops->name);
     return gin[0] ? TG_OK : tg_last_status();
 }
 
