@@ -144,46 +144,19 @@ static tg_status log_backward(tg_node *n, tg_tensor *g, const bool *needs, tg_te
     return gin[0] ? TG_OK : tg_last_status();
 }
 
-tg_tensor *tg_neg(tg_tensor *a)
-{
-    return unary(&NEG, a);
-}
-tg_tensor *tg_exp(tg_tensor *a)
-{
-    return unary(&EXP, a);
-}
-tg_tensor *tg_log(tg_tensor *a)
-{
-    return unary(&LOG, a);
-}
-tg_tensor *tg_sin(tg_tensor *a)
-{
-    return unary(&SIN, a);
-}
-tg_tensor *tg_cos(tg_tensor *a)
-{
-    return unary(&COS, a);
-}
-tg_tensor *tg_tanh(tg_tensor *a)
-{
-    return unary(&TANH, a);
-}
-tg_tensor *tg_sigmoid(tg_tensor *a)
-{
-    return unary(&SIGMOID, a);
-}
-tg_tensor *tg_relu(tg_tensor *a)
-{
-    return unary(&RELU, a);
-}
-tg_tensor *tg_sqrt(tg_tensor *a)
-{
-    return unary(&SQRT, a);
-}
-tg_tensor *tg_abs(tg_tensor *a)
-{
-    return unary(&ABS, a);
-}
+/* The public entry points, one table row each. */
+/* clang-format off */
+tg_tensor *tg_neg(tg_tensor *a) { return unary(&NEG, a); }
+tg_tensor *tg_exp(tg_tensor *a) { return unary(&EXP, a); }
+tg_tensor *tg_log(tg_tensor *a) { return unary(&LOG, a); }
+tg_tensor *tg_sin(tg_tensor *a) { return unary(&SIN, a); }
+tg_tensor *tg_cos(tg_tensor *a) { return unary(&COS, a); }
+tg_tensor *tg_tanh(tg_tensor *a) { return unary(&TANH, a); }
+tg_tensor *tg_sigmoid(tg_tensor *a) { return unary(&SIGMOID, a); }
+tg_tensor *tg_relu(tg_tensor *a) { return unary(&RELU, a); }
+tg_tensor *tg_sqrt(tg_tensor *a) { return unary(&SQRT, a); }
+tg_tensor *tg_abs(tg_tensor *a) { return unary(&ABS, a); }
+/* clang-format on */
 
 /* ---- ops with a scalar parameter ---- */
 
