@@ -32,15 +32,13 @@ void tg_run_unary(tg_unary_fn f, const float *x, float *y, int64_t n)
  * the kernel keeps its vector form and no full-size tensor of g is ever written. */
 #define UNIFORM_BLOCK 2048
 
-/* One piece [i, i + m) of a backward pass, with g the gradient for exactly that piece. */
-typedef void (*bwd_piece_fn)(const elem_job *j, const float *g, int64_t i, int64_t m);
-
-/* Runs piece over [begin, end): in one go when the gradient is a full array, or in pieces of at
+/* gx = b(v, g) over [begin, end): in one go when the gradient is a full array, or in pieces of at
  * most UNIFORM_BLOCK reading one buffer filled with the uniform value. */
-static void bwd_pieces(const elem_job *j, int64_t begin, int64_t end, bwd_piece_fn piece)
+static void unary_bwd_chunk(void *ctx, int64_t begin, int64_t end)
 {
+    const elem_job *j = ctx;
     if (!j->uniform) {
-        piece(j, j->gy + begin, begin, end - begin);
+        j->b(j->x + begin, j->gy + begin, j->y + begin, end - begin);
         return;
     }
     float g[UNIFORM_BLOCK];
@@ -48,17 +46,7 @@ static void bwd_pieces(const elem_job *j, int64_t begin, int64_t end, bwd_piece_
     for (int64_t i = 0; i < fill; i++)
         g[i] = j->gy[0];
     for (int64_t i = begin; i < end; i += UNIFORM_BLOCK)
-        piece(j, g, i, end - i < UNIFORM_BLOCK ? end - i : UNIFORM_BLOCK);
-}
-
-static void unary_bwd_piece(const elem_job *j, const float *g, int64_t i, int64_t m)
-{
-    j->b(j->x + i, g, j->y + i, m);
-}
-
-static void unary_bwd_chunk(void *ctx, int64_t begin, int64_t end)
-{
-    bwd_pieces(ctx, begin, end, unary_bwd_piece);
+        j->b(j->x + i, g, j->y + i, end - i < UNIFORM_BLOCK ? end - i : UNIFORM_BLOCK);
 }
 
 void tg_run_unary_bwd(tg_unary_bwd_fn f, const float *v, const float *gy, bool gy_uniform,
