@@ -344,7 +344,9 @@ struct SinJob {
 void sin_range(void *ctx, int64_t begin, int64_t end)
 {
     const SinJob *j = static_cast<const SinJob *>(ctx);
-    j->k->sin(j->x + begin, j->y + begin, end - begin);
+    // the choice tg_sin makes: the streaming form when other threads share the memory bus
+    tg_unary_fn f = tg_parallel_shared() ? j->k->sin_nt : j->k->sin;
+    f(j->x + begin, j->y + begin, end - begin);
 }
 
 // sin over 16M elements split by tg_parallel_for across state.range(0) threads.

@@ -264,8 +264,9 @@ typedef vf (*vop1)(vf);
 typedef vf (*vop2)(vf, vf);
 
 /* y = op(x). Always inlined so `op` (a constant at every call) is inlined into the loop.
- * stream = 0 for compute-bound ops: sin at 16M ran at 2.2 G/s with streaming stores and 2.75
- * without (its 64K in-cache rate is 3.1), so the stores only got in the way there. */
+ * stream = 0 for compute-bound ops: sin at 16M on one thread ran at 2.2 G/s with streaming
+ * stores and 2.75 without (its 64K in-cache rate is 3.1), so the stores only got in the way
+ * there. Two threads are held back by memory instead; see sin_nt in kernels.h. */
 ALWAYS_INLINE void map1s(const float *x, float *y, int64_t n, vop1 op, int stream)
 {
     int64_t i = 0;
@@ -427,6 +428,8 @@ DEF_UNARY(v_abs, f_abs)
 DEF_UNARY(v_relu, f_relu)
 DEF_UNARY(v_exp, f_exp)
 DEF_UNARY(v_log, f_log)
+/* On one thread sin and cos keep to plain stores (map1s says why); the _nt forms stream, for
+ * threads that share the memory bus (kernels.h). */
 static void v_sin(const float *x, float *y, int64_t n)
 {
     map1s(x, y, n, f_sin, 0);
@@ -435,6 +438,16 @@ static void v_sin(const float *x, float *y, int64_t n)
 static void v_cos(const float *x, float *y, int64_t n)
 {
     map1s(x, y, n, f_cos, 0);
+}
+
+static void v_sin_nt(const float *x, float *y, int64_t n)
+{
+    map1s(x, y, n, f_sin, 1);
+}
+
+static void v_cos_nt(const float *x, float *y, int64_t n)
+{
+    map1s(x, y, n, f_cos, 1);
 }
 
 DEF_UNARY(v_tanh, f_tanh)
@@ -1320,6 +1333,8 @@ int tg_kernels_init_avx512(tg_kernels *k)
     k->log = v_log;
     k->sin = v_sin;
     k->cos = v_cos;
+    k->sin_nt = v_sin_nt;
+    k->cos_nt = v_cos_nt;
     k->tanh = v_tanh;
     k->sqrt = v_sqrt;
     k->sigmoid = v_sigmoid;

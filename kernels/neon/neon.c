@@ -833,6 +833,8 @@ int tg_kernels_init_neon(tg_kernels *k)
     k->log = v_log;
     k->sin = v_sin;
     k->cos = v_cos;
+    k->sin_nt = v_sin; /* no streaming stores here */
+    k->cos_nt = v_cos;
     k->tanh = v_tanh;
     k->sqrt = v_sqrt;
     k->sigmoid = v_sigmoid;

@@ -49,6 +49,7 @@ static atomic_int requested;     /* tg_set_num_threads value, 0 = default */
 static atomic_int default_cache; /* CPUs available, 0 = not looked up yet */
 static int hooks_installed;      /* under call_mu */
 static _Thread_local int inside; /* this thread is running a chunk: nested calls run inline */
+static _Thread_local int shared; /* ... and other threads are running chunks of the same loop */
 
 int64_t tg_parallel_grain(void)
 {
@@ -107,6 +108,11 @@ int tg_get_num_threads(void)
     return r > 0 ? r : default_threads();
 }
 
+bool tg_parallel_shared(void)
+{
+    return shared != 0;
+}
+
 static void run_chunk(const job *j, int c)
 {
     int64_t begin = (int64_t)c * j->size;
@@ -128,6 +134,7 @@ static void *worker_main(void *arg)
 {
     int id = (int)(intptr_t)arg;
     inside = 1;
+    shared = 1;
     pthread_mutex_lock(&pool.mu);
     /* Not pool.generation: the first job may already be posted before this thread runs. */
     uint64_t seen = pool.base;
@@ -250,9 +257,9 @@ void tg_parallel_for(int64_t n, int64_t grain, tg_range_fn fn, void *ctx)
     pthread_cond_broadcast(&pool.wake);
     pthread_mutex_unlock(&pool.mu);
 
-    inside = 1;
+    inside = shared = 1;
     run_chunk(&j, 0);
-    inside = 0;
+    inside = shared = 0;
 
     pthread_mutex_lock(&pool.mu);
     while (pool.pending > 0)

@@ -18,11 +18,18 @@
 #ifndef TG_CORE_PARALLEL_H
 #define TG_CORE_PARALLEL_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 typedef void (*tg_range_fn)(void *ctx, int64_t begin, int64_t end);
 
 void tg_parallel_for(int64_t n, int64_t grain, tg_range_fn fn, void *ctx);
+
+/* True while this thread runs a chunk of a tg_parallel_for that other threads work on at the
+ * same time (also in loops nested inside one): a memory-bound kernel then shares the memory bus
+ * and may choose its form for that (sin_nt in kernels.h). False outside loops and when a loop
+ * runs all its chunks on the calling thread. */
+bool tg_parallel_shared(void);
 
 /* Default grain for cheap elementwise ops (an add or a multiply per element): below 32768
  * elements (128 KB of floats) waking a thread costs more than it saves. Costly ops (exp, sin)

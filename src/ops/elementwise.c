@@ -4,7 +4,7 @@
 #include "ops.h"
 
 typedef struct {
-    tg_unary_fn f;
+    tg_unary_fn f, f_shared;
     tg_unary_bwd_fn b;
     const float *x, *gy;
     float *y;
@@ -15,16 +15,17 @@ typedef struct {
 static void unary_chunk(void *ctx, int64_t begin, int64_t end)
 {
     const elem_job *j = ctx;
-    j->f(j->x + begin, j->y + begin, end - begin);
+    tg_unary_fn f = j->f_shared && tg_parallel_shared() ? j->f_shared : j->f;
+    f(j->x + begin, j->y + begin, end - begin);
 }
 
-void tg_run_unary(tg_unary_fn f, const float *x, float *y, int64_t n)
+void tg_run_unary(tg_unary_fn f, tg_unary_fn f_shared, const float *x, float *y, int64_t n)
 {
     if (n < tg_parallel_grain()) { /* the common small case: no job, no pool */
         f(x, y, n);
         return;
     }
-    elem_job j = {.f = f, .x = x, .y = y};
+    elem_job j = {.f = f, .f_shared = f_shared, .x = x, .y = y};
     tg_parallel_for(n, tg_parallel_grain(), unary_chunk, &j);
 }
 

@@ -38,8 +38,10 @@ tg_tensor *tg_reduce_to(tg_tensor *g, int ndim, const int64_t *shape);
 /* tg_reduce_to for input i of node n. */
 tg_tensor *tg_reduce_to_input(const tg_node *n, int i, tg_tensor *g);
 
-/* Runs a unary kernel over n contiguous elements, split across threads when n is large. */
-void tg_run_unary(tg_unary_fn f, const float *x, float *y, int64_t n);
+/* Runs a unary kernel over n contiguous elements, split across threads when n is large. A
+ * chunk that runs beside others uses f_shared instead where it is not NULL (sin_nt in
+ * kernels.h says why). */
+void tg_run_unary(tg_unary_fn f, tg_unary_fn f_shared, const float *x, float *y, int64_t n);
 /* Same for a backward kernel gx = f(v, gy); with gy_uniform, gy points at one value that
  * stands for every element (the gradient of a sum), which is never materialized. */
 void tg_run_unary_bwd(tg_unary_bwd_fn f, const float *v, const float *gy, bool gy_uniform,

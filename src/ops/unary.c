@@ -13,6 +13,7 @@ typedef struct {
     size_t fwd; /* offsetof(tg_kernels, ...) of the forward kernel */
     size_t bwd; /* offsetof(tg_kernels, ...) of the backward kernel, 0 = special */
     int save;
+    size_t fwd_shared; /* offsetof the kernel's form for threads sharing memory, 0 = none */
 } unary_def;
 
 #define KERN(off, type) (*(const type *)((const char *)tg_kern() + (off)))
@@ -32,9 +33,9 @@ static const unary_def EXP = {
 static const unary_def LOG = {
     {"LogBackward0", log_backward, true}, "tg_log", K(log), 0, SAVE_INPUT};
 static const unary_def SIN = {
-    {"SinBackward0", unary_backward, true}, "tg_sin", K(sin), K(sin_bwd), SAVE_INPUT};
+    {"SinBackward0", unary_backward, true}, "tg_sin", K(sin), K(sin_bwd), SAVE_INPUT, K(sin_nt)};
 static const unary_def COS = {
-    {"CosBackward0", unary_backward, true}, "tg_cos", K(cos), K(cos_bwd), SAVE_INPUT};
+    {"CosBackward0", unary_backward, true}, "tg_cos", K(cos), K(cos_bwd), SAVE_INPUT, K(cos_nt)};
 static const unary_def TANH = {
     {"TanhBackward0", unary_backward, true}, "tg_tanh", K(tanh), K(tanh_bwd), SAVE_OUTPUT};
 /* Saves its output as PyTorch does (the backward then reads y, not x, and computes no exp) and
@@ -49,14 +50,16 @@ static const unary_def ABS = {
     {"AbsBackward0", unary_backward, true}, "tg_abs", K(abs), K(abs_bwd), SAVE_INPUT};
 
 /* Output tensor of a's shape with the kernel applied; the node is recorded by the caller. */
-static tg_tensor *map_unary(tg_tensor *a, tg_unary_fn f, const char *fn)
+static tg_tensor *map_unary(tg_tensor *a, const unary_def *d)
 {
     tg_tensor *x = tg_as_contiguous(a);
     if (!x)
         return NULL;
-    tg_tensor *out = tg_new(x->ndim, x->shape, fn);
+    tg_tensor *out = tg_new(x->ndim, x->shape, d->fn);
     if (out)
-        tg_run_unary(f, tg_ptr(x), tg_ptr(out), x->numel);
+        tg_run_unary(KERN(d->fwd, tg_unary_fn),
+                     d->fwd_shared ? KERN(d->fwd_shared, tg_unary_fn) : NULL, tg_ptr(x),
+                     tg_ptr(out), x->numel);
     tg_release(x);
     return out;
 }
@@ -89,7 +92,7 @@ static tg_tensor *unary(const unary_def *d, tg_tensor *a)
     TG_API_BEGIN;
     if (!a)
         TG_API_RETURN(tg_null_arg(d->fn));
-    tg_tensor *out = map_unary(a, KERN(d->fwd, tg_unary_fn), d->fn);
+    tg_tensor *out = map_unary(a, d);
     TG_API_RETURN(out ? finish(&d->node, out, a, d->save) : NULL);
 }
 
