@@ -87,12 +87,81 @@ static tg_tensor *scalar_chain(tg_tensor *x)
     return tg_rsub_scalar(3.0f, tg_add_scalar(tg_neg(tg_mul_scalar(x, 2.5f)), 1.5f));
 }
 
+/* Two-input ops against a positive constant of x's values (detached, so not in the graph). */
+static tg_tensor *konst(tg_tensor *x)
+{
+    return tg_add_scalar(tg_mul_scalar(tg_detach(x), 0.5f), 0.75f);
+}
+static tg_tensor *x_plus_c(tg_tensor *x)
+{
+    return tg_add(x, konst(x));
+}
+static tg_tensor *c_minus_x(tg_tensor *x)
+{
+    return tg_sub(konst(x), x);
+}
+static tg_tensor *x_times_c(tg_tensor *x)
+{
+    return tg_mul(x, konst(x));
+}
+static tg_tensor *x_over_c(tg_tensor *x)
+{
+    return tg_div(x, konst(x));
+}
+static tg_tensor *c_over_x(tg_tensor *x)
+{
+    return tg_div(konst(x), x);
+}
+static tg_tensor *x_pow_c(tg_tensor *x)
+{
+    return tg_pow(x, konst(x));
+}
+static tg_tensor *c_pow_x(tg_tensor *x)
+{
+    return tg_pow(konst(x), x);
+}
+/* x on both sides: the leaf gets two gradients, through one node and through two */
+static tg_tensor *x_times_x(tg_tensor *x)
+{
+    return tg_mul(x, x);
+}
+static tg_tensor *sin_plus_sin(tg_tensor *x)
+{
+    tg_tensor *y = tg_sin(x);
+    return tg_add(y, y);
+}
+/* broadcasting: a one-element tensor against x, and x against two rows (reduced back to x) */
+static tg_tensor *x_times_one(tg_tensor *x)
+{
+    return tg_mul(x, tg_full(1, (int64_t[]){1}, -1.25f));
+}
+static tg_tensor *rows_minus_x(tg_tensor *x)
+{
+    int64_t shape[2] = {2, tg_numel(x)};
+    return tg_sub(tg_mul_scalar(tg_expand(tg_detach(x), 2, shape), 3.0f), x);
+}
+static tg_tensor *clamp_mid(tg_tensor *x)
+{
+    return tg_clamp(x, 0.3f, 0.7f);
+}
+static tg_tensor *squared(tg_tensor *x)
+{
+    return tg_pow_scalar(x, 2.0f);
+}
+static tg_tensor *pow_2_5(tg_tensor *x)
+{
+    return tg_pow_scalar(x, 2.5f);
+}
+
 static void test_uniform_grad_matches_dense(void **state)
 {
     (void)state;
     typedef tg_tensor *(*op_fn)(tg_tensor *);
-    const op_fn ops[] = {tg_exp,  tg_log, tg_sin, tg_cos,    tg_tanh,  tg_sigmoid,  tg_relu,
-                         tg_sqrt, tg_abs, tg_neg, times_2_5, plus_1_5, three_minus, scalar_chain};
+    const op_fn ops[] = {tg_exp,       tg_log,       tg_sin,   tg_cos,    tg_tanh,      tg_sigmoid,
+                         tg_relu,      tg_sqrt,      tg_abs,   tg_neg,    times_2_5,    plus_1_5,
+                         three_minus,  scalar_chain, x_plus_c, c_minus_x, x_times_c,    x_over_c,
+                         c_over_x,     x_pow_c,      c_pow_x,  x_times_x, sin_plus_sin, x_times_one,
+                         rows_minus_x, clamp_mid,    squared,  pow_2_5};
     const int64_t sizes[] = {7, 40000, ((int64_t)1 << 22) + 3};
     for (size_t s = 0; s < sizeof sizes / sizeof sizes[0]; s++) {
         int64_t n = sizes[s];
@@ -107,8 +176,10 @@ static void test_uniform_grad_matches_dense(void **state)
                 assert_int_equal(tg_backward(mean ? tg_mean(y) : tg_sum(y), NULL, false), TG_OK);
                 tg_tensor *uniform = tg_keep(tg_clone(tg_grad(x)));
                 tg_grad_reset(x);
-                tg_tensor *g = tg_full(1, &n, mean ? 1.0f / (float)n : 1.0f);
-                assert_int_equal(tg_backward(ops[o](x), g, false), TG_OK);
+                tg_tensor *y2 = ops[o](x);
+                float v = mean ? 1.0f / (float)tg_numel(y2) : 1.0f;
+                tg_tensor *g = tg_full(tg_ndim(y2), tg_shape(y2), v);
+                assert_int_equal(tg_backward(y2, g, false), TG_OK);
                 float *a = tg_data(uniform), *b = tg_data(tg_grad(x));
                 for (int64_t i = 0; i < n; i++)
                     if (memcmp(&a[i], &b[i], sizeof(float)) != 0)

@@ -718,6 +718,97 @@ static char *captured_print(const tg_tensor *t)
     return buf;
 }
 
+/* ---- the same bits on any number of threads ---- */
+
+/* Op k of x (a [ROWS, COLS] leaf) and c (a positive constant of the same shape). */
+#define ROWS       509
+#define COLS       389 /* 198,001 elements: six times the threading grain, no SIMD multiple */
+#define THREAD_OPS 35
+static tg_tensor *thread_op(int k, tg_tensor *x, tg_tensor *c)
+{
+    tg_tensor *t = tg_add_scalar(c, -0.5f);  /* in [0, 1): a soft target for the losses */
+    tg_tensor *xm = tg_add_scalar(x, -0.5f); /* both signs, for relu and abs */
+    /* clang-format off */
+    switch (k) {
+    case 0: return tg_exp(x);           case 1: return tg_log(x);
+    case 2: return tg_sin(x);           case 3: return tg_cos(x);
+    case 4: return tg_tanh(x);          case 5: return tg_sigmoid(x);
+    case 6: return tg_relu(xm);         case 7: return tg_sqrt(x);
+    case 8: return tg_abs(xm);          case 9: return tg_neg(x);
+    case 10: return tg_add(x, c);       case 11: return tg_sub(c, x);
+    case 12: return tg_mul(x, c);       case 13: return tg_div(x, c);
+    case 14: return tg_div(c, x);       case 15: return tg_pow(x, c);
+    case 16: return tg_pow(c, x);       case 17: return tg_add_scalar(x, 0.25f);
+    case 18: return tg_mul_scalar(x, -1.5f);  case 19: return tg_rsub_scalar(2.0f, x);
+    case 20: return tg_clamp(x, 0.2f, 0.8f);  case 21: return tg_pow_scalar(x, 2.0f);
+    case 22: return tg_pow_scalar(x, 0.5f);   case 23: return tg_pow_scalar(x, 2.5f);
+    case 24: return tg_pow_scalar(x, -1.0f);
+    case 25: return tg_mul(x, tg_narrow(c, 0, 0, 1));   /* a row, broadcast down */
+    case 26: return tg_div(tg_narrow(c, 1, 3, 1), x);   /* a strided column, across */
+    case 27: return tg_sum_dim(x, 0, false);  case 28: return tg_mean_dim(x, 1, true);
+    case 29: return tg_sum(x);                case 30: return tg_mean(x);
+    case 31: return tg_bce_with_logits(x, t, NULL, TG_REDUCE_MEAN);
+    case 32: return tg_bce_with_logits(x, t, NULL, TG_REDUCE_NONE);
+    case 33: return tg_binary_cross_entropy(tg_mul_scalar(x, 0.9f), t, TG_REDUCE_SUM);
+    default: return tg_mse_loss(x, c, TG_REDUCE_MEAN);
+    }
+    /* clang-format on */
+}
+
+/* op(x, c) and x's gradient through sum(op * r) (a dense gradient) and through sum(op) (one
+ * value), as one buffer of floats; caller frees. */
+static float *op_bits(int op, tg_tensor *x, tg_tensor *c, int64_t *len)
+{
+    tg_scope_begin();
+    tg_tensor *y = thread_op(op, x, c);
+    assert_non_null(y);
+    tg_tensor *r = tg_rand(tg_ndim(y), tg_shape(y), 11);
+    assert_int_equal(tg_backward(tg_sum(tg_mul(y, r)), NULL, false), TG_OK);
+    tg_tensor *g1 = tg_clone(tg_grad(x));
+    tg_grad_reset(x);
+    assert_int_equal(tg_backward(tg_sum(thread_op(op, x, c)), NULL, false), TG_OK);
+    tg_tensor *parts[3] = {y, g1, tg_grad(x)};
+    int64_t n = 0;
+    for (int i = 0; i < 3; i++)
+        n += tg_numel(parts[i]);
+    float *out = malloc(sizeof(float) * (size_t)n);
+    assert_non_null(out);
+    for (int i = 0, at = 0; i < 3; at += (int)tg_numel(parts[i]), i++) {
+        float *v = tg_test_values(parts[i]);
+        memcpy(out + at, v, sizeof(float) * (size_t)tg_numel(parts[i]));
+        free(v);
+    }
+    tg_grad_reset(x);
+    tg_scope_end();
+    *len = n;
+    return out;
+}
+
+static void test_threads_same_bits(void **state)
+{
+    (void)state;
+    const int64_t shape[2] = {ROWS, COLS};
+    tg_scope_begin();
+    tg_tensor *x = tg_keep(tg_requires_grad_(tg_add_scalar(tg_rand(2, shape, 3), 0.05f), true));
+    tg_tensor *c = tg_keep(tg_add_scalar(tg_rand(2, shape, 4), 0.5f));
+    tg_scope_end();
+    for (int o = 0; o < THREAD_OPS; o++) {
+        int64_t n1, n3;
+        tg_set_num_threads(1);
+        float *one = op_bits(o, x, c, &n1);
+        tg_set_num_threads(3);
+        float *three = op_bits(o, x, c, &n3);
+        assert_int_equal(n1, n3);
+        for (int64_t i = 0; i < n1; i++)
+            if (memcmp(&one[i], &three[i], sizeof(float)) != 0)
+                fail_msg("op %d: value %lld is %a on 1 thread, %a on 3", o, (long long)i, one[i],
+                         three[i]);
+        free(one), free(three);
+    }
+    tg_set_num_threads(0);
+    tg_release(x), tg_release(c);
+}
+
 static void test_repr_and_print(void **state)
 {
     (void)state;
@@ -771,6 +862,7 @@ int main(void)
         cmocka_unit_test(test_loss_values),
         cmocka_unit_test(test_nan_inf_behaviour),
         cmocka_unit_test(test_inplace_on_strided_views),
+        cmocka_unit_test(test_threads_same_bits),
         cmocka_unit_test(test_repr_and_print),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

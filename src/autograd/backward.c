@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "../../kernels/kernels.h"
+#include "../ops/ops.h" /* tg_uniform_grad_, tg_run_vv */
 #include "node.h"
 
 typedef struct {
@@ -78,8 +79,20 @@ static tg_status accumulate(tg_tensor **acc, tg_tensor *g)
         *acc = g;
         return TG_OK;
     }
+    if (!(*acc)->contiguous && !g->contiguous && tg_is_uniform(*acc) && tg_is_uniform(g) &&
+        tg_same_shape(*acc, g)) {
+        /* two gradients of sums: their total is one value too, and stays one */
+        tg_tensor *sum =
+            tg_uniform_grad_(tg_ptr(*acc)[0] + tg_ptr(g)[0], g->ndim, g->shape, "tg_backward");
+        tg_release(g);
+        if (!sum)
+            return tg_last_status();
+        tg_release(*acc);
+        *acc = sum;
+        return TG_OK;
+    }
     if (exclusively_owned(*acc) && tg_same_shape(*acc, g) && g->contiguous) {
-        tg_kern()->add_vv(tg_ptr(*acc), tg_ptr(g), tg_ptr(*acc), g->numel);
+        tg_run_vv(tg_kern()->add_vv, tg_ptr(*acc), tg_ptr(g), tg_ptr(*acc), g->numel);
         tg_release(g);
         return TG_OK;
     }
@@ -107,7 +120,7 @@ static tg_status accumulate_grad(tg_tensor *t, tg_tensor *g)
             tg_tensor *gc = tg_as_contiguous(g);
             if (!gc)
                 return tg_last_status();
-            tg_kern()->add_vv(tg_ptr(t->grad), tg_ptr(gc), tg_ptr(t->grad), g->numel);
+            tg_run_vv(tg_kern()->add_vv, tg_ptr(t->grad), tg_ptr(gc), tg_ptr(t->grad), g->numel);
             tg_bump_version(t->grad, "tg_backward");
             tg_release(gc);
             return TG_OK;

@@ -51,11 +51,6 @@ static int hooks_installed;      /* under call_mu */
 static _Thread_local int inside; /* this thread is running a chunk: nested calls run inline */
 static _Thread_local int shared; /* ... and other threads are running chunks of the same loop */
 
-int64_t tg_parallel_grain(void)
-{
-    return TG_PARALLEL_GRAIN_DEFAULT;
-}
-
 int tg_parallel_chunk(int64_t n, int threads, int64_t *size)
 {
     if (n <= 0) {

@@ -34,8 +34,11 @@ bool tg_parallel_shared(void);
 /* Default grain for cheap elementwise ops (an add or a multiply per element): below 32768
  * elements (128 KB of floats) waking a thread costs more than it saves. Costly ops (exp, sin)
  * may pass a smaller grain. */
-int64_t tg_parallel_grain(void);
 #define TG_PARALLEL_GRAIN_DEFAULT ((int64_t)32768)
+static inline int64_t tg_parallel_grain(void)
+{
+    return TG_PARALLEL_GRAIN_DEFAULT;
+}
 
 /* The split tg_parallel_for uses for n elements and `threads` threads: returns the number of
  * chunks and stores the chunk size (every chunk has that size except the last, which is

@@ -21,11 +21,11 @@ static void run_vs(binop op, const float *a, float b, float *y, int64_t n)
 {
     const tg_kernels *k = tg_kern();
     switch (op) {
-    case OP_ADD: k->add_vs(a, b, y, n); break;
-    case OP_SUB: k->add_vs(a, -b, y, n); break; /* a - b == a + (-b) exactly in IEEE 754 */
-    case OP_MUL: k->mul_vs(a, b, y, n); break;
-    case OP_DIV: k->div_vs(a, b, y, n); break;
-    case OP_POW: k->pow_vs(a, b, y, n); break;
+    case OP_ADD: tg_run_vs(k->add_vs, a, b, y, n); break;
+    case OP_SUB: tg_run_vs(k->add_vs, a, -b, y, n); break; /* a - b == a + (-b), exactly */
+    case OP_MUL: tg_run_vs(k->mul_vs, a, b, y, n); break;
+    case OP_DIV: tg_run_vs(k->div_vs, a, b, y, n); break;
+    case OP_POW: tg_run_vs(k->pow_vs, a, b, y, n); break;
     }
 }
 
@@ -34,11 +34,11 @@ static void run_sv(binop op, float a, const float *b, float *y, int64_t n)
 {
     const tg_kernels *k = tg_kern();
     switch (op) {
-    case OP_ADD: k->add_vs(b, a, y, n); break;
-    case OP_SUB: k->sub_sv(a, b, y, n); break;
-    case OP_MUL: k->mul_vs(b, a, y, n); break;
-    case OP_DIV: k->div_sv(a, b, y, n); break;
-    case OP_POW: k->pow_sv(a, b, y, n); break;
+    case OP_ADD: tg_run_vs(k->add_vs, b, a, y, n); break;
+    case OP_SUB: tg_run_sv(k->sub_sv, a, b, y, n); break;
+    case OP_MUL: tg_run_vs(k->mul_vs, b, a, y, n); break;
+    case OP_DIV: tg_run_sv(k->div_sv, a, b, y, n); break;
+    case OP_POW: tg_run_sv(k->pow_sv, a, b, y, n); break;
     }
 }
 
@@ -47,12 +47,16 @@ static void binary_run(void *ctx, float *const *p, const int64_t *s, int64_t n)
 {
     binop op = *(const binop *)ctx;
     if (s[1] == 1 && s[2] == 1)
-        vv_kernel(op)(p[1], p[2], p[0], n);
+        tg_run_vv(vv_kernel(op), p[1], p[2], p[0], n);
     else if (s[1] == 1 && s[2] == 0)
         run_vs(op, p[1], p[2][0], p[0], n);
     else if (s[1] == 0 && s[2] == 1)
         run_sv(op, p[1][0], p[2], p[0], n);
-    else
+    else if (s[1] == 0 && s[2] == 0) { /* both broadcast along the run: one value, computed once */
+        float v;
+        run_vs(op, p[1], p[2][0], &v, 1);
+        tg_kern()->fill(p[0], v, n);
+    } else
         for (int64_t i = 0; i < n; i++)
             run_vs(op, p[1] + i * s[1], p[2][i * s[2]], p[0] + i * s[0], 1);
 }
@@ -68,7 +72,7 @@ static tg_tensor *binary_forward(binop op, tg_tensor *a, tg_tensor *b)
     if (!out)
         return NULL;
     if (a->contiguous && b->contiguous && a->numel == out->numel && b->numel == out->numel) {
-        vv_kernel(op)(tg_ptr(a), tg_ptr(b), tg_ptr(out), out->numel);
+        tg_run_vv(vv_kernel(op), tg_ptr(a), tg_ptr(b), tg_ptr(out), out->numel);
     } else if (a->contiguous && a->numel == out->numel && b->numel == 1) {
         run_vs(op, tg_ptr(a), tg_ptr(b)[0], tg_ptr(out), out->numel);
     } else if (b->contiguous && b->numel == out->numel && a->numel == 1) {
@@ -110,7 +114,7 @@ static tg_status sub_backward(tg_node *n, tg_tensor *g, const bool *needs, tg_te
     if (needs[0])
         st = set_grad(n, 0, tg_retain(g), gin);
     if (needs[1] && st == TG_OK)
-        st = set_grad(n, 1, tg_neg(g), gin);
+        st = set_grad(n, 1, tg_neg_grad_(g, n->ops->name), gin);
     return st;
 }
 
@@ -132,7 +136,7 @@ static tg_status div_backward(tg_node *n, tg_tensor *g, const bool *needs, tg_te
         st = set_grad(n, 0, tg_div(g, b), gin);
     if (needs[1] && st == TG_OK) {
         /* -g * ((a / b) / b), PyTorch's order of operations */
-        tg_tensor *q = tg_div(a, b), *q2 = tg_div(q, b), *ng = tg_neg(g);
+        tg_tensor *q = tg_div(a, b), *q2 = tg_div(q, b), *ng = tg_neg_grad_(g, n->ops->name);
         st = set_grad(n, 1, tg_mul(ng, q2), gin);
         tg_release(q), tg_release(q2), tg_release(ng);
     }
@@ -201,10 +205,13 @@ static tg_tensor *pow_exponent_grad(tg_tensor *a, tg_tensor *b, tg_tensor *g)
     return r;
 }
 
+/* Each takes a uniform g (the gradient of a sum) as it is: add and sub pass it on as one value
+ * (tg_reduce_to sums it over broadcast dims as it would a dense g), and mul, div and pow
+ * multiply by it through the vector-scalar kernels, so no tensor of it is written. */
 static const tg_node_ops NODE_OPS[] = {
-    {"AddBackward0", add_backward}, {"SubBackward0", sub_backward},
-    {"MulBackward0", mul_backward}, {"DivBackward0", div_backward},
-    {"PowBackward1", pow_backward},
+    {"AddBackward0", add_backward, true}, {"SubBackward0", sub_backward, true},
+    {"MulBackward0", mul_backward, true}, {"DivBackward0", div_backward, true},
+    {"PowBackward1", pow_backward, true},
 };
 
 static tg_tensor *binary(binop op, tg_tensor *a, tg_tensor *b)
@@ -282,17 +289,17 @@ static tg_tensor *scalar_op(const tg_node_ops *ops, const char *fn, tg_tensor *a
 
 static void run_add(const tg_tensor *x, float s, tg_tensor *out)
 {
-    tg_kern()->add_vs(tg_ptr(x), s, tg_ptr(out), x->numel);
+    tg_run_vs(tg_kern()->add_vs, tg_ptr(x), s, tg_ptr(out), x->numel);
 }
 
 static void run_mul(const tg_tensor *x, float s, tg_tensor *out)
 {
-    tg_kern()->mul_vs(tg_ptr(x), s, tg_ptr(out), x->numel);
+    tg_run_vs(tg_kern()->mul_vs, tg_ptr(x), s, tg_ptr(out), x->numel);
 }
 
 static void run_rsub(const tg_tensor *x, float s, tg_tensor *out)
 {
-    tg_kern()->sub_sv(s, tg_ptr(x), tg_ptr(out), x->numel);
+    tg_run_sv(tg_kern()->sub_sv, s, tg_ptr(x), tg_ptr(out), x->numel);
 }
 
 tg_tensor *tg_add_scalar(tg_tensor *a, float s)

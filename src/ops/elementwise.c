@@ -3,14 +3,33 @@
 #include "../core/parallel.h"
 #include "ops.h"
 
+/* What a backward job calls per piece: a plain tg_unary_bwd_fn, or one of the two backward
+ * kernels that take a scalar parameter. */
+enum { BWD_PLAIN, BWD_CLAMP, BWD_POW };
+
 typedef struct {
     tg_unary_fn f, f_shared;
     tg_unary_bwd_fn b;
-    const float *x, *gy;
-    float *y;
+    tg_binary_vv_fn vv;
+    tg_binary_vs_fn vs;
+    tg_binary_sv_fn sv;
+    const float *x, *x2, *gy;
+    float *y, *y2;   /* outputs: y2 is bce_logits' gradient */
+    float s, lo, hi; /* scalar operand, exponent; clamp bounds */
+    int bwd;
     bool uniform;
     const float *out; /* sigmoid's saved output, for tg_run_sigmoid_bwd */
 } elem_job;
+
+/* Below the grain a runner calls its kernel directly: no job, no pool, and none of the calls
+ * through pointers that splitting takes (they cost a scalar graph's ops about a tenth of their
+ * time). Above it, split hands the job to the pool. */
+#define SMALL(n) ((n) < tg_parallel_grain())
+
+static void split(int64_t n, tg_range_fn chunk, elem_job *j)
+{
+    tg_parallel_for(n, tg_parallel_grain(), chunk, j);
+}
 
 static void unary_chunk(void *ctx, int64_t begin, int64_t end)
 {
@@ -21,17 +40,118 @@ static void unary_chunk(void *ctx, int64_t begin, int64_t end)
 
 void tg_run_unary(tg_unary_fn f, tg_unary_fn f_shared, const float *x, float *y, int64_t n)
 {
-    if (n < tg_parallel_grain()) { /* the common small case: no job, no pool */
+    if (SMALL(n)) {
         f(x, y, n);
         return;
     }
-    elem_job j = {.f = f, .f_shared = f_shared, .x = x, .y = y};
-    tg_parallel_for(n, tg_parallel_grain(), unary_chunk, &j);
+    split(n, unary_chunk, &(elem_job){.f = f, .f_shared = f_shared, .x = x, .y = y});
+}
+
+static void vv_chunk(void *ctx, int64_t begin, int64_t end)
+{
+    const elem_job *j = ctx;
+    j->vv(j->x + begin, j->x2 + begin, j->y + begin, end - begin);
+}
+
+void tg_run_vv(tg_binary_vv_fn f, const float *a, const float *b, float *y, int64_t n)
+{
+    if (SMALL(n)) {
+        f(a, b, y, n);
+        return;
+    }
+    split(n, vv_chunk, &(elem_job){.vv = f, .x = a, .x2 = b, .y = y});
+}
+
+static void vs_chunk(void *ctx, int64_t begin, int64_t end)
+{
+    const elem_job *j = ctx;
+    j->vs(j->x + begin, j->s, j->y + begin, end - begin);
+}
+
+void tg_run_vs(tg_binary_vs_fn f, const float *a, float b, float *y, int64_t n)
+{
+    if (SMALL(n)) {
+        f(a, b, y, n);
+        return;
+    }
+    split(n, vs_chunk, &(elem_job){.vs = f, .x = a, .s = b, .y = y});
+}
+
+static void sv_chunk(void *ctx, int64_t begin, int64_t end)
+{
+    const elem_job *j = ctx;
+    j->sv(j->s, j->x2 + begin, j->y + begin, end - begin);
+}
+
+void tg_run_sv(tg_binary_sv_fn f, float a, const float *b, float *y, int64_t n)
+{
+    if (SMALL(n)) {
+        f(a, b, y, n);
+        return;
+    }
+    split(n, sv_chunk, &(elem_job){.sv = f, .s = a, .x2 = b, .y = y});
+}
+
+static void clamp_chunk(void *ctx, int64_t begin, int64_t end)
+{
+    const elem_job *j = ctx;
+    tg_kern()->clamp(j->x + begin, j->y + begin, end - begin, j->lo, j->hi);
+}
+
+void tg_run_clamp(const float *x, float *y, int64_t n, float lo, float hi)
+{
+    if (SMALL(n)) {
+        tg_kern()->clamp(x, y, n, lo, hi);
+        return;
+    }
+    split(n, clamp_chunk, &(elem_job){.x = x, .y = y, .lo = lo, .hi = hi});
+}
+
+static void pow_chunk(void *ctx, int64_t begin, int64_t end)
+{
+    const elem_job *j = ctx;
+    tg_kern()->pow_scalar(j->x + begin, j->y + begin, end - begin, j->s);
+}
+
+void tg_run_pow_scalar(const float *x, float *y, int64_t n, float e)
+{
+    if (SMALL(n)) {
+        tg_kern()->pow_scalar(x, y, n, e);
+        return;
+    }
+    split(n, pow_chunk, &(elem_job){.x = x, .y = y, .s = e});
+}
+
+static void bce_chunk(void *ctx, int64_t begin, int64_t end)
+{
+    const elem_job *j = ctx;
+    float *loss = j->y ? j->y + begin : NULL, *grad = j->y2 ? j->y2 + begin : NULL;
+    tg_kern()->bce_logits(j->x + begin, j->x2 + begin, loss, grad, end - begin, j->s);
+}
+
+void tg_run_bce_logits(const float *z, const float *t, float *loss, float *grad, int64_t n,
+                       float pw)
+{
+    if (SMALL(n)) {
+        tg_kern()->bce_logits(z, t, loss, grad, n, pw);
+        return;
+    }
+    split(n, bce_chunk, &(elem_job){.x = z, .x2 = t, .y = loss, .y2 = grad, .s = pw});
 }
 
 /* The uniform gradient is read from a small L1-resident buffer filled with the one value, so
  * the kernel keeps its vector form and no full-size tensor of g is ever written. */
 #define UNIFORM_BLOCK 2048
+
+static void bwd_call(const elem_job *j, const float *v, const float *g, float *gx, int64_t n)
+{
+    if (j->bwd == BWD_CLAMP)
+        tg_kern()->clamp_bwd(v, g, gx, n, j->lo, j->hi);
+    else if (j->bwd == BWD_POW)
+        tg_kern()->pow_scalar_bwd(v, g, gx, n, j->s);
+    else
+        j->b(v, g, gx, n);
+}
 
 /* gx = b(v, g) over [begin, end): in one go when the gradient is a full array, or in pieces of at
  * most UNIFORM_BLOCK reading one buffer filled with the uniform value. */
@@ -39,7 +159,7 @@ static void unary_bwd_chunk(void *ctx, int64_t begin, int64_t end)
 {
     const elem_job *j = ctx;
     if (!j->uniform) {
-        j->b(j->x + begin, j->gy + begin, j->y + begin, end - begin);
+        bwd_call(j, j->x + begin, j->gy + begin, j->y + begin, end - begin);
         return;
     }
     float g[UNIFORM_BLOCK];
@@ -47,18 +167,41 @@ static void unary_bwd_chunk(void *ctx, int64_t begin, int64_t end)
     for (int64_t i = 0; i < fill; i++)
         g[i] = j->gy[0];
     for (int64_t i = begin; i < end; i += UNIFORM_BLOCK)
-        j->b(j->x + i, g, j->y + i, end - i < UNIFORM_BLOCK ? end - i : UNIFORM_BLOCK);
+        bwd_call(j, j->x + i, g, j->y + i, end - i < UNIFORM_BLOCK ? end - i : UNIFORM_BLOCK);
 }
 
 void tg_run_unary_bwd(tg_unary_bwd_fn f, const float *v, const float *gy, bool gy_uniform,
                       float *gx, int64_t n)
 {
-    if (!gy_uniform && n < tg_parallel_grain()) {
+    if (!gy_uniform && SMALL(n)) {
         f(v, gy, gx, n);
         return;
     }
     elem_job j = {.b = f, .x = v, .gy = gy, .y = gx, .uniform = gy_uniform};
-    tg_parallel_for(n, tg_parallel_grain(), unary_bwd_chunk, &j);
+    split(n, unary_bwd_chunk, &j);
+}
+
+void tg_run_clamp_bwd(const float *x, const float *gy, bool gy_uniform, float *gx, int64_t n,
+                      float lo, float hi)
+{
+    if (!gy_uniform && SMALL(n)) {
+        tg_kern()->clamp_bwd(x, gy, gx, n, lo, hi);
+        return;
+    }
+    elem_job j = {
+        .bwd = BWD_CLAMP, .x = x, .gy = gy, .y = gx, .uniform = gy_uniform, .lo = lo, .hi = hi};
+    split(n, unary_bwd_chunk, &j);
+}
+
+void tg_run_pow_scalar_bwd(const float *x, const float *gy, bool gy_uniform, float *gx, int64_t n,
+                           float e)
+{
+    if (!gy_uniform && SMALL(n)) {
+        tg_kern()->pow_scalar_bwd(x, gy, gx, n, e);
+        return;
+    }
+    elem_job j = {.bwd = BWD_POW, .x = x, .gy = gy, .y = gx, .uniform = gy_uniform, .s = e};
+    split(n, unary_bwd_chunk, &j);
 }
 
 /* gx = sigmoid_bwd_y(y, x, g): y is the saved output (j->out), x the input. The kernel takes a
@@ -73,12 +216,12 @@ static void sigmoid_bwd_chunk(void *ctx, int64_t begin, int64_t end)
 void tg_run_sigmoid_bwd(const float *y, const float *x, const float *gy, bool gy_uniform, float *gx,
                         int64_t n)
 {
-    elem_job j = {.x = x, .gy = gy, .y = gx, .uniform = gy_uniform, .out = y};
-    if (n < tg_parallel_grain()) {
-        sigmoid_bwd_chunk(&j, 0, n);
+    if (SMALL(n)) {
+        tg_kern()->sigmoid_bwd_y(y, x, gy, gy_uniform, gx, n);
         return;
     }
-    tg_parallel_for(n, tg_parallel_grain(), sigmoid_bwd_chunk, &j);
+    split(n, sigmoid_bwd_chunk,
+          &(elem_job){.x = x, .gy = gy, .y = gx, .uniform = gy_uniform, .out = y});
 }
 
 /* ---- deterministic sums ---- */

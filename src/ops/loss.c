@@ -57,12 +57,12 @@ static tg_tensor *chain(tg_tensor *d, tg_tensor *g, tg_reduction r)
         return NULL;
     const tg_kernels *k = tg_kern();
     if (r == TG_REDUCE_NONE) {
-        k->mul_vv(tg_ptr(d), tg_ptr(g), tg_ptr(d), d->numel);
+        tg_run_vv(k->mul_vv, tg_ptr(d), tg_ptr(g), tg_ptr(d), d->numel);
     } else {
         float gv = tg_ptr(g)[0];
         if (r == TG_REDUCE_MEAN)
             gv /= (float)d->numel;
-        k->mul_vs(tg_ptr(d), gv, tg_ptr(d), d->numel);
+        tg_run_vs(k->mul_vs, tg_ptr(d), gv, tg_ptr(d), d->numel);
     }
     return d;
 }
@@ -166,7 +166,7 @@ static bool bce_logits_fused(tg_tensor *z, tg_tensor *t, float pw, tg_tensor **l
     *loss = zc && tc ? tg_new(z->ndim, z->shape, "tg_bce_with_logits") : NULL;
     *dz = *loss ? tg_new(z->ndim, z->shape, "tg_bce_with_logits") : NULL;
     if (*dz)
-        tg_kern()->bce_logits(tg_ptr(zc), tg_ptr(tc), tg_ptr(*loss), tg_ptr(*dz), z->numel, pw);
+        tg_run_bce_logits(tg_ptr(zc), tg_ptr(tc), tg_ptr(*loss), tg_ptr(*dz), z->numel, pw);
     tg_release(zc), tg_release(tc);
     if (!*dz) {
         tg_release(*loss);
@@ -312,7 +312,7 @@ static tg_status mse_backward(tg_node *n, tg_tensor *g, const bool *needs, tg_te
     tg_tensor *diff = tg_sub(n->saved[0], n->saved[1]); /* contiguous, input-shaped */
     if (!diff)
         return tg_last_status();
-    tg_kern()->mul_vs(tg_ptr(diff), 2.0f, tg_ptr(diff), diff->numel);
+    tg_run_vs(tg_kern()->mul_vs, tg_ptr(diff), 2.0f, tg_ptr(diff), diff->numel);
     tg_tensor *d = chain(diff, g, (tg_reduction)n->iargs[0]);
     if (needs[1])
         gin[1] = tg_neg(d);

@@ -42,10 +42,26 @@ tg_tensor *tg_reduce_to_input(const tg_node *n, int i, tg_tensor *g);
  * chunk that runs beside others uses f_shared instead where it is not NULL (sin_nt in
  * kernels.h says why). */
 void tg_run_unary(tg_unary_fn f, tg_unary_fn f_shared, const float *x, float *y, int64_t n);
+/* The same for the binary kernels (same length, vector-scalar, scalar-vector) and the two unary
+ * kernels with a scalar parameter. Every elementwise op reaches its kernels through these. */
+void tg_run_vv(tg_binary_vv_fn f, const float *a, const float *b, float *y, int64_t n);
+void tg_run_vs(tg_binary_vs_fn f, const float *a, float b, float *y, int64_t n);
+void tg_run_sv(tg_binary_sv_fn f, float a, const float *b, float *y, int64_t n);
+void tg_run_clamp(const float *x, float *y, int64_t n, float lo, float hi);
+void tg_run_pow_scalar(const float *x, float *y, int64_t n, float e);
+/* The kernel's bce_logits, its elementwise loss and gradient only (the kernel's own sum is not
+ * returned: callers sum the loss array with tg_sum_floats, the same on every thread count). */
+void tg_run_bce_logits(const float *z, const float *t, float *loss, float *grad, int64_t n,
+                       float pw);
 /* Same for a backward kernel gx = f(v, gy); with gy_uniform, gy points at one value that
  * stands for every element (the gradient of a sum), which is never materialized. */
 void tg_run_unary_bwd(tg_unary_bwd_fn f, const float *v, const float *gy, bool gy_uniform,
                       float *gx, int64_t n);
+/* The same for clamp's and pow-by-a-scalar's backward kernels. */
+void tg_run_clamp_bwd(const float *x, const float *gy, bool gy_uniform, float *gx, int64_t n,
+                      float lo, float hi);
+void tg_run_pow_scalar_bwd(const float *x, const float *gy, bool gy_uniform, float *gx, int64_t n,
+                           float e);
 /* The same for sigmoid's backward, which reads the saved output y and, rarely, the input x. */
 void tg_run_sigmoid_bwd(const float *y, const float *x, const float *gy, bool gy_uniform, float *gx,
                         int64_t n);

@@ -138,7 +138,7 @@ static tg_status sum_dim_backward(tg_node *n, tg_tensor *g, const bool *needs, t
     tg_tensor *e = gk ? tg_expand(gk, ndim, n->in_shape[0]) : NULL;
     gin[0] = e ? tg_contiguous_copy(e) : NULL;
     if (gin[0] && n->fargs[0] != 1.0f) /* mean: g / len, PyTorch's division */
-        tg_kern()->div_vs(tg_ptr(gin[0]), n->fargs[0], tg_ptr(gin[0]), gin[0]->numel);
+        tg_run_vs(tg_kern()->div_vs, tg_ptr(gin[0]), n->fargs[0], tg_ptr(gin[0]), gin[0]->numel);
     tg_release(gk), tg_release(e);
     return gin[0] ? TG_OK : tg_last_status();
 }
@@ -171,7 +171,7 @@ static tg_tensor *reduce_dim(tg_tensor *a, int dim, bool keepdim, bool mean, con
     if (out) {
         sum_middle(tg_ptr(x), tg_ptr(out), outer, len, inner);
         if (mean)
-            tg_kern()->div_vs(tg_ptr(out), (float)len, tg_ptr(out), out->numel);
+            tg_run_vs(tg_kern()->div_vs, tg_ptr(out), (float)len, tg_ptr(out), out->numel);
     }
     tg_release(x);
     if (out) {

@@ -169,13 +169,14 @@ static tg_status clamp_backward(tg_node *n, tg_tensor *g, const bool *needs, tg_
     tg_tensor *x = tg_as_contiguous(n->saved[0]);
     tg_tensor *gx = x ? tg_new(x->ndim, x->shape, "ClampBackward1") : NULL;
     if (gx)
-        tg_kern()->clamp_bwd(tg_ptr(x), tg_ptr(g), tg_ptr(gx), g->numel, n->fargs[0], n->fargs[1]);
+        tg_run_clamp_bwd(tg_ptr(x), tg_ptr(g), !g->contiguous, tg_ptr(gx), x->numel, n->fargs[0],
+                         n->fargs[1]);
     tg_release(x);
     gin[0] = gx;
     return gx ? TG_OK : tg_last_status();
 }
 
-static const tg_node_ops CLAMP = {"ClampBackward1", clamp_backward};
+static const tg_node_ops CLAMP = {"ClampBackward1", clamp_backward, true};
 
 tg_tensor *tg_clamp(tg_tensor *a, float lo, float hi)
 {
@@ -189,7 +190,7 @@ tg_tensor *tg_clamp(tg_tensor *a, float lo, float hi)
     tg_tensor *x = tg_as_contiguous(a);
     tg_tensor *out = x ? tg_new(x->ndim, x->shape, "tg_clamp") : NULL;
     if (out)
-        tg_kern()->clamp(tg_ptr(x), tg_ptr(out), x->numel, lo, hi);
+        tg_run_clamp(tg_ptr(x), tg_ptr(out), x->numel, lo, hi);
     tg_release(x);
     if (!out)
         TG_API_RETURN(NULL);
@@ -208,13 +209,14 @@ static tg_status pow_scalar_backward(tg_node *n, tg_tensor *g, const bool *needs
     tg_tensor *x = tg_as_contiguous(n->saved[0]);
     tg_tensor *gx = x ? tg_new(x->ndim, x->shape, "PowBackward0") : NULL;
     if (gx)
-        tg_kern()->pow_scalar_bwd(tg_ptr(x), tg_ptr(g), tg_ptr(gx), g->numel, n->fargs[0]);
+        tg_run_pow_scalar_bwd(tg_ptr(x), tg_ptr(g), !g->contiguous, tg_ptr(gx), x->numel,
+                              n->fargs[0]);
     tg_release(x);
     gin[0] = gx;
     return gx ? TG_OK : tg_last_status();
 }
 
-static const tg_node_ops POW_SCALAR = {"PowBackward0", pow_scalar_backward};
+static const tg_node_ops POW_SCALAR = {"PowBackward0", pow_scalar_backward, true};
 
 tg_tensor *tg_pow_scalar(tg_tensor *a, float e)
 {
@@ -224,7 +226,7 @@ tg_tensor *tg_pow_scalar(tg_tensor *a, float e)
     tg_tensor *x = tg_as_contiguous(a);
     tg_tensor *out = x ? tg_new(x->ndim, x->shape, "tg_pow_scalar") : NULL;
     if (out)
-        tg_kern()->pow_scalar(tg_ptr(x), tg_ptr(out), x->numel, e);
+        tg_run_pow_scalar(tg_ptr(x), tg_ptr(out), x->numel, e);
     tg_release(x);
     if (!out)
         TG_API_RETURN(NULL);
