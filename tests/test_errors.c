@@ -68,6 +68,20 @@ static void test_broadcast_errors(void **state)
     expect_error(TG_ESHAPE, "tg_add_", "[2, 3]", "[3]");
     assert_null(tg_axpy_(a, 2.0f, b));
     expect_error(TG_ESHAPE, "tg_axpy_", "[2, 3]", "[4]");
+    /* in place on an expanded view: its one element would be written four times; refused, and
+     * the element is left as it was */
+    tg_tensor *one = tg_full(1, (int64_t[]){1}, 2.0f);
+    tg_tensor *e = tg_expand(one, 2, (int64_t[]){2, 2});
+    assert_null(tg_mul_scalar_(e, 3.0f));
+    expect_error(TG_EINVAL, "tg_mul_scalar_", "single memory location", "clone");
+    assert_null(tg_add_(e, tg_ones(2, (int64_t[]){2, 2})));
+    expect_error(TG_EINVAL, "tg_add_", "expanded view", "clone");
+    assert_null(tg_fill_(e, 1.0f));
+    assert_null(tg_zero_(e));
+    assert_null(tg_axpy_(e, 1.0f, e));
+    assert_true(tg_item(one) == 2.0f);
+    assert_non_null(tg_fill_(tg_expand(one, 2, (int64_t[]){1, 1}), 5.0f)); /* size 1: one write */
+    assert_true(tg_item(one) == 5.0f);
     tg_scope_end();
 }
 

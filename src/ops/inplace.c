@@ -2,7 +2,8 @@
  * backward that saved the old values then fails loudly instead of using the new ones. */
 #include "ops.h"
 
-/* In-place writes to a tensor that requires grad would silently bypass the graph. */
+/* In-place writes to a tensor that requires grad would silently bypass the graph, and writes
+ * to an expanded view would hit its shared elements more than once (PyTorch refuses both). */
 static bool writable(tg_tensor *t, const char *fn)
 {
     tg_clear_error();
@@ -10,6 +11,15 @@ static bool writable(tg_tensor *t, const char *fn)
         tg_set_null_arg_error(fn);
         return false;
     }
+    for (int d = 0; d < t->ndim; d++)
+        if (t->strides[d] == 0 && t->shape[d] > 1) {
+            /* one memory location would be written once per element that refers to it */
+            tg_set_error(TG_EINVAL,
+                         "%s: more than one element of the written-to tensor refers to a single "
+                         "memory location (an expanded view); clone it first",
+                         fn);
+            return false;
+        }
     if (t->requires_grad && tg_grad_enabled()) {
         tg_set_error(TG_EGRAPH,
                      "%s: a %s that requires grad is being used in an in-place operation; "
