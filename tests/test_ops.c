@@ -723,7 +723,7 @@ static char *captured_print(const tg_tensor *t)
 /* Op k of x (a [ROWS, COLS] leaf) and c (a positive constant of the same shape). */
 #define ROWS       509
 #define COLS       389 /* 198,001 elements: six times the threading grain, no SIMD multiple */
-#define THREAD_OPS 35
+#define THREAD_OPS 37
 static tg_tensor *thread_op(int k, tg_tensor *x, tg_tensor *c)
 {
     tg_tensor *t = tg_add_scalar(c, -0.5f);  /* in [0, 1): a soft target for the losses */
@@ -750,7 +750,10 @@ static tg_tensor *thread_op(int k, tg_tensor *x, tg_tensor *c)
     case 31: return tg_bce_with_logits(x, t, NULL, TG_REDUCE_MEAN);
     case 32: return tg_bce_with_logits(x, t, NULL, TG_REDUCE_NONE);
     case 33: return tg_binary_cross_entropy(tg_mul_scalar(x, 0.9f), t, TG_REDUCE_SUM);
-    default: return tg_mse_loss(x, c, TG_REDUCE_MEAN);
+    case 34: return tg_mse_loss(x, c, TG_REDUCE_MEAN);
+    /* strided walks: both operands transposed, and a transposed copy */
+    case 35: return tg_mul(tg_transpose(x, 0, 1), tg_transpose(c, 0, 1));
+    default: return tg_contiguous(tg_transpose(x, 0, 1));
     }
     /* clang-format on */
 }
@@ -805,6 +808,20 @@ static void test_threads_same_bits(void **state)
                          three[i]);
         free(one), free(three);
     }
+    /* in place on a transposed view, with a row broadcast and with a strided input */
+    float *after[2];
+    for (int th = 1; th <= 3; th += 2) {
+        tg_set_num_threads(th);
+        tg_scope_begin();
+        tg_tensor *t = tg_transpose(tg_clone(c), 0, 1);
+        assert_non_null(tg_add_(t, tg_narrow(tg_transpose(c, 0, 1), 0, 5, 1)));
+        assert_non_null(tg_axpy_(t, -0.5f, tg_transpose(c, 0, 1)));
+        assert_non_null(tg_mul_scalar_(t, 1.75f));
+        after[th / 2] = tg_test_values(t);
+        tg_scope_end();
+    }
+    assert_memory_equal(after[0], after[1], sizeof(float) * ROWS * COLS);
+    free(after[0]), free(after[1]);
     tg_set_num_threads(0);
     tg_release(x), tg_release(c);
 }

@@ -2,6 +2,7 @@
  * contiguous-or-constant-stride runs to kernels and never write their own stride arithmetic. */
 #include <string.h>
 
+#include "parallel.h"
 #include "tensor.h"
 
 #define MAX_OPS 4
@@ -32,41 +33,73 @@ static int collapse(int nops, int ndim, const int64_t *shape, const int64_t *con
     return m;
 }
 
+/* One collapsed walk: runs of n elements at the odometer positions of the outer m - 1 dims. */
+typedef struct {
+    int nops, m;
+    int64_t n;
+    int64_t shape[TG_MAX_DIMS];
+    int64_t str[MAX_OPS][TG_MAX_DIMS];
+    float *base[MAX_OPS];
+    int64_t inner[MAX_OPS];
+    tg_run_fn fn;
+    void *ctx;
+} walk;
+
+/* Runs [r0, r1) of the walk, in order; run r sits at the mixed-radix digits of r. */
+static void walk_runs(void *arg, int64_t r0, int64_t r1)
+{
+    const walk *w = arg;
+    int64_t idx[TG_MAX_DIMS] = {0};
+    float *p[MAX_OPS];
+    for (int k = 0; k < w->nops; k++)
+        p[k] = w->base[k];
+    int64_t r = r0;
+    for (int d = w->m - 2; d >= 0; d--) {
+        idx[d] = r % w->shape[d];
+        r /= w->shape[d];
+        for (int k = 0; k < w->nops; k++)
+            p[k] += w->str[k][d] * idx[d];
+    }
+    for (int64_t run = r0; run < r1; run++) {
+        w->fn(w->ctx, p, w->inner, w->n);
+        for (int d = w->m - 2; d >= 0; d--) { /* odometer step over the outer dims */
+            for (int k = 0; k < w->nops; k++)
+                p[k] += w->str[k][d];
+            if (++idx[d] < w->shape[d])
+                break;
+            for (int k = 0; k < w->nops; k++)
+                p[k] -= w->str[k][d] * w->shape[d];
+            idx[d] = 0;
+        }
+    }
+}
+
 void tg_iter(int nops, int ndim, const int64_t *shape, float *const *base,
              const int64_t *const *strides, tg_run_fn fn, void *ctx)
 {
     for (int d = 0; d < ndim; d++)
         if (shape[d] == 0)
             return;
-    int64_t cshape[TG_MAX_DIMS];
-    int64_t cstr[MAX_OPS][TG_MAX_DIMS];
-    int m = collapse(nops, ndim, shape, strides, cshape, cstr);
-    float *p[MAX_OPS];
-    int64_t inner[MAX_OPS];
+    walk w = {.nops = nops, .fn = fn, .ctx = ctx};
+    w.m = collapse(nops, ndim, shape, strides, w.shape, w.str);
     for (int k = 0; k < nops; k++) {
-        p[k] = base[k];
-        inner[k] = m ? cstr[k][m - 1] : 1;
+        w.base[k] = base[k];
+        w.inner[k] = w.m ? w.str[k][w.m - 1] : 1;
     }
-    if (m <= 1) {
-        fn(ctx, p, inner, m ? cshape[0] : 1);
-        return;
+    w.n = w.m ? w.shape[w.m - 1] : 1;
+    int64_t runs = 1;
+    bool distinct = w.m == 0 || w.str[0][w.m - 1] != 0; /* operand 0 is written */
+    for (int d = 0; d + 1 < w.m; d++) {
+        runs *= w.shape[d];
+        distinct = distinct && w.str[0][d] != 0;
     }
-    /* Odometer over the outer m-1 dimensions. */
-    int64_t idx[TG_MAX_DIMS] = {0};
-    int64_t n = cshape[m - 1];
-    for (;;) {
-        fn(ctx, p, inner, n);
-        int d = m - 2;
-        for (; d >= 0; d--) {
-            for (int k = 0; k < nops; k++)
-                p[k] += cstr[k][d];
-            if (++idx[d] < cshape[d])
-                break;
-            for (int k = 0; k < nops; k++)
-                p[k] -= cstr[k][d] * cshape[d];
-            idx[d] = 0;
-        }
-        if (d < 0)
-            return;
+    /* Runs write disjoint parts of operand 0 unless it repeats memory (a stride of 0), so large
+     * walks are split across threads by whole runs: each run is computed as it would be alone,
+     * and the result does not depend on the thread count. */
+    if (distinct && runs > 1 && runs * w.n >= tg_parallel_grain()) {
+        int64_t grain = (tg_parallel_grain() + w.n - 1) / w.n;
+        tg_parallel_for(runs, grain, walk_runs, &w);
+    } else {
+        walk_runs(&w, 0, runs);
     }
 }
