@@ -339,6 +339,52 @@ static void test_contiguous(void **state)
     tg_scope_end();
 }
 
+/* Copies of views whose last two dims are a transpose go by tiles; every element must land
+ * where the plain walk puts it: tile edges off the tile grid, a leading dim larger than the
+ * rows, batch dims in any order, and one matrix large enough to be split across threads. The
+ * storage holds its own indices, so each value names the element it came from. */
+static void test_transposed_copies(void **state)
+{
+    (void)state;
+    const struct {
+        int64_t shape[3];
+        int perm[3];
+        int64_t narrow_last; /* 0 = none */
+    } cases[] = {
+        {{3, 70, 37}, {0, 2, 1}, 0},  /* [3, 37, 70], ld 37 */
+        {{3, 70, 40}, {0, 2, 1}, 37}, /* ld 40 over 37 rows */
+        {{70, 3, 37}, {1, 2, 0}, 0},  /* batch dim strided: [3, 37, 70], ld 111 */
+        {{1, 1000, 300}, {0, 2, 1}, 0}, /* 320 tiles: split across threads */
+        {{2, 33, 2}, {0, 2, 1}, 0},     /* narrower than a tile */
+    };
+    for (int t = 1; t <= 2; t++) {
+        tg_set_num_threads(t);
+        for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+            tg_scope_begin();
+            const int64_t *sh = cases[k].shape;
+            tg_tensor *x = tg_reshape(tg_arange(0, (float)(sh[0] * sh[1] * sh[2]), 1), 3, sh);
+            if (cases[k].narrow_last)
+                x = tg_narrow(x, 2, 0, cases[k].narrow_last);
+            tg_tensor *v = tg_permute(x, cases[k].perm);
+            tg_tensor *c = tg_contiguous(v);
+            assert_true(tg_is_contiguous(c));
+            const float *got = tg_data(c);
+            const int64_t *vs = tg_shape(v), *st = tg_strides(v);
+            int64_t i = 0;
+            for (int64_t b = 0; b < vs[0]; b++)
+                for (int64_t r = 0; r < vs[1]; r++)
+                    for (int64_t col = 0; col < vs[2]; col++, i++) {
+                        float want = (float)(v->offset + b * st[0] + r * st[1] + col * st[2]);
+                        if (got[i] != want)
+                            fail_msg("case %zu [%lld, %lld, %lld]: got %g, want %g", k,
+                                     (long long)b, (long long)r, (long long)col, got[i], want);
+                    }
+            tg_scope_end();
+        }
+    }
+    tg_set_num_threads(0);
+}
+
 static void test_copy_to_any_strides(void **state)
 {
     (void)state;
@@ -549,6 +595,7 @@ int main(void)
         cmocka_unit_test(test_reshape_copies_only_when_needed),
         cmocka_unit_test(test_reshape_random_layouts),
         cmocka_unit_test(test_contiguous),
+        cmocka_unit_test(test_transposed_copies),
         cmocka_unit_test(test_copy_to_any_strides),
         cmocka_unit_test(test_item_and_data_errors),
         cmocka_unit_test(test_scope_releases_all_but_kept),

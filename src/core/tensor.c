@@ -111,25 +111,6 @@ bool tg_same_shape(const tg_tensor *a, const tg_tensor *b)
     return true;
 }
 
-static void copy_run(void *ctx, float *const *p, const int64_t *s, int64_t n)
-{
-    (void)ctx;
-    if (s[0] == 1 && s[1] == 1) {
-        tg_kern()->copy(p[1], p[0], n);
-        return;
-    }
-    for (int64_t i = 0; i < n; i++)
-        p[0][i * s[0]] = p[1][i * s[1]];
-}
-
-/* dst and src have the same shape; any strides. */
-void tg_copy_strided(tg_tensor *dst, const tg_tensor *src)
-{
-    float *base[2] = {tg_ptr(dst), tg_ptr(src)};
-    const int64_t *strides[2] = {dst->strides, src->strides};
-    tg_iter(2, dst->ndim, dst->shape, base, strides, copy_run, NULL);
-}
-
 tg_tensor *tg_contiguous_copy(const tg_tensor *t)
 {
     tg_tensor *c = tg_new(t->ndim, t->shape, "tg_contiguous");
