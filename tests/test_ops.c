@@ -723,7 +723,7 @@ static char *captured_print(const tg_tensor *t)
 /* Op k of x (a [ROWS, COLS] leaf) and c (a positive constant of the same shape). */
 #define ROWS       509
 #define COLS       389 /* 198,001 elements: six times the threading grain, no SIMD multiple */
-#define THREAD_OPS 37
+#define THREAD_OPS 38
 static tg_tensor *thread_op(int k, tg_tensor *x, tg_tensor *c)
 {
     tg_tensor *t = tg_add_scalar(c, -0.5f);  /* in [0, 1): a soft target for the losses */
@@ -753,7 +753,9 @@ static tg_tensor *thread_op(int k, tg_tensor *x, tg_tensor *c)
     case 34: return tg_mse_loss(x, c, TG_REDUCE_MEAN);
     /* strided walks: both operands transposed, and a transposed copy */
     case 35: return tg_mul(tg_transpose(x, 0, 1), tg_transpose(c, 0, 1));
-    default: return tg_contiguous(tg_transpose(x, 0, 1));
+    case 36: return tg_contiguous(tg_transpose(x, 0, 1));
+    /* a middle dim: [2, ROWS, COLS] summed over ROWS */
+    default: return tg_sum_dim(tg_expand(x, 3, (int64_t[]){2, ROWS, COLS}), 1, false);
     }
     /* clang-format on */
 }

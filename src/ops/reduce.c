@@ -1,6 +1,7 @@
 /* Sums and means, over everything or along one dimension. */
 #include <stdlib.h>
 
+#include "../core/parallel.h"
 #include "ops.h"
 
 static int norm_dim(int dim, int ndim, const char *fn)
@@ -104,12 +105,18 @@ static void sum_rows(const float *x, float *y, int64_t len, int64_t inner, float
     k->add_vv(y, tmp, y, inner);
 }
 
-/* Sums x (contiguous, viewed as [outer, len, inner]) over the middle axis into out. */
-static void sum_middle(const float *x, float *out, int64_t outer, int64_t len, int64_t inner)
+static int halvings(int64_t len)
 {
     int levels = 0;
     for (int64_t n = len; n > ROW_BLOCK; n -= n / 2)
         levels++;
+    return levels;
+}
+
+/* Sums x (contiguous, viewed as [outer, len, inner]) over the middle axis into out. */
+static void sum_middle_serial(const float *x, float *out, int64_t outer, int64_t len, int64_t inner)
+{
+    int levels = halvings(len);
     /* without scratch memory sum_rows falls back to one running sum: less exact, still right */
     float *tmp = inner > 1 && levels ? malloc((size_t)(levels * inner) * sizeof *tmp) : NULL;
     for (int64_t o = 0; o < outer; o++) {
@@ -123,6 +130,86 @@ static void sum_middle(const float *x, float *out, int64_t outer, int64_t len, i
             sum_rows(xo, yo, len, inner, tmp);
     }
     free(tmp);
+}
+
+/* ---- the same sums on several threads ----
+ * Every output element is the same sequence of additions on any number of threads: whole
+ * outer slices go to different threads, and a single long reduction (outer 1) is cut where
+ * sum_rows halves it anyway, the pieces summed on different threads and then added pairwise
+ * in sum_rows' own order. */
+#define MAX_SPLIT   4  /* halvings run in parallel: up to 16 pieces */
+#define PIECE_UNITS 16 /* the pool's chunk alignment */
+
+typedef struct {
+    const float *x;
+    float *out;
+    int64_t len, inner;
+    int depth;   /* pieces: 2^depth */
+    float *part; /* one row of inner floats per piece */
+} middle_job;
+
+static void middle_slices(void *ctx, int64_t o0, int64_t o1)
+{
+    const middle_job *j = ctx;
+    sum_middle_serial(j->x + o0 * j->len * j->inner, j->out + o0 * j->inner, o1 - o0, j->len,
+                      j->inner);
+}
+
+/* The rows of piece k: descend sum_rows' halvings, the first half to the left. */
+static void piece_rows(int64_t len, int depth, int64_t k, int64_t *start, int64_t *n)
+{
+    *start = 0, *n = len;
+    for (int d = depth - 1; d >= 0; d--) {
+        int64_t half = *n / 2;
+        if ((k >> d) & 1)
+            *start += half, *n -= half;
+        else
+            *n = half;
+    }
+}
+
+/* Pieces [k0, k1) arrive as [16 k0, 16 k1): the pool cuts at multiples of 16 elements, so a
+ * handful of pieces is spread out as 16 units each (see sum_middle). */
+static void middle_pieces(void *ctx, int64_t u0, int64_t u1)
+{
+    const middle_job *j = ctx;
+    int64_t k0 = u0 / PIECE_UNITS, k1 = u1 / PIECE_UNITS, start, n;
+    piece_rows(j->len, j->depth, 0, &start, &n);
+    float *tmp = malloc((size_t)(halvings(n + 1) * j->inner) * sizeof *tmp);
+    for (int64_t k = k0; k < k1; k++) {
+        piece_rows(j->len, j->depth, k, &start, &n);
+        sum_rows(j->x + start * j->inner, j->part + k * j->inner, n, j->inner, tmp);
+    }
+    free(tmp);
+}
+
+static void sum_middle(const float *x, float *out, int64_t outer, int64_t len, int64_t inner)
+{
+    int threads = tg_get_num_threads();
+    int64_t grain = tg_parallel_grain(), work = len * inner;
+    middle_job j = {.x = x, .out = out, .len = len, .inner = inner};
+    if (threads < 2 || outer * work < grain) {
+        sum_middle_serial(x, out, outer, len, inner);
+    } else if (outer > 1 || inner == 1) {
+        tg_parallel_for(outer, (grain + work - 1) / work, middle_slices, &j);
+    } else {
+        while (j.depth < MAX_SPLIT && (1 << j.depth) < threads &&
+               len >= (int64_t)(ROW_BLOCK + 1) << (j.depth + 1))
+            j.depth++;
+        int64_t pieces = (int64_t)1 << j.depth;
+        j.part = j.depth ? malloc((size_t)(pieces * inner) * sizeof *j.part) : NULL;
+        if (!j.part) {
+            sum_middle_serial(x, out, 1, len, inner);
+            return;
+        }
+        tg_parallel_for(pieces * PIECE_UNITS, PIECE_UNITS, middle_pieces, &j);
+        for (int64_t step = 1; step < pieces; step *= 2)
+            for (int64_t k = 0; k < pieces; k += 2 * step)
+                tg_kern()->add_vv(j.part + k * inner, j.part + (k + step) * inner,
+                                  j.part + k * inner, inner);
+        tg_kern()->copy(j.part, out, inner);
+        free(j.part);
+    }
 }
 
 static tg_status sum_dim_backward(tg_node *n, tg_tensor *g, const bool *needs, tg_tensor **gin)
