@@ -810,16 +810,19 @@ static void test_threads_same_bits(void **state)
                          three[i]);
         free(one), free(three);
     }
-    /* in place on a transposed view, with a row broadcast and with a strided input */
+    /* in place on a transposed view (with a row broadcast and a strided input), then on the
+     * contiguous tensor under it (one long run, cut in parts) */
     float *after[2];
     for (int th = 1; th <= 3; th += 2) {
         tg_set_num_threads(th);
         tg_scope_begin();
-        tg_tensor *t = tg_transpose(tg_clone(c), 0, 1);
+        tg_tensor *base = tg_clone(c), *t = tg_transpose(base, 0, 1);
         assert_non_null(tg_add_(t, tg_narrow(tg_transpose(c, 0, 1), 0, 5, 1)));
         assert_non_null(tg_axpy_(t, -0.5f, tg_transpose(c, 0, 1)));
         assert_non_null(tg_mul_scalar_(t, 1.75f));
-        after[th / 2] = tg_test_values(t);
+        assert_non_null(tg_axpy_(base, 0.375f, c));
+        assert_non_null(tg_mul_scalar_(base, -3.0f));
+        after[th / 2] = tg_test_values(base);
         tg_scope_end();
     }
     assert_memory_equal(after[0], after[1], sizeof(float) * ROWS * COLS);

@@ -74,6 +74,16 @@ static void walk_runs(void *arg, int64_t r0, int64_t r1)
     }
 }
 
+/* Elements [e0, e1) of a walk that is a single run. */
+static void one_run_part(void *arg, int64_t e0, int64_t e1)
+{
+    const walk *w = arg;
+    float *p[MAX_OPS];
+    for (int k = 0; k < w->nops; k++)
+        p[k] = w->base[k] + e0 * w->inner[k];
+    w->fn(w->ctx, p, w->inner, e1 - e0);
+}
+
 void tg_iter(int nops, int ndim, const int64_t *shape, float *const *base,
              const int64_t *const *strides, tg_run_fn fn, void *ctx)
 {
@@ -99,6 +109,8 @@ void tg_iter(int nops, int ndim, const int64_t *shape, float *const *base,
     if (distinct && runs > 1 && runs * w.n >= tg_parallel_grain()) {
         int64_t grain = (tg_parallel_grain() + w.n - 1) / w.n;
         tg_parallel_for(runs, grain, walk_runs, &w);
+    } else if (distinct && runs == 1 && w.n >= tg_parallel_grain()) {
+        tg_parallel_for(w.n, tg_parallel_grain(), one_run_part, &w); /* one long run: in parts */
     } else {
         walk_runs(&w, 0, runs);
     }
