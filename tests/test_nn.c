@@ -369,6 +369,45 @@ static void test_adam_variants(void **state)
     }
 }
 
+/* A large parameter's update is split across threads; every element must come out with the
+ * same bits as on one thread, through several steps of SGD with Nesterov momentum and AdamW. */
+static float *trained_bits(bool adam, int threads, int64_t n)
+{
+    tg_set_num_threads(threads);
+    tg_tensor *p = tg_requires_grad_(tg_randn(1, &n, 21), true);
+    tg_sgd_options so;
+    tg_sgd_options_init(&so);
+    so.momentum = 0.9f, so.nesterov = true, so.weight_decay = 0.01f;
+    tg_adam_options ao;
+    tg_adamw_options_init(&ao);
+    tg_optimizer *opt = adam ? tg_adam_new(&p, 1, &ao) : tg_sgd_new(&p, 1, &so);
+    assert_non_null(opt);
+    for (int step = 0; step < 3; step++) {
+        tg_scope_begin(); /* grad = -sin(p) r: changes with p and with the step */
+        tg_tensor *r = tg_rand(1, &n, 30 + (uint64_t)step);
+        assert_int_equal(tg_backward(tg_sum(tg_mul(tg_cos(p), r)), NULL, false), TG_OK);
+        tg_scope_end();
+        assert_int_equal(tg_optimizer_step(opt), TG_OK);
+        tg_optimizer_zero_grad(opt, true);
+    }
+    float *out = tg_test_values(p);
+    tg_optimizer_free(opt);
+    tg_release(p);
+    tg_set_num_threads(0);
+    return out;
+}
+
+static void test_optimizers_same_bits_on_threads(void **state)
+{
+    (void)state;
+    const int64_t n = 100003;
+    for (int adam = 0; adam < 2; adam++) {
+        float *one = trained_bits(adam, 1, n), *three = trained_bits(adam, 3, n);
+        assert_memory_equal(one, three, sizeof(float) * (size_t)n);
+        free(one), free(three);
+    }
+}
+
 static void test_optimizer_errors_and_zero_grad(void **state)
 {
     (void)state;
@@ -459,6 +498,7 @@ int main(void)
         cmocka_unit_test(test_linear),
         cmocka_unit_test(test_sgd_variants),
         cmocka_unit_test(test_adam_variants),
+        cmocka_unit_test(test_optimizers_same_bits_on_threads),
         cmocka_unit_test(test_optimizer_errors_and_zero_grad),
         cmocka_unit_test(test_save_load_resumes_exactly),
     };

@@ -7,6 +7,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "../core/parallel.h"
 #include "../core/tensor.h"
 #include "../../kernels/kernels.h"
 
@@ -146,50 +147,75 @@ static float *state_buffer(float **slot, int64_t n)
     return *slot;
 }
 
+/* One parameter's update, split across the thread pool: every element's formula stands alone,
+ * so the result is the same on any number of threads. */
+typedef struct {
+    const tg_optimizer *o;
+    float *p, *b1, *b2;
+    const float *g;
+    bool first;                /* SGD: the momentum buffer starts as d */
+    float bc2_sqrt, step_size; /* Adam's bias corrections for this step */
+} update_job;
+
 /* PyTorch's SGD: d = g + wd p; b = d (first step) or mu b + (1 - dampening) d;
  * d = nesterov ? d + mu b : b; p -= lr d. */
-static bool sgd_update(tg_optimizer *o, int i, float *p, const float *g, int64_t n)
+static void sgd_range(void *ctx, int64_t begin, int64_t end)
 {
-    const tg_sgd_options *s = &o->sgd;
-    bool first = o->buf1[i] == NULL;
-    float *b = s->momentum != 0.0f ? state_buffer(&o->buf1[i], n) : NULL;
-    if (s->momentum != 0.0f && !b)
-        return false;
-    for (int64_t k = 0; k < n; k++) {
+    const update_job *j = ctx;
+    const tg_sgd_options *s = &j->o->sgd;
+    float *p = j->p, *b = j->b1;
+    const float *g = j->g;
+    for (int64_t k = begin; k < end; k++) {
         float d = g[k] + s->weight_decay * p[k];
         if (b) {
-            b[k] = first ? d : s->momentum * b[k] + (1.0f - s->dampening) * d;
+            b[k] = j->first ? d : s->momentum * b[k] + (1.0f - s->dampening) * d;
             d = s->nesterov ? d + s->momentum * b[k] : b[k];
         }
         p[k] -= s->lr * d;
     }
+}
+
+static bool sgd_update(tg_optimizer *o, int i, float *p, const float *g, int64_t n)
+{
+    update_job j = {.o = o, .p = p, .g = g, .first = o->buf1[i] == NULL};
+    if (o->sgd.momentum != 0.0f && !(j.b1 = state_buffer(&o->buf1[i], n)))
+        return false;
+    tg_parallel_for(n, tg_parallel_grain(), sgd_range, &j);
     return true;
 }
 
 /* PyTorch's Adam/AdamW (non-amsgrad, non-foreach formulas):
  * AdamW: p *= 1 - lr wd; Adam: g += wd p; m = b1 m + (1 - b1) g; v = b2 v + (1 - b2) g^2;
  * p -= (lr / (1 - b1^t)) * m / (sqrt(v) / sqrt(1 - b2^t) + eps). */
-static bool adam_update(tg_optimizer *o, int i, float *p, const float *g, int64_t n)
+static void adam_range(void *ctx, int64_t begin, int64_t end)
 {
-    const tg_adam_options *a = &o->adam;
-    float *m = state_buffer(&o->buf1[i], n), *v = state_buffer(&o->buf2[i], n);
-    if (!m || !v)
-        return false;
-    double t = (double)o->step;
-    float bc1 = (float)(1.0 - pow(a->beta1, t));
-    float bc2_sqrt = (float)sqrt(1.0 - pow(a->beta2, t));
-    float step_size = a->lr / bc1;
-    for (int64_t k = 0; k < n; k++) {
-        float gk = g[k];
+    const update_job *j = ctx;
+    const tg_adam_options *a = &j->o->adam;
+    float *p = j->p, *m = j->b1, *v = j->b2;
+    for (int64_t k = begin; k < end; k++) {
+        float gk = j->g[k];
         if (a->decoupled)
             p[k] *= 1.0f - a->lr * a->weight_decay;
         else
             gk += a->weight_decay * p[k];
         m[k] = a->beta1 * m[k] + (1.0f - a->beta1) * gk;
         v[k] = a->beta2 * v[k] + (1.0f - a->beta2) * gk * gk;
-        float denom = sqrtf(v[k]) / bc2_sqrt + a->eps;
-        p[k] -= step_size * (m[k] / denom);
+        float denom = sqrtf(v[k]) / j->bc2_sqrt + a->eps;
+        p[k] -= j->step_size * (m[k] / denom);
     }
+}
+
+static bool adam_update(tg_optimizer *o, int i, float *p, const float *g, int64_t n)
+{
+    update_job j = {.o = o, .p = p, .g = g};
+    j.b1 = state_buffer(&o->buf1[i], n), j.b2 = state_buffer(&o->buf2[i], n);
+    if (!j.b1 || !j.b2)
+        return false;
+    double t = (double)o->step;
+    float bc1 = (float)(1.0 - pow(o->adam.beta1, t));
+    j.bc2_sqrt = (float)sqrt(1.0 - pow(o->adam.beta2, t));
+    j.step_size = o->adam.lr / bc1;
+    tg_parallel_for(n, tg_parallel_grain(), adam_range, &j);
     return true;
 }
 
