@@ -730,12 +730,20 @@ static void v_pow_scalar_bwd(const float *x, const float *gy, float *gx, int64_t
 
 /* Leaf of the sum: 4 accumulators x 16 lanes, each adding at most 8 values, then a fixed tree. */
 #define SUM_LEAF (4 * W * 8)
+/* A sum reads and does nearly nothing else, so one core waits on memory; asking for the lines
+ * 8 KB ahead keeps more reads in flight than the hardware prefetcher does alone. tg_mean of 16M
+ * floats on one Zen 4 core: 3.04 -> 2.80 ms (medians of 6 alternating runs; 2048 floats ahead
+ * beat 512, 4096 and 8192); in-cache sums unchanged. The AVX2 family lost time the same way
+ * (2.7-3.0 -> 3.0-3.5 ms), so it has none. Prefetches past the end never fault. */
+#define SUM_PREFETCH 2048
 
 static vf sum_leaf(const float *x, int64_t n)
 {
     vf a0 = zero(), a1 = zero(), a2 = zero(), a3 = zero();
     int64_t i = 0;
     for (; i + 4 * W <= n; i += 4 * W) {
+        for (int l = 0; l < 4; l++) /* each of the 4 lines 8 KB ahead: see SUM_PREFETCH */
+            _mm_prefetch((const char *)(x + i + SUM_PREFETCH + l * W), _MM_HINT_T0);
         a0 = add(a0, _mm512_loadu_ps(x + i));
         a1 = add(a1, _mm512_loadu_ps(x + i + W));
         a2 = add(a2, _mm512_loadu_ps(x + i + 2 * W));
