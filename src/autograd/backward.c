@@ -5,7 +5,7 @@
 #include <string.h>
 
 #include "../../kernels/kernels.h"
-#include "../ops/ops.h" /* tg_uniform_grad_, tg_run_vv */
+#include "../ops/ops.h" /* tg_uniform_view_, tg_uniform_grad_, tg_run_vv */
 #include "node.h"
 
 typedef struct {
@@ -79,8 +79,7 @@ static tg_status accumulate(tg_tensor **acc, tg_tensor *g)
         *acc = g;
         return TG_OK;
     }
-    if (!(*acc)->contiguous && !g->contiguous && tg_is_uniform(*acc) && tg_is_uniform(g) &&
-        tg_same_shape(*acc, g)) {
+    if (tg_uniform_view_(*acc) && tg_uniform_view_(g) && tg_same_shape(*acc, g)) {
         /* two gradients of sums: their total is one value too, and stays one */
         tg_tensor *sum =
             tg_uniform_grad_(tg_ptr(*acc)[0] + tg_ptr(g)[0], g->ndim, g->shape, "tg_backward");
