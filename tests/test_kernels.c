@@ -1490,6 +1490,9 @@ static void test_parallel_visits(void **state)
                 tg_parallel_for(ns[a], grains[g], visit, &c);
                 for (int64_t i = 0; i < ns[a]; i++)
                     assert_int_equal(c.seen[i], 1);
+                tg_parallel_tasks(ns[a], grains[g], visit, &c);
+                for (int64_t i = 0; i < ns[a]; i++)
+                    assert_int_equal(c.seen[i], 2);
                 free(c.seen);
             }
     }
@@ -1502,14 +1505,20 @@ static void test_parallel_split(void **state)
 {
     (void)state;
     int64_t size;
+    const int64_t aligns[] = {1, 16};
     for (int th = 1; th <= 8; th++)
-        for (int64_t n = 1; n < 5000; n += 7) {
-            int chunks = tg_parallel_chunk(n, th, &size);
-            assert_true(chunks >= 1 && chunks <= th);
-            assert_true(size % 16 == 0);
-            assert_true((int64_t)(chunks - 1) * size < n && (int64_t)chunks * size >= n);
-        }
-    assert_int_equal(tg_parallel_chunk(0, 4, &size), 0);
+        for (int64_t n = 1; n < 5000; n += 7)
+            for (int a = 0; a < 2; a++) {
+                int chunks = tg_parallel_chunk(n, th, aligns[a], &size);
+                assert_true(chunks >= 1 && chunks <= th);
+                assert_true(size % aligns[a] == 0);
+                assert_true((int64_t)(chunks - 1) * size < n && (int64_t)chunks * size >= n);
+                if (aligns[a] == 1 && n <= th) /* tasks: up to one per thread, none idle */
+                    assert_int_equal(chunks, n);
+            }
+    assert_int_equal(tg_parallel_chunk(2, 2, 1, &size), 2); /* 2 tasks, 2 threads */
+    assert_int_equal(tg_parallel_chunk(2, 2, 16, &size), 1);
+    assert_int_equal(tg_parallel_chunk(0, 4, 1, &size), 0);
     assert_true(tg_parallel_grain() == TG_PARALLEL_GRAIN_DEFAULT);
 }
 
@@ -1532,6 +1541,10 @@ static void test_parallel_shared(void **state)
         memset(flag, 0, sizeof flag);
         tg_parallel_for(64, 1, note_shared, flag);
         for (int i = 0; i < 64; i++)
+            assert_int_equal(flag[i], th == 2 ? 1 : 2);
+        memset(flag, 0, sizeof flag); /* two tasks reach two threads */
+        tg_parallel_tasks(2, 1, note_shared, flag);
+        for (int i = 0; i < 2; i++)
             assert_int_equal(flag[i], th == 2 ? 1 : 2);
         memset(flag, 0, sizeof flag);
         tg_parallel_for(8, 16, note_shared, flag);

@@ -52,8 +52,8 @@ static void transpose_run(void *ctx, float *const *p, const int64_t *s, int64_t 
     for (int64_t i = 0; i < n; i++) {
         j.dst = p[0] + i * s[0];
         j.src = p[1] + i * s[1];
-        tg_parallel_for(tiles, (tg_parallel_grain() + TILE * TILE - 1) / (TILE * TILE),
-                        transpose_tiles, &j);
+        tg_parallel_tasks(tiles, (tg_parallel_grain() + TILE * TILE - 1) / (TILE * TILE),
+                          transpose_tiles, &j);
     }
 }
 

@@ -108,7 +108,7 @@ void tg_iter(int nops, int ndim, const int64_t *shape, float *const *base,
      * and the result does not depend on the thread count. */
     if (distinct && runs > 1 && runs * w.n >= tg_parallel_grain()) {
         int64_t grain = (tg_parallel_grain() + w.n - 1) / w.n;
-        tg_parallel_for(runs, grain, walk_runs, &w);
+        tg_parallel_tasks(runs, grain, walk_runs, &w);
     } else if (distinct && runs == 1 && w.n >= tg_parallel_grain()) {
         tg_parallel_for(w.n, tg_parallel_grain(), one_run_part, &w); /* one long run: in parts */
     } else {

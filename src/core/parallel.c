@@ -51,7 +51,7 @@ static int hooks_installed;      /* under call_mu */
 static _Thread_local int inside; /* this thread is running a chunk: nested calls run inline */
 static _Thread_local int shared; /* ... and other threads are running chunks of the same loop */
 
-int tg_parallel_chunk(int64_t n, int threads, int64_t *size)
+int tg_parallel_chunk(int64_t n, int threads, int64_t align, int64_t *size)
 {
     if (n <= 0) {
         *size = 0;
@@ -59,8 +59,10 @@ int tg_parallel_chunk(int64_t n, int threads, int64_t *size)
     }
     if (threads < 1)
         threads = 1;
+    if (align < 1)
+        align = 1;
     int64_t per = (n + threads - 1) / threads;
-    int64_t s = (per + CHUNK_ALIGN - 1) / CHUNK_ALIGN * CHUNK_ALIGN;
+    int64_t s = (per + align - 1) / align * align;
     *size = s;
     return (int)((n + s - 1) / s);
 }
@@ -220,7 +222,7 @@ static int ensure_workers(int count)
     return 1;
 }
 
-void tg_parallel_for(int64_t n, int64_t grain, tg_range_fn fn, void *ctx)
+static void parallel_run(int64_t n, int64_t grain, int64_t align, tg_range_fn fn, void *ctx)
 {
     if (n <= 0)
         return;
@@ -230,7 +232,7 @@ void tg_parallel_for(int64_t n, int64_t grain, tg_range_fn fn, void *ctx)
         return;
     }
     job j = {fn, ctx, n, 0, 0};
-    j.chunks = tg_parallel_chunk(n, threads, &j.size);
+    j.chunks = tg_parallel_chunk(n, threads, align, &j.size);
     if (j.chunks <= 1) {
         fn(ctx, 0, n);
         return;
@@ -261,4 +263,14 @@ void tg_parallel_for(int64_t n, int64_t grain, tg_range_fn fn, void *ctx)
         pthread_cond_wait(&pool.done, &pool.mu);
     pthread_mutex_unlock(&pool.mu);
     pthread_mutex_unlock(&call_mu);
+}
+
+void tg_parallel_for(int64_t n, int64_t grain, tg_range_fn fn, void *ctx)
+{
+    parallel_run(n, grain, CHUNK_ALIGN, fn, ctx);
+}
+
+void tg_parallel_tasks(int64_t n, int64_t grain, tg_range_fn fn, void *ctx)
+{
+    parallel_run(n, grain, 1, fn, ctx);
 }

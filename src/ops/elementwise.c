@@ -260,6 +260,6 @@ float tg_sum_floats(const float *x, int64_t n)
     sum_job j = {x, n, block, partial};
     int64_t nb = (n + block - 1) / block;
     /* grain in blocks: below ~32K elements of work a thread is not worth waking */
-    tg_parallel_for(nb, (tg_parallel_grain() + block - 1) / block, sum_blocks, &j);
+    tg_parallel_tasks(nb, (tg_parallel_grain() + block - 1) / block, sum_blocks, &j);
     return tg_kern()->sum(partial, nb);
 }

@@ -137,7 +137,7 @@ static tg_tensor *bmm_forward(tg_tensor *a, tg_tensor *b)
     bool small = j.M <= SMALL_DIM && j.N <= SMALL_DIM && j.K <= SMALL_DIM;
     /* Small matrices: threads over the batch. Large ones: OpenBLAS threads each product. */
     int64_t grain = small ? (TG_PARALLEL_GRAIN_DEFAULT / (j.M * j.N * j.K) + 1) : j.batch + 1;
-    tg_parallel_for(j.batch, grain, gemm_range, &j);
+    tg_parallel_tasks(j.batch, grain, gemm_range, &j);
     tg_release(j.A.copy);
     tg_release(j.B.copy);
     return out;

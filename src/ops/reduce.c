@@ -137,8 +137,7 @@ static void sum_middle_serial(const float *x, float *out, int64_t outer, int64_t
  * outer slices go to different threads, and a single long reduction (outer 1) is cut where
  * sum_rows halves it anyway, the pieces summed on different threads and then added pairwise
  * in sum_rows' own order. */
-#define MAX_SPLIT   4  /* halvings run in parallel: up to 16 pieces */
-#define PIECE_UNITS 16 /* the pool's chunk alignment */
+#define MAX_SPLIT 4 /* halvings run in parallel: up to 16 pieces */
 
 typedef struct {
     const float *x;
@@ -168,12 +167,11 @@ static void piece_rows(int64_t len, int depth, int64_t k, int64_t *start, int64_
     }
 }
 
-/* Pieces [k0, k1) arrive as [16 k0, 16 k1): the pool cuts at multiples of 16 elements, so a
- * handful of pieces is spread out as 16 units each (see sum_middle). */
-static void middle_pieces(void *ctx, int64_t u0, int64_t u1)
+/* Pieces [k0, k1) of the split (see sum_middle). */
+static void middle_pieces(void *ctx, int64_t k0, int64_t k1)
 {
     const middle_job *j = ctx;
-    int64_t k0 = u0 / PIECE_UNITS, k1 = u1 / PIECE_UNITS, start, n;
+    int64_t start, n;
     piece_rows(j->len, j->depth, 0, &start, &n);
     float *tmp = malloc((size_t)(halvings(n + 1) * j->inner) * sizeof *tmp);
     for (int64_t k = k0; k < k1; k++) {
@@ -191,7 +189,7 @@ static void sum_middle(const float *x, float *out, int64_t outer, int64_t len, i
     if (threads < 2 || outer * work < grain) {
         sum_middle_serial(x, out, outer, len, inner);
     } else if (outer > 1 || inner == 1) {
-        tg_parallel_for(outer, (grain + work - 1) / work, middle_slices, &j);
+        tg_parallel_tasks(outer, (grain + work - 1) / work, middle_slices, &j);
     } else {
         while (j.depth < MAX_SPLIT && (1 << j.depth) < threads &&
                len >= (int64_t)(ROW_BLOCK + 1) << (j.depth + 1))
@@ -202,7 +200,7 @@ static void sum_middle(const float *x, float *out, int64_t outer, int64_t len, i
             sum_middle_serial(x, out, 1, len, inner);
             return;
         }
-        tg_parallel_for(pieces * PIECE_UNITS, PIECE_UNITS, middle_pieces, &j);
+        tg_parallel_tasks(pieces, 1, middle_pieces, &j);
         for (int64_t step = 1; step < pieces; step *= 2)
             for (int64_t k = 0; k < pieces; k += 2 * step)
                 tg_kern()->add_vv(j.part + k * inner, j.part + (k + step) * inner,

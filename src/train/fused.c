@@ -121,7 +121,7 @@ static void pass_blocks(void *ctx, int64_t begin, int64_t end)
 void lr_pass_blocks(lr_pass *p, const float *w, float b, bool want_grad)
 {
     pass_job job = {p, w, b, want_grad};
-    tg_parallel_for(p->n_blocks, grain_blocks(p->block_rows, p->d), pass_blocks, &job);
+    tg_parallel_tasks(p->n_blocks, grain_blocks(p->block_rows, p->d), pass_blocks, &job);
 }
 
 void lr_pass_fold(const lr_pass *p, double *loss, double *grad)
@@ -231,7 +231,7 @@ bool lr_stats_compute(lr_stats *s, const float *X, int64_t n, int64_t d)
         return false;
     }
     stats_job job = {X, s->n, d, s->rows, s->part, scratch};
-    tg_parallel_for(s->nb, grain_blocks(s->rows, d), stats_blocks, &job);
+    tg_parallel_tasks(s->nb, grain_blocks(s->rows, d), stats_blocks, &job);
     free(scratch);
     return true;
 }
@@ -327,7 +327,7 @@ void lr_standardize(float *X, int64_t n, int64_t d, const double *mean, const do
         inv[c] = (float)(1.0 / scale[c]);
     }
     scale_job job = {X, n, d, rows, m, inv};
-    tg_parallel_for(blocks_for(n, rows), grain_blocks(rows, d), scale_blocks, &job);
+    tg_parallel_tasks(blocks_for(n, rows), grain_blocks(rows, d), scale_blocks, &job);
     free(m);
 }
 
@@ -364,5 +364,5 @@ void lr_logits(const float *X, int64_t n, int64_t d, const double *w, double b, 
     if (rows < 1)
         rows = 1;
     logit_job job = {X, n, d, rows, w, b, z};
-    tg_parallel_for(blocks_for(n, rows), grain_blocks(rows, d), logit_blocks, &job);
+    tg_parallel_tasks(blocks_for(n, rows), grain_blocks(rows, d), logit_blocks, &job);
 }

@@ -281,7 +281,7 @@ static bool confusion(const float *y, const float *z, int64_t n, int64_t rows, b
         free(job.part);
         return false;
     }
-    tg_parallel_for(job.nb, 8, metric_blocks, &job);
+    tg_parallel_tasks(job.nb, 8, metric_blocks, &job);
     double state[S_LEN] = {0};
     if (dist)
         tgd_chain(state, S_LEN, fold_blocks, &job);
