@@ -96,6 +96,30 @@ BENCHMARK_TEMPLATE(BM_unary_fwd_bwd, tg_sigmoid)->Arg(1 << 24)->UseRealTime();
 BENCHMARK_TEMPLATE(BM_unary_fwd_bwd, tg_sin)->Arg(1 << 24)->UseRealTime();
 BENCHMARK_TEMPLATE(BM_unary_fwd_bwd, tg_exp)->Arg(1 << 24)->UseRealTime();
 
+// A mid-size add (64K and 256K floats) on 1 and 2 threads: what one hand-over to the pool
+// costs against the work it splits. Ops follow each other as in a training step.
+static void BM_add_threads(benchmark::State &state)
+{
+    int64_t n = state.range(0);
+    int before = tg_get_num_threads();
+    tg_set_num_threads(int(state.range(1)));
+    tg_tensor *a = make_input(n), *b = make_input(n);
+    for (auto _ : state) {
+        tg_tensor *c = tg_add(a, b);
+        benchmark::DoNotOptimize(tg_data(c));
+        tg_release(c);
+    }
+    tg_release(a);
+    tg_release(b);
+    tg_set_num_threads(before);
+    state.SetItemsProcessed(state.iterations() * n);
+    state.SetBytesProcessed(state.iterations() * n * 3 * (int64_t)sizeof(float));
+}
+BENCHMARK(BM_add_threads)
+    ->ArgsProduct({{1 << 16, 1 << 18}, {1, 2}})
+    ->ArgNames({"n", "threads"})
+    ->UseRealTime();
+
 static void BM_mean(benchmark::State &state)
 {
     int64_t n = state.range(0);

@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <cmocka.h>
 
@@ -1555,6 +1556,30 @@ static void test_parallel_shared(void **state)
     tg_set_num_threads(0);
 }
 
+/* Loops after the workers have gone to sleep (past their polling time) and loops straight
+ * after each other (caught while polling) both cover every index once, on 2 and 3 threads. */
+static void test_parallel_after_idle(void **state)
+{
+    (void)state;
+    enum { N = 4096 };
+    static unsigned char seen[N];
+    visit_ctx c = {seen, N};
+    const struct timespec pause_ms = {0, 3000000}; /* 3 ms: well past the polling time */
+    for (int th = 2; th <= 3; th++) {
+        tg_set_num_threads(th);
+        memset(seen, 0, sizeof seen);
+        for (int round = 0; round < 4; round++) {
+            nanosleep(&pause_ms, NULL);
+            tg_parallel_tasks(N, 1, visit, &c);
+            for (int quick = 0; quick < 50; quick++)
+                tg_parallel_for(N, 16, visit, &c);
+        }
+        for (int i = 0; i < N; i++)
+            assert_int_equal(seen[i], 4 * 51);
+    }
+    tg_set_num_threads(0);
+}
+
 /* Nested calls from inside a chunk run inline and still cover their range once. */
 typedef struct nest_ctx {
     unsigned char *seen;
@@ -1667,6 +1692,7 @@ static const struct CMUnitTest pool_tests[] = {
     cmocka_unit_test(test_parallel_visits),
     cmocka_unit_test(test_parallel_nested),
     cmocka_unit_test(test_parallel_shared),
+    cmocka_unit_test(test_parallel_after_idle),
     cmocka_unit_test(test_parallel_sum),
 };
 

@@ -1,10 +1,16 @@
 /* Persistent pthread pool behind tg_parallel_for (contract in parallel.h).
  *
- * One job at a time: the caller that wins call_mu publishes the job under pool.mu, bumps the
- * generation and broadcasts; worker w (1-based) runs chunk w, the caller runs chunk 0, and the
- * caller waits until the workers' chunks are done. Workers sleep on a condition variable between
- * jobs, so an idle pool costs nothing. The pool is started lazily, resized lazily when the thread
- * count changes, and joined at exit so leak checkers and TSan see a clean shutdown. */
+ * One job at a time: the caller that wins call_mu publishes the job under pool.mu and bumps the
+ * generation; worker w (1-based) runs chunk w, the caller runs chunk 0, and the caller waits
+ * until the workers' chunks are done. The pool is started lazily, resized lazily when the
+ * thread count changes, and joined at exit so leak checkers and TSan see a clean shutdown.
+ *
+ * Waking a thread asleep on a condition variable took 20-60 us on the 2-core VM we measure on:
+ * more than a whole 64K-float add (7 us), so every op between 32K and 1M floats ran slower on 2
+ * threads than on 1. So a worker that finishes a chunk, and a caller waiting for the workers,
+ * first poll for up to SPIN_NS (yielding the core to any other runnable thread as they poll)
+ * and only then sleep: ops that follow each other, the common case, hand work over in well
+ * under a microsecond, and an idle pool still costs nothing after SPIN_NS. */
 #define _GNU_SOURCE /* sched_getaffinity, CPU_COUNT */
 #include "parallel.h"
 
@@ -15,12 +21,15 @@
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "tapegrad.h"
 
 #define MAX_THREADS 1024
 #define CHUNK_ALIGN 16 /* elements: one 64-byte cache line of floats */
+#define SPIN_NS     100000 /* polling before sleeping: see above */
+#define SPIN_CHECK  64     /* polls between clock reads and yields */
 
 typedef struct job {
     tg_range_fn fn;
@@ -30,15 +39,16 @@ typedef struct job {
 } job;
 
 static struct {
-    pthread_mutex_t mu; /* guards generation, job, pending and stop */
+    pthread_mutex_t mu; /* guards job and sleepers; generation and stop change only under it */
     pthread_cond_t wake, done;
     pthread_t *threads; /* threads, workers, base: changed only under call_mu */
     int workers;
-    uint64_t base;       /* generation when the current workers were started */
-    uint64_t generation; /* bumped once per published job */
+    uint64_t base;               /* generation when the current workers were started */
+    _Atomic uint64_t generation; /* bumped once per published job; polled without mu */
     job job;
-    int pending; /* worker chunks of the current job not finished yet */
-    int stop;
+    atomic_int pending; /* worker chunks of the current job not finished yet */
+    atomic_int stop;
+    int sleepers; /* workers blocked on wake */
 } pool = {.mu = PTHREAD_MUTEX_INITIALIZER,
           .wake = PTHREAD_COND_INITIALIZER,
           .done = PTHREAD_COND_INITIALIZER};
@@ -127,6 +137,56 @@ static void run_serial(const job *j)
     inside = was;
 }
 
+static int64_t now_ns(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (int64_t)t.tv_sec * 1000000000 + t.tv_nsec;
+}
+
+static void cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    __asm__ __volatile__("yield");
+#endif
+}
+
+/* Polls until done(arg) holds or SPIN_NS pass; true if it holds. The core is offered to other
+ * threads every SPIN_CHECK polls, so a poller never keeps a runnable thread (an OpenBLAS
+ * worker, another process) off its CPU for long. */
+static bool spin_until(bool (*done)(const void *), const void *arg)
+{
+    int64_t start = 0;
+    for (int i = 1;; i++) {
+        if (done(arg))
+            return true;
+        cpu_relax();
+        if (i % SPIN_CHECK == 0) {
+            int64_t t = now_ns();
+            if (!start)
+                start = t;
+            else if (t - start > SPIN_NS)
+                return false;
+            sched_yield();
+        }
+    }
+}
+
+static bool job_posted(const void *seen)
+{
+    return atomic_load_explicit(&pool.generation, memory_order_relaxed) !=
+               *(const uint64_t *)seen ||
+           atomic_load_explicit(&pool.stop, memory_order_relaxed);
+}
+
+static bool chunks_done(const void *unused)
+{
+    (void)unused;
+    return atomic_load_explicit(&pool.pending, memory_order_acquire) == 0;
+}
+
 static void *worker_main(void *arg)
 {
     int id = (int)(intptr_t)arg;
@@ -135,20 +195,30 @@ static void *worker_main(void *arg)
     pthread_mutex_lock(&pool.mu);
     /* Not pool.generation: the first job may already be posted before this thread runs. */
     uint64_t seen = pool.base;
+    pthread_mutex_unlock(&pool.mu);
     for (;;) {
-        while (pool.generation == seen && !pool.stop)
-            pthread_cond_wait(&pool.wake, &pool.mu);
-        if (pool.stop)
+        bool posted = spin_until(job_posted, &seen);
+        pthread_mutex_lock(&pool.mu);
+        if (!posted) {
+            pool.sleepers++;
+            while (atomic_load(&pool.generation) == seen && !atomic_load(&pool.stop))
+                pthread_cond_wait(&pool.wake, &pool.mu);
+            pool.sleepers--;
+        }
+        if (atomic_load(&pool.stop))
             break;
         /* Only the newest job matters: the previous one finished before this one was posted. */
-        seen = pool.generation;
+        seen = atomic_load(&pool.generation);
         job j = pool.job;
         pthread_mutex_unlock(&pool.mu);
-        if (id < j.chunks)
-            run_chunk(&j, id);
-        pthread_mutex_lock(&pool.mu);
-        if (id < j.chunks && --pool.pending == 0)
+        if (id >= j.chunks)
+            continue;
+        run_chunk(&j, id);
+        if (atomic_fetch_sub_explicit(&pool.pending, 1, memory_order_acq_rel) == 1) {
+            pthread_mutex_lock(&pool.mu); /* the caller may be asleep: see parallel_run */
             pthread_cond_signal(&pool.done);
+            pthread_mutex_unlock(&pool.mu);
+        }
     }
     pthread_mutex_unlock(&pool.mu);
     return NULL;
@@ -158,7 +228,7 @@ static void *worker_main(void *arg)
 static void stop_workers(void)
 {
     pthread_mutex_lock(&pool.mu);
-    pool.stop = 1;
+    atomic_store(&pool.stop, 1);
     pthread_cond_broadcast(&pool.wake);
     pthread_mutex_unlock(&pool.mu);
     for (int i = 0; i < pool.workers; i++)
@@ -167,7 +237,7 @@ static void stop_workers(void)
     pthread_mutex_lock(&pool.mu);
     pool.threads = NULL;
     pool.workers = 0;
-    pool.stop = 0;
+    atomic_store(&pool.stop, 0);
     pthread_mutex_unlock(&pool.mu);
 }
 
@@ -190,8 +260,9 @@ static void after_fork_child(void)
     pthread_cond_init(&pool.done, NULL);
     pool.threads = NULL;
     pool.workers = 0;
-    pool.pending = 0;
-    pool.stop = 0;
+    pool.sleepers = 0;
+    atomic_store(&pool.pending, 0);
+    atomic_store(&pool.stop, 0);
 }
 
 /* Makes the pool have exactly `count` workers; 0 if threads could not be started. Caller holds
@@ -210,7 +281,7 @@ static int ensure_workers(int count)
     if (!t)
         return 0;
     pool.threads = t;
-    pool.base = pool.generation; /* no job can be posted before the workers exist */
+    pool.base = atomic_load(&pool.generation); /* no job is posted before the workers exist */
     for (int i = 0; i < count; i++) {
         if (pthread_create(&t[i], NULL, worker_main, (void *)(intptr_t)(i + 1)) != 0) {
             pool.workers = i;
@@ -249,19 +320,24 @@ static void parallel_run(int64_t n, int64_t grain, int64_t align, tg_range_fn fn
     }
     pthread_mutex_lock(&pool.mu);
     pool.job = j;
-    pool.pending = j.chunks - 1;
-    pool.generation++;
-    pthread_cond_broadcast(&pool.wake);
+    atomic_store(&pool.pending, j.chunks - 1);
+    atomic_fetch_add(&pool.generation, 1);
+    if (pool.sleepers > 0)
+        pthread_cond_broadcast(&pool.wake);
     pthread_mutex_unlock(&pool.mu);
 
     inside = shared = 1;
     run_chunk(&j, 0);
     inside = shared = 0;
 
-    pthread_mutex_lock(&pool.mu);
-    while (pool.pending > 0)
-        pthread_cond_wait(&pool.done, &pool.mu);
-    pthread_mutex_unlock(&pool.mu);
+    /* The workers' chunks are as long as ours: they are usually done, or nearly. A worker that
+     * brings pending to 0 signals done under mu, so checking pending under mu loses no wake. */
+    if (!spin_until(chunks_done, NULL)) {
+        pthread_mutex_lock(&pool.mu);
+        while (atomic_load(&pool.pending) > 0)
+            pthread_cond_wait(&pool.done, &pool.mu);
+        pthread_mutex_unlock(&pool.mu);
+    }
     pthread_mutex_unlock(&call_mu);
 }
 
