@@ -120,6 +120,30 @@ BENCHMARK(BM_add_threads)
     ->ArgNames({"n", "threads"})
     ->UseRealTime();
 
+// Sums along one dim of 1M floats in several shapes: short rows ([65536, 16] over dim 1),
+// a few wide rows ([16, 65536] over dim 0) and a square matrix both ways. Default threads.
+static void BM_sum_dim(benchmark::State &state)
+{
+    int64_t shape[2] = {state.range(0), state.range(1)};
+    int dim = int(state.range(2));
+    tg_tensor *x = tg_randn(2, shape, 7);
+    for (auto _ : state) {
+        tg_tensor *s = tg_sum_dim(x, dim, false);
+        benchmark::DoNotOptimize(tg_data(s));
+        tg_release(s);
+    }
+    tg_release(x);
+    state.SetItemsProcessed(state.iterations() * shape[0] * shape[1]);
+    state.SetBytesProcessed(state.iterations() * shape[0] * shape[1] * (int64_t)sizeof(float));
+}
+BENCHMARK(BM_sum_dim)
+    ->Args({65536, 16, 1})
+    ->Args({16, 65536, 0})
+    ->Args({1024, 1024, 0})
+    ->Args({1024, 1024, 1})
+    ->ArgNames({"rows", "cols", "dim"})
+    ->UseRealTime();
+
 static void BM_mean(benchmark::State &state)
 {
     int64_t n = state.range(0);

@@ -71,6 +71,10 @@ typedef struct tg_kernels {
 
     /* reductions and BLAS-1 style helpers */
     float (*sum)(const float *x, int64_t n); /* pairwise/blocked: error O(log n) ulps */
+    /* out[i] = the sum of row i of the row-major x [rows, len], len <= TG_ROW_SUMS_MAX: a sum
+     * along a short last dim without a call per row. Each row is summed in one fixed order that
+     * depends on len alone, not on the other rows or the row's place in the call. */
+    void (*row_sums)(const float *x, int64_t rows, int64_t len, float *out);
     void (*axpy)(float alpha, const float *x, float *y, int64_t n); /* y += alpha * x */
     void (*fill)(float *y, float v, int64_t n);
     void (*copy)(const float *x, float *y, int64_t n);
@@ -97,6 +101,8 @@ typedef struct tg_kernels {
     void (*gemm_small)(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, int ta,
                        const float *B, int64_t ldb, int tb, float *C, int64_t ldc);
 } tg_kernels;
+
+#define TG_ROW_SUMS_MAX 64
 
 /* The table in force for this process (chosen once at start-up, changed by tg_set_isa). */
 const tg_kernels *tg_kern(void);

@@ -1121,6 +1121,46 @@ static void test_sum(void **state)
     free(x), free(x1);
 }
 
+/* row_sums: every length up to TG_ROW_SUMS_MAX and row counts around the SIMD widths, against
+ * a double sum of each row; a row's float does not depend on its place in the call (the same
+ * rows from a later first row, or one at a time), nor on alignment; NaN and inf propagate. */
+static void test_row_sums(void **state)
+{
+    (void)state;
+    const tg_kernels *k = &cur->k;
+    enum { ROWS_MAX = 37 };
+    float *x = alloc_f(ROWS_MAX * TG_ROW_SUMS_MAX + 1), *out = alloc_f(ROWS_MAX + 1);
+    float *out2 = alloc_f(ROWS_MAX + 1), one;
+    for (int64_t len = 0; len <= TG_ROW_SUMS_MAX; len++) {
+        int64_t rows = len % 2 ? ROWS_MAX : 17 + len % 16;
+        for (int64_t i = 0; i < rows * len + 1; i++)
+            x[i] = (float)uniform(-1, 3);
+        float *xa = x + len % 2; /* odd lengths: rows off 4-byte from a vector boundary too */
+        out[rows] = 12345.0f;    /* past the last row: untouched */
+        k->row_sums(xa, rows, len, out);
+        assert_true(out[rows] == 12345.0f);
+        for (int64_t r = 0; r < rows; r++) {
+            const float *row = xa + r * len;
+            double ref = sum_double(row, len), tol = (len + 1) * 0x1p-24 * sum_abs(row, len);
+            if (!(fabs(out[r] - ref) <= tol))
+                fail_msg("%s row_sums len %lld row %lld: %.9g vs %.9g", cur->name, (long long)len,
+                         (long long)r, out[r], ref);
+            k->row_sums(row, 1, len, &one);
+            assert_true(bits(one) == bits(out[r]));
+        }
+        for (int64_t skip = 1; skip < 17 && skip < rows; skip++) {
+            k->row_sums(xa + skip * len, rows - skip, len, out2);
+            for (int64_t r = skip; r < rows; r++)
+                assert_true(bits(out2[r - skip]) == bits(out[r]));
+        }
+    }
+    float sp[6] = {INFINITY, 1.0f, -INFINITY, 2.0f, NAN, 0.0f};
+    k->row_sums(sp, 3, 2, out);
+    assert_true(out[0] == INFINITY && out[1] == -INFINITY && isnan(out[2]));
+    k->row_sums(sp, 0, 2, out); /* no rows: nothing read or written */
+    free(x), free(out), free(out2);
+}
+
 /* ---- axpy, fill, copy ---------------------------------------------------------------------- */
 
 static void test_blas1(void **state)
@@ -1678,6 +1718,7 @@ static const struct CMUnitTest kernel_tests[] = {
     cmocka_unit_test(test_trig_nt),
     cmocka_unit_test(test_trig_large),
     cmocka_unit_test(test_sum),
+    cmocka_unit_test(test_row_sums),
     cmocka_unit_test(test_blas1),
     cmocka_unit_test(test_bce_logits),
     cmocka_unit_test(test_gemm_small),

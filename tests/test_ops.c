@@ -723,7 +723,7 @@ static char *captured_print(const tg_tensor *t)
 /* Op k of x (a [ROWS, COLS] leaf) and c (a positive constant of the same shape). */
 #define ROWS       509
 #define COLS       389 /* 198,001 elements: six times the threading grain, no SIMD multiple */
-#define THREAD_OPS 38
+#define THREAD_OPS 40
 static tg_tensor *thread_op(int k, tg_tensor *x, tg_tensor *c)
 {
     tg_tensor *t = tg_add_scalar(c, -0.5f);  /* in [0, 1): a soft target for the losses */
@@ -754,6 +754,12 @@ static tg_tensor *thread_op(int k, tg_tensor *x, tg_tensor *c)
     /* strided walks: both operands transposed, and a transposed copy */
     case 35: return tg_mul(tg_transpose(x, 0, 1), tg_transpose(c, 0, 1));
     case 36: return tg_contiguous(tg_transpose(x, 0, 1));
+    /* 12 wide rows summed down (bands of columns on several threads) */
+    case 37: return tg_sum_dim(tg_expand(tg_reshape(x, 2, (int64_t[]){1, ROWS * COLS}), 2,
+                                         (int64_t[]){12, ROWS * COLS}), 0, false);
+    /* short rows of a strided view: [4, ROWS, 37] summed over its last dim */
+    case 38: return tg_sum_dim(tg_expand(tg_narrow(x, 1, 0, 37), 3, (int64_t[]){4, ROWS, 37}),
+                               2, false);
     /* a middle dim: [2, ROWS, COLS] summed over ROWS */
     default: return tg_sum_dim(tg_expand(x, 3, (int64_t[]){2, ROWS, COLS}), 1, false);
     }

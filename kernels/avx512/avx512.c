@@ -788,9 +788,10 @@ static float v_sum(const float *x, int64_t n)
         full |= (uint64_t)1 << l;
     }
     vf t = zero();
-    for (int l = 0; l < 64; l++) /* smallest partial sums first */
-        if (full & ((uint64_t)1 << l))
-            t = add(t, level[l]);
+    /* Smallest partial sums first, visiting only the set bits: a short sum costs an add or
+     * two here, not 64 tests (which took most of a sum_dim over rows of 16). */
+    for (; full; full &= full - 1)
+        t = add(t, level[__builtin_ctzll(full)]);
     return hsum(t);
 }
 
@@ -899,6 +900,26 @@ ALWAYS_INLINE vf sum_rows16(const vf *a)
         h[i] = add(_mm512_shuffle_f32x4(q[2 * i], q[2 * i + 1], 0x88),
                    _mm512_shuffle_f32x4(q[2 * i], q[2 * i + 1], 0xDD));
     return add(_mm512_shuffle_f32x4(h[0], h[1], 0x88), _mm512_shuffle_f32x4(h[0], h[1], 0xDD));
+}
+
+/* row_sums: each of W rows adds its (at most TG_ROW_SUMS_MAX / W) vectors in order, then one
+ * transpose-add tree gives the W row sums in one vector. The tree adds every row's lanes the
+ * same way, so a row's sum does not depend on its place among the W. Past the last row the
+ * last row is read again, and its lanes are not stored. */
+static void v_row_sums(const float *x, int64_t rows, int64_t len, float *out)
+{
+    vf acc[W];
+    for (int64_t i = 0; i < rows; i += W) {
+        int64_t live = rows - i < W ? rows - i : W;
+        for (int r = 0; r < W; r++) {
+            const float *q = x + (i + (r < live ? r : live - 1)) * len;
+            vf a = ld(q, len);
+            for (int64_t c = W; c < len; c += W)
+                a = add(a, ld(q + c, len - c));
+            acc[r] = a;
+        }
+        st(out + i, sum_rows16(acc), live);
+    }
 }
 
 /* The loss of bce_logits and r = dloss/dz for 16 logits; both 0 outside the live lanes. */
@@ -1371,6 +1392,7 @@ int tg_kernels_init_avx512(tg_kernels *k)
     k->clamp_bwd = v_clamp_bwd;
     k->pow_scalar_bwd = v_pow_scalar_bwd;
     k->sum = v_sum;
+    k->row_sums = v_row_sums;
     k->axpy = v_axpy;
     k->fill = v_fill;
     /* copy stays the scalar memmove: libc's is already vectorised and picks its own stores */

@@ -539,9 +539,10 @@ static float v_sum(const float *x, int64_t n)
         full |= (uint64_t)1 << l;
     }
     vf t = zero();
-    for (int l = 0; l < 64; l++) /* smallest partial sums first */
-        if (full & ((uint64_t)1 << l))
-            t = add(t, level[l]);
+    /* Smallest partial sums first, visiting only the set bits: a short sum costs an add or
+     * two here, not 64 tests (which took most of a sum_dim over rows of 16). */
+    for (; full; full &= full - 1)
+        t = add(t, level[__builtin_ctzll(full)]);
     return hsum(t);
 }
 

@@ -230,6 +230,12 @@ static float s_sum(const float *x, int64_t n)
     return s_sum(x, half) + s_sum(x + half, n - half);
 }
 
+static void s_row_sums(const float *x, int64_t rows, int64_t len, float *out)
+{
+    for (int64_t i = 0; i < rows; i++)
+        out[i] = sum_block(x + i * len, len);
+}
+
 static void s_axpy(float alpha, const float *x, float *y, int64_t n)
 {
     for (int64_t i = 0; i < n; i++)
@@ -361,6 +367,7 @@ void tg_kernels_init_scalar(tg_kernels *k)
     k->clamp_bwd = s_clamp_bwd;
     k->pow_scalar_bwd = s_pow_scalar_bwd;
     k->sum = s_sum;
+    k->row_sums = s_row_sums;
     k->axpy = s_axpy;
     k->fill = s_fill;
     k->copy = s_copy;

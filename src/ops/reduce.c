@@ -87,22 +87,23 @@ tg_tensor *tg_mean(tg_tensor *a) { return reduce_all(a, true, "tg_mean"); }
 
 #define ROW_BLOCK 8 /* rows added one after another before pairing */
 
-/* y = sum of the len >= 1 rows of x (row stride inner), pairing halves so the rounding error
- * grows with log(len), not len: a flat running sum of a million 0.1f rows ends 1% high. tmp
- * holds one row per level of halving. */
-static void sum_rows(const float *x, float *y, int64_t len, int64_t inner, float *tmp)
+/* y = sum of the len >= 1 rows of x, each `width` floats, row stride ld, pairing halves so the
+ * rounding error grows with log(len), not len: a flat running sum of a million 0.1f rows ends
+ * 1% high. tmp holds one row of width floats per level of halving. Each column is summed on
+ * its own, so any band of columns gives the same floats as the whole row. */
+static void sum_rows(const float *x, float *y, int64_t len, int64_t width, int64_t ld, float *tmp)
 {
     const tg_kernels *k = tg_kern();
     if (len <= ROW_BLOCK || !tmp) {
-        k->copy(x, y, inner);
+        k->copy(x, y, width);
         for (int64_t j = 1; j < len; j++)
-            k->add_vv(y, x + j * inner, y, inner);
+            k->add_vv(y, x + j * ld, y, width);
         return;
     }
     int64_t half = len / 2;
-    sum_rows(x, y, half, inner, tmp + inner);
-    sum_rows(x + half * inner, tmp, len - half, inner, tmp + inner);
-    k->add_vv(y, tmp, y, inner);
+    sum_rows(x, y, half, width, ld, tmp + width);
+    sum_rows(x + half * ld, tmp, len - half, width, ld, tmp + width);
+    k->add_vv(y, tmp, y, width);
 }
 
 static int halvings(int64_t len)
@@ -116,6 +117,10 @@ static int halvings(int64_t len)
 /* Sums x (contiguous, viewed as [outer, len, inner]) over the middle axis into out. */
 static void sum_middle_serial(const float *x, float *out, int64_t outer, int64_t len, int64_t inner)
 {
+    if (inner == 1 && len <= TG_ROW_SUMS_MAX) { /* short rows: many per kernel call */
+        tg_kern()->row_sums(x, outer, len, out);
+        return;
+    }
     int levels = halvings(len);
     /* without scratch memory sum_rows falls back to one running sum: less exact, still right */
     float *tmp = inner > 1 && levels ? malloc((size_t)(levels * inner) * sizeof *tmp) : NULL;
@@ -127,17 +132,19 @@ static void sum_middle_serial(const float *x, float *out, int64_t outer, int64_t
         else if (len == 0)
             tg_kern()->fill(yo, 0.0f, inner);
         else
-            sum_rows(xo, yo, len, inner, tmp);
+            sum_rows(xo, yo, len, inner, inner, tmp);
     }
     free(tmp);
 }
 
 /* ---- the same sums on several threads ----
  * Every output element is the same sequence of additions on any number of threads: whole
- * outer slices go to different threads, and a single long reduction (outer 1) is cut where
- * sum_rows halves it anyway, the pieces summed on different threads and then added pairwise
- * in sum_rows' own order. */
-#define MAX_SPLIT 4 /* halvings run in parallel: up to 16 pieces */
+ * outer slices go to different threads; a single reduction (outer 1) over wide rows goes to
+ * them by bands of columns; and a single long reduction over narrow rows is cut where sum_rows
+ * halves it anyway, the pieces summed on different threads and then added pairwise in
+ * sum_rows' own order. */
+#define MAX_SPLIT 4    /* halvings run in parallel: up to 16 pieces */
+#define BAND_MIN  1024 /* columns (outer 1) from which threads take bands of columns */
 
 typedef struct {
     const float *x;
@@ -152,6 +159,17 @@ static void middle_slices(void *ctx, int64_t o0, int64_t o1)
     const middle_job *j = ctx;
     sum_middle_serial(j->x + o0 * j->len * j->inner, j->out + o0 * j->inner, o1 - o0, j->len,
                       j->inner);
+}
+
+/* Columns [c0, c1) of the one outer slice. */
+static void middle_band(void *ctx, int64_t c0, int64_t c1)
+{
+    const middle_job *j = ctx;
+    int64_t width = c1 - c0;
+    int levels = halvings(j->len);
+    float *tmp = levels ? malloc((size_t)(levels * width) * sizeof *tmp) : NULL;
+    sum_rows(j->x + c0, j->out + c0, j->len, width, j->inner, tmp);
+    free(tmp);
 }
 
 /* The rows of piece k: descend sum_rows' halvings, the first half to the left. */
@@ -176,7 +194,7 @@ static void middle_pieces(void *ctx, int64_t k0, int64_t k1)
     float *tmp = malloc((size_t)(halvings(n + 1) * j->inner) * sizeof *tmp);
     for (int64_t k = k0; k < k1; k++) {
         piece_rows(j->len, j->depth, k, &start, &n);
-        sum_rows(j->x + start * j->inner, j->part + k * j->inner, n, j->inner, tmp);
+        sum_rows(j->x + start * j->inner, j->part + k * j->inner, n, j->inner, j->inner, tmp);
     }
     free(tmp);
 }
@@ -190,6 +208,8 @@ static void sum_middle(const float *x, float *out, int64_t outer, int64_t len, i
         sum_middle_serial(x, out, outer, len, inner);
     } else if (outer > 1 || inner == 1) {
         tg_parallel_tasks(outer, (grain + work - 1) / work, middle_slices, &j);
+    } else if (inner >= BAND_MIN) {
+        tg_parallel_for(inner, (grain + len - 1) / len, middle_band, &j);
     } else {
         while (j.depth < MAX_SPLIT && (1 << j.depth) < threads &&
                len >= (int64_t)(ROW_BLOCK + 1) << (j.depth + 1))
