@@ -422,6 +422,49 @@ static void test_sum_accuracy_one_million(void **state)
     tg_scope_end();
 }
 
+/* A sum along a dim of one broadcast value (as the gradient of a sum reaches a broadcast
+ * input) is computed once and spread, not summed over a materialized tensor: it must give the
+ * bits the dense tensor gives, on every reduction path (short rows, long rows, columns summed
+ * by halving, wide single slices, pieces of one long column) and thread count. */
+static void test_sum_dim_of_broadcast_value(void **state)
+{
+    (void)state;
+    const struct {
+        int ndim;
+        int64_t shape[3];
+    } cases[] = {
+        {3, {7, 70, 130}}, {2, {3, 2000}}, {2, {300000, 2}}, {2, {40, 1100}}, {2, {9, 1}},
+    };
+    const float values[] = {0.1f, 1.0f / 3.0f, -2.5e-3f};
+    for (int th = 1; th <= 3; th += 2) {
+        tg_set_num_threads(th);
+        for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++)
+            for (size_t v = 0; v < sizeof values / sizeof values[0]; v++)
+                for (int d = 0; d < cases[c].ndim; d++)
+                    for (int mean = 0; mean < 2; mean++) {
+                        tg_scope_begin();
+                        const int64_t *sh = cases[c].shape;
+                        int nd = cases[c].ndim;
+                        tg_tensor *b = tg_expand(tg_scalar(values[v]), nd, sh);
+                        tg_tensor *dense = tg_full(nd, sh, values[v]);
+                        tg_tensor *got = mean ? tg_mean_dim(b, d, false) : tg_sum_dim(b, d, false);
+                        tg_tensor *want =
+                            mean ? tg_mean_dim(dense, d, false) : tg_sum_dim(dense, d, false);
+                        assert_non_null(got);
+                        assert_non_null(want);
+                        assert_int_equal(tg_numel(got), tg_numel(want));
+                        float *g = tg_test_values(got), *w = tg_test_values(want);
+                        for (int64_t i = 0; i < tg_numel(got); i++)
+                            if (memcmp(&g[i], &w[i], sizeof(float)) != 0)
+                                fail_msg("case %zu dim %d mean %d, %d threads: %a, dense %a", c, d,
+                                         mean, th, g[i], w[i]);
+                        free(g), free(w);
+                        tg_scope_end();
+                    }
+    }
+    tg_set_num_threads(0);
+}
+
 /* ---- matmul ---- */
 
 static void check_matmul(tg_tensor *a, tg_tensor *b)
@@ -885,6 +928,7 @@ int main(void)
         cmocka_unit_test(test_pow_special_cases),
         cmocka_unit_test(test_reduction_values),
         cmocka_unit_test(test_sum_accuracy_one_million),
+        cmocka_unit_test(test_sum_dim_of_broadcast_value),
         cmocka_unit_test(test_matmul_values),
         cmocka_unit_test(test_shape_op_values),
         cmocka_unit_test(test_loss_values),

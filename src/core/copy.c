@@ -11,6 +11,10 @@ static void copy_run(void *ctx, float *const *p, const int64_t *s, int64_t n)
         tg_kern()->copy(p[1], p[0], n);
         return;
     }
+    if (s[0] == 1 && s[1] == 0) { /* a broadcast value, as a uniform gradient becomes */
+        tg_kern()->fill(p[0], p[1][0], n);
+        return;
+    }
     for (int64_t i = 0; i < n; i++)
         p[0][i * s[0]] = p[1][i * s[1]];
 }

@@ -251,6 +251,30 @@ static tg_status sum_dim_backward(tg_node *n, tg_tensor *g, const bool *needs, t
 static const tg_node_ops SUM_DIM = {"SumBackward1", sum_dim_backward};
 static const tg_node_ops MEAN_DIM = {"MeanBackward1", sum_dim_backward};
 
+/* The sum along the middle axis of [outer, len, inner] when every element is v (a broadcast
+ * value, as the gradient of a sum is): each output is the same len additions of v, so they are
+ * done once, on one column, in the order sum_middle gives every column, and spread. */
+static bool sum_middle_uniform(float v, float *out, int64_t outer, int64_t len, int64_t inner)
+{
+    float s = 0.0f;
+    if (len > 0) {
+        float *col = malloc((size_t)len * sizeof *col);
+        float *tmp = malloc((size_t)(halvings(len) + 1) * sizeof *tmp);
+        if (!col || !tmp) {
+            free(col), free(tmp);
+            return false;
+        }
+        tg_kern()->fill(col, v, len);
+        if (inner == 1)
+            sum_middle_serial(col, &s, 1, len, 1);
+        else
+            sum_rows(col, &s, len, 1, 1, tmp);
+        free(col), free(tmp);
+    }
+    tg_kern()->fill(out, s, outer * inner);
+    return true;
+}
+
 static tg_tensor *reduce_dim(tg_tensor *a, int dim, bool keepdim, bool mean, const char *fn)
 {
     TG_API_BEGIN;
@@ -271,13 +295,18 @@ static tg_tensor *reduce_dim(tg_tensor *a, int dim, bool keepdim, bool mean, con
         if (i != d || keepdim)
             shape[on++] = i == d ? 1 : a->shape[i];
     }
-    tg_tensor *x = tg_as_contiguous(a);
+    bool uniform = a->numel > 1 && tg_is_uniform(a);
+    tg_tensor *x = uniform ? tg_retain(a) : tg_as_contiguous(a);
     tg_tensor *out = x ? tg_new(on, shape, fn) : NULL;
-    if (out) {
-        sum_middle(tg_ptr(x), tg_ptr(out), outer, len, inner);
-        if (mean)
-            tg_run_vs(tg_kern()->div_vs, tg_ptr(out), (float)len, tg_ptr(out), out->numel);
+    if (out && uniform && !sum_middle_uniform(tg_ptr(a)[0], tg_ptr(out), outer, len, inner)) {
+        tg_release(out);
+        out = NULL;
+        tg_set_error(TG_ENOMEM, "%s: out of memory", fn);
     }
+    if (out && !uniform)
+        sum_middle(tg_ptr(x), tg_ptr(out), outer, len, inner);
+    if (out && mean)
+        tg_run_vs(tg_kern()->div_vs, tg_ptr(out), (float)len, tg_ptr(out), out->numel);
     tg_release(x);
     if (out) {
         tg_node *node = tg_record(mean ? &MEAN_DIM : &SUM_DIM, out, 1, &a);
