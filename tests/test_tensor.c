@@ -385,6 +385,28 @@ static void test_transposed_copies(void **state)
     tg_set_num_threads(0);
 }
 
+/* The large-buffer cache keeps serving a loop after it has been filled with sizes the loop does
+ * not use: the oldest cached buffers make room, so the loop allocates fresh memory once. */
+static void test_buffer_cache_serves_new_sizes(void **state)
+{
+    (void)state;
+    for (int64_t k = 0; k < 40; k++) { /* more sizes than the cache has slots, all released */
+        int64_t n = 100000 + k * 5000;
+        tg_release(tg_zeros(1, &n));
+    }
+    int64_t n = 3000000, before = tg_alloc_fresh_count();
+    for (int i = 0; i < 10; i++) {
+        tg_tensor *a = tg_zeros(1, &n), *b = tg_add_scalar(a, 1.0f); /* two live at once */
+        tg_tensor *s = tg_sum(b);
+        assert_true(tg_item(s) == 3e6f);
+        tg_release(a), tg_release(b), tg_release(s);
+    }
+    int64_t fresh = tg_alloc_fresh_count() - before;
+    if (fresh > 2)
+        fail_msg("a loop of 10 steps allocated %lld fresh buffers, want at most 2",
+                 (long long)fresh);
+}
+
 static void test_copy_to_any_strides(void **state)
 {
     (void)state;
@@ -597,6 +619,7 @@ int main(void)
         cmocka_unit_test(test_contiguous),
         cmocka_unit_test(test_transposed_copies),
         cmocka_unit_test(test_copy_to_any_strides),
+        cmocka_unit_test(test_buffer_cache_serves_new_sizes),
         cmocka_unit_test(test_item_and_data_errors),
         cmocka_unit_test(test_scope_releases_all_but_kept),
         cmocka_unit_test(test_nested_scopes),

@@ -43,6 +43,8 @@ struct tg_tensor {
 /* ---- allocation (alloc.c) ---- */
 tg_storage *tg_storage_new(int64_t n);            /* uninitialized, refcount 1 */
 void tg_storage_release(tg_storage *s);
+/* Large buffers allocated so far that the buffer cache could not supply (for tests). */
+int64_t tg_alloc_fresh_count(void);
 tg_tensor *tg_tensor_header(void);                /* zeroed header, refcount 1, no storage */
 void tg_tensor_header_free(tg_tensor *t);
 
