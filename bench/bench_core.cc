@@ -121,7 +121,8 @@ BENCHMARK(BM_add_threads)
     ->UseRealTime();
 
 // Sums along one dim of 1M floats in several shapes: short rows ([65536, 16] over dim 1),
-// a few wide rows ([16, 65536] over dim 0) and a square matrix both ways. Default threads.
+// a few wide rows ([16, 65536] over dim 0), a square matrix both ways and narrow columns
+// ([262144, 4] over dim 0). Default threads.
 static void BM_sum_dim(benchmark::State &state)
 {
     int64_t shape[2] = {state.range(0), state.range(1)};
@@ -141,6 +142,7 @@ BENCHMARK(BM_sum_dim)
     ->Args({16, 65536, 0})
     ->Args({1024, 1024, 0})
     ->Args({1024, 1024, 1})
+    ->Args({262144, 4, 0})
     ->ArgNames({"rows", "cols", "dim"})
     ->UseRealTime();
 

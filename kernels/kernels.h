@@ -75,6 +75,12 @@ typedef struct tg_kernels {
      * along a short last dim without a call per row. Each row is summed in one fixed order that
      * depends on len alone, not on the other rows or the row's place in the call. */
     void (*row_sums)(const float *x, int64_t rows, int64_t len, float *out);
+    /* y[c] = the sum over the len >= 1 rows of x (row stride ld) of x[r ld + c], c < width, for
+     * narrow rows (width <= TG_COL_SUMS_MAX): each column in the order of sum_dim's pairwise
+     * sum, so the floats are the ones a row-at-a-time sum of the same rows gives: a run of at
+     * most TG_SUM_RUN rows is added row after row; a longer span is split at half = len / 2 and
+     * the two halves' sums added. Registers replace the per-row calls and the scratch rows. */
+    void (*col_sums)(const float *x, int64_t len, int64_t width, int64_t ld, float *y);
     void (*axpy)(float alpha, const float *x, float *y, int64_t n); /* y += alpha * x */
     void (*fill)(float *y, float v, int64_t n);
     void (*copy)(const float *x, float *y, int64_t n);
@@ -103,6 +109,8 @@ typedef struct tg_kernels {
 } tg_kernels;
 
 #define TG_ROW_SUMS_MAX 64
+#define TG_COL_SUMS_MAX 64
+#define TG_SUM_RUN      8
 
 /* The table in force for this process (chosen once at start-up, changed by tg_set_isa). */
 const tg_kernels *tg_kern(void);

@@ -1161,6 +1161,41 @@ static void test_row_sums(void **state)
     free(x), free(out), free(out2);
 }
 
+/* col_sums follows sum_dim's pairwise order exactly, so every family gives the scalar
+ * reference's floats bit for bit (one rounding per add, same adds): lengths across the run and
+ * halving edges, widths across the vector widths, strides wider than the rows, misaligned. */
+static void test_col_sums(void **state)
+{
+    (void)state;
+    const tg_kernels *k = &cur->k;
+    const int64_t lens[] = {1, 2, 7, 8, 9, 16, 17, 100, 1001};
+    const int64_t widths[] = {1, 3, 4, 8, 15, 16, 17, 33, 64};
+    float *x = alloc_f(1001 * 70 + 1), *y = alloc_f(65), *ys = alloc_f(65);
+    for (int64_t i = 0; i < 1001 * 70 + 1; i++)
+        x[i] = (float)uniform(-1, 3);
+    for (size_t a = 0; a < sizeof lens / sizeof lens[0]; a++)
+        for (size_t b = 0; b < sizeof widths / sizeof widths[0]; b++)
+            for (int64_t extra = 0; extra <= 5; extra += 5) {
+                int64_t len = lens[a], w = widths[b], ld = w + extra;
+                const float *xa = x + (w & 1); /* odd widths start off a vector boundary */
+                y[w] = 777.0f;
+                k->col_sums(xa, len, w, ld, y);
+                scalar_k.col_sums(xa, len, w, ld, ys);
+                assert_true(y[w] == 777.0f); /* nothing past the width */
+                for (int64_t c = 0; c < w; c++) {
+                    if (bits(y[c]) != bits(ys[c]))
+                        fail_msg("%s col_sums len %lld width %lld ld %lld col %lld: %a vs %a",
+                                 cur->name, (long long)len, (long long)w, (long long)ld,
+                                 (long long)c, y[c], ys[c]);
+                    double ref = 0, mag = 0;
+                    for (int64_t r = 0; r < len; r++)
+                        ref += xa[r * ld + c], mag += fabs(xa[r * ld + c]);
+                    assert_true(fabs(y[c] - ref) <= (8 + log2((double)len)) * 0x1p-24 * mag);
+                }
+            }
+    free(x), free(y), free(ys);
+}
+
 /* ---- axpy, fill, copy ---------------------------------------------------------------------- */
 
 static void test_blas1(void **state)
@@ -1719,6 +1754,7 @@ static const struct CMUnitTest kernel_tests[] = {
     cmocka_unit_test(test_trig_large),
     cmocka_unit_test(test_sum),
     cmocka_unit_test(test_row_sums),
+    cmocka_unit_test(test_col_sums),
     cmocka_unit_test(test_blas1),
     cmocka_unit_test(test_bce_logits),
     cmocka_unit_test(test_gemm_small),

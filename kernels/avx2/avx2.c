@@ -876,25 +876,8 @@ ALWAYS_INLINE vf sum_rows8(const vf *a)
     return add(_mm256_permute2f128_ps(q[0], q[1], 0x20), _mm256_permute2f128_ps(q[0], q[1], 0x31));
 }
 
-/* row_sums: each of W rows adds its (at most TG_ROW_SUMS_MAX / W) vectors in order, then one
- * transpose-add tree gives the W row sums in one vector. The tree adds every row's lanes the
- * same way, so a row's sum does not depend on its place among the W. Past the last row the
- * last row is read again, and its lanes are not stored. */
-static void v_row_sums(const float *x, int64_t rows, int64_t len, float *out)
-{
-    vf acc[W];
-    for (int64_t i = 0; i < rows; i += W) {
-        int64_t live = rows - i < W ? rows - i : W;
-        for (int r = 0; r < W; r++) {
-            const float *q = x + (i + (r < live ? r : live - 1)) * len;
-            vf a = ld(q, len);
-            for (int64_t c = W; c < len; c += W)
-                a = add(a, ld(q + c, len - c));
-            acc[r] = a;
-        }
-        st(out + i, sum_rows8(acc), live);
-    }
-}
+#define FAMILY_SUM_TREE(acc) sum_rows8(acc)
+#include "../family_sums.h"
 
 /* The loss of bce_logits and r = dloss/dz for 8 logits; both 0 outside the live lanes. */
 ALWAYS_INLINE vf lr_bce8(vf z, vf t, vf vpw, vmask live, vf *r)
@@ -1316,6 +1299,7 @@ int tg_kernels_init_avx2(tg_kernels *k)
     k->pow_scalar_bwd = v_pow_scalar_bwd;
     k->sum = v_sum;
     k->row_sums = v_row_sums;
+    k->col_sums = v_col_sums;
     k->axpy = v_axpy;
     k->fill = v_fill;
     /* copy stays the scalar memmove: libc's is already vectorised and picks its own stores */

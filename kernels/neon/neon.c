@@ -546,6 +546,15 @@ static float v_sum(const float *x, int64_t n)
     return hsum(t);
 }
 
+/* Lane i: the sum of a[i]'s 4 lanes, (l0 + l1) + (l2 + l3), the same tree for every row. */
+ALWAYS_INLINE vf sum_rows4(const vf *a)
+{
+    return vpaddq_f32(vpaddq_f32(a[0], a[1]), vpaddq_f32(a[2], a[3]));
+}
+
+#define FAMILY_SUM_TREE(acc) sum_rows4(acc)
+#include "../family_sums.h"
+
 static void v_axpy(float alpha, const float *x, float *y, int64_t n)
 {
     vf a = set1(alpha);
@@ -864,6 +873,8 @@ int tg_kernels_init_neon(tg_kernels *k)
     k->clamp_bwd = v_clamp_bwd;
     k->pow_scalar_bwd = v_pow_scalar_bwd;
     k->sum = v_sum;
+    k->row_sums = v_row_sums;
+    k->col_sums = v_col_sums;
     k->axpy = v_axpy;
     k->fill = v_fill;
     /* copy stays the scalar memmove: libc's is already vectorised and picks its own stores */

@@ -236,6 +236,25 @@ static void s_row_sums(const float *x, int64_t rows, int64_t len, float *out)
         out[i] = sum_block(x + i * len, len);
 }
 
+static float col_sum(const float *x, int64_t len, int64_t ld)
+{
+    if (len <= TG_SUM_RUN) {
+        float y = x[0];
+        for (int64_t j = 1; j < len; j++)
+            y += x[j * ld];
+        return y;
+    }
+    int64_t half = len / 2;
+    float a = col_sum(x, half, ld);
+    return a + col_sum(x + half * ld, len - half, ld);
+}
+
+static void s_col_sums(const float *x, int64_t len, int64_t width, int64_t ld, float *y)
+{
+    for (int64_t c = 0; c < width; c++)
+        y[c] = col_sum(x + c, len, ld);
+}
+
 static void s_axpy(float alpha, const float *x, float *y, int64_t n)
 {
     for (int64_t i = 0; i < n; i++)
@@ -368,6 +387,7 @@ void tg_kernels_init_scalar(tg_kernels *k)
     k->pow_scalar_bwd = s_pow_scalar_bwd;
     k->sum = s_sum;
     k->row_sums = s_row_sums;
+    k->col_sums = s_col_sums;
     k->axpy = s_axpy;
     k->fill = s_fill;
     k->copy = s_copy;

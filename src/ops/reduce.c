@@ -85,7 +85,7 @@ tg_tensor *tg_mean(tg_tensor *a) { return reduce_all(a, true, "tg_mean"); }
 
 /* ---- along one dimension ---- */
 
-#define ROW_BLOCK 8 /* rows added one after another before pairing */
+#define ROW_BLOCK TG_SUM_RUN /* rows added one after another before pairing */
 
 /* y = sum of the len >= 1 rows of x, each `width` floats, row stride ld, pairing halves so the
  * rounding error grows with log(len), not len: a flat running sum of a million 0.1f rows ends
@@ -94,6 +94,10 @@ tg_tensor *tg_mean(tg_tensor *a) { return reduce_all(a, true, "tg_mean"); }
 static void sum_rows(const float *x, float *y, int64_t len, int64_t width, int64_t ld, float *tmp)
 {
     const tg_kernels *k = tg_kern();
+    if (width <= TG_COL_SUMS_MAX) { /* narrow rows: the same order, in registers, no tmp */
+        k->col_sums(x, len, width, ld, y);
+        return;
+    }
     if (len <= ROW_BLOCK || !tmp) {
         k->copy(x, y, width);
         for (int64_t j = 1; j < len; j++)

@@ -1,0 +1,50 @@
+/* Sums of short rows and of narrow columns for the SIMD families (kernel table entries
+ * row_sums and col_sums; contracts in kernels.h). Included by each family's source after it
+ * defines its vector type vf, its width W, ld / st (masked load and store of r lanes), add,
+ * and FAMILY_SUM_TREE(acc), which returns in lane i the sum of the W lanes of acc[i] by one
+ * fixed transpose-add tree. Written once, compiled once per family with its own flags. */
+#ifndef TG_KERNELS_FAMILY_SUMS_H
+#define TG_KERNELS_FAMILY_SUMS_H
+
+/* row_sums: each of W rows adds its (at most TG_ROW_SUMS_MAX / W) vectors in order, then the
+ * tree gives the W row sums in one vector. The tree adds every row's lanes the same way, so a
+ * row's sum does not depend on its place among the W. Past the last row the last row is read
+ * again, and its lanes are not stored. */
+static void v_row_sums(const float *x, int64_t rows, int64_t len, float *out)
+{
+    vf acc[W];
+    for (int64_t i = 0; i < rows; i += W) {
+        int64_t live = rows - i < W ? rows - i : W;
+        for (int r = 0; r < W; r++) {
+            const float *q = x + (i + (r < live ? r : live - 1)) * len;
+            vf a = ld(q, len);
+            for (int64_t c = W; c < len; c += W)
+                a = add(a, ld(q + c, len - c));
+            acc[r] = a;
+        }
+        st(out + i, FAMILY_SUM_TREE(acc), live);
+    }
+}
+
+/* col_sums: one band of at most W columns, recursively in sum_dim's order. The two halves are
+ * independent chains, so the core overlaps them. */
+static vf col_band(const float *x, int64_t len, int64_t stride, int64_t w)
+{
+    if (len <= TG_SUM_RUN) {
+        vf y = ld(x, w);
+        for (int64_t j = 1; j < len; j++)
+            y = add(y, ld(x + j * stride, w));
+        return y;
+    }
+    int64_t half = len / 2;
+    vf a = col_band(x, half, stride, w);
+    return add(a, col_band(x + half * stride, len - half, stride, w));
+}
+
+static void v_col_sums(const float *x, int64_t len, int64_t width, int64_t stride, float *y)
+{
+    for (int64_t c = 0; c < width; c += W)
+        st(y + c, col_band(x + c, len, stride, width - c), width - c);
+}
+
+#endif
