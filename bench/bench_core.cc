@@ -164,6 +164,25 @@ static void BM_transpose_copy(benchmark::State &state)
 }
 BENCHMARK(BM_transpose_copy)->Arg(1000)->Arg(1024)->UseRealTime();
 
+// tg_contiguous of a [64, 128, 128] tensor permuted (2, 0, 1): its dense dim moves first.
+static void BM_permute_copy(benchmark::State &state)
+{
+    int64_t shape[3] = {64, 128, 128};
+    int dims[3] = {2, 0, 1};
+    tg_tensor *x = tg_randn(3, shape, 6), *p = tg_permute(x, dims);
+    for (auto _ : state) {
+        tg_tensor *c = tg_contiguous(p);
+        benchmark::DoNotOptimize(tg_data(c));
+        tg_release(c);
+    }
+    int64_t n = tg_numel(x);
+    tg_release(p);
+    tg_release(x);
+    state.SetItemsProcessed(state.iterations() * n);
+    state.SetBytesProcessed(state.iterations() * n * 2 * (int64_t)sizeof(float));
+}
+BENCHMARK(BM_permute_copy)->UseRealTime();
+
 static void BM_mean(benchmark::State &state)
 {
     int64_t n = state.range(0);

@@ -339,9 +339,10 @@ static void test_contiguous(void **state)
     tg_scope_end();
 }
 
-/* Copies of views whose last two dims are a transpose go by tiles; every element must land
- * where the plain walk puts it: tile edges off the tile grid, a leading dim larger than the
- * rows, batch dims in any order, and one matrix large enough to be split across threads. The
+/* Copies of views whose dense dim is not the last go by tiles; every element must land where
+ * the plain walk puts it: tile edges off the tile grid, a leading dim larger than the rows,
+ * batch dims in any order, the dense dim first, and one matrix large enough to be split across
+ * threads. The
  * storage holds its own indices, so each value names the element it came from. */
 static void test_transposed_copies(void **state)
 {
@@ -351,11 +352,13 @@ static void test_transposed_copies(void **state)
         int perm[3];
         int64_t narrow_last; /* 0 = none */
     } cases[] = {
-        {{3, 70, 37}, {0, 2, 1}, 0},  /* [3, 37, 70], ld 37 */
-        {{3, 70, 40}, {0, 2, 1}, 37}, /* ld 40 over 37 rows */
-        {{70, 3, 37}, {1, 2, 0}, 0},  /* batch dim strided: [3, 37, 70], ld 111 */
+        {{3, 70, 37}, {0, 2, 1}, 0},    /* [3, 37, 70], ld 37 */
+        {{3, 70, 40}, {0, 2, 1}, 37},   /* ld 40 over 37 rows */
+        {{70, 3, 37}, {1, 2, 0}, 0},    /* batch dim strided: [3, 37, 70], ld 111 */
         {{1, 1000, 300}, {0, 2, 1}, 0}, /* 320 tiles: split across threads */
         {{2, 33, 2}, {0, 2, 1}, 0},     /* narrower than a tile */
+        {{5, 40, 70}, {2, 0, 1}, 0},    /* src dense along the first dim: planes [70, 40] */
+        {{33, 3, 45}, {2, 1, 0}, 40},   /* the same, reversed, off a narrowed layout */
     };
     for (int t = 1; t <= 2; t++) {
         tg_set_num_threads(t);

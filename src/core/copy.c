@@ -27,9 +27,9 @@ static void copy_run(void *ctx, float *const *p, const int64_t *s, int64_t n)
 #define TILE 32
 
 typedef struct {
-    float *dst;        /* [rows, cols], row-major */
+    float *dst;        /* element (r, c) at dst[r * dld + c] */
     const float *src;  /* element (r, c) at src[r + c * ld] */
-    int64_t rows, cols, ld;
+    int64_t rows, cols, ld, dld;
     int64_t col_tiles; /* tiles across a row of tiles */
 } transpose_job;
 
@@ -52,7 +52,7 @@ static void transpose_tiles(void *ctx, int64_t t0, int64_t t1)
                 buf[c][r] = col[r];
         }
         for (int64_t r = 0; r < nr; r++) {
-            float *row = j->dst + (r0 + r) * j->cols + c0;
+            float *row = j->dst + (r0 + r) * j->dld + c0;
             for (int64_t c = 0; c < nc; c++)
                 row[c] = buf[c][r];
         }
@@ -72,20 +72,36 @@ static void transpose_run(void *ctx, float *const *p, const int64_t *s, int64_t 
     }
 }
 
-/* Is src, over its last two dims, the transpose of a dense layout (strides 1 and ld), while dst
- * is contiguous there? Then copy it by tiles. */
+/* Does dst run with stride 1 along its last dim b while src runs with stride 1 along another
+ * dim a (a transpose, or any permutation that moves src's dense dim)? The plain walk, in dst's
+ * order, would then read src one element per cache line; instead the [a, b] planes are copied
+ * by tiles and the other dims walked outside them. */
 static bool copy_transposed(tg_tensor *dst, const tg_tensor *src)
 {
-    int a = src->ndim - 2, b = src->ndim - 1;
-    if (a < 0 || src->shape[a] < 2 || src->shape[b] < 2 || src->strides[a] != 1 ||
-        src->strides[b] < src->shape[a] || dst->strides[b] != 1 ||
-        dst->strides[a] != dst->shape[b])
+    int b = src->ndim - 1, a = -1;
+    if (b < 1 || dst->strides[b] != 1 || src->shape[b] < 2 || src->strides[b] == 1)
         return false;
-    transpose_job j = {.rows = src->shape[a], .cols = src->shape[b], .ld = src->strides[b]};
+    for (int d = 0; d < b && a < 0; d++)
+        if (src->strides[d] == 1 && src->shape[d] >= 2)
+            a = d;
+    if (a < 0 || src->strides[b] < src->shape[a] || dst->strides[a] < dst->shape[b])
+        return false;
+    transpose_job j = {.rows = src->shape[a],
+                       .cols = src->shape[b],
+                       .ld = src->strides[b],
+                       .dld = dst->strides[a]};
     j.col_tiles = (j.cols + TILE - 1) / TILE;
+    int64_t shape[TG_MAX_DIMS], dstr[TG_MAX_DIMS], sstr[TG_MAX_DIMS];
+    int n = 0;
+    for (int d = 0; d < b; d++)
+        if (d != a) {
+            shape[n] = src->shape[d];
+            dstr[n] = dst->strides[d];
+            sstr[n++] = src->strides[d];
+        }
     float *base[2] = {tg_ptr(dst), tg_ptr(src)};
-    const int64_t *strides[2] = {dst->strides, src->strides};
-    tg_iter(2, a, dst->shape, base, strides, transpose_run, &j);
+    const int64_t *strides[2] = {dstr, sstr};
+    tg_iter(2, n, shape, base, strides, transpose_run, &j);
     return true;
 }
 
