@@ -465,6 +465,54 @@ static void test_sum_dim_of_broadcast_value(void **state)
     tg_set_num_threads(0);
 }
 
+/* MSE runs its forward and backward block by block; the floats must be those of the plain
+ * composition sum((x - t)^2) (/ n) and ((x - t) * 2) * g, for a single block, several blocks,
+ * many blocks over threads, and strided inputs; for 'none' too, through a dense gradient. */
+static void test_mse_matches_composition(void **state)
+{
+    (void)state;
+    const int64_t sizes[][2] = {{10, 10}, {50, 100}, {1001, 1003}};
+    for (int th = 1; th <= 3; th += 2) {
+        tg_set_num_threads(th);
+        for (size_t k = 0; k < sizeof sizes / sizeof sizes[0]; k++)
+            for (int r = 0; r < 3; r++)
+                for (int strided = 0; strided < 2; strided++) {
+                    tg_scope_begin();
+                    tg_tensor *x = tg_requires_grad_(tg_randn(2, sizes[k], 21 + k), true);
+                    tg_tensor *t0 = tg_randn(2, (int64_t[]){sizes[k][1], sizes[k][0]}, 5);
+                    tg_tensor *t = strided ? tg_transpose(t0, 0, 1) : tg_reshape(t0, 2, sizes[k]);
+                    tg_tensor *xv = strided ? tg_transpose(tg_transpose(x, 0, 1), 0, 1) : x;
+                    tg_tensor *w = tg_rand(2, sizes[k], 9); /* a dense gradient for 'none' */
+                    tg_tensor *loss = tg_mse_loss(xv, t, (tg_reduction)r);
+                    assert_non_null(loss);
+                    tg_tensor *root = r == TG_REDUCE_NONE ? tg_sum(tg_mul(loss, w)) : loss;
+                    assert_int_equal(tg_backward(root, NULL, false), TG_OK);
+                    /* the composition, with grad off */
+                    bool prev = tg_set_grad_enabled(false);
+                    tg_tensor *d = tg_sub(x, t), *sq = tg_mul(d, d);
+                    tg_tensor *want = r == TG_REDUCE_NONE  ? sq
+                                      : r == TG_REDUCE_SUM ? tg_sum(sq)
+                                                           : tg_mean(sq);
+                    float n = (float)tg_numel(x);
+                    tg_tensor *gw = tg_mul_scalar(d, 2.0f);
+                    gw = r == TG_REDUCE_NONE   ? tg_mul(gw, w)
+                         : r == TG_REDUCE_MEAN ? tg_mul_scalar(gw, 1.0f / n)
+                                               : gw;
+                    tg_set_grad_enabled(prev);
+                    float *a = tg_test_values(loss), *b = tg_test_values(want);
+                    float *ga = tg_test_values(tg_grad(x)), *gb = tg_test_values(gw);
+                    assert_memory_equal(a, b, sizeof(float) * (size_t)tg_numel(loss));
+                    for (int64_t i = 0; i < tg_numel(x); i++)
+                        if (memcmp(&ga[i], &gb[i], sizeof(float)) != 0)
+                            fail_msg("mse grad r=%d size %zu strided %d th %d at %lld: %a vs %a", r,
+                                     k, strided, th, (long long)i, ga[i], gb[i]);
+                    free(a), free(b), free(ga), free(gb);
+                    tg_scope_end();
+                }
+    }
+    tg_set_num_threads(0);
+}
+
 /* ---- matmul ---- */
 
 static void check_matmul(tg_tensor *a, tg_tensor *b)
@@ -932,6 +980,7 @@ int main(void)
         cmocka_unit_test(test_matmul_values),
         cmocka_unit_test(test_shape_op_values),
         cmocka_unit_test(test_loss_values),
+        cmocka_unit_test(test_mse_matches_composition),
         cmocka_unit_test(test_nan_inf_behaviour),
         cmocka_unit_test(test_inplace_on_strided_views),
         cmocka_unit_test(test_threads_same_bits),

@@ -1,5 +1,7 @@
 /* Running kernels over large contiguous arrays: the split across threads lives here, so every
  * op gets threading by calling these instead of the kernel table directly. */
+#include <stdlib.h>
+
 #include "../core/parallel.h"
 #include "ops.h"
 
@@ -233,33 +235,67 @@ void tg_run_sigmoid_bwd(const float *y, const float *x, const float *gy, bool gy
 #define MAX_BLOCKS 1024
 
 typedef struct {
-    const float *x;
+    const float *x; /* the array, or NULL when make produces each block */
+    tg_block_fn make;
+    void *ctx;
     int64_t n, block;
     float *partial;
+    _Atomic bool failed; /* a chunk could not get its block buffer */
 } sum_job;
 
 static void sum_blocks(void *ctx, int64_t begin, int64_t end)
 {
-    const sum_job *j = ctx;
+    sum_job *j = ctx;
     const tg_kernels *k = tg_kern();
+    float *buf = j->make ? malloc((size_t)j->block * sizeof *buf) : NULL;
+    if (j->make && !buf) {
+        j->failed = true;
+        return;
+    }
     for (int64_t b = begin; b < end; b++) {
         int64_t start = b * j->block;
         int64_t len = j->n - start < j->block ? j->n - start : j->block;
-        j->partial[b] = k->sum(j->x + start, len);
+        const float *v = j->x + start;
+        if (j->make) {
+            j->make(j->ctx, start, len, buf);
+            v = buf;
+        }
+        j->partial[b] = k->sum(v, len);
     }
+    free(buf);
+}
+
+static bool sum_in_blocks(sum_job *j, float *out)
+{
+    int64_t n = j->n;
+    j->block = MIN_BLOCK;
+    while ((n + j->block - 1) / j->block > MAX_BLOCKS)
+        j->block *= 2;
+    if (n <= MIN_BLOCK)
+        j->block = n > 0 ? n : 1;
+    float partial[MAX_BLOCKS];
+    j->partial = partial;
+    int64_t nb = n > 0 ? (n + j->block - 1) / j->block : 0;
+    /* grain in blocks: below ~32K elements of work a thread is not worth waking */
+    tg_parallel_tasks(nb, (tg_parallel_grain() + j->block - 1) / j->block, sum_blocks, j);
+    if (j->failed)
+        return false;
+    *out = nb == 1 ? partial[0] : tg_kern()->sum(partial, nb); /* one block: its own sum */
+    return true;
 }
 
 float tg_sum_floats(const float *x, int64_t n)
 {
     if (n <= MIN_BLOCK)
         return tg_kern()->sum(x, n);
-    int64_t block = MIN_BLOCK;
-    while ((n + block - 1) / block > MAX_BLOCKS)
-        block *= 2;
-    float partial[MAX_BLOCKS];
-    sum_job j = {x, n, block, partial};
-    int64_t nb = (n + block - 1) / block;
-    /* grain in blocks: below ~32K elements of work a thread is not worth waking */
-    tg_parallel_tasks(nb, (tg_parallel_grain() + block - 1) / block, sum_blocks, &j);
-    return tg_kern()->sum(partial, nb);
+    sum_job j = {.x = x, .n = n};
+    float s = 0.0f;
+    sum_in_blocks(&j, &s); /* no buffers to allocate: cannot fail */
+    return s;
+}
+
+bool tg_sum_mapped(int64_t n, tg_block_fn make, void *ctx, float *out)
+{
+    sum_job j = {.make = make, .ctx = ctx, .n = n};
+    return sum_in_blocks(&j, out);
 }

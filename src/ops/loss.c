@@ -2,6 +2,7 @@
  * fused form on logits, and mean squared error. */
 #include <math.h>
 
+#include "../core/parallel.h"
 #include "ops.h"
 
 static bool check_reduction(tg_reduction r, const char *fn)
@@ -305,15 +306,57 @@ tg_tensor *tg_bce_with_logits(tg_tensor *logits, tg_tensor *target, tg_tensor *p
     TG_API_RETURN(out);
 }
 
-/* ---- mean squared error ---- */
+/* ---- mean squared error ----
+ * Both passes run block by block so each block stays in L1 between its kernels: the forward
+ * squares (x - t) into a block buffer and sums it (tg_sum_mapped, the bits of summing the whole
+ * array), the backward writes ((x - t) * 2) * g block by block. The same kernels on the same
+ * values as a sub, a mul and a sum over whole arrays, so the same floats, in one trip through
+ * memory instead of three each way. */
+#define MSE_BLOCK 4096 /* floats: three blocks fit in L1 */
+
+typedef struct {
+    const float *x, *t, *g; /* g: NULL for one value gv */
+    float gv, *out;
+} mse_job;
+
+static void mse_square(void *ctx, int64_t start, int64_t len, float *buf)
+{
+    const mse_job *j = ctx;
+    const tg_kernels *k = tg_kern();
+    k->sub_vv(j->x + start, j->t + start, buf, len);
+    k->mul_vv(buf, buf, buf, len);
+}
+
+static void mse_grad(void *ctx, int64_t begin, int64_t end)
+{
+    const mse_job *j = ctx;
+    const tg_kernels *k = tg_kern();
+    for (int64_t i = begin; i < end; i += MSE_BLOCK) {
+        int64_t len = end - i < MSE_BLOCK ? end - i : MSE_BLOCK;
+        float *o = j->out + i;
+        k->sub_vv(j->x + i, j->t + i, o, len);
+        k->mul_vs(o, 2.0f, o, len);
+        if (j->g)
+            k->mul_vv(o, j->g + i, o, len);
+        else
+            k->mul_vs(o, j->gv, o, len);
+    }
+}
 
 static tg_status mse_backward(tg_node *n, tg_tensor *g, const bool *needs, tg_tensor **gin)
 {
-    tg_tensor *diff = tg_sub(n->saved[0], n->saved[1]); /* contiguous, input-shaped */
-    if (!diff)
+    tg_tensor *x = tg_as_contiguous(n->saved[0]), *t = tg_as_contiguous(n->saved[1]);
+    tg_tensor *d = x && t ? tg_new(x->ndim, x->shape, "MseLossBackward0") : NULL;
+    if (d) {
+        tg_reduction r = (tg_reduction)n->iargs[0];
+        mse_job j = {tg_ptr(x), tg_ptr(t), r == TG_REDUCE_NONE ? tg_ptr(g) : NULL, 0.0f, tg_ptr(d)};
+        if (r != TG_REDUCE_NONE) /* chain's factor: g, or g / n for the mean */
+            j.gv = r == TG_REDUCE_MEAN ? tg_ptr(g)[0] / (float)d->numel : tg_ptr(g)[0];
+        tg_parallel_for(d->numel, tg_parallel_grain(), mse_grad, &j);
+    }
+    tg_release(x), tg_release(t);
+    if (!d)
         return tg_last_status();
-    tg_run_vs(tg_kern()->mul_vs, tg_ptr(diff), 2.0f, tg_ptr(diff), diff->numel);
-    tg_tensor *d = chain(diff, g, (tg_reduction)n->iargs[0]);
     if (needs[1])
         gin[1] = tg_neg(d);
     gin[0] = needs[0] ? tg_retain(d) : NULL;
@@ -323,6 +366,24 @@ static tg_status mse_backward(tg_node *n, tg_tensor *g, const bool *needs, tg_te
 
 static const tg_node_ops MSE = {"MseLossBackward0", mse_backward};
 
+/* The summed or averaged loss without storing (x - t)^2. */
+static tg_tensor *mse_reduced(tg_tensor *pred, tg_tensor *target, tg_reduction r, const char *fn)
+{
+    tg_tensor *x = tg_as_contiguous(pred), *t = tg_as_contiguous(target);
+    tg_tensor *out = x && t ? tg_new(0, NULL, fn) : NULL;
+    float s = 0.0f;
+    mse_job j = {.x = x ? tg_ptr(x) : NULL, .t = t ? tg_ptr(t) : NULL};
+    if (out && !tg_sum_mapped(x->numel, mse_square, &j, &s)) {
+        tg_release(out);
+        out = NULL;
+        tg_set_error(TG_ENOMEM, "%s: out of memory", fn);
+    }
+    if (out)
+        tg_ptr(out)[0] = r == TG_REDUCE_MEAN ? s / (float)x->numel : s;
+    tg_release(x), tg_release(t);
+    return out;
+}
+
 tg_tensor *tg_mse_loss(tg_tensor *pred, tg_tensor *target, tg_reduction r)
 {
     const char *fn = "tg_mse_loss";
@@ -331,12 +392,16 @@ tg_tensor *tg_mse_loss(tg_tensor *pred, tg_tensor *target, tg_reduction r)
         TG_API_RETURN(tg_null_arg(fn));
     if (!check_reduction(r, fn) || !check_same_shape(pred, target, fn))
         TG_API_RETURN(NULL);
-    bool prev = tg_set_grad_enabled(false);
-    tg_tensor *diff = tg_sub(pred, target);
-    tg_tensor *sq = diff ? tg_mul(diff, diff) : NULL;
-    tg_set_grad_enabled(prev);
-    tg_release(diff);
-    tg_tensor *out = reduce_loss(sq, r, fn);
+    tg_tensor *out;
+    if (r == TG_REDUCE_NONE) {
+        bool prev = tg_set_grad_enabled(false);
+        tg_tensor *diff = tg_sub(pred, target);
+        out = diff ? tg_mul(diff, diff) : NULL;
+        tg_set_grad_enabled(prev);
+        tg_release(diff);
+    } else {
+        out = mse_reduced(pred, target, r, fn);
+    }
     tg_tensor *in[2] = {pred, target};
     tg_node *node = out ? tg_record(&MSE, out, 2, in) : NULL;
     if (node) {

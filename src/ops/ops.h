@@ -68,5 +68,11 @@ void tg_run_sigmoid_bwd(const float *y, const float *x, const float *gy, bool gy
 /* Sum of n contiguous floats: the kernel's pairwise sum over fixed blocks, blocks spread over
  * threads, partials combined in a fixed order: the same bits for every thread count. */
 float tg_sum_floats(const float *x, int64_t n);
+/* tg_sum_floats of n values that are never stored whole: make(ctx, start, len, buf) writes
+ * values [start, start + len) into buf, one block at a time (so a block stays in the cache),
+ * and the result has the bits tg_sum_floats gives for the whole array. False (and *out
+ * untouched) only when a block buffer cannot be allocated. */
+typedef void (*tg_block_fn)(void *ctx, int64_t start, int64_t len, float *buf);
+bool tg_sum_mapped(int64_t n, tg_block_fn make, void *ctx, float *out);
 
 #endif
