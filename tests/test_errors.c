@@ -206,6 +206,18 @@ static void test_value_errors(void **state)
     assert_null(
         tg_binary_cross_entropy(tg_from_data(bad, 1, (int64_t[]){2}), vec(2), TG_REDUCE_MEAN));
     expect_error(TG_EINVAL, "tg_binary_cross_entropy", "1.5", NULL);
+    /* large enough to be checked in chunks on several threads: the first bad element is named */
+    for (int th = 1; th <= 3; th += 2) {
+        tg_set_num_threads(th);
+        tg_tensor *p = tg_full(1, (int64_t[]){300000}, 0.25f);
+        tg_data(p)[250000] = -1.0f;
+        tg_data(p)[200001] = NAN;
+        tg_data(p)[150000] = 2.0f;
+        assert_null(
+            tg_binary_cross_entropy(p, tg_full(1, (int64_t[]){300000}, 1.0f), TG_REDUCE_SUM));
+        expect_error(TG_EINVAL, "tg_binary_cross_entropy", "element 150000 is 2", NULL);
+    }
+    tg_set_num_threads(0);
     assert_null(tg_binary_cross_entropy(vec(2), vec(3), TG_REDUCE_MEAN));
     expect_error(TG_ESHAPE, "tg_binary_cross_entropy", "[2]", "[3]");
     assert_null(tg_bce_with_logits(mat(2, 3), mat(3, 2), NULL, TG_REDUCE_SUM));

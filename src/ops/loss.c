@@ -1,6 +1,7 @@
 /* Losses, each one node with PyTorch's name: binary cross-entropy on probabilities, the stable
  * fused form on logits, and mean squared error. */
 #include <math.h>
+#include <stdatomic.h>
 
 #include "../core/parallel.h"
 #include "ops.h"
@@ -68,38 +69,90 @@ static tg_tensor *chain(tg_tensor *d, tg_tensor *g, tg_reduction r)
     return d;
 }
 
-/* ---- binary cross-entropy on probabilities ---- */
+/* ---- binary cross-entropy on probabilities ----
+ * PyTorch's formulas, element by element with the C library's logf (as PyTorch's own loop
+ * uses), so the floats match it; the loops run over chunks on the thread pool. */
+
+/* fmaxf(v, lo) for a lower bound lo, without the libm call GCC makes for fmaxf (it may not
+ * inline it as maxss, whose NaN rule differs): a NaN v gives lo, as fmaxf does. */
+static inline float at_least(float v, float lo)
+{
+    return v > lo ? v : lo;
+}
+
+typedef struct {
+    const float *p, *t;
+    float *out;
+    _Atomic int64_t first_bad; /* lowest index of a p outside [0, 1] found, else n */
+} bce_job;
 
 /* d/dp = (p - t) / max((1 - p) p, 1e-12): PyTorch's clamp keeps it finite at p = 0 and 1. */
-static tg_tensor *bce_dpred(tg_tensor *pred, tg_tensor *target)
+static void bce_dpred_range(void *ctx, int64_t begin, int64_t end)
 {
-    tg_tensor *p = tg_as_contiguous(pred), *t = tg_as_contiguous(target);
-    tg_tensor *d = p && t ? tg_new(p->ndim, p->shape, "BinaryCrossEntropyBackward0") : NULL;
-    if (d) {
-        const float *pp = tg_ptr(p), *tp = tg_ptr(t);
-        float *dp = tg_ptr(d);
-        for (int64_t i = 0; i < d->numel; i++)
-            dp[i] = (pp[i] - tp[i]) / fmaxf((1.0f - pp[i]) * pp[i], 1e-12f);
-    }
-    tg_release(p), tg_release(t);
-    return d;
+    bce_job *j = ctx;
+    const float *pp = j->p, *tp = j->t;
+    float *dp = j->out;
+    for (int64_t i = begin; i < end; i++)
+        dp[i] = (pp[i] - tp[i]) / at_least((1.0f - pp[i]) * pp[i], 1e-12f);
 }
 
 /* d/dt = log(1 - p) - log(p) = -logit(p). PyTorch computes it as -log(p / (1 - p)) without the
  * forward's -100 clamp, so p = 0 gives +inf and p = 1 gives -inf; the p = 1 case is taken
  * explicitly to avoid dividing by zero. */
+static void bce_dtarget_range(void *ctx, int64_t begin, int64_t end)
+{
+    bce_job *j = ctx;
+    const float *pp = j->p;
+    float *dp = j->out;
+    for (int64_t i = begin; i < end; i++)
+        dp[i] = pp[i] == 1.0f ? -INFINITY : -logf(pp[i] / (1.0f - pp[i]));
+}
+
+/* Each log is clamped at -100 so a 0 or 1 prediction gives a finite loss. A p outside [0, 1]
+ * (or NaN) is an error: the chunk notes where and stops. */
+static void bce_loss_range(void *ctx, int64_t begin, int64_t end)
+{
+    bce_job *j = ctx;
+    const float *pp = j->p, *tp = j->t;
+    float *lp = j->out;
+    for (int64_t i = begin; i < end; i++) {
+        float pv = pp[i], tv = tp[i];
+        if (!(pv >= 0.0f && pv <= 1.0f)) {
+            int64_t seen = j->first_bad;
+            while (i < seen && !atomic_compare_exchange_weak(&j->first_bad, &seen, i))
+                ;
+            return;
+        }
+        float a = at_least(logf(pv), -100.0f), b = at_least(logf(1.0f - pv), -100.0f);
+        lp[i] = -(tv * a + (1.0f - tv) * b);
+    }
+}
+
+/* out = f over contiguous copies of pred (and target), on the pool; NULL on failure. */
+static tg_tensor *bce_map(tg_tensor *pred, tg_tensor *target, tg_range_fn f, const char *name,
+                          int64_t *first_bad)
+{
+    tg_tensor *p = tg_as_contiguous(pred), *t = target ? tg_as_contiguous(target) : NULL;
+    tg_tensor *d = p && (t || !target) ? tg_new(p->ndim, p->shape, name) : NULL;
+    if (d) {
+        bce_job j = {tg_ptr(p), t ? tg_ptr(t) : NULL, tg_ptr(d), d->numel};
+        /* logf costs a few ns: a smaller grain than the cheap ops' */
+        tg_parallel_for(d->numel, tg_parallel_grain() / 8, f, &j);
+        if (first_bad)
+            *first_bad = j.first_bad < d->numel ? j.first_bad : -1;
+    }
+    tg_release(p), tg_release(t);
+    return d;
+}
+
+static tg_tensor *bce_dpred(tg_tensor *pred, tg_tensor *target)
+{
+    return bce_map(pred, target, bce_dpred_range, "BinaryCrossEntropyBackward0", NULL);
+}
+
 static tg_tensor *bce_dtarget(tg_tensor *pred)
 {
-    tg_tensor *p = tg_as_contiguous(pred);
-    tg_tensor *d = p ? tg_new(p->ndim, p->shape, "BinaryCrossEntropyBackward0") : NULL;
-    if (d) {
-        const float *pp = tg_ptr(p);
-        float *dp = tg_ptr(d);
-        for (int64_t i = 0; i < d->numel; i++)
-            dp[i] = pp[i] == 1.0f ? -INFINITY : -logf(pp[i] / (1.0f - pp[i]));
-    }
-    tg_release(p);
-    return d;
+    return bce_map(pred, NULL, bce_dtarget_range, "BinaryCrossEntropyBackward0", NULL);
 }
 
 static tg_status bce_backward(tg_node *n, tg_tensor *g, const bool *needs, tg_tensor **gin)
@@ -116,24 +169,19 @@ static const tg_node_ops BCE = {"BinaryCrossEntropyBackward0", bce_backward};
 
 static tg_tensor *bce_elementwise(tg_tensor *pred, tg_tensor *target)
 {
-    tg_tensor *p = tg_as_contiguous(pred), *t = tg_as_contiguous(target);
-    tg_tensor *l = p && t ? tg_new(p->ndim, p->shape, "tg_binary_cross_entropy") : NULL;
-    for (int64_t i = 0; l && i < l->numel; i++) {
-        float pv = tg_ptr(p)[i], tv = tg_ptr(t)[i];
-        if (!(pv >= 0.0f && pv <= 1.0f)) {
-            tg_set_error(TG_EINVAL,
-                         "tg_binary_cross_entropy: all elements of input should be between 0 "
-                         "and 1 (element %lld is %g)",
-                         (long long)i, pv);
-            tg_release(l);
-            l = NULL;
-            break;
-        }
-        /* each log is clamped at -100 so a 0 or 1 prediction gives a finite loss */
-        float lp = fmaxf(logf(pv), -100.0f), lq = fmaxf(logf(1.0f - pv), -100.0f);
-        tg_ptr(l)[i] = -(tv * lp + (1.0f - tv) * lq);
+    int64_t bad = -1;
+    tg_tensor *l = bce_map(pred, target, bce_loss_range, "tg_binary_cross_entropy", &bad);
+    if (l && bad >= 0) {
+        tg_tensor *p = tg_as_contiguous(pred);
+        float pv = p ? tg_ptr(p)[bad] : NAN;
+        tg_release(p);
+        tg_set_error(TG_EINVAL,
+                     "tg_binary_cross_entropy: all elements of input should be between 0 "
+                     "and 1 (element %lld is %g)",
+                     (long long)bad, pv);
+        tg_release(l);
+        l = NULL;
     }
-    tg_release(p), tg_release(t);
     return l;
 }
 
