@@ -183,6 +183,29 @@ static void BM_permute_copy(benchmark::State &state)
 }
 BENCHMARK(BM_permute_copy)->UseRealTime();
 
+// One optimizer step on a 1M-float parameter with a fixed gradient: SGD with momentum 0.9
+// (arg 0) and Adam (arg 1). Default threads.
+static void BM_optimizer_step(benchmark::State &state)
+{
+    int64_t n = 1 << 20;
+    tg_tensor *p = tg_requires_grad_(tg_randn(1, &n, 8), true);
+    tg_tensor *s = tg_sum(tg_mul(p, p));
+    tg_backward(s, nullptr, false);
+    tg_release(s);
+    tg_sgd_options so;
+    tg_sgd_options_init(&so);
+    so.momentum = 0.9f;
+    tg_adam_options ao;
+    tg_adam_options_init(&ao);
+    tg_optimizer *opt = state.range(0) ? tg_adam_new(&p, 1, &ao) : tg_sgd_new(&p, 1, &so);
+    for (auto _ : state)
+        tg_optimizer_step(opt);
+    tg_optimizer_free(opt);
+    tg_release(p);
+    state.SetItemsProcessed(state.iterations() * n);
+}
+BENCHMARK(BM_optimizer_step)->Arg(0)->Arg(1)->ArgName("adam")->UseRealTime();
+
 static void BM_mean(benchmark::State &state)
 {
     int64_t n = state.range(0);

@@ -369,6 +369,89 @@ static void test_adam_variants(void **state)
     }
 }
 
+/* The update loops are written for the vectorizer; every element must still come out with the
+ * bits of PyTorch's formulas evaluated one float operation at a time, as here, for each SGD
+ * case (plain, momentum with dampening, Nesterov from its first step, weight decay) and for
+ * Adam and AdamW, over several steps, on a length with a vector tail. */
+static void float_sgd(float *p, float *b, const float *g, int64_t n, const tg_sgd_options *o,
+                      bool first)
+{
+    for (int64_t k = 0; k < n; k++) {
+        float d = g[k] + o->weight_decay * p[k];
+        if (o->momentum != 0.0f) {
+            b[k] = first ? d : o->momentum * b[k] + (1.0f - o->dampening) * d;
+            d = o->nesterov ? d + o->momentum * b[k] : b[k];
+        }
+        p[k] -= o->lr * d;
+    }
+}
+
+static void float_adam(float *p, float *m, float *v, const float *g, int64_t n,
+                       const tg_adam_options *o, int t)
+{
+    float bc1 = (float)(1.0 - pow(o->beta1, t)), bc2s = (float)sqrt(1.0 - pow(o->beta2, t));
+    float step = o->lr / bc1;
+    for (int64_t k = 0; k < n; k++) {
+        float gk = g[k];
+        if (o->decoupled)
+            p[k] *= 1.0f - o->lr * o->weight_decay;
+        else
+            gk += o->weight_decay * p[k];
+        m[k] = o->beta1 * m[k] + (1.0f - o->beta1) * gk;
+        v[k] = o->beta2 * v[k] + (1.0f - o->beta2) * gk * gk;
+        p[k] -= step * (m[k] / (sqrtf(v[k]) / bc2s + o->eps));
+    }
+}
+
+static void test_optimizers_match_float_formulas(void **state)
+{
+    (void)state;
+    enum { N = 1003, STEPS = 4, CASES = 6 };
+    float *want = malloc(N * sizeof *want), *b1 = calloc(N, sizeof *b1), *b2 = calloc(N, 4);
+    float *g = malloc(N * sizeof *g), *got = malloc(N * sizeof *got);
+    assert_true(want && b1 && b2 && g && got);
+    for (int c = 0; c < CASES; c++) {
+        tg_sgd_options so;
+        tg_sgd_options_init(&so);
+        tg_adam_options ao;
+        c == 5 ? tg_adamw_options_init(&ao) : tg_adam_options_init(&ao);
+        if (c == 1)
+            so.momentum = 0.9f, so.dampening = 0.1f;
+        if (c == 2)
+            so.momentum = 0.8f, so.nesterov = true, so.weight_decay = 0.01f;
+        if (c == 3)
+            so.lr = 0.1f, so.weight_decay = 0.05f;
+        if (c == 4)
+            ao.lr = 0.05f, ao.weight_decay = 0.1f;
+        tg_tensor *p = tg_requires_grad_(tg_randn(1, (int64_t[]){N}, 40 + (uint64_t)c), true);
+        tg_copy_to(p, want, N);
+        memset(b1, 0, N * sizeof *b1), memset(b2, 0, N * sizeof *b2);
+        tg_optimizer *opt = c < 4 ? tg_sgd_new(&p, 1, &so) : tg_adam_new(&p, 1, &ao);
+        assert_non_null(opt);
+        for (int t = 1; t <= STEPS; t++) {
+            for (int64_t k = 0; k < N; k++)
+                g[k] = (float)sin(0.37 * (double)k + t) - 0.25f * want[k];
+            tg_scope_begin(); /* d/dp sum(p * g) = g, exactly */
+            tg_tensor *gt = tg_from_data(g, 1, (int64_t[]){N});
+            assert_int_equal(tg_backward(tg_sum(tg_mul(p, gt)), NULL, false), TG_OK);
+            tg_scope_end();
+            assert_int_equal(tg_optimizer_step(opt), TG_OK);
+            tg_optimizer_zero_grad(opt, true);
+            if (c < 4)
+                float_sgd(want, b1, g, N, &so, t == 1);
+            else
+                float_adam(want, b1, b2, g, N, &ao, t);
+        }
+        tg_copy_to(p, got, N);
+        for (int64_t k = 0; k < N; k++)
+            if (memcmp(&got[k], &want[k], sizeof(float)) != 0)
+                fail_msg("case %d element %lld: %a, formula %a", c, (long long)k, got[k], want[k]);
+        tg_optimizer_free(opt);
+        tg_release(p);
+    }
+    free(want), free(b1), free(b2), free(g), free(got);
+}
+
 /* A large parameter's update is split across threads; every element must come out with the
  * same bits as on one thread, through several steps of SGD with Nesterov momentum and AdamW. */
 static float *trained_bits(bool adam, int threads, int64_t n)
@@ -498,6 +581,7 @@ int main(void)
         cmocka_unit_test(test_linear),
         cmocka_unit_test(test_sgd_variants),
         cmocka_unit_test(test_adam_variants),
+        cmocka_unit_test(test_optimizers_match_float_formulas),
         cmocka_unit_test(test_optimizers_same_bits_on_threads),
         cmocka_unit_test(test_optimizer_errors_and_zero_grad),
         cmocka_unit_test(test_save_load_resumes_exactly),

@@ -158,20 +158,38 @@ typedef struct {
 } update_job;
 
 /* PyTorch's SGD: d = g + wd p; b = d (first step) or mu b + (1 - dampening) d;
- * d = nesterov ? d + mu b : b; p -= lr d. */
+ * d = nesterov ? d + mu b : b; p -= lr d. One loop per case, with the options in locals and
+ * restrict pointers: with the options read through a pointer the stores could alias, the
+ * compiler reloaded them and branched on every element and did not vectorize (1M floats took
+ * 1.17 ms, four times PyTorch). The same operations in the same order: the same floats. */
 static void sgd_range(void *ctx, int64_t begin, int64_t end)
 {
     const update_job *j = ctx;
-    const tg_sgd_options *s = &j->o->sgd;
-    float *p = j->p, *b = j->b1;
-    const float *g = j->g;
-    for (int64_t k = begin; k < end; k++) {
-        float d = g[k] + s->weight_decay * p[k];
-        if (b) {
-            b[k] = j->first ? d : s->momentum * b[k] + (1.0f - s->dampening) * d;
-            d = s->nesterov ? d + s->momentum * b[k] : b[k];
+    const tg_sgd_options s = j->o->sgd;
+    const float wd = s.weight_decay, mu = s.momentum, keep = 1.0f - s.dampening, lr = s.lr;
+    float *restrict p = j->p, *restrict b = j->b1;
+    const float *restrict g = j->g;
+    if (!b) {
+        for (int64_t k = begin; k < end; k++)
+            p[k] -= lr * (g[k] + wd * p[k]);
+    } else if (j->first) { /* b = d */
+        for (int64_t k = begin; k < end; k++) {
+            float d = g[k] + wd * p[k];
+            b[k] = d;
+            p[k] -= lr * (s.nesterov ? d + mu * d : d);
         }
-        p[k] -= s->lr * d;
+    } else if (s.nesterov) {
+        for (int64_t k = begin; k < end; k++) {
+            float d = g[k] + wd * p[k], bk = mu * b[k] + keep * d;
+            b[k] = bk;
+            p[k] -= lr * (d + mu * bk);
+        }
+    } else {
+        for (int64_t k = begin; k < end; k++) {
+            float d = g[k] + wd * p[k], bk = mu * b[k] + keep * d;
+            b[k] = bk;
+            p[k] -= lr * bk;
+        }
     }
 }
 
@@ -190,18 +208,21 @@ static bool sgd_update(tg_optimizer *o, int i, float *p, const float *g, int64_t
 static void adam_range(void *ctx, int64_t begin, int64_t end)
 {
     const update_job *j = ctx;
-    const tg_adam_options *a = &j->o->adam;
-    float *p = j->p, *m = j->b1, *v = j->b2;
+    const tg_adam_options a = j->o->adam; /* locals, as in sgd_range */
+    const float b1 = a.beta1, b2 = a.beta2, c1 = 1.0f - a.beta1, c2 = 1.0f - a.beta2;
+    const float eps = a.eps, wd = a.weight_decay, shrink = 1.0f - a.lr * a.weight_decay;
+    const float bc2_sqrt = j->bc2_sqrt, step_size = j->step_size;
+    float *restrict p = j->p, *restrict m = j->b1, *restrict v = j->b2;
+    const float *restrict g = j->g;
     for (int64_t k = begin; k < end; k++) {
-        float gk = j->g[k];
-        if (a->decoupled)
-            p[k] *= 1.0f - a->lr * a->weight_decay;
+        float gk = g[k], pk = p[k];
+        if (a.decoupled)
+            pk *= shrink;
         else
-            gk += a->weight_decay * p[k];
-        m[k] = a->beta1 * m[k] + (1.0f - a->beta1) * gk;
-        v[k] = a->beta2 * v[k] + (1.0f - a->beta2) * gk * gk;
-        float denom = sqrtf(v[k]) / j->bc2_sqrt + a->eps;
-        p[k] -= j->step_size * (m[k] / denom);
+            gk += wd * pk;
+        float mk = b1 * m[k] + c1 * gk, vk = b2 * v[k] + c2 * gk * gk;
+        m[k] = mk, v[k] = vk;
+        p[k] = pk - step_size * (mk / (sqrtf(vk) / bc2_sqrt + eps));
     }
 }
 
