@@ -206,6 +206,21 @@ static void BM_optimizer_step(benchmark::State &state)
 }
 BENCHMARK(BM_optimizer_step)->Arg(0)->Arg(1)->ArgName("adam")->UseRealTime();
 
+// An add with one operand transposed, 1024 x 1024: the transposed operand is read out of order.
+static void BM_add_transposed(benchmark::State &state)
+{
+    int64_t shape[2] = {1024, 1024};
+    tg_tensor *a = tg_randn(2, shape, 11), *b = tg_randn(2, shape, 12), *t = tg_transpose(a, 0, 1);
+    for (auto _ : state) {
+        tg_tensor *c = tg_add(t, b);
+        benchmark::DoNotOptimize(tg_data(c));
+        tg_release(c);
+    }
+    tg_release(t), tg_release(a), tg_release(b);
+    state.SetItemsProcessed(state.iterations() * shape[0] * shape[1]);
+}
+BENCHMARK(BM_add_transposed)->UseRealTime();
+
 static void BM_mean(benchmark::State &state)
 {
     int64_t n = state.range(0);

@@ -513,6 +513,36 @@ static void test_mse_matches_composition(void **state)
     tg_set_num_threads(0);
 }
 
+/* Binary ops on operands out of order along the last dim (transposes): large ones are copied
+ * in order first, small ones walked element by element; both must give the bits the same op
+ * gives on contiguous copies, for every op, with one or both operands transposed or the same
+ * tensor twice. */
+static void test_binary_on_transposed_operands(void **state)
+{
+    (void)state;
+    tg_tensor *(*const ops[])(tg_tensor *, tg_tensor *) = {tg_add, tg_sub, tg_mul, tg_div, tg_pow};
+    const int64_t sizes[][2] = {{30, 17}, {300, 170}}; /* below and above the threading grain */
+    for (size_t z = 0; z < 2; z++)
+        for (size_t o = 0; o < sizeof ops / sizeof ops[0]; o++)
+            for (int form = 0; form < 3; form++) {
+                tg_scope_begin();
+                const int64_t *sh = sizes[z], tsh[2] = {sh[1], sh[0]};
+                tg_tensor *a = tg_transpose(tg_add_scalar(tg_rand(2, tsh, 3), 0.5f), 0, 1);
+                tg_tensor *b = form == 0 ? tg_add_scalar(tg_rand(2, sh, 4), 0.5f)
+                               : form == 1
+                                   ? tg_transpose(tg_add_scalar(tg_rand(2, tsh, 5), 0.5f), 0, 1)
+                                   : a;
+                tg_tensor *got = ops[o](a, b);
+                tg_tensor *want = ops[o](tg_contiguous(a), tg_contiguous(b));
+                assert_non_null(got);
+                assert_non_null(want);
+                float *g = tg_test_values(got), *w = tg_test_values(want);
+                assert_memory_equal(g, w, sizeof(float) * (size_t)(sh[0] * sh[1]));
+                free(g), free(w);
+                tg_scope_end();
+            }
+}
+
 /* ---- matmul ---- */
 
 static void check_matmul(tg_tensor *a, tg_tensor *b)
@@ -973,6 +1003,7 @@ int main(void)
         cmocka_unit_test(test_unary_values),
         cmocka_unit_test(test_scalar_operand_values),
         cmocka_unit_test(test_binary_broadcast_values),
+        cmocka_unit_test(test_binary_on_transposed_operands),
         cmocka_unit_test(test_pow_special_cases),
         cmocka_unit_test(test_reduction_values),
         cmocka_unit_test(test_sum_accuracy_one_million),
