@@ -543,6 +543,31 @@ static void test_binary_on_transposed_operands(void **state)
             }
 }
 
+/* tg_sum and tg_mean of a transpose or permutation read the memory in order, so they give the
+ * bits of the sum of the tensor under the view; a view with gaps (narrowed) or repeats
+ * (expanded) is summed as its contiguous copy. */
+static void test_sum_of_permuted_views(void **state)
+{
+    (void)state;
+    tg_scope_begin();
+    tg_tensor *x = tg_randn(3, (int64_t[]){40, 70, 33}, 8);
+    float whole = tg_item(tg_sum(x)), avg = tg_item(tg_mean(x));
+    tg_tensor *views[] = {tg_transpose(x, 0, 2), tg_permute(x, (int[]){1, 2, 0}),
+                          tg_transpose(tg_reshape(x, 2, (int64_t[]){2800, 33}), 0, 1)};
+    for (size_t i = 0; i < sizeof views / sizeof views[0]; i++) {
+        float s = tg_item(tg_sum(views[i])), m = tg_item(tg_mean(views[i]));
+        assert_memory_equal(&s, &whole, sizeof s);
+        assert_memory_equal(&m, &avg, sizeof m);
+    }
+    tg_tensor *gappy = tg_narrow(tg_transpose(x, 0, 2), 0, 1, 20);
+    tg_tensor *rep = tg_expand(tg_narrow(x, 0, 0, 1), 3, (int64_t[]){3, 70, 33});
+    float a = tg_item(tg_sum(gappy)), b = tg_item(tg_sum(tg_contiguous(gappy)));
+    float c = tg_item(tg_sum(rep)), d = tg_item(tg_sum(tg_contiguous(rep)));
+    assert_memory_equal(&a, &b, sizeof a);
+    assert_memory_equal(&c, &d, sizeof c);
+    tg_scope_end();
+}
+
 /* ---- matmul ---- */
 
 static void check_matmul(tg_tensor *a, tg_tensor *b)
@@ -1007,6 +1032,7 @@ int main(void)
         cmocka_unit_test(test_pow_special_cases),
         cmocka_unit_test(test_reduction_values),
         cmocka_unit_test(test_sum_accuracy_one_million),
+        cmocka_unit_test(test_sum_of_permuted_views),
         cmocka_unit_test(test_sum_dim_of_broadcast_value),
         cmocka_unit_test(test_matmul_values),
         cmocka_unit_test(test_shape_op_values),

@@ -59,12 +59,34 @@ static tg_status mean_backward(tg_node *n, tg_tensor *g, const bool *needs, tg_t
 static const tg_node_ops SUM = {"SumBackward0", sum_backward};
 static const tg_node_ops MEAN = {"MeanBackward0", mean_backward};
 
+/* Do t's elements fill numel consecutive floats from its first one, in some order (a
+ * transpose or permutation of a contiguous layout: no gaps, no repeats)? Then a sum over all
+ * of them can read that memory in order instead of copying the view: the sum of a transposed
+ * matrix is then also bit for bit the sum of the matrix. */
+static bool dense_span(const tg_tensor *t)
+{
+    int64_t st[TG_MAX_DIMS], sz[TG_MAX_DIMS];
+    int n = 0;
+    for (int d = 0; d < t->ndim; d++) /* insertion sort of the dims by stride */
+        if (t->shape[d] > 1) {
+            int i = n++;
+            for (; i > 0 && st[i - 1] > t->strides[d]; i--)
+                st[i] = st[i - 1], sz[i] = sz[i - 1];
+            st[i] = t->strides[d], sz[i] = t->shape[d];
+        }
+    int64_t want = 1;
+    for (int i = 0; i < n; want *= sz[i], i++)
+        if (st[i] != want)
+            return false;
+    return true;
+}
+
 static tg_tensor *reduce_all(tg_tensor *a, bool mean, const char *fn)
 {
     TG_API_BEGIN;
     if (!a)
         TG_API_RETURN(tg_null_arg(fn));
-    tg_tensor *x = tg_as_contiguous(a);
+    tg_tensor *x = a->contiguous || dense_span(a) ? tg_retain(a) : tg_as_contiguous(a);
     tg_tensor *out = x ? tg_new(0, NULL, fn) : NULL;
     if (out) {
         float s = tg_sum_floats(tg_ptr(x), x->numel);
