@@ -568,6 +568,39 @@ static void test_sum_of_permuted_views(void **state)
     tg_scope_end();
 }
 
+/* sum_dim and mean_dim of a transposed matrix sum the matrix along the other dim: the same
+ * floats as that sum (bit for bit), close to a sum of the copy, on 1 and 3 threads. */
+static void test_sum_dim_of_transpose(void **state)
+{
+    (void)state;
+    const int64_t shapes[][2] = {{7, 5}, {300, 200}, {2000, 3}};
+    for (int th = 1; th <= 3; th += 2) {
+        tg_set_num_threads(th);
+        for (size_t k = 0; k < sizeof shapes / sizeof shapes[0]; k++)
+            for (int d = 0; d < 2; d++)
+                for (int mean = 0; mean < 2; mean++)
+                    for (int keep = 0; keep < 2; keep++) {
+                        tg_scope_begin();
+                        tg_tensor *A = tg_randn(2, shapes[k], 17 + k), *t = tg_transpose(A, 0, 1);
+                        tg_tensor *(*f)(tg_tensor *, int, bool) = mean ? tg_mean_dim : tg_sum_dim;
+                        tg_tensor *got = f(t, d, keep), *base = f(A, 1 - d, false);
+                        tg_tensor *copy = f(tg_contiguous(t), d, keep);
+                        assert_non_null(got);
+                        assert_int_equal(tg_ndim(got), keep ? 2 : 1);
+                        assert_int_equal(tg_shape(got)[keep ? 1 - d : 0], tg_shape(t)[1 - d]);
+                        float *g = tg_test_values(got), *b = tg_test_values(base);
+                        float *c = tg_test_values(copy);
+                        int64_t n = tg_numel(got);
+                        assert_memory_equal(g, b, sizeof(float) * (size_t)n);
+                        for (int64_t i = 0; i < n; i++)
+                            assert_true(fabs(g[i] - c[i]) <= 1e-5 * (1 + fabs(c[i])));
+                        free(g), free(b), free(c);
+                        tg_scope_end();
+                    }
+    }
+    tg_set_num_threads(0);
+}
+
 /* ---- matmul ---- */
 
 static void check_matmul(tg_tensor *a, tg_tensor *b)
@@ -1033,6 +1066,7 @@ int main(void)
         cmocka_unit_test(test_reduction_values),
         cmocka_unit_test(test_sum_accuracy_one_million),
         cmocka_unit_test(test_sum_of_permuted_views),
+        cmocka_unit_test(test_sum_dim_of_transpose),
         cmocka_unit_test(test_sum_dim_of_broadcast_value),
         cmocka_unit_test(test_matmul_values),
         cmocka_unit_test(test_shape_op_values),
