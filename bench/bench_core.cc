@@ -221,6 +221,59 @@ static void BM_add_transposed(benchmark::State &state)
 }
 BENCHMARK(BM_add_transposed)->UseRealTime();
 
+// A loss and its backward on 1M floats: MSE (arg 0) and BCE on probabilities (arg 1), mean.
+static void BM_loss_fwd_bwd(benchmark::State &state)
+{
+    int64_t n = 1 << 20;
+    tg_tensor *u = tg_rand(1, &n, 13), *t = tg_rand(1, &n, 14);
+    tg_tensor *p = tg_requires_grad_(tg_add_scalar(tg_mul_scalar(u, 0.98f), 0.01f), true);
+    for (auto _ : state) {
+        tg_tensor *l = state.range(0) ? tg_binary_cross_entropy(p, t, TG_REDUCE_MEAN)
+                                      : tg_mse_loss(p, t, TG_REDUCE_MEAN);
+        tg_backward(l, nullptr, false);
+        benchmark::DoNotOptimize(tg_data(tg_grad(p)));
+        tg_grad_reset(p);
+        tg_release(l);
+    }
+    tg_release(u), tg_release(t), tg_release(p);
+    state.SetItemsProcessed(state.iterations() * n);
+}
+BENCHMARK(BM_loss_fwd_bwd)->Arg(0)->Arg(1)->ArgName("bce")->UseRealTime();
+
+// Sums of a transposed 1024 x 1024 view: over everything (arg 0) and over dim 0 (arg 1).
+static void BM_sum_transposed(benchmark::State &state)
+{
+    int64_t shape[2] = {1024, 1024};
+    tg_tensor *a = tg_randn(2, shape, 15), *t = tg_transpose(a, 0, 1);
+    for (auto _ : state) {
+        tg_tensor *s = state.range(0) ? tg_sum_dim(t, 0, false) : tg_sum(t);
+        benchmark::DoNotOptimize(tg_data(s));
+        tg_release(s);
+    }
+    tg_release(t), tg_release(a);
+    state.SetItemsProcessed(state.iterations() * shape[0] * shape[1]);
+}
+BENCHMARK(BM_sum_transposed)->Arg(0)->Arg(1)->ArgName("dim0")->UseRealTime();
+
+// Forward and backward of sum(a + b), a [1024, 1024] and b a [1024] row broadcast over it: the
+// one-value gradient of the sum reaches a.grad as a fill and b.grad as a sum of a broadcast value.
+static void BM_add_row_fwd_bwd(benchmark::State &state)
+{
+    int64_t shape[2] = {1024, 1024}, n = 1024;
+    tg_tensor *a = tg_requires_grad_(tg_randn(2, shape, 16), true);
+    tg_tensor *b = tg_requires_grad_(tg_randn(1, &n, 17), true);
+    for (auto _ : state) {
+        tg_tensor *c = tg_add(a, b), *s = tg_sum(c);
+        tg_backward(s, nullptr, false);
+        benchmark::DoNotOptimize(tg_data(tg_grad(b)));
+        tg_grad_reset(a), tg_grad_reset(b);
+        tg_release(s), tg_release(c);
+    }
+    tg_release(a), tg_release(b);
+    state.SetItemsProcessed(state.iterations() * shape[0] * shape[1]);
+}
+BENCHMARK(BM_add_row_fwd_bwd)->UseRealTime();
+
 static void BM_mean(benchmark::State &state)
 {
     int64_t n = state.range(0);
