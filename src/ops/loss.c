@@ -51,21 +51,24 @@ static tg_tensor *reduce_loss(tg_tensor *elem, tg_reduction r, const char *fn)
     return out;
 }
 
+/* The one value a reduced loss passes to each of its n elements: g for 'sum', g / n for 'mean'. */
+static float reduced_grad(const tg_tensor *g, tg_reduction r, int64_t n)
+{
+    float gv = tg_ptr(g)[0];
+    return r == TG_REDUCE_MEAN ? gv / (float)n : gv;
+}
+
 /* Multiplies the elementwise derivative d (consumed, contiguous, input-shaped) by the incoming
- * gradient: g itself for 'none', g / n for 'mean', g for 'sum'. */
+ * gradient: g itself for 'none', reduced_grad otherwise. */
 static tg_tensor *chain(tg_tensor *d, tg_tensor *g, tg_reduction r)
 {
     if (!d)
         return NULL;
     const tg_kernels *k = tg_kern();
-    if (r == TG_REDUCE_NONE) {
+    if (r == TG_REDUCE_NONE)
         tg_run_vv(k->mul_vv, tg_ptr(d), tg_ptr(g), tg_ptr(d), d->numel);
-    } else {
-        float gv = tg_ptr(g)[0];
-        if (r == TG_REDUCE_MEAN)
-            gv /= (float)d->numel;
-        tg_run_vs(k->mul_vs, tg_ptr(d), gv, tg_ptr(d), d->numel);
-    }
+    else
+        tg_run_vs(k->mul_vs, tg_ptr(d), reduced_grad(g, r, d->numel), tg_ptr(d), d->numel);
     return d;
 }
 
@@ -398,8 +401,8 @@ static tg_status mse_backward(tg_node *n, tg_tensor *g, const bool *needs, tg_te
     if (d) {
         tg_reduction r = (tg_reduction)n->iargs[0];
         mse_job j = {tg_ptr(x), tg_ptr(t), r == TG_REDUCE_NONE ? tg_ptr(g) : NULL, 0.0f, tg_ptr(d)};
-        if (r != TG_REDUCE_NONE) /* chain's factor: g, or g / n for the mean */
-            j.gv = r == TG_REDUCE_MEAN ? tg_ptr(g)[0] / (float)d->numel : tg_ptr(g)[0];
+        if (r != TG_REDUCE_NONE)
+            j.gv = reduced_grad(g, r, d->numel);
         tg_parallel_for(d->numel, tg_parallel_grain(), mse_grad, &j);
     }
     tg_release(x), tg_release(t);

@@ -140,6 +140,15 @@ static int halvings(int64_t len)
     return levels;
 }
 
+/* The scratch rows sum_rows needs for spans of up to len rows of width floats: none for narrow
+ * rows (col_sums works in registers) or spans that are never halved. NULL too when malloc
+ * fails; sum_rows then adds row after row (less exact, still right). */
+static float *rows_scratch(int64_t len, int64_t width)
+{
+    int levels = width > TG_COL_SUMS_MAX ? halvings(len) : 0;
+    return levels ? malloc((size_t)(levels * width) * sizeof(float)) : NULL;
+}
+
 /* Sums x (contiguous, viewed as [outer, len, inner]) over the middle axis into out. */
 static void sum_middle_serial(const float *x, float *out, int64_t outer, int64_t len, int64_t inner)
 {
@@ -147,9 +156,7 @@ static void sum_middle_serial(const float *x, float *out, int64_t outer, int64_t
         tg_kern()->row_sums(x, outer, len, out);
         return;
     }
-    int levels = halvings(len);
-    /* without scratch memory sum_rows falls back to one running sum: less exact, still right */
-    float *tmp = inner > 1 && levels ? malloc((size_t)(levels * inner) * sizeof *tmp) : NULL;
+    float *tmp = rows_scratch(len, inner);
     for (int64_t o = 0; o < outer; o++) {
         const float *xo = x + o * len * inner;
         float *yo = out + o * inner;
@@ -191,10 +198,8 @@ static void middle_slices(void *ctx, int64_t o0, int64_t o1)
 static void middle_band(void *ctx, int64_t c0, int64_t c1)
 {
     const middle_job *j = ctx;
-    int64_t width = c1 - c0;
-    int levels = halvings(j->len);
-    float *tmp = levels ? malloc((size_t)(levels * width) * sizeof *tmp) : NULL;
-    sum_rows(j->x + c0, j->out + c0, j->len, width, j->inner, tmp);
+    float *tmp = rows_scratch(j->len, c1 - c0);
+    sum_rows(j->x + c0, j->out + c0, j->len, c1 - c0, j->inner, tmp);
     free(tmp);
 }
 
@@ -217,7 +222,7 @@ static void middle_pieces(void *ctx, int64_t k0, int64_t k1)
     const middle_job *j = ctx;
     int64_t start, n;
     piece_rows(j->len, j->depth, 0, &start, &n);
-    float *tmp = malloc((size_t)(halvings(n + 1) * j->inner) * sizeof *tmp);
+    float *tmp = rows_scratch(n + 1, j->inner); /* pieces differ by at most one row */
     for (int64_t k = k0; k < k1; k++) {
         piece_rows(j->len, j->depth, k, &start, &n);
         sum_rows(j->x + start * j->inner, j->part + k * j->inner, n, j->inner, j->inner, tmp);
@@ -285,17 +290,14 @@ static bool sum_middle_uniform(float v, float *out, int64_t outer, int64_t len, 
     float s = 0.0f;
     if (len > 0) {
         float *col = malloc((size_t)len * sizeof *col);
-        float *tmp = malloc((size_t)(halvings(len) + 1) * sizeof *tmp);
-        if (!col || !tmp) {
-            free(col), free(tmp);
+        if (!col)
             return false;
-        }
         tg_kern()->fill(col, v, len);
         if (inner == 1)
             sum_middle_serial(col, &s, 1, len, 1);
-        else
-            sum_rows(col, &s, len, 1, 1, tmp);
-        free(col), free(tmp);
+        else /* one column: sum_rows needs no scratch */
+            sum_rows(col, &s, len, 1, 1, NULL);
+        free(col);
     }
     tg_kern()->fill(out, s, outer * inner);
     return true;
