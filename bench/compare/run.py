@@ -390,7 +390,11 @@ class Runner:
         argv = [self.gb_path(binary), "--benchmark_format=json",
                 "--benchmark_filter=^(%s)$" % "|".join(ere_escape(n) for n in full),
                 "--benchmark_repetitions=%d" % reps,
-                "--benchmark_report_aggregates_only=true"]
+                "--benchmark_report_aggregates_only=true",
+                # Rows that are ratios of two benchmarks of one binary (the tensor API against
+                # raw cblas_sgemm, forward + backward against forward) need both sides to see
+                # the same drift of the shared machine, not its state minutes apart.
+                "--benchmark_enable_random_interleaving=true"]
         if self.smoke:
             argv.append("--benchmark_min_time=0.000001")
         log("k=%d %s: %d benchmarks x %d repetitions" % (k, binary, len(full), reps))
@@ -1056,7 +1060,10 @@ def write_report(out_dir, results, data, threads, args, elapsed):
     L.append("| OpenBLAS environment | %s |" % data["openblas_env_text"])
     L.append("")
     L.append("Method: tapegrad figures are medians of %d Google Benchmark repetitions "
-             "(`--benchmark_repetitions=%d --benchmark_report_aggregates_only=true`), real time; "
+             "(`--benchmark_repetitions=%d --benchmark_report_aggregates_only=true`), real time, "
+             "with the repetitions of one binary's benchmarks randomly interleaved "
+             "(`--benchmark_enable_random_interleaving=true`) so that two sides of a ratio "
+             "see the same machine; "
              "peers are `timeit` medians of %d repeats of a loop of at least 0.2 s (single calls "
              "for the multi-second pandas/scikit-learn rows); the `tapegrad train` rows are "
              "medians of %d runs of the command (after one warm-up). At *k* threads every "
