@@ -264,6 +264,12 @@ static void test_bad_numbers(void **state)
     o.n_features = 1;
     read_fails("# preamble\n# more\na,note,y\n1,\"multi\nline\",0\n\n2,x,1\n-,y,0\n", o, TG_EPARSE,
                ":8:1: ", "bad number '-'");
+    /* Numbers that read as ±inf: spelled out, or beyond the float32 range. */
+    read_fails("a,b,y\n1,2,0\n3,1e39,1\n", defaults(), TG_EPARSE, ":3:2: ",
+               "number '1e39' in column 'b' is infinite");
+    read_fails("a,b,y\n1,2,0\n\"-Infinity\",2,1\n", defaults(), TG_EPARSE, ":3:1: ",
+               "number '-Infinity' in column 'a' is infinite");
+    read_fails("a,b,y\n1, inf ,0\n", defaults(), TG_EPARSE, ":2:2: ", "number 'inf'");
     /* Labels that are numbers other than 0 and 1. */
     read_fails("a,y\n1,0\n2,2\n", defaults(), TG_EPARSE, ":3:2: ", "is not 0 or 1");
     read_fails("a,y\n1,0.5\n", defaults(), TG_EPARSE, ":2:2: ", "is not 0 or 1");
@@ -753,6 +759,9 @@ static void test_fast_path_errors(void **state)
         {"1,2,3,0,5\n", ":3:", "expected 4 fields, found more"},
         {"1,2,3\"x\",0\n", ":3:", "quote inside an unquoted field"},
         {"1,,3,0\n", ":3:2: ", "missing value"},
+        {"1,2,-1e39,0\n", ":3:3: ", "number '-1e39' in column 'c' is infinite"},
+        {"1,inf,3,0\n", ":3:2: ", "number 'inf' in column 'b' is infinite"},
+        {"3.5e38,2,3,0\n", ":3:1: ", "beyond the float32 range"},
     };
     char text[4096];
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {

@@ -1100,6 +1100,45 @@ static inline bool try_fast_row(const job *j, csv_fast_scratch *sc, const char *
 }
 #endif
 
+/* Index of the first ±inf in x[0, n), or -1. Counting the matches lets the compiler vectorize
+ * the loop; NaN (a missing value's marker) does not match. */
+static int64_t find_infinite(const float *x, int64_t n)
+{
+    int64_t hits = 0;
+    for (int64_t i = 0; i < n; i++)
+        hits += fabsf(x[i]) == INFINITY;
+    if (hits == 0)
+        return -1;
+    for (int64_t i = 0;; i++)
+        if (fabsf(x[i]) == INFINITY)
+            return i;
+}
+
+/* Records an error at the field of row r that holds feature `feat`. A number that reads as ±inf
+ * ("inf", "1e39") is an error: no model can be fitted to it, and it would otherwise surface
+ * later, far from its line and column. */
+static bool infinite_error(const csv_ctx *cx, block_state *bs, int64_t r, const char *p, int feat)
+{
+    for (int c = 0; c < cx->ncols; c++) {
+        field f;
+        const char *next, *err;
+        int st = scan_field(cx, p, &f, &next, &err);
+        if (st == F_ERROR)
+            break;
+        if (cx->role[c] == feat) {
+            char sn[64];
+            field t = trimmed(f);
+            set_row_error(&bs->err, r, f.s, c + 1, TG_EPARSE,
+                          "number '%s' in column '%s' is infinite or beyond the float32 range",
+                          snippet(sn, sizeof sn, t.s, t.n), cx->col_names[c]);
+            return false;
+        }
+        p = next;
+    }
+    set_row_error(&bs->err, r, p, 1, TG_EPARSE, "infinite value in feature %d", feat);
+    return false;
+}
+
 /* Parses the rows of block b; false at the first error (recorded in the block's state). */
 static bool parse_block_rows(job *j, int64_t b, csv_fast_scratch *sc)
 {
@@ -1118,7 +1157,9 @@ static bool parse_block_rows(job *j, int64_t b, csv_fast_scratch *sc)
         if (!parse_row(cx, bs, r, j->rows[r], x, y))
             return false;
     }
-    return true;
+    const int64_t nf = cx->nfeat;
+    int64_t k = find_infinite(j->X + r0 * nf, (r1 - r0) * nf);
+    return k < 0 || infinite_error(cx, bs, r0 + k / nf, j->rows[r0 + k / nf], (int)(k % nf));
 }
 
 static void parse_block(job *j, int64_t b, csv_fast_scratch *sc)
