@@ -9,6 +9,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -807,6 +809,55 @@ static void test_model_load_errors(void **state)
     assert_int_equal(tg_logreg_load(&m, "/nonexistent/model.json"), TG_EIO);
 }
 
+/* Saving through a symlink replaces the file it names and keeps the link; a FIFO (like
+ * /dev/stdout on a pipe) is written, not replaced by a regular file; a directory is an error. */
+static void test_save_special_targets(void **state)
+{
+    (void)state;
+    tg_logreg_model m;
+    fitted_model(&m);
+    char *text = tg_logreg_to_json(&m);
+    char dir[] = "/tmp/tg_save_XXXXXX", a[64], b[64], c[64];
+    assert_non_null(mkdtemp(dir));
+    snprintf(a, sizeof a, "%s/target.json", dir);
+    snprintf(b, sizeof b, "%s/link.json", dir);
+    snprintf(c, sizeof c, "%s/fifo", dir);
+    /* a link to a file not there yet, then to an existing file */
+    assert_int_equal(symlink("target.json", b), 0);
+    for (int pass = 0; pass < 2; pass++) {
+        assert_int_equal(tg_logreg_save(&m, b), TG_OK);
+        struct stat st;
+        assert_int_equal(lstat(b, &st), 0);
+        assert_true(S_ISLNK(st.st_mode));
+        tg_logreg_model back;
+        tg_logreg_model_init(&back);
+        assert_int_equal(tg_logreg_load(&back, a), TG_OK);
+        assert_true(back.bias == m.bias);
+        tg_logreg_model_free(&back);
+    }
+    /* the reader is open first, so neither side blocks; the JSON fits in the pipe's buffer */
+    assert_int_equal(mkfifo(c, 0600), 0);
+    int rd = open(c, O_RDONLY | O_NONBLOCK);
+    assert_true(rd >= 0);
+    assert_int_equal(tg_logreg_save(&m, c), TG_OK);
+    size_t n = strlen(text);
+    char *got = calloc(n + 2, 1);
+    assert_int_equal(read(rd, got, n + 1), (ssize_t)n);
+    assert_string_equal(got, text);
+    close(rd);
+    struct stat st;
+    assert_int_equal(stat(c, &st), 0);
+    assert_true(S_ISFIFO(st.st_mode));
+    /* a directory: an error */
+    assert_int_equal(tg_logreg_save(&m, dir), TG_EIO);
+    assert_non_null(strstr(tg_last_error(), "Is a directory"));
+    unlink(a), unlink(b), unlink(c);
+    assert_int_equal(rmdir(dir), 0); /* empty: nothing else was left behind */
+    free(got);
+    free(text);
+    tg_logreg_model_free(&m);
+}
+
 static void test_save_failures_leave_nothing(void **state)
 {
     (void)state;
@@ -907,6 +958,7 @@ int main(void)
         cmocka_unit_test(test_metrics_by_hand),
         cmocka_unit_test(test_model_round_trip),
         cmocka_unit_test(test_model_load_errors),
+        cmocka_unit_test(test_save_special_targets),
         cmocka_unit_test(test_save_failures_leave_nothing),
         cmocka_unit_test(test_fit_errors),
     };

@@ -7,6 +7,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "../core/file_replace.h"
 #include "../core/parallel.h"
 #include "../core/tensor.h"
 #include "../../kernels/kernels.h"
@@ -286,9 +287,15 @@ void tg_optimizer_zero_grad(tg_optimizer *o, bool set_to_none)
 
 static const char MAGIC[8] = "TGOPT1\n";
 
-static bool write_all(FILE *f, const void *p, size_t n) { return fwrite(p, 1, n, f) == n; }
+static bool write_all(tg_replace *f, const void *p, size_t n)
+{
+    int err = tg_replace_write(f, p, n);
+    if (err)
+        errno = err;
+    return err == 0;
+}
 
-static bool save_param(FILE *f, const tg_optimizer *o, int i)
+static bool save_param(tg_replace *f, const tg_optimizer *o, int i)
 {
     const tg_tensor *p = o->params[i];
     int32_t nd = p->ndim;
@@ -304,30 +311,20 @@ tg_status tg_optimizer_save(const tg_optimizer *o, const char *path)
     tg_clear_error();
     if (!o || !path)
         return tg_set_error(TG_EINVAL, "tg_optimizer_save: %s is NULL", o ? "path" : "optimizer");
-    size_t len = strlen(path);
-    char *tmp = malloc(len + 16);
-    if (!tmp)
-        return tg_set_error(TG_ENOMEM, "tg_optimizer_save: out of memory");
-    snprintf(tmp, len + 16, "%s.tmp.%ld", path, (long)getpid());
-    FILE *f = fopen(tmp, "wb");
-    if (!f) {
-        tg_status st = tg_set_error(TG_EIO, "tg_optimizer_save: cannot create %s: %s", tmp, strerror(errno));
-        free(tmp);
-        return st;
-    }
+    tg_replace f;
+    int err = tg_replace_open(&f, path);
+    if (err)
+        return tg_set_error(TG_EIO, "tg_optimizer_save: cannot write %s: %s", path, strerror(err));
     int32_t head[2] = {(int32_t)o->kind, o->n};
-    bool ok = write_all(f, MAGIC, sizeof MAGIC) && write_all(f, head, sizeof head) &&
-              write_all(f, &o->step, sizeof o->step);
+    bool ok = write_all(&f, MAGIC, sizeof MAGIC) && write_all(&f, head, sizeof head) &&
+              write_all(&f, &o->step, sizeof o->step);
     for (int i = 0; ok && i < o->n; i++)
-        ok = save_param(f, o, i);
-    ok = (fclose(f) == 0) && ok;
-    if (!ok || rename(tmp, path) != 0) {
-        tg_status st = tg_set_error(TG_EIO, "tg_optimizer_save: writing %s failed: %s", path, strerror(errno));
-        remove(tmp);
-        free(tmp);
-        return st;
-    }
-    free(tmp);
+        ok = save_param(&f, o, i);
+    err = ok ? 0 : errno;
+    int fin = tg_replace_finish(&f, ok);
+    if (!ok || fin)
+        return tg_set_error(TG_EIO, "tg_optimizer_save: writing %s failed: %s", path,
+                            strerror(ok ? fin : err));
     return TG_OK;
 }
 

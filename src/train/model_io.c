@@ -21,6 +21,7 @@
 #include <cJSON.h>
 
 #include "../core/error.h"
+#include "../core/file_replace.h"
 #include "tapegrad/train.h"
 
 #define FORMAT_NAME    "tapegrad-logreg"
@@ -201,35 +202,6 @@ char *tg_logreg_to_json(const tg_logreg_model *m)
     return out;
 }
 
-static bool write_all(int fd, const char *s, size_t n)
-{
-    while (n > 0) {
-        ssize_t w = write(fd, s, n);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w <= 0)
-            return false;
-        s += w;
-        n -= (size_t)w;
-    }
-    return true;
-}
-
-/* Creates a new file beside path (same directory, so rename is atomic) with a unique name. */
-static int open_temp(const char *path, char *tmp, size_t cap)
-{
-    static unsigned counter;
-    for (int attempt = 0; attempt < 100; attempt++) {
-        snprintf(tmp, cap, "%s.tmp.%ld.%u", path, (long)getpid(),
-                 __atomic_fetch_add(&counter, 1, __ATOMIC_RELAXED));
-        /* 0666 and the umask: the file gets the permissions a plain fopen would give it. */
-        int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
-        if (fd >= 0 || errno != EEXIST)
-            return fd;
-    }
-    return -1;
-}
-
 tg_status tg_logreg_save(const tg_logreg_model *m, const char *path)
 {
     if (!path)
@@ -237,35 +209,12 @@ tg_status tg_logreg_save(const tg_logreg_model *m, const char *path)
     char *text = tg_logreg_to_json(m);
     if (!text)
         return tg_last_status();
-    size_t cap = strlen(path) + 64;
-    char *tmp = malloc(cap);
-    if (!tmp) {
-        free(text);
-        return tg_set_error(TG_ENOMEM, "tg_logreg_save: out of memory");
-    }
-    tg_status st = TG_OK;
-    int fd = open_temp(path, tmp, cap);
-    if (fd < 0) {
-        st = tg_set_error(TG_EIO, "%s: cannot create a temporary file beside it: %s", path,
-                          strerror(errno));
-    } else {
-        bool ok = write_all(fd, text, strlen(text)) && fsync(fd) == 0;
-        int err = errno;
-        ok = close(fd) == 0 && ok;
-        if (ok && rename(tmp, path) != 0) {
-            ok = false;
-            err = errno;
-        }
-        if (!ok) {
-            unlink(tmp); /* never leave a partial model behind */
-            st = tg_set_error(TG_EIO, "%s: cannot write the model: %s", path, strerror(err));
-        }
-    }
-    free(tmp);
+    int err = tg_replace_file(path, text, strlen(text));
     free(text);
-    if (st == TG_OK)
-        tg_clear_error();
-    return st;
+    if (err)
+        return tg_set_error(TG_EIO, "%s: cannot write the model: %s", path, strerror(err));
+    tg_clear_error();
+    return TG_OK;
 }
 
 /* ---- reading ----------------------------------------------------------------------------- */

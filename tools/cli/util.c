@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "file_replace.h"
 
 static bool muted;
 
@@ -42,52 +43,12 @@ double cli_now(void)
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-static bool write_fd(int fd, const char *s, size_t n)
-{
-    while (n > 0) {
-        ssize_t w = write(fd, s, n);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w <= 0)
-            return false;
-        s += w;
-        n -= (size_t)w;
-    }
-    return true;
-}
-
 bool cli_write_file(const char *cmd, const char *path, const char *data, size_t len)
 {
-    size_t cap = strlen(path) + 48;
-    char *tmp = malloc(cap);
-    if (!tmp) {
-        cli_error(cmd, "%s: out of memory", path);
-        return false;
-    }
-    int fd = -1;
-    for (int k = 0; k < 100 && fd < 0; k++) {
-        snprintf(tmp, cap, "%s.tmp.%ld.%d", path, (long)getpid(), k);
-        fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
-        if (fd < 0 && errno != EEXIST)
-            break;
-    }
-    bool ok = fd >= 0;
-    int err = errno;
-    if (ok) {
-        ok = write_fd(fd, data, len);
-        err = errno;
-        ok = close(fd) == 0 && ok;
-        if (ok && rename(tmp, path) != 0) {
-            ok = false;
-            err = errno;
-        }
-        if (!ok)
-            unlink(tmp);
-    }
-    if (!ok)
+    int err = tg_replace_file(path, data, len);
+    if (err)
         cli_error(cmd, "%s: cannot write: %s", path, strerror(err));
-    free(tmp);
-    return ok;
+    return err == 0;
 }
 
 void cli_buf_printf(cli_buf *b, const char *fmt, ...)
