@@ -394,10 +394,9 @@ static void test_tiny_optimum_other_solvers(void **state)
 }
 
 /* Standardization fitted inside: the weights are the optimum on (x - mean) / std, ddof 0. */
-static void test_standardized_optimum(void **state)
+static void check_standardized_optimum(double centre, double spread)
 {
-    (void)state;
-    dataset s = make_data(2000, 4, 9, 3.0, 5.0);
+    dataset s = make_data(2000, 4, 9, centre, spread);
     double *Xd = to_double(&s), mean[4], std[4], theta[5];
     standardize_ref(Xd, s.n, s.d, mean, std);
     double f_ref = ref_fit(Xd, s.y, s.n, s.d, 1.0 / (double)s.n, 1.0, theta);
@@ -427,6 +426,15 @@ static void test_standardized_optimum(void **state)
     tg_release(y);
     free(Xd);
     free_data(&s);
+}
+
+static void test_standardized_optimum(void **state)
+{
+    (void)state;
+    check_standardized_optimum(3.0, 5.0);
+    /* Squared deviations (then sums too) beyond the float range: the statistics still hold. */
+    check_standardized_optimum(1e20, 3e19);
+    check_standardized_optimum(3e37, 1e37);
 }
 
 static void test_lbfgs_and_gd_agree(void **state)

@@ -161,6 +161,19 @@ typedef struct {
     float *scratch; /* per block: d floats of chunk sums */
 } stats_job;
 
+/* Column k's sum over rows [i0, i1) in double: for a chunk whose float sum overflowed (values
+ * or deviations beyond about 1e18 square past the float range). */
+static double column_sum_double(const float *Xb, int64_t i0, int64_t i1, int64_t d, int64_t k,
+                                const float *c, bool sq)
+{
+    double sum = 0.0;
+    for (int64_t i = i0; i < i1; i++) {
+        double v = (double)Xb[i * d + k] - (sq ? (double)c[k] : 0.0);
+        sum += sq ? v * v : v;
+    }
+    return sum;
+}
+
 /* Adds m rows of Xb (centred on c, the block's provisional mean in float) column by column:
  * sq ? squares : values. Chunks of 32 rows are summed in float (vectorizable across columns,
  * and 32 terms lose nothing that matters), then carried into double. */
@@ -181,7 +194,8 @@ static void column_sums(const float *Xb, int64_t m, int64_t d, const float *c, b
                     chunk[k] += x[k];
         }
         for (int64_t k = 0; k < d; k++)
-            acc[k] += chunk[k];
+            acc[k] += isfinite(chunk[k]) ? (double)chunk[k]
+                                         : column_sum_double(Xb, i0, i1, d, k, c, sq);
     }
 }
 
