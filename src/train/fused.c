@@ -194,8 +194,8 @@ static void column_sums(const float *Xb, int64_t m, int64_t d, const float *c, b
                     chunk[k] += x[k];
         }
         for (int64_t k = 0; k < d; k++)
-            acc[k] += isfinite(chunk[k]) ? (double)chunk[k]
-                                         : column_sum_double(Xb, i0, i1, d, k, c, sq);
+            acc[k] +=
+                isfinite(chunk[k]) ? (double)chunk[k] : column_sum_double(Xb, i0, i1, d, k, c, sq);
     }
 }
 
