@@ -136,6 +136,29 @@ expect 1 "unknown feature" -- "$BIN" train "$DATA" --label placement --features 
 one_line_error "unknown feature" "nope"
 no_file "unknown feature" "$OUT"
 
+printf 'a,b,y\n1,2,0\n2,1e39,1\n3,1,0\n' >"$TMP/huge.csv"
+expect 1 "a number beyond float32" -- "$BIN" train "$TMP/huge.csv" --label y --model "$OUT"
+one_line_error "a number beyond float32" "huge.csv:3:2: number '1e39'"
+no_file "a number beyond float32" "$OUT"
+# the curves are written before the model, so a failed --history leaves no model behind
+expect 1 "history in a missing directory" -- "$BIN" train --model "$OUT" --quiet \
+    --history "$TMP/no/such/dir/h.csv"
+one_line_error "history in a missing directory" "no/such/dir/h.csv"
+no_file "history in a missing directory" "$OUT"
+# output lost on stdout (a full disk) is a failure, not a success
+if [ -w /dev/full ]; then
+    checks=$((checks + 1))
+    ${TG_EMULATOR:-} "$BIN" train --json --quiet >/dev/full 2>"$TMP/err"
+    [ $? -eq 1 ] || fail "--json to a full disk: exit status not 1"
+    one_line_error "--json to a full disk" "standard output"
+fi
+# a model path that is a symlink: the file it names is replaced, the link stays
+ln -s model-target.json "$TMP/link.json"
+expect 0 "model through a symlink" -- "$BIN" train --model "$TMP/link.json" --quiet
+checks=$((checks + 1))
+[ -L "$TMP/link.json" ] && cmp -s "$TMP/model-target.json" "$M" ||
+    fail "model through a symlink: the link was replaced or the model differs"
+
 # a failed run leaves an existing model untouched
 cp "$M" "$TMP/keep.json"
 expect 1 "failed run over an existing model" -- "$BIN" train "$TMP/nonbinary.csv" --label y \

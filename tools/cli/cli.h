@@ -71,6 +71,9 @@ void cli_error(const char *cmd, const char *fmt, ...)
     ;
 /* Silences cli_error (the other ranks of a distributed run); returns the previous setting. */
 bool cli_mute_errors(bool on);
+/* Flushes stdout; false with a message when anything written to it was lost (a full disk, a
+ * closed pipe), so that the command does not report success. */
+bool cli_stdout_done(const char *cmd);
 /* Writes len bytes to path through a temporary file and a rename: all or nothing. */
 bool cli_write_file(const char *cmd, const char *path, const char *data, size_t len);
 double cli_now(void);

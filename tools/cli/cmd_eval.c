@@ -89,7 +89,7 @@ static int evaluate(const char *path, const char *label, const tg_logreg_model *
     } else {
         print_table(path, label, &bm);
     }
-    return fflush(stdout) == 0 ? EXIT_OK : EXIT_FAIL;
+    return cli_stdout_done("eval") ? EXIT_OK : EXIT_FAIL;
 }
 
 int cmd_eval(int argc, char **argv)

@@ -66,7 +66,7 @@ static bool print_predictions(const tg_tensor *p, bool proba)
                       : snprintf(buf + len, 64, "%d\n", v[i] > 0.5f);
         len += (size_t)w;
     }
-    return fwrite(buf, 1, len, stdout) == len && fflush(stdout) == 0;
+    return fwrite(buf, 1, len, stdout) == len;
 }
 
 int cmd_predict(int argc, char **argv)
@@ -102,10 +102,10 @@ int cmd_predict(int argc, char **argv)
         tg_tensor *p = proba ? tg_logreg_predict_proba(&m, data.X) : tg_logreg_predict(&m, data.X);
         if (!p)
             cli_error("predict", "%s", tg_last_error());
-        else if (!print_predictions(p, proba))
-            cli_error("predict", "cannot write to stdout");
-        else
+        else if (print_predictions(p, proba) && cli_stdout_done("predict"))
             rc = EXIT_OK;
+        else if (!ferror(stdout))
+            cli_error("predict", "cannot write to standard output");
         tg_release(p);
     }
     tg_csv_data_free(&data);

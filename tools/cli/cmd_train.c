@@ -365,25 +365,29 @@ static void print_summary(const train_args *a, const summary *s)
         printf("model       %s\n", a->model);
 }
 
-/* Model, curves and summary: rank 0's job in a distributed run (every rank has the model). */
+/* Curves, model and summary: rank 0's job in a distributed run (every rank has the model). The
+ * model file comes after the curves, so that a failed --history or --plot leaves no model. */
 static int write_outputs(const train_args *a, const summary *s, tg_logreg_model *m)
 {
     const tg_csv_data *data = s->data;
     if (tg_logreg_model_set_names(m, (const char *const *)data->names, data->n_features,
-                                  data->label_name) != TG_OK ||
-        (a->model && tg_logreg_save(m, a->model) != TG_OK)) {
+                                  data->label_name) != TG_OK) {
         cli_error("train", "%s", tg_last_error());
         return EXIT_FAIL;
     }
     if (!write_curves(a, s->r, s->path))
         return EXIT_FAIL;
+    if (a->model && tg_logreg_save(m, a->model) != TG_OK) {
+        cli_error("train", "%s", tg_last_error());
+        return EXIT_FAIL;
+    }
     if (a->json && !print_json(a, s)) {
         cli_error("train", "cannot print the JSON summary");
         return EXIT_FAIL;
     }
     if (!a->json && !a->quiet)
         print_summary(a, s);
-    return EXIT_OK;
+    return cli_stdout_done("train") ? EXIT_OK : EXIT_FAIL;
 }
 
 static int run(const train_args *a, const char *path, tg_csv_data *data, tg_logreg_model *m)

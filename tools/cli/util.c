@@ -43,6 +43,15 @@ double cli_now(void)
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
+bool cli_stdout_done(const char *cmd)
+{
+    errno = 0;
+    if (fflush(stdout) == 0 && !ferror(stdout))
+        return true;
+    cli_error(cmd, "cannot write to standard output: %s", errno ? strerror(errno) : "write error");
+    return false;
+}
+
 bool cli_write_file(const char *cmd, const char *path, const char *data, size_t len)
 {
     int err = tg_replace_file(path, data, len);
