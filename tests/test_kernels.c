@@ -581,19 +581,11 @@ static double f_pow_scalar_bwd(const ecase *c, double x, double g)
     return e == 0 ? 0.0 : g * e * pow_ref(x, e - 1);
 }
 
-/* 1/(1+exp(-x)) is PyTorch's formula: exp overflows below x = -88.72, so results that would be
- * subnormal (down to x = -103.3) come out as 0. */
-static int sigmoid_subnormal(const ecase *c, double a, double b)
-{
-    (void)c, (void)b;
-    return a < -88.72 && a > -104;
-}
-
 /* sigmoid_bwd is PyTorch's (gy * (1 - y)) * y while y < 1: for 0.5 < x < 18, 1 - y cancels, so
  * its accuracy is the formula's (and two 1-ULP exps can put results far apart); below x = -88.7
- * y underflows to 0 (so gx is 0 however large gy is), and above x = 87.3 the derivative itself
- * is subnormal. The stable branch
- * (y == 1, x >= 16.6) is checked between 18 and 87.3 and in test_sigmoid_limits. */
+ * y is subnormal and has lost bits before gy scales it up (that it does not vanish there is
+ * checked in test_sigmoid_limits), and above x = 87.3 the derivative itself is subnormal. The
+ * stable branch (y == 1, x >= 16.6) is checked between 18 and 87.3 and in test_sigmoid_limits. */
 static int sigmoid_bwd_unstable(const ecase *c, double x, double g)
 {
     (void)c, (void)g;
@@ -618,7 +610,7 @@ static const ecase cases[] = {
     {"cos", 1, 0, 0, r_cos, f_cos, D_ANY, D_ANY, NULL},
     {"tanh", 1, 0, 0, r_tanh, f_tanh, D_ANY, D_ANY, NULL},
     {"sqrt", 1, 0, 0, r_sqrt, f_sqrt, D_ANY, D_ANY, NULL},
-    {"sigmoid", 1, 0, 0, r_sigmoid, f_sigmoid, D_ANY, D_ANY, sigmoid_subnormal},
+    {"sigmoid", 1, 0, 0, r_sigmoid, f_sigmoid, D_ANY, D_ANY, NULL},
     {"clamp", 1, -1.5f, 2.0f, r_clamp, f_clamp, D_ANY, D_ANY, NULL},
     {"clamp", 1, NAN, 0.0f, r_clamp, f_clamp, D_ANY, D_ANY, NULL},
     {"clamp", 1, -0.0f, NAN, r_clamp, f_clamp, D_ANY, D_ANY, NULL},
@@ -872,7 +864,7 @@ static void test_sigmoid_limits(void **state)
     float x[7] = {100.0f, -100.0f, INFINITY, -INFINITY, NAN, 0.0f, -0.0f}, y[7];
     k->sigmoid(x, y, 7);
     assert_true(y[0] == 1.0f);
-    assert_true(y[1] >= 0.0f && y[1] < 1e-43f); /* exp(-100) = 3.7e-44: 0 or the denormal */
+    assert_true(fabs(y[1] - exp(-100.0)) <= 0x1p-149); /* the subnormal 3.7e-44, not 0 */
     assert_true(y[2] == 1.0f);
     assert_true(y[3] == 0.0f);
     assert_true(isnan(y[4]));
@@ -887,6 +879,22 @@ static void test_sigmoid_limits(void **state)
     assert_true(gx[2] > 0.0f); /* 1.8e-35 */
     assert_true(gx[3] == 0.0f && gx[4] == 0.0f);
     assert_true(isnan(gx[5]));
+
+    /* Below x = -88.7, exp(-x) overflows, but the derivative exp(x) is a subnormal float down
+     * to x = -103.9: it must not be 0 there, and a large gy must bring back a normal result. */
+    float xn[5] = {-89.0f, -95.0f, -103.0f, -89.0f, -105.0f};
+    float gn[5] = {1.0f, 1.0f, 1.0f, 1e30f, 1.0f}, gxn[5], yn[5];
+    k->sigmoid(xn, yn, 5);
+    k->sigmoid_bwd(xn, gn, gxn, 5);
+    for (int i = 0; i < 4; i++) {
+        double want = (double)gn[i] * exp((double)xn[i]);
+        assert_true(yn[i] > 0.0f && gxn[i] > 0.0f);
+        assert_true(fabs(gxn[i] - want) <= 0x1p-149 * gn[i] + 1e-6 * want);
+    }
+    assert_true(yn[4] == 0.0f && gxn[4] == 0.0f); /* exp(-105) rounds to 0 in float too */
+    float gy_y[5];
+    k->sigmoid_bwd_y(yn, xn, gn, false, gy_y, 5);
+    assert_memory_equal(gy_y, gxn, sizeof gy_y);
 }
 
 static void test_trig_large(void **state)

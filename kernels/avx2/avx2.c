@@ -379,12 +379,23 @@ ALWAYS_INLINE vf f_tanh(vf v)
     return Sleef_finz_tanhf8_u10avx2(v);
 }
 
-/* 1 / (1 + exp(-x)): exp overflows to inf for x < -88.7 and gives exactly 0 for x > 104, so
- * the limits come out as exact 0 and 1 without NaN; NaN propagates through exp. */
-ALWAYS_INLINE vf f_sigmoid(vf v)
+/* sigmoid(x) from e = exp(-x), as 1 / (1 + e): e is exactly 0 for x > 104, so the upper limit
+ * is an exact 1; NaN propagates through exp. Where e overflows (x < -88.7) that formula gives 0,
+ * but sigmoid(x) = exp(x) is still a subnormal float down to x = -104 (and its derivative too):
+ * such lanes, rare in data, take exp(x), which is exactly 0 at -inf. */
+ALWAYS_INLINE vf sigmoid_of(vf x, vf e)
 {
     vf one = set1(1.0f);
-    return dvd(one, add(one, vexp_core(neg(v), false)));
+    vf y = dvd(one, add(one, e));
+    vf over = _mm256_cmp_ps(e, set1(INFINITY), _CMP_EQ_OQ);
+    if (__builtin_expect(_mm256_movemask_ps(over) != 0, 0))
+        y = sel(over, vexp(x), y);
+    return y;
+}
+
+ALWAYS_INLINE vf f_sigmoid(vf v)
+{
+    return sigmoid_of(v, vexp_core(neg(v), false));
 }
 
 ALWAYS_INLINE vf f_add(vf a, vf b)
@@ -571,9 +582,9 @@ ALWAYS_INLINE void map_bwd(const float *v, const float *gy, float *gx, int64_t n
 ALWAYS_INLINE vf b_sigmoid(vf x, vf gy)
 {
     vf one = set1(1.0f);
-    vf e = vexp_core(neg(x), false); /* the forward's y, bit for bit */
+    vf e = vexp_core(neg(x), false);
     vf d = add(one, e);
-    vf y = dvd(one, d);
+    vf y = sigmoid_of(x, e); /* the forward's y, bit for bit */
     vf g = mul(mul(gy, sub(one, y)), y);
     vf below = _mm256_cmp_ps(y, one, _CMP_LT_OQ); /* false for NaN too */
     if (__builtin_expect(_mm256_movemask_ps(below) == 0xff, 1))

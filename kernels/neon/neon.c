@@ -183,12 +183,23 @@ ALWAYS_INLINE vf f_tanh(vf v)
     return Sleef_finz_tanhf4_u10advsimd(v);
 }
 
-/* 1 / (1 + exp(-x)): exp overflows to inf for x < -88.7 and gives exactly 0 for x > 104, so
- * the limits come out as exact 0 and 1 without NaN; NaN propagates through exp. */
-ALWAYS_INLINE vf f_sigmoid(vf v)
+/* sigmoid(x) from e = exp(-x), as 1 / (1 + e): e is exactly 0 for x > 104, so the upper limit
+ * is an exact 1; NaN propagates through exp. Where e overflows (x < -88.7) that formula gives 0,
+ * but sigmoid(x) = exp(x) is still a subnormal float down to x = -104 (and its derivative too):
+ * such lanes, rare in data, take exp(x), which is exactly 0 at -inf. */
+ALWAYS_INLINE vf sigmoid_of(vf x, vf e)
 {
     vf one = set1(1.0f);
-    return dvd(one, add(one, Sleef_finz_expf4_u10advsimd(neg(v))));
+    vf y = dvd(one, add(one, e));
+    vmask over = vceqq_f32(e, set1(INFINITY));
+    if (__builtin_expect(vmaxvq_u32(over) != 0, 0))
+        y = sel(over, Sleef_finz_expf4_u10advsimd(x), y);
+    return y;
+}
+
+ALWAYS_INLINE vf f_sigmoid(vf v)
+{
+    return sigmoid_of(v, Sleef_finz_expf4_u10advsimd(neg(v)));
 }
 
 ALWAYS_INLINE vf f_add(vf a, vf b)
@@ -369,7 +380,7 @@ ALWAYS_INLINE vf b_sigmoid(vf x, vf gy)
     vf one = set1(1.0f);
     vf e = Sleef_finz_expf4_u10advsimd(neg(x));
     vf d = add(one, e);
-    vf y = dvd(one, d);
+    vf y = sigmoid_of(x, e); /* the forward's y, bit for bit */
     vf g = mul(mul(gy, sub(one, y)), y);
     vf gt = mul(gy, dvd(e, mul(d, d)));
     vf r = sel(vcltq_f32(y, one), g, gt);

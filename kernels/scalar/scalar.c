@@ -24,7 +24,15 @@ UNARY(s_sin, sinf(v))
 UNARY(s_cos, cosf(v))
 UNARY(s_tanh, tanhf(v))
 UNARY(s_sqrt, sqrtf(v))
-UNARY(s_sigmoid, 1.0f / (1.0f + expf(-v)))
+/* 1 / (1 + exp(-x)), but exp(x) where exp(-x) overflows (x < -88.7): there sigmoid(x) is
+ * still a subnormal float, down to x = -104, and exactly 0 at -inf. */
+static inline float sigmoid1(float x)
+{
+    float e = expf(-x);
+    return e == INFINITY ? expf(x) : 1.0f / (1.0f + e);
+}
+
+UNARY(s_sigmoid, sigmoid1(v))
 
 static void s_clamp(const float *x, float *y, int64_t n, float lo, float hi)
 {
@@ -124,7 +132,7 @@ static void s_pow_sv(float a, const float *b, float *y, int64_t n)
 static void s_sigmoid_bwd(const float *x, const float *gy, float *gx, int64_t n)
 {
     for (int64_t i = 0; i < n; i++) {
-        float y = 1.0f / (1.0f + expf(-x[i]));
+        float y = sigmoid1(x[i]);
         if (y < 1.0f) {
             gx[i] = (gy[i] * (1.0f - y)) * y;
         } else {
