@@ -221,6 +221,28 @@ static void BM_add_transposed(benchmark::State &state)
 }
 BENCHMARK(BM_add_transposed)->UseRealTime();
 
+// 1M floats as rows of width w (arg 0) plus one row [w] (arg 1 = 0) or one value per row
+// [rows, 1] (arg 1 = 1): narrow rows take the blocked broadcast path.
+static void BM_add_broadcast_narrow(benchmark::State &state)
+{
+    int64_t w = state.range(0), n = 1 << 20, shape[2] = {n / w, w};
+    int64_t row[1] = {w}, col[2] = {n / w, 1};
+    tg_tensor *a = tg_randn(2, shape, 16);
+    tg_tensor *b = state.range(1) ? tg_randn(2, col, 17) : tg_randn(1, row, 17);
+    for (auto _ : state) {
+        tg_tensor *c = tg_add(a, b);
+        benchmark::DoNotOptimize(tg_data(c));
+        tg_release(c);
+    }
+    tg_release(a), tg_release(b);
+    state.SetItemsProcessed(state.iterations() * n);
+    state.SetBytesProcessed(state.iterations() * n * 2 * (int64_t)sizeof(float));
+}
+BENCHMARK(BM_add_broadcast_narrow)
+    ->ArgsProduct({{4, 16, 64, 128, 256, 1024}, {0, 1}})
+    ->ArgNames({"w", "column"})
+    ->UseRealTime();
+
 // A loss and its backward on 1M floats: MSE (arg 0) and BCE on probabilities (arg 1), mean.
 static void BM_loss_fwd_bwd(benchmark::State &state)
 {

@@ -319,6 +319,56 @@ static void test_binary_broadcast_values(void **state)
     tg_scope_end();
 }
 
+static float float_op(int op, float x, float y)
+{
+    return op == 0 ? x + y : op == 1 ? x - y : op == 2 ? x * y : x / y;
+}
+
+/* Row ([R, w] op [w]) and column ([R, w] op [R, 1]) broadcasts over narrow rows go through a
+ * blocked path: each element is still one IEEE operation, so the results must be exactly the
+ * float operation's, for either operand order, at every width around the block size and the
+ * narrow limit, and over enough rows to be split across threads. */
+static void test_narrow_broadcast_bits(void **state)
+{
+    (void)state;
+    tg_tensor *(*const fn[4])(tg_tensor *, tg_tensor *) = {tg_add, tg_sub, tg_mul, tg_div};
+    const int64_t widths[] = {2, 3, 4, 5, 7, 8, 16, 17, 63, 64, 127, 128, 300, 511, 512};
+    const int64_t rows[] = {3, 257, 9001};
+    int saved = tg_get_num_threads();
+    tg_set_num_threads(3);
+    tg_scope_begin();
+    for (size_t wi = 0; wi < sizeof widths / sizeof *widths; wi++)
+        for (size_t ri = 0; ri < sizeof rows / sizeof *rows; ri++) {
+            int64_t w = widths[wi], r = rows[ri], n = r * w;
+            tg_tensor *full = make_input(2, (int64_t[]){r, w}, PLAIN, 7 + wi, -5, 5);
+            tg_tensor *row = make_input(1, (int64_t[]){w}, PLAIN, 8 + ri, 0.5f, 5);
+            tg_tensor *col = make_input(2, (int64_t[]){r, 1}, PLAIN, 9 + wi, 0.5f, 5);
+            const float *fv = tg_data(full), *rv = tg_data(row), *cv = tg_data(col);
+            float *want = malloc((size_t)n * sizeof *want);
+            for (int op = 0; op < 4; op++)
+                for (int pattern = 0; pattern < 4; pattern++) {
+                    bool column = pattern & 1, bc_first = pattern & 2;
+                    for (int64_t i = 0; i < n; i++) {
+                        float x = fv[i], y = column ? cv[i / w] : rv[i % w];
+                        want[i] = bc_first ? float_op(op, y, x) : float_op(op, x, y);
+                    }
+                    tg_tensor *bc = column ? col : row;
+                    tg_tensor *got = bc_first ? fn[op](bc, full) : fn[op](full, bc);
+                    assert_non_null(got);
+                    assert_int_equal(tg_numel(got), n);
+                    if (memcmp(tg_data(got), want, (size_t)n * sizeof *want) != 0) {
+                        print_error("op %d, %s%s, [%lld, %lld]: not the float results\n", op,
+                                    column ? "column" : "row", bc_first ? " first" : "",
+                                    (long long)r, (long long)w);
+                        fail();
+                    }
+                }
+            free(want);
+        }
+    tg_scope_end();
+    tg_set_num_threads(saved);
+}
+
 static void test_pow_special_cases(void **state)
 {
     (void)state;
@@ -1061,6 +1111,7 @@ int main(void)
         cmocka_unit_test(test_unary_values),
         cmocka_unit_test(test_scalar_operand_values),
         cmocka_unit_test(test_binary_broadcast_values),
+        cmocka_unit_test(test_narrow_broadcast_bits),
         cmocka_unit_test(test_binary_on_transposed_operands),
         cmocka_unit_test(test_pow_special_cases),
         cmocka_unit_test(test_reduction_values),
