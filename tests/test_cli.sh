@@ -177,6 +177,8 @@ one_line_error "bad number option" "--epochs"
 expect 2 "bad solver" -- "$BIN" train --solver newton
 one_line_error "bad solver" "newton"
 expect 2 "bad val split" -- "$BIN" train --val-split 2
+expect 2 "a zero step size" -- "$BIN" train --lr 0
+one_line_error "a zero step size" "--lr"
 expect 2 "patience without a split" -- "$BIN" train --patience 3
 expect 2 "unknown command" -- "$BIN" frobnicate
 expect 2 "predict without --model" -- "$BIN" predict "$DATA"

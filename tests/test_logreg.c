@@ -929,6 +929,32 @@ static void test_fit_errors(void **state)
     o = quiet_options();
     o.solver = (tg_solver)42;
     assert_int_equal(tg_logreg_fit(X, y, &o, &m, NULL), TG_EINVAL);
+    /* a split that takes the only positive row away from the training rows */
+    {
+        const float xs[6] = {1, 2, 3, 4, 5, 6}, ys[6] = {0, 0, 0, 0, 0, 1};
+        int64_t n6 = 6, shape[2] = {6, 1};
+        tg_tensor *X6 = tg_from_data(xs, 2, shape), *y6 = tg_from_data(ys, 1, &n6);
+        tg_logreg_model m6;
+        tg_logreg_model_init(&m6);
+        o = quiet_options();
+        o.val_split = 0.5;
+        int seen_error = 0, seen_ok = 0;
+        for (uint64_t seed = 0; seed < 16; seed++) {
+            o.seed = seed;
+            tg_status st = tg_logreg_fit(X6, y6, &o, &m6, NULL);
+            if (st == TG_OK) {
+                seen_ok++;
+                continue;
+            }
+            assert_int_equal(st, TG_EINVAL);
+            assert_non_null(strstr(tg_last_error(), "training rows with only class 0"));
+            seen_error++;
+        }
+        assert_true(seen_error > 0 && seen_ok > 0); /* the row lands on either side */
+        tg_logreg_model_free(&m6);
+        tg_release(X6);
+        tg_release(y6);
+    }
     o = quiet_options();
     o.solver = TG_SOLVER_SGD;
     o.lr = 1e30; /* diverges */

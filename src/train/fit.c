@@ -552,6 +552,27 @@ static tg_status fill_model(fit_ctx *c, const double *theta, double *mean, doubl
 
 /* Labels, split, standardization: the working rows the solver will see. mean/scale are
  * malloc'd when standardizing. Distributed (no split there): each step agreed. */
+/* A split that leaves the training rows with one class, when the data has both, would train a
+ * model that only knows one answer: an error, with a way out. (Data with one class to begin
+ * with is the caller's choice; the tapegrad command refuses it before the fit.) */
+static tg_status check_split_classes(const rows *r, int64_t n_val, const tg_logreg_options *o)
+{
+    int64_t n_train = r->n - n_val, pos_train = 0, pos_all = 0;
+    for (int64_t i = 0; i < r->n; i++) {
+        pos_all += r->y[i] > 0.5f;
+        pos_train += i < n_train && r->y[i] > 0.5f;
+    }
+    bool both = pos_all > 0 && pos_all < r->n;
+    if (!both || (pos_train > 0 && pos_train < n_train))
+        return TG_OK;
+    return tg_set_error(TG_EINVAL,
+                        "tg_logreg_fit: the validation split (val_split %g, seed %llu) leaves "
+                        "the %lld training rows with only class %d; use a smaller val_split or "
+                        "another seed",
+                        o->val_split, (unsigned long long)o->seed, (long long)n_train,
+                        pos_train > 0 ? 1 : 0);
+}
+
 static tg_status prepare_rows(rows *r, const tg_logreg_options *opt, int64_t n_val, bool dist,
                               double **mean, double **scale)
 {
@@ -559,6 +580,8 @@ static tg_status prepare_rows(rows *r, const tg_logreg_options *opt, int64_t n_v
     uint64_t rng = opt->seed ^ 0x5eed5eed5eed5eedULL; /* split stream apart from shuffles */
     if (st == TG_OK && n_val > 0)
         st = split_rows(r, n_val, &rng);
+    if (st == TG_OK && n_val > 0 && !dist) /* ranks split their own rows: classes may differ */
+        st = check_split_classes(r, n_val, opt);
     if ((st = agree(dist, st)) != TG_OK)
         return st;
     if (!opt->standardize)

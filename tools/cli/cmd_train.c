@@ -95,7 +95,7 @@ static bool parse_train(int argc, char **argv, train_args *a, bool *help)
         CLI_CSV_OPTIONS(a->csv),
         {"solver", OPT_STRING, &a->solver, 0, 0, NULL},
         {"epochs", OPT_INT, &a->epochs, 1, 1e9, NULL},
-        {"lr", OPT_DOUBLE, &a->lr, 0, 1e6, NULL},
+        {"lr", OPT_DOUBLE, &a->lr, 1e-12, 1e6, NULL},
         {"batch-size", OPT_INT64, &a->batch_size, 1, big, NULL},
         {"l2", OPT_DOUBLE, &a->l2, 0, 1e12, &a->l2_seen},
         {"pos-weight", OPT_DOUBLE, &a->pos_weight, 1e-12, 1e12, NULL},
