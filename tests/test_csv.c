@@ -217,6 +217,30 @@ static void test_ragged_rows(void **state)
     read_fails("a,b,c\n1,\"x\ny\"\n", o, TG_EPARSE, ":3:3: ", "found 2");
 }
 
+/* Features are known by name, so two features with one name are an error, and so is a name
+ * that picks one of several columns; indices and unused duplicates are fine. */
+static void test_duplicate_names(void **state)
+{
+    (void)state;
+    const char *text = "a,a,n,n,y\n1,2,x,x,0\n3,4,x,x,1\n";
+    tg_csv_options o = defaults();
+    o.features = (const char *const[]){"a", "1"};
+    o.n_features = 2;
+    read_fails(text, o, TG_EINVAL, ": ", "columns 0 and 1 are both named 'a'");
+    o.features = (const char *const[]){"0", "1"};
+    read_fails(text, o, TG_EINVAL, ": ", "columns 0 and 1 (two features) are both named 'a'");
+    o.features = (const char *const[]){"1"};
+    o.n_features = 1;
+    tg_csv_data d = read_ok(text, o);
+    expect_X(&d, 2, 1, (const float[]){2, 4});
+    tg_csv_data_free(&d);
+    read_fails("a,b,y,y\n1,2,0,0\n", defaults(), TG_EINVAL, ": ",
+               "columns 2 and 3 (a feature and the label) are both named 'y'");
+    tg_csv_options l = defaults();
+    l.label = "y";
+    read_fails("a,b,y,y\n1,2,0,0\n", l, TG_EINVAL, ": ", "columns 2 and 3 are both named 'y'");
+}
+
 static void test_huge_field(void **state)
 {
     (void)state;
@@ -1048,6 +1072,7 @@ int main(void)
         cmocka_unit_test(test_quote_errors),
         cmocka_unit_test(test_crlf_bom_blank_lines),
         cmocka_unit_test(test_ragged_rows),
+        cmocka_unit_test(test_duplicate_names),
         cmocka_unit_test(test_huge_field),
         cmocka_unit_test(test_bad_numbers),
         cmocka_unit_test(test_empty_and_header_only),

@@ -578,12 +578,29 @@ static tg_status read_first_row(csv_ctx *cx, const char *p, bool names)
     }
 }
 
-/* A column named by header name first, then by 0-based index; -1 if neither. */
+/* The column after c with the same header name as c, or -1. */
+static int same_name_after(const csv_ctx *cx, int c)
+{
+    for (int k = c + 1; k < cx->ncols; k++)
+        if (strcmp(cx->col_names[k], cx->col_names[c]) == 0)
+            return k;
+    return -1;
+}
+
+/* A column named by header name first, then by 0-based index; -1 if neither, -2 (with the
+ * error set) if the name belongs to more than one column. */
 static int find_column(const csv_ctx *cx, const char *spec)
 {
     for (int c = 0; c < cx->ncols; c++)
-        if (strcmp(cx->col_names[c], spec) == 0)
-            return c;
+        if (strcmp(cx->col_names[c], spec) == 0) {
+            int k = same_name_after(cx, c);
+            if (k < 0)
+                return c;
+            tg_set_error(TG_EINVAL,
+                         "%s: columns %d and %d are both named '%s'; select by 0-based index",
+                         cx->name, c, k, spec);
+            return -2;
+        }
     if (!*spec || strlen(spec) > 9)
         return -1;
     int v = 0;
@@ -603,6 +620,8 @@ static tg_status resolve_columns(csv_ctx *cx, const tg_csv_options *opt)
     cx->label_col = -1;
     if (!opt->no_label) {
         cx->label_col = opt->label ? find_column(cx, opt->label) : cx->ncols - 1;
+        if (cx->label_col == -2)
+            return tg_last_status();
         if (cx->label_col < 0)
             return tg_set_error(TG_EINVAL, "%s: label column '%s' not found", cx->name, opt->label);
     }
@@ -619,6 +638,8 @@ static tg_status resolve_columns(csv_ctx *cx, const tg_csv_options *opt)
         for (int i = 0; i < opt->n_features; i++) {
             const char *spec = opt->features[i] ? opt->features[i] : "(null)";
             int c = opt->features[i] ? find_column(cx, spec) : -1;
+            if (c == -2)
+                return tg_last_status();
             if (c < 0)
                 return tg_set_error(TG_EINVAL, "%s: feature column '%s' not found", cx->name, spec);
             if (cx->role[c] != ROLE_SKIP)
@@ -631,6 +652,22 @@ static tg_status resolve_columns(csv_ctx *cx, const tg_csv_options *opt)
     if (cx->nfeat == 0)
         return tg_set_error(TG_EINVAL, "%s: no feature columns (the file has %d column%s)",
                             cx->name, cx->ncols, cx->ncols == 1 ? "" : "s");
+    /* Features and the label are known by name (a model file lists them): two used columns
+     * with one name could not be told apart later. */
+    for (int c = 0; c < cx->ncols; c++) {
+        int k = cx->role[c] != ROLE_SKIP ? same_name_after(cx, c) : -1;
+        while (k >= 0 && cx->role[k] == ROLE_SKIP)
+            k = same_name_after(cx, k);
+        if (k >= 0)
+            return tg_set_error(TG_EINVAL,
+                                "%s: columns %d and %d (%s) are both named '%s'; rename one or "
+                                "leave one out",
+                                cx->name, c, k,
+                                cx->role[c] == ROLE_LABEL || cx->role[k] == ROLE_LABEL
+                                    ? "a feature and the label"
+                                    : "two features",
+                                cx->col_names[c]);
+    }
     return TG_OK;
 }
 
