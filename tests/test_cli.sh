@@ -215,5 +215,23 @@ expect 0 "--missing mean" -- "$BIN" train "$TMP/strings.csv" --label y --positiv
     --missing mean --json --quiet
 grep -q '"rows":5' "$TMP/out" || fail "--missing mean: expected 5 rows: $(cat "$TMP/out")"
 
+# predict and eval fill a gap with the model's training mean, not the mean of the scored rows
+head -1 "$DATA" >"$TMP/gap.csv"
+sed -n 2p "$DATA" | awk -F, 'BEGIN { OFS = "," } { $2 = ""; print }' >>"$TMP/gap.csv"
+IQ_MEAN=$(grep '"mean"' "$M" | sed 's/.*\[//; s/\].*//' | cut -d, -f2 | tr -d ' \t')
+sed "2s/,,/,$IQ_MEAN,/" "$TMP/gap.csv" >"$TMP/filled.csv"
+expect 0 "predict --missing mean, one row" -- "$BIN" predict --model "$M" "$TMP/filled.csv" --proba
+cp "$TMP/out" "$TMP/filled.out"
+expect 0 "predict --missing mean, one row" -- "$BIN" predict --model "$M" "$TMP/gap.csv" --proba \
+    --missing mean
+cmp -s "$TMP/out" "$TMP/filled.out" ||
+    fail "--missing mean: $(cat "$TMP/out") is not the prediction at the training mean $IQ_MEAN"
+expect 2 "predict --missing drop" -- "$BIN" predict --model "$M" "$TMP/gap.csv" --missing drop
+one_line_error "predict --missing drop" "--missing drop"
+sed -n 3,5p "$DATA" | cat "$TMP/gap.csv" - >"$TMP/evalgap.csv"
+expect 0 "eval --missing drop" -- "$BIN" eval --model "$M" "$TMP/evalgap.csv" --missing drop \
+    --json
+grep -q '"rows":3,"rows_dropped":1' "$TMP/out" || fail "eval --missing drop: $(cat "$TMP/out")"
+
 echo "$checks checks, $failures failures"
 [ "$failures" -eq 0 ]

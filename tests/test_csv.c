@@ -482,6 +482,13 @@ static void test_missing(void **state)
     assert_int_equal(d.rows_dropped, 0);
     tg_csv_data_free(&d);
     read_fails("a,b,y\n1,,1\n2,NA,0\n", o, TG_EPARSE, ": ", "column 'b' has no values");
+    /* Given fill values (a model's training means) replace the column means, also where a
+     * column has no values at all. */
+    o.fill = (const float[]){-7.5f, 0.25f};
+    d = read_ok("a,b,y\n1,,1\n,NA,0\n", o);
+    expect_X(&d, 2, 2, (const float[]){1, 0.25f, -7.5f, 0.25f});
+    tg_csv_data_free(&d);
+    o.fill = NULL;
     o.missing = TG_MISSING_DROP;
     read_fails("a,y\nNA,1\n", o, TG_EPARSE, ": ", "every row");
 }

@@ -25,6 +25,10 @@ typedef struct tg_csv_options {
      * once at the end; NULL = none. */
     void (*progress)(int64_t rows_done, int64_t rows_total, void *user);
     void *progress_user;
+    /* With TG_MISSING_MEAN: the value for each feature (n_features of them, in X's column
+     * order) instead of this file's column means, e.g. a model's training means when applying
+     * it to new rows; NULL = the column means. */
+    const float *fill;
 } tg_csv_options;
 
 typedef struct tg_csv_data {

@@ -84,6 +84,7 @@ typedef struct {
     tg_missing_policy missing;
     bool sentinel; /* the input ends with a byte that cannot continue a number (usually '\n') */
     bool part;     /* reading a part of a file (csv_part.h): no rows left is not an error */
+    const float *fill; /* TG_MISSING_MEAN: given values instead of the column means */
 } csv_ctx;
 
 typedef struct {
@@ -1286,6 +1287,13 @@ static tg_status merge_blocks(const csv_ctx *cx, const job *j, bool *any_missing
 static tg_status fill_means(const csv_ctx *cx, float *X, int64_t rows)
 {
     const int nf = cx->nfeat;
+    if (cx->fill) {
+        for (int64_t r = 0; r < rows; r++)
+            for (int j = 0; j < nf; j++)
+                if (isnan(X[r * nf + j]))
+                    X[r * nf + j] = cx->fill[j];
+        return TG_OK;
+    }
     double *sum = calloc((size_t)nf, sizeof *sum);
     int64_t *cnt = calloc((size_t)nf, sizeof *cnt);
     if (!sum || !cnt) {
@@ -1585,6 +1593,7 @@ tg_status tg_csv_read_buffer(const char *name, const char *data, size_t len,
     rd.cx.base = data ? data : "";
     rd.cx.end = rd.cx.base + len;
     rd.cx.missing = opt->missing;
+    rd.cx.fill = opt->fill;
     rd.cx.sentinel = len > 0 && tg_float_sentinel_ok_(rd.cx.end);
     if (opt->positive) {
         rd.cx.positive = (field){opt->positive, strlen(opt->positive), false, false};
@@ -1800,6 +1809,7 @@ tg_status csv_part_open(const char *path, const tg_csv_options *opt, csv_part **
     cx->base = p->map;
     cx->end = p->map + p->len;
     cx->missing = opt->missing;
+    cx->fill = opt->fill;
     cx->part = true;
     if (opt->positive) {
         cx->positive = (field){opt->positive, strlen(opt->positive), false, false};

@@ -15,8 +15,9 @@ static const char USAGE[] =
     "  --model M.json       a model written by tapegrad train\n"
     "  --label COL          label column (default: the model's label)\n"
     "  --json               print one JSON object instead of the table\n"
-    "  --no-header, --skip-rows N, --delimiter C,\n"
-    "  --positive VALUE, --missing error|drop|mean  as for train\n";
+    "  --missing M          empty/NA/NaN fields: error (default), drop the row (the count is\n"
+    "                       printed), or mean (the model's training mean)\n"
+    "  --no-header, --skip-rows N, --delimiter C, --positive VALUE  as for train\n";
 
 static void add_num(cJSON *o, const char *key, double v)
 {
@@ -26,13 +27,14 @@ static void add_num(cJSON *o, const char *key, double v)
         cJSON_AddNullToObject(o, key);
 }
 
-static bool print_json(const char *path, const tg_binary_metrics *m)
+static bool print_json(const char *path, const tg_binary_metrics *m, int64_t dropped)
 {
     cJSON *o = cJSON_CreateObject();
     if (!o)
         return false;
     cJSON_AddStringToObject(o, "data", path);
     cJSON_AddNumberToObject(o, "rows", (double)m->n);
+    cJSON_AddNumberToObject(o, "rows_dropped", (double)dropped);
     add_num(o, "log_loss", m->log_loss);
     add_num(o, "accuracy", m->accuracy);
     add_num(o, "precision", m->precision);
@@ -55,9 +57,14 @@ static bool print_json(const char *path, const tg_binary_metrics *m)
     return true;
 }
 
-static void print_table(const char *path, const char *label, const tg_binary_metrics *m)
+static void print_table(const char *path, const char *label, const tg_binary_metrics *m,
+                        int64_t dropped)
 {
-    printf("data       %s: %lld rows, label '%s'\n", path, (long long)m->n, label);
+    printf("data       %s: %lld rows, label '%s'", path, (long long)m->n, label);
+    if (dropped > 0)
+        printf(" (%lld row%s with missing values dropped)", (long long)dropped,
+               dropped == 1 ? "" : "s");
+    printf("\n");
     printf("log loss   %.6f\n", m->log_loss);
     printf("accuracy   %.4f\n", m->accuracy);
     printf("precision  %.4f\n", m->precision);
@@ -82,12 +89,12 @@ static int evaluate(const char *path, const char *label, const tg_logreg_model *
     }
     tg_release(z);
     if (json) {
-        if (!print_json(path, &bm)) {
+        if (!print_json(path, &bm, data->rows_dropped)) {
             cli_error("eval", "out of memory");
             return EXIT_FAIL;
         }
     } else {
-        print_table(path, label, &bm);
+        print_table(path, label, &bm, data->rows_dropped);
     }
     return cli_stdout_done("eval") ? EXIT_OK : EXIT_FAIL;
 }

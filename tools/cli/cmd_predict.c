@@ -15,8 +15,9 @@ static const char USAGE[] =
     "\n"
     "  --model M.json       a model written by tapegrad train\n"
     "  --proba              print P(y = 1) instead of the class\n"
-    "  --no-header, --skip-rows N, --delimiter C,\n"
-    "  --positive VALUE, --missing error|drop|mean  as for train\n";
+    "  --missing error|mean  empty/NA/NaN fields: an error (default), or the model's\n"
+    "                       training mean (drop is refused: every row gets a line)\n"
+    "  --no-header, --skip-rows N, --delimiter C, --positive VALUE  as for train\n";
 
 bool cli_load_for_model(const char *cmd, const char *model_path, const char *data_path,
                         const cli_csv *csv, const char *label, tg_logreg_model *m,
@@ -37,7 +38,29 @@ bool cli_load_for_model(const char *cmd, const char *model_path, const char *dat
     }
     co.no_label = label == NULL;
     co.label = label;
-    if (tg_csv_read(data_path, &co, data) != TG_OK) {
+    /* --missing mean fills a gap with the training mean the model keeps, as the model saw it,
+     * not with the mean of the rows being scored (one row would have none). */
+    float *fill = NULL;
+    if (co.missing == TG_MISSING_MEAN) {
+        if (!m->mean) {
+            cli_error(cmd,
+                      "%s keeps no training means (trained with --no-standardize), so "
+                      "--missing mean cannot fill gaps",
+                      model_path);
+            return false;
+        }
+        fill = malloc((size_t)m->n_features * sizeof *fill);
+        if (!fill) {
+            cli_error(cmd, "out of memory");
+            return false;
+        }
+        for (int64_t j = 0; j < m->n_features; j++)
+            fill[j] = (float)m->mean[j];
+        co.fill = fill;
+    }
+    tg_status st = tg_csv_read(data_path, &co, data);
+    free(fill);
+    if (st != TG_OK) {
         cli_error(cmd, "%s", tg_last_error());
         return false;
     }
@@ -91,6 +114,11 @@ int cmd_predict(int argc, char **argv)
     }
     if (!model || n_pos != 1) {
         cli_error("predict", "needs --model M.json and one DATA.csv (see tapegrad predict --help)");
+        return EXIT_USAGE;
+    }
+    if (csv.missing && strcmp(csv.missing, "drop") == 0) {
+        cli_error("predict", "--missing drop would leave rows without a prediction line; use "
+                             "--missing mean (the model's training means) or fix the data");
         return EXIT_USAGE;
     }
     tg_logreg_model m;
