@@ -215,6 +215,12 @@ expect 0 "--missing mean" -- "$BIN" train "$TMP/strings.csv" --label y --positiv
     --missing mean --json --quiet
 grep -q '"rows":5' "$TMP/out" || fail "--missing mean: expected 5 rows: $(cat "$TMP/out")"
 
+# '-' reads the data from standard input, here a pipe
+checks=$((checks + 1))
+cat "$DATA" | ${TG_EMULATOR:-} "$BIN" train - --label placement --model "$TMP/stdin.json" --quiet ||
+    fail "train - from a pipe failed"
+cmp -s "$TMP/stdin.json" "$M" || fail "train - from a pipe: not the model trained on the file"
+
 # predict and eval fill a gap with the model's training mean, not the mean of the scored rows
 head -1 "$DATA" >"$TMP/gap.csv"
 sed -n 2p "$DATA" | awk -F, 'BEGIN { OFS = "," } { $2 = ""; print }' >>"$TMP/gap.csv"

@@ -23,6 +23,8 @@ bool cli_load_for_model(const char *cmd, const char *model_path, const char *dat
                         const cli_csv *csv, const char *label, tg_logreg_model *m,
                         tg_csv_data *data)
 {
+    if (strcmp(data_path, "-") == 0)
+        data_path = "/dev/stdin"; /* the usual spelling of standard input */
     if (tg_logreg_load(m, model_path) != TG_OK) {
         cli_error(cmd, "%s", tg_last_error());
         return false;

@@ -436,6 +436,8 @@ static int train(int argc, char **argv)
         return EXIT_OK;
     }
     const char *path = a.n_pos > 0 ? a.pos[0] : NULL;
+    if (path && strcmp(path, "-") == 0)
+        path = "/dev/stdin"; /* the usual spelling of standard input */
     if (!path) {
         path = bundled_data();
         if (!path) {
