@@ -8,6 +8,7 @@
 #include <cmocka.h>
 
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -244,8 +245,21 @@ static void test_value_errors(void **state)
     {
         assert_non_null(tg_bce_with_logits(vec(2), vec(2), rg, TG_REDUCE_SUM));
     }
+    /* A refused name leaves the family in force (whatever TAPEGRAD_ISA chose for this run):
+     * an unknown one, and one the library knows but this CPU cannot run. */
+    char before[32];
+    snprintf(before, sizeof before, "%s", tg_isa());
     assert_int_equal(tg_set_isa("no-such-isa"), TG_EUNSUPPORTED);
     expect_error(TG_EUNSUPPORTED, "tg_set_isa", "no-such-isa", NULL);
+    assert_string_equal(tg_isa(), before);
+#if defined(__aarch64__)
+    const char *const foreign = "avx2";
+#else
+    const char *const foreign = "neon";
+#endif
+    assert_int_equal(tg_set_isa(foreign), TG_EUNSUPPORTED);
+    expect_error(TG_EUNSUPPORTED, "tg_set_isa", foreign, NULL);
+    assert_string_equal(tg_isa(), before);
     assert_int_equal(tg_set_isa(NULL), TG_EINVAL);
     tg_scope_end();
 }
