@@ -1092,33 +1092,84 @@ static double sum_abs(const float *x, int64_t n)
     return s;
 }
 
+/* Subnormals and signed zeros. Alone, their sums are small enough for the pairwise bound to
+ * see a flushed subnormal of 1e-40 or a dropped lane, which values near 1 would hide. */
+static const float sum_tiny[] = {1e-40f, -3e-42f, 0.0f, -0.0f, 1e-45f, -1.1754942e-38f, 2e-39f};
+#define NTINY (sizeof sum_tiny / sizeof sum_tiny[0])
+
+enum { SUM_UNIFORM, SUM_TINY, SUM_MIXED, SUM_SETS };
+
+static void fill_sum_set(float *x, int64_t n, int set)
+{
+    for (int64_t i = 0; i < n; i++) {
+        uint64_t r = next_u64();
+        if (set == SUM_TINY || (set == SUM_MIXED && r % 3 == 0))
+            x[i] = sum_tiny[(r >> 8) % NTINY];
+        else if (set == SUM_MIXED && r % 3 == 1)
+            x[i] = (float)uniform(-4, 4);
+        else
+            x[i] = (float)uniform(-1, 3); /* a nonzero mean makes the running sum grow */
+    }
+}
+
+/* One length: within the pairwise bound of a double sum, and the same float at every
+ * misalignment (the shape depends on n alone). */
+static void check_sum(const tg_kernels *k, const float *x, float *x1, int64_t n, int set)
+{
+    float s = k->sum(x, n);
+    double ref = sum_double(x, n);
+    /* pairwise bound: (leaf adds + log2 n) roundings of at most eps/2 of the sum of |x| */
+    double tol = (16 + log2((double)n + 1)) * 0x1p-24 * sum_abs(x, n);
+    if (!(fabs(s - ref) <= tol))
+        fail_msg("%s sum set %d n=%lld: %.9g vs %.9g (tol %.3g)", cur->name, set, (long long)n, s,
+                 ref, tol);
+    float ss = scalar_k.sum(x, n);
+    /* no worse than the scalar pairwise sum, with a few float steps of slack; not where the
+     * values cancel, where both errors are steps of the terms, not of the small result */
+    if (set != SUM_MIXED &&
+        !(fabs(s - ref) <= fabs(ss - ref) + 4 * ldexp(1.0, ilogb(ref + 1e-30) - 23)))
+        fail_msg("%s sum set %d n=%lld: %a, scalar %a, exact %a", cur->name, set, (long long)n, s,
+                 ss, ref);
+    if (s == 0) /* +0 or -0: the scalar family's choice (a sum starts from +0) */
+        assert_true(bits(s) == bits(ss));
+    static const int offsets[] = {1, 2, 3, 5, 8, 15}; /* up to one AVX-512 vector off */
+    for (size_t o = 0; o < sizeof offsets / sizeof offsets[0]; o++) {
+        memcpy(x1 + offsets[o], x, sizeof(float) * (size_t)n);
+        if (bits(k->sum(x1 + offsets[o], n)) != bits(s))
+            fail_msg("%s sum set %d n=%lld: offset %d changes the result", cur->name, set,
+                     (long long)n, offsets[o]);
+    }
+}
+
+/* Every length through the vector tails (0..MAXLEN: one to four vectors of every width plus
+ * any remainder), then lengths around the leaf and block edges up to a large one, on three
+ * inputs: uniform values, subnormals and signed zeros only, and the two mixed with others. */
 static void test_sum(void **state)
 {
     (void)state;
     const tg_kernels *k = &cur->k;
     const int64_t big = (int64_t)1 << 22;
-    float *x = alloc_f(big + 1), *x1 = alloc_f(big + 1);
-    for (int64_t i = 0; i < big; i++)
-        x[i] = (float)uniform(-1, 3); /* a nonzero mean makes the running sum grow */
-    const int64_t lens[] = {0,   1,   2,    7,    15,   16,   17,  31,      33,  63,
-                            64,  65,  67,   127,  128,  129,  255, 256,     257, 511,
-                            512, 513, 1000, 4095, 4096, 4097, BIG, 1 << 20, big};
-    for (size_t t = 0; t < sizeof lens / sizeof lens[0]; t++) {
-        int64_t n = lens[t];
-        float s = k->sum(x, n);
-        double ref = sum_double(x, n);
-        /* pairwise bound: (leaf adds + log2 n) roundings of at most eps/2 of the sum of |x| */
-        double tol = (16 + log2((double)n + 1)) * 0x1p-24 * sum_abs(x, n);
-        if (!(fabs(s - ref) <= tol))
-            fail_msg("%s sum n=%lld: %.9g vs %.9g (tol %.3g)", cur->name, (long long)n, s, ref,
-                     tol);
-        /* alignment does not change the result */
-        memcpy(x1 + 1, x, sizeof(float) * (size_t)n);
-        assert_true(bits(k->sum(x1 + 1, n)) == bits(s));
-        /* no worse than the scalar pairwise sum, with a few float steps of slack */
-        float ss = scalar_k.sum(x, n);
-        assert_true(fabs(s - ref) <= fabs(ss - ref) + 4 * ldexp(1.0, ilogb(ref + 1e-30) - 23));
+    float *x = alloc_f(big + 16), *x1 = alloc_f(big + 16);
+    const int64_t lens[] = {127, 128,  129,  255,  256,  257, 511,     512,
+                            513, 1000, 4095, 4096, 4097, BIG, 1 << 20, big};
+    for (int set = 0; set < SUM_SETS; set++) {
+        fill_sum_set(x, big, set);
+        for (int64_t n = 0; n <= MAXLEN; n++)
+            check_sum(k, x, x1, n, set);
+        for (size_t t = 0; t < sizeof lens / sizeof lens[0]; t++)
+            check_sum(k, x, x1, lens[t], set);
     }
+    /* NaN and infinities propagate from every position of every short length. */
+    for (int64_t n = 1; n <= MAXLEN; n++)
+        for (int64_t p = 0; p < n; p++) {
+            fill_sum_set(x, n, SUM_UNIFORM);
+            x[p] = NAN;
+            assert_true(isnan(k->sum(x, n)));
+            x[p] = -INFINITY;
+            assert_true(k->sum(x, n) == -INFINITY);
+            x[(p + 1) % n] = INFINITY;
+            assert_true(n == 1 ? k->sum(x, n) == INFINITY : isnan(k->sum(x, n)));
+        }
     float sp[4] = {INFINITY, 1.0f, -INFINITY, 2.0f};
     assert_true(isnan(k->sum(sp, 4)));
     assert_true(k->sum(sp, 2) == INFINITY);
