@@ -1180,9 +1180,10 @@ static void test_sum(void **state)
     free(x), free(x1);
 }
 
-/* row_sums: every length up to TG_ROW_SUMS_MAX and row counts around the SIMD widths, against
- * a double sum of each row; a row's float does not depend on its place in the call (the same
- * rows from a later first row, or one at a time), nor on alignment; NaN and inf propagate. */
+/* row_sums: every length up to TG_ROW_SUMS_MAX and row counts around the SIMD widths, on the
+ * sum's three input sets (subnormals included), against a double sum of each row; a row's float
+ * does not depend on its place in the call (the same rows from a later first row, or one at a
+ * time), nor on alignment; NaN and inf propagate. */
 static void test_row_sums(void **state)
 {
     (void)state;
@@ -1190,29 +1191,29 @@ static void test_row_sums(void **state)
     enum { ROWS_MAX = 37 };
     float *x = alloc_f(ROWS_MAX * TG_ROW_SUMS_MAX + 1), *out = alloc_f(ROWS_MAX + 1);
     float *out2 = alloc_f(ROWS_MAX + 1), one;
-    for (int64_t len = 0; len <= TG_ROW_SUMS_MAX; len++) {
-        int64_t rows = len % 2 ? ROWS_MAX : 17 + len % 16;
-        for (int64_t i = 0; i < rows * len + 1; i++)
-            x[i] = (float)uniform(-1, 3);
-        float *xa = x + len % 2; /* odd lengths: rows off 4-byte from a vector boundary too */
-        out[rows] = 12345.0f;    /* past the last row: untouched */
-        k->row_sums(xa, rows, len, out);
-        assert_true(out[rows] == 12345.0f);
-        for (int64_t r = 0; r < rows; r++) {
-            const float *row = xa + r * len;
-            double ref = sum_double(row, len), tol = (len + 1) * 0x1p-24 * sum_abs(row, len);
-            if (!(fabs(out[r] - ref) <= tol))
-                fail_msg("%s row_sums len %lld row %lld: %.9g vs %.9g", cur->name, (long long)len,
-                         (long long)r, out[r], ref);
-            k->row_sums(row, 1, len, &one);
-            assert_true(bits(one) == bits(out[r]));
+    for (int set = 0; set < SUM_SETS; set++)
+        for (int64_t len = 0; len <= TG_ROW_SUMS_MAX; len++) {
+            int64_t rows = len % 2 ? ROWS_MAX : 17 + len % 16;
+            fill_sum_set(x, rows * len + 1, set);
+            float *xa = x + len % 2; /* odd lengths: rows off 4-byte from a vector boundary too */
+            out[rows] = 12345.0f;    /* past the last row: untouched */
+            k->row_sums(xa, rows, len, out);
+            assert_true(out[rows] == 12345.0f);
+            for (int64_t r = 0; r < rows; r++) {
+                const float *row = xa + r * len;
+                double ref = sum_double(row, len), tol = (len + 1) * 0x1p-24 * sum_abs(row, len);
+                if (!(fabs(out[r] - ref) <= tol))
+                    fail_msg("%s row_sums set %d len %lld row %lld: %.9g vs %.9g", cur->name, set,
+                             (long long)len, (long long)r, out[r], ref);
+                k->row_sums(row, 1, len, &one);
+                assert_true(bits(one) == bits(out[r]));
+            }
+            for (int64_t skip = 1; skip < 17 && skip < rows; skip++) {
+                k->row_sums(xa + skip * len, rows - skip, len, out2);
+                for (int64_t r = skip; r < rows; r++)
+                    assert_true(bits(out2[r - skip]) == bits(out[r]));
+            }
         }
-        for (int64_t skip = 1; skip < 17 && skip < rows; skip++) {
-            k->row_sums(xa + skip * len, rows - skip, len, out2);
-            for (int64_t r = skip; r < rows; r++)
-                assert_true(bits(out2[r - skip]) == bits(out[r]));
-        }
-    }
     float sp[6] = {INFINITY, 1.0f, -INFINITY, 2.0f, NAN, 0.0f};
     k->row_sums(sp, 3, 2, out);
     assert_true(out[0] == INFINITY && out[1] == -INFINITY && isnan(out[2]));
@@ -1221,37 +1222,44 @@ static void test_row_sums(void **state)
 }
 
 /* col_sums follows sum_dim's pairwise order exactly, so every family gives the scalar
- * reference's floats bit for bit (one rounding per add, same adds): lengths across the run and
- * halving edges, widths across the vector widths, strides wider than the rows, misaligned. */
+ * reference's floats bit for bit (one rounding per add, same adds): every length through a few
+ * halvings of the run (TG_SUM_RUN) and some longer, every width up to TG_COL_SUMS_MAX (0: no
+ * columns, nothing written), strides wider than the rows, misaligned, on the sum's three
+ * input sets (subnormals included, which a family that flushed them would change). */
 static void test_col_sums(void **state)
 {
     (void)state;
     const tg_kernels *k = &cur->k;
-    const int64_t lens[] = {1, 2, 7, 8, 9, 16, 17, 100, 1001};
-    const int64_t widths[] = {1, 3, 4, 8, 15, 16, 17, 33, 64};
-    float *x = alloc_f(1001 * 70 + 1), *y = alloc_f(65), *ys = alloc_f(65);
-    for (int64_t i = 0; i < 1001 * 70 + 1; i++)
-        x[i] = (float)uniform(-1, 3);
-    for (size_t a = 0; a < sizeof lens / sizeof lens[0]; a++)
-        for (size_t b = 0; b < sizeof widths / sizeof widths[0]; b++)
-            for (int64_t extra = 0; extra <= 5; extra += 5) {
-                int64_t len = lens[a], w = widths[b], ld = w + extra;
-                const float *xa = x + (w & 1); /* odd widths start off a vector boundary */
-                y[w] = 777.0f;
-                k->col_sums(xa, len, w, ld, y);
-                scalar_k.col_sums(xa, len, w, ld, ys);
-                assert_true(y[w] == 777.0f); /* nothing past the width */
-                for (int64_t c = 0; c < w; c++) {
-                    if (bits(y[c]) != bits(ys[c]))
-                        fail_msg("%s col_sums len %lld width %lld ld %lld col %lld: %a vs %a",
-                                 cur->name, (long long)len, (long long)w, (long long)ld,
-                                 (long long)c, y[c], ys[c]);
-                    double ref = 0, mag = 0;
-                    for (int64_t r = 0; r < len; r++)
-                        ref += xa[r * ld + c], mag += fabs(xa[r * ld + c]);
-                    assert_true(fabs(y[c] - ref) <= (8 + log2((double)len)) * 0x1p-24 * mag);
+    enum { LEN_ALL = 5 * TG_SUM_RUN, X_N = 1001 * (TG_COL_SUMS_MAX + 6) + 3 };
+    const int64_t longer[] = {63, 64, 65, 100, 1001};
+    const size_t nlens = LEN_ALL + sizeof longer / sizeof longer[0];
+    float *x = alloc_f(X_N), *y = alloc_f(TG_COL_SUMS_MAX + 1), *ys = alloc_f(TG_COL_SUMS_MAX + 1);
+    for (int set = 0; set < SUM_SETS; set++) {
+        fill_sum_set(x, X_N, set);
+        for (size_t a = 0; a < nlens; a++)
+            for (int64_t w = 0; w <= TG_COL_SUMS_MAX; w++)
+                for (int64_t extra = 0; extra <= 5; extra += 5) {
+                    int64_t len = a < LEN_ALL ? (int64_t)a + 1 : longer[a - LEN_ALL],
+                            ld = w + extra;
+                    /* the rows start off a vector boundary, or on one */
+                    const float *xa = x + (w + len) % 4;
+                    y[w] = 777.0f;
+                    k->col_sums(xa, len, w, ld, y);
+                    scalar_k.col_sums(xa, len, w, ld, ys);
+                    assert_true(y[w] == 777.0f); /* nothing past the width */
+                    for (int64_t c = 0; c < w; c++) {
+                        if (bits(y[c]) != bits(ys[c]))
+                            fail_msg(
+                                "%s col_sums set %d len %lld width %lld ld %lld col %lld: %a vs %a",
+                                cur->name, set, (long long)len, (long long)w, (long long)ld,
+                                (long long)c, y[c], ys[c]);
+                        double ref = 0, mag = 0;
+                        for (int64_t r = 0; r < len; r++)
+                            ref += xa[r * ld + c], mag += fabs(xa[r * ld + c]);
+                        assert_true(fabs(y[c] - ref) <= (8 + log2((double)len)) * 0x1p-24 * mag);
+                    }
                 }
-            }
+    }
     free(x), free(y), free(ys);
 }
 
