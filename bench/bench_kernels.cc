@@ -2,14 +2,16 @@
 // 16M (memory bound), next to a memcpy of 16M floats, the bandwidth ceiling for a streaming op.
 // Items are elements; bytes are the bytes the kernel reads plus writes (axpy reads and writes y,
 // so it moves three arrays). lr_block runs over rows of 32 features, 64K and 16M floats of X,
-// and counts X alone: its items are X's elements and its bytes X read once. gemm_small runs over
-// a batch of n x n x n products (1 MB per operand) and reports FLOP/s (2 n^3 per product).
+// and counts X alone: its items are X's elements and its bytes X read once. row_sums and
+// col_sums run over rows of 16 floats, 64K and 16M floats of x, the same way: items are x's
+// elements, bytes x read once plus the sums written. gemm_small runs over a batch of n x n x n
+// products (1 MB per operand) and reports FLOP/s (2 n^3 per product).
 //
 //   bench_kernels --benchmark_filter='avx512/(sigmoid|sin)/16M|memcpy' --benchmark_repetitions=5
 //   bench_kernels --benchmark_filter='avx512/gemm_small' --benchmark_repetitions=5
 //   bench_kernels --benchmark_filter='/16M' --benchmark_min_time=0.05    # every kernel, quickly
 //
-// A full run at default settings takes about 7 minutes on an AVX-512 machine (297 benchmarks,
+// A full run at default settings takes about 7 minutes on an AVX-512 machine (315 benchmarks,
 // mostly the 16M cases and their buffer fills); CI runs only the names bench/compare/run.py asks
 // for.
 //
@@ -310,6 +312,44 @@ void bench_lr_block(benchmark::State &state, const tg_kernels *k, int64_t floats
     set_counters(state, floats, 1);
 }
 
+// Rows of 16 floats: a sum over a short last dim (sum_dim), one AVX-512 vector or two AVX2 or
+// four NEON vectors per row, well inside TG_ROW_SUMS_MAX (64). x [floats / 16, 16] is read
+// once and one float written per row; items are x's elements.
+constexpr int64_t kRowSumsLen = 16;
+static_assert(kRowSumsLen <= TG_ROW_SUMS_MAX, "row_sums takes rows of at most TG_ROW_SUMS_MAX");
+
+void bench_row_sums(benchmark::State &state, const tg_kernels *k, int64_t floats)
+{
+    const int64_t rows = floats / kRowSumsLen;
+    Buffer x(floats, -1, 1, 1), out(rows, 0, 1, 2);
+    for (auto _ : state) {
+        k->row_sums(x.p, rows, kRowSumsLen, out.p);
+        benchmark::ClobberMemory();
+    }
+    state.SetItemsProcessed(state.iterations() * floats);
+    state.SetBytesProcessed(state.iterations() * (floats + rows) *
+                            static_cast<int64_t>(sizeof(float)));
+}
+
+// The column sums of a row-major [floats / 16, 16], densely packed (ld = width): sum_dim over
+// the first dim of a narrow matrix, 16 columns as one AVX-512 band or two AVX2 ones, inside
+// TG_COL_SUMS_MAX (64). x is read once and the 16 sums written; items are x's elements.
+constexpr int64_t kColSumsWidth = 16;
+static_assert(kColSumsWidth <= TG_COL_SUMS_MAX, "col_sums takes at most TG_COL_SUMS_MAX columns");
+
+void bench_col_sums(benchmark::State &state, const tg_kernels *k, int64_t floats)
+{
+    const int64_t rows = floats / kColSumsWidth;
+    Buffer x(floats, -1, 1, 1), y(kColSumsWidth, 0, 1, 2);
+    for (auto _ : state) {
+        k->col_sums(x.p, rows, kColSumsWidth, kColSumsWidth, y.p);
+        benchmark::ClobberMemory();
+    }
+    state.SetItemsProcessed(state.iterations() * floats);
+    state.SetBytesProcessed(state.iterations() * (floats + kColSumsWidth) *
+                            static_cast<int64_t>(sizeof(float)));
+}
+
 // C = A op(B) for a batch of n x n matrices, one gemm_small call each, as batched matmul does.
 void bench_gemm_small(benchmark::State &state, const tg_kernels *k, int64_t n, int tb)
 {
@@ -380,6 +420,10 @@ void register_family(const tg_kernels *k)
             benchmark::RegisterBenchmark((f + "/" + c.name + s).c_str(), bench_case, c, n)
                 ->UseRealTime();
         benchmark::RegisterBenchmark((f + "/lr_block" + s).c_str(), bench_lr_block, k, n)
+            ->UseRealTime();
+        benchmark::RegisterBenchmark((f + "/row_sums" + s).c_str(), bench_row_sums, k, n)
+            ->UseRealTime();
+        benchmark::RegisterBenchmark((f + "/col_sums" + s).c_str(), bench_col_sums, k, n)
             ->UseRealTime();
     }
     for (int64_t n : {16, 32, 64})
