@@ -11,7 +11,7 @@
 //   bench_kernels --benchmark_filter='avx512/gemm_small' --benchmark_repetitions=5
 //   bench_kernels --benchmark_filter='/16M' --benchmark_min_time=0.05    # every kernel, quickly
 //
-// A full run at default settings takes about 7 minutes on an AVX-512 machine (315 benchmarks,
+// A full run at default settings takes about 7 minutes on an AVX-512 machine (327 benchmarks,
 // mostly the 16M cases and their buffer fills); CI runs only the names bench/compare/run.py asks
 // for.
 //
@@ -166,10 +166,11 @@ std::vector<Case> kernel_cases(const tg_kernels *k)
         const char *name;
         tg_unary_fn fn;
         Range x;
-    } unary[] = {{"neg", k->neg, wide},        {"abs", k->abs, wide},   {"relu", k->relu, wide},
-                 {"exp", k->exp, wide},        {"log", k->log, pos},    {"sin", k->sin, wide},
-                 {"cos", k->cos, wide},        {"tanh", k->tanh, wide}, {"sqrt", k->sqrt, pos},
-                 {"sigmoid", k->sigmoid, wide}};
+    } unary[] = {
+        {"neg", k->neg, wide},         {"abs", k->abs, wide},       {"relu", k->relu, wide},
+        {"exp", k->exp, wide},         {"log", k->log, pos},        {"sin", k->sin, wide},
+        {"cos", k->cos, wide},         {"tanh", k->tanh, wide},     {"sqrt", k->sqrt, pos},
+        {"sigmoid", k->sigmoid, wide}, {"sin_nt", k->sin_nt, wide}, {"cos_nt", k->cos_nt, wide}};
     for (const auto &u : unary)
         cs.push_back(
             {u.name, {u.x, out}, 2, [f = u.fn](float *const *a, int64_t n) { f(a[0], a[1], n); }});
