@@ -214,6 +214,13 @@ grep -q '"rows":4' "$TMP/out" || fail "--missing drop: expected 4 rows: $(cat "$
 expect 0 "--missing mean" -- "$BIN" train "$TMP/strings.csv" --label y --positive yes \
     --missing mean --json --quiet
 grep -q '"rows":5' "$TMP/out" || fail "--missing mean: expected 5 rows: $(cat "$TMP/out")"
+# the model remembers which string meant 1, so eval needs no --positive
+expect 0 "train on string labels" -- "$BIN" train "$TMP/strings.csv" --label y --positive yes \
+    --missing drop --model "$TMP/strings.json" --quiet
+grep -q '"positive":[[:space:]]*"yes"' "$TMP/strings.json" || fail "model file: no positive value"
+expect 0 "eval with the model's positive value" -- "$BIN" eval --model "$TMP/strings.json" \
+    "$TMP/strings.csv" --missing drop --json
+grep -q '"rows":4' "$TMP/out" || fail "eval with the model's positive value: $(cat "$TMP/out")"
 
 # '-' reads the data from standard input, here a pipe
 checks=$((checks + 1))

@@ -734,6 +734,7 @@ static void test_model_round_trip(void **state)
     assert_memory_equal(back.scale, m.scale, 3 * sizeof(double));
     assert_true(back.bias == m.bias);
     assert_string_equal(back.label, "placement");
+    assert_null(back.positive);
     assert_string_equal(back.feature_names[1], "iq \"quoted\"");
     assert_string_equal(back.feature_names[2], "caf\xc3\xa9");
     assert_int_equal(back.options.solver, m.options.solver);
@@ -746,6 +747,11 @@ static void test_model_round_trip(void **state)
     char *a = tg_logreg_to_json(&m), *b = tg_logreg_to_json(&back);
     assert_string_equal(a, b);
     free(a), free(b);
+    /* the label value that meant 1 survives the file */
+    assert_int_equal(tg_logreg_model_set_positive(&m, "yes \"quoted\""), TG_OK);
+    assert_int_equal(tg_logreg_save(&m, path), TG_OK);
+    assert_int_equal(tg_logreg_load(&back, path), TG_OK);
+    assert_string_equal(back.positive, "yes \"quoted\"");
     /* overwriting replaces the file */
     back.bias = 1.25;
     assert_int_equal(tg_logreg_save(&back, path), TG_OK);
@@ -793,6 +799,9 @@ static void test_model_load_errors(void **state)
                       TG_EPARSE, "'weights'");
     expect_load_error(HEAD "\"features\": [\"a\"], \"weights\": [1], " GOOD_TAIL, TG_EPARSE,
                       "'bias'");
+    expect_load_error(HEAD "\"positive\": 1, \"features\": [\"a\"], \"weights\": [1], "
+                           "\"bias\": 0, " GOOD_TAIL,
+                      TG_EPARSE, "'positive'");
     expect_load_error(HEAD "\"features\": [\"a\"], \"weights\": [1], \"bias\": 0, "
                            "\"standardization\": {\"mean\": [0], \"std\": [0]}, " GOOD_TAIL,
                       TG_EPARSE, "'std'");

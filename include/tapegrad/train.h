@@ -103,6 +103,8 @@ typedef struct tg_logreg_model {
                                 * callback fields are cleared) */
     int64_t train_rows;        /* rows the model was fitted on */
     int iterations;            /* iterations the fit ran */
+    char *positive; /* the label value read as 1 when the labels were two strings, or NULL;
+                     * set it with tg_logreg_model_set_positive */
 } tg_logreg_model;
 
 void tg_logreg_model_init(tg_logreg_model *m); /* an empty model */
@@ -111,6 +113,9 @@ void tg_logreg_model_free(tg_logreg_model *m); /* frees the contents and empties
  * label name (NULL allowed) into the model. */
 tg_status tg_logreg_model_set_names(tg_logreg_model *m, const char *const *names, int64_t n,
                                     const char *label);
+/* Records (a copy of) the label value that meant 1, so that evaluating the model on the same
+ * kind of file needs no reminder; NULL clears it. */
+tg_status tg_logreg_model_set_positive(tg_logreg_model *m, const char *positive);
 
 /* ---- Metrics ----------------------------------------------------------------------------- */
 typedef struct tg_binary_metrics {

@@ -84,6 +84,7 @@ void tg_logreg_model_free(tg_logreg_model *m)
     free(m->scale);
     free_names(m->feature_names, m->n_features);
     free(m->label);
+    free(m->positive);
     tg_logreg_model_init(m);
 }
 
@@ -94,6 +95,19 @@ static char *dup_str(const char *s)
     if (p)
         memcpy(p, s, n);
     return p;
+}
+
+tg_status tg_logreg_model_set_positive(tg_logreg_model *m, const char *positive)
+{
+    if (!m)
+        return tg_set_error(TG_EINVAL, "tg_logreg_model_set_positive: model is NULL");
+    char *p = positive ? dup_str(positive) : NULL;
+    if (positive && !p)
+        return tg_set_error(TG_ENOMEM, "tg_logreg_model_set_positive: out of memory");
+    free(m->positive);
+    m->positive = p;
+    tg_clear_error();
+    return TG_OK;
 }
 
 tg_status tg_logreg_model_set_names(tg_logreg_model *m, const char *const *names, int64_t n,

@@ -1,6 +1,6 @@
 /* Model files: JSON through cJSON.
  *
- *   {"format": "tapegrad-logreg", "version": 1, "label": "placement",
+ *   {"format": "tapegrad-logreg", "version": 1, "label": "placement", ["positive": "yes",]
  *    "features": ["cgpa", ...], "standardization": {"mean": [...], "std": [...]} or null,
  *    "weights": [...], "bias": b, "solver": {"name": "lbfgs", "l2": ..., ...},
  *    "training": {"rows": n, "iterations": k}}
@@ -168,6 +168,7 @@ static cJSON *model_json(const tg_logreg_model *m)
               add_int(root, "version", FORMAT_VERSION) &&
               (m->label ? cJSON_AddStringToObject(root, "label", m->label) != NULL
                         : cJSON_AddNullToObject(root, "label") != NULL) &&
+              (!m->positive || cJSON_AddStringToObject(root, "positive", m->positive)) &&
               add_item(root, "features", names_array(m)) &&
               add_item(root, "standardization", standardization_object(m)) &&
               add_item(root, "weights", number_array(m->weights, m->n_features)) &&
@@ -349,6 +350,12 @@ static bool read_names(reader *r, const cJSON *root, tg_logreg_model *m)
         ok = fail(r, "label", "expected a string or null%s", "");
     if (ok && tg_logreg_model_set_names(m, names, n,
                                         cJSON_IsString(label) ? label->valuestring : NULL) != TG_OK)
+        ok = (r->st = tg_last_status(), false);
+    const cJSON *positive = field(root, "positive"); /* optional: string labels only */
+    if (ok && positive && !cJSON_IsNull(positive) && !cJSON_IsString(positive))
+        ok = fail(r, "positive", "expected a string or null%s", "");
+    if (ok && cJSON_IsString(positive) &&
+        tg_logreg_model_set_positive(m, positive->valuestring) != TG_OK)
         ok = (r->st = tg_last_status(), false);
     free(names);
     return ok;

@@ -40,6 +40,8 @@ bool cli_load_for_model(const char *cmd, const char *model_path, const char *dat
     }
     co.no_label = label == NULL;
     co.label = label;
+    if (!co.positive)
+        co.positive = m->positive; /* the string labels the model was trained on, if any */
     /* --missing mean fills a gap with the training mean the model keeps, as the model saw it,
      * not with the mean of the rows being scored (one row would have none). */
     float *fill = NULL;

@@ -371,7 +371,8 @@ static int write_outputs(const train_args *a, const summary *s, tg_logreg_model 
 {
     const tg_csv_data *data = s->data;
     if (tg_logreg_model_set_names(m, (const char *const *)data->names, data->n_features,
-                                  data->label_name) != TG_OK) {
+                                  data->label_name) != TG_OK ||
+        tg_logreg_model_set_positive(m, a->csv.positive) != TG_OK) {
         cli_error("train", "%s", tg_last_error());
         return EXIT_FAIL;
     }
