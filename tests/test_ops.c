@@ -472,6 +472,28 @@ static void test_sum_accuracy_one_million(void **state)
     tg_scope_end();
 }
 
+/* A long sum adds its blocks' partial sums in double and rounds once. 16M elements are cut
+ * into 1024 blocks of 16384; each block here holds one nonzero value, so its sum is exact:
+ * 2^24 in the first, 0.5 in each other. The exact total 16777727.5 rounds to 16777728; adding
+ * the partials pairwise in float loses the first halves to ties-to-even at 2^24 (16777726). */
+static void test_sum_of_exact_blocks(void **state)
+{
+    (void)state;
+    const int64_t n = (int64_t)1 << 24, stride = n / 1024;
+    tg_scope_begin();
+    tg_tensor *x = tg_zeros(1, &n);
+    float *v = tg_data(x);
+    v[0] = 16777216.0f;
+    for (int64_t b = 1; b < 1024; b++)
+        v[b * stride] = 0.5f;
+    for (int threads = 1; threads <= 3; threads++) {
+        tg_set_num_threads(threads);
+        assert_true(tg_item(tg_sum(x)) == 16777728.0f);
+    }
+    tg_set_num_threads(0);
+    tg_scope_end();
+}
+
 /* A sum along a dim of one broadcast value (as the gradient of a sum reaches a broadcast
  * input) is computed once and spread, not summed over a materialized tensor: it must give the
  * bits the dense tensor gives, on every reduction path (short rows, long rows, columns summed
@@ -1116,6 +1138,7 @@ int main(void)
         cmocka_unit_test(test_pow_special_cases),
         cmocka_unit_test(test_reduction_values),
         cmocka_unit_test(test_sum_accuracy_one_million),
+        cmocka_unit_test(test_sum_of_exact_blocks),
         cmocka_unit_test(test_sum_of_permuted_views),
         cmocka_unit_test(test_sum_dim_of_transpose),
         cmocka_unit_test(test_sum_dim_of_broadcast_value),
