@@ -201,6 +201,9 @@ static void test_crlf_bom_blank_lines(void **state)
     assert_string_equal(d.names[0], "1");
     assert_string_equal(d.label_name, "0");
     tg_csv_data_free(&d);
+    /* Lines ended by a carriage return alone would read as one row of many columns. */
+    read_fails("a,b,y\r1,2,0\r3,4,1\r", defaults(), TG_EPARSE, ": ",
+               "lines end with a carriage return alone");
 }
 
 static void test_ragged_rows(void **state)

@@ -1542,6 +1542,16 @@ static void set_delimiter(csv_ctx *cx, const tg_csv_options *opt, const row_list
     }
 }
 
+/* A '\r' not followed by '\n' in [p, end): in a file that is one line, the sign of lines that
+ * end with '\r' alone, which would otherwise read as one row of many columns. */
+static bool lone_cr(const char *p, const char *end)
+{
+    for (const char *c = p; (c = memchr(c, '\r', (size_t)(end - c))) != NULL; c++)
+        if (c + 1 < end && c[1] != '\n')
+            return true;
+    return false;
+}
+
 static tg_status read_all(reader *rd, const char *data, size_t len, const tg_csv_options *opt,
                           tg_csv_data *out)
 {
@@ -1552,6 +1562,11 @@ static tg_status read_all(reader *rd, const char *data, size_t len, const tg_csv
     if (rd->rows.n == 0)
         return tg_set_error(TG_EPARSE, "%s: the file is empty%s", cx->name,
                             opt->skip_rows ? " after the skipped rows" : "");
+    if (rd->rows.n == 1 && lone_cr(p, end))
+        return tg_set_error(TG_EPARSE,
+                            "%s: lines end with a carriage return alone (\\r, old Mac style); "
+                            "convert the file to \\n or \\r\\n line endings",
+                            cx->name);
     set_delimiter(cx, opt, &rd->rows);
     tg_status st = read_first_row(cx, rd->rows.v[0], !opt->no_header);
     if (st != TG_OK || (st = resolve_columns(cx, opt)) != TG_OK)
