@@ -313,6 +313,15 @@ void bench_lr_block(benchmark::State &state, const tg_kernels *k, int64_t floats
     set_counters(state, floats, 1);
 }
 
+// A reduction's counters: items are the elements summed; bytes the input read once and the
+// `sums` results written.
+static void set_sum_counters(benchmark::State &state, int64_t floats, int64_t sums)
+{
+    state.SetItemsProcessed(state.iterations() * floats);
+    state.SetBytesProcessed(state.iterations() * (floats + sums) *
+                            static_cast<int64_t>(sizeof(float)));
+}
+
 // Rows of 16 floats: a sum over a short last dim (sum_dim), one AVX-512 vector or two AVX2 or
 // four NEON vectors per row, well inside TG_ROW_SUMS_MAX (64). x [floats / 16, 16] is read
 // once and one float written per row; items are x's elements.
@@ -327,9 +336,7 @@ void bench_row_sums(benchmark::State &state, const tg_kernels *k, int64_t floats
         k->row_sums(x.p, rows, kRowSumsLen, out.p);
         benchmark::ClobberMemory();
     }
-    state.SetItemsProcessed(state.iterations() * floats);
-    state.SetBytesProcessed(state.iterations() * (floats + rows) *
-                            static_cast<int64_t>(sizeof(float)));
+    set_sum_counters(state, floats, rows);
 }
 
 // The column sums of a row-major [floats / 16, 16], densely packed (ld = width): sum_dim over
@@ -346,9 +353,7 @@ void bench_col_sums(benchmark::State &state, const tg_kernels *k, int64_t floats
         k->col_sums(x.p, rows, kColSumsWidth, kColSumsWidth, y.p);
         benchmark::ClobberMemory();
     }
-    state.SetItemsProcessed(state.iterations() * floats);
-    state.SetBytesProcessed(state.iterations() * (floats + kColSumsWidth) *
-                            static_cast<int64_t>(sizeof(float)));
+    set_sum_counters(state, floats, kColSumsWidth);
 }
 
 // C = A op(B) for a batch of n x n matrices, one gemm_small call each, as batched matmul does.
