@@ -26,8 +26,15 @@ static void v_row_sums(const float *x, int64_t rows, int64_t len, float *out)
     }
 }
 
-/* col_sums: one band of at most W columns, recursively in sum_dim's order. The two halves are
- * independent chains, so the core overlaps them. */
+/* col_sums: the columns in bands of W, every band in sum_dim's order: a run of at most
+ * TG_SUM_RUN rows is added row after row, a longer span is split in halves whose sums are
+ * added. All bands go through one recursion, a run of rows at a time, so a matrix wider than W
+ * is read once, not once per band (16M floats as [1M, 16] on AVX2: two passes over memory
+ * before). The two halves are independent chains, so the core overlaps them. */
+#define SUM_BANDS (TG_COL_SUMS_MAX / W)
+
+/* One band: the same order, with the running sums in registers (an array of bands lives in
+ * memory, and one band then paid a store and a load per add). */
 static vf col_band(const float *x, int64_t len, int64_t stride, int64_t w)
 {
     if (len <= TG_SUM_RUN) {
@@ -41,10 +48,36 @@ static vf col_band(const float *x, int64_t len, int64_t stride, int64_t w)
     return add(a, col_band(x + half * stride, len - half, stride, w));
 }
 
+static void col_bands(const float *x, int64_t len, int64_t stride, int64_t width, vf *out)
+{
+    const int nb = (int)((width + W - 1) / W);
+    if (len <= TG_SUM_RUN) {
+        for (int b = 0; b < nb; b++)
+            out[b] = ld(x + b * W, width - b * W);
+        for (int64_t j = 1; j < len; j++)
+            for (int b = 0; b < nb; b++)
+                out[b] = add(out[b], ld(x + j * stride + b * W, width - b * W));
+        return;
+    }
+    int64_t half = len / 2;
+    vf first[SUM_BANDS];
+    col_bands(x, half, stride, width, first);
+    col_bands(x + half * stride, len - half, stride, width, out);
+    for (int b = 0; b < nb; b++)
+        out[b] = add(first[b], out[b]);
+}
+
 static void v_col_sums(const float *x, int64_t len, int64_t width, int64_t stride, float *y)
 {
+    vf out[SUM_BANDS];
+    if (width <= 0)
+        return;
+    if (width <= W)
+        out[0] = col_band(x, len, stride, width);
+    else
+        col_bands(x, len, stride, width, out);
     for (int64_t c = 0; c < width; c += W)
-        st(y + c, col_band(x + c, len, stride, width - c), width - c);
+        st(y + c, out[c / W], width - c);
 }
 
 #endif
