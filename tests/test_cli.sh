@@ -151,6 +151,15 @@ if [ -w /dev/full ]; then
     ${TG_EMULATOR:-} "$BIN" train --json --quiet >/dev/full 2>"$TMP/err"
     [ $? -eq 1 ] || fail "--json to a full disk: exit status not 1"
     one_line_error "--json to a full disk" "standard output"
+    # predictions larger than the output buffer fail in fwrite, before the final flush
+    head -1 "$DATA" >"$TMP/many.csv"
+    for i in 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23 24 25 26 27 28 29 30 31 32 33 34 35 36 37 38 39 40; do
+        tail -n +2 "$DATA"
+    done >>"$TMP/many.csv"
+    checks=$((checks + 1))
+    ${TG_EMULATOR:-} "$BIN" predict --model "$M" "$TMP/many.csv" >/dev/full 2>"$TMP/err"
+    [ $? -eq 1 ] || fail "predict to a full disk: exit status not 1"
+    one_line_error "predict to a full disk" "standard output: No space left"
 fi
 # a model path that is a symlink: the file it names is replaced, the link stays
 ln -s model-target.json "$TMP/link.json"

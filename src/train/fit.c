@@ -550,8 +550,6 @@ static tg_status fill_model(fit_ctx *c, const double *theta, double *mean, doubl
     return TG_OK;
 }
 
-/* Labels, split, standardization: the working rows the solver will see. mean/scale are
- * malloc'd when standardizing. Distributed (no split there): each step agreed. */
 /* A split that leaves the training rows with one class, when the data has both, would train a
  * model that only knows one answer: an error, with a way out. (Data with one class to begin
  * with is the caller's choice; the tapegrad command refuses it before the fit.) */
@@ -573,6 +571,8 @@ static tg_status check_split_classes(const rows *r, int64_t n_val, const tg_logr
                         pos_train > 0 ? 1 : 0);
 }
 
+/* Labels, split, standardization: the working rows the solver will see. mean/scale are
+ * malloc'd when standardizing. Distributed (no split there): each step agreed. */
 static tg_status prepare_rows(rows *r, const tg_logreg_options *opt, int64_t n_val, bool dist,
                               double **mean, double **scale)
 {

@@ -71,6 +71,8 @@ void cli_error(const char *cmd, const char *fmt, ...)
     ;
 /* Silences cli_error (the other ranks of a distributed run); returns the previous setting. */
 bool cli_mute_errors(bool on);
+/* A DATA argument as a path: "-", the usual spelling of standard input, is /dev/stdin. */
+const char *cli_data_path(const char *path);
 /* Flushes stdout; false with a message when anything written to it was lost (a full disk, a
  * closed pipe), so that the command does not report success. */
 bool cli_stdout_done(const char *cmd);

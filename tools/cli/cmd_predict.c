@@ -23,8 +23,7 @@ bool cli_load_for_model(const char *cmd, const char *model_path, const char *dat
                         const cli_csv *csv, const char *label, tg_logreg_model *m,
                         tg_csv_data *data)
 {
-    if (strcmp(data_path, "-") == 0)
-        data_path = "/dev/stdin"; /* the usual spelling of standard input */
+    data_path = cli_data_path(data_path);
     if (tg_logreg_load(m, model_path) != TG_OK) {
         cli_error(cmd, "%s", tg_last_error());
         return false;
@@ -134,10 +133,8 @@ int cmd_predict(int argc, char **argv)
         tg_tensor *p = proba ? tg_logreg_predict_proba(&m, data.X) : tg_logreg_predict(&m, data.X);
         if (!p)
             cli_error("predict", "%s", tg_last_error());
-        else if (print_predictions(p, proba) && cli_stdout_done("predict"))
+        else if (print_predictions(p, proba) & cli_stdout_done("predict")) /* both run */
             rc = EXIT_OK;
-        else if (!ferror(stdout))
-            cli_error("predict", "cannot write to standard output");
         tg_release(p);
     }
     tg_csv_data_free(&data);

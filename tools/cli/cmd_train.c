@@ -436,9 +436,7 @@ static int train(int argc, char **argv)
             fputs(USAGE, stdout);
         return EXIT_OK;
     }
-    const char *path = a.n_pos > 0 ? a.pos[0] : NULL;
-    if (path && strcmp(path, "-") == 0)
-        path = "/dev/stdin"; /* the usual spelling of standard input */
+    const char *path = a.n_pos > 0 ? cli_data_path(a.pos[0]) : NULL;
     if (!path) {
         path = bundled_data();
         if (!path) {

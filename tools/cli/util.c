@@ -43,11 +43,19 @@ double cli_now(void)
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
+const char *cli_data_path(const char *path)
+{
+    return strcmp(path, "-") == 0 ? "/dev/stdin" : path;
+}
+
 bool cli_stdout_done(const char *cmd)
 {
+    int earlier = ferror(stdout) ? errno : 0; /* a failed fwrite's reason, if it was one */
     errno = 0;
     if (fflush(stdout) == 0 && !ferror(stdout))
         return true;
+    if (!errno)
+        errno = earlier;
     cli_error(cmd, "cannot write to standard output: %s", errno ? strerror(errno) : "write error");
     return false;
 }
