@@ -211,7 +211,16 @@ static void test_ragged_rows(void **state)
     (void)state;
     read_fails("a,b,c\n1,2,0\n3,4\n", defaults(), TG_EPARSE,
                ":3:3: ", "expected 3 fields, found 2");
-    read_fails("a,b,c\n1,2,0\n3,4,1,5\n", defaults(), TG_EPARSE, ":3:4: ", "expected 3 fields");
+    read_fails("a,b,c\n1,2,0\n3,4,1,5\n", defaults(), TG_EPARSE,
+               ":3:4: ", "expected 3 fields, found 4");
+    read_fails("a,b,c\n1,2,0\n3,4,1,5,\"x\n", defaults(), TG_EPARSE,
+               ":3:4: ", "expected 3 fields, found more");
+    /* A row longer than the header puts a feature's number in the label column; the field
+     * count, not the label, is the problem to report. The same for a bad value in a short row. */
+    tg_csv_options lb = defaults();
+    lb.label = "b";
+    read_fails("a,b\n1,2,0\n", lb, TG_EPARSE, ":2:3: ", "expected 2 fields, found 3");
+    read_fails("a,b,c\nx,2\n", defaults(), TG_EPARSE, ":2:3: ", "expected 3 fields, found 2");
     read_fails("a,b,c\n1,2,0,\n", defaults(), TG_EPARSE, ":2:4: ", "expected 3 fields");
     /* The line is the one where the short row ends, after a quoted newline. */
     tg_csv_options o = defaults();
@@ -609,7 +618,7 @@ static void test_threads_identical(void **state)
         o.n_features = 3;
         tg_csv_data e;
         assert_int_equal(tg_csv_read(p, &o, &e), TG_EPARSE);
-        assert_non_null(strstr(tg_last_error(), "expected 5 fields, found more"));
+        assert_non_null(strstr(tg_last_error(), "expected 5 fields, found 6"));
         if (t == 0)
             snprintf(first, sizeof first, "%s", tg_last_error());
         else
@@ -790,7 +799,10 @@ static void test_fast_path_errors(void **state)
         {"1,2,3 4,0\n", ":3:3: ", "'3 4'"},
         {"1,2,3,2\n", ":3:4: ", "is not 0 or 1"},
         {"1,2,3\n", ":3:", "expected 4 fields, found 3"},
-        {"1,2,3,0,5\n", ":3:", "expected 4 fields, found more"},
+        {"1,2,3,0,5\n", ":3:5: ", "expected 4 fields, found 5"},
+        {"1,2,3,0,5,6,7\n", ":3:5: ", "expected 4 fields, found 7"},
+        {"1,2,3,4,0\n", ":3:5: ", "expected 4 fields, found 5"},
+        {"x,2\n", ":3:3: ", "expected 4 fields, found 2"},
         {"1,2,3\"x\",0\n", ":3:", "quote inside an unquoted field"},
         {"1,,3,0\n", ":3:2: ", "missing value"},
         {"1,2,-1e39,0\n", ":3:3: ", "number '-1e39' in column 'c' is infinite"},

@@ -890,15 +890,42 @@ static bool field_count_ok(const csv_ctx *cx, block_state *bs, int64_t r, int c,
         return false;
     }
     if (st == F_MORE && c == cx->ncols - 1) {
-        set_row_error(&bs->err, r, next, c + 2, TG_EPARSE, "expected %d fields, found more",
-                      cx->ncols);
+        /* Count the extra fields for the message; "more" if the rest does not tokenize. */
+        int found = cx->ncols;
+        for (const char *p = next; st == F_MORE && found < INT_MAX; found++) {
+            field f;
+            const char *err;
+            if ((st = scan_field(cx, p, &f, &p, &err)) == F_ERROR)
+                break;
+        }
+        if (st == F_ERROR)
+            set_row_error(&bs->err, r, next, c + 2, TG_EPARSE, "expected %d fields, found more",
+                          cx->ncols);
+        else
+            set_row_error(&bs->err, r, next, c + 2, TG_EPARSE, "expected %d fields, found %d",
+                          cx->ncols, found);
         return false;
     }
     return true;
 }
 
-static bool parse_row(const csv_ctx *cx, block_state *bs, int64_t r, const char *p, float *x,
-                      float *y)
+/* After a value error in the row at p: when the row has more or fewer fields than the header,
+ * that is the error to report. A row one field longer than the header puts a feature's number
+ * in the label column, and "label '2' is not 0 or 1" would send the user the wrong way. */
+static void prefer_field_count_error(const csv_ctx *cx, block_state *bs, int64_t r, const char *p)
+{
+    for (int c = 0; c < cx->ncols; c++) {
+        field f;
+        const char *next, *err;
+        int st = scan_field(cx, p, &f, &next, &err);
+        if (st == F_ERROR || !field_count_ok(cx, bs, r, c, st, next) || st == F_LAST)
+            return;
+        p = next;
+    }
+}
+
+static bool parse_fields(const csv_ctx *cx, block_state *bs, int64_t r, const char *p, float *x,
+                         float *y)
 {
     const char *end = cx->end;
     const int nc = cx->ncols, last = nc - 1;
@@ -938,6 +965,15 @@ static bool parse_row(const csv_ctx *cx, block_state *bs, int64_t r, const char 
         p = next;
     }
     return true;
+}
+
+static bool parse_row(const csv_ctx *cx, block_state *bs, int64_t r, const char *p, float *x,
+                      float *y)
+{
+    if (parse_fields(cx, bs, r, p, x, y))
+        return true;
+    prefer_field_count_error(cx, bs, r, p);
+    return false;
 }
 
 /* ---- step 3, fast path: whole rows of plain numbers ---------------------------------------- */
