@@ -57,6 +57,7 @@ struct Buffer {
     float *p;
 };
 
+// The same test as the library's dispatcher: every extension the family's files are built with.
 bool cpu_runs(const std::string &name)
 {
 #if defined(__x86_64__) || defined(__i386__)
@@ -66,7 +67,7 @@ bool cpu_runs(const std::string &name)
     if (name == "avx512")
         return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") &&
                __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512bw") &&
-               __builtin_cpu_supports("fma");
+               __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
 #endif
 #if defined(__aarch64__)
     if (name == "neon")
