@@ -214,9 +214,17 @@ one_line_error "eval with non-binary labels" "nope\|cgpa\|nonbinary.csv"
 printf 'a,b,y\n1,2,yes\n3,,no\n5,6,yes\n7,8,no\n2,1,no\n' >"$TMP/strings.csv"
 expect 1 "string labels without --positive" -- "$BIN" train "$TMP/strings.csv" --label y --model "$OUT"
 one_line_error "string labels without --positive" "strings.csv:2:3:"
+# library errors come out in the command's terms: the flag, not the C option
+one_line_error "string labels name the --positive flag" "use --positive VALUE"
 expect 1 "a missing value is an error by default" -- "$BIN" train "$TMP/strings.csv" --label y \
     --positive yes --model "$OUT"
 one_line_error "a missing value is an error by default" "strings.csv:3:2:"
+one_line_error "a missing value names the --missing flag" "use --missing drop .* --missing mean"
+printf 'a,b\n1,2,0\n3,4,1\n' >"$TMP/short_header.csv"
+expect 1 "rows longer than the header" -- "$BIN" train "$TMP/short_header.csv" --label b \
+    --model "$OUT"
+one_line_error "rows longer than the header" "short_header.csv:2:3: expected 2 fields, found 3"
+no_file "rows longer than the header" "$OUT"
 expect 0 "--missing drop" -- "$BIN" train "$TMP/strings.csv" --label y --positive yes \
     --missing drop --json --quiet
 grep -q '"rows":4' "$TMP/out" || fail "--missing drop: expected 4 rows: $(cat "$TMP/out")"

@@ -564,9 +564,9 @@ static tg_status check_split_classes(const rows *r, int64_t n_val, const tg_logr
     if (!both || (pos_train > 0 && pos_train < n_train))
         return TG_OK;
     return tg_set_error(TG_EINVAL,
-                        "tg_logreg_fit: the validation split (val_split %g, seed %llu) leaves "
-                        "the %lld training rows with only class %d; use a smaller val_split or "
-                        "another seed",
+                        "tg_logreg_fit: the validation split (%g of the rows, seed %llu) "
+                        "leaves the %lld training rows with only class %d; use a smaller "
+                        "validation split or another seed",
                         o->val_split, (unsigned long long)o->seed, (long long)n_train,
                         pos_train > 0 ? 1 : 0);
 }
@@ -603,8 +603,8 @@ static tg_status fit_rows(rows *r, const tg_logreg_options *opt, bool dist, int6
     int64_t n_val = opt->val_split > 0.0 ? (int64_t)ceil(opt->val_split * (double)r->n) : 0;
     if (r->n - n_val < 1 && !dist)
         return tg_set_error(TG_EINVAL,
-                            "tg_logreg_fit: val_split %g leaves no training rows "
-                            "out of %lld",
+                            "tg_logreg_fit: a validation split of %g leaves no training "
+                            "rows out of %lld",
                             opt->val_split, (long long)r->n);
     double *mean = NULL, *scale = NULL, *theta = NULL;
     fit_ctx c;

@@ -120,7 +120,7 @@ static bool fit_options(const train_args *a, tg_logreg_options *o)
 {
     tg_logreg_options_init(o);
     if (a->solver && tg_solver_parse(a->solver, &o->solver) != TG_OK) {
-        cli_error("train", "--solver: %s", tg_last_error());
+        cli_lib_error("train", "--solver: ");
         return false;
     }
     o->max_iter = a->epochs;
@@ -197,7 +197,7 @@ static bool load(const train_args *a, const char *path, cli_progress *pg, tg_csv
     if (st != TG_OK && a->distributed)
         cli_dist_error("train");
     else if (st != TG_OK)
-        cli_error("train", "%s", tg_last_error());
+        cli_lib_error("train", NULL);
     return st == TG_OK;
 }
 
@@ -373,13 +373,13 @@ static int write_outputs(const train_args *a, const summary *s, tg_logreg_model 
     if (tg_logreg_model_set_names(m, (const char *const *)data->names, data->n_features,
                                   data->label_name) != TG_OK ||
         tg_logreg_model_set_positive(m, a->csv.positive) != TG_OK) {
-        cli_error("train", "%s", tg_last_error());
+        cli_lib_error("train", NULL);
         return EXIT_FAIL;
     }
     if (!write_curves(a, s->r, s->path))
         return EXIT_FAIL;
     if (a->model && tg_logreg_save(m, a->model) != TG_OK) {
-        cli_error("train", "%s", tg_last_error());
+        cli_lib_error("train", NULL);
         return EXIT_FAIL;
     }
     if (a->json && !print_json(a, s)) {
@@ -414,7 +414,7 @@ static int run(const train_args *a, const char *path, tg_csv_data *data, tg_logr
     if (st != TG_OK && a->distributed)
         cli_dist_error("train");
     else if (st != TG_OK)
-        cli_error("train", "%s", tg_last_error());
+        cli_lib_error("train", NULL);
     if (st != TG_OK)
         return EXIT_FAIL;
     summary s = {path, data, rows, m, &r, t1 - t0, cli_now() - t1};
