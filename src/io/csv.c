@@ -802,6 +802,42 @@ static int label_error(const csv_ctx *cx, block_state *bs, int64_t r, const fiel
     return F_ERROR;
 }
 
+/* a and b differ, but only in the case of ASCII letters. */
+static bool same_but_case(const field *a, const field *b)
+{
+    if (a->n != b->n || field_eq(a, b))
+        return false;
+    for (size_t i = 0; i < a->n; i++) {
+        char x = a->s[i], y = b->s[i];
+        if (x != y && !(((x | 0x20) == (y | 0x20)) && (x | 0x20) >= 'a' && (x | 0x20) <= 'z'))
+            return false;
+    }
+    return true;
+}
+
+/* The error for a third label string: `other` was the one value besides the positive one, and
+ * `third` is another. A value that is the positive one but for case gets a hint. */
+static void three_labels_error(const csv_ctx *cx, csv_error *e, int64_t r, const char *pos,
+                               const field *other, const field *third)
+{
+    char a[64], b[64], c[64], h[64];
+    const field *near = same_but_case(third, &cx->positive)   ? third
+                        : same_but_case(other, &cx->positive) ? other
+                                                              : NULL;
+    char hint[160] = "";
+    if (near)
+        snprintf(hint, sizeof hint,
+                 " ('%s' differs from the positive value only in case; labels are compared "
+                 "exactly)",
+                 snippet(h, sizeof h, near->s, near->n));
+    set_row_error(
+        e, r, pos, cx->label_col + 1, TG_EPARSE,
+        "label column '%s' has more than two values: '%s' (the positive value), '%s' "
+        "and '%s'%s",
+        cx->col_names[cx->label_col], snippet(a, sizeof a, cx->positive.s, cx->positive.n),
+        snippet(b, sizeof b, other->s, other->n), snippet(c, sizeof c, third->s, third->n), hint);
+}
+
 /* Labels given as two strings: `positive` is 1, the one other value is 0. */
 static int label_string(const csv_ctx *cx, block_state *bs, int64_t r, const field *f, float *y,
                         int st)
@@ -817,12 +853,7 @@ static int label_string(const csv_ctx *cx, block_state *bs, int64_t r, const fie
         bs->other_row = r;
         bs->other_pos = f->s;
     } else if (!field_eq(f, &bs->other)) {
-        char a[64], b[64], c[64];
-        set_row_error(
-            &bs->err, r, f->s, cx->label_col + 1, TG_EPARSE,
-            "label column '%s' has more than two values: '%s', '%s' and '%s'",
-            cx->col_names[cx->label_col], snippet(a, sizeof a, cx->positive.s, cx->positive.n),
-            snippet(b, sizeof b, bs->other.s, bs->other.n), snippet(c, sizeof c, f->s, f->n));
+        three_labels_error(cx, &bs->err, r, f->s, &bs->other, f);
         return F_ERROR;
     }
     return st;
@@ -1371,13 +1402,7 @@ static tg_status merge_blocks(const csv_ctx *cx, const job *j, bool *any_missing
             } else if (!field_eq(&other->other, &bs->other) &&
                        (bs->err.row < 0 || bs->other_row < bs->err.row)) {
                 csv_error e;
-                char a[64], o[64], c[64];
-                set_row_error(&e, bs->other_row, bs->other_pos, cx->label_col + 1, TG_EPARSE,
-                              "label column '%s' has more than two values: '%s', '%s' and '%s'",
-                              cx->col_names[cx->label_col],
-                              snippet(a, sizeof a, cx->positive.s, cx->positive.n),
-                              snippet(o, sizeof o, other->other.s, other->other.n),
-                              snippet(c, sizeof c, bs->other.s, bs->other.n));
+                three_labels_error(cx, &e, bs->other_row, bs->other_pos, &other->other, &bs->other);
                 return report(cx, &e);
             }
         }
@@ -2099,12 +2124,8 @@ const char *csv_part_other_label(const csv_part *p, size_t *len)
 tg_status csv_part_label_conflict(const csv_part *p, const char *ref, size_t ref_len)
 {
     const csv_ctx *cx = &p->rd.cx;
-    char a[64], o[64], c[64];
     csv_error e;
-    set_row_error(&e, 0, p->other_pos, cx->label_col + 1, TG_EPARSE,
-                  "label column '%s' has more than two values: '%s', '%s' and '%s'",
-                  cx->col_names[cx->label_col],
-                  snippet(a, sizeof a, cx->positive.s, cx->positive.n),
-                  snippet(o, sizeof o, ref, ref_len), snippet(c, sizeof c, p->other.s, p->other.n));
+    const field other = {ref, ref_len, false, false};
+    three_labels_error(cx, &e, 0, p->other_pos, &other, &p->other);
     return report(cx, &e);
 }
