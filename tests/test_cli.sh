@@ -177,8 +177,15 @@ expect 1 "model in a missing directory" -- "$BIN" train --model "$TMP/no/such/di
 one_line_error "model in a missing directory" "no/such/dir/m.json"
 
 # ---- usage errors: exit 2 ------------------------------------------------------------------------
-expect 2 "no --label with a data file" -- "$BIN" train "$DATA"
-one_line_error "no --label" "--label"
+# without --label the label is the last column, and a label error says so
+printf 'a,b,y\n1,2,0\n3,1,1\n2,2,0\n4,0,1\n' >"$TMP/last.csv"
+expect 0 "no --label: the last column" -- "$BIN" train "$TMP/last.csv" --model "$TMP/last.json" \
+    --quiet
+grep -q '"label":[[:space:]]*"y"' "$TMP/last.json" || fail "no --label: the model's label is not y"
+printf 'y,a,b\n0,1,2\n1,3,1\n' >"$TMP/first.csv"
+expect 1 "no --label, label first" -- "$BIN" train "$TMP/first.csv" --model "$OUT"
+one_line_error "no --label, label first" "first.csv:2:3: .*unless --label names another"
+no_file "no --label, label first" "$OUT"
 expect 2 "unknown option" -- "$BIN" train --frobnicate
 one_line_error "unknown option" "frobnicate"
 expect 2 "bad number option" -- "$BIN" train --epochs many

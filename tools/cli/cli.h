@@ -69,9 +69,9 @@ void cli_error(const char *cmd, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)))
 #endif
     ;
-/* cli_error with tg_last_error(), after `context` (may be NULL), in the command's terms: option
- * names become the flags that set them. */
-void cli_lib_error(const char *cmd, const char *context);
+/* cli_error with tg_last_error(), after `context` and before "; hint" (either may be NULL), in
+ * the command's terms: option names become the flags that set them. */
+void cli_lib_error(const char *cmd, const char *context, const char *hint);
 /* Silences cli_error (the other ranks of a distributed run); returns the previous setting. */
 bool cli_mute_errors(bool on);
 /* A DATA argument as a path: "-", the usual spelling of standard input, is /dev/stdin. */

@@ -83,7 +83,7 @@ static int evaluate(const char *path, const char *label, const tg_logreg_model *
     tg_tensor *z = tg_logreg_decision_function(m, data->X);
     tg_binary_metrics bm;
     if (!z || tg_binary_metrics_compute(data->y, z, &bm) != TG_OK) {
-        cli_lib_error("eval", NULL);
+        cli_lib_error("eval", NULL, NULL);
         tg_release(z);
         return EXIT_FAIL;
     }
@@ -132,7 +132,7 @@ int cmd_eval(int argc, char **argv)
     /* The label: --label, else the one the model was trained on. Loading the model first
      * tells us which; cli_load_for_model reloads it, which is cheap. */
     if (!label && tg_logreg_load(&m, model) != TG_OK) {
-        cli_lib_error("eval", NULL);
+        cli_lib_error("eval", NULL, NULL);
     } else if (!label && !m.label) {
         cli_error("eval", "%s names no label column; pass --label COL", model);
     } else {

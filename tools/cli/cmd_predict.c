@@ -25,7 +25,7 @@ bool cli_load_for_model(const char *cmd, const char *model_path, const char *dat
 {
     data_path = cli_data_path(data_path);
     if (tg_logreg_load(m, model_path) != TG_OK) {
-        cli_lib_error(cmd, NULL);
+        cli_lib_error(cmd, NULL, NULL);
         return false;
     }
     tg_csv_options co;
@@ -64,7 +64,7 @@ bool cli_load_for_model(const char *cmd, const char *model_path, const char *dat
     tg_status st = tg_csv_read(data_path, &co, data);
     free(fill);
     if (st != TG_OK) {
-        cli_lib_error(cmd, NULL);
+        cli_lib_error(cmd, NULL, NULL);
         return false;
     }
     if (data->n_features != m->n_features) {
@@ -132,7 +132,7 @@ int cmd_predict(int argc, char **argv)
     if (cli_load_for_model("predict", model, pos[0], &csv, NULL, &m, &data)) {
         tg_tensor *p = proba ? tg_logreg_predict_proba(&m, data.X) : tg_logreg_predict(&m, data.X);
         if (!p)
-            cli_lib_error("predict", NULL);
+            cli_lib_error("predict", NULL, NULL);
         else if (print_predictions(p, proba) & cli_stdout_done("predict")) /* both run */
             rc = EXIT_OK;
         tg_release(p);

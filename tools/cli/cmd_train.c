@@ -9,13 +9,14 @@
 #include "cli.h"
 
 static const char USAGE[] =
-    "usage: tapegrad train [DATA.csv] --label COL [options]\n"
+    "usage: tapegrad train [DATA.csv] [--label COL] [options]\n"
     "\n"
     "Fits a logistic regression (L2-penalized, intercept not penalized) and writes the model.\n"
     "Without DATA it trains on the bundled synthetic data/placement.csv (label 'placement').\n"
     "\n"
     "data:\n"
-    "  --label COL          label column (name or 0-based index); values 0/1 or true/false\n"
+    "  --label COL          label column, name or 0-based index (default: the last\n"
+    "                       column); values 0/1 or true/false\n"
     "  --features a,b,...   feature columns (default: every other column)\n"
     "  --no-header          the first row is data; columns are named 0, 1, ...\n"
     "  --skip-rows N        lines to skip before the header\n"
@@ -120,7 +121,7 @@ static bool fit_options(const train_args *a, tg_logreg_options *o)
 {
     tg_logreg_options_init(o);
     if (a->solver && tg_solver_parse(a->solver, &o->solver) != TG_OK) {
-        cli_lib_error("train", "--solver: ");
+        cli_lib_error("train", "--solver: ", NULL);
         return false;
     }
     o->max_iter = a->epochs;
@@ -197,7 +198,10 @@ static bool load(const train_args *a, const char *path, cli_progress *pg, tg_csv
     if (st != TG_OK && a->distributed)
         cli_dist_error("train");
     else if (st != TG_OK)
-        cli_lib_error("train", NULL);
+        cli_lib_error("train", NULL,
+                      !a->label && strstr(tg_last_error(), "label")
+                          ? "the label is the last column unless --label names another"
+                          : NULL);
     return st == TG_OK;
 }
 
@@ -373,13 +377,13 @@ static int write_outputs(const train_args *a, const summary *s, tg_logreg_model 
     if (tg_logreg_model_set_names(m, (const char *const *)data->names, data->n_features,
                                   data->label_name) != TG_OK ||
         tg_logreg_model_set_positive(m, a->csv.positive) != TG_OK) {
-        cli_lib_error("train", NULL);
+        cli_lib_error("train", NULL, NULL);
         return EXIT_FAIL;
     }
     if (!write_curves(a, s->r, s->path))
         return EXIT_FAIL;
     if (a->model && tg_logreg_save(m, a->model) != TG_OK) {
-        cli_lib_error("train", NULL);
+        cli_lib_error("train", NULL, NULL);
         return EXIT_FAIL;
     }
     if (a->json && !print_json(a, s)) {
@@ -414,7 +418,7 @@ static int run(const train_args *a, const char *path, tg_csv_data *data, tg_logr
     if (st != TG_OK && a->distributed)
         cli_dist_error("train");
     else if (st != TG_OK)
-        cli_lib_error("train", NULL);
+        cli_lib_error("train", NULL, NULL);
     if (st != TG_OK)
         return EXIT_FAIL;
     summary s = {path, data, rows, m, &r, t1 - t0, cli_now() - t1};
@@ -446,10 +450,6 @@ static int train(int argc, char **argv)
         }
         if (!a.label)
             a.label = "placement";
-    }
-    if (!a.label) {
-        cli_error("train", "--label COL is required with a data file (see tapegrad train --help)");
-        return EXIT_USAGE;
     }
     if (a.threads > 0)
         tg_set_num_threads(a.threads);

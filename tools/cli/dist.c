@@ -24,7 +24,7 @@ int cli_dist_begin(const char *cmd)
         return EXIT_USAGE;
     }
     if (tg_dist_init() != TG_OK) {
-        cli_lib_error(cmd, "--distributed: ");
+        cli_lib_error(cmd, "--distributed: ", NULL);
         return EXIT_FAIL;
     }
     cli_mute_errors(tg_dist_rank() != 0);
@@ -46,7 +46,7 @@ void cli_dist_error(const char *cmd)
     if (tg_dist_failed_rank() != tg_dist_rank())
         return;
     bool was = cli_mute_errors(false);
-    cli_lib_error(cmd, NULL);
+    cli_lib_error(cmd, NULL, NULL);
     cli_mute_errors(was);
 }
 

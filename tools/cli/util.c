@@ -76,11 +76,11 @@ static void word_for_cli(const char *msg, char *out, size_t cap)
     out[k] = '\0';
 }
 
-void cli_lib_error(const char *cmd, const char *context)
+void cli_lib_error(const char *cmd, const char *context, const char *hint)
 {
     char msg[1024];
     word_for_cli(tg_last_error(), msg, sizeof msg);
-    cli_error(cmd, "%s%s", context ? context : "", msg);
+    cli_error(cmd, "%s%s%s%s", context ? context : "", msg, hint ? "; " : "", hint ? hint : "");
 }
 
 double cli_now(void)
