@@ -855,6 +855,9 @@ def evaluate(r, smoke):
             r.status = "?"
 
 
+SLOWER = 0.9  # speed-up below which a row without a target must say why (noise stays above)
+
+
 def add_reasons(r, manual):
     """Why a row falls short: what the measurements themselves say, then any reason written
     down in bench/compare/reasons.json (keys "ROW" or "ROW@THREADS")."""
@@ -888,6 +891,13 @@ def add_reasons(r, manual):
         if key in manual and r.status in ("short", "missing", "error", "?"):
             r.reasons.append(manual[key])
             break
+    # A row without a target where tapegrad is clearly slower than its peer gets its written
+    # reason as a note, so the table never shows a loss without saying why.
+    if r.status == "—" and r.ratio is not None and r.ratio < SLOWER:
+        key = "%s@%d" % (r.row.id, r.k)
+        r.notes.append("slower than the peer (%s): %s" % (
+            fmt_ratio(r.ratio), manual.get(key, manual.get(
+                r.row.id, "no reason recorded yet (add one to bench/compare/reasons.json)"))))
     if r.status == "short" and not r.reasons:
         r.reasons.append("no reason recorded yet (add one to bench/compare/reasons.json)")
 
