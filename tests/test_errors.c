@@ -151,13 +151,24 @@ static void test_reshape_expand_errors(void **state)
     assert_null(tg_reshape(x, 2, (int64_t[]){-1, 4}));
     expect_error(TG_ESHAPE, "tg_reshape", "[-1, 4]", "6");
     assert_null(tg_reshape(x, 2, (int64_t[]){-1, -1}));
-    expect_error(TG_EINVAL, "tg_reshape", NULL, NULL);
+    expect_error(TG_EINVAL, "tg_reshape", "only one dimension can be inferred", NULL);
     assert_null(tg_reshape(x, 2, (int64_t[]){-2, -3}));
     expect_error(TG_EINVAL, "tg_reshape", NULL, NULL);
     assert_null(tg_reshape(x, 9, (int64_t[]){1, 1, 1, 1, 1, 1, 1, 2, 3}));
     expect_error(TG_EINVAL, "tg_reshape", NULL, NULL);
     assert_null(tg_reshape(tg_zeros(1, (int64_t[]){0}), 2, (int64_t[]){-1, 0}));
     expect_error(TG_ESHAPE, "tg_reshape", NULL, NULL); /* -1 is ambiguous with 0 elements */
+    /* Sizes whose product wraps around to the element count (0 here, or 6) are too large, not
+     * a match: a view with that shape would walk far outside its storage. */
+    tg_tensor *none = tg_zeros(1, (int64_t[]){0});
+    assert_null(tg_reshape(none, 2, (int64_t[]){INT64_C(1) << 62, 4}));
+    expect_error(TG_ENOMEM, "tg_reshape", "too large", NULL);
+    assert_null(tg_reshape(none, 3, (int64_t[]){0, INT64_MAX, INT64_MAX}));
+    expect_error(TG_ENOMEM, "tg_reshape", "too large", NULL);
+    assert_null(tg_reshape(x, 3, (int64_t[]){-1, INT64_C(1) << 62, 4}));
+    expect_error(TG_ENOMEM, "tg_reshape", "too large", NULL);
+    assert_null(tg_zeros(3, (int64_t[]){0, INT64_MAX, INT64_MAX}));
+    expect_error(TG_ENOMEM, "tg_zeros", "too large", NULL);
 
     assert_null(tg_expand(vec(3), 2, (int64_t[]){2, 4}));
     expect_error(TG_ESHAPE, "tg_expand", "[2, 4]", "[3]");
@@ -167,6 +178,12 @@ static void test_reshape_expand_errors(void **state)
     expect_error(TG_ESHAPE, "tg_expand", "[3, 5]", "[2, 1]");
     assert_null(tg_expand(vec(1), 2, (int64_t[]){-1, 3})); /* -1 for a new leading dim */
     expect_error(TG_ESHAPE, "tg_expand", NULL, NULL);
+    assert_null(tg_expand(mat(1, 1), 2, (int64_t[]){INT64_MAX, INT64_MAX}));
+    expect_error(TG_ENOMEM, "tg_expand", "too large", NULL);
+    assert_null(tg_expand(mat(1, 1), 2, (int64_t[]){INT64_C(1) << 40, INT64_C(1) << 40}));
+    expect_error(TG_ENOMEM, "tg_expand", "too large", NULL);
+    assert_null(tg_expand(x, 2, NULL));
+    expect_error(TG_EINVAL, "tg_expand", "shape is NULL", NULL);
     tg_scope_end();
 }
 
@@ -193,6 +210,8 @@ static void test_creation_errors(void **state)
     expect_error(TG_EINVAL, "tg_arange", NULL, NULL);
     assert_null(tg_arange(0, INFINITY, 1));
     expect_error(TG_EINVAL, "tg_arange", NULL, NULL);
+    assert_null(tg_arange(0, 3e38f, 1e-30f)); /* 3e68 elements: no int64 holds the count */
+    expect_error(TG_ENOMEM, "tg_arange", "too many", NULL);
 }
 
 static void test_value_errors(void **state)

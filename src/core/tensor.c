@@ -18,7 +18,10 @@ int64_t tg_check_shape(int ndim, const int64_t *shape, const char *fn)
         tg_set_error(TG_EINVAL, "%s: shape is NULL", fn);
         return -1;
     }
+    /* The bound is on the product of the nonzero sizes, not on numel: a size-0 dim makes numel
+     * 0, but the strides are still products of the other sizes and must not overflow. */
     int64_t n = 1;
+    bool empty = false;
     for (int i = 0; i < ndim; i++) {
         if (shape[i] < 0) {
             char buf[160];
@@ -26,13 +29,19 @@ int64_t tg_check_shape(int ndim, const int64_t *shape, const char *fn)
                          tg_shape_str(buf, sizeof buf, ndim, shape));
             return -1;
         }
-        if (shape[i] && n > INT64_MAX / 4 / shape[i]) {
-            tg_set_error(TG_ENOMEM, "%s: shape is too large", fn);
+        if (shape[i] == 0) {
+            empty = true;
+            continue;
+        }
+        if (n > INT64_MAX / 4 / shape[i]) {
+            char buf[160];
+            tg_set_error(TG_ENOMEM, "%s: shape %s is too large", fn,
+                         tg_shape_str(buf, sizeof buf, ndim, shape));
             return -1;
         }
         n *= shape[i];
     }
-    return n;
+    return empty ? 0 : n;
 }
 
 void tg_set_contiguous_strides(tg_tensor *t)
@@ -226,7 +235,13 @@ tg_tensor *tg_arange(float start, float end, float step)
         TG_API_RETURN(NULL);
     }
     /* PyTorch computes the length in double: ceil((end - start) / step). */
-    int64_t n = (int64_t)ceil(((double)end - (double)start) / (double)step);
+    double len = ceil(((double)end - (double)start) / (double)step);
+    if (!(len <= (double)(INT64_MAX / 4))) { /* the cast below would be undefined */
+        tg_set_error(TG_ENOMEM, "tg_arange: start=%g end=%g step=%g gives %g elements, too many",
+                     start, end, step, len);
+        TG_API_RETURN(NULL);
+    }
+    int64_t n = (int64_t)len;
     tg_tensor *t = tg_new(1, &n, "tg_arange");
     if (t) {
         float *p = tg_ptr(t);

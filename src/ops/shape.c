@@ -21,24 +21,26 @@ static bool infer_shape(const tg_tensor *a, int ndim, const int64_t *shape, int6
 {
     char x[160], y[160];
     int infer = -1;
-    int64_t known = 1;
     if (ndim < 0 || ndim > TG_MAX_DIMS || (ndim && !shape)) {
         tg_set_error(TG_EINVAL, "tg_reshape: bad ndim %d or NULL shape", ndim);
         return false;
     }
     for (int i = 0; i < ndim; i++) {
         out[i] = shape[i];
-        if (shape[i] == -1 && infer < 0) {
-            infer = i;
+        if (shape[i] != -1)
             continue;
-        }
-        if (shape[i] < 0) {
-            tg_set_error(TG_EINVAL, "tg_reshape: invalid shape %s",
+        if (infer >= 0) {
+            tg_set_error(TG_EINVAL, "tg_reshape: only one dimension can be inferred (shape %s)",
                          tg_shape_str(x, sizeof x, ndim, shape));
             return false;
         }
-        known *= shape[i];
+        infer = i;
+        out[i] = 1; /* for the product of the others */
     }
+    /* The other sizes: none negative, and a product that cannot overflow. */
+    int64_t known = tg_check_shape(ndim, out, "tg_reshape");
+    if (known < 0)
+        return false;
     if (infer >= 0) {
         if (known == 0 || a->numel % known != 0)
             goto mismatch;
@@ -300,7 +302,15 @@ tg_tensor *tg_expand(tg_tensor *a, int ndim, const int64_t *shape)
     if (!a)
         TG_API_RETURN(tg_null_arg("tg_expand"));
     char x[160], y[160];
-    if (ndim < a->ndim || ndim > TG_MAX_DIMS || (ndim && !shape)) {
+    if (ndim > TG_MAX_DIMS) {
+        tg_set_error(TG_EINVAL, "tg_expand: ndim %d is more than %d", ndim, TG_MAX_DIMS);
+        TG_API_RETURN(NULL);
+    }
+    if (ndim > 0 && !shape) {
+        tg_set_error(TG_EINVAL, "tg_expand: shape is NULL");
+        TG_API_RETURN(NULL);
+    }
+    if (ndim < a->ndim) {
         tg_set_error(TG_ESHAPE,
                      "tg_expand: the number of sizes provided (%d) must be greater or equal to "
                      "the number of dimensions in the tensor (%d)",
@@ -324,6 +334,8 @@ tg_tensor *tg_expand(tg_tensor *a, int ndim, const int64_t *shape)
         sh[i] = want;
         st[i] = (ia < 0 || have != want) ? 0 : a->strides[ia];
     }
+    if (tg_check_shape(ndim, sh, "tg_expand") < 0) /* numel must not overflow */
+        TG_API_RETURN(NULL);
     tg_tensor *out = tg_view_of(a, ndim, sh, st, a->offset);
     if (out)
         tg_record(&EXPAND, out, 1, &a);
