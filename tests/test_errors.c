@@ -291,6 +291,25 @@ static void expect_null_error(const tg_tensor *r, const char *fn)
     expect_error(TG_EINVAL, fn, NULL, NULL);
 }
 
+/* NULL where a function should write its result: an error, or nothing done, never a crash. */
+static void test_null_outputs(void **state)
+{
+    (void)state;
+    tg_logreg_options_init(NULL);
+    tg_logreg_model_init(NULL);
+    tg_sgd_options_init(NULL);
+    tg_adam_options_init(NULL);
+    tg_csv_options_init(NULL);
+    assert_int_equal(tg_solver_parse("gd", NULL), TG_EINVAL);
+    expect_error(TG_EINVAL, "tg_solver_parse", "NULL", NULL);
+    tg_solver s = TG_SOLVER_LBFGS;
+    assert_int_equal(tg_solver_parse("nope", &s), TG_EINVAL);
+    expect_error(TG_EINVAL, "tg_solver_parse", "'nope'", NULL);
+    assert_int_equal(tg_solver_parse("adam", &s), TG_OK);
+    assert_int_equal(s, TG_SOLVER_ADAM);
+    expect_ok(); /* the failure before is not reported after a success */
+}
+
 static void test_null_arguments(void **state)
 {
     (void)state;
@@ -457,6 +476,7 @@ int main(void)
         cmocka_unit_test(test_creation_errors),
         cmocka_unit_test(test_value_errors),
         cmocka_unit_test(test_null_arguments),
+        cmocka_unit_test(test_null_outputs),
         cmocka_unit_test(test_errors_flow_through_expressions),
         cmocka_unit_test(test_success_clears_error),
     };

@@ -27,11 +27,15 @@ struct tg_optimizer {
 
 void tg_sgd_options_init(tg_sgd_options *o)
 {
+    if (!o)
+        return;
     *o = (tg_sgd_options){.lr = 0.01f, .momentum = 0.0f, .dampening = 0.0f, .weight_decay = 0.0f};
 }
 
 void tg_adam_options_init(tg_adam_options *o)
 {
+    if (!o)
+        return;
     *o = (tg_adam_options){.lr = 1e-3f, .beta1 = 0.9f, .beta2 = 0.999f, .eps = 1e-8f};
 }
 

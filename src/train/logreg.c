@@ -20,12 +20,16 @@ const char *tg_solver_name(tg_solver s)
 
 tg_status tg_solver_parse(const char *name, tg_solver *out)
 {
+    if (!out)
+        return tg_set_error(TG_EINVAL, "tg_solver_parse: out is NULL");
     for (int i = 0; name && i < N_SOLVERS; i++)
         if (strcmp(name, solver_names[i]) == 0) {
             *out = (tg_solver)i;
+            tg_clear_error();
             return TG_OK;
         }
-    return tg_set_error(TG_EINVAL, "unknown solver '%s' (expected lbfgs, gd, sgd or adam)",
+    return tg_set_error(TG_EINVAL,
+                        "tg_solver_parse: unknown solver '%s' (expected lbfgs, gd, sgd or adam)",
                         name ? name : "(null)");
 }
 
@@ -38,6 +42,8 @@ const char *tg_stop_reason_name(tg_stop_reason r)
 
 void tg_logreg_options_init(tg_logreg_options *o)
 {
+    if (!o) /* nothing to fill; like the other _init functions, not a crash */
+        return;
     memset(o, 0, sizeof *o);
     o->solver = TG_SOLVER_LBFGS;
     o->l2 = -1.0; /* resolved to 1 / n_train: sklearn's C = 1 */
@@ -64,6 +70,8 @@ void tg_logreg_options_init(tg_logreg_options *o)
 
 void tg_logreg_model_init(tg_logreg_model *m)
 {
+    if (!m)
+        return;
     memset(m, 0, sizeof *m);
     tg_logreg_options_init(&m->options);
 }
