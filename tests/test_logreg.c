@@ -814,10 +814,18 @@ static void test_model_load_errors(void **state)
     expect_load_error(HEAD "\"features\": [\"a\"], \"weights\": [1], \"bias\": 0, "
                            "\"solver\": {\"name\": \"sgd\", \"seed\": \"-1\"}}",
                       TG_EPARSE, "seed");
-    /* the smallest valid model */
+    /* a whole model followed by more text: junk appended, or two models in one file */
+    expect_load_error(HEAD "\"features\": [\"a\"], \"weights\": [2], \"bias\": -1, " GOOD_TAIL
+                           "\n trailing {",
+                      TG_EPARSE, "m.json:2:2: text after the end");
+    expect_load_error(HEAD "\"features\": [\"a\"], \"weights\": [2], \"bias\": -1, " GOOD_TAIL HEAD
+                           "\"features\": [\"a\"], \"weights\": [2], \"bias\": -1, " GOOD_TAIL,
+                      TG_EPARSE, "text after the end");
+    /* the smallest valid model; blank lines after it are fine */
     tg_logreg_model m;
     tg_logreg_model_init(&m);
-    const char *ok = HEAD "\"features\": [\"a\"], \"weights\": [2], \"bias\": -1, " GOOD_TAIL;
+    const char *ok =
+        HEAD "\"features\": [\"a\"], \"weights\": [2], \"bias\": -1, " GOOD_TAIL "\n\r\n\t ";
     assert_int_equal(tg_logreg_from_json(&m, NULL, ok, strlen(ok)), TG_OK);
     assert_null(m.mean);
     assert_null(m.label);

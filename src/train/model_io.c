@@ -467,6 +467,19 @@ tg_status tg_logreg_from_json(tg_logreg_model *m, const char *name, const char *
         return tg_set_error(TG_EPARSE, "%s:%lld:%lld: not valid JSON", r.name, (long long)line,
                             (long long)col);
     }
+    /* One JSON value and nothing after it but blanks: a second object, or a model file with
+     * junk appended, is not a model file. */
+    const char *stop = end && end >= json && end <= json + len ? end : json + len;
+    while (stop < json + len &&
+           (*stop == ' ' || *stop == '\t' || *stop == '\n' || *stop == '\r' || *stop == '\0'))
+        stop++;
+    if (stop < json + len) {
+        int64_t line, col;
+        position(json, (size_t)(stop - json), &line, &col);
+        cJSON_Delete(root);
+        return tg_set_error(TG_EPARSE, "%s:%lld:%lld: text after the end of the JSON object",
+                            r.name, (long long)line, (long long)col);
+    }
     tg_logreg_model tmp;
     tg_logreg_model_init(&tmp);
     bool ok = read_model(&r, root, &tmp);
