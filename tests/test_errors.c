@@ -310,6 +310,32 @@ static void test_null_outputs(void **state)
     expect_ok(); /* the failure before is not reported after a success */
 }
 
+/* The message names the function the caller called, and the actual problem. */
+static void test_messages_name_the_call(void **state)
+{
+    (void)state;
+    assert_int_equal(tg_print(NULL), -1);
+    expect_error(TG_EINVAL, "tg_print: tensor is NULL", NULL, NULL);
+    assert_null(tg_repr(NULL));
+    expect_error(TG_EINVAL, "tg_repr: tensor is NULL", NULL, NULL);
+    assert_int_equal(tg_logreg_save(NULL, "unused.json"), TG_EINVAL);
+    expect_error(TG_EINVAL, "tg_logreg_save: the model is NULL", NULL, NULL);
+    assert_null(tg_logreg_to_json(NULL));
+    expect_error(TG_EINVAL, "tg_logreg_to_json: the model is NULL", NULL, NULL);
+    tg_logreg_model m;
+    tg_logreg_model_init(&m);
+    assert_int_equal(tg_logreg_save(&m, "unused.json"), TG_EINVAL);
+    expect_error(TG_EINVAL, "tg_logreg_save: the model is empty", NULL, NULL);
+    assert_int_equal(tg_logreg_model_set_names(&m, (const char *[]){"a", NULL}, 2, NULL),
+                     TG_EINVAL);
+    expect_error(TG_EINVAL, "tg_logreg_model_set_names", "names[1] is NULL", NULL);
+    assert_int_equal(tg_logreg_model_set_names(&m, (const char *[]){"a"}, -1, NULL), TG_EINVAL);
+    expect_error(TG_EINVAL, "tg_logreg_model_set_names", "-1 names", NULL);
+    assert_int_equal(tg_logreg_model_set_names(&m, (const char *[]){"a", "b"}, 2, "y"), TG_OK);
+    assert_string_equal(m.feature_names[1], "b");
+    tg_logreg_model_free(&m);
+}
+
 static void test_null_arguments(void **state)
 {
     (void)state;
@@ -477,6 +503,7 @@ int main(void)
         cmocka_unit_test(test_value_errors),
         cmocka_unit_test(test_null_arguments),
         cmocka_unit_test(test_null_outputs),
+        cmocka_unit_test(test_messages_name_the_call),
         cmocka_unit_test(test_errors_flow_through_expressions),
         cmocka_unit_test(test_success_clears_error),
     };

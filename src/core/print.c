@@ -6,11 +6,12 @@
 #include "repr.h"
 #include "tensor.h"
 
-char *tg_repr(const tg_tensor *t)
+/* tg_repr for the public function fn (named in messages). */
+static char *repr(const tg_tensor *t, const char *fn)
 {
     tg_clear_error();
     if (!t) {
-        tg_set_error(TG_EINVAL, "tg_repr: tensor is NULL");
+        tg_set_error(TG_EINVAL, "%s: tensor is NULL", fn);
         return NULL;
     }
     char suffix[96];
@@ -23,13 +24,18 @@ char *tg_repr(const tg_tensor *t)
     }
     char *s = tg_format_tensor(t->ndim, t->shape, t->strides, tg_ptr(t), sfx);
     if (!s)
-        tg_set_error(TG_ENOMEM, "tg_repr: out of memory");
+        tg_set_error(TG_ENOMEM, "%s: out of memory", fn);
     return s;
+}
+
+char *tg_repr(const tg_tensor *t)
+{
+    return repr(t, "tg_repr");
 }
 
 int tg_print(const tg_tensor *t)
 {
-    char *s = tg_repr(t);
+    char *s = repr(t, "tg_print");
     if (!s)
         return -1;
     int rc = puts(s) < 0 ? -1 : 0;

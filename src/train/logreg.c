@@ -123,8 +123,13 @@ tg_status tg_logreg_model_set_names(tg_logreg_model *m, const char *const *names
 {
     const char *fn = "tg_logreg_model_set_names";
     tg_clear_error();
-    if (!m || (n > 0 && !names) || n < 0)
+    if (!m || (n > 0 && !names))
         return tg_set_error(TG_EINVAL, "%s: NULL model or names", fn);
+    if (n < 0)
+        return tg_set_error(TG_EINVAL, "%s: %lld names", fn, (long long)n);
+    for (int64_t i = 0; i < n; i++)
+        if (!names[i])
+            return tg_set_error(TG_EINVAL, "%s: names[%lld] is NULL", fn, (long long)i);
     if (m->n_features != n && (m->n_features != 0 || m->weights))
         return tg_set_error(TG_ESHAPE, "%s: %lld names for a model of %lld features", fn,
                             (long long)n, (long long)m->n_features);
@@ -132,11 +137,11 @@ tg_status tg_logreg_model_set_names(tg_logreg_model *m, const char *const *names
     char *lab = label ? dup_str(label) : NULL;
     bool ok = copy && (!label || lab);
     for (int64_t i = 0; ok && i < n; i++)
-        ok = names[i] && (copy[i] = dup_str(names[i])) != NULL;
+        ok = (copy[i] = dup_str(names[i])) != NULL;
     if (!ok) {
         free_names(copy, n);
         free(lab);
-        return tg_set_error(TG_ENOMEM, "%s: out of memory (or a NULL name)", fn);
+        return tg_set_error(TG_ENOMEM, "%s: out of memory", fn);
     }
     free_names(m->feature_names, m->n_features);
     free(m->label);

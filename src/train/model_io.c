@@ -143,7 +143,9 @@ static cJSON *training_object(const tg_logreg_model *m)
 
 static tg_status check_model(const tg_logreg_model *m, const char *fn)
 {
-    if (!m || !m->weights || m->n_features < 1 || m->n_features > MAX_FEATURES)
+    if (!m)
+        return tg_set_error(TG_EINVAL, "%s: the model is NULL", fn);
+    if (!m->weights || m->n_features < 1 || m->n_features > MAX_FEATURES)
         return tg_set_error(TG_EINVAL, "%s: the model is empty", fn);
     if (!m->mean != !m->scale)
         return tg_set_error(TG_EINVAL, "%s: the model has mean without std (or the reverse)", fn);
@@ -182,9 +184,10 @@ static cJSON *model_json(const tg_logreg_model *m)
     return root;
 }
 
-char *tg_logreg_to_json(const tg_logreg_model *m)
+/* tg_logreg_to_json for the public function fn (named in messages). */
+static char *to_json(const tg_logreg_model *m, const char *fn)
 {
-    if (check_model(m, "tg_logreg_to_json") != TG_OK)
+    if (check_model(m, fn) != TG_OK)
         return NULL;
     cJSON *root = model_json(m);
     char *text = root ? cJSON_Print(root) : NULL;
@@ -197,17 +200,22 @@ char *tg_logreg_to_json(const tg_logreg_model *m)
     }
     cJSON_free(text);
     if (!out)
-        tg_set_error(TG_ENOMEM, "tg_logreg_to_json: out of memory");
+        tg_set_error(TG_ENOMEM, "%s: out of memory", fn);
     else
         tg_clear_error();
     return out;
+}
+
+char *tg_logreg_to_json(const tg_logreg_model *m)
+{
+    return to_json(m, "tg_logreg_to_json");
 }
 
 tg_status tg_logreg_save(const tg_logreg_model *m, const char *path)
 {
     if (!path)
         return tg_set_error(TG_EINVAL, "tg_logreg_save: path is NULL");
-    char *text = tg_logreg_to_json(m);
+    char *text = to_json(m, "tg_logreg_save");
     if (!text)
         return tg_last_status();
     int err = tg_replace_file(path, text, strlen(text));
