@@ -151,6 +151,17 @@ if [ -w /dev/full ]; then
     ${TG_EMULATOR:-} "$BIN" train --json --quiet >/dev/full 2>"$TMP/err"
     [ $? -eq 1 ] || fail "--json to a full disk: exit status not 1"
     one_line_error "--json to a full disk" "standard output"
+    # the same with a model: exit 1 means no model file, so the model is written after stdout
+    checks=$((checks + 1))
+    ${TG_EMULATOR:-} "$BIN" train --model "$TMP/full.json" >/dev/full 2>"$TMP/err"
+    [ $? -eq 1 ] || fail "summary to a full disk: exit status not 1"
+    one_line_error "summary to a full disk" "standard output"
+    no_file "summary to a full disk" "$TMP/full.json"
+    for what in version --help "train --help"; do
+        checks=$((checks + 1))
+        ${TG_EMULATOR:-} "$BIN" $what >/dev/full 2>"$TMP/err"
+        [ $? -eq 1 ] || fail "$what to a full disk: exit status not 1"
+    done
     # predictions larger than the output buffer fail in fwrite, before the final flush
     head -1 "$DATA" >"$TMP/many.csv"
     for i in 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23 24 25 26 27 28 29 30 31 32 33 34 35 36 37 38 39 40; do

@@ -118,7 +118,7 @@ int cmd_eval(int argc, char **argv)
         return EXIT_USAGE;
     if (help) {
         fputs(USAGE, stdout);
-        return EXIT_OK;
+        return cli_stdout_done("eval") ? EXIT_OK : EXIT_FAIL;
     }
     if (!model || n_pos != 1) {
         cli_error("eval", "needs --model M.json and one DATA.csv (see tapegrad eval --help)");

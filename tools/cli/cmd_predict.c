@@ -113,7 +113,7 @@ int cmd_predict(int argc, char **argv)
         return EXIT_USAGE;
     if (help) {
         fputs(USAGE, stdout);
-        return EXIT_OK;
+        return cli_stdout_done("predict") ? EXIT_OK : EXIT_FAIL;
     }
     if (!model || n_pos != 1) {
         cli_error("predict", "needs --model M.json and one DATA.csv (see tapegrad predict --help)");

@@ -380,19 +380,23 @@ static int write_outputs(const train_args *a, const summary *s, tg_logreg_model 
         cli_lib_error("train", NULL, NULL);
         return EXIT_FAIL;
     }
+    /* The model goes last: every other output, standard output included, must have worked
+     * first, so that a failed run (exit 1) never leaves a model behind. */
     if (!write_curves(a, s->r, s->path))
         return EXIT_FAIL;
-    if (a->model && tg_logreg_save(m, a->model) != TG_OK) {
-        cli_lib_error("train", NULL, NULL);
-        return EXIT_FAIL;
-    }
     if (a->json && !print_json(a, s)) {
         cli_error("train", "cannot print the JSON summary");
         return EXIT_FAIL;
     }
     if (!a->json && !a->quiet)
         print_summary(a, s);
-    return cli_stdout_done("train") ? EXIT_OK : EXIT_FAIL;
+    if (!cli_stdout_done("train"))
+        return EXIT_FAIL;
+    if (a->model && tg_logreg_save(m, a->model) != TG_OK) {
+        cli_lib_error("train", NULL, NULL);
+        return EXIT_FAIL;
+    }
+    return EXIT_OK;
 }
 
 static int run(const train_args *a, const char *path, tg_csv_data *data, tg_logreg_model *m)
@@ -438,7 +442,7 @@ static int train(int argc, char **argv)
     if (help) {
         if (a.rank == 0)
             fputs(USAGE, stdout);
-        return EXIT_OK;
+        return cli_stdout_done("train") ? EXIT_OK : EXIT_FAIL;
     }
     const char *path = a.n_pos > 0 ? cli_data_path(a.pos[0]) : NULL;
     if (!path) {

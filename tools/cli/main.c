@@ -34,11 +34,11 @@ int main(int argc, char **argv)
         return cmd_eval(argc - 2, argv + 2);
     if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
         printf("tapegrad %s (kernels: %s)\n", tg_version_string(), tg_isa());
-        return EXIT_OK;
+        return cli_stdout_done("version") ? EXIT_OK : EXIT_FAIL;
     }
     if (strcmp(cmd, "help") == 0 || strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0) {
         fputs(USAGE, stdout);
-        return EXIT_OK;
+        return cli_stdout_done("help") ? EXIT_OK : EXIT_FAIL;
     }
     fprintf(stderr, "tapegrad: unknown command '%s'\n%s", cmd, USAGE);
     return EXIT_USAGE;
