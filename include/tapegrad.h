@@ -2,7 +2,8 @@
  *
  * Conventions (see README.md):
  *  - every function returning tg_tensor * returns a NEW reference the caller owns, or NULL on
- *    failure; tg_grad() is the one borrowed return;
+ *    failure, except those that return their argument: tg_grad(), tg_requires_grad_() and the
+ *    in-place ops (borrowed), tg_retain() and tg_keep() (the reference they add or hand over);
  *  - a NULL tensor argument makes a function return NULL (or an error status) as well, so errors
  *    flow through an expression and can be checked once at the end;
  *  - failures never abort: they set a thread-local status and message (tg_last_status,
