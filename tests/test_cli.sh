@@ -188,6 +188,8 @@ expect 1 "model in a missing directory" -- "$BIN" train --model "$TMP/no/such/di
 one_line_error "model in a missing directory" "no/such/dir/m.json"
 
 # ---- usage errors: exit 2 ------------------------------------------------------------------------
+expect 2 "predict --positive" -- "$BIN" predict --model "$M" "$DATA" --positive yes
+one_line_error "predict --positive" "predict reads no labels"
 # without --label the label is the last column, and a label error says so
 printf 'a,b,y\n1,2,0\n3,1,1\n2,2,0\n4,0,1\n' >"$TMP/last.csv"
 expect 0 "no --label: the last column" -- "$BIN" train "$TMP/last.csv" --model "$TMP/last.json" \
@@ -197,6 +199,9 @@ printf 'y,a,b\n0,1,2\n1,3,1\n' >"$TMP/first.csv"
 expect 1 "no --label, label first" -- "$BIN" train "$TMP/first.csv" --model "$OUT"
 one_line_error "no --label, label first" "first.csv:2:3: .*unless --label names another"
 no_file "no --label, label first" "$OUT"
+# --features entries are trimmed like the header's names
+expect 0 "--features with spaces" -- "$BIN" train "$TMP/last.csv" --features 'a, b' --json --quiet
+grep -q '"features":2' "$TMP/out" || fail "--features with spaces: $(cat "$TMP/out")"
 expect 2 "unknown option" -- "$BIN" train --frobnicate
 one_line_error "unknown option" "frobnicate"
 expect 2 "bad number option" -- "$BIN" train --epochs many

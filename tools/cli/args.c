@@ -142,7 +142,11 @@ char **cli_split_list(const char *s, int *n)
     const char *start = s;
     for (int k = 0; k < count; k++) {
         const char *end = strchr(start, ',');
-        size_t len = end ? (size_t)(end - start) : strlen(start);
+        const char *stop = end ? end : start + strlen(start);
+        start += strspn(start, " \t"); /* "a, b" names b: the reader trims header names too */
+        while (stop > start && (stop[-1] == ' ' || stop[-1] == '\t'))
+            stop--;
+        size_t len = (size_t)(stop - start);
         list[k] = malloc(len + 1);
         if (!list[k]) {
             cli_free_list(list);
@@ -150,7 +154,7 @@ char **cli_split_list(const char *s, int *n)
         }
         memcpy(list[k], start, len);
         list[k][len] = '\0';
-        start = end ? end + 1 : start + len;
+        start = end ? end + 1 : stop;
     }
     *n = count;
     return list;
@@ -190,7 +194,7 @@ bool cli_csv_options(const char *cmd, const cli_csv *in, tg_csv_options *opt)
     else if (strlen(d) == 1 && d[0] != '"' && d[0] != '\n' && d[0] != '\r')
         opt->delimiter = d[0];
     else {
-        cli_error(cmd, "--delimiter expects one character (or 'tab'), got '%s'", d);
+        cli_error(cmd, "--delimiter expects one character, 'tab' or 'space', got '%s'", d);
         return false;
     }
     return true;

@@ -17,7 +17,7 @@ static const char USAGE[] =
     "  --proba              print P(y = 1) instead of the class\n"
     "  --missing error|mean  empty/NA/NaN fields: an error (default), or the model's\n"
     "                       training mean (drop is refused: every row gets a line)\n"
-    "  --no-header, --skip-rows N, --delimiter C, --positive VALUE  as for train\n";
+    "  --no-header, --skip-rows N, --delimiter C  as for train\n";
 
 bool cli_load_for_model(const char *cmd, const char *model_path, const char *data_path,
                         const cli_csv *csv, const char *label, tg_logreg_model *m,
@@ -117,6 +117,11 @@ int cmd_predict(int argc, char **argv)
     }
     if (!model || n_pos != 1) {
         cli_error("predict", "needs --model M.json and one DATA.csv (see tapegrad predict --help)");
+        return EXIT_USAGE;
+    }
+    if (csv.positive) {
+        cli_error("predict", "--positive names a label value, and predict reads no labels "
+                             "(it is an option of train and eval)");
         return EXIT_USAGE;
     }
     if (csv.missing && strcmp(csv.missing, "drop") == 0) {
