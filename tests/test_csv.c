@@ -219,7 +219,13 @@ static void test_ragged_rows(void **state)
      * count, not the label, is the problem to report. The same for a bad value in a short row. */
     tg_csv_options lb = defaults();
     lb.label = "b";
-    read_fails("a,b\n1,2,0\n", lb, TG_EPARSE, ":2:3: ", "expected 2 fields, found 3");
+    read_fails("a,b\n1,2,0\n", lb, TG_EPARSE,
+               ":2:3: ", "expected 2 fields, found 3 (the header on line 1 has 2)");
+    tg_csv_options nh = defaults();
+    nh.no_header = true;
+    nh.skip_rows = 1;
+    read_fails("# notes\n1,2,0\n3,4\n", nh, TG_EPARSE,
+               ":3:3: ", "expected 3 fields, found 2 (the first row on line 2 has 3)");
     read_fails("a,b,c\nx,2\n", defaults(), TG_EPARSE, ":2:3: ", "expected 3 fields, found 2");
     read_fails("a,b,c\n1,2,0,\n", defaults(), TG_EPARSE, ":2:4: ", "expected 3 fields");
     /* The line is the one where the short row ends, after a quoted newline. */

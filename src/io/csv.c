@@ -85,6 +85,8 @@ typedef struct {
     bool sentinel; /* the input ends with a byte that cannot continue a number (usually '\n') */
     bool part;     /* reading a part of a file (csv_part.h): no rows left is not an error */
     const float *fill; /* TG_MISSING_MEAN: given values instead of the column means */
+    int64_t first_line; /* line of the header (or first row) that set ncols; 0: not read yet */
+    bool header;        /* that row is a header */
 } csv_ctx;
 
 typedef struct {
@@ -549,6 +551,8 @@ static void detect_delimiter(csv_ctx *cx, const row_list *rows)
 static tg_status read_first_row(csv_ctx *cx, const char *p, bool names)
 {
     int64_t cap = 0, n = 0;
+    cx->first_line = line_of(cx, p);
+    cx->header = names;
     for (;;) {
         field f;
         const char *next, *err;
@@ -911,13 +915,27 @@ static int skip_field(const csv_ctx *cx, block_state *bs, int64_t r, int c, cons
 
 /* Checks that the row has exactly ncols fields; the error points at the first missing or the
  * first extra field. */
+/* The wrong-field-count error: says which row set the count, since that row (a header with a
+ * name too few, or a trailing delimiter) may be the one to fix. found < 0: "more". */
+static void field_count_error(const csv_ctx *cx, block_state *bs, int64_t r, const char *pos,
+                              int col, int found)
+{
+    char n[24] = "more", from[96] = "";
+    if (found >= 0)
+        snprintf(n, sizeof n, "%d", found);
+    if (cx->first_line > 0)
+        snprintf(from, sizeof from, " (the %s on line %lld has %d)",
+                 cx->header ? "header" : "first row", (long long)cx->first_line, cx->ncols);
+    set_row_error(&bs->err, r, pos, col, TG_EPARSE, "expected %d fields, found %s%s", cx->ncols, n,
+                  from);
+}
+
 static bool field_count_ok(const csv_ctx *cx, block_state *bs, int64_t r, int c, int st,
                            const char *next)
 {
     if (st == F_LAST && c < cx->ncols - 1) {
         const char *pos = next > cx->base && next[-1] == '\n' ? next - 1 : next;
-        set_row_error(&bs->err, r, pos, c + 2, TG_EPARSE, "expected %d fields, found %d", cx->ncols,
-                      c + 1);
+        field_count_error(cx, bs, r, pos, c + 2, c + 1);
         return false;
     }
     if (st == F_MORE && c == cx->ncols - 1) {
@@ -929,12 +947,7 @@ static bool field_count_ok(const csv_ctx *cx, block_state *bs, int64_t r, int c,
             if ((st = scan_field(cx, p, &f, &p, &err)) == F_ERROR)
                 break;
         }
-        if (st == F_ERROR)
-            set_row_error(&bs->err, r, next, c + 2, TG_EPARSE, "expected %d fields, found more",
-                          cx->ncols);
-        else
-            set_row_error(&bs->err, r, next, c + 2, TG_EPARSE, "expected %d fields, found %d",
-                          cx->ncols, found);
+        field_count_error(cx, bs, r, next, c + 2, st == F_ERROR ? -1 : found);
         return false;
     }
     return true;
