@@ -834,12 +834,14 @@ static void three_labels_error(const csv_ctx *cx, csv_error *e, int64_t r, const
                  " ('%s' differs from the positive value only in case; labels are compared "
                  "exactly)",
                  snippet(h, sizeof h, near->s, near->n));
-    set_row_error(
-        e, r, pos, cx->label_col + 1, TG_EPARSE,
-        "label column '%s' has more than two values: '%s' (the positive value), '%s' "
-        "and '%s'%s",
-        cx->col_names[cx->label_col], snippet(a, sizeof a, cx->positive.s, cx->positive.n),
-        snippet(b, sizeof b, other->s, other->n), snippet(c, sizeof c, third->s, third->n), hint);
+    /* Worded so it holds whether or not the positive value occurs at all (a misspelt one
+     * does not). */
+    set_row_error(e, r, pos, cx->label_col + 1, TG_EPARSE,
+                  "label column '%s' has values '%s' and '%s' besides the positive value '%s'; "
+                  "string labels need exactly one other value%s",
+                  cx->col_names[cx->label_col], snippet(b, sizeof b, other->s, other->n),
+                  snippet(c, sizeof c, third->s, third->n),
+                  snippet(a, sizeof a, cx->positive.s, cx->positive.n), hint);
 }
 
 /* Labels given as two strings: `positive` is 1, the one other value is 0. */
