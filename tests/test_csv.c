@@ -351,11 +351,17 @@ static void test_options(void **state)
     read_fails("a,y\n1,0\n", o, TG_EINVAL, ": ", "threads");
     o = defaults();
     o.label = "nope";
-    read_fails("a,y\n1,0\n", o, TG_EINVAL, ": ", "label column 'nope' not found");
+    read_fails("a,y\n1,0\n", o, TG_EINVAL, ": ",
+               "label column 'nope' not found; the header on line 1 has 2 columns: 'a', 'y'");
+    /* a header that is one column names the delimiter as the likely problem */
+    read_fails("a|b|nope\n1|2|0\n", o, TG_EINVAL, ": ",
+               "has 1 column: 'a|b|nope' (one column: is the delimiter right?)");
     o = defaults();
     o.features = (const char *const[]){"a", "zz"};
     o.n_features = 2;
     read_fails("a,b,y\n1,2,0\n", o, TG_EINVAL, ": ", "feature column 'zz' not found");
+    read_fails("c0,c1,c2,c3,c4,c5,c6\n1,2,3,4,5,6,0\n", o, TG_EINVAL, ": ",
+               "has 7 columns: 'c0', 'c1', 'c2', 'c3', 'c4', ...");
     o.features = (const char *const[]){"a", "y"};
     read_fails("a,b,y\n1,2,0\n", o, TG_EINVAL, ": ", "label column");
     o.features = (const char *const[]){"a", "0"};

@@ -703,6 +703,27 @@ static tg_status resolve_columns(csv_ctx *cx, const tg_csv_options *opt)
     return st;
 }
 
+/* "label column 'y' not found": followed by the columns there are, so that a wrong delimiter
+ * (one column holding the whole header) or a preamble read as the header shows at once. */
+static tg_status column_not_found(const csv_ctx *cx, const char *what, const char *spec)
+{
+    char list[200] = "";
+    size_t k = 0;
+    for (int c = 0; c < cx->ncols && c < 5 && k < sizeof list; c++) {
+        char sn[64];
+        const char *nm = cx->col_names[c];
+        k += (size_t)snprintf(list + k, sizeof list - k, "%s'%s'", c ? ", " : "",
+                              snippet(sn, sizeof sn, nm, strlen(nm)));
+    }
+    if (cx->ncols > 5 && k < sizeof list)
+        snprintf(list + k, sizeof list - k, ", ...");
+    return tg_set_error(TG_EINVAL,
+                        "%s: %s column '%s' not found; the %s on line %lld has %d column%s: %s%s",
+                        cx->name, what, spec, cx->header ? "header" : "first row",
+                        (long long)cx->first_line, cx->ncols, cx->ncols == 1 ? "" : "s", list,
+                        cx->ncols == 1 ? " (one column: is the delimiter right?)" : "");
+}
+
 static tg_status pick_columns(csv_ctx *cx, const name_index *ni, const tg_csv_options *opt)
 {
     cx->role = malloc((size_t)cx->ncols * sizeof *cx->role);
@@ -714,7 +735,7 @@ static tg_status pick_columns(csv_ctx *cx, const name_index *ni, const tg_csv_op
         if (cx->label_col == -2)
             return tg_last_status();
         if (cx->label_col < 0)
-            return tg_set_error(TG_EINVAL, "%s: label column '%s' not found", cx->name, opt->label);
+            return column_not_found(cx, "label", opt->label);
     }
     for (int c = 0; c < cx->ncols; c++)
         cx->role[c] = ROLE_SKIP;
@@ -732,7 +753,7 @@ static tg_status pick_columns(csv_ctx *cx, const name_index *ni, const tg_csv_op
             if (c == -2)
                 return tg_last_status();
             if (c < 0)
-                return tg_set_error(TG_EINVAL, "%s: feature column '%s' not found", cx->name, spec);
+                return column_not_found(cx, "feature", spec);
             if (cx->role[c] != ROLE_SKIP)
                 return tg_set_error(TG_EINVAL, "%s: feature column '%s' is %s", cx->name, spec,
                                     c == cx->label_col ? "the label column"
