@@ -258,6 +258,10 @@ grep -q '"rows":5' "$TMP/out" || fail "--missing mean: expected 5 rows: $(cat "$
 expect 0 "train on string labels" -- "$BIN" train "$TMP/strings.csv" --label y --positive yes \
     --missing drop --model "$TMP/strings.json" --quiet
 grep -q '"positive":[[:space:]]*"yes"' "$TMP/strings.json" || fail "model file: no positive value"
+# predict has no drop, and fills with the model's means: its hint says so
+expect 1 "a missing value in predict" -- "$BIN" predict --model "$TMP/strings.json" \
+    "$TMP/strings.csv"
+one_line_error "a missing value in predict" "(use --missing mean to fill in the model's training"
 expect 0 "eval with the model's positive value" -- "$BIN" eval --model "$TMP/strings.json" \
     "$TMP/strings.csv" --missing drop --json
 grep -q '"rows":4' "$TMP/out" || fail "eval with the model's positive value: $(cat "$TMP/out")"

@@ -36,24 +36,48 @@ void cli_error(const char *cmd, const char *fmt, ...)
     fprintf(stderr, "tapegrad %s: %s\n", cmd, msg);
 }
 
-/* Library messages name the C options (tg_csv_options.missing and .positive);
- * a command-line user needs the flags that set them. Whole phrases only, none of which
- * a file name in the message is likely to hold. */
-static const char *const lib_to_flag[][2] = {
-    {"set the missing-value policy to drop the row or use the column mean",
+/* Library messages name the C options (tg_csv_options.missing and .positive); a command-line
+ * user needs the flags that set them, as the command at hand takes them (predict has no drop,
+ * and predict and eval fill with the model's means). Whole phrases only, none of which a file
+ * name in the message is likely to hold. cmd NULL: every command. */
+typedef struct {
+    const char *cmd, *lib, *cli;
+} rewording;
+
+#define MISSING_HINT "set the missing-value policy to drop the row or use the column mean"
+
+static const rewording lib_to_flag[] = {
+    {"train", MISSING_HINT,
      "use --missing drop to skip such rows or --missing mean to fill in column means"},
-    {"the mean policy fills features, not labels", "--missing mean fills features, not labels"},
-    {"set positive to the value that means 1",
+    {"eval", MISSING_HINT,
+     "use --missing drop to skip such rows or --missing mean to fill in the model's training "
+     "means"},
+    {"predict", MISSING_HINT, "use --missing mean to fill in the model's training means"},
+    {NULL, "the mean policy fills features, not labels",
+     "--missing mean fills features, not labels"},
+    {NULL, "set positive to the value that means 1",
      "use --positive VALUE to name the value that means 1"},
-    {"the column-mean policy for missing values needs every row; a read in parts supports the "
+    {NULL,
+     "the column-mean policy for missing values needs every row; a read in parts supports the "
      "error and drop policies",
      "--missing mean needs every row in one process; with --distributed, use --missing drop or "
      "leave missing values an error"},
 };
 
+/* The rewording of the phrase at msg for cmd, or NULL. */
+static const rewording *reword_at(const char *cmd, const char *msg)
+{
+    for (size_t i = 0; i < sizeof lib_to_flag / sizeof *lib_to_flag; i++) {
+        const rewording *w = &lib_to_flag[i];
+        if ((!w->cmd || strcmp(w->cmd, cmd) == 0) && strncmp(msg, w->lib, strlen(w->lib)) == 0)
+            return w;
+    }
+    return NULL;
+}
+
 /* msg with every phrase of lib_to_flag replaced, and without a leading "tg_name: " (the C
  * function that failed means nothing to the user of the command). */
-static void word_for_cli(const char *msg, char *out, size_t cap)
+static void word_for_cli(const char *cmd, const char *msg, char *out, size_t cap)
 {
     if (strncmp(msg, "tg_", 3) == 0) {
         size_t n = strspn(msg, "abcdefghijklmnopqrstuvwxyz_");
@@ -62,16 +86,14 @@ static void word_for_cli(const char *msg, char *out, size_t cap)
     }
     size_t k = 0;
     while (*msg && k + 1 < cap) {
-        size_t i = 0, nrep = sizeof lib_to_flag / sizeof *lib_to_flag;
-        while (i < nrep && strncmp(msg, lib_to_flag[i][0], strlen(lib_to_flag[i][0])) != 0)
-            i++;
-        if (i == nrep) {
+        const rewording *w = reword_at(cmd, msg);
+        if (!w) {
             out[k++] = *msg++;
             continue;
         }
-        k += (size_t)snprintf(out + k, cap - k, "%s", lib_to_flag[i][1]);
+        k += (size_t)snprintf(out + k, cap - k, "%s", w->cli);
         k = k < cap ? k : cap - 1;
-        msg += strlen(lib_to_flag[i][0]);
+        msg += strlen(w->lib);
     }
     out[k] = '\0';
 }
@@ -79,7 +101,7 @@ static void word_for_cli(const char *msg, char *out, size_t cap)
 void cli_lib_error(const char *cmd, const char *context, const char *hint)
 {
     char msg[1024];
-    word_for_cli(tg_last_error(), msg, sizeof msg);
+    word_for_cli(cmd, tg_last_error(), msg, sizeof msg);
     cli_error(cmd, "%s%s%s%s", context ? context : "", msg, hint ? "; " : "", hint ? hint : "");
 }
 
