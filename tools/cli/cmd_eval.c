@@ -142,7 +142,7 @@ int cmd_eval(int argc, char **argv)
         if (!label)
             cli_error("eval", "out of memory");
         else if (cli_load_for_model("eval", model, pos[0], &csv, label, &m, &data))
-            rc = evaluate(pos[0], label, &m, &data, json);
+            rc = evaluate(cli_data_path(pos[0]), label, &m, &data, json);
         free(lab);
     }
     tg_csv_data_free(&data);
