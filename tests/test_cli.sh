@@ -266,6 +266,14 @@ expect 0 "eval with the model's positive value" -- "$BIN" eval --model "$TMP/str
     "$TMP/strings.csv" --missing drop --json
 grep -q '"rows":4' "$TMP/out" || fail "eval with the model's positive value: $(cat "$TMP/out")"
 
+# a bad TAPEGRAD_NUM_THREADS is one warning line, and the default is used
+for bad in abc 0 -1 2x; do
+    checks=$((checks + 1))
+    TAPEGRAD_NUM_THREADS=$bad ${TG_EMULATOR:-} "$BIN" train --json --quiet >"$TMP/out" 2>"$TMP/err" ||
+        fail "TAPEGRAD_NUM_THREADS=$bad: exit status not 0"
+    one_line_error "TAPEGRAD_NUM_THREADS=$bad" "warning: TAPEGRAD_NUM_THREADS=$bad is not a positive"
+done
+
 # '-' reads the data from standard input, here a pipe
 checks=$((checks + 1))
 cat "$DATA" | ${TG_EMULATOR:-} "$BIN" train - --label placement --model "$TMP/stdin.json" --quiet ||

@@ -20,6 +20,7 @@
 #include <sched.h>
 #include <stdatomic.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <time.h>
 #include <unistd.h>
@@ -84,11 +85,14 @@ static int default_threads(void)
         return d;
     /* TAPEGRAD_NUM_THREADS sets the default, as OMP_NUM_THREADS does for OpenMP programs. */
     const char *env = getenv("TAPEGRAD_NUM_THREADS");
+    bool bad = false;
     if (env && *env) {
         char *end;
         long v = strtol(env, &end, 10);
         if (*end == '\0' && v > 0)
             d = (int)(v < MAX_THREADS ? v : MAX_THREADS);
+        else
+            bad = true;
     }
     cpu_set_t set;
     if (d < 1 && sched_getaffinity(0, sizeof set, &set) == 0)
@@ -97,8 +101,15 @@ static int default_threads(void)
         long c = sysconf(_SC_NPROCESSORS_ONLN);
         d = c > 0 ? (int)(c < MAX_THREADS ? c : MAX_THREADS) : 1;
     }
-    atomic_store(&default_cache, d);
-    return d;
+    /* Only the thread that fills the cache warns, so a bad setting is reported once, as a bad
+     * TAPEGRAD_ISA is. */
+    int none = 0;
+    if (atomic_compare_exchange_strong(&default_cache, &none, d) && bad)
+        fprintf(stderr,
+                "tapegrad: warning: TAPEGRAD_NUM_THREADS=%s is not a positive whole number; "
+                "using %d (the CPUs available)\n",
+                env, d);
+    return atomic_load(&default_cache);
 }
 
 void tg_set_num_threads(int n)
