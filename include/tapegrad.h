@@ -7,7 +7,9 @@
  *  - a NULL tensor argument makes a function return NULL (or an error status) as well, so errors
  *    flow through an expression and can be checked once at the end;
  *  - failures never abort: they set a thread-local status and message (tg_last_status,
- *    tg_last_error) naming the function and the offending shapes or values.
+ *    tg_last_error) naming the function and the offending shapes or values; a call that
+ *    returns a value clears them on success, while void calls (tg_release, tg_scope_end, the
+ *    setters) leave them as they were, so a check after cleaning up still sees the failure.
  */
 #ifndef TAPEGRAD_H
 #define TAPEGRAD_H
