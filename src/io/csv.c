@@ -936,8 +936,6 @@ static int skip_field(const csv_ctx *cx, block_state *bs, int64_t r, int c, cons
     return st;
 }
 
-/* Checks that the row has exactly ncols fields; the error points at the first missing or the
- * first extra field. */
 /* The wrong-field-count error: says which row set the count, since that row (a header with a
  * name too few, or a trailing delimiter) may be the one to fix. found < 0: "more". */
 static void field_count_error(const csv_ctx *cx, block_state *bs, int64_t r, const char *pos,
@@ -953,6 +951,8 @@ static void field_count_error(const csv_ctx *cx, block_state *bs, int64_t r, con
                   from);
 }
 
+/* Checks that the row has exactly ncols fields; the error points at the first missing or the
+ * first extra field. */
 static bool field_count_ok(const csv_ctx *cx, block_state *bs, int64_t r, int c, int st,
                            const char *next)
 {
