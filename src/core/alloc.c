@@ -9,10 +9,49 @@
 #include <string.h>
 
 #include "tensor.h"
+#include "thread_exit.h"
 
-/* Free-list entries stay reachable from thread-local roots, so leak checkers see no leak. */
+/* Free-list entries stay reachable from thread-local roots while the thread lives, so leak
+ * checkers see no leak; release_free_lists frees them when the thread exits. */
 static _Thread_local tg_storage *free_storages;
 static _Thread_local tg_tensor *free_tensors;
+static _Thread_local bool armed; /* release_free_lists runs when this thread exits */
+
+/* Runs at thread exit (thread_exit.h). Entries on the lists have no owner left: a storage's
+ * large buffer went back to the shared cache when it was released. */
+static void release_free_lists(void)
+{
+    while (free_storages) {
+        tg_storage *s = free_storages;
+        free_storages = s->next_free;
+        free(s);
+    }
+    while (free_tensors) {
+        tg_tensor *t = free_tensors;
+        free_tensors = t->next_free;
+        free(t);
+    }
+    armed = false;
+}
+
+/* Called on every push: a thread may fill its lists only with headers that other threads
+ * allocated, so arming on the malloc path alone would miss it. One predictable branch; called
+ * after the push, so the compiler reuses the TLS address it computed for the list (before it,
+ * the slow path's call made it compute the address twice). */
+static inline void arm(void)
+{
+    if (__builtin_expect(!armed, 0)) {
+        armed = true;
+        tg_thread_exit_arm(release_free_lists);
+    }
+}
+
+static inline void push_storage(tg_storage *s)
+{
+    s->next_free = free_storages;
+    free_storages = s;
+    arm();
+}
 
 /* ---- large buffer cache ----
  * When the cache is full, the buffer that has waited longest is freed to make room for the one
@@ -151,8 +190,7 @@ tg_storage *tg_storage_new(int64_t n)
     }
     s->data = large_alloc(n, &s->capacity);
     if (!s->data) {
-        s->next_free = free_storages;
-        free_storages = s;
+        push_storage(s);
         return NULL;
     }
     return s;
@@ -165,8 +203,7 @@ void tg_storage_release(tg_storage *s)
     if (s->data != s->small)
         cache_put(s->data, s->capacity);
     s->data = NULL;
-    s->next_free = free_storages;
-    free_storages = s;
+    push_storage(s);
 }
 
 tg_tensor *tg_tensor_header(void)
@@ -195,4 +232,5 @@ void tg_tensor_header_free(tg_tensor *t)
 {
     t->next_free = free_tensors;
     free_tensors = t;
+    arm();
 }
