@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "../../kernels/kernels.h"
+#include "../core/thread_exit.h"
 #include "../ops/ops.h" /* tg_uniform_view_, tg_uniform_grad_, tg_run_vv */
 #include "node.h"
 
@@ -16,10 +17,25 @@ typedef struct {
 /* Reused across calls so a steady-state backward does no malloc. */
 static _Thread_local node_stack work, visited;
 static _Thread_local uint64_t epoch;
+static _Thread_local bool armed; /* release_stacks runs when this thread exits */
+
+/* Runs at thread exit (thread_exit.h). The stacks only hold borrowed pointers to nodes, which
+ * belong to their graphs: only the arrays are freed. */
+static void release_stacks(void)
+{
+    free(work.items);
+    free(visited.items);
+    work = visited = (node_stack){0};
+    armed = false;
+}
 
 /* Doubles the stack's capacity; false on OOM. */
 static bool grow(node_stack *s)
 {
+    if (!armed) {
+        armed = true;
+        tg_thread_exit_arm(release_stacks);
+    }
     size_t ncap = s->cap ? s->cap * 2 : 256;
     tg_node **p = realloc(s->items, ncap * sizeof *p);
     if (!p)

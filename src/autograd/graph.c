@@ -3,12 +3,26 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../core/thread_exit.h"
 #include "grad_mode.h"
 #include "node.h"
 
 static _Thread_local tg_node *free_nodes;
 static _Thread_local tg_node *pending_release;
 static _Thread_local bool draining;
+static _Thread_local bool armed; /* release_free_nodes runs when this thread exits */
+
+/* Runs at thread exit (thread_exit.h). A node on the free list was already emptied by node_free:
+ * it owns nothing and nothing owns it. pending_release is empty outside tg_node_release. */
+static void release_free_nodes(void)
+{
+    while (free_nodes) {
+        tg_node *n = free_nodes;
+        free_nodes = n->next_free;
+        free(n);
+    }
+    armed = false;
+}
 
 static tg_node *node_alloc(void)
 {
@@ -48,6 +62,10 @@ static void node_free(tg_node *n)
     tg_release(n->gacc);
     n->next_free = free_nodes;
     free_nodes = n;
+    if (!armed) { /* on the push, not the malloc: nodes of other threads end up here too */
+        armed = true;
+        tg_thread_exit_arm(release_free_nodes);
+    }
 }
 
 void tg_node_release(tg_node *n)
