@@ -4,6 +4,7 @@
 #include <stdlib.h>
 
 #include "tensor.h"
+#include "thread_exit.h"
 
 _Thread_local int tg_api_depth;
 
@@ -15,9 +16,25 @@ typedef struct {
 } scope_stack;
 
 static _Thread_local scope_stack scopes;
+static _Thread_local bool armed; /* release_stack runs when this thread exits */
+
+/* Runs at thread exit (thread_exit.h). Only the arrays go. A scope left open holds references
+ * the user may still share with other threads, so its tensors are not released here: exiting
+ * inside a scope keeps them alive, as leaving the scope open always did. */
+static void release_stack(void)
+{
+    free(scopes.items);
+    free(scopes.marks);
+    scopes = (scope_stack){0};
+    armed = false;
+}
 
 static bool grow(void **ptr, size_t *cap, size_t elem)
 {
+    if (!armed) {
+        armed = true;
+        tg_thread_exit_arm(release_stack);
+    }
     size_t ncap = *cap ? *cap * 2 : 64;
     void *p = realloc(*ptr, ncap * elem);
     if (!p)
