@@ -11,35 +11,13 @@
 
 #include <cmocka.h>
 
-#include <malloc.h>
 #include <math.h>
 #include <pthread.h>
 #include <stdbool.h>
 
 #include "tapegrad.h"
 
-#if defined(__SANITIZE_ADDRESS__)
-#define TG_TEST_ASAN 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define TG_TEST_ASAN 1
-#endif
-#endif
-#ifdef TG_TEST_ASAN
-/* From the sanitizer runtime (declared here: GCC does not always ship its header). */
-size_t __sanitizer_get_current_allocated_bytes(void);
-#endif
-
-/* Bytes currently allocated on the heap. */
-static int64_t heap_in_use(void)
-{
-#ifdef TG_TEST_ASAN
-    return (int64_t)__sanitizer_get_current_allocated_bytes();
-#else
-    struct mallinfo2 mi = mallinfo2();
-    return (int64_t)mi.uordblks + (int64_t)mi.hblkhd; /* every arena + mmapped blocks */
-#endif
-}
+#include "heap.h"
 
 enum {
     CHAIN = 300, /* ops in the longer graph: grows the backward and scope stacks past their
