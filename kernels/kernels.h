@@ -60,7 +60,7 @@ typedef struct tg_kernels {
                           float *gx, int64_t n);
     tg_unary_bwd_fn tanh_bwd; /* v = y: gx = gy * (1 - y^2) */
     tg_unary_bwd_fn sqrt_bwd; /* v = y: gx = gy / (2 y) */
-    tg_unary_bwd_fn relu_bwd; /* v = y: gx = y > 0 ? gy : 0 */
+    tg_unary_bwd_fn relu_bwd; /* v = y: gx = y <= 0 ? 0 : gy (NaN y passes gy) */
     tg_unary_bwd_fn sin_bwd;  /* v = x: gx = gy * cos(x) */
     tg_unary_bwd_fn cos_bwd;  /* v = x: gx = -gy * sin(x) */
     tg_unary_bwd_fn abs_bwd;  /* v = x: gx = gy * sign(x), sign(0) = 0 */

@@ -423,7 +423,7 @@ static double f_abs(const ecase *c, double a, double b)
 static double f_relu(const ecase *c, double a, double b)
 {
     (void)c, (void)b;
-    return a > 0 || isnan(a) ? a : 0.0;
+    return a < 0 ? 0.0 : a; /* NaN and -0.0 kept (signs are checked in test_relu_bits) */
 }
 static double f_exp(const ecase *c, double a, double b)
 {
@@ -553,7 +553,7 @@ static double f_sqrt_bwd(const ecase *c, double y, double g)
 static double f_relu_bwd(const ecase *c, double y, double g)
 {
     (void)c;
-    return y > 0 ? g : 0.0;
+    return y <= 0 ? 0.0 : g; /* a NaN y passes g */
 }
 static double f_sin_bwd(const ecase *c, double x, double g)
 {
@@ -768,6 +768,35 @@ static void test_elementwise(void **state)
 }
 
 /* ---- named edge cases ------------------------------------------------------------------------ */
+
+/* relu as PyTorch's clamp_min(x, 0): NaN and -0.0 are kept; its backward (threshold_backward)
+ * gives 0 only where y <= 0, so a NaN y passes gy, -0.0 included. Bit for bit, at every length
+ * up to 40 (bodies and tails). */
+static void test_relu_bits(void **state)
+{
+    (void)state;
+    const tg_kernels *k = &cur->k;
+    enum { N = 40 };
+    const float x7[7] = {NAN, -0.0f, 0.0f, 2.0f, -3.0f, INFINITY, -INFINITY};
+    const float y7[7] = {NAN, -0.0f, 0.0f, 2.0f, 0.0f, INFINITY, 0.0f};
+    const float gy7[7] = {-0.0f, -0.0f, -0.0f, -0.0f, -1.0f, 5.0f, 5.0f};
+    const float gx7[7] = {-0.0f, 0.0f, 0.0f, -0.0f, 0.0f, 5.0f, 0.0f};
+    float x[N], y[N], gy[N], gx[N];
+    for (int n = 0; n <= N; n++) {
+        for (int i = 0; i < n; i++)
+            x[i] = x7[(i + n) % 7], gy[i] = gy7[(i + n) % 7];
+        k->relu(x, y, n);
+        k->relu_bwd(y, gy, gx, n);
+        for (int i = 0; i < n; i++) {
+            float wy = y7[(i + n) % 7], wg = gx7[(i + n) % 7];
+            if (isnan(wy) ? !isnan(y[i]) : bits(y[i]) != bits(wy))
+                fail_msg("%s relu(%a) = %a, want %a", cur->name, x[i], y[i], wy);
+            if (bits(gx[i]) != bits(wg))
+                fail_msg("%s relu_bwd(y=%a, gy=%a) = %a, want %a", cur->name, y[i], gy[i], gx[i],
+                         wg);
+        }
+    }
+}
 
 /* Inputs for the sigmoid_bwd_y checks: x across both tails (y rounds to 1 from x = 16.6 on),
  * with infinite and NaN lanes scattered among ordinary ones; gradients that are not uniform. */
@@ -1814,6 +1843,7 @@ static int group_setup(void **state)
 
 static const struct CMUnitTest kernel_tests[] = {
     cmocka_unit_test(test_elementwise),
+    cmocka_unit_test(test_relu_bits),
     cmocka_unit_test(test_sigmoid_limits),
     cmocka_unit_test(test_sigmoid_bwd_from_output),
     cmocka_unit_test(test_sigmoid_bwd_streamed),

@@ -839,6 +839,60 @@ static void expect_special(tg_tensor *r, const double *want7, const char *what)
     expect_values(r, 1, (int64_t[]){N_SPECIAL}, want, 1e-7, 0, what);
 }
 
+/* Compares t's n values with want[] bit for bit (so the sign of a zero counts); a NaN matches
+ * any NaN. */
+static void expect_bits(const tg_tensor *t, int64_t n, const float *want, const char *what)
+{
+    if (!t)
+        fail_msg("%s: NULL result: %s", what, tg_last_error());
+    assert_int_equal(tg_numel(t), n);
+    float *v = tg_test_values(t);
+    assert_non_null(v);
+    for (int64_t i = 0; i < n; i++)
+        if (isnan(want[i]) ? !isnan(v[i]) : memcmp(&v[i], &want[i], sizeof(float)) != 0)
+            fail_msg("%s (%s): element %lld is %a, PyTorch gives %a", what, tg_isa(), (long long)i,
+                     (double)v[i], (double)want[i]);
+    free(v);
+}
+
+/* Seven values repeated to N_SPECIAL, so SIMD bodies, not only tails, see them. */
+static void repeat7(float *out, const float *base7)
+{
+    for (int i = 0; i < N_SPECIAL; i++)
+        out[i] = base7[i % 7];
+}
+
+/* torch.relu is clamp_min(x, 0): it keeps NaN and -0.0. Its backward, threshold_backward,
+ * zeroes the gradient only where the result is <= 0, so a NaN result passes it on:
+ *   x = torch.tensor([nan, -0., 0., 2., -3., inf, -inf], requires_grad=True)
+ *   torch.relu(x) -> [nan, -0., 0., 2., 0., inf, 0.]
+ *   grad of the sum -> [1., 0., 0., 1., 0., 1., 0.]; with grad_output -0. everywhere
+ *   -> [-0., 0., 0., -0., 0., -0., 0.] */
+static void test_relu_nan_and_negative_zero(void **state)
+{
+    (void)state;
+    const float nan = NAN, inf = INFINITY;
+    const float x7[7] = {nan, -0.0f, 0.0f, 2.0f, -3.0f, inf, -inf};
+    const float y7[7] = {nan, -0.0f, 0.0f, 2.0f, 0.0f, inf, 0.0f};
+    const float g7[7] = {1.0f, 0.0f, 0.0f, 1.0f, 0.0f, 1.0f, 0.0f};
+    const float gneg7[7] = {-0.0f, 0.0f, 0.0f, -0.0f, 0.0f, -0.0f, 0.0f};
+    float xv[N_SPECIAL], yw[N_SPECIAL], gw[N_SPECIAL], gnw[N_SPECIAL], mz[N_SPECIAL];
+    repeat7(xv, x7), repeat7(yw, y7), repeat7(gw, g7), repeat7(gnw, gneg7);
+    for (int i = 0; i < N_SPECIAL; i++)
+        mz[i] = -0.0f;
+    const int64_t n = N_SPECIAL;
+    tg_scope_begin();
+    tg_tensor *x = tg_requires_grad_(tg_from_data(xv, 1, &n), true);
+    tg_tensor *y = tg_relu(x);
+    expect_bits(y, n, yw, "relu");
+    assert_int_equal(tg_backward(tg_sum(y), NULL, false), TG_OK);
+    expect_bits(tg_grad(x), n, gw, "relu grad of sum");
+    tg_tensor *x2 = tg_requires_grad_(tg_from_data(xv, 1, &n), true);
+    assert_int_equal(tg_backward(tg_relu(x2), tg_from_data(mz, 1, &n), false), TG_OK);
+    expect_bits(tg_grad(x2), n, gnw, "relu grad of -0");
+    tg_scope_end();
+}
+
 static void test_nan_inf_behaviour(void **state)
 {
     (void)state;
@@ -1147,6 +1201,7 @@ int main(void)
         cmocka_unit_test(test_loss_values),
         cmocka_unit_test(test_mse_matches_composition),
         cmocka_unit_test(test_nan_inf_behaviour),
+        cmocka_unit_test(test_relu_nan_and_negative_zero),
         cmocka_unit_test(test_inplace_on_strided_views),
         cmocka_unit_test(test_threads_same_bits),
         cmocka_unit_test(test_repr_and_print),

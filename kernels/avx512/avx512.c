@@ -353,10 +353,10 @@ ALWAYS_INLINE vf f_abs(vf v)
     return _mm512_abs_ps(v);
 }
 
-/* v > 0, or NaN (kept, as PyTorch does): "not less-or-equal, unordered" */
+/* v unless v < 0 ("not less-than, unordered"): NaN and -0.0 are kept, as PyTorch's max(v, 0) */
 ALWAYS_INLINE vf f_relu(vf v)
 {
-    return _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(v, zero(), _CMP_NLE_UQ), v);
+    return _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(v, zero(), _CMP_NLT_UQ), v);
 }
 ALWAYS_INLINE vf f_sqrt(vf v)
 {
@@ -618,9 +618,10 @@ ALWAYS_INLINE vf b_sqrt(vf y, vf gy)
 {
     return dvd(gy, mul(set1(2.0f), y));
 }
+/* 0 where y <= 0, else gy: a NaN y passes gy, as PyTorch's threshold_backward */
 ALWAYS_INLINE vf b_relu(vf y, vf gy)
 {
-    return _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(y, zero(), _CMP_GT_OQ), gy);
+    return _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(y, zero(), _CMP_NLE_UQ), gy);
 }
 ALWAYS_INLINE vf b_sin(vf x, vf gy)
 {

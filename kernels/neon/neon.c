@@ -152,11 +152,11 @@ ALWAYS_INLINE vf f_abs(vf v)
     return vabs(v);
 }
 
-/* v > 0, or NaN (kept, as PyTorch does): "not less-or-equal, unordered" */
-/* v <= 0 is false for NaN, which is kept */
+/* 0 where v < 0, else v: v < 0 is false for NaN and -0.0, which are kept, as PyTorch's
+ * max(v, 0) */
 ALWAYS_INLINE vf f_relu(vf v)
 {
-    return sel(vclezq_f32(v), zero(), v);
+    return sel(vcltzq_f32(v), zero(), v);
 }
 ALWAYS_INLINE vf f_sqrt(vf v)
 {
@@ -395,9 +395,10 @@ ALWAYS_INLINE vf b_sqrt(vf y, vf gy)
 {
     return dvd(gy, mul(set1(2.0f), y));
 }
+/* 0 where y <= 0, else gy: y <= 0 is false for NaN, which passes gy (threshold_backward) */
 ALWAYS_INLINE vf b_relu(vf y, vf gy)
 {
-    return keep(vcgtzq_f32(y), gy);
+    return sel(vclezq_f32(y), zero(), gy);
 }
 ALWAYS_INLINE vf b_sin(vf x, vf gy)
 {

@@ -17,7 +17,8 @@
 
 UNARY(s_neg, -v)
 UNARY(s_abs, fabsf(v))
-UNARY(s_relu, (v > 0.0f || isnan(v)) ? v : 0.0f)
+/* PyTorch's relu is clamp_min(x, 0) = max(x, 0) keeping x unless x < 0: NaN and -0.0 stay. */
+UNARY(s_relu, v < 0.0f ? 0.0f : v)
 UNARY(s_exp, expf(v))
 UNARY(s_log, logf(v))
 UNARY(s_sin, sinf(v))
@@ -171,7 +172,7 @@ static void s_sqrt_bwd(const float *y, const float *gy, float *gx, int64_t n)
 static void s_relu_bwd(const float *y, const float *gy, float *gx, int64_t n)
 {
     for (int64_t i = 0; i < n; i++)
-        gx[i] = y[i] > 0.0f ? gy[i] : 0.0f;
+        gx[i] = y[i] <= 0.0f ? 0.0f : gy[i]; /* threshold_backward: NaN y passes gy */
 }
 
 static void s_sin_bwd(const float *x, const float *gy, float *gx, int64_t n)
