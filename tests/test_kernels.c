@@ -407,6 +407,8 @@ static double pow_ref(double x, double e)
 {
     if (e == 0.5)
         return sqrt(x); /* the shortcut: sqrt(-0) = -0 and sqrt(-inf) = NaN, as PyTorch */
+    if (e == -0.5)
+        return 1.0 / sqrt(x); /* rsqrt: (-0)^-0.5 = -inf and (-inf)^-0.5 = NaN, as PyTorch */
     return pow(x, e);
 }
 
@@ -619,6 +621,7 @@ static const ecase cases[] = {
     {"pow_scalar", 1, 2.0f, 0, r_pow_scalar, f_pow_scalar, D_MOD, D_ANY, NULL},
     {"pow_scalar", 1, 1.0f, 0, r_pow_scalar, f_pow_scalar, D_ANY, D_ANY, NULL},
     {"pow_scalar", 1, 0.5f, 0, r_pow_scalar, f_pow_scalar, D_ANY, D_ANY, NULL},
+    {"pow_scalar", 1, -0.5f, 0, r_pow_scalar, f_pow_scalar, D_ANY, D_ANY, NULL},
     {"pow_scalar", 1, -1.0f, 0, r_pow_scalar, f_pow_scalar, D_ANY, D_ANY, NULL},
     {"pow_scalar", 1, 3.0f, 0, r_pow_scalar, f_pow_scalar, D_MOD, D_ANY, NULL},
     {"pow_scalar", 1, -2.0f, 0, r_pow_scalar, f_pow_scalar, D_MOD, D_ANY, NULL},
@@ -656,6 +659,8 @@ static const ecase cases[] = {
     {"pow_scalar_bwd", 2, 3.0f, 0, r_pow_scalar_bwd, f_pow_scalar_bwd, D_MOD, D_MOD, pow_subnormal},
     {"pow_scalar_bwd", 2, 0.0f, 0, r_pow_scalar_bwd, f_pow_scalar_bwd, D_MOD, D_MOD, pow_subnormal},
     {"pow_scalar_bwd", 2, 1.5f, 0, r_pow_scalar_bwd, f_pow_scalar_bwd, D_MOD, D_MOD, pow_subnormal},
+    {"pow_scalar_bwd", 2, 0.5f, 0, r_pow_scalar_bwd, f_pow_scalar_bwd, D_MOD, D_MOD, pow_subnormal},
+    {"pow_scalar_bwd", 2, 1.0f, 0, r_pow_scalar_bwd, f_pow_scalar_bwd, D_MOD, D_MOD, pow_subnormal},
     {"pow_scalar_bwd", 2, -0.5f, 0, r_pow_scalar_bwd, f_pow_scalar_bwd, D_MOD, D_MOD,
      pow_subnormal},
 };
@@ -768,6 +773,87 @@ static void test_elementwise(void **state)
 }
 
 /* ---- named edge cases ------------------------------------------------------------------------ */
+
+/* torch.pow(x, e) and the gradient of its sum for the exponents PyTorch takes shortcuts for
+ * (0: fill with 1, 1: copy, 2, 3, -1, -2, 0.5: sqrt, -0.5: rsqrt), and 1.5 and 4, whose
+ * gradients go through the 0.5 and 3 shortcuts, on special values. Generated with PyTorch 1.13:
+ *   x = torch.tensor(pow_x, requires_grad=True); torch.pow(x, e).sum().backward() */
+static const float pow_x[] = {NAN,   INFINITY, -INFINITY, 0.0f,  -0.0f, 1.0f,
+                              -1.0f, 4.0f,     -0.25f,    3e38f, 1e-45f};
+static const struct {
+    float e, y[11], gx[11];
+} pow_want[] = {
+    {0.0f,
+     {0x1p+0f, 0x1p+0f, 0x1p+0f, 0x1p+0f, 0x1p+0f, 0x1p+0f, 0x1p+0f, 0x1p+0f, 0x1p+0f, 0x1p+0f,
+      0x1p+0f},
+     {0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f}},
+    {1.0f,
+     {NAN, INFINITY, -INFINITY, 0.0f, -0.0f, 0x1p+0f, -0x1p+0f, 0x1p+2f, -0x1p-2f, 0x1.c363ccp+127f,
+      0x1p-149f},
+     {0x1p+0f, 0x1p+0f, 0x1p+0f, 0x1p+0f, 0x1p+0f, 0x1p+0f, 0x1p+0f, 0x1p+0f, 0x1p+0f, 0x1p+0f,
+      0x1p+0f}},
+    {2.0f,
+     {NAN, INFINITY, INFINITY, 0.0f, 0.0f, 0x1p+0f, 0x1p+0f, 0x1p+4f, 0x1p-4f, INFINITY, 0.0f},
+     {NAN, INFINITY, -INFINITY, 0.0f, -0.0f, 0x1p+1f, -0x1p+1f, 0x1p+3f, -0x1p-1f, INFINITY,
+      0x1p-148f}},
+    {3.0f,
+     {NAN, INFINITY, -INFINITY, 0.0f, -0.0f, 0x1p+0f, -0x1p+0f, 0x1p+6f, -0x1p-6f, INFINITY, 0.0f},
+     {NAN, INFINITY, INFINITY, 0.0f, 0.0f, 0x1.8p+1f, 0x1.8p+1f, 0x1.8p+5f, 0x1.8p-3f, INFINITY,
+      0.0f}},
+    {-1.0f,
+     {NAN, 0.0f, -0.0f, INFINITY, -INFINITY, 0x1p+0f, -0x1p+0f, 0x1p-2f, -0x1p+2f, 0x1.225fdp-128f,
+      INFINITY},
+     {NAN, -0.0f, -0.0f, -INFINITY, -INFINITY, -0x1p+0f, -0x1p+0f, -0x1p-4f, -0x1p+4f, -0.0f,
+      -INFINITY}},
+    {-2.0f,
+     {NAN, 0.0f, 0.0f, INFINITY, INFINITY, 0x1p+0f, 0x1p+0f, 0x1p-4f, 0x1p+4f, 0.0f, INFINITY},
+     {NAN, -0.0f, 0.0f, -INFINITY, INFINITY, -0x1p+1f, 0x1p+1f, -0x1p-5f, 0x1p+7f, -0.0f,
+      -INFINITY}},
+    {0.5f,
+     {NAN, INFINITY, NAN, 0.0f, -0.0f, 0x1p+0f, NAN, 0x1p+1f, NAN, 0x1.e0bd9cp+63f,
+      0x1.6a09e6p-75f},
+     {NAN, 0.0f, NAN, INFINITY, -INFINITY, 0x1p-1f, NAN, 0x1p-2f, NAN, 0x1.10a55ep-65f,
+      0x1.6a09e6p+73f}},
+    {-0.5f,
+     {NAN, 0.0f, NAN, INFINITY, -INFINITY, 0x1p+0f, NAN, 0x1p-1f, NAN, 0x1.10a55ep-64f,
+      0x1.6a09e6p+74f},
+     {NAN, -0.0f, -0.0f, -INFINITY, -INFINITY, -0x1p-1f, NAN, -0x1p-4f, NAN, -0.0f, -INFINITY}},
+    {1.5f,
+     {NAN, INFINITY, INFINITY, 0.0f, 0.0f, 0x1p+0f, NAN, 0x1p+3f, NAN, INFINITY, 0.0f},
+     {NAN, INFINITY, NAN, 0.0f, -0.0f, 0x1.8p+0f, NAN, 0x1.8p+1f, NAN, 0x1.688e34p+64f,
+      0x1.0f876cp-74f}},
+    {4.0f,
+     {NAN, INFINITY, INFINITY, 0.0f, 0.0f, 0x1p+0f, 0x1p+0f, 0x1p+8f, 0x1p-8f, INFINITY, 0.0f},
+     {NAN, INFINITY, -INFINITY, 0.0f, -0.0f, 0x1p+2f, -0x1p+2f, 0x1p+8f, -0x1p-4f, INFINITY, 0.0f}},
+};
+
+/* pow_scalar and pow_scalar_bwd give those bits (signed zeros, infinities, NaN) in every family,
+ * at every length up to 40, so through vector bodies and tails. */
+static void test_pow_scalar_bits(void **state)
+{
+    (void)state;
+    const tg_kernels *k = &cur->k;
+    enum { N = 40, NX = sizeof pow_x / sizeof pow_x[0] };
+    float x[N], y[N], g[N], gx[N];
+    for (size_t c = 0; c < sizeof pow_want / sizeof pow_want[0]; c++) {
+        float e = pow_want[c].e;
+        for (int n = 0; n <= N; n++) {
+            for (int i = 0; i < n; i++)
+                x[i] = pow_x[(i + n) % NX], g[i] = 1.0f;
+            k->pow_scalar(x, y, n, e);
+            k->pow_scalar_bwd(x, g, gx, n, e);
+            for (int i = 0; i < n; i++) {
+                float wy = pow_want[c].y[(i + n) % NX], wg = pow_want[c].gx[(i + n) % NX];
+                if (isnan(wy) ? !isnan(y[i]) : bits(y[i]) != bits(wy))
+                    fail_msg("%s pow_scalar(%a, %g) = %a, PyTorch %a", cur->name, x[i], e, y[i],
+                             wy);
+                if (isnan(wg) ? !isnan(gx[i]) : bits(gx[i]) != bits(wg))
+                    fail_msg("%s pow_scalar_bwd(%a, %g) = %a, PyTorch %a", cur->name, x[i], e,
+                             gx[i], wg);
+            }
+        }
+    }
+}
 
 /* relu as PyTorch's clamp_min(x, 0): NaN and -0.0 are kept; its backward (threshold_backward)
  * gives 0 only where y <= 0, so a NaN y passes gy, -0.0 included. Bit for bit, at every length
@@ -1844,6 +1930,7 @@ static int group_setup(void **state)
 static const struct CMUnitTest kernel_tests[] = {
     cmocka_unit_test(test_elementwise),
     cmocka_unit_test(test_relu_bits),
+    cmocka_unit_test(test_pow_scalar_bits),
     cmocka_unit_test(test_sigmoid_limits),
     cmocka_unit_test(test_sigmoid_bwd_from_output),
     cmocka_unit_test(test_sigmoid_bwd_streamed),

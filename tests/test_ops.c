@@ -893,6 +893,38 @@ static void test_relu_nan_and_negative_zero(void **state)
     tg_scope_end();
 }
 
+/* torch.pow(x, 0.5) is sqrt and torch.pow(x, -0.5) rsqrt = 1 / sqrt(x), so at -0.0 and -inf
+ * they differ from C's pow; the gradient of x^0.5 is 0.5 * x^-0.5, through rsqrt as well:
+ *   x = torch.tensor([-0., -inf, 4., 0., inf, nan, -1.], requires_grad=True)
+ *   torch.pow(x, 0.5)  -> [-0., nan, 2., 0., inf, nan, nan]
+ *                grad  -> [-inf, nan, 0.25, inf, 0., nan, nan]
+ *   torch.pow(x, -0.5) -> [-inf, nan, 0.5, inf, 0., nan, nan]
+ *                grad  -> [-inf, -0., -0.0625, -inf, -0., nan, nan] */
+static void test_pow_scalar_half_exponents(void **state)
+{
+    (void)state;
+    const float nan = NAN, inf = INFINITY;
+    const float x7[7] = {-0.0f, -inf, 4.0f, 0.0f, inf, nan, -1.0f};
+    const float want[2][2][7] = {
+        {{-0.0f, nan, 2.0f, 0.0f, inf, nan, nan}, {-inf, nan, 0.25f, inf, 0.0f, nan, nan}},
+        {{-inf, nan, 0.5f, inf, 0.0f, nan, nan}, {-inf, -0.0f, -0.0625f, -inf, -0.0f, nan, nan}},
+    };
+    const float e[2] = {0.5f, -0.5f};
+    const int64_t n = N_SPECIAL;
+    float xv[N_SPECIAL], yw[N_SPECIAL], gw[N_SPECIAL];
+    repeat7(xv, x7);
+    for (int k = 0; k < 2; k++) {
+        tg_scope_begin();
+        repeat7(yw, want[k][0]), repeat7(gw, want[k][1]);
+        tg_tensor *x = tg_requires_grad_(tg_from_data(xv, 1, &n), true);
+        tg_tensor *y = tg_pow_scalar(x, e[k]);
+        expect_bits(y, n, yw, e[k] > 0 ? "pow_scalar 0.5" : "pow_scalar -0.5");
+        assert_int_equal(tg_backward(tg_sum(y), NULL, false), TG_OK);
+        expect_bits(tg_grad(x), n, gw, e[k] > 0 ? "pow_scalar 0.5 grad" : "pow_scalar -0.5 grad");
+        tg_scope_end();
+    }
+}
+
 static void test_nan_inf_behaviour(void **state)
 {
     (void)state;
@@ -1202,6 +1234,7 @@ int main(void)
         cmocka_unit_test(test_mse_matches_composition),
         cmocka_unit_test(test_nan_inf_behaviour),
         cmocka_unit_test(test_relu_nan_and_negative_zero),
+        cmocka_unit_test(test_pow_scalar_half_exponents),
         cmocka_unit_test(test_inplace_on_strided_views),
         cmocka_unit_test(test_threads_same_bits),
         cmocka_unit_test(test_repr_and_print),

@@ -516,7 +516,8 @@ static void v_clamp(const float *x, float *y, int64_t n, float lo, float hi)
     }
 }
 
-/* The exponents with exact shortcuts in the scalar pow_one, in the same order of operations. */
+/* The exponents with shortcuts in the scalar pow_one (PyTorch's), in the same order of
+ * operations, so with the same special values. */
 ALWAYS_INLINE vf f_sq(vf v)
 {
     return mul(v, v);
@@ -529,13 +530,22 @@ ALWAYS_INLINE vf f_recip(vf v)
 {
     return dvd(set1(1.0f), v);
 }
-ALWAYS_INLINE vf f_rsq(vf v)
+ALWAYS_INLINE vf f_inv_sq(vf v)
 {
     return dvd(set1(1.0f), mul(v, v));
+}
+ALWAYS_INLINE vf f_rsqrt(vf v)
+{
+    return dvd(set1(1.0f), f_sqrt(v));
 }
 ALWAYS_INLINE vf f_ident(vf v)
 {
     return v;
+}
+ALWAYS_INLINE vf f_one(vf v)
+{
+    (void)v;
+    return set1(1.0f);
 }
 
 /* The elementwise function x -> pow_one(x, e), chosen once per call. */
@@ -547,12 +557,16 @@ static vop1 pow_shortcut(float e)
         return f_ident;
     if (e == 0.5f)
         return f_sqrt;
+    if (e == -0.5f)
+        return f_rsqrt;
     if (e == -1.0f)
         return f_recip;
     if (e == 3.0f)
         return f_cube;
     if (e == -2.0f)
-        return f_rsq;
+        return f_inv_sq;
+    if (e == 0.0f)
+        return f_one;
     return NULL;
 }
 
@@ -564,12 +578,16 @@ static void v_pow_scalar(const float *x, float *y, int64_t n, float e)
         map1(x, y, n, f_ident);
     else if (e == 0.5f)
         map1(x, y, n, f_sqrt);
+    else if (e == -0.5f)
+        map1(x, y, n, f_rsqrt);
     else if (e == -1.0f)
         map1(x, y, n, f_recip);
     else if (e == 3.0f)
         map1(x, y, n, f_cube);
     else if (e == -2.0f)
-        map1(x, y, n, f_rsq);
+        map1(x, y, n, f_inv_sq);
+    else if (e == 0.0f)
+        map1(x, y, n, f_one);
     else
         map2_vs(x, set1(e), y, n, f_pow);
 }

@@ -52,19 +52,25 @@ static void s_clamp(const float *x, float *y, int64_t n, float lo, float hi)
 
 static float pow_one(float x, float e)
 {
-    /* The common exponents take exact shortcuts, as PyTorch's pow does. */
+    /* The common exponents take PyTorch's shortcuts, with its special values: x^0 is 1 even for
+     * NaN (a fill), x^0.5 is sqrt and x^-0.5 is rsqrt = 1 / sqrt(x), so (-0)^-0.5 = -inf and
+     * (-inf)^-0.5 = NaN where powf gives +inf and +0. */
     if (e == 2.0f)
         return x * x;
     if (e == 1.0f)
         return x;
     if (e == 0.5f)
         return sqrtf(x);
+    if (e == -0.5f)
+        return 1.0f / sqrtf(x);
     if (e == -1.0f)
         return 1.0f / x;
     if (e == 3.0f)
         return x * x * x;
     if (e == -2.0f)
         return 1.0f / (x * x);
+    if (e == 0.0f)
+        return 1.0f;
     return powf(x, e);
 }
 
