@@ -42,6 +42,8 @@ typedef struct tg_kernels {
 
     /* binary forward: same length, vector-scalar, scalar-vector */
     tg_binary_vv_fn add_vv, sub_vv, mul_vv, div_vv, pow_vv;
+    /* pow_vs is pow_vv with b one value, element for element: a tensor exponent never takes
+     * pow_scalar's shortcuts (PyTorch's tensor-tensor pow is pow() whatever the layout). */
     tg_binary_vs_fn add_vs, mul_vs, div_vs, pow_vs;
     tg_binary_sv_fn sub_sv, div_sv, pow_sv;
 

@@ -519,7 +519,7 @@ static double f_div_vs(const ecase *c, double a, double b)
 static double f_pow_vs(const ecase *c, double a, double b)
 {
     (void)b;
-    return pow_ref(a, c->p);
+    return pow(a, c->p); /* a tensor exponent: C's pow, no shortcuts */
 }
 static double f_sub_sv(const ecase *c, double a, double b)
 {
@@ -640,6 +640,8 @@ static const ecase cases[] = {
     {"div_vs", 1, 0.0f, 0, r_div_vs, f_div_vs, D_ANY, D_ANY, NULL},
     {"pow_vs", 1, 2.0f, 0, r_pow_vs, f_pow_vs, D_MOD, D_ANY, NULL},
     {"pow_vs", 1, 1.7f, 0, r_pow_vs, f_pow_vs, D_ANY, D_ANY, NULL},
+    {"pow_vs", 1, 0.5f, 0, r_pow_vs, f_pow_vs, D_ANY, D_ANY, NULL},
+    {"pow_vs", 1, -0.5f, 0, r_pow_vs, f_pow_vs, D_ANY, D_ANY, NULL},
     {"sub_sv", 1, 2.5f, 0, r_sub_sv, f_sub_sv, D_ANY, D_ANY, NULL},
     {"div_sv", 1, -1.0f, 0, r_div_sv, f_div_sv, D_ANY, D_ANY, NULL},
     {"pow_sv", 1, 2.0f, 0, r_pow_sv, f_pow_sv, D_ANY, D_ANY, NULL},
@@ -852,6 +854,38 @@ static void test_pow_scalar_bits(void **state)
                              gx[i], wg);
             }
         }
+    }
+}
+
+/* pow_vs (a tensor exponent that is one value) is pow_vv element for element, bit for bit, for
+ * the exponents pow_scalar has shortcuts for too: a tensor exponent gives the same floats
+ * whether it is full-size or broadcast, as PyTorch's tensor-tensor pow. */
+static void test_pow_vs_is_pow_vv(void **state)
+{
+    (void)state;
+    const tg_kernels *k = &cur->k;
+    enum { N = 40, NX = sizeof pow_x / sizeof pow_x[0] };
+    const float es[] = {0.5f, -0.5f, 2.0f, 3.0f, -1.0f, -2.0f, 0.0f, 1.0f, 1.5f};
+    float x[N], b[N], y[N], yv[N];
+    for (size_t c = 0; c < sizeof es / sizeof es[0]; c++)
+        for (int n = 0; n <= N; n++) {
+            for (int i = 0; i < n; i++)
+                x[i] = pow_x[(i + n) % NX], b[i] = es[c];
+            k->pow_vs(x, es[c], y, n);
+            k->pow_vv(x, b, yv, n);
+            for (int i = 0; i < n; i++)
+                if (bits(y[i]) != bits(yv[i]) && !(isnan(y[i]) && isnan(yv[i])))
+                    fail_msg("%s pow_vs(%a, %g) = %a, pow_vv %a", cur->name, x[i], es[c], y[i],
+                             yv[i]);
+        }
+    /* and C's special values: (-0)^-0.5 = +inf, (-inf)^0.5 = +inf, where rsqrt and sqrt differ */
+    const float xs[2] = {-0.0f, -INFINITY}, ws[2][2] = {{INFINITY, 0.0f}, {0.0f, INFINITY}};
+    for (int c = 0; c < 2; c++) {
+        k->pow_vs(xs, c ? 0.5f : -0.5f, y, 2);
+        for (int i = 0; i < 2; i++)
+            if (bits(y[i]) != bits(ws[c][i]))
+                fail_msg("%s pow_vs(%a, %g) = %a, C pow %a", cur->name, xs[i], c ? 0.5 : -0.5, y[i],
+                         ws[c][i]);
     }
 }
 
@@ -1931,6 +1965,7 @@ static const struct CMUnitTest kernel_tests[] = {
     cmocka_unit_test(test_elementwise),
     cmocka_unit_test(test_relu_bits),
     cmocka_unit_test(test_pow_scalar_bits),
+    cmocka_unit_test(test_pow_vs_is_pow_vv),
     cmocka_unit_test(test_sigmoid_limits),
     cmocka_unit_test(test_sigmoid_bwd_from_output),
     cmocka_unit_test(test_sigmoid_bwd_streamed),

@@ -925,6 +925,90 @@ static void test_pow_scalar_half_exponents(void **state)
     }
 }
 
+/* torch.pow with a tensor exponent is C's pow for every layout of the operands (PyTorch's CPU
+ * tensor-tensor kernel has no scalar-exponent shortcuts), and so is the a^(b - 1) of its
+ * gradient. Generated with PyTorch 1.13, the same for a full-size, a 0-d and a strided b:
+ *   x = torch.tensor(pow_t_x, requires_grad=True); torch.pow(x, b).sum().backward() */
+#define POW_T_NX 10
+static const float pow_t_x[POW_T_NX] = {NAN,  INFINITY, -INFINITY, 0.0f,  -0.0f,
+                                        1.0f, -1.0f,    4.0f,      -2.0f, 0.25f};
+static const struct {
+    float e, y[POW_T_NX], gx[POW_T_NX];
+} pow_t_want[] = {
+    {0.5f,
+     {NAN, INFINITY, INFINITY, 0.0f, 0.0f, 0x1p+0f, NAN, 0x1p+1f, NAN, 0x1p-1f},
+     {NAN, 0.0f, 0.0f, INFINITY, INFINITY, 0x1p-1f, NAN, 0x1p-2f, NAN, 0x1p+0f}},
+    {-0.5f,
+     {NAN, 0.0f, 0.0f, INFINITY, INFINITY, 0x1p+0f, NAN, 0x1p-1f, NAN, 0x1p+1f},
+     {NAN, -0.0f, -0.0f, -INFINITY, -INFINITY, -0x1p-1f, NAN, -0x1p-4f, NAN, -0x1p+2f}},
+    {3.0f,
+     {NAN, INFINITY, -INFINITY, 0.0f, -0.0f, 0x1p+0f, -0x1p+0f, 0x1p+6f, -0x1p+3f, 0x1p-6f},
+     {NAN, INFINITY, INFINITY, 0.0f, 0.0f, 0x1.8p+1f, 0x1.8p+1f, 0x1.8p+5f, 0x1.8p+3f, 0x1.8p-3f}},
+    {-2.0f,
+     {NAN, 0.0f, 0.0f, INFINITY, INFINITY, 0x1p+0f, 0x1p+0f, 0x1p-4f, 0x1p-2f, 0x1p+4f},
+     {NAN, -0.0f, 0.0f, -INFINITY, INFINITY, -0x1p+1f, 0x1p+1f, -0x1p-5f, 0x1p-2f, -0x1p+7f}},
+    {2.0f,
+     {NAN, INFINITY, INFINITY, 0.0f, 0.0f, 0x1p+0f, 0x1p+0f, 0x1p+4f, 0x1p+2f, 0x1p-4f},
+     {NAN, INFINITY, -INFINITY, 0.0f, -0.0f, 0x1p+1f, -0x1p+1f, 0x1p+3f, -0x1p+2f, 0x1p-1f}},
+    {-1.0f,
+     {NAN, 0.0f, -0.0f, INFINITY, -INFINITY, 0x1p+0f, -0x1p+0f, 0x1p-2f, -0x1p-1f, 0x1p+2f},
+     {NAN, -0.0f, -0.0f, -INFINITY, -INFINITY, -0x1p+0f, -0x1p+0f, -0x1p-4f, -0x1p-2f, -0x1p+4f}},
+    {0.0f,
+     {0x1p+0f, 0x1p+0f, 0x1p+0f, 0x1p+0f, 0x1p+0f, 0x1p+0f, 0x1p+0f, 0x1p+0f, 0x1p+0f, 0x1p+0f},
+     {0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f}},
+    {1.0f,
+     {NAN, INFINITY, -INFINITY, 0.0f, -0.0f, 0x1p+0f, -0x1p+0f, 0x1p+2f, -0x1p+1f, 0x1p-2f},
+     {0x1p+0f, 0x1p+0f, 0x1p+0f, 0x1p+0f, 0x1p+0f, 0x1p+0f, 0x1p+0f, 0x1p+0f, 0x1p+0f, 0x1p+0f}},
+};
+
+/* The exponent as a full-size tensor, a 0-d tensor, a [1] tensor, a column, a row, and both
+ * operands transposed (the strided walk), or the base transposed with a 0-d exponent: the
+ * forward and the base's gradient give PyTorch's bits in every layout. */
+static void test_pow_tensor_exponent_layouts(void **state)
+{
+    (void)state;
+    enum { R = 3, C = 37, LAYOUTS = 7 };
+    const int64_t rc[2] = {R, C}, cr[2] = {C, R}, col[2] = {R, 1}, one = 1, row = C;
+    float base[R * C];
+    for (size_t k = 0; k < sizeof pow_t_want / sizeof pow_t_want[0]; k++)
+        for (int l = 0; l < LAYOUTS; l++) {
+            tg_scope_begin();
+            float e = pow_t_want[k].e;
+            bool tr = l >= 5; /* the base is the transpose of a [C, R] leaf */
+            for (int r = 0; r < R; r++)
+                for (int j = 0; j < C; j++)
+                    base[tr ? j * R + r : r * C + j] = pow_t_x[j % POW_T_NX];
+            tg_tensor *leaf = tg_requires_grad_(tg_from_data(base, 2, tr ? cr : rc), true);
+            tg_tensor *x = tr ? tg_transpose(leaf, 0, 1) : leaf;
+            tg_tensor *b = l == 0   ? tg_full(2, rc, e)
+                           : l == 1 ? tg_scalar(e)
+                           : l == 2 ? tg_full(1, &one, e)
+                           : l == 3 ? tg_full(2, col, e)
+                           : l == 4 ? tg_full(1, &row, e)
+                           : l == 5 ? tg_transpose(tg_full(2, cr, e), 0, 1)
+                                    : tg_scalar(e);
+            tg_tensor *y = tg_pow(x, b);
+            assert_non_null(y);
+            float *yv = tg_test_values(y);
+            assert_int_equal(tg_backward(tg_sum(y), NULL, false), TG_OK);
+            float *gv = tg_test_values(tg_grad(leaf));
+            for (int r = 0; r < R; r++)
+                for (int j = 0; j < C; j++) {
+                    float got = yv[r * C + j], want = pow_t_want[k].y[j % POW_T_NX];
+                    float gg = gv[tr ? j * R + r : r * C + j], gw = pow_t_want[k].gx[j % POW_T_NX];
+                    float xj = pow_t_x[j % POW_T_NX];
+                    if (isnan(want) ? !isnan(got) : memcmp(&got, &want, sizeof got) != 0)
+                        fail_msg("%s layout %d: pow(%a, %g) = %a, PyTorch %a", tg_isa(), l, xj, e,
+                                 got, want);
+                    if (isnan(gw) ? !isnan(gg) : memcmp(&gg, &gw, sizeof gg) != 0)
+                        fail_msg("%s layout %d: d pow(%a, %g) / dx = %a, PyTorch %a", tg_isa(), l,
+                                 xj, e, gg, gw);
+                }
+            free(yv), free(gv);
+            tg_scope_end();
+        }
+}
+
 static void test_nan_inf_behaviour(void **state)
 {
     (void)state;
@@ -1235,6 +1319,7 @@ int main(void)
         cmocka_unit_test(test_nan_inf_behaviour),
         cmocka_unit_test(test_relu_nan_and_negative_zero),
         cmocka_unit_test(test_pow_scalar_half_exponents),
+        cmocka_unit_test(test_pow_tensor_exponent_layouts),
         cmocka_unit_test(test_inplace_on_strided_views),
         cmocka_unit_test(test_threads_same_bits),
         cmocka_unit_test(test_repr_and_print),

@@ -372,9 +372,11 @@ static void v_pow_scalar(const float *x, float *y, int64_t n, float e)
         map2_vs(x, set1(e), y, n, f_pow);
 }
 
+/* A tensor exponent that is one value: pow_vv's formula, lane for lane, with none of
+ * pow_scalar's shortcuts (PyTorch's tensor-tensor pow calls pow whatever the layout). */
 static void v_pow_vs(const float *a, float b, float *y, int64_t n)
 {
-    v_pow_scalar(a, y, n, b);
+    map2_vs(a, set1(b), y, n, f_pow);
 }
 
 /* ---- backward ---------------------------------------------------------------------------- */

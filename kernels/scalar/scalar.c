@@ -113,9 +113,12 @@ static void s_div_vs(const float *a, float b, float *y, int64_t n)
         y[i] = a[i] / b;
 }
 
+/* A tensor exponent that is one value: powf, as pow_vv, with none of pow_scalar's shortcuts
+ * (PyTorch's tensor-tensor pow calls pow whatever the operands' layout). */
 static void s_pow_vs(const float *a, float b, float *y, int64_t n)
 {
-    s_pow_scalar(a, y, n, b);
+    for (int64_t i = 0; i < n; i++)
+        y[i] = powf(a[i], b);
 }
 
 static void s_sub_sv(float a, const float *b, float *y, int64_t n)

@@ -17,7 +17,8 @@ static tg_binary_vv_fn vv_kernel(binop op)
     return f[op];
 }
 
-/* y = a op b where b is one value. */
+/* y = a op b where b is one value. For pow that is pow_vv's function, never pow_scalar's
+ * shortcuts: a tensor exponent gives the same floats broadcast, strided or full-size. */
 static void run_vs(binop op, const float *a, float b, float *y, int64_t n)
 {
     const tg_kernels *k = tg_kern();
@@ -57,9 +58,10 @@ static void binary_run(void *ctx, float *const *p, const int64_t *s, int64_t n)
         float v;
         run_vs(op, p[1], p[2][0], &v, 1);
         tg_kern()->fill(p[0], v, n);
-    } else if (op == OP_POW) { /* pow's kernel has its own rounding: it must compute it */
+    } else if (op == OP_POW) { /* pow's kernel rounds its own way: it computes each element */
+        tg_binary_vv_fn f = vv_kernel(op);
         for (int64_t i = 0; i < n; i++)
-            run_vs(op, p[1] + i * s[1], p[2][i * s[2]], p[0] + i * s[0], 1);
+            f(p[1] + i * s[1], p[2] + i * s[2], p[0] + i * s[0], 1);
     } else { /* strided both: one IEEE operation per element, as the kernels compute it */
         const float *a = p[1], *b = p[2];
         float *y = p[0];
@@ -93,9 +95,9 @@ static tg_tensor *in_order(tg_tensor *t, int64_t out_numel)
  * 6.6 ms for same-shape operands). For narrow rows the broadcast operand is laid out for a
  * block of rows in a small buffer (the row repeated, or each row's value repeated w times) and
  * one vector-vector call covers the block. Every element is still the same IEEE operation, so
- * the results are those of the walk; pow, whose scalar-exponent kernel rounds its own way,
- * keeps the walk. The limits are where the per-row calls stop costing more (1M floats, one
- * thread, BM_add_broadcast_narrow). */
+ * the results are those of the walk; pow keeps the walk (whose pow_vs is pow_vv element for
+ * element, so the floats would be the same). The limits are where the per-row calls stop costing
+ * more (1M floats, one thread, BM_add_broadcast_narrow). */
 #define NARROW_W     512  /* a row repeated: rows narrower than this */
 #define NARROW_COL_W 128  /* a value per row: rows narrower than this (the spread costs more) */
 #define NARROW_BUF   1024 /* floats per block: 4 KB, in L1 */
