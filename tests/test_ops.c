@@ -964,6 +964,26 @@ static const struct {
 /* The exponent as a full-size tensor, a 0-d tensor, a [1] tensor, a column, a row, and both
  * operands transposed (the strided walk), or the base transposed with a 0-d exponent: the
  * forward and the base's gradient give PyTorch's bits in every layout. */
+/* Where pow's gradients are defined by a mask, the incoming gradient's NaN and sign follow
+ * PyTorch: the base gradient is where(b == 0, 0, g * b * a^(b-1)), +0 whatever g is; the
+ * exponent gradient is g * where(a == 0 and b >= 0, 0, a^b * log(a)), so g's NaN or sign shows:
+ *   a = [2, 0, 3, 0], b = [0, 2, 0, 0], y = a ** b, y.backward([nan, -1, -2, nan])
+ *   a.grad -> [0., -0., 0., 0.], b.grad -> [nan, -0., -2.1972246, nan] */
+static void test_pow_masked_gradients(void **state)
+{
+    (void)state;
+    tg_scope_begin();
+    const int64_t s[1] = {4};
+    tg_tensor *a = tg_requires_grad_(tg_from_data((const float[]){2, 0, 3, 0}, 1, s), true);
+    tg_tensor *b = tg_requires_grad_(tg_from_data((const float[]){0, 2, 0, 0}, 1, s), true);
+    tg_tensor *g = tg_from_data((const float[]){NAN, -1, -2, NAN}, 1, s);
+    assert_int_equal(tg_backward(tg_pow(a, b), g, false), TG_OK);
+    expect_bits(tg_grad(a), 4, (const float[]){0.0f, -0.0f, 0.0f, 0.0f}, "pow base grad");
+    expect_bits(tg_grad(b), 4, (const float[]){NAN, -0.0f, -0x1.193ea8p+1f, NAN},
+                "pow exponent grad");
+    tg_scope_end();
+}
+
 static void test_pow_tensor_exponent_layouts(void **state)
 {
     (void)state;
@@ -1320,6 +1340,7 @@ int main(void)
         cmocka_unit_test(test_relu_nan_and_negative_zero),
         cmocka_unit_test(test_pow_scalar_half_exponents),
         cmocka_unit_test(test_pow_tensor_exponent_layouts),
+        cmocka_unit_test(test_pow_masked_gradients),
         cmocka_unit_test(test_inplace_on_strided_views),
         cmocka_unit_test(test_threads_same_bits),
         cmocka_unit_test(test_repr_and_print),

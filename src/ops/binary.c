@@ -292,7 +292,8 @@ static tg_status div_backward(tg_node *n, tg_tensor *g, const bool *needs, tg_te
 static tg_tensor *pow_exponent_grad(tg_tensor *a, tg_tensor *b, tg_tensor *g);
 
 /* Sets r (a fresh contiguous result of the broadcast shape) to 0 wherever b is 0: PyTorch masks
- * the base gradient there, so 0^0 gets 0 rather than 0 * 0^-1 = NaN. */
+ * the base gradient there, after the product with g, so 0^0 gets 0 rather than 0 * 0^-1 = NaN,
+ * and a NaN or negative g gives +0 too. */
 static bool zero_where_exponent_zero(tg_tensor *r, tg_tensor *b)
 {
     tg_tensor *be = tg_expand(b, r->ndim, r->shape), *bd = be ? tg_contiguous(be) : NULL;
@@ -314,11 +315,12 @@ static tg_status pow_backward(tg_node *n, tg_tensor *g, const bool *needs, tg_te
     if (needs[0]) {
         /* g * b * a^(b - 1), and 0 where b == 0 */
         tg_tensor *bm1 = tg_add_scalar(b, -1.0f), *p = tg_pow(a, bm1), *bp = tg_mul(b, p);
-        if (bp && !zero_where_exponent_zero(bp, b)) {
-            tg_release(bp);
-            bp = NULL;
+        tg_tensor *ga = tg_mul(g, bp);
+        if (ga && !zero_where_exponent_zero(ga, b)) {
+            tg_release(ga);
+            ga = NULL;
         }
-        st = set_grad(n, 0, tg_mul(g, bp), gin);
+        st = set_grad(n, 0, ga, gin);
         tg_release(bm1), tg_release(p), tg_release(bp);
     }
     if (needs[1] && st == TG_OK)
@@ -326,28 +328,27 @@ static tg_status pow_backward(tg_node *n, tg_tensor *g, const bool *needs, tg_te
     return st;
 }
 
-/* g * a^b * log(a), with 0 where a == 0 and b >= 0 (the limit), as PyTorch defines it. */
+/* g * (a^b * log(a)), the factor taken as 0 where a == 0 and b >= 0 (the limit), as PyTorch
+ * defines it: masked before the product, so g's NaN or sign still shows there. */
 static tg_tensor *pow_exponent_grad(tg_tensor *a, tg_tensor *b, tg_tensor *g)
 {
     tg_tensor *p = tg_pow(a, b), *la = tg_log(a), *t = tg_mul(p, la);
-    tg_tensor *r = tg_mul(g, t);
-    tg_release(p), tg_release(la), tg_release(t);
-    if (!r)
+    tg_release(p), tg_release(la);
+    if (!t)
         return NULL;
-    /* Patch the a == 0, b >= 0 entries. r has the broadcast shape; walk it with a and b. */
-    tg_tensor *ac = tg_expand(a, r->ndim, r->shape), *bc = tg_expand(b, r->ndim, r->shape);
+    /* Patch the a == 0, b >= 0 entries. t has the broadcast shape; walk it with a and b. */
+    tg_tensor *ac = tg_expand(a, t->ndim, t->shape), *bc = tg_expand(b, t->ndim, t->shape);
     tg_tensor *ad = ac ? tg_contiguous(ac) : NULL, *bd = bc ? tg_contiguous(bc) : NULL;
+    tg_tensor *r = NULL;
     if (ad && bd) {
-        float *rp = tg_ptr(r);
+        float *tp = tg_ptr(t);
         const float *ap = tg_ptr(ad), *bp = tg_ptr(bd);
-        for (int64_t i = 0; i < r->numel; i++)
+        for (int64_t i = 0; i < t->numel; i++)
             if (ap[i] == 0.0f && bp[i] >= 0.0f)
-                rp[i] = 0.0f;
-    } else {
-        tg_release(r);
-        r = NULL;
+                tp[i] = 0.0f;
+        r = tg_mul(g, t);
     }
-    tg_release(ac), tg_release(bc), tg_release(ad), tg_release(bd);
+    tg_release(t), tg_release(ac), tg_release(bc), tg_release(ad), tg_release(bd);
     return r;
 }
 
