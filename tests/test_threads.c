@@ -167,6 +167,47 @@ static void *big_op(void *arg)
     return NULL;
 }
 
+/* A pipeline: each round a producer thread makes tensors with graphs and the main thread, the
+ * consumer, releases them. The consumer never takes from its free lists, so they must stop
+ * growing at their bound instead of keeping every header it ever released. */
+enum { PIPE_TENSORS = 40000, PIPE_ROUNDS = 4 };
+
+static void *produce(void *arg)
+{
+    tg_tensor **out = arg;
+    for (int i = 0; i < PIPE_TENSORS; i++) {
+        tg_tensor *x = tg_requires_grad_(tg_scalar((float)(i % 64) / 8.0f), true);
+        out[i] = x ? tg_exp(x) : NULL; /* a node, a tensor and a storage each */
+        tg_release(x);
+    }
+    return NULL;
+}
+
+static void test_consumer_lists_stay_bounded(void **state)
+{
+    (void)state;
+    tg_tensor **made = calloc(PIPE_TENSORS, sizeof *made);
+    assert_non_null(made);
+    int64_t after_first = 0;
+    for (int r = 0; r < PIPE_ROUNDS; r++) {
+        pthread_t t;
+        assert_int_equal(pthread_create(&t, NULL, produce, made), 0);
+        assert_int_equal(pthread_join(t, NULL), 0);
+        for (int i = 0; i < PIPE_TENSORS; i++) {
+            assert_non_null(made[i]);
+            assert_true(near(tg_item(made[i]), expf((float)(i % 64) / 8.0f)));
+            tg_release(made[i]);
+        }
+        if (r == 0)
+            after_first = heap_in_use();
+    }
+    int64_t growth = heap_in_use() - after_first;
+    free(made);
+    print_message("consumer heap growth over %d more rounds: %lld bytes\n", PIPE_ROUNDS - 1,
+                  (long long)growth);
+    assert_true(growth < HEAP_GROWTH_LIMIT);
+}
+
 static void test_pool_resized_from_threads(void **state)
 {
     (void)state;
@@ -188,6 +229,7 @@ int main(void)
         cmocka_unit_test(test_exited_threads_leave_no_caches),
         cmocka_unit_test(test_exit_inside_scope_frees_no_tensor),
         cmocka_unit_test(test_pool_resized_from_threads),
+        cmocka_unit_test(test_consumer_lists_stay_bounded),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -8,6 +8,10 @@
 #include "node.h"
 
 static _Thread_local tg_node *free_nodes;
+static _Thread_local int n_free_nodes;
+/* Nodes the list keeps; more go back to malloc, so a thread that frees graphs built by other
+ * threads does not grow its list for ever (as alloc.c's lists). */
+#define FREE_NODES_MAX 16384
 static _Thread_local tg_node *pending_release;
 static _Thread_local bool draining;
 static _Thread_local bool armed; /* release_free_nodes runs when this thread exits */
@@ -21,16 +25,19 @@ static void release_free_nodes(void)
         free_nodes = n->next_free;
         free(n);
     }
+    n_free_nodes = 0;
     armed = false;
 }
 
 static tg_node *node_alloc(void)
 {
     tg_node *n = free_nodes;
-    if (n)
+    if (n) {
         free_nodes = n->next_free;
-    else if (!(n = malloc(sizeof *n)))
+        n_free_nodes--;
+    } else if (!(n = malloc(sizeof *n))) {
         return NULL;
+    }
     n->refcount = 1;
     n->n_inputs = 0;
     n->n_saved = 0;
@@ -60,6 +67,11 @@ static void node_free(tg_node *n)
     }
     tg_node_drop_saved(n);
     tg_release(n->gacc);
+    if (n_free_nodes >= FREE_NODES_MAX) {
+        free(n);
+        return;
+    }
+    n_free_nodes++;
     n->next_free = free_nodes;
     free_nodes = n;
     if (!armed) { /* on the push, not the malloc: nodes of other threads end up here too */

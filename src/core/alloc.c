@@ -15,7 +15,13 @@
  * checkers see no leak; release_free_lists frees them when the thread exits. */
 static _Thread_local tg_storage *free_storages;
 static _Thread_local tg_tensor *free_tensors;
+static _Thread_local int n_free_storages, n_free_tensors;
 static _Thread_local bool armed; /* release_free_lists runs when this thread exits */
+
+/* Entries a list keeps; more go back to malloc. Without a bound a thread that only releases
+ * what other threads made (the consumer of a pipeline) would grow its lists for ever, since it
+ * never takes from them. 16K entries cover the graphs of a training step many times over. */
+#define FREE_LIST_MAX 16384
 
 /* Runs at thread exit (thread_exit.h). Entries on the lists have no owner left: a storage's
  * large buffer went back to the shared cache when it was released. */
@@ -31,6 +37,7 @@ static void release_free_lists(void)
         free_tensors = t->next_free;
         free(t);
     }
+    n_free_storages = n_free_tensors = 0;
     armed = false;
 }
 
@@ -48,6 +55,11 @@ static inline void arm(void)
 
 static inline void push_storage(tg_storage *s)
 {
+    if (__builtin_expect(n_free_storages >= FREE_LIST_MAX, 0)) {
+        free(s);
+        return;
+    }
+    n_free_storages++;
     s->next_free = free_storages;
     free_storages = s;
     arm();
@@ -174,6 +186,7 @@ tg_storage *tg_storage_new(int64_t n)
     tg_storage *s = free_storages;
     if (s) {
         free_storages = s->next_free;
+        n_free_storages--;
     } else {
         s = aligned_alloc(64, sizeof(tg_storage));
         if (!s)
@@ -209,10 +222,12 @@ void tg_storage_release(tg_storage *s)
 tg_tensor *tg_tensor_header(void)
 {
     tg_tensor *t = free_tensors;
-    if (t)
+    if (t) {
         free_tensors = t->next_free;
-    else if (!(t = malloc(sizeof *t)))
+        n_free_tensors--;
+    } else if (!(t = malloc(sizeof *t))) {
         return NULL;
+    }
     /* Only the fields every constructor relies on are reset; shapes are written by callers. */
     t->storage = NULL;
     t->offset = 0;
@@ -230,6 +245,11 @@ tg_tensor *tg_tensor_header(void)
 
 void tg_tensor_header_free(tg_tensor *t)
 {
+    if (__builtin_expect(n_free_tensors >= FREE_LIST_MAX, 0)) {
+        free(t);
+        return;
+    }
+    n_free_tensors++;
     t->next_free = free_tensors;
     free_tensors = t;
     arm();
