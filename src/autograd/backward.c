@@ -32,10 +32,7 @@ static void release_stacks(void)
 /* Doubles the stack's capacity; false on OOM. */
 static bool grow(node_stack *s)
 {
-    if (!armed) {
-        armed = true;
-        tg_thread_exit_arm(release_stacks);
-    }
+    tg_thread_exit_arm_once(&armed, release_stacks);
     size_t ncap = s->cap ? s->cap * 2 : 256;
     tg_node **p = realloc(s->items, ncap * sizeof *p);
     if (!p)

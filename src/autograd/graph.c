@@ -74,10 +74,8 @@ static void node_free(tg_node *n)
     n_free_nodes++;
     n->next_free = free_nodes;
     free_nodes = n;
-    if (!armed) { /* on the push, not the malloc: nodes of other threads end up here too */
-        armed = true;
-        tg_thread_exit_arm(release_free_nodes);
-    }
+    /* on the push, not the malloc: nodes of other threads end up here too */
+    tg_thread_exit_arm_once(&armed, release_free_nodes);
 }
 
 void tg_node_release(tg_node *n)

@@ -47,10 +47,7 @@ static void release_free_lists(void)
  * the slow path's call made it compute the address twice). */
 static inline void arm(void)
 {
-    if (__builtin_expect(!armed, 0)) {
-        armed = true;
-        tg_thread_exit_arm(release_free_lists);
-    }
+    tg_thread_exit_arm_once(&armed, release_free_lists);
 }
 
 static inline void push_storage(tg_storage *s)

@@ -31,10 +31,7 @@ static void release_stack(void)
 
 static bool grow(void **ptr, size_t *cap, size_t elem)
 {
-    if (!armed) {
-        armed = true;
-        tg_thread_exit_arm(release_stack);
-    }
+    tg_thread_exit_arm_once(&armed, release_stack);
     size_t ncap = *cap ? *cap * 2 : 64;
     void *p = realloc(*ptr, ncap * elem);
     if (!p)

@@ -5,9 +5,9 @@
  * at them, so every thread that used the library leaked them (about 7 KB each).
  *
  * A module with such a cache keeps its own `static _Thread_local bool armed` and, whenever it
- * puts something into the cache while !armed, sets armed and calls tg_thread_exit_arm with a
- * function that frees the calling thread's cache and clears armed. That function then runs on
- * the thread as it exits (a pthread key destructor: the thread's _Thread_local variables are
+ * puts something into the cache, calls tg_thread_exit_arm_once(&armed, release) with a
+ * function that frees the calling thread's cache and clears armed. That function runs on the
+ * thread as it exits (a pthread key destructor: the thread's _Thread_local variables are
  * still valid). It must only free memory that nothing else points to, and must not call back
  * into the library. A cache refilled after its function ran (by another key's destructor)
  * arms again, and the thread runs the functions once more.
@@ -18,10 +18,21 @@
 #ifndef TG_CORE_THREAD_EXIT_H
 #define TG_CORE_THREAD_EXIT_H
 
+#include <stdbool.h>
+
 typedef void (*tg_thread_exit_fn)(void);
 
 /* Makes `release` run when the calling thread exits. Cheap enough for once per thread and
  * module, not for a hot path. If no hook can be set up the cache leaks as it did before. */
 void tg_thread_exit_arm(tg_thread_exit_fn release);
+
+/* The per-module check: arms `release` once, through the module's own thread-local flag. */
+static inline void tg_thread_exit_arm_once(bool *armed, tg_thread_exit_fn release)
+{
+    if (__builtin_expect(!*armed, 0)) {
+        *armed = true;
+        tg_thread_exit_arm(release);
+    }
+}
 
 #endif
