@@ -95,8 +95,8 @@ static tg_tensor *in_order(tg_tensor *t, int64_t out_numel)
  * 6.6 ms for same-shape operands). For narrow rows the broadcast operand is laid out for a
  * block of rows in a small buffer (the row repeated, or each row's value repeated w times) and
  * one vector-vector call covers the block. Every element is still the same IEEE operation, so
- * the results are those of the walk; pow keeps the walk (whose pow_vs is pow_vv element for
- * element, so the floats would be the same). The limits are where the per-row calls stop costing
+ * the results are those of the walk (pow too: its vs, sv and vv kernels are one function, lane
+ * for lane). The limits are where the per-row calls stop costing
  * more (1M floats, one thread, BM_add_broadcast_narrow). */
 #define NARROW_W     512  /* a row repeated: rows narrower than this */
 #define NARROW_COL_W 128  /* a value per row: rows narrower than this (the spread costs more) */
@@ -179,7 +179,7 @@ static bool narrow_pattern(const tg_tensor *bc, const tg_tensor *out, bool *colu
 
 static bool narrow_broadcast(binop op, const tg_tensor *a, const tg_tensor *b, tg_tensor *out)
 {
-    if (op == OP_POW || out->ndim == 0 || out->numel == 0)
+    if (out->ndim == 0 || out->numel == 0)
         return false;
     int64_t w = out->shape[out->ndim - 1];
     if (w < 1 || w >= NARROW_W || out->numel / w < 2)
