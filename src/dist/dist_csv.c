@@ -68,8 +68,10 @@ static tg_status check_labels_across(const csv_part *p)
     char *msg = malloc(len + 1), *all = NULL;
     int64_t *lens = NULL;
     tg_status st = msg ? TG_OK : tg_set_error(TG_ENOMEM, "out of memory");
-    if ((st = tgd_agree(st)) != TG_OK)
+    if ((st = tgd_agree(st)) != TG_OK) {
+        free(msg); /* this rank's buffer, when another rank ran out of memory */
         return st;
+    }
     msg[0] = mine ? 1 : 0; /* a flag byte, then the value */
     if (mine)
         memcpy(msg + 1, mine, len);

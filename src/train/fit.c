@@ -499,8 +499,10 @@ static tg_status finish_result(fit_ctx *c, const double *theta, tg_logreg_result
     double *g = malloc((size_t)(c->d + 1) * sizeof(double));
     tg_status st =
         fit_agree(c, g ? TG_OK : tg_set_error(TG_ENOMEM, "tg_logreg_fit: out of memory"));
-    if (st != TG_OK)
+    if (st != TG_OK) {
+        free(g); /* allocated here when another rank's allocation failed */
         return st;
+    }
     double loss;
     res->objective = fit_objective(c, theta, g, &loss);
     res->train_loss = loss;

@@ -56,8 +56,10 @@ tg_status solve_lbfgs(fit_ctx *c, double *theta)
     double *grad = malloc((size_t)(c->d + 1) * sizeof(double));
     tg_status ok =
         fit_agree(c, grad ? TG_OK : tg_set_error(TG_ENOMEM, "tg_logreg_fit: out of memory"));
-    if (ok != TG_OK)
+    if (ok != TG_OK) {
+        free(grad); /* allocated here when another rank's allocation failed */
         return ok;
+    }
     double loss, f = fit_objective(c, theta, grad, &loss);
     double g0 = fit_max_abs(grad, c->d + 1);
     free(grad);
