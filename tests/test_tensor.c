@@ -336,6 +336,19 @@ static void test_contiguous(void **state)
     /* a [1, n] tensor transposed is still contiguous, as in PyTorch */
     tg_tensor *r = tg_transpose(tg_narrow(m, 0, 0, 1), 0, 1);
     assert_true(tg_is_contiguous(r));
+    /* so is any view without elements: torch.zeros(2, 1, 0, 0).transpose(3, 1) has strides
+     * (1, 1, 1, 1) and is_contiguous(); .contiguous() returns it, grad_fn and all */
+    tg_tensor *e = tg_requires_grad_(tg_zeros(4, (int64_t[]){2, 1, 0, 0}), true);
+    tg_tensor *et = tg_transpose(e, 3, 1);
+    assert_true(tg_is_contiguous(et));
+    assert_true(tg_is_contiguous(tg_transpose(tg_zeros(2, (int64_t[]){0, 3}), 0, 1)));
+    assert_true(tg_is_contiguous(tg_narrow(t, 1, 1, 0)));
+    tg_tensor *ec = tg_contiguous(et);
+    assert_ptr_equal(ec, et);
+    assert_string_equal(tg_grad_fn_name(ec), "TransposeBackward0");
+    char *s = tg_repr(ec);
+    assert_string_equal(s, "tensor([], size=(2, 0, 0, 1), grad_fn=<TransposeBackward0>)");
+    free(s);
     tg_scope_end();
 }
 

@@ -56,6 +56,11 @@ void tg_set_contiguous_strides(tg_tensor *t)
 
 bool tg_compute_contiguous(const tg_tensor *t)
 {
+    /* A tensor without elements is contiguous whatever its strides, as in PyTorch: so
+     * tg_contiguous returns an empty view itself rather than a CloneBackward0 copy. */
+    for (int i = 0; i < t->ndim; i++)
+        if (t->shape[i] == 0)
+            return true;
     int64_t s = 1;
     for (int i = t->ndim - 1; i >= 0; i--) {
         if (t->shape[i] != 1 && t->strides[i] != s)
