@@ -435,6 +435,9 @@ static void test_standardized_optimum(void **state)
     /* Squared deviations (then sums too) beyond the float range: the statistics still hold. */
     check_standardized_optimum(1e20, 3e19);
     check_standardized_optimum(3e37, 1e37);
+    /* Deviations so small that their squares underflow float: the std is still measured
+     * (it was 0 or far off, and the feature was ignored or scaled wrongly). */
+    check_standardized_optimum(0.0, 1e-25);
 }
 
 static void test_lbfgs_and_gd_agree(void **state)

@@ -161,8 +161,16 @@ typedef struct {
     float *scratch; /* per block: d floats of chunk sums */
 } stats_job;
 
+/* Below this, a chunk's float sum of squared deviations may be made of squares that fell into
+ * or under the subnormal range (deviations below about 1e-19) and lost their digits, or all of
+ * them: a feature measured in units of 1e-25 would get a wrong std, or none (then be taken for
+ * a constant column and ignored). At or above it, what the small squares lost is below 2^-45
+ * of the sum. */
+#define STAT_SQ_MIN 0x1p-100f
+
 /* Column k's sum over rows [i0, i1) in double: for a chunk whose float sum overflowed (values
- * or deviations beyond about 1e18 square past the float range). */
+ * or deviations beyond about 1e18 square past the float range), or whose squares may have
+ * underflowed (STAT_SQ_MIN). */
 static double column_sum_double(const float *Xb, int64_t i0, int64_t i1, int64_t d, int64_t k,
                                 const float *c, bool sq)
 {
@@ -193,9 +201,10 @@ static void column_sums(const float *Xb, int64_t m, int64_t d, const float *c, b
                 for (int64_t k = 0; k < d; k++)
                     chunk[k] += x[k];
         }
-        for (int64_t k = 0; k < d; k++)
-            acc[k] +=
-                isfinite(chunk[k]) ? (double)chunk[k] : column_sum_double(Xb, i0, i1, d, k, c, sq);
+        for (int64_t k = 0; k < d; k++) {
+            bool float_ok = isfinite(chunk[k]) && !(sq && chunk[k] < STAT_SQ_MIN);
+            acc[k] += float_ok ? (double)chunk[k] : column_sum_double(Xb, i0, i1, d, k, c, sq);
+        }
     }
 }
 
