@@ -440,6 +440,58 @@ static void test_standardized_optimum(void **state)
     check_standardized_optimum(0.0, 1e-25);
 }
 
+/* Columns float arithmetic cannot standardize directly: subnormal values (std about 1e-40,
+ * whose inverse is inf in float) and values of +-3e38 split 1:3 (mean 1.5e38, so x - mean
+ * reaches -4.5e38). Their standardized values are ordinary, and so is the fit. */
+static void test_standardize_extreme_columns(void **state)
+{
+    (void)state;
+    const int64_t n = 800, d = 2;
+    dataset s = {n, d, malloc((size_t)(n * d) * sizeof(float)), malloc((size_t)n * sizeof(float))};
+    lcg_state = 77;
+    for (int64_t i = 0; i < n; i++) {
+        double v = normal();
+        bool low = uniform() < 0.25;
+        s.X[i * d] = (float)(v * 1e-40);
+        s.X[i * d + 1] = low ? -3e38f : 3e38f;
+        double z = 0.2 + 1.5 * v - (low ? 0.9 : 0.0);
+        s.y[i] = uniform() < 1.0 / (1.0 + exp(-z)) ? 1.0f : 0.0f;
+    }
+    double *Xd = to_double(&s), mean[2], std[2], theta[3];
+    standardize_ref(Xd, n, d, mean, std);
+    double f_ref = ref_fit(Xd, s.y, n, d, 1.0 / (double)n, 1.0, theta);
+    tg_tensor *X = tensor_X(&s), *y = tensor_y(&s);
+    tg_logreg_options o = quiet_options();
+    o.tol = 1e-6;
+    tg_logreg_model m;
+    tg_logreg_model_init(&m);
+    tg_logreg_result r;
+    assert_int_equal(tg_logreg_fit(X, y, &o, &m, &r), TG_OK);
+    assert_close(m.mean[0], mean[0], 0.0, 1e-45); /* the float centre: a subnormal's ulp */
+    assert_close(m.mean[1], mean[1], 1e-7, 0.0);
+    for (int j = 0; j < 2; j++) {
+        assert_close(m.scale[j], std[j], 1e-6, 0.0);
+        assert_close(m.weights[j], theta[j], 0.0, 1e-4);
+    }
+    assert_close(m.bias, theta[2], 0.0, 1e-4);
+    assert_close(r.objective, f_ref, 0.0, 1e-6);
+    /* predictions on the raw rows agree with the reference model */
+    tg_tensor *p = tg_logreg_predict_proba(&m, X);
+    assert_non_null(p);
+    const float *pv = tg_data(p);
+    for (int64_t i = 0; i < n; i++) {
+        double z = theta[2] + theta[0] * Xd[i * d] + theta[1] * Xd[i * d + 1];
+        assert_close(pv[i], 1.0 / (1.0 + exp(-z)), 0.0, 1e-4);
+    }
+    tg_release(p);
+    tg_logreg_result_free(&r);
+    tg_logreg_model_free(&m);
+    tg_release(X);
+    tg_release(y);
+    free(Xd);
+    free_data(&s);
+}
+
 static void test_lbfgs_and_gd_agree(void **state)
 {
     (void)state;
@@ -1003,6 +1055,7 @@ int main(void)
         cmocka_unit_test(test_tiny_optimum_lbfgs),
         cmocka_unit_test(test_tiny_optimum_other_solvers),
         cmocka_unit_test(test_standardized_optimum),
+        cmocka_unit_test(test_standardize_extreme_columns),
         cmocka_unit_test(test_lbfgs_and_gd_agree),
         cmocka_unit_test(test_minibatch_seeded),
         cmocka_unit_test(test_validation_split),

@@ -316,7 +316,14 @@ typedef struct {
     float *X;
     int64_t n, d, rows;
     const float *mean, *inv;
+    const double *mean_d, *scale_d;
+    const bool *wide; /* NULL, or the columns float arithmetic cannot take (see below) */
 } scale_job;
+
+static float standardize_exact(float x, double mean, double scale)
+{
+    return (float)(((double)x - mean) / scale);
+}
 
 static void scale_blocks(void *ctx, int64_t begin, int64_t end)
 {
@@ -325,6 +332,12 @@ static void scale_blocks(void *ctx, int64_t begin, int64_t end)
     int64_t first = begin * j->rows, last = end * j->rows < j->n ? end * j->rows : j->n;
     for (int64_t i = first; i < last; i++) {
         float *x = j->X + i * d;
+        if (j->wide) {
+            for (int64_t c = 0; c < d; c++)
+                x[c] = j->wide[c] ? standardize_exact(x[c], j->mean_d[c], j->scale_d[c])
+                                  : (x[c] - j->mean[c]) * j->inv[c];
+            continue;
+        }
         for (int64_t c = 0; c < d; c++)
             x[c] = (x[c] - j->mean[c]) * j->inv[c];
     }
@@ -338,20 +351,31 @@ void lr_standardize(float *X, int64_t n, int64_t d, const double *mean, const do
      * write of X. The trainer rounds the mean to float before calling (and stores that value),
      * so the model file holds exactly the centre used here. */
     float *m = malloc((size_t)d * 2 * sizeof(float));
+    bool *wide = malloc((size_t)d * sizeof(bool));
     int64_t rows = STAT_BLOCK_FLOATS / d > 0 ? STAT_BLOCK_FLOATS / d : 1;
-    if (!m) {
+    if (!m || !wide) {
+        free(m), free(wide);
         for (int64_t i = 0; i < n * d; i++)
-            X[i] = (X[i] - (float)mean[i % d]) * (float)(1.0 / scale[i % d]);
+            X[i] = standardize_exact(X[i], mean[i % d], scale[i % d]);
         return;
     }
     float *inv = m + d;
+    bool any_wide = false;
     for (int64_t c = 0; c < d; c++) {
         m[c] = (float)mean[c];
         inv[c] = (float)(1.0 / scale[c]);
+        /* Two cases overflow in float where the standardized value is finite, so these
+         * columns go through double: a std below about 3e-39 (subnormal data), whose inverse
+         * is inf in float, and a centre of 2^103 or more, past which x - mean can exceed
+         * FLT_MAX (values near +-3e38 on both sides). Otherwise |x - mean| rounds to at most
+         * FLT_MAX for any float x. */
+        wide[c] = !isfinite(inv[c]) || fabs(mean[c]) >= 0x1p103;
+        any_wide |= wide[c];
     }
-    scale_job job = {X, n, d, rows, m, inv};
+    scale_job job = {X, n, d, rows, m, inv, mean, scale, any_wide ? wide : NULL};
     tg_parallel_tasks(blocks_for(n, rows), grain_blocks(rows, d), scale_blocks, &job);
     free(m);
+    free(wide);
 }
 
 /* ---- prediction logits ------------------------------------------------------------------- */
