@@ -703,6 +703,26 @@ static void test_predict(void **state)
     assert_null(tg_logreg_predict(&m, bad));
     assert_int_equal(tg_last_status(), TG_ESHAPE);
     tg_release(bad);
+    /* Finite fields whose folding overflows (as in a hand-edited model file): refused, not
+     * NaN logits. */
+    double saved = m.scale[1];
+    m.scale[1] = 1e-320;
+    assert_null(tg_logreg_predict_proba(&m, X));
+    assert_int_equal(tg_last_status(), TG_EINVAL);
+    m.scale[1] = saved;
+    m.mean[0] = 1e308; /* the intercept absorbs mean * weight / std: -inf */
+    m.weights[0] = 10.0 * m.scale[0];
+    assert_null(tg_logreg_decision_function(&m, X));
+    assert_int_equal(tg_last_status(), TG_EINVAL);
+    /* finite folded weights that overflow on the rows: 1e308 x0 - 1e308 x1 */
+    free(m.mean), free(m.scale);
+    m.mean = m.scale = NULL;
+    m.weights[0] = 1e308;
+    m.weights[1] = -1e308;
+    m.weights[2] = 0.0;
+    m.bias = 0.0;
+    assert_null(tg_logreg_predict(&m, X));
+    assert_int_equal(tg_last_status(), TG_EINVAL);
     tg_release(z), tg_release(p), tg_release(c);
     tg_logreg_result_free(&r);
     tg_logreg_model_free(&m);

@@ -246,12 +246,40 @@ static tg_tensor *logits(const tg_logreg_model *m, tg_tensor *X, const char *fn)
     tg_tensor *z = Xc && w ? tg_new(1, &n, fn) : NULL;
     if (z) {
         double b = m->bias;
+        bool finite = true;
         for (int64_t j = 0; j < d; j++) {
             w[j] = m->scale ? m->weights[j] / m->scale[j] : m->weights[j];
             if (m->mean)
                 b -= m->mean[j] * w[j];
+            finite = finite && isfinite(w[j]);
         }
-        lr_logits(tg_ptr(Xc), n, d, w, b, tg_ptr(z));
+        /* Finite fields can still fold into inf or NaN (a weight over a std of 1e-320, huge
+         * means against huge weights), and every logit would then be NaN: refuse the model
+         * rather than print NaN probabilities. A fitted model never gets here: its std is at
+         * least a float's smallest step. */
+        if (finite && isfinite(b)) {
+            lr_logits(tg_ptr(Xc), n, d, w, b, tg_ptr(z));
+            /* Finite weights can still overflow on a row (1e308 * 2 - 1e308 * 3): a NaN logit,
+             * which no probability or class can come from. */
+            const float *zp = tg_ptr(z);
+            for (int64_t i = 0; i < n; i++)
+                if (isnan(zp[i])) {
+                    tg_set_error(TG_EINVAL,
+                                 "%s: the model's weights overflow on row %lld of X (its logit is "
+                                 "NaN)",
+                                 fn, (long long)i);
+                    tg_release(z);
+                    z = NULL;
+                    break;
+                }
+        } else {
+            tg_set_error(TG_EINVAL,
+                         "%s: the model is unusable: its weights, divided by its std and "
+                         "folded with its mean, are not finite",
+                         fn);
+            tg_release(z);
+            z = NULL;
+        }
     } else if (!w) {
         tg_set_error(TG_ENOMEM, "%s: out of memory", fn);
     }
