@@ -723,6 +723,16 @@ static void test_predict(void **state)
     m.bias = 0.0;
     assert_null(tg_logreg_predict(&m, X));
     assert_int_equal(tg_last_status(), TG_EINVAL);
+    assert_non_null(strstr(tg_last_error(), "overflow on row"));
+    /* a NaN in X itself is named as such, not blamed on the model */
+    m.weights[0] = m.weights[1] = 1.0;
+    const float xv[6] = {1.0f, 2.0f, 3.0f, 4.0f, NAN, 6.0f};
+    int64_t xs[2] = {2, 3};
+    tg_tensor *xn = tg_from_data(xv, 2, xs);
+    assert_null(tg_logreg_predict_proba(&m, xn));
+    assert_int_equal(tg_last_status(), TG_EINVAL);
+    assert_string_equal(tg_last_error(), "tg_logreg_predict_proba: X[1, 1] = nan is not finite");
+    tg_release(xn);
     tg_release(z), tg_release(p), tg_release(c);
     tg_logreg_result_free(&r);
     tg_logreg_model_free(&m);

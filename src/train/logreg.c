@@ -224,6 +224,20 @@ static bool model_ok(const tg_logreg_model *m, const char *fn)
     return true;
 }
 
+/* Why row i's logit is NaN: a NaN or infinite value in the row itself (which no model can
+ * score), or else finite values that the model's weights overflow on. */
+static void nan_logit_error(const char *fn, const float *row, int64_t i, int64_t d)
+{
+    for (int64_t j = 0; j < d; j++)
+        if (!isfinite(row[j])) {
+            tg_set_error(TG_EINVAL, "%s: X[%lld, %lld] = %g is not finite", fn, (long long)i,
+                         (long long)j, (double)row[j]);
+            return;
+        }
+    tg_set_error(TG_EINVAL, "%s: the model's weights overflow on row %lld of X (its logit is NaN)",
+                 fn, (long long)i);
+}
+
 /* Logits of X under m. The standardization folds into the weights (w / scale, and the
  * intercept absorbs mean . w / scale), all in double, so prediction is one pass over X. */
 static tg_tensor *logits(const tg_logreg_model *m, tg_tensor *X, const char *fn)
@@ -264,10 +278,7 @@ static tg_tensor *logits(const tg_logreg_model *m, tg_tensor *X, const char *fn)
             const float *zp = tg_ptr(z);
             for (int64_t i = 0; i < n; i++)
                 if (isnan(zp[i])) {
-                    tg_set_error(TG_EINVAL,
-                                 "%s: the model's weights overflow on row %lld of X (its logit is "
-                                 "NaN)",
-                                 fn, (long long)i);
+                    nan_logit_error(fn, tg_ptr(Xc) + i * d, i, d);
                     tg_release(z);
                     z = NULL;
                     break;
