@@ -223,6 +223,41 @@ static void test_pool_resized_from_threads(void **state)
     tg_set_num_threads(0);
 }
 
+/* One graph, backward once on each of two fresh threads (retain_graph): the second call must
+ * reach every node again and add the same gradient, whatever the threads did before. */
+typedef struct {
+    tg_tensor *root;
+    tg_status st;
+} backward_job;
+
+static void *run_backward(void *arg)
+{
+    backward_job *j = arg;
+    j->st = tg_backward(j->root, NULL, true);
+    return NULL;
+}
+
+static void test_backward_of_one_graph_on_two_threads(void **state)
+{
+    (void)state;
+    tg_tensor *x = tg_requires_grad_(tg_scalar(3.0f), true);
+    tg_tensor *sq = tg_mul(x, x), *s = tg_sin(sq);
+    tg_tensor *root = tg_mul_scalar(s, 2.0f); /* d/dx = 4 x cos(x^2) */
+    assert_non_null(root);
+    float want = 4.0f * 3.0f * cosf(9.0f);
+    for (int round = 1; round <= 2; round++) {
+        backward_job j = {root, TG_EINVAL};
+        pthread_t t;
+        assert_int_equal(pthread_create(&t, NULL, run_backward, &j), 0);
+        assert_int_equal(pthread_join(t, NULL), 0);
+        assert_int_equal(j.st, TG_OK);
+        assert_true(near(tg_item(tg_grad(x)), (float)round * want));
+    }
+    assert_int_equal(tg_backward(root, NULL, false), TG_OK); /* and once more on this thread */
+    assert_true(near(tg_item(tg_grad(x)), 3.0f * want));
+    tg_release(root), tg_release(s), tg_release(sq), tg_release(x);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -230,6 +265,7 @@ int main(void)
         cmocka_unit_test(test_exit_inside_scope_frees_no_tensor),
         cmocka_unit_test(test_pool_resized_from_threads),
         cmocka_unit_test(test_consumer_lists_stay_bounded),
+        cmocka_unit_test(test_backward_of_one_graph_on_two_threads),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

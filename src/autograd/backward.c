@@ -1,6 +1,7 @@
 /* Reverse-mode backward: counts each node's consumers with an explicit-stack DFS, then runs the
  * nodes in topological order (a node runs once all its consumers have sent their gradient).
  * No recursion anywhere, so a million-node chain needs no deep C stack. */
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -16,6 +17,11 @@ typedef struct {
 
 /* Reused across calls so a steady-state backward does no malloc. */
 static _Thread_local node_stack work, visited;
+/* The traversal's mark. Epochs are drawn from one process-wide counter: a node keeps the mark of
+ * the last backward that reached it, and a per-thread count would let another thread's backward
+ * through the same graph (built or first run on one thread, run again on another) start at a
+ * number the nodes already carry, skip them as visited and lose their gradients. */
+static _Atomic uint64_t epoch_counter;
 static _Thread_local uint64_t epoch;
 static _Thread_local bool armed; /* release_stacks runs when this thread exits */
 
@@ -53,7 +59,7 @@ static inline bool push(node_stack *s, tg_node *n)
 /* Marks every node reachable from root and counts, for each, the edges that point at it. */
 static tg_status count_dependencies(tg_node *root)
 {
-    epoch++;
+    epoch = atomic_fetch_add_explicit(&epoch_counter, 1, memory_order_relaxed) + 1;
     work.len = 0;
     visited.len = 0;
     root->mark = epoch;
