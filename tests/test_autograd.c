@@ -556,6 +556,48 @@ static void test_inplace_not_needed_by_backward_is_fine(void **state)
     tg_release(c), tg_release(a);
 }
 
+/* A weight w times data c: w's gradient reads c, and only c's gradient (not wanted: c does not
+ * require grad) would read w. PyTorch saves c alone, so a change to w in place between forward
+ * and backward leaves w's gradient computable; so it must here, for mul, div, matmul and linear. */
+static void test_inplace_on_operand_only_an_unneeded_grad_reads(void **state)
+{
+    (void)state;
+    const float wv[4] = {1, 2, 3, 0.5f}, cv[4] = {2, 3, 4, 5};
+    tg_tensor *w = leaf(wv, 4);
+    tg_tensor *c = tg_from_data(cv, 1, (int64_t[]){4});
+    tg_tensor *W = tg_requires_grad_(tg_from_data(wv, 2, (int64_t[]){2, 2}), true);
+    tg_tensor *C = tg_from_data(cv, 2, (int64_t[]){2, 2});
+    tg_scope_begin();
+    tg_tensor *ys[5] = {
+        tg_sum(tg_mul(w, c)),                                 /* dw = c */
+        tg_sum(tg_div(w, c)),                                 /* dw = 1 / c */
+        tg_sum(tg_matmul(C, W)),                              /* dW[k][j] = sum_i C[i][k] */
+        tg_sum(tg_matmul(tg_narrow(c, 0, 0, 2), W)),          /* 1-D @ 2-D: dW[k][j] = c[k] */
+        tg_sum(tg_linear(C, W, tg_zeros(1, (int64_t[]){2}))), /* dW[j][k] = sum_i C[i][k] */
+    };
+    const double want[5][4] = {
+        {2, 3, 4, 5}, {0.5, 1.0 / 3, 0.25, 0.2}, {6, 6, 8, 8}, {2, 2, 3, 3}, {6, 8, 6, 8},
+    };
+    TG_NO_GRAD
+    {
+        assert_non_null(tg_mul_scalar_(w, 3.0f));
+        assert_non_null(tg_mul_scalar_(W, 3.0f));
+    }
+    for (int i = 0; i < 5; i++) {
+        tg_tensor *leaf_i = i < 2 ? w : W;
+        assert_int_equal(tg_backward(ys[i], NULL, false), TG_OK);
+        assert_values(tg_grad(leaf_i), want[i], 4);
+        tg_grad_reset(leaf_i);
+    }
+    /* the data operand is still saved: changing it fails, as before */
+    tg_tensor *y = tg_sum(tg_matmul(C, W));
+    assert_non_null(tg_zero_(C));
+    assert_int_equal(tg_backward(y, NULL, false), TG_EGRAPH);
+    assert_error_contains(TG_EGRAPH, "MmBackward0");
+    tg_scope_end();
+    tg_release(C), tg_release(W), tg_release(c), tg_release(w);
+}
+
 static void test_inplace_on_grad_leaf_refused_in_grad_mode(void **state)
 {
     (void)state;
@@ -879,6 +921,7 @@ int main(void)
         cmocka_unit_test(test_inplace_on_leaf_under_no_grad_fails_backward),
         cmocka_unit_test(test_inplace_on_saved_output_fails_backward),
         cmocka_unit_test(test_inplace_not_needed_by_backward_is_fine),
+        cmocka_unit_test(test_inplace_on_operand_only_an_unneeded_grad_reads),
         cmocka_unit_test(test_inplace_on_grad_leaf_refused_in_grad_mode),
         cmocka_unit_test(test_backward_argument_errors),
         cmocka_unit_test(test_backward_of_a_leaf_root),

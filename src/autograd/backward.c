@@ -166,7 +166,7 @@ static tg_status check_saved(const tg_node *n)
             n->ops->name);
     for (int i = 0; i < n->n_saved; i++) {
         const tg_tensor *s = n->saved[i];
-        if (s->storage->version != n->saved_version[i]) {
+        if (s && s->storage->version != n->saved_version[i]) {
             char buf[160];
             return tg_set_error(
                 TG_EGRAPH,

@@ -138,9 +138,10 @@ tg_node *tg_record(const tg_node_ops *ops, tg_tensor *out, int n_inputs, tg_tens
 
 bool tg_save(tg_node *n, tg_tensor *t)
 {
-    t->refcount++;
+    if (t)
+        t->refcount++;
     n->saved[n->n_saved] = t;
-    n->saved_version[n->n_saved] = t->storage->version;
+    n->saved_version[n->n_saved] = t ? t->storage->version : 0;
     n->n_saved++;
     return true;
 }

@@ -67,7 +67,9 @@ typedef struct tg_node {
  * set to error (check tg_last_status()). */
 tg_node *tg_record(const tg_node_ops *ops, tg_tensor *out, int n_inputs, tg_tensor *const *inputs);
 /* Saves a tensor the backward needs; remembers its version. Returns false on OOM. Saving the
- * op's own output goes through an alias header so the graph never holds itself. */
+ * op's own output goes through an alias header so the graph never holds itself. t may be NULL:
+ * an empty slot, for an operand that only the gradient of an input that does not require grad
+ * would read (PyTorch saves nothing for it either, so changing it in place is fine). */
 bool tg_save(tg_node *n, tg_tensor *t);
 bool tg_save_output(tg_node *n, tg_tensor *out);
 /* Does any of the inputs require grad with grad mode on? Lets ops skip graph work early. */

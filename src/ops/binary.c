@@ -372,8 +372,11 @@ static tg_tensor *binary(binop op, tg_tensor *a, tg_tensor *b)
     tg_tensor *in[2] = {a, b};
     tg_node *node = tg_record(&NODE_OPS[op], out, 2, in);
     if (node && op >= OP_MUL) {
-        tg_save(node, a);
-        tg_save(node, b);
+        /* Only what the gradients to compute read, as PyTorch saves: a's gradient needs b (and
+         * pow's also a), b's needs a (and div's and pow's also b). An operand saved for nothing
+         * would make an in-place change to it fail a backward that does not read it. */
+        tg_save(node, op == OP_POW || b->requires_grad ? a : NULL);
+        tg_save(node, op != OP_MUL || a->requires_grad ? b : NULL);
     }
     TG_API_RETURN(out);
 }

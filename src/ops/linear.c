@@ -85,9 +85,9 @@ tg_tensor *tg_linear(tg_tensor *x, tg_tensor *W, tg_tensor *b)
         tg_tensor *out = addmm_forward(x, W, b);
         tg_tensor *in[3] = {x, W, b};
         tg_node *node = out ? tg_record(&ADDMM, out, 3, in) : NULL;
-        if (node) {
-            tg_save(node, x);
-            tg_save(node, W);
+        if (node) { /* dW reads x and dx reads W: each only when needed, as PyTorch saves */
+            tg_save(node, W->requires_grad ? x : NULL);
+            tg_save(node, x->requires_grad ? W : NULL);
         }
         TG_API_RETURN(out);
     }

@@ -189,8 +189,14 @@ static tg_tensor *operand_grad(tg_tensor *x, tg_tensor *y, tg_tensor *target2,
 
 static tg_status matmul_backward(tg_node *n, tg_tensor *g, const bool *needs, tg_tensor **gin)
 {
-    tg_tensor *a = n->saved[0], *b = n->saved[1];
-    tg_tensor *a2 = lift(a, true), *b2 = lift(b, false);
+    /* An operand that was not saved is only needed for its shape: one value broadcast to it. */
+    tg_tensor *a = n->saved[0]
+                       ? tg_retain(n->saved[0])
+                       : tg_uniform_grad_(0.0f, n->in_ndim[0], n->in_shape[0], n->ops->name);
+    tg_tensor *b = n->saved[1]
+                       ? tg_retain(n->saved[1])
+                       : tg_uniform_grad_(0.0f, n->in_ndim[1], n->in_shape[1], n->ops->name);
+    tg_tensor *a2 = a ? lift(a, true) : NULL, *b2 = b ? lift(b, false) : NULL;
     tg_tensor *g2 = NULL;
     if (a2 && b2) {
         /* g in the lifted (batch..., M, N) shape */
@@ -221,7 +227,7 @@ static tg_status matmul_backward(tg_node *n, tg_tensor *g, const bool *needs, tg
         tg_release(at);
         st = gin[1] ? TG_OK : tg_last_status();
     }
-    tg_release(a2), tg_release(b2), tg_release(g2);
+    tg_release(a2), tg_release(b2), tg_release(g2), tg_release(a), tg_release(b);
     return st;
 }
 
@@ -294,8 +300,10 @@ tg_tensor *tg_matmul(tg_tensor *a, tg_tensor *b)
     tg_tensor *in[2] = {a, b};
     tg_node *node = tg_record(node_ops_for(a, b), out, 2, in);
     if (node) {
-        tg_save(node, a);
-        tg_save(node, b);
+        /* a's gradient reads b and b's reads a: save only those needed (as PyTorch does), and
+         * the backward takes the other's shape from the node. */
+        tg_save(node, b->requires_grad ? a : NULL);
+        tg_save(node, a->requires_grad ? b : NULL);
     }
     TG_API_RETURN(out);
 }
