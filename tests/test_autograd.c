@@ -228,6 +228,29 @@ static void test_second_backward_without_retain_fails(void **state)
     tg_release(x);
 }
 
+/* As in PyTorch: x * 2 saves its scalar (as a wrapped tensor there), so a second backward
+ * through it fails; x + 2, 2 - x and the views and sums save nothing, so through them it runs
+ * again and accumulates. */
+static void test_second_backward_through_scalar_ops(void **state)
+{
+    (void)state;
+    const float xv[2] = {0.25f, 2.0f};
+    tg_tensor *x = leaf(xv, 2);
+    tg_scope_begin();
+    tg_tensor *y = tg_sum(tg_mul_scalar(x, 3.0f));
+    assert_int_equal(tg_backward(y, NULL, false), TG_OK);
+    assert_int_equal(tg_backward(y, NULL, false), TG_EGRAPH);
+    assert_error_contains(TG_EGRAPH, "MulBackward0");
+    assert_values(tg_grad(x), (double[]){3, 3}, 2);
+    tg_grad_reset(x);
+    tg_tensor *z = tg_mean(tg_transpose(tg_rsub_scalar(1.0f, tg_add_scalar(x, 2.0f)), 0, 0));
+    assert_int_equal(tg_backward(z, NULL, false), TG_OK);
+    assert_int_equal(tg_backward(z, NULL, false), TG_OK);
+    assert_values(tg_grad(x), (double[]){-1, -1}, 2);
+    tg_scope_end();
+    tg_release(x);
+}
+
 /* ---- detach, requires_grad_, retain_grad, grad mode ---- */
 
 static void test_detach_shares_storage_without_grad(void **state)
@@ -910,6 +933,7 @@ int main(void)
         cmocka_unit_test(test_uniform_grad_matches_dense),
         cmocka_unit_test(test_retain_graph),
         cmocka_unit_test(test_second_backward_without_retain_fails),
+        cmocka_unit_test(test_second_backward_through_scalar_ops),
         cmocka_unit_test(test_detach_shares_storage_without_grad),
         cmocka_unit_test(test_requires_grad_flag),
         cmocka_unit_test(test_retain_grad_on_non_leaf),

@@ -158,7 +158,7 @@ static tg_status accumulate_grad(tg_tensor *t, tg_tensor *g)
 
 static tg_status check_saved(const tg_node *n)
 {
-    if (n->freed && n->n_saved > 0)
+    if (n->freed && (n->n_saved > 0 || n->ops->saves_scalar))
         return tg_set_error(
             TG_EGRAPH,
             "tg_backward: trying to backward through the graph a second time (%s's saved tensors "

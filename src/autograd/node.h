@@ -21,6 +21,9 @@ typedef struct tg_node_ops {
     /* The backward also accepts a g that is one value broadcast over the output (all strides
      * 0), as the gradient of a sum is: then it is not materialized first. */
     bool accepts_uniform_grad;
+    /* The node keeps a scalar operand that PyTorch saves as a tensor (x * 2 saves the wrapped 2):
+     * like saved tensors, it counts as freed by a backward without retain_graph. */
+    bool saves_scalar;
 } tg_node_ops;
 
 /* Is t one value broadcast to its shape (every stride 0)? */

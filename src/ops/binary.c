@@ -413,9 +413,11 @@ static tg_status rsub_backward(tg_node *n, tg_tensor *g, const bool *needs, tg_t
     return gin[0] ? TG_OK : tg_last_status();
 }
 
-/* All three take a uniform g as it is (add passes it on unchanged). */
+/* All three take a uniform g as it is (add passes it on unchanged). PyTorch saves mul's scalar
+ * as a tensor, so a second backward through it without retain_graph fails; add and rsub save
+ * nothing, so through them it works. */
 static const tg_node_ops ADD_SCALAR = {"AddBackward0", add_scalar_backward, true};
-static const tg_node_ops MUL_SCALAR = {"MulBackward0", mul_scalar_backward, true};
+static const tg_node_ops MUL_SCALAR = {"MulBackward0", mul_scalar_backward, true, true};
 static const tg_node_ops RSUB_SCALAR = {"RsubBackward1", rsub_backward, true};
 
 static tg_tensor *scalar_op(const tg_node_ops *ops, const char *fn, tg_tensor *a, float s,
