@@ -302,6 +302,27 @@ static void test_requires_grad_flag(void **state)
     tg_release(h), tg_release(x);
 }
 
+/* requires_grad_(x, false) after x was used: backward still runs, x.grad stays None (PyTorch's
+ * AccumulateGrad reads the flag at backward time); turned on again, x accumulates again. */
+static void test_requires_grad_turned_off_after_use(void **state)
+{
+    (void)state;
+    const float xv[2] = {1, 2}, wv[2] = {3, 4};
+    tg_tensor *x = leaf(xv, 2), *w = leaf(wv, 2);
+    tg_scope_begin();
+    tg_tensor *y = tg_sum(tg_mul(x, w));
+    assert_non_null(tg_requires_grad_(x, false));
+    assert_int_equal(tg_backward(y, NULL, true), TG_OK);
+    assert_null(tg_grad(x));
+    assert_values(tg_grad(w), (double[]){1, 2}, 2);
+    assert_non_null(tg_requires_grad_(x, true));
+    assert_int_equal(tg_backward(y, NULL, false), TG_OK);
+    assert_values(tg_grad(x), (double[]){3, 4}, 2);
+    assert_values(tg_grad(w), (double[]){2, 4}, 2);
+    tg_scope_end();
+    tg_release(w), tg_release(x);
+}
+
 static void test_retain_grad_on_non_leaf(void **state)
 {
     (void)state;
@@ -938,6 +959,7 @@ int main(void)
         cmocka_unit_test(test_requires_grad_flag),
         cmocka_unit_test(test_retain_grad_on_non_leaf),
         cmocka_unit_test(test_retained_grad_is_not_aliased),
+        cmocka_unit_test(test_requires_grad_turned_off_after_use),
         cmocka_unit_test(test_grad_mode),
         cmocka_unit_test(test_grad_fn_names),
         cmocka_unit_test(test_inplace_on_saved_input_fails_backward),

@@ -208,7 +208,9 @@ static tg_status run_node(tg_node *n, bool retain_graph)
     }
     for (int i = 0; i < n->n_inputs; i++) {
         tg_edge e = n->next[i];
-        if (st == TG_OK && gin[i] && e.leaf)
+        /* A leaf whose flag was turned off after the graph was built gets nothing (PyTorch's
+         * AccumulateGrad checks the flag when it runs, not when it was recorded). */
+        if (st == TG_OK && gin[i] && e.leaf && e.leaf->requires_grad)
             st = accumulate_grad(e.leaf, gin[i]);
         if (e.node) {
             if (st == TG_OK && gin[i]) {
