@@ -619,6 +619,25 @@ static void test_empty_tensors(void **state)
     tg_scope_end();
 }
 
+/* An empty tensor is contiguous whatever its strides, as in PyTorch (torch.zeros(3, 0).t(),
+ * .permute() of a [0, 3, 2] tensor, an expand to [0, 1] and a reshape of a [2, 0, 0, 3] tensor
+ * all give is_contiguous() True), so tg_data accepts it. */
+static void test_empty_views_are_contiguous(void **state)
+{
+    (void)state;
+    tg_scope_begin();
+    tg_tensor *t = tg_transpose(tg_zeros(2, (int64_t[]){3, 0}), 0, 1);
+    assert_true(tg_is_contiguous(t));
+    assert_non_null(tg_data(t));
+    assert_true(tg_is_contiguous(tg_permute(tg_zeros(3, (int64_t[]){0, 3, 2}), (int[]){2, 0, 1})));
+    assert_true(tg_is_contiguous(tg_expand(tg_zeros(1, (int64_t[]){1}), 2, (int64_t[]){0, 1})));
+    assert_true(tg_is_contiguous(
+        tg_reshape(tg_zeros(4, (int64_t[]){2, 0, 0, 3}), 3, (int64_t[]){4, 0, 5})));
+    assert_true(
+        tg_is_contiguous(tg_narrow(tg_transpose(tg_zeros(2, (int64_t[]){4, 3}), 0, 1), 1, 2, 0)));
+    tg_scope_end();
+}
+
 int main(void)
 {
     if (tg_test_isa_unavailable())
@@ -642,6 +661,7 @@ int main(void)
         cmocka_unit_test(test_scope_keeps_graph_alive_for_kept_result),
         cmocka_unit_test(test_zero_dim_tensors),
         cmocka_unit_test(test_empty_tensors),
+        cmocka_unit_test(test_empty_views_are_contiguous),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
