@@ -621,7 +621,7 @@ static void test_empty_tensors(void **state)
 
 /* An empty tensor is contiguous whatever its strides, as in PyTorch (torch.zeros(3, 0).t(),
  * .permute() of a [0, 3, 2] tensor, an expand to [0, 1] and a reshape of a [2, 0, 0, 3] tensor
- * all give is_contiguous() True), so tg_data accepts it. */
+ * all give is_contiguous() True), so tg_data accepts it; and its strides are PyTorch's. */
 static void test_empty_views_are_contiguous(void **state)
 {
     (void)state;
@@ -635,6 +635,15 @@ static void test_empty_views_are_contiguous(void **state)
         tg_reshape(tg_zeros(4, (int64_t[]){2, 0, 0, 3}), 3, (int64_t[]){4, 0, 5})));
     assert_true(
         tg_is_contiguous(tg_narrow(tg_transpose(tg_zeros(2, (int64_t[]){4, 3}), 0, 1), 1, 2, 0)));
+    /* strides as PyTorch gives them: a size-0 dim counts as 1 (torch.zeros(4, 0, 5).stride()
+     * is (5, 5, 1), torch.zeros(2, 0).t().contiguous().stride() is (1, 1)) */
+    const int64_t *st = tg_strides(tg_zeros(3, (int64_t[]){4, 0, 5}));
+    assert_int_equal(st[0], 5);
+    assert_int_equal(st[1], 5);
+    assert_int_equal(st[2], 1);
+    st = tg_strides(tg_contiguous(tg_transpose(tg_zeros(2, (int64_t[]){2, 0}), 0, 1)));
+    assert_int_equal(st[0], 1);
+    assert_int_equal(st[1], 1);
     tg_scope_end();
 }
 

@@ -46,10 +46,12 @@ int64_t tg_check_shape(int ndim, const int64_t *shape, const char *fn)
 
 void tg_set_contiguous_strides(tg_tensor *t)
 {
+    /* A size-0 dim counts as 1, as PyTorch computes strides: shape [4, 0, 5] has strides
+     * [5, 5, 1], not [0, 5, 1] (tg_check_shape bounds the product of the nonzero sizes). */
     int64_t s = 1;
     for (int i = t->ndim - 1; i >= 0; i--) {
         t->strides[i] = s;
-        s *= t->shape[i];
+        s *= t->shape[i] ? t->shape[i] : 1;
     }
     t->contiguous = true;
 }
