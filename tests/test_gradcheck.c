@@ -665,7 +665,7 @@ static void check_known(const known_case *k, const float *x)
  *   for pw in pws:
  *       grads(lambda a, b, r: F.binary_cross_entropy_with_logits(a, b, pos_weight=pw,
  *                                                                reduction=r), z)
- * Note d/dt of BCE is -logit(p) unclamped: +inf at p = 0 and -inf at p = 1. */
+ * Note d/dt of BCE is log(1 - p) - log(p) unclamped: +inf at p = 0 and -inf at p = 1. */
 static void test_loss_known_gradients(void **state)
 {
     (void)state;
@@ -720,6 +720,35 @@ static void test_loss_known_gradients(void **state)
         check_known(&bce[i], p);
     for (size_t i = 0; i < sizeof logits / sizeof logits[0]; i++)
         check_known(&logits[i], z);
+}
+
+/* d/dt of BCE near p = 0.5, where log(1 - p) - log(p) cancels: PyTorch 1.13 takes the
+ * difference of the two logs, and so must we to agree with it to an ulp or two (-log(p / (1 - p))
+ * was 1.7e-4 off at p = 0.5000861). Values from
+ *   p = torch.tensor([0.5000860691070557, 0.5010169744491577, 0.49000000953674316, 0.75, 0, 1])
+ *   t = torch.full((6,), 0.3, requires_grad=True)
+ *   F.binary_cross_entropy(p, t, reduction='sum').backward(); print(t.grad.tolist()) */
+static void test_bce_target_gradient_near_half(void **state)
+{
+    (void)state;
+    static const float p[6] = {
+        0.5000860691070557f, 0.5010169744491577f, 0.49000000953674316f, 0.75f, 0.0f, 1.0f};
+    static const float want[6] = {-0.00034427642822265625f,
+                                  -0.004067897796630859f,
+                                  0.04000532627105713f,
+                                  -1.0986123085021973f,
+                                  INFINITY,
+                                  -INFINITY};
+    tg_scope_begin();
+    tg_tensor *t = tg_requires_grad_(tg_full(1, (int64_t[]){6}, 0.3f), true);
+    tg_tensor *l = tg_binary_cross_entropy(tg_from_data(p, 1, (int64_t[]){6}), t, TG_REDUCE_SUM);
+    assert_int_equal(tg_backward(l, NULL, false), TG_OK);
+    float dt[6];
+    assert_int_equal(tg_copy_to(tg_grad(t), dt, 6), 6);
+    for (int i = 0; i < 6; i++)
+        if (!(dt[i] == want[i] || tg_test_close(dt[i], want[i], 2.5e-7, 0)))
+            fail_msg("p = %.9g: d/dt %.9g want %.9g", (double)p[i], (double)dt[i], (double)want[i]);
+    tg_scope_end();
 }
 
 static void test_mse_loss(void **state)
@@ -821,6 +850,7 @@ int main(void)
         cmocka_unit_test(test_binary_cross_entropy),
         cmocka_unit_test(test_bce_with_logits),
         cmocka_unit_test(test_loss_known_gradients),
+        cmocka_unit_test(test_bce_target_gradient_near_half),
         cmocka_unit_test(test_mse_loss),
         cmocka_unit_test(test_compositions),
         cmocka_unit_test(test_checker_catches_errors),
