@@ -78,6 +78,23 @@ static void test_allreduce_grads(void)
         CHECK(tg_dist_failed_rank() == 0);
         CHECK(gw[0] == before);
     }
+    /* The same number of values in other shapes: [3, 2] against [2, 3], and sizes {6, 4}
+     * against {4, 6}. Summed entry by entry, they would mix up the parameters. */
+    if (size > 1) {
+        const int64_t ts[2] = {2, 3}, ss[1] = {6};
+        float c[6] = {1, 2, 3, 4, 5, 6};
+        tg_tensor *t = param_with_grad(2, rank == 0 ? ws : ts, c);
+        float t0 = tg_data(tg_grad(t))[0];
+        CHECK(tg_dist_allreduce_grads(&t, 1) == TG_ESHAPE);
+        CHECK(tg_dist_failed_rank() == 0);
+        CHECK(tg_data(tg_grad(t))[0] == t0);
+        tg_tensor *u = param_with_grad(1, ss, c), *v = param_with_grad(1, bs, c);
+        tg_tensor *swapped[2] = {rank == 0 ? u : v, rank == 0 ? v : u};
+        CHECK(tg_dist_allreduce_grads(swapped, 2) == TG_ESHAPE);
+        CHECK(strstr(tg_last_error(), "shapes") != NULL);
+        CHECK(tg_data(tg_grad(u))[0] == c[0] && tg_data(tg_grad(v))[0] == c[0]);
+        tg_release(t), tg_release(u), tg_release(v);
+    }
     tg_release(params[0]), tg_release(params[1]);
 }
 

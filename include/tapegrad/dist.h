@@ -66,7 +66,8 @@ tg_status tg_dist_allreduce_sum(double *values, int64_t n);
  * (sum over ranks) / size, summed in double. Every rank must pass the same parameters (same
  * shapes, same order), each with a gradient (tg_backward has run): a parameter without a
  * gradient on some rank makes every rank return TG_EINVAL without changing anything (a missing
- * gradient is not silently taken as zero). Collective. */
+ * gradient is not silently taken as zero), and parameters of other counts or shapes make every
+ * rank return TG_ESHAPE, also unchanged. Collective. */
 tg_status tg_dist_allreduce_grads(tg_tensor **params, int n);
 
 /* ---- Distributed data and training ------------------------------------------------------- */

@@ -488,20 +488,42 @@ static tg_tensor *usable_grad(tg_tensor *p, int i, tg_status *st)
     return *st == TG_OK ? g : NULL;
 }
 
-/* Every rank must bring the same number of gradient values, or the sums would pair up the
- * wrong entries: compare the counts (min and max over the ranks) before moving any data. */
-static tg_status same_sizes(int64_t total, int n, tg_status st)
+/* A fingerprint of the parameters' shapes (FNV-1a over every ndim and size), kept below 2^62
+ * so that it can be negated for a min/max reduction. */
+static int64_t shape_hash(tg_tensor **params, int n)
 {
-    int64_t v[4] = {total, -total, n, -(int64_t)n};
+    uint64_t h = 14695981039346656037ULL;
+    for (int i = 0; i < n; i++) {
+        const tg_tensor *g = tg_grad(params[i]);
+        h = (h ^ (uint64_t)g->ndim) * 1099511628211ULL;
+        for (int j = 0; j < g->ndim; j++)
+            h = (h ^ (uint64_t)g->shape[j]) * 1099511628211ULL;
+    }
+    return (int64_t)(h >> 2);
+}
+
+/* Every rank must bring the same parameters, or the sums would pair up the wrong entries:
+ * compare the counts and the shapes (min and max over the ranks) before moving any data. Equal
+ * totals are not enough: [2, 3] against [3, 2], or sizes {2, 4} against {4, 2}, would be
+ * summed entry by entry into gradients of the wrong parameters. */
+static tg_status same_sizes(tg_tensor **params, int64_t total, int n, tg_status st)
+{
     if ((st = tgd_agree(st)) != TG_OK)
         return st;
-    tgd_min_i64(v, 4);
+    int64_t h = shape_hash(params, n);
+    int64_t v[6] = {total, -total, n, -(int64_t)n, h, -h};
+    tgd_min_i64(v, 6);
     if (v[0] != -v[1] || v[2] != -v[3]) {
         failed_rank = 0;
         return tg_set_error(TG_ESHAPE,
                             "tg_dist_allreduce_grads: the ranks disagree on the parameters "
                             "(%lld to %lld parameters, %lld to %lld gradient values)",
                             (long long)v[2], (long long)-v[3], (long long)v[0], (long long)-v[1]);
+    }
+    if (v[4] != -v[5]) {
+        failed_rank = 0;
+        return tg_set_error(TG_ESHAPE, "tg_dist_allreduce_grads: the ranks disagree on the "
+                                       "shapes of the parameters");
     }
     return TG_OK;
 }
@@ -522,7 +544,7 @@ tg_status tg_dist_allreduce_grads(tg_tensor **params, int n)
     if (st == TG_OK && !(buf = malloc((size_t)(total > 0 ? total : 1) * sizeof *buf)))
         st = tg_set_error(TG_ENOMEM, "tg_dist_allreduce_grads: out of memory for %lld values",
                           (long long)total);
-    if ((st = same_sizes(total, n, st)) == TG_OK) {
+    if ((st = same_sizes(params, total, n, st)) == TG_OK) {
         /* Pack in double, sum in rank order, unpack the mean. */
         int64_t k = 0;
         for (int i = 0; i < n; i++) {
