@@ -4,7 +4,8 @@
 #    doubled quotes, with one huge quoted field across the byte offsets where 2 and 3 ranks cut
 #    the file (so ranks start inside quotes, and with 3 ranks one range holds no row start);
 #  - the same iterations, log loss within 1e-6, weights and bias within 1e-5 (they are in fact
-#    identical), and only rank 0 writes the model, history and JSON;
+#    identical, and so are the model files), and only rank 0 writes the model, history and JSON;
+#  - the same with rows dropped for missing values (--missing drop);
 #  - a bad row in rank 1's part: every rank exits non-zero, one line of error (the same line
 #    single-process training prints, global line number included), no model file;
 #  - a missing file: the same, printed once.
@@ -80,6 +81,7 @@ same_model() {
     paste "$TMP/wa" "$TMP/wb" | awk '{ d = $1 - $2; if ((d < 0 ? -d : d) > 1e-5 || $2 == "") bad = 1 }
         END { exit bad }' || fail "$1: weights differ: $(paste "$TMP/wa" "$TMP/wb" | head -3)"
     [ "$(wc -l <"$b/out")" -eq 1 ] || fail "$1: --json printed $(wc -l <"$b/out") lines (not rank 0 alone)"
+    cmp -s "$a/model.json" "$b/model.json" || fail "$1: the model files are not identical"
 }
 
 # train_both NAME NP args...: single-process and distributed training with the same arguments.
@@ -105,7 +107,7 @@ train_both() {
 # 4000 rows of 40 features, a quoted note with a line break and a comma on every row, and in
 # the middle one note of line after line that spans from about 30% to 70% of the file's bytes.
 gen_quoted() {
-    awk -v rows=4000 -v d=40 -v bad_row="${1:-0}" 'BEGIN {
+    awk -v rows=4000 -v d=40 -v bad_row="${1:-0}" -v gaps="${2:-0}" 'BEGIN {
         srand(7)
         printf "id,note"
         for (j = 0; j < d; j++) printf ",f%d", j
@@ -123,6 +125,8 @@ gen_quoted() {
                 v = u * (j + 1) + j
                 if (i == bad_row && j == 7)
                     printf ",x%.4f", v
+                else if (gaps && i < 2500 && i % 3 == 0 && j == 5)
+                    printf ",NA"
                 else
                     printf ",%.5g", v
             }
@@ -153,6 +157,13 @@ for np in 2 3; do
     train_both quoted "$np" "$TMP/quoted.csv" --label label --features "$FEATS"
 done
 train_both quoted_gd 2 "$TMP/quoted.csv" --label label --features "$FEATS" --solver gd --epochs 40
+
+# Missing values in a third of the first 2500 rows: the rows left after --missing drop must
+# still be summed in the same blocks as one process's.
+gen_quoted 0 1 >"$TMP/gaps.csv"
+for np in 2 3; do
+    train_both gaps "$np" "$TMP/gaps.csv" --label label --features "$FEATS" --missing drop
+done
 
 # ---- the bundled data ----------------------------------------------------------------------
 for np in 2 3; do
@@ -189,6 +200,8 @@ done
 grep -q "bad number 'x" "$TMP/bad_row.want" || fail "bad row: unexpected message $(cat "$TMP/bad_row.want")"
 expect_failure missing 2 "$TMP/does-not-exist.csv" --label label
 expect_failure no_label 3 "$DATA" --label nope
+printf 'a,b,label\n1,,0\n3,NA,1\n,2,0\n' >"$TMP/all_missing.csv"
+expect_failure all_missing 2 "$TMP/all_missing.csv" --missing drop
 
 # mpirun itself reports the failure too (no wrapper).
 checks=$((checks + 1))

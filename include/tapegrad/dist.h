@@ -77,8 +77,10 @@ tg_status tg_dist_allreduce_grads(tg_tensor **params, int n);
  * inside quoted fields (a quoted field may contain line breaks) are found exactly: the ranks
  * exchange the count of quote characters before their ranges. Rows are handed out in whole
  * blocks of the trainer (see tg_logreg_fit_distributed): a rank may read a few rows past its
- * range and leave a few at its start to the rank before. Rank r's rows come after rank r-1's in
- * the file. out->rows is this rank's row count.
+ * range and leave a few at its start to the rank before. With TG_MISSING_DROP, when rows were
+ * dropped, the rows left are handed out again in whole blocks (some move to another rank).
+ * Rank r's rows come after rank r-1's in the file. out->rows is this rank's row count;
+ * out->rows_dropped counts the rows dropped from this rank's part of the file.
  *
  * Errors carry the file's global line numbers ("FILE:LINE:COL: message"). Not supported (the
  * statistic needs every row): TG_MISSING_MEAN. With opt->positive, a third label value is

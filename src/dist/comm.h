@@ -51,4 +51,11 @@ bool tgd_allgather_bytes(const void *mine, int64_t len, char **all, int64_t **le
 bool tgd_alltoallv_u64(const uint64_t *send, const int64_t *send_counts, uint64_t **recv,
                        int64_t *recv_n);
 
+/* Sends send_counts[r] floats (consecutive in send, rank 0's first) to every rank r and
+ * receives recv_counts[r] floats from every rank r, in rank order, into recv. The counts must
+ * pair up (what r sends to s is what s expects from r). false (error set, agreed across ranks)
+ * when a count is beyond MPI's int range. */
+bool tgd_alltoallv_f32(const float *send, const int64_t *send_counts, float *recv,
+                       const int64_t *recv_counts);
+
 #endif

@@ -343,6 +343,28 @@ fail:
     return false;
 }
 
+bool tgd_alltoallv_f32(const float *send, const int64_t *send_counts, float *recv,
+                       const int64_t *recv_counts)
+{
+    const int k = tgd_size();
+    int *ints = malloc((size_t)k * 4 * sizeof *ints); /* send counts, displs, recv counts, displs */
+    tg_status st = ints ? TG_OK : tg_set_error(TG_ENOMEM, "out of memory");
+    if (st == TG_OK && (!int_counts(send_counts, k, ints, ints + k) ||
+                        !int_counts(recv_counts, k, ints + 2 * k, ints + 3 * k)))
+        st = tg_set_error(TG_EUNSUPPORTED, "too many values for one MPI exchange");
+    if (tgd_agree(st) != TG_OK) {
+        free(ints);
+        return false;
+    }
+    if (k > 1)
+        MPI_Alltoallv(send, ints, ints + k, MPI_FLOAT, recv, ints + 2 * k, ints + 3 * k, MPI_FLOAT,
+                      lib_comm);
+    else
+        memcpy(recv, send, (size_t)send_counts[0] * sizeof *recv);
+    free(ints);
+    return true;
+}
+
 #else /* no MPI: a world of one */
 
 tg_status tg_dist_init(void)
@@ -443,6 +465,14 @@ bool tgd_alltoallv_u64(const uint64_t *send, const int64_t *send_counts, uint64_
     }
     memcpy(*recv, send, (size_t)n * sizeof **recv);
     *recv_n = n;
+    return true;
+}
+
+bool tgd_alltoallv_f32(const float *send, const int64_t *send_counts, float *recv,
+                       const int64_t *recv_counts)
+{
+    (void)recv_counts;
+    memcpy(recv, send, (size_t)send_counts[0] * sizeof *recv);
     return true;
 }
 

@@ -95,7 +95,73 @@ static tg_status check_labels_across(const csv_part *p)
     return tgd_agree(st);
 }
 
-static tg_status read_part(csv_part *p, const tg_csv_options *opt, tg_csv_data *out)
+/* Rows dropped for missing values shift the index of every later row, so the parts are no
+ * longer cut at whole blocks of the kept rows, and the fit would sum other blocks than one
+ * process does (a model that differs in the last bits). When some rank dropped rows, the kept
+ * rows are handed out again: rank r keeps those whose index among every rank's kept rows lies in
+ * [roundup(g_r), roundup(g_r+1)), where g_r counts the kept rows of the ranks before it. */
+static tg_status realign_kept(const char *path, int64_t unit, tg_csv_data *out)
+{
+    const int k = tgd_size(), r = tgd_rank();
+    int64_t dropped = out->rows_dropped;
+    tgd_sum_i64(&dropped, 1);
+    if (dropped == 0)
+        return TG_OK;
+    /* n: kept rows per rank; g: the index of each rank's first; t: where each rank's new
+     * rows start (t[k] = every kept row); sc, rc: floats sent to and received from each rank. */
+    int64_t *n = malloc((size_t)(5 * k + 2) * sizeof *n);
+    tg_status st = n ? TG_OK : tg_set_error(TG_ENOMEM, "%s: out of memory", path);
+    if ((st = tgd_agree(st)) != TG_OK)
+        return st;
+    int64_t *g = n + k, *t = g + k + 1, *sc = t + k + 1, *rc = sc + k;
+    tgd_allgather_i64(&out->rows, 1, n);
+    g[0] = 0;
+    for (int s = 0; s < k; s++)
+        g[s + 1] = g[s] + n[s];
+    const int64_t total = g[k];
+    if (total == 0) { /* as one process words it; every rank sees this, rank 0 says it */
+        st = r == 0 ? tg_set_error(TG_EPARSE, "%s: every row has a missing value (%lld dropped)",
+                                   path, (long long)dropped)
+                    : TG_EPARSE;
+        free(n);
+        return tgd_agree(st);
+    }
+    for (int s = 0; s < k; s++)
+        t[s] = s == 0 ? 0 : round_up(g[s], unit, total);
+    t[k] = total;
+    for (int s = 0; s < k; s++) { /* rows of [g, g + n) of one rank that [t, t') of another wants */
+        int64_t lo = g[r] > t[s] ? g[r] : t[s], hi = g[r + 1] < t[s + 1] ? g[r + 1] : t[s + 1];
+        sc[s] = hi > lo ? hi - lo : 0;
+        lo = g[s] > t[r] ? g[s] : t[r], hi = g[s + 1] < t[r + 1] ? g[s + 1] : t[r + 1];
+        rc[s] = hi > lo ? hi - lo : 0;
+    }
+    const int64_t d = out->n_features, m = t[r + 1] - t[r];
+    int64_t xs[2] = {m, d};
+    /* kept: out owns them, even inside a caller's tg_scope */
+    tg_tensor *X = tg_keep(tg_empty(2, xs)), *y = out->y ? tg_keep(tg_empty(1, xs)) : NULL;
+    st = X && (y || !out->y) ? TG_OK : tg_set_error(TG_ENOMEM, "%s: out of memory", path);
+    if ((st = tgd_agree(st)) == TG_OK) {
+        if (out->y && !tgd_alltoallv_f32(tg_data(out->y), sc, tg_data(y), rc))
+            st = tg_last_status();
+        for (int s = 0; s < k; s++)
+            sc[s] *= d, rc[s] *= d;
+        if (st == TG_OK && !tgd_alltoallv_f32(tg_data(out->X), sc, tg_data(X), rc))
+            st = tg_last_status();
+    }
+    free(n);
+    if (st != TG_OK) {
+        tg_release(X), tg_release(y);
+        return st;
+    }
+    tg_release(out->X), tg_release(out->y);
+    out->X = X;
+    out->y = y;
+    out->rows = m;
+    return TG_OK;
+}
+
+static tg_status read_part(const char *path, csv_part *p, const tg_csv_options *opt,
+                           tg_csv_data *out)
 {
     int64_t own = 0, g = 0, n_all = 0;
     tg_status st = split_part(p, &own, &g, &n_all);
@@ -107,6 +173,8 @@ static tg_status read_part(csv_part *p, const tg_csv_options *opt, tg_csv_data *
     st = csv_part_read(p, hi > lo ? lo - g : 0, hi > lo ? hi - lo : 0, out);
     if ((st = tgd_agree(st)) == TG_OK && opt && opt->positive)
         st = check_labels_across(p);
+    if (st == TG_OK && opt && opt->missing == TG_MISSING_DROP)
+        st = realign_kept(path, unit, out);
     return st;
 }
 
@@ -124,7 +192,7 @@ tg_status tg_dist_csv_read(const char *path, const tg_csv_options *opt, tg_csv_d
     if ((st = tgd_agree(st)) == TG_OK)
         st = same_size(path, csv_part_file_size(p));
     if (st == TG_OK)
-        st = read_part(p, opt, out);
+        st = read_part(path, p, opt, out);
     csv_part_close(p);
     if (st != TG_OK && out)
         tg_csv_data_free(out); /* another rank's failure empties this rank's part too */
