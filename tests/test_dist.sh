@@ -107,7 +107,7 @@ train_both() {
 # 4000 rows of 40 features, a quoted note with a line break and a comma on every row, and in
 # the middle one note of line after line that spans from about 30% to 70% of the file's bytes.
 gen_quoted() {
-    awk -v rows=4000 -v d=40 -v bad_row="${1:-0}" -v gaps="${2:-0}" 'BEGIN {
+    awk -v rows=4000 -v d=40 -v bad_row="${1:-0}" -v gaps="${2:-0}" -v bad_label="${3:-0}" 'BEGIN {
         srand(7)
         printf "id,note"
         for (j = 0; j < d; j++) printf ",f%d", j
@@ -130,7 +130,7 @@ gen_quoted() {
                 else
                     printf ",%.5g", v
             }
-            print "," (rand() < 1 / (1 + exp(-z)) ? 1 : 0)
+            print "," (i == bad_label ? 2 : rand() < 1 / (1 + exp(-z)) ? 1 : 0)
         }
     }'
 }
@@ -198,6 +198,9 @@ for np in 2 3; do
     expect_failure bad_row "$np" "$TMP/bad.csv" --label label --features "$FEATS"
 done
 grep -q "bad number 'x" "$TMP/bad_row.want" || fail "bad row: unexpected message $(cat "$TMP/bad_row.want")"
+# A bad label with the label column left to its default: the hint that goes with it, too.
+gen_quoted 0 0 3400 >"$TMP/bad_label.csv"
+expect_failure bad_label 2 "$TMP/bad_label.csv" --features "$FEATS"
 expect_failure missing 2 "$TMP/does-not-exist.csv" --label label
 expect_failure no_label 3 "$DATA" --label nope
 printf 'a,b,label\n1,,0\n3,NA,1\n,2,0\n' >"$TMP/all_missing.csv"

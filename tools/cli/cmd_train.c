@@ -197,13 +197,14 @@ static bool load(const train_args *a, const char *path, cli_progress *pg, tg_csv
         a->distributed ? tg_dist_csv_read(path, &co, data) : tg_csv_read(path, &co, data);
     cli_free_list(feats);
     cli_progress_done(pg);
+    /* The same hint in both modes: a distributed error reads as the single-process one. */
+    const char *hint = st != TG_OK && !a->label && strstr(tg_last_error(), "label")
+                           ? "the label is the last column unless --label names another"
+                           : NULL;
     if (st != TG_OK && a->distributed)
-        cli_dist_error("train");
+        cli_dist_error("train", hint);
     else if (st != TG_OK)
-        cli_lib_error("train", NULL,
-                      !a->label && strstr(tg_last_error(), "label")
-                          ? "the label is the last column unless --label names another"
-                          : NULL);
+        cli_lib_error("train", NULL, hint);
     return st == TG_OK;
 }
 
@@ -422,7 +423,7 @@ static int run(const train_args *a, const char *path, tg_csv_data *data, tg_logr
                                   : tg_logreg_fit(data->X, data->y, &o, m, &r);
     cli_progress_done(&pg);
     if (st != TG_OK && a->distributed)
-        cli_dist_error("train");
+        cli_dist_error("train", NULL);
     else if (st != TG_OK)
         cli_lib_error("train", NULL, NULL);
     if (st != TG_OK)
