@@ -218,6 +218,10 @@ mpi 2 "$TMP/sgd" train "$DATA" --label placement --solver sgd --distributed
 checks=$((checks + 1))
 [ "$(rank_status "$TMP/sgd" 2)" = all2 ] || fail "--solver sgd --distributed: $(rank_status "$TMP/sgd" 2)"
 [ "$(grep -c '^tapegrad' "$TMP/sgd/err")" -eq 1 ] || fail "--solver sgd: not one error line"
+mpi 2 "$TMP/mean" train "$DATA" --label placement --missing mean --distributed
+checks=$((checks + 1))
+[ "$(rank_status "$TMP/mean" 2)" = all2 ] || fail "--missing mean --distributed: $(rank_status "$TMP/mean" 2)"
+[ "$(grep -c '^tapegrad' "$TMP/mean/err")" -eq 1 ] || fail "--missing mean: not one error line"
 
 echo "$checks checks, $failures failures"
 [ "$failures" -eq 0 ]

@@ -152,6 +152,12 @@ static bool fit_options(const train_args *a, tg_logreg_options *o)
         cli_error("train", "--distributed does not support --val-split");
         return false;
     }
+    /* Column means need every row in one process (the library refuses it too, later). */
+    if (a->distributed && a->csv.missing && strcmp(a->csv.missing, "mean") == 0) {
+        cli_error("train", "--distributed does not support --missing mean (use --missing drop, or "
+                           "leave missing values an error)");
+        return false;
+    }
     return true;
 }
 
