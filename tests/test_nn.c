@@ -46,6 +46,7 @@ static double at(const float *v, const shape_t *s, const int64_t *bidx, int nb, 
 
 static void check_matmul(int na, const int64_t *sa, int nb_, const int64_t *sb, bool transpose_b)
 {
+    tg_scope_begin(); /* owns every tensor made here */
     tg_tensor *a = tg_test_tensor(na, sa, 11, -1, 1);
     tg_tensor *b0 = tg_test_tensor(nb_, sb, 12, -1, 1);
     tg_tensor *b = b0;
@@ -100,16 +101,12 @@ static void check_matmul(int na, const int64_t *sa, int nb_, const int64_t *sb, 
     }
     (void)numel_of;
     free(av), free(bv), free(cv);
-    tg_release(c);
-    if (b != b0)
-        tg_release(b);
-    tg_release(b0), tg_release(a);
+    tg_scope_end();
 }
 
 static void test_matmul_values(void **state)
 {
     (void)state;
-    tg_scope_begin();
     check_matmul(1, (int64_t[]){5}, 1, (int64_t[]){5}, false);
     check_matmul(2, (int64_t[]){3, 5}, 1, (int64_t[]){5}, false);
     check_matmul(1, (int64_t[]){5}, 2, (int64_t[]){5, 4}, true);
@@ -122,7 +119,6 @@ static void test_matmul_values(void **state)
     check_matmul(3, (int64_t[]){2, 3, 4}, 1, (int64_t[]){4}, false);
     check_matmul(2, (int64_t[]){3, 4}, 3, (int64_t[]){2, 4, 5}, true);
     check_matmul(3, (int64_t[]){64, 16, 16}, 3, (int64_t[]){64, 16, 16}, false);
-    tg_scope_end();
 }
 
 static void test_matmul_names_and_errors(void **state)
@@ -505,8 +501,8 @@ static void test_optimizer_errors_and_zero_grad(void **state)
 
     tg_optimizer *opt = tg_sgd_new(&frozen, 1, NULL);
     assert_non_null(opt);
-    tg_tensor *s = tg_sum(tg_mul_scalar(frozen, 3.0f));
-    tg_backward(s, NULL, false);
+    tg_scope_begin(); /* releases the temporaries below */
+    tg_backward(tg_sum(tg_mul_scalar(frozen, 3.0f)), NULL, false);
     tg_optimizer_zero_grad(opt, false);
     assert_non_null(tg_grad(frozen));
     assert_float_equal(tg_item(tg_sum(tg_grad(frozen))), 0.0f, 0.0f);
@@ -514,8 +510,9 @@ static void test_optimizer_errors_and_zero_grad(void **state)
     assert_null(tg_grad(frozen));
     assert_int_equal(tg_optimizer_step(opt), TG_OK); /* no grad: nothing moves */
     assert_float_equal(tg_item(tg_sum(frozen)), 3.0f, 0.0f);
+    tg_scope_end();
     tg_optimizer_free(opt);
-    tg_release(s), tg_release(nonleaf), tg_release(frozen);
+    tg_release(nonleaf), tg_release(frozen);
 }
 
 static void test_save_load_resumes_exactly(void **state)
@@ -558,7 +555,9 @@ static void test_save_load_resumes_exactly(void **state)
     tg_tensor *r = tg_requires_grad_(tg_full(1, (int64_t[]){NP + 1}, 7.0f), true);
     tg_optimizer *other = tg_adam_new(&r, 1, &o);
     assert_int_equal(tg_optimizer_load(other, path), TG_EPARSE);
+    tg_scope_begin();
     assert_float_equal(tg_item(tg_sum(r)), 7.0f * (NP + 1), 0.0f);
+    tg_scope_end();
     tg_optimizer *sgd = tg_sgd_new(&q, 1, NULL);
     assert_int_equal(tg_optimizer_load(sgd, path), TG_EPARSE);
     assert_int_equal(tg_optimizer_load(sgd, "/nonexistent/opt.bin"), TG_EIO);
