@@ -385,17 +385,19 @@ static void float_sgd(float *p, float *b, const float *g, int64_t n, const tg_sg
 static void float_adam(float *p, float *m, float *v, const float *g, int64_t n,
                        const tg_adam_options *o, int t)
 {
-    float bc1 = (float)(1.0 - pow(o->beta1, t)), bc2s = (float)sqrt(1.0 - pow(o->beta2, t));
-    float step = o->lr / bc1;
+    /* PyTorch's scalars are Python floats, rounded to float once */
+    float bc2s = (float)sqrt(1.0 - pow(o->beta2, t));
+    float step = (float)((double)o->lr / (1.0 - pow(o->beta1, t)));
+    float shrink = (float)(1.0 - (double)o->lr * o->weight_decay);
     for (int64_t k = 0; k < n; k++) {
         float gk = g[k];
         if (o->decoupled)
-            p[k] *= 1.0f - o->lr * o->weight_decay;
+            p[k] *= shrink;
         else
             gk += o->weight_decay * p[k];
         m[k] = o->beta1 * m[k] + (1.0f - o->beta1) * gk;
         v[k] = o->beta2 * v[k] + (1.0f - o->beta2) * gk * gk;
-        p[k] -= step * (m[k] / (sqrtf(v[k]) / bc2s + o->eps));
+        p[k] -= step * m[k] / (sqrtf(v[k]) / bc2s + o->eps); /* addcdiv: (value * m) / denom */
     }
 }
 
@@ -446,6 +448,54 @@ static void test_optimizers_match_float_formulas(void **state)
         tg_release(p);
     }
     free(want), free(b1), free(b2), free(g), free(got);
+}
+
+/* Ten steps of Adam and AdamW on exact gradients, against the bits PyTorch 1.13 gives for
+ * torch.optim.Adam(lr=0.05, weight_decay=0.1) and torch.optim.AdamW(lr=0.3, betas=(0.6, 0.7),
+ * eps=1e-2, weight_decay=0.33), each option the float below as a Python float (run with
+ * ATEN_CPU_CAPABILITY=default, where PyTorch rounds every operation separately). */
+static void test_adam_matches_pytorch_bits(void **state)
+{
+    (void)state;
+    static const float p0[8] = {0.5f, -1.0f, 2.0f, 0.0f, -0.25f, 1.5f, -3.0f, 0.75f};
+    static const float want[2][8] = {
+        {0x1.cbe96ap-2f, -0x1.eaed5cp-1f, 0x1.b13b02p+0f, 0x1.47e8eep-3f, -0x1.33c424p-2f,
+         0x1.4f68f4p+0f, -0x1.550f00p+1f, 0x1.5a61c6p-1f},
+        {-0x1.541c50p-7f, -0x1.1ff364p-2f, 0x1.7535e8p-2f, 0x1.8fb9bep-2f, -0x1.275e64p-3f,
+         0x1.d250ccp-2f, -0x1.8532b0p-1f, 0x1.6848f8p-3f}};
+    for (int w = 0; w < 2; w++) {
+        tg_adam_options o;
+        if (w == 0) {
+            tg_adam_options_init(&o);
+            o.lr = 0.05f, o.weight_decay = 0.1f;
+        } else {
+            tg_adamw_options_init(&o);
+            o.lr = 0.3f, o.beta1 = 0.6f, o.beta2 = 0.7f, o.eps = 1e-2f, o.weight_decay = 0.33f;
+        }
+        tg_tensor *p = tg_requires_grad_(tg_from_data(p0, 1, (int64_t[]){8}), true);
+        tg_optimizer *opt = tg_adam_new(&p, 1, &o);
+        assert_non_null(opt);
+        for (int t = 1; t <= 10; t++) {
+            float g[8];
+            for (int k = 0; k < 8; k++)
+                g[k] = (float)((k * 7 + t * 3) % 11 - 5) * 0.125f;
+            tg_scope_begin(); /* d/dp sum(p * g) = g, exactly */
+            assert_int_equal(
+                tg_backward(tg_sum(tg_mul(p, tg_from_data(g, 1, (int64_t[]){8}))), NULL, false),
+                TG_OK);
+            tg_scope_end();
+            assert_int_equal(tg_optimizer_step(opt), TG_OK);
+            tg_optimizer_zero_grad(opt, true);
+        }
+        float got[8];
+        tg_copy_to(p, got, 8);
+        for (int k = 0; k < 8; k++)
+            if (memcmp(&got[k], &want[w][k], sizeof(float)) != 0)
+                fail_msg("%s element %d: %a, PyTorch %a", w ? "AdamW" : "Adam", k, got[k],
+                         want[w][k]);
+        tg_optimizer_free(opt);
+        tg_release(p);
+    }
 }
 
 /* A large parameter's update is split across threads; every element must come out with the
@@ -581,6 +631,7 @@ int main(void)
         cmocka_unit_test(test_sgd_variants),
         cmocka_unit_test(test_adam_variants),
         cmocka_unit_test(test_optimizers_match_float_formulas),
+        cmocka_unit_test(test_adam_matches_pytorch_bits),
         cmocka_unit_test(test_optimizers_same_bits_on_threads),
         cmocka_unit_test(test_optimizer_errors_and_zero_grad),
         cmocka_unit_test(test_save_load_resumes_exactly),

@@ -160,6 +160,7 @@ typedef struct {
     const float *g;
     bool first;                /* SGD: the momentum buffer starts as d */
     float bc2_sqrt, step_size; /* Adam's bias corrections for this step */
+    float shrink;              /* AdamW's decay factor 1 - lr wd */
 } update_job;
 
 /* PyTorch's SGD: d = g + wd p; b = d (first step) or mu b + (1 - dampening) d;
@@ -209,13 +210,16 @@ static bool sgd_update(tg_optimizer *o, int i, float *p, const float *g, int64_t
 
 /* PyTorch's Adam/AdamW (non-amsgrad, non-foreach formulas):
  * AdamW: p *= 1 - lr wd; Adam: g += wd p; m = b1 m + (1 - b1) g; v = b2 v + (1 - b2) g^2;
- * p -= (lr / (1 - b1^t)) * m / (sqrt(v) / sqrt(1 - b2^t) + eps). */
+ * p += (-step_size * m) / (sqrt(v) / sqrt(1 - b2^t) + eps), step_size = lr / (1 - b1^t).
+ * PyTorch computes the scalars 1 - lr wd and step_size in double (Python floats) and rounds
+ * them to float once, and its addcdiv multiplies before it divides; any other order gives
+ * results a few ulp away that drift further apart over the steps. */
 static void adam_range(void *ctx, int64_t begin, int64_t end)
 {
     const update_job *j = ctx;
     const tg_adam_options a = j->o->adam; /* locals, as in sgd_range */
     const float b1 = a.beta1, b2 = a.beta2, c1 = 1.0f - a.beta1, c2 = 1.0f - a.beta2;
-    const float eps = a.eps, wd = a.weight_decay, shrink = 1.0f - a.lr * a.weight_decay;
+    const float eps = a.eps, wd = a.weight_decay, shrink = j->shrink;
     const float bc2_sqrt = j->bc2_sqrt, step_size = j->step_size;
     float *restrict p = j->p, *restrict m = j->b1, *restrict v = j->b2;
     const float *restrict g = j->g;
@@ -227,7 +231,7 @@ static void adam_range(void *ctx, int64_t begin, int64_t end)
             gk += wd * pk;
         float mk = b1 * m[k] + c1 * gk, vk = b2 * v[k] + c2 * gk * gk;
         m[k] = mk, v[k] = vk;
-        p[k] = pk - step_size * (mk / (sqrtf(vk) / bc2_sqrt + eps));
+        p[k] = pk - step_size * mk / (sqrtf(vk) / bc2_sqrt + eps);
     }
 }
 
@@ -238,9 +242,9 @@ static bool adam_update(tg_optimizer *o, int i, float *p, const float *g, int64_
     if (!j.b1 || !j.b2)
         return false;
     double t = (double)o->step;
-    float bc1 = (float)(1.0 - pow(o->adam.beta1, t));
     j.bc2_sqrt = (float)sqrt(1.0 - pow(o->adam.beta2, t));
-    j.step_size = o->adam.lr / bc1;
+    j.step_size = (float)((double)o->adam.lr / (1.0 - pow(o->adam.beta1, t)));
+    j.shrink = (float)(1.0 - (double)o->adam.lr * o->adam.weight_decay);
     tg_parallel_for(n, tg_parallel_grain(), adam_range, &j);
     return true;
 }
