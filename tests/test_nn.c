@@ -565,6 +565,123 @@ static void test_optimizer_errors_and_zero_grad(void **state)
     tg_release(nonleaf), tg_release(frozen);
 }
 
+/* A step that finds no grad on a parameter does not count for it: PyTorch keeps a step count
+ * per parameter, and Adam's bias corrections use it. Two parameters (one 0-d), the second
+ * with a grad at steps 3, 4 and 6 only; the bits PyTorch 1.13 gives for torch.optim.Adam([a, b],
+ * lr=0.125, betas=(0.75, 0.875), eps=2**-20, weight_decay=0.0625) with
+ * zero_grad(set_to_none=True). Saving
+ * after step 4 and resuming in a fresh optimizer gives the same bits; so does a file in the
+ * older format with one step count for all parameters, for a run where every step had grads. */
+static void adam_grads(tg_tensor *a, tg_tensor *b, int t)
+{
+    float ga[4];
+    for (int k = 0; k < 4; k++)
+        ga[k] = (float)((k * 7 + t * 3) % 11 - 5) * 0.125f;
+    tg_scope_begin();
+    tg_tensor *loss = tg_sum(tg_mul(a, tg_from_data(ga, 2, (int64_t[]){2, 2})));
+    if (t == 3 || t == 4 || t == 6)
+        loss = tg_add(loss, tg_mul_scalar(b, (float)((t * 5) % 7 - 3) * 0.25f));
+    assert_int_equal(tg_backward(loss, NULL, false), TG_OK);
+    tg_scope_end();
+}
+
+static void test_adam_counts_steps_per_parameter(void **state)
+{
+    (void)state;
+    static const float a0[4] = {0.5f, -1.0f, 2.0f, 0.0f};
+    static const float want_a[4] = {0x1.184b7ep-1f, -0x1.08e740p+0f, 0x1.934f98p+0f,
+                                    0x1.4487eep-2f};
+    const float want_b = 0x1.8ac29ap+0f;
+    char dir[] = "/tmp/tg_nn_XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    char path[256], path_v1[256];
+    snprintf(path, sizeof path, "%s/opt.bin", dir);
+    snprintf(path_v1, sizeof path_v1, "%s/opt_v1.bin", dir);
+    tg_adam_options o;
+    tg_adam_options_init(&o);
+    o.lr = 0.125f, o.beta1 = 0.75f, o.beta2 = 0.875f, o.eps = 0x1p-20f, o.weight_decay = 0.0625f;
+
+    tg_tensor *p[2] = {tg_requires_grad_(tg_from_data(a0, 2, (int64_t[]){2, 2}), true),
+                       tg_requires_grad_(tg_scalar(1.5f), true)};
+    tg_optimizer *opt = tg_adam_new(p, 2, &o);
+    assert_non_null(opt);
+    for (int t = 1; t <= 6; t++) {
+        adam_grads(p[0], p[1], t);
+        assert_int_equal(tg_optimizer_step(opt), TG_OK);
+        tg_optimizer_zero_grad(opt, true);
+        if (t == 4)
+            assert_int_equal(tg_optimizer_save(opt, path), TG_OK);
+    }
+    float got[5];
+    tg_copy_to(p[0], got, 4);
+    got[4] = tg_item(p[1]);
+    for (int k = 0; k < 4; k++)
+        if (memcmp(&got[k], &want_a[k], sizeof(float)) != 0)
+            fail_msg("a element %d: %a, PyTorch %a", k, got[k], want_a[k]);
+    if (memcmp(&got[4], &want_b, sizeof(float)) != 0)
+        fail_msg("b: %a, PyTorch %a", got[4], want_b);
+
+    tg_tensor *q[2] = {tg_requires_grad_(tg_zeros(2, (int64_t[]){2, 2}), true),
+                       tg_requires_grad_(tg_scalar(0.0f), true)};
+    tg_optimizer *resumed = tg_adam_new(q, 2, &o);
+    assert_int_equal(tg_optimizer_load(resumed, path), TG_OK);
+    for (int t = 5; t <= 6; t++) {
+        adam_grads(q[0], q[1], t);
+        assert_int_equal(tg_optimizer_step(resumed), TG_OK);
+        tg_optimizer_zero_grad(resumed, true);
+    }
+    float again[5];
+    tg_copy_to(q[0], again, 4);
+    again[4] = tg_item(q[1]);
+    assert_memory_equal(got, again, sizeof got);
+
+    /* The older format: magic, kind, n, one step count, then per parameter ndim, shape,
+     * values, flags and buffers. Rewritten from a new file of one parameter after 2 steps. */
+    tg_tensor *r = tg_requires_grad_(tg_from_data(a0, 2, (int64_t[]){2, 2}), true);
+    tg_optimizer *one = tg_adam_new(&r, 1, &o);
+    for (int t = 1; t <= 2; t++) {
+        adam_grads(r, p[1], t);
+        assert_int_equal(tg_optimizer_step(one), TG_OK);
+        tg_optimizer_zero_grad(one, true);
+    }
+    assert_int_equal(tg_optimizer_save(one, path), TG_OK);
+    unsigned char bytes[256], v1[256];
+    FILE *f = fopen(path, "rb");
+    size_t len = fread(bytes, 1, sizeof bytes, f);
+    fclose(f);
+    /* new: magic 8, head 8, ndim 4, shape 16, values 16, flags 2, step 8, buffers 32 */
+    assert_int_equal(len, 94);
+    memcpy(v1, "TGOPT1\n", 8);
+    memcpy(v1 + 8, bytes + 8, 8);    /* kind, n */
+    memcpy(v1 + 16, bytes + 54, 8);  /* step */
+    memcpy(v1 + 24, bytes + 16, 38); /* ndim, shape, values, flags */
+    memcpy(v1 + 62, bytes + 62, 32); /* buffers */
+    f = fopen(path_v1, "wb");
+    assert_int_equal(fwrite(v1, 1, len, f), len);
+    fclose(f);
+    tg_tensor *s = tg_requires_grad_(tg_zeros(2, (int64_t[]){2, 2}), true);
+    tg_optimizer *old = tg_adam_new(&s, 1, &o);
+    assert_int_equal(tg_optimizer_load(old, path_v1), TG_OK);
+    for (int t = 3; t <= 4; t++) {
+        adam_grads(r, p[1], t);
+        adam_grads(s, p[1], t);
+        assert_int_equal(tg_optimizer_step(one), TG_OK);
+        assert_int_equal(tg_optimizer_step(old), TG_OK);
+        tg_optimizer_zero_grad(one, true), tg_optimizer_zero_grad(old, true);
+    }
+    tg_copy_to(r, got, 4);
+    tg_copy_to(s, again, 4);
+    assert_memory_equal(got, again, 4 * sizeof(float));
+
+    tg_optimizer_free(opt), tg_optimizer_free(resumed), tg_optimizer_free(one),
+        tg_optimizer_free(old);
+    for (int i = 0; i < 2; i++)
+        tg_release(p[i]), tg_release(q[i]);
+    tg_release(r), tg_release(s);
+    remove(path), remove(path_v1);
+    rmdir(dir);
+}
+
 static void test_save_load_resumes_exactly(void **state)
 {
     (void)state;
@@ -635,6 +752,7 @@ int main(void)
         cmocka_unit_test(test_optimizers_same_bits_on_threads),
         cmocka_unit_test(test_optimizer_errors_and_zero_grad),
         cmocka_unit_test(test_save_load_resumes_exactly),
+        cmocka_unit_test(test_adam_counts_steps_per_parameter),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

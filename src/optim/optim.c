@@ -20,7 +20,9 @@ struct tg_optimizer {
     tg_tensor **params;
     float **buf1; /* SGD momentum buffer, Adam first moment (NULL until first used) */
     float **buf2; /* Adam second moment */
-    int64_t step;
+    /* Steps taken by each parameter: as in PyTorch, a step that finds no grad on a parameter
+     * does not count for it, so its Adam bias corrections follow its own updates. */
+    int64_t *steps;
     tg_sgd_options sgd;
     tg_adam_options adam;
 };
@@ -81,8 +83,9 @@ static tg_optimizer *opt_new(opt_kind kind, tg_tensor *const *params, int n, con
         o->params = calloc((size_t)n, sizeof *o->params);
         o->buf1 = calloc((size_t)n, sizeof *o->buf1);
         o->buf2 = calloc((size_t)n, sizeof *o->buf2);
+        o->steps = calloc((size_t)n, sizeof *o->steps);
     }
-    if (!o || !o->params || !o->buf1 || !o->buf2) {
+    if (!o || !o->params || !o->buf1 || !o->buf2 || !o->steps) {
         tg_optimizer_free(o);
         tg_set_error(TG_ENOMEM, "%s: out of memory", fn);
         return NULL;
@@ -142,6 +145,7 @@ void tg_optimizer_free(tg_optimizer *o)
     free(o->params);
     free(o->buf1);
     free(o->buf2);
+    free(o->steps);
     free(o);
 }
 
@@ -241,7 +245,7 @@ static bool adam_update(tg_optimizer *o, int i, float *p, const float *g, int64_
     j.b1 = state_buffer(&o->buf1[i], n), j.b2 = state_buffer(&o->buf2[i], n);
     if (!j.b1 || !j.b2)
         return false;
-    double t = (double)o->step;
+    double t = (double)o->steps[i];
     j.bc2_sqrt = (float)sqrt(1.0 - pow(o->adam.beta2, t));
     j.step_size = (float)((double)o->adam.lr / (1.0 - pow(o->adam.beta1, t)));
     j.shrink = (float)(1.0 - (double)o->adam.lr * o->adam.weight_decay);
@@ -254,7 +258,6 @@ tg_status tg_optimizer_step(tg_optimizer *o)
     tg_clear_error();
     if (!o)
         return tg_set_error(TG_EINVAL, "tg_optimizer_step: optimizer is NULL");
-    o->step++;
     for (int i = 0; i < o->n; i++) {
         tg_tensor *p = o->params[i], *g = p->grad;
         if (!g)
@@ -262,11 +265,14 @@ tg_status tg_optimizer_step(tg_optimizer *o)
         tg_tensor *gc = tg_as_contiguous(g);
         if (!gc)
             return tg_last_status();
+        o->steps[i]++;
         bool ok = o->kind == OPT_SGD ? sgd_update(o, i, tg_ptr(p), tg_ptr(gc), p->numel)
                                      : adam_update(o, i, tg_ptr(p), tg_ptr(gc), p->numel);
         tg_release(gc);
-        if (!ok)
+        if (!ok) {
+            o->steps[i]--;
             return tg_set_error(TG_ENOMEM, "tg_optimizer_step: out of memory for optimizer state");
+        }
         tg_bump_version(p, "tg_optimizer_step");
     }
     return TG_OK;
@@ -290,10 +296,14 @@ void tg_optimizer_zero_grad(tg_optimizer *o, bool set_to_none)
     }
 }
 
-/* ---- state file: "TGOPT1\n", kind, n, step, then per parameter: ndim, shape, values,
- * flags saying which state buffers follow, the buffers. Little-endian host layout. ---- */
+/* ---- state file: "TGOPT2\n", kind, n, then per parameter: ndim, shape, values, flags
+ * saying which state buffers follow, the parameter's step count, the buffers. Little-endian
+ * host layout. Files from before per-parameter step counts ("TGOPT1\n") have one step count
+ * after n and none per parameter; they still load, the count going to every parameter with
+ * state (those without state have never been updated). ---- */
 
-static const char MAGIC[8] = "TGOPT1\n";
+static const char MAGIC[8] = "TGOPT2\n";
+static const char MAGIC_V1[8] = "TGOPT1\n";
 
 static bool write_all(tg_replace *f, const void *p, size_t n)
 {
@@ -311,7 +321,9 @@ static bool save_param(tg_replace *f, const tg_optimizer *o, int i)
     size_t bytes = (size_t)p->numel * sizeof(float);
     return write_all(f, &nd, sizeof nd) && write_all(f, p->shape, sizeof(int64_t) * (size_t)nd) &&
            write_all(f, tg_ptr(p), bytes) && write_all(f, has, sizeof has) &&
-           (!has[0] || write_all(f, o->buf1[i], bytes)) && (!has[1] || write_all(f, o->buf2[i], bytes));
+           write_all(f, &o->steps[i], sizeof o->steps[i]) &&
+           (!has[0] || write_all(f, o->buf1[i], bytes)) &&
+           (!has[1] || write_all(f, o->buf2[i], bytes));
 }
 
 tg_status tg_optimizer_save(const tg_optimizer *o, const char *path)
@@ -324,8 +336,7 @@ tg_status tg_optimizer_save(const tg_optimizer *o, const char *path)
     if (err)
         return tg_set_error(TG_EIO, "tg_optimizer_save: cannot write %s: %s", path, strerror(err));
     int32_t head[2] = {(int32_t)o->kind, o->n};
-    bool ok = write_all(&f, MAGIC, sizeof MAGIC) && write_all(&f, head, sizeof head) &&
-              write_all(&f, &o->step, sizeof o->step);
+    bool ok = write_all(&f, MAGIC, sizeof MAGIC) && write_all(&f, head, sizeof head);
     for (int i = 0; ok && i < o->n; i++)
         ok = save_param(&f, o, i);
     err = ok ? 0 : errno;
@@ -339,11 +350,14 @@ tg_status tg_optimizer_save(const tg_optimizer *o, const char *path)
 /* Loaded state for one parameter, applied only once the whole file has checked out. */
 typedef struct {
     float *values, *b1, *b2;
+    int64_t step;
 } loaded_param;
 
 static bool read_all(FILE *f, void *p, size_t n) { return fread(p, 1, n, f) == n; }
 
-static tg_status load_param(FILE *f, const tg_tensor *p, int i, loaded_param *lp, const char *path)
+/* v1_step: the file's one step count for a version-1 file, -1 for the current format. */
+static tg_status load_param(FILE *f, const tg_tensor *p, int i, loaded_param *lp, const char *path,
+                            int64_t v1_step)
 {
     int32_t nd;
     int64_t shape[TG_MAX_DIMS];
@@ -356,8 +370,14 @@ static tg_status load_param(FILE *f, const tg_tensor *p, int i, loaded_param *lp
             return tg_set_error(TG_EPARSE, "tg_optimizer_load: %s: parameter %d has a different shape", path, i);
     size_t bytes = (size_t)p->numel * sizeof(float);
     lp->values = malloc(bytes ? bytes : 1);
-    if (!lp->values || !read_all(f, lp->values, bytes) || !read_all(f, has, sizeof has))
+    if (!lp->values || !read_all(f, lp->values, bytes) || !read_all(f, has, sizeof has) ||
+        (v1_step < 0 && !read_all(f, &lp->step, sizeof lp->step)))
         return tg_set_error(TG_EPARSE, "tg_optimizer_load: %s: truncated at parameter %d", path, i);
+    if (v1_step >= 0)
+        lp->step = has[0] || has[1] ? v1_step : 0;
+    if (has[0] > 1 || has[1] > 1 || lp->step < 0)
+        return tg_set_error(TG_EPARSE, "tg_optimizer_load: %s: corrupt state of parameter %d", path,
+                            i);
     float **dst[2] = {&lp->b1, &lp->b2};
     for (int k = 0; k < 2; k++) {
         if (!has[k])
@@ -369,7 +389,7 @@ static tg_status load_param(FILE *f, const tg_tensor *p, int i, loaded_param *lp
     return TG_OK;
 }
 
-static void apply_loaded(tg_optimizer *o, loaded_param *lp, int64_t step)
+static void apply_loaded(tg_optimizer *o, loaded_param *lp)
 {
     for (int i = 0; i < o->n; i++) {
         memcpy(tg_ptr(o->params[i]), lp[i].values, (size_t)o->params[i]->numel * sizeof(float));
@@ -378,9 +398,9 @@ static void apply_loaded(tg_optimizer *o, loaded_param *lp, int64_t step)
         free(o->buf2[i]);
         o->buf1[i] = lp[i].b1;
         o->buf2[i] = lp[i].b2;
+        o->steps[i] = lp[i].step;
         free(lp[i].values);
     }
-    o->step = step;
 }
 
 tg_status tg_optimizer_load(tg_optimizer *o, const char *path)
@@ -393,10 +413,14 @@ tg_status tg_optimizer_load(tg_optimizer *o, const char *path)
         return tg_set_error(TG_EIO, "tg_optimizer_load: cannot open %s: %s", path, strerror(errno));
     char magic[8];
     int32_t head[2];
-    int64_t step;
+    int64_t v1_step = -1;
     tg_status st = TG_OK;
-    if (!read_all(f, magic, sizeof magic) || memcmp(magic, MAGIC, sizeof magic) != 0 ||
-        !read_all(f, head, sizeof head) || !read_all(f, &step, sizeof step))
+    bool v1 = false;
+    if (!read_all(f, magic, sizeof magic) ||
+        (memcmp(magic, MAGIC, sizeof magic) != 0 &&
+         !(v1 = memcmp(magic, MAGIC_V1, sizeof magic) == 0)) ||
+        !read_all(f, head, sizeof head) ||
+        (v1 && (!read_all(f, &v1_step, sizeof v1_step) || v1_step < 0)))
         st = tg_set_error(TG_EPARSE, "tg_optimizer_load: %s is not a tapegrad optimizer file", path);
     else if (head[0] != (int32_t)o->kind || head[1] != o->n)
         st = tg_set_error(TG_EPARSE, "tg_optimizer_load: %s holds a different optimizer (kind %d, %d "
@@ -406,10 +430,13 @@ tg_status tg_optimizer_load(tg_optimizer *o, const char *path)
     if (st == TG_OK && !lp)
         st = tg_set_error(TG_ENOMEM, "tg_optimizer_load: out of memory");
     for (int i = 0; st == TG_OK && i < o->n; i++)
-        st = load_param(f, o->params[i], i, &lp[i], path);
+        st = load_param(f, o->params[i], i, &lp[i], path, v1 ? v1_step : -1);
+    if (st == TG_OK && fgetc(f) != EOF)
+        st = tg_set_error(TG_EPARSE,
+                          "tg_optimizer_load: %s: unexpected data after the last parameter", path);
     fclose(f);
     if (st == TG_OK) {
-        apply_loaded(o, lp, step);
+        apply_loaded(o, lp);
     } else if (lp) {
         for (int i = 0; i < o->n; i++)
             free(lp[i].values), free(lp[i].b1), free(lp[i].b2);
