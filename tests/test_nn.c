@@ -549,6 +549,15 @@ static void test_optimizer_errors_and_zero_grad(void **state)
     assert_null(tg_adam_new(&nonleaf, 1, NULL));
     assert_non_null(strstr(tg_last_error(), "not a leaf"));
 
+    tg_tensor *twice[3] = {frozen, nonleaf, frozen};
+    twice[1] = tg_requires_grad_(tg_zeros(1, (int64_t[]){2}), true);
+    assert_null(tg_sgd_new(twice, 3, NULL));
+    assert_int_equal(tg_last_status(), TG_EINVAL);
+    assert_non_null(strstr(tg_last_error(), "parameters 0 and 2 are the same tensor"));
+    assert_null(tg_adam_new(twice, 3, NULL));
+    assert_int_equal(tg_last_status(), TG_EINVAL);
+    tg_release(twice[1]);
+
     tg_optimizer *opt = tg_sgd_new(&frozen, 1, NULL);
     assert_non_null(opt);
     tg_scope_begin(); /* releases the temporaries below */

@@ -29,8 +29,8 @@ void tg_sgd_options_init(tg_sgd_options *o);
 void tg_adam_options_init(tg_adam_options *o);
 void tg_adamw_options_init(tg_adam_options *o);
 
-/* The optimizer keeps a reference to each parameter. Every parameter must be a leaf that
- * requires grad (an error, not a silent skip, otherwise). */
+/* The optimizer keeps a reference to each parameter. Every parameter must be a contiguous
+ * leaf that requires grad, given once (an error, not a silent skip, otherwise). */
 tg_optimizer *tg_sgd_new(tg_tensor *const *params, int n, const tg_sgd_options *o);
 tg_optimizer *tg_adam_new(tg_tensor *const *params, int n, const tg_adam_options *o);
 /* One update of every parameter that has a grad, in place and under no-grad. */

@@ -69,6 +69,13 @@ static bool check_params(tg_tensor *const *params, int n, const char *fn)
             tg_set_error(TG_EINVAL, "%s: parameter %d is not contiguous", fn, i);
             return false;
         }
+        /* PyTorch warns that this will become an error; each slot would update the tensor
+         * again with state of its own, a trajectory PyTorch's shared state does not follow. */
+        for (int k = 0; k < i; k++)
+            if (params[k] == params[i]) {
+                tg_set_error(TG_EINVAL, "%s: parameters %d and %d are the same tensor", fn, k, i);
+                return false;
+            }
     }
     return true;
 }
