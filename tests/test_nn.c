@@ -369,35 +369,42 @@ static void test_adam_variants(void **state)
  * bits of PyTorch's formulas evaluated one float operation at a time, as here, for each SGD
  * case (plain, momentum with dampening, Nesterov from its first step, weight decay) and for
  * Adam and AdamW, over several steps, on a length with a vector tail. */
+/* PyTorch's scalars are Python floats, each rounded to float once where it meets a tensor;
+ * 1 - dampening, 1 - beta, the bias corrections, the step size and 1 - lr wd it computes in
+ * double first. */
 static void float_sgd(float *p, float *b, const float *g, int64_t n, const tg_sgd_options *o,
                       bool first)
 {
+    const float wd = (float)o->weight_decay, mu = (float)o->momentum, lr = (float)o->lr;
+    const float keep = (float)(1.0 - o->dampening);
     for (int64_t k = 0; k < n; k++) {
-        float d = g[k] + o->weight_decay * p[k];
-        if (o->momentum != 0.0f) {
-            b[k] = first ? d : o->momentum * b[k] + (1.0f - o->dampening) * d;
-            d = o->nesterov ? d + o->momentum * b[k] : b[k];
+        float d = g[k] + wd * p[k];
+        if (o->momentum != 0.0) {
+            b[k] = first ? d : mu * b[k] + keep * d;
+            d = o->nesterov ? d + mu * b[k] : b[k];
         }
-        p[k] -= o->lr * d;
+        p[k] -= lr * d;
     }
 }
 
 static void float_adam(float *p, float *m, float *v, const float *g, int64_t n,
                        const tg_adam_options *o, int t)
 {
-    /* PyTorch's scalars are Python floats, rounded to float once */
+    const float b1 = (float)o->beta1, b2 = (float)o->beta2, eps = (float)o->eps;
+    const float c1 = (float)(1.0 - o->beta1), c2 = (float)(1.0 - o->beta2);
+    const float wd = (float)o->weight_decay;
     float bc2s = (float)sqrt(1.0 - pow(o->beta2, t));
-    float step = (float)((double)o->lr / (1.0 - pow(o->beta1, t)));
-    float shrink = (float)(1.0 - (double)o->lr * o->weight_decay);
+    float step = (float)(o->lr / (1.0 - pow(o->beta1, t)));
+    float shrink = (float)(1.0 - o->lr * o->weight_decay);
     for (int64_t k = 0; k < n; k++) {
         float gk = g[k];
         if (o->decoupled)
             p[k] *= shrink;
         else
-            gk += o->weight_decay * p[k];
-        m[k] = o->beta1 * m[k] + (1.0f - o->beta1) * gk;
-        v[k] = o->beta2 * v[k] + (1.0f - o->beta2) * gk * gk;
-        p[k] -= step * m[k] / (sqrtf(v[k]) / bc2s + o->eps); /* addcdiv: (value * m) / denom */
+            gk += wd * p[k];
+        m[k] = b1 * m[k] + c1 * gk;
+        v[k] = b2 * v[k] + c2 * gk * gk;
+        p[k] -= step * m[k] / (sqrtf(v[k]) / bc2s + eps); /* addcdiv: (value * m) / denom */
     }
 }
 
@@ -452,20 +459,29 @@ static void test_optimizers_match_float_formulas(void **state)
 
 /* Ten steps of Adam and AdamW on exact gradients, against the bits PyTorch 1.13 gives for
  * torch.optim.Adam(lr=0.05, weight_decay=0.1) and torch.optim.AdamW(lr=0.3, betas=(0.6, 0.7),
- * eps=1e-2, weight_decay=0.33), each option the float below as a Python float (run with
- * ATEN_CPU_CAPABILITY=default, where PyTorch rounds every operation separately). */
+ * eps=1e-2, weight_decay=0.33), each option given the float below as a Python float, and for
+ * torch.optim.Adam() and AdamW() with their defaults (run with ATEN_CPU_CAPABILITY=default,
+ * where PyTorch rounds every operation separately). */
 static void test_adam_matches_pytorch_bits(void **state)
 {
     (void)state;
     static const float p0[8] = {0.5f, -1.0f, 2.0f, 0.0f, -0.25f, 1.5f, -3.0f, 0.75f};
-    static const float want[2][8] = {
-        {0x1.cbe96ap-2f, -0x1.eaed5cp-1f, 0x1.b13b02p+0f, 0x1.47e8eep-3f, -0x1.33c424p-2f,
-         0x1.4f68f4p+0f, -0x1.550f00p+1f, 0x1.5a61c6p-1f},
+    static const float want[4][8] = {
+        {0x1.cbe96cp-2f, -0x1.eaed5ep-1f, 0x1.b13b02p+0f, 0x1.47e8f0p-3f, -0x1.33c424p-2f,
+         0x1.4f68f6p+0f, -0x1.550f00p+1f, 0x1.5a61c8p-1f},
         {-0x1.541c50p-7f, -0x1.1ff364p-2f, 0x1.7535e8p-2f, 0x1.8fb9bep-2f, -0x1.275e64p-3f,
-         0x1.d250ccp-2f, -0x1.8532b0p-1f, 0x1.6848f8p-3f}};
-    for (int w = 0; w < 2; w++) {
+         0x1.d250ccp-2f, -0x1.8532b0p-1f, 0x1.6848f8p-3f},
+        {0x1.002a68p-1f, -0x1.0051fep+0f, 0x1.ff3d52p+0f, 0x1.bb1fd4p-9f, -0x1.01a760p-2f,
+         0x1.800e06p+0f, -0x1.7fb7c8p+1f, 0x1.800300p-1f},
+        {0x1.0023d8p-1f, -0x1.004b6ep+0f, 0x1.ff3032p+0f, 0x1.bb18eap-9f, -0x1.01a0cap-2f,
+         0x1.80042ep+0f, -0x1.7fadf0p+1f, 0x1.7ff928p-1f}};
+    for (int w = 0; w < 4; w++) {
         tg_adam_options o;
-        if (w == 0) {
+        if (w == 2) {
+            tg_adam_options_init(&o);
+        } else if (w == 3) {
+            tg_adamw_options_init(&o);
+        } else if (w == 0) {
             tg_adam_options_init(&o);
             o.lr = 0.05f, o.weight_decay = 0.1f;
         } else {
@@ -491,8 +507,8 @@ static void test_adam_matches_pytorch_bits(void **state)
         tg_copy_to(p, got, 8);
         for (int k = 0; k < 8; k++)
             if (memcmp(&got[k], &want[w][k], sizeof(float)) != 0)
-                fail_msg("%s element %d: %a, PyTorch %a", w ? "AdamW" : "Adam", k, got[k],
-                         want[w][k]);
+                fail_msg("case %d (%s) element %d: %a, PyTorch %a", w,
+                         o.decoupled ? "AdamW" : "Adam", k, got[k], want[w][k]);
         tg_optimizer_free(opt);
         tg_release(p);
     }

@@ -12,16 +12,21 @@ tg_tensor *tg_linear(tg_tensor *x, tg_tensor *W, tg_tensor *b);
 
 typedef struct tg_optimizer tg_optimizer;
 
+/* Options are doubles, as PyTorch's are Python floats: its defaults 0.9 and 0.999 have no
+ * float, and it computes 1 - beta, the bias corrections and the step size from the doubles,
+ * rounding each to float once. The float of an option gives the same results as PyTorch given
+ * that float. */
+
 /* torch.optim.SGD. Defaults from tg_sgd_options_init: lr 0.01, no momentum, no decay. */
 typedef struct tg_sgd_options {
-    float lr, momentum, dampening, weight_decay;
+    double lr, momentum, dampening, weight_decay;
     bool nesterov;
 } tg_sgd_options;
 
 /* torch.optim.Adam / AdamW. Defaults: lr 1e-3, betas (0.9, 0.999), eps 1e-8, weight decay 0
  * for Adam (L2 added to the gradient) and 1e-2 for AdamW (decoupled decay). */
 typedef struct tg_adam_options {
-    float lr, beta1, beta2, eps, weight_decay;
+    double lr, beta1, beta2, eps, weight_decay;
     bool decoupled; /* true: AdamW */
 } tg_adam_options;
 

@@ -31,20 +31,20 @@ void tg_sgd_options_init(tg_sgd_options *o)
 {
     if (!o)
         return;
-    *o = (tg_sgd_options){.lr = 0.01f, .momentum = 0.0f, .dampening = 0.0f, .weight_decay = 0.0f};
+    *o = (tg_sgd_options){.lr = 0.01, .momentum = 0.0, .dampening = 0.0, .weight_decay = 0.0};
 }
 
 void tg_adam_options_init(tg_adam_options *o)
 {
     if (!o)
         return;
-    *o = (tg_adam_options){.lr = 1e-3f, .beta1 = 0.9f, .beta2 = 0.999f, .eps = 1e-8f};
+    *o = (tg_adam_options){.lr = 1e-3, .beta1 = 0.9, .beta2 = 0.999, .eps = 1e-8};
 }
 
 void tg_adamw_options_init(tg_adam_options *o)
 {
     tg_adam_options_init(o);
-    o->weight_decay = 1e-2f;
+    o->weight_decay = 1e-2;
     o->decoupled = true;
 }
 
@@ -109,8 +109,8 @@ tg_optimizer *tg_sgd_new(tg_tensor *const *params, int n, const tg_sgd_options *
     tg_sgd_options def;
     tg_sgd_options_init(&def);
     const tg_sgd_options *s = opts ? opts : &def;
-    if (!(s->lr >= 0.0f) || !(s->momentum >= 0.0f) || !(s->weight_decay >= 0.0f) ||
-        (s->nesterov && (s->momentum <= 0.0f || s->dampening != 0.0f))) {
+    if (!(s->lr >= 0.0) || !(s->momentum >= 0.0) || !(s->weight_decay >= 0.0) ||
+        (s->nesterov && (s->momentum <= 0.0 || s->dampening != 0.0))) {
         tg_set_error(TG_EINVAL, "tg_sgd_new: invalid options (lr %g, momentum %g, weight_decay %g; "
                                 "nesterov needs momentum > 0 and dampening 0)",
                      s->lr, s->momentum, s->weight_decay);
@@ -127,8 +127,8 @@ tg_optimizer *tg_adam_new(tg_tensor *const *params, int n, const tg_adam_options
     tg_adam_options def;
     tg_adam_options_init(&def);
     const tg_adam_options *a = opts ? opts : &def;
-    if (!(a->lr >= 0.0f) || !(a->beta1 >= 0.0f && a->beta1 < 1.0f) ||
-        !(a->beta2 >= 0.0f && a->beta2 < 1.0f) || !(a->eps >= 0.0f) || !(a->weight_decay >= 0.0f)) {
+    if (!(a->lr >= 0.0) || !(a->beta1 >= 0.0 && a->beta1 < 1.0) ||
+        !(a->beta2 >= 0.0 && a->beta2 < 1.0) || !(a->eps >= 0.0) || !(a->weight_decay >= 0.0)) {
         tg_set_error(TG_EINVAL, "tg_adam_new: invalid options (lr %g, betas (%g, %g), eps %g, "
                                 "weight_decay %g)",
                      a->lr, a->beta1, a->beta2, a->eps, a->weight_decay);
@@ -183,7 +183,9 @@ static void sgd_range(void *ctx, int64_t begin, int64_t end)
 {
     const update_job *j = ctx;
     const tg_sgd_options s = j->o->sgd;
-    const float wd = s.weight_decay, mu = s.momentum, keep = 1.0f - s.dampening, lr = s.lr;
+    /* PyTorch rounds each scalar to float once; 1 - dampening it computes in double first */
+    const float wd = (float)s.weight_decay, mu = (float)s.momentum, lr = (float)s.lr;
+    const float keep = (float)(1.0 - s.dampening);
     float *restrict p = j->p, *restrict b = j->b1;
     const float *restrict g = j->g;
     if (!b) {
@@ -213,7 +215,7 @@ static void sgd_range(void *ctx, int64_t begin, int64_t end)
 static bool sgd_update(tg_optimizer *o, int i, float *p, const float *g, int64_t n)
 {
     update_job j = {.o = o, .p = p, .g = g, .first = o->buf1[i] == NULL};
-    if (o->sgd.momentum != 0.0f && !(j.b1 = state_buffer(&o->buf1[i], n)))
+    if (o->sgd.momentum != 0.0 && !(j.b1 = state_buffer(&o->buf1[i], n)))
         return false;
     tg_parallel_for(n, tg_parallel_grain(), sgd_range, &j);
     return true;
@@ -229,8 +231,9 @@ static void adam_range(void *ctx, int64_t begin, int64_t end)
 {
     const update_job *j = ctx;
     const tg_adam_options a = j->o->adam; /* locals, as in sgd_range */
-    const float b1 = a.beta1, b2 = a.beta2, c1 = 1.0f - a.beta1, c2 = 1.0f - a.beta2;
-    const float eps = a.eps, wd = a.weight_decay, shrink = j->shrink;
+    const float b1 = (float)a.beta1, b2 = (float)a.beta2;
+    const float c1 = (float)(1.0 - a.beta1), c2 = (float)(1.0 - a.beta2);
+    const float eps = (float)a.eps, wd = (float)a.weight_decay, shrink = j->shrink;
     const float bc2_sqrt = j->bc2_sqrt, step_size = j->step_size;
     float *restrict p = j->p, *restrict m = j->b1, *restrict v = j->b2;
     const float *restrict g = j->g;
@@ -254,8 +257,8 @@ static bool adam_update(tg_optimizer *o, int i, float *p, const float *g, int64_
         return false;
     double t = (double)o->steps[i];
     j.bc2_sqrt = (float)sqrt(1.0 - pow(o->adam.beta2, t));
-    j.step_size = (float)((double)o->adam.lr / (1.0 - pow(o->adam.beta1, t)));
-    j.shrink = (float)(1.0 - (double)o->adam.lr * o->adam.weight_decay);
+    j.step_size = (float)(o->adam.lr / (1.0 - pow(o->adam.beta1, t)));
+    j.shrink = (float)(1.0 - o->adam.lr * o->adam.weight_decay);
     tg_parallel_for(n, tg_parallel_grain(), adam_range, &j);
     return true;
 }
