@@ -40,7 +40,8 @@ tg_optimizer *tg_sgd_new(tg_tensor *const *params, int n, const tg_sgd_options *
 tg_optimizer *tg_adam_new(tg_tensor *const *params, int n, const tg_adam_options *o);
 /* One update of every parameter that has a grad, in place and under no-grad. */
 tg_status tg_optimizer_step(tg_optimizer *opt);
-/* set_to_none: drop the grads (PyTorch's default); otherwise fill them with zeros. */
+/* set_to_none: drop the grads (PyTorch 2.x's default; 1.13's is false); otherwise fill them with
+ * zeros, which the next backward adds to. */
 void tg_optimizer_zero_grad(tg_optimizer *opt, bool set_to_none);
 void tg_optimizer_free(tg_optimizer *opt);
 /* Parameters and optimizer state (step count, momentum/moment buffers) to and from a file.
