@@ -739,6 +739,19 @@ static void test_threads_label_conflict(void **state)
     free(text);
 }
 
+/* The first error in the file is the one reported, wherever the blocks of rows that are parsed
+ * apart happen to start (every 4096 data rows). An infinity is found after its block's rows
+ * are parsed, so a later bad field in the same block must not hide it. */
+static void test_infinity_before_bad_field(void **state)
+{
+    (void)state;
+    read_fails("a,y\n1,0\n1e39,1\nabc,0\n", defaults(), TG_EPARSE,
+               ":3:1: ", "number '1e39' in column 'a' is infinite");
+    read_fails("a,b,y\n1,-inf,0\n2,3,0\n4,NA,1\n", defaults(), TG_EPARSE, ":2:2: ", "infinite");
+    /* In one row, the bad field still comes first (as before). */
+    read_fails("a,b,y\n1,2,0\ninf,x,1\n", defaults(), TG_EPARSE, ":3:2: ", "bad number 'x'");
+}
+
 /* ---- the fast path for rows of plain numbers --------------------------------------------------
  */
 
@@ -1125,6 +1138,7 @@ int main(void)
         cmocka_unit_test(test_buffer_and_pipe),
         cmocka_unit_test(test_threads_identical),
         cmocka_unit_test(test_threads_label_conflict),
+        cmocka_unit_test(test_infinity_before_bad_field),
         cmocka_unit_test(test_progress_callback),
         cmocka_unit_test(test_fast_path_shapes),
         cmocka_unit_test(test_fast_path_errors),

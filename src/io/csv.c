@@ -1365,8 +1365,15 @@ static bool parse_block_rows(job *j, int64_t b, csv_fast_scratch *sc)
 #else
         (void)sc;
 #endif
-        if (!parse_row(cx, bs, r, j->rows[r], x, y))
+        if (!parse_row(cx, bs, r, j->rows[r], x, y)) {
+            /* An infinity in an earlier row of the block comes first in the file: report it,
+             * as a block boundary between the two rows would. */
+            int64_t k = find_infinite(j->X + r0 * cx->nfeat, (r - r0) * cx->nfeat);
+            if (k >= 0)
+                infinite_error(cx, bs, r0 + k / cx->nfeat, j->rows[r0 + k / cx->nfeat],
+                               (int)(k % cx->nfeat));
             return false;
+        }
     }
     const int64_t nf = cx->nfeat;
     int64_t k = find_infinite(j->X + r0 * nf, (r1 - r0) * nf);
