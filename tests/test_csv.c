@@ -752,6 +752,36 @@ static void test_infinity_before_bad_field(void **state)
     read_fails("a,b,y\n1,2,0\ninf,x,1\n", defaults(), TG_EPARSE, ":3:2: ", "bad number 'x'");
 }
 
+/* A third label string in the row of another error, that row being the first of a later block:
+ * the label comes first in the row, as it does when the whole file is one block. */
+static void test_label_conflict_in_error_row(void **state)
+{
+    (void)state;
+    int rows = 5000;
+    size_t cap = (size_t)rows * 16 + 64;
+    char *text = malloc(cap);
+    static const char *const bad[] = {"maybe,NA", "maybe,1,2"};
+    static const char *const want[] = {":4098:1: ", ":4098:3: "};
+    static const char *const what[] = {"values 'no' and 'maybe' besides the positive value 'yes'",
+                                       "expected 2 fields, found 3"};
+    for (int v = 0; v < 2; v++) {
+        size_t n = (size_t)snprintf(text, cap, "y,a\n");
+        for (int r = 0; r < rows; r++)
+            n += (size_t)snprintf(text + n, cap - n, "%s\n",
+                                  r == 4096 ? bad[v]
+                                  : r % 2   ? "yes,1"
+                                            : "no,2");
+        for (int t = 1; t <= 2; t++) {
+            tg_csv_options o = defaults();
+            o.threads = t;
+            o.positive = "yes";
+            o.label = "y";
+            read_fails(text, o, TG_EPARSE, want[v], what[v]);
+        }
+    }
+    free(text);
+}
+
 /* ---- the fast path for rows of plain numbers --------------------------------------------------
  */
 
@@ -1139,6 +1169,7 @@ int main(void)
         cmocka_unit_test(test_threads_identical),
         cmocka_unit_test(test_threads_label_conflict),
         cmocka_unit_test(test_infinity_before_bad_field),
+        cmocka_unit_test(test_label_conflict_in_error_row),
         cmocka_unit_test(test_progress_callback),
         cmocka_unit_test(test_fast_path_shapes),
         cmocka_unit_test(test_fast_path_errors),

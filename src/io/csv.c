@@ -1443,10 +1443,15 @@ static tg_status merge_blocks(const csv_ctx *cx, const job *j, bool *any_missing
             if (!other) {
                 other = bs;
             } else if (!field_eq(&other->other, &bs->other) &&
-                       (bs->err.row < 0 || bs->other_row < bs->err.row)) {
-                csv_error e;
-                three_labels_error(cx, &e, bs->other_row, bs->other_pos, &other->other, &bs->other);
-                return report(cx, &e);
+                       (bs->err.row < 0 || bs->other_row <= bs->err.row)) {
+                /* In the row of the block's error too: its label was read before the error
+                 * (the row stops at an error), so in one block the label would have failed
+                 * first, and a wrong field count would then have taken its place. */
+                block_state e = {.err.row = -1};
+                three_labels_error(cx, &e.err, bs->other_row, bs->other_pos, &other->other,
+                                   &bs->other);
+                prefer_field_count_error(cx, &e, bs->other_row, j->rows[bs->other_row]);
+                return report(cx, &e.err);
             }
         }
         if (bs->err.row >= 0)
