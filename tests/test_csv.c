@@ -739,6 +739,34 @@ static void test_threads_label_conflict(void **state)
     free(text);
 }
 
+/* A delimiter that can be read as part of a number ("1.5", "+2", "1e3", "inf") still ends the
+ * field: numbers are not taken from the front of the row's text. */
+static void test_delimiter_in_numbers(void **state)
+{
+    (void)state;
+    tg_csv_options o = defaults();
+    o.delimiter = '.';
+    tg_csv_data d = read_ok("a.b.y\n1.2.0\n3. 4 .1\n", o);
+    expect_X(&d, 2, 2, (const float[]){1, 2, 3, 4});
+    expect_y(&d, (const float[]){0, 1});
+    tg_csv_data_free(&d);
+    o.delimiter = '+';
+    /* "+3+4+1" is an empty field and three more, not the number +3 */
+    read_fails("a+b+y\n1+2+0\n+3+4+1\n", o, TG_EPARSE, ":3:4: ", "expected 3 fields, found 4");
+    o.delimiter = '-';
+    read_fails("a-b-y\n1e-2-0\n", o, TG_EPARSE, ":2:1: ", "bad number '1e'");
+    o.delimiter = 'e';
+    d = read_ok("aebey\n1e2e0\n-3e4.5e1\n", o);
+    expect_X(&d, 2, 2, (const float[]){1, 2, -3, 4.5f});
+    tg_csv_data_free(&d);
+    o.delimiter = 'f';
+    read_fails("afbfy\n1finf0\n", o, TG_EPARSE, ":2:2: ", "bad number 'in'");
+    o.delimiter = '0';
+    d = read_ok("a0b0y\n10201\n", o);
+    expect_X(&d, 1, 2, (const float[]){1, 2});
+    tg_csv_data_free(&d);
+}
+
 /* The first error in the file is the one reported, wherever the blocks of rows that are parsed
  * apart happen to start (every 4096 data rows). An infinity is found after its block's rows
  * are parsed, so a later bad field in the same block must not hide it. */
@@ -1169,6 +1197,7 @@ int main(void)
         cmocka_unit_test(test_threads_identical),
         cmocka_unit_test(test_threads_label_conflict),
         cmocka_unit_test(test_infinity_before_bad_field),
+        cmocka_unit_test(test_delimiter_in_numbers),
         cmocka_unit_test(test_label_conflict_in_error_row),
         cmocka_unit_test(test_progress_callback),
         cmocka_unit_test(test_fast_path_shapes),

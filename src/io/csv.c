@@ -74,6 +74,9 @@ typedef struct {
     const char *end;
     char delim;
     bool spaces; /* fields are separated by runs of blanks */
+    /* The delimiter could be read as part of a number ('.', '+', '-', a digit or a letter, as
+     * in "1e5" or "inf"): numbers are then parsed within their field, never from a prefix. */
+    bool num_delim;
     int ncols;
     int *role;        /* per file column: feature index in X, ROLE_LABEL or ROLE_SKIP */
     char **col_names; /* per file column */
@@ -790,7 +793,7 @@ static int feature_field(const csv_ctx *cx, block_state *bs, int64_t r, int c, c
 {
     float v;
     const char *q = skip_blanks(cx, p);
-    const char *e = tg_parse_float_prefix(q, cx->end, &v);
+    const char *e = cx->num_delim ? NULL : tg_parse_float_prefix(q, cx->end, &v);
     int st;
     if (e && (st = end_field(cx, e, next)) != F_ERROR) {
         if (isnan(v))
@@ -808,7 +811,7 @@ static int feature_field(const csv_ctx *cx, block_state *bs, int64_t r, int c, c
     if (is_missing(&f))
         return missing_feature(cx, bs, r, c, f.s, out, st);
     field t = trimmed(f);
-    if (f.quoted && !f.escaped && tg_parse_float(t.s, t.n, &v) == 0) {
+    if ((f.quoted || cx->num_delim) && !f.escaped && tg_parse_float(t.s, t.n, &v) == 0) {
         *out = v;
         return st;
     }
@@ -1010,9 +1013,9 @@ static bool parse_fields(const csv_ctx *cx, block_state *bs, int64_t r, const ch
             const char *q = p;
             while (q < end && *q == ' ')
                 q++;
-            const char *e = q == end   ? NULL
-                            : sentinel ? tg_parse_float_fast_impl_(q, end, &v, false)
-                                       : tg_parse_float_fast_(q, end, &v);
+            const char *e = q == end || cx->num_delim ? NULL
+                            : sentinel                ? tg_parse_float_fast_impl_(q, end, &v, false)
+                                                      : tg_parse_float_fast_(q, end, &v);
             if (e && c < last && e < end && *e == delim && !spaces) {
                 x[role] = v;
                 p = e + 1;
@@ -1719,6 +1722,9 @@ static void set_delimiter(csv_ctx *cx, const tg_csv_options *opt, const row_list
     } else {
         detect_delimiter(cx, rows);
     }
+    const char d = cx->delim;
+    cx->num_delim = tg_is_digit_(d) || d == '.' || d == '+' || d == '-' ||
+                    ((d | 0x20) >= 'a' && (d | 0x20) <= 'z');
 }
 
 /* A '\r' not followed by '\n' in [p, end): in a file that is one line, the sign of lines that
