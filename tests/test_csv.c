@@ -739,6 +739,22 @@ static void test_threads_label_conflict(void **state)
     free(text);
 }
 
+/* Missing-value markers and true/false match but for the case of their letters; other bytes
+ * match exactly ("n\x0Fa" is no "n/a"). */
+static void test_marker_case(void **state)
+{
+    (void)state;
+    tg_csv_options o = defaults();
+    o.missing = TG_MISSING_DROP;
+    tg_csv_data d = read_ok("a,y\nN/a,1\n2,TrUe\nnA,0\n", o);
+    expect_X(&d, 1, 1, (const float[]){2});
+    expect_y(&d, (const float[]){1});
+    tg_csv_data_free(&d);
+    read_fails("a,y\nn\x0f"
+               "a,1\n2,0\n",
+               o, TG_EPARSE, ":2:1: ", "bad number");
+}
+
 /* A delimiter that can be read as part of a number ("1.5", "+2", "1e3", "inf") still ends the
  * field: numbers are not taken from the front of the row's text. */
 static void test_delimiter_in_numbers(void **state)
@@ -1198,6 +1214,7 @@ int main(void)
         cmocka_unit_test(test_threads_label_conflict),
         cmocka_unit_test(test_infinity_before_bad_field),
         cmocka_unit_test(test_delimiter_in_numbers),
+        cmocka_unit_test(test_marker_case),
         cmocka_unit_test(test_label_conflict_in_error_row),
         cmocka_unit_test(test_progress_callback),
         cmocka_unit_test(test_fast_path_shapes),

@@ -169,14 +169,18 @@ static const char *snippet(char *buf, size_t cap, const char *s, size_t n)
     return buf;
 }
 
+/* Whether s[0, n) is lower but for the case of its letters. Only letters fold: OR-ing 0x20 into
+ * any byte would also make the control character 0x0F match the '/' of "n/a". */
 static bool ieq(const char *s, size_t n, const char *lower)
 {
     size_t m = strlen(lower);
     if (n != m)
         return false;
-    for (size_t i = 0; i < n; i++)
-        if ((char)(s[i] | 0x20) != lower[i] && s[i] != lower[i])
+    for (size_t i = 0; i < n; i++) {
+        const bool letter = lower[i] >= 'a' && lower[i] <= 'z';
+        if (s[i] != lower[i] && !(letter && (char)(s[i] | 0x20) == lower[i]))
             return false;
+    }
     return true;
 }
 
