@@ -65,6 +65,26 @@ static void test_grad_accumulates_across_backward_calls(void **state)
     tg_release(x);
 }
 
+/* As in PyTorch, a later backward adds into the grad tensor already there: a reference the
+ * program kept to it (or a view of it) sees the sum, and tg_grad returns the same tensor. */
+static void test_kept_grad_reference_sees_accumulation(void **state)
+{
+    (void)state;
+    const float xv[4] = {1, -2, 3, 0.5f};
+    tg_tensor *x = leaf(xv, 4);
+    tg_scope_begin();
+    tg_tensor *y = tg_sum(tg_mul_scalar(x, 2.0f));
+    assert_int_equal(tg_backward(y, NULL, true), TG_OK);
+    tg_tensor *held = tg_keep(tg_retain(tg_grad(x)));
+    tg_tensor *view = tg_keep(tg_reshape(held, 2, (int64_t[]){2, 2}));
+    assert_int_equal(tg_backward(y, NULL, true), TG_OK);
+    assert_ptr_equal(tg_grad(x), held);
+    assert_values(held, (double[]){4, 4, 4, 4}, 4);
+    assert_values(view, (double[]){4, 4, 4, 4}, 4);
+    tg_scope_end();
+    tg_release(view), tg_release(held), tg_release(x);
+}
+
 /* The gradient of a sum or mean reaches an elementwise op as one value broadcast over the shape,
  * and the ops that take it that way must give the bits of a dense gradient of the same value:
  * sum(op(x)) and mean(op(x)) against op(x) backward with a dense grad_output. Sizes below and
@@ -951,6 +971,7 @@ int main(void)
         return TG_TEST_SKIP;
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_grad_accumulates_across_backward_calls),
+        cmocka_unit_test(test_kept_grad_reference_sees_accumulation),
         cmocka_unit_test(test_uniform_grad_matches_dense),
         cmocka_unit_test(test_retain_graph),
         cmocka_unit_test(test_second_backward_without_retain_fails),

@@ -124,7 +124,9 @@ static tg_status accumulate(tg_tensor **acc, tg_tensor *g)
 }
 
 /* Adds g into t->grad (a leaf, or a non-leaf that retains its grad). Borrows g. The stored grad
- * is always a tensor of its own, so zeroing it later cannot touch another tensor's values. */
+ * is always a tensor of its own, so zeroing it later cannot touch another tensor's values. Once
+ * there, it is added to in place, as PyTorch does: a reference the program keeps (tg_retain of
+ * tg_grad, or a view of it) sees the sum, instead of the grad being swapped for a new tensor. */
 static tg_status accumulate_grad(tg_tensor *t, tg_tensor *g)
 {
     if (!tg_same_shape(t, g)) {
@@ -134,7 +136,7 @@ static tg_status accumulate_grad(tg_tensor *t, tg_tensor *g)
                             tg_shape_str(b, sizeof b, t->ndim, t->shape));
     }
     if (t->grad) {
-        if (exclusively_owned(t->grad)) {
+        if (t->grad->contiguous && !t->grad->grad_fn) {
             tg_tensor *gc = tg_as_contiguous(g);
             if (!gc)
                 return tg_last_status();
