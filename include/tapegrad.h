@@ -158,7 +158,9 @@ tg_tensor *tg_axpy_(tg_tensor *t, float alpha, tg_tensor *x); /* t += alpha * x 
 void tg_set_num_threads(int n);
 int tg_get_num_threads(void);
 const char *tg_isa(void);           /* "scalar", "avx2", "avx512", "neon" */
-tg_status tg_set_isa(const char *name); /* TAPEGRAD_ISA does the same at start-up */
+/* Process-wide; may be called while other threads compute (each kernel call uses one whole
+ * family, old or new). TAPEGRAD_ISA does the same at start-up. */
+tg_status tg_set_isa(const char *name);
 const char *tg_version_string(void);
 
 /* Writes v as Python's repr(float(v)) does: the shortest digits that read back to the same

@@ -1,5 +1,8 @@
 /* Chooses the kernel family once at start-up (CPUID, then TAPEGRAD_ISA) and lets callers force
  * another with tg_set_isa. Families that were not compiled in report themselves unavailable. */
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,9 +31,6 @@ int tg_kernels_init_neon(tg_kernels *k)
     return 0;
 }
 #endif
-
-static tg_kernels active;
-static int initialized;
 
 /* Does this CPU (and OS) support the family? */
 static int cpu_has(const char *name)
@@ -72,42 +72,67 @@ static int load_family(const char *name, tg_kernels *t)
     return 0;
 }
 
-static void load_best(tg_kernels *t)
+/* Every family is loaded once into its own table, which then never changes; the family in force
+ * is a pointer to one of them. tg_set_isa may run while other threads compute: it swaps the
+ * pointer, so each tg_kern() call sees one whole table, old or new, never a mix of two
+ * half-copied ones. The acquire load is a plain load on x86-64 (and ldar on aarch64): the same
+ * price as the flag check it replaces, once per kernel call, never per element. */
+static const char *const family_names[] = {"scalar", "avx2", "avx512", "neon"};
+enum { N_FAMILIES = sizeof family_names / sizeof family_names[0] };
+static tg_kernels tables[N_FAMILIES];
+static bool loaded[N_FAMILIES];
+static _Atomic(const tg_kernels *) active; /* NULL until init_tables has run */
+static pthread_once_t tables_once = PTHREAD_ONCE_INIT;
+
+static int family_index(const char *name)
 {
-    static const char *const order[] = {"avx512", "avx2", "neon"};
-    for (size_t i = 0; i < sizeof order / sizeof order[0]; i++)
-        if (load_family(order[i], t))
-            return;
-    tg_kernels_init_scalar(t);
+    for (int i = 0; i < N_FAMILIES; i++)
+        if (strcmp(name, family_names[i]) == 0)
+            return i;
+    return -1;
 }
 
-static void init_once(void)
+static void init_tables(void)
 {
-    if (initialized)
-        return;
-    load_best(&active);
+    for (int i = 0; i < N_FAMILIES; i++)
+        loaded[i] = load_family(family_names[i], &tables[i]);
+    const tg_kernels *best = &tables[0]; /* scalar: always there */
+    static const char *const order[] = {"avx512", "avx2", "neon"};
+    for (size_t i = 0; i < sizeof order / sizeof order[0]; i++) {
+        int f = family_index(order[i]);
+        if (loaded[f]) {
+            best = &tables[f];
+            break;
+        }
+    }
     const char *env = getenv("TAPEGRAD_ISA");
     if (env && *env) {
-        tg_kernels forced;
-        if (load_family(env, &forced))
-            active = forced;
+        int f = family_index(env);
+        if (f >= 0 && loaded[f])
+            best = &tables[f];
         else
             fprintf(stderr,
                     "tapegrad: warning: TAPEGRAD_ISA=%s is unknown or not supported by this "
                     "CPU/build; using %s\n",
-                    env, active.name);
+                    env, best->name);
     }
-    initialized = 1;
+    atomic_store_explicit(&active, best, memory_order_release);
 }
 
 /* Run before main so the choice (and any warning) happens once, before threads exist. */
-__attribute__((constructor)) static void tg_kernels_startup(void) { init_once(); }
+__attribute__((constructor)) static void tg_kernels_startup(void)
+{
+    pthread_once(&tables_once, init_tables);
+}
 
 const tg_kernels *tg_kern(void)
 {
-    if (!initialized)
-        init_once();
-    return &active;
+    const tg_kernels *k = atomic_load_explicit(&active, memory_order_acquire);
+    if (__builtin_expect(k == NULL, 0)) { /* called from another constructor before ours */
+        pthread_once(&tables_once, init_tables);
+        k = atomic_load_explicit(&active, memory_order_acquire);
+    }
+    return k;
 }
 
 const char *tg_isa(void) { return tg_kern()->name; }
@@ -116,14 +141,14 @@ tg_status tg_set_isa(const char *name)
 {
     if (!name)
         return tg_set_error(TG_EINVAL, "tg_set_isa: name is NULL");
-    tg_kernels t;
-    if (!load_family(name, &t))
+    pthread_once(&tables_once, init_tables);
+    int f = family_index(name);
+    if (f < 0 || !loaded[f])
         return tg_set_error(TG_EUNSUPPORTED,
                             "tg_set_isa: kernel family '%s' is unknown or not supported on this "
                             "CPU/build (known: scalar, avx2, avx512, neon)",
                             name);
-    init_once();
-    active = t;
+    atomic_store_explicit(&active, &tables[f], memory_order_release);
     tg_clear_error();
     return TG_OK;
 }

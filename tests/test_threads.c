@@ -13,11 +13,14 @@
 
 #include <math.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
+#include <string.h>
 
 #include "tapegrad.h"
 
 #include "heap.h"
+#include "kernels.h"
 
 enum {
     CHAIN = 300, /* ops in the longer graph: grows the backward and scope stacks past their
@@ -258,6 +261,75 @@ static void test_backward_of_one_graph_on_two_threads(void **state)
     tg_release(root), tg_release(s), tg_release(sq), tg_release(x);
 }
 
+/* tg_set_isa on one thread while others compute: every tg_kern() call must see one family's
+ * whole table. A table copied over the one in use could be read half old, half new. */
+enum { TABLE_READS = 200000 };
+
+typedef struct {
+    const char *other; /* the SIMD family flipped with scalar */
+    atomic_int started, stop;
+    int64_t flips;
+} isa_flip_job;
+
+static void *flip_isa(void *arg)
+{
+    isa_flip_job *j = arg;
+    atomic_store(&j->started, 1);
+    while (!atomic_load(&j->stop))
+        tg_set_isa(j->flips++ % 2 ? "scalar" : j->other);
+    return NULL;
+}
+
+static void test_set_isa_while_computing(void **state)
+{
+    (void)state;
+    const char *saved = tg_isa();
+    static tg_kernels scalar, simd;
+    memset(&scalar, 0, sizeof scalar);
+    memset(&simd, 0, sizeof simd);
+    tg_kernels_init_scalar(&scalar);
+    isa_flip_job flip = {.other = NULL};
+    if (tg_set_isa("avx512") == TG_OK && tg_kernels_init_avx512(&simd))
+        flip.other = "avx512";
+    else if (tg_set_isa("avx2") == TG_OK && tg_kernels_init_avx2(&simd))
+        flip.other = "avx2";
+    else if (tg_set_isa("neon") == TG_OK && tg_kernels_init_neon(&simd))
+        flip.other = "neon";
+    if (!flip.other) {
+        print_message("only the scalar family runs here: nothing to flip\n");
+        skip();
+    }
+    int64_t shape[1] = {1 << 16}; /* on the pool, when it is free */
+    tg_tensor *x = tg_arange(0.0f, (float)shape[0], 1.0f);
+    tg_tensor *xs = tg_mul_scalar(x, 1e-3f);
+    assert_non_null(xs);
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, flip_isa, &flip), 0);
+    while (!atomic_load(&flip.started))
+        ;
+    int64_t torn = 0, bad_values = 0;
+    for (int r = 0; r < TABLE_READS; r++) {
+        tg_kernels seen = *tg_kern();
+        const tg_kernels *want = strcmp(seen.name, "scalar") == 0 ? &scalar : &simd;
+        torn += memcmp(&seen, want, sizeof seen) != 0;
+        if (r % 8192 == 0) {
+            tg_tensor *s = tg_sin(xs); /* either family: each is within 1 ULP */
+            const float *v = s ? tg_data(s) : NULL;
+            bad_values +=
+                !v || fabsf(v[1000] - sinf(1.0f)) > 1e-6f || fabsf(v[60000] - sinf(60.0f)) > 1e-5f;
+            tg_release(s);
+        }
+    }
+    atomic_store(&flip.stop, 1);
+    assert_int_equal(pthread_join(t, NULL), 0);
+    print_message("%d table reads during %lld family changes\n", TABLE_READS,
+                  (long long)flip.flips);
+    tg_release(xs), tg_release(x);
+    assert_int_equal(tg_set_isa(saved), TG_OK);
+    assert_int_equal(torn, 0);
+    assert_int_equal(bad_values, 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -266,6 +338,7 @@ int main(void)
         cmocka_unit_test(test_pool_resized_from_threads),
         cmocka_unit_test(test_consumer_lists_stay_bounded),
         cmocka_unit_test(test_backward_of_one_graph_on_two_threads),
+        cmocka_unit_test(test_set_isa_while_computing),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
