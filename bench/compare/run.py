@@ -49,15 +49,16 @@ class Target:
     """A goal from the issues, evaluated at `threads` threads.
 
     kinds: time_max (tapegrad seconds <= value), speedup_min (peer / tapegrad >= value),
-    speedup2_min (second peer / tapegrad), memcpy_frac_min (seconds of the memcpy named by
-    `memcpy` / tapegrad >= value), ref_frac_min (ref / tapegrad >= value), ref_ratio_max
+    speedup2_min (second peer / tapegrad), memcpy_frac_min (tapegrad's bandwidth, the `moved`
+    bytes it reads plus writes per call over its seconds, against the bandwidth of the memcpy
+    named by `memcpy`, which reads and writes its bytes: >= value), ref_frac_min (ref / tapegrad >= value), ref_ratio_max
     (tapegrad / ref <= value), scaling_min (ref at one thread / tapegrad >= value),
     throughput_min (bytes / tapegrad seconds >= value). threads="all": at the largest thread
     count of the run (every core), for goals stated on the command as a user types it."""
 
-    def __init__(self, kind, value, text, threads=1, memcpy=None):
+    def __init__(self, kind, value, text, threads=1, memcpy=None, moved=None):
         self.kind, self.value, self.text, self.threads = kind, value, text, threads
-        self.memcpy = memcpy
+        self.memcpy, self.moved = memcpy, moved
 
 
 class Row:
@@ -96,7 +97,7 @@ def _rows():
             PT, peer2=("torch_autograd", "seed_logistic_step_libtorch"), peer2_label="libtorch"),
     ]
     for op, targets in (("sigmoid", [Target("memcpy_frac_min", 0.90, "≥ 90% of memcpy bandwidth",
-                                            memcpy="memcpy64"),
+                                            memcpy="memcpy64", moved=2 * MIB64),
                                      Target("speedup_min", 2.0, "≥ 2× PyTorch")]),
                         ("sin", [Target("speedup_min", 2.0, "≥ 2× PyTorch")]),
                         ("exp", [])):
@@ -155,8 +156,11 @@ def _rows():
             ("gb", "bench_logreg", "BM_fused_loss_grad/threads:{k}"), ("torch_logreg", "loss_grad"),
             PT, limit=("readX", 1.0, "read X (128 MB)"),
             targets=[Target("time_max", 3.5e-3, "≤ 3.5 ms"),
-                     Target("memcpy_frac_min", 0.85, "≥ 85% of memcpy bandwidth (memcpy of X)",
-                            memcpy="memcpyX")]),
+                     # The pass reads X once; a memcpy of X reads it and writes a copy, so
+                     # the bandwidths compare 128 MB against 256 MB moved.
+                     Target("memcpy_frac_min", 0.85,
+                            "≥ 85% of memcpy bandwidth (X read once against a memcpy of X)",
+                            memcpy="memcpyX", moved=X_BYTES)]),
         Row("training", "csv_parse", "CSV parse, 1M × 32 (tapegrad train's load)",
             ("cli", "seconds_load"), ("pandas_sklearn", "csv_parse"), "pandas.read_csv",
             targets=[Target("throughput_min", 1e9, "≥ 1 GB/s")]),
@@ -683,6 +687,14 @@ def memcpy_seconds(data, k, kind):
     return None, ""
 
 
+def memcpy_share(t, memcpy_s, tg_s):
+    """A memcpy_frac_min target's figure: the bytes the workload moves per second against the
+    bytes the memcpy moves per second (it reads and writes MEMCPY_BYTES). A workload that moves
+    as much as the memcpy (sigmoid: reads x, writes y) compares by time alone; one that only
+    reads (the fused pass reads X) moves half the memcpy's bytes."""
+    return (t.moved / tg_s) / (2 * MEMCPY_BYTES[t.memcpy] / memcpy_s)
+
+
 def build_results(rows, data, threads, smoke, reasons):
     isa = (data["machine"].get("tapegrad") or {}).get("isa", "avx2")
     out = []
@@ -833,8 +845,8 @@ def evaluate(r, smoke):
         elif t.kind == "speedup2_min" and r.ratio2:
             measured, ok = fmt_ratio(r.ratio2), r.ratio2 >= t.value
         elif t.kind == "memcpy_frac_min" and tg and r.memcpy.get(t.memcpy):
-            m_ = r.memcpy[t.memcpy]
-            measured, ok = "%.0f%%" % (100 * m_ / tg), m_ / tg >= t.value
+            share = memcpy_share(t, r.memcpy[t.memcpy], tg)
+            measured, ok = "%.0f%%" % (100 * share), share >= t.value
         elif t.kind == "ref_frac_min" and tg and r.ref:
             measured, ok = "%.1f%%" % (100 * r.ref / tg), r.ref / tg >= t.value
         elif t.kind == "ref_ratio_max" and tg and r.ref:
@@ -884,9 +896,13 @@ def add_reasons(r, manual):
                     n for n in r.notes if "scal" in n)))
             elif t.kind == "memcpy_frac_min" and r.memcpy.get(t.memcpy):
                 m_ = r.memcpy[t.memcpy]
-                r.reasons.append("%s: at %.0f%% (%s against %s for %s)" % (
-                    t.text, 100 * m_ / r.tg, fmt_time(r.tg), fmt_time(m_),
-                    MEMCPY_TEXT[t.memcpy]))
+                r.reasons.append("%s: at %.0f%% (%.1f GB/s: %.0f MB in %s, against %.1f GB/s "
+                                 "for %s: %.0f MB read + written in %s)" % (
+                                     t.text, 100 * memcpy_share(t, m_, r.tg),
+                                     t.moved / r.tg / 1e9, t.moved / 1e6, fmt_time(r.tg),
+                                     2 * MEMCPY_BYTES[t.memcpy] / m_ / 1e9,
+                                     MEMCPY_TEXT[t.memcpy], 2 * MEMCPY_BYTES[t.memcpy] / 1e6,
+                                     fmt_time(m_)))
     for key in ("%s@%d" % (r.row.id, r.k), r.row.id):
         if key in manual and r.status in ("short", "missing", "error", "?"):
             r.reasons.append(manual[key])
