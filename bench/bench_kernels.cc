@@ -443,8 +443,18 @@ void register_family(const tg_kernels *k)
 
 } // namespace
 
+// 1 and 2 threads, and every CPU when there are more (the library's default thread count: the
+// CPUs the process may use, or TAPEGRAD_NUM_THREADS), the thread counts bench/compare/run.py
+// asks for on any machine.
+static void sin_thread_counts(benchmark::internal::Benchmark *b)
+{
+    b->Arg(1)->Arg(2);
+    if (tg_get_num_threads() > 2)
+        b->Arg(tg_get_num_threads());
+}
+
 BENCHMARK(BM_memcpy)->UseRealTime();
-BENCHMARK(BM_sin_16M_threads)->Arg(1)->Arg(2)->UseRealTime();
+BENCHMARK(BM_sin_16M_threads)->Apply(sin_thread_counts)->UseRealTime();
 
 int main(int argc, char **argv)
 {

@@ -117,9 +117,17 @@ void BM_fused_loss_grad(benchmark::State &state)
     lr_pass_free(&pass);
     tg_set_num_threads(before);
 }
+// 1 and 2 threads, and every CPU when there are more (the library's default thread count: the
+// CPUs the process may use, or TAPEGRAD_NUM_THREADS), the thread counts bench/compare/run.py
+// asks for on any machine.
+void thread_counts(benchmark::internal::Benchmark *b)
+{
+    b->Arg(1)->Arg(2);
+    if (tg_get_num_threads() > 2)
+        b->Arg(tg_get_num_threads());
+}
 BENCHMARK(BM_fused_loss_grad)
-    ->Arg(1)
-    ->Arg(2)
+    ->Apply(thread_counts)
     ->ArgName("threads")
     ->Unit(benchmark::kMillisecond)
     ->UseRealTime();
