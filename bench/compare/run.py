@@ -633,6 +633,7 @@ class Result:
     def __init__(self, row, k):
         self.row, self.k = row, k
         self.kmax = k           # the largest thread count of the run (set by build_results)
+        self.run_threads = [k]  # every thread count of the run (set by build_results)
         self.tg = self.peer = self.peer2 = self.limit = self.ref = None
         self.limit_text = ""
         self.memcpy = {}        # memcpy kind -> seconds, for memcpy_frac_min targets
@@ -704,6 +705,7 @@ def build_results(rows, data, threads, smoke, reasons):
                 continue
             r = Result(row, k)
             r.kmax = max(threads)
+            r.run_threads = list(threads)
             # tapegrad
             if row.tg[0] == "gb":
                 r.tg, r.tg_state, r.tg_note = _gb_value(data, k, row.tg, isa)
@@ -834,6 +836,12 @@ def evaluate(r, smoke):
             r.status = "ok"
         return
     for t in r.row.targets:
+        if t.threads != "all" and t.threads not in r.run_threads and r.k == r.kmax:
+            # e.g. a 2-thread goal on a machine with more CPUs, run at 1 and all of them: say
+            # so in the table rather than leave the goal out.
+            r.targets.append((t, "not measured: no %d-thread pass in this run (--threads)" %
+                              t.threads, None))
+            continue
         if (r.kmax if t.threads == "all" else t.threads) != r.k:
             continue
         measured, ok = "—", None
