@@ -114,10 +114,15 @@ static int default_threads(void)
 
 void tg_set_num_threads(int n)
 {
+    /* Two threads setting different counts at once must leave OpenBLAS at the count that won,
+     * not at the other one: the store and the OpenBLAS call go together. */
+    static pthread_mutex_t set_mu = PTHREAD_MUTEX_INITIALIZER;
+    pthread_mutex_lock(&set_mu);
     atomic_store(&requested, n > 0 ? (n < MAX_THREADS ? n : MAX_THREADS) : 0);
     /* OpenBLAS runs its own pool for large products; it follows the same setting, so one thread
      * means one thread (an idle OpenBLAS worker otherwise spins on the other core). */
     openblas_set_num_threads(tg_get_num_threads());
+    pthread_mutex_unlock(&set_mu);
 }
 
 int tg_get_num_threads(void)
