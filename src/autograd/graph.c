@@ -136,6 +136,15 @@ tg_node *tg_record(const tg_node_ops *ops, tg_tensor *out, int n_inputs, tg_tens
     return n;
 }
 
+tg_tensor *tg_recorded(tg_tensor *out, const tg_node *node, int n_inputs, tg_tensor *const *inputs)
+{
+    if (out && !node && tg_needs_graph(n_inputs, inputs)) {
+        tg_release(out);
+        return NULL;
+    }
+    return out;
+}
+
 bool tg_save(tg_node *n, tg_tensor *t)
 {
     if (t)

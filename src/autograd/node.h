@@ -66,9 +66,13 @@ typedef struct tg_node {
 
 /* Creates the node for an op whose output is `out` if grad mode is on and an input requires
  * grad: records edges and input shapes, sets out->grad_fn and out->requires_grad, and returns
- * the node (owned by out). Returns NULL when no graph is needed, or on OOM with out released
- * set to error (check tg_last_status()). */
+ * the node (owned by out). Returns NULL when no graph is needed, or on OOM with the error set
+ * and out left as it was (pass the result through tg_recorded). */
 tg_node *tg_record(const tg_node_ops *ops, tg_tensor *out, int n_inputs, tg_tensor *const *inputs);
+/* An op's result after tg_record: out, or NULL (out released) when the graph needed a node for
+ * it that could not be allocated. A result without its grad_fn would not fail: it would just
+ * require no grad, and backward would silently leave the inputs' gradients out. */
+tg_tensor *tg_recorded(tg_tensor *out, const tg_node *node, int n_inputs, tg_tensor *const *inputs);
 /* Saves a tensor the backward needs; remembers its version. Returns false on OOM. Saving the
  * op's own output goes through an alias header so the graph never holds itself. t may be NULL:
  * an empty slot, for an operand that only the gradient of an input that does not require grad

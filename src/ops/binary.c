@@ -378,7 +378,7 @@ static tg_tensor *binary(binop op, tg_tensor *a, tg_tensor *b)
         tg_save(node, op == OP_POW || b->requires_grad ? a : NULL);
         tg_save(node, op != OP_MUL || a->requires_grad ? b : NULL);
     }
-    TG_API_RETURN(out);
+    TG_API_RETURN(tg_recorded(out, node, 2, in));
 }
 
 tg_tensor *tg_add(tg_tensor *a, tg_tensor *b) { return binary(OP_ADD, a, b); }
@@ -431,12 +431,10 @@ static tg_tensor *scalar_op(const tg_node_ops *ops, const char *fn, tg_tensor *a
     if (out)
         run(x, s, out);
     tg_release(x);
-    if (out) {
-        tg_node *node = tg_record(ops, out, 1, &a);
-        if (node)
-            node->fargs[0] = s;
-    }
-    TG_API_RETURN(out);
+    tg_node *node = out ? tg_record(ops, out, 1, &a) : NULL;
+    if (node)
+        node->fargs[0] = s;
+    TG_API_RETURN(tg_recorded(out, node, 1, &a));
 }
 
 static void run_add(const tg_tensor *x, float s, tg_tensor *out)

@@ -89,7 +89,7 @@ tg_tensor *tg_linear(tg_tensor *x, tg_tensor *W, tg_tensor *b)
             tg_save(node, W->requires_grad ? x : NULL);
             tg_save(node, x->requires_grad ? W : NULL);
         }
-        TG_API_RETURN(out);
+        TG_API_RETURN(tg_recorded(out, node, 3, in));
     }
     if (x->ndim == 3 && b && x->contiguous)
         TG_API_RETURN(linear_3d(x, W, b));

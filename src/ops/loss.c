@@ -205,7 +205,7 @@ tg_tensor *tg_binary_cross_entropy(tg_tensor *pred, tg_tensor *target, tg_reduct
         tg_save(node, pred);
         tg_save(node, target);
     }
-    TG_API_RETURN(out);
+    TG_API_RETURN(tg_recorded(out, node, 2, in));
 }
 
 /* ---- binary cross-entropy on logits ---- */
@@ -355,7 +355,7 @@ tg_tensor *tg_bce_with_logits(tg_tensor *logits, tg_tensor *target, tg_tensor *p
             tg_save(node, pos_weight);
     }
     tg_release(dz);
-    TG_API_RETURN(out);
+    TG_API_RETURN(tg_recorded(out, node, 2, in));
 }
 
 /* ---- mean squared error ----
@@ -461,5 +461,5 @@ tg_tensor *tg_mse_loss(tg_tensor *pred, tg_tensor *target, tg_reduction r)
         tg_save(node, pred);
         tg_save(node, target);
     }
-    TG_API_RETURN(out);
+    TG_API_RETURN(tg_recorded(out, node, 2, in));
 }

@@ -305,5 +305,5 @@ tg_tensor *tg_matmul(tg_tensor *a, tg_tensor *b)
         tg_save(node, b->requires_grad ? a : NULL);
         tg_save(node, a->requires_grad ? b : NULL);
     }
-    TG_API_RETURN(out);
+    TG_API_RETURN(tg_recorded(out, node, 2, in));
 }

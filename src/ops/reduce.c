@@ -94,12 +94,10 @@ static tg_tensor *reduce_all(tg_tensor *a, bool mean, const char *fn)
         tg_ptr(out)[0] = mean ? s / (float)x->numel : s;
     }
     tg_release(x);
-    if (out) {
-        tg_node *node = tg_record(mean ? &MEAN : &SUM, out, 1, &a);
-        if (node)
-            node->fargs[0] = (float)a->numel;
-    }
-    TG_API_RETURN(out);
+    tg_node *node = out ? tg_record(mean ? &MEAN : &SUM, out, 1, &a) : NULL;
+    if (node)
+        node->fargs[0] = (float)a->numel;
+    TG_API_RETURN(tg_recorded(out, node, 1, &a));
 }
 
 tg_tensor *tg_sum(tg_tensor *a) { return reduce_all(a, false, "tg_sum"); }
@@ -345,14 +343,12 @@ static tg_tensor *reduce_dim(tg_tensor *a, int dim, bool keepdim, bool mean, con
     if (out && mean)
         tg_run_vs(tg_kern()->div_vs, tg_ptr(out), (float)len, tg_ptr(out), out->numel);
     tg_release(x);
-    if (out) {
-        tg_node *node = tg_record(mean ? &MEAN_DIM : &SUM_DIM, out, 1, &a);
-        if (node) {
-            node->iargs[0] = d;
-            node->fargs[0] = mean ? (float)len : 1.0f;
-        }
+    tg_node *node = out ? tg_record(mean ? &MEAN_DIM : &SUM_DIM, out, 1, &a) : NULL;
+    if (node) {
+        node->iargs[0] = d;
+        node->fargs[0] = mean ? (float)len : 1.0f;
     }
-    TG_API_RETURN(out);
+    TG_API_RETURN(tg_recorded(out, node, 1, &a));
 }
 
 tg_tensor *tg_sum_dim(tg_tensor *a, int dim, bool keepdim)

@@ -137,9 +137,8 @@ tg_tensor *tg_reshape(tg_tensor *a, int ndim, const int64_t *shape)
         }
         tg_release(c);
     }
-    if (out)
-        tg_record(ops, out, 1, &a);
-    TG_API_RETURN(out);
+    tg_node *node = out ? tg_record(ops, out, 1, &a) : NULL;
+    TG_API_RETURN(tg_recorded(out, node, 1, &a));
 }
 
 static const tg_node_ops VIEW = {"ViewBackward0", reshape_backward};
@@ -153,9 +152,8 @@ tg_tensor *tg_view_dense_(tg_tensor *a, int ndim, const int64_t *shape)
     }
     view_strides(a, ndim, shape, st); /* always succeeds on a dense tensor */
     tg_tensor *out = tg_view_of(a, ndim, shape, st, a->offset);
-    if (out)
-        tg_record(&VIEW, out, 1, &a);
-    return out;
+    tg_node *node = out ? tg_record(&VIEW, out, 1, &a) : NULL;
+    return tg_recorded(out, node, 1, &a);
 }
 
 /* ---- permute / transpose ---- */
@@ -190,7 +188,7 @@ static tg_tensor *permute_with(const tg_node_ops *ops, tg_tensor *a, const int *
     if (node)
         for (int i = 0; i < a->ndim; i++)
             node->iargs[i] = perm[i];
-    return out;
+    return tg_recorded(out, node, 1, &a);
 }
 
 tg_tensor *tg_permute(tg_tensor *a, const int *dims)
@@ -282,7 +280,7 @@ tg_tensor *tg_narrow(tg_tensor *a, int dim, int64_t start, int64_t length)
         node->iargs[1] = start;
         node->iargs[2] = length;
     }
-    TG_API_RETURN(out);
+    TG_API_RETURN(tg_recorded(out, node, 1, &a));
 }
 
 /* ---- expand ---- */
@@ -337,9 +335,8 @@ tg_tensor *tg_expand(tg_tensor *a, int ndim, const int64_t *shape)
     if (tg_check_shape(ndim, sh, "tg_expand") < 0) /* numel must not overflow */
         TG_API_RETURN(NULL);
     tg_tensor *out = tg_view_of(a, ndim, sh, st, a->offset);
-    if (out)
-        tg_record(&EXPAND, out, 1, &a);
-    TG_API_RETURN(out);
+    tg_node *node = out ? tg_record(&EXPAND, out, 1, &a) : NULL;
+    TG_API_RETURN(tg_recorded(out, node, 1, &a));
 }
 
 /* ---- contiguous / clone ---- */
@@ -359,9 +356,8 @@ tg_tensor *tg_clone(tg_tensor *a)
     if (!a)
         TG_API_RETURN(tg_null_arg("tg_clone"));
     tg_tensor *out = tg_contiguous_copy(a);
-    if (out)
-        tg_record(&CLONE, out, 1, &a);
-    TG_API_RETURN(out);
+    tg_node *node = out ? tg_record(&CLONE, out, 1, &a) : NULL;
+    TG_API_RETURN(tg_recorded(out, node, 1, &a));
 }
 
 tg_tensor *tg_contiguous(tg_tensor *a)

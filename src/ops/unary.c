@@ -68,13 +68,8 @@ static tg_tensor *map_unary(tg_tensor *a, const unary_def *d)
 static tg_tensor *finish(const tg_node_ops *ops, tg_tensor *out, tg_tensor *a, int save)
 {
     tg_node *node = tg_record(ops, out, 1, &a);
-    if (!node) {
-        if (tg_last_status() == TG_ENOMEM) {
-            tg_release(out);
-            return NULL;
-        }
-        return out;
-    }
+    if (!node)
+        return tg_recorded(out, node, 1, &a);
     bool ok = true;
     if (save == SAVE_INPUT || save == SAVE_BOTH)
         ok = tg_save(node, a);
@@ -200,7 +195,7 @@ tg_tensor *tg_clamp(tg_tensor *a, float lo, float hi)
         node->fargs[1] = hi;
         tg_save(node, a);
     }
-    TG_API_RETURN(out);
+    TG_API_RETURN(tg_recorded(out, node, 1, &a));
 }
 
 static tg_status pow_scalar_backward(tg_node *n, tg_tensor *g, const bool *needs, tg_tensor **gin)
@@ -235,5 +230,5 @@ tg_tensor *tg_pow_scalar(tg_tensor *a, float e)
         node->fargs[0] = e;
         tg_save(node, a);
     }
-    TG_API_RETURN(out);
+    TG_API_RETURN(tg_recorded(out, node, 1, &a));
 }

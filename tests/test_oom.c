@@ -1,0 +1,258 @@
+/* Allocation failures: every call either fails cleanly (NULL or a status, TG_ENOMEM and a
+ * message) or, when it absorbs the failure, gives exactly the result it gives with memory to
+ * spare. Never a result that silently differs.
+ *
+ * The test is linked with -Wl,--wrap for the allocation functions (tests/CMakeLists.txt), so
+ * every allocation of the library goes through the wrappers below, which fail the Nth call
+ * once armed. Each scenario is run for N = 1, 2, ... until it makes fewer than N allocations.
+ * A run happens on a fresh thread, whose per-thread free lists of headers and graph nodes start
+ * empty, so the same allocations happen on every run. */
+#include <setjmp.h> /* cmocka needs these before its header */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "tapegrad.h"
+
+void *__real_malloc(size_t n);
+void *__real_calloc(size_t n, size_t size);
+void *__real_realloc(void *p, size_t n);
+void *__real_aligned_alloc(size_t align, size_t n);
+void *__wrap_malloc(size_t n);
+void *__wrap_calloc(size_t n, size_t size);
+void *__wrap_realloc(void *p, size_t n);
+void *__wrap_aligned_alloc(size_t align, size_t n);
+
+static atomic_long calls;   /* allocations counted since arming */
+static atomic_long fail_at; /* the call that fails; 0 = none */
+static atomic_bool hit;     /* the failure was injected */
+
+static bool fail_now(void)
+{
+    long at = atomic_load(&fail_at);
+    if (at <= 0)
+        return false;
+    if (atomic_fetch_add(&calls, 1) + 1 != at)
+        return false;
+    atomic_store(&hit, true);
+    return true;
+}
+
+void *__wrap_malloc(size_t n)
+{
+    return fail_now() ? NULL : __real_malloc(n);
+}
+void *__wrap_calloc(size_t n, size_t size)
+{
+    return fail_now() ? NULL : __real_calloc(n, size);
+}
+void *__wrap_realloc(void *p, size_t n)
+{
+    return fail_now() ? NULL : __real_realloc(p, n);
+}
+void *__wrap_aligned_alloc(size_t align, size_t n)
+{
+    return fail_now() ? NULL : __real_aligned_alloc(align, n);
+}
+
+/* ---- the sweep ---- */
+
+#define MAX_VALUES 4096
+
+typedef struct {
+    double v[MAX_VALUES];
+    int n;
+    tg_status status;  /* TG_OK when the scenario completed */
+    char message[512]; /* tg_last_error() when it failed */
+} outcome;
+
+typedef bool (*scenario_fn)(outcome *o); /* false: failed, with tg_last_status() set */
+
+typedef struct {
+    scenario_fn fn;
+    outcome *o;
+} run_arg;
+
+static void push(outcome *o, double v)
+{
+    if (o->n < MAX_VALUES)
+        o->v[o->n++] = v;
+}
+
+static void push_tensor(outcome *o, const tg_tensor *t)
+{
+    float buf[MAX_VALUES];
+    int64_t n = t ? tg_copy_to(t, buf, MAX_VALUES) : 0;
+    for (int64_t i = 0; i < n; i++)
+        push(o, buf[i]);
+}
+
+static void *run_thread(void *p)
+{
+    run_arg *a = p;
+    memset(a->o, 0, sizeof *a->o);
+    if (!a->fn(a->o)) {
+        a->o->status = tg_last_status();
+        strncpy(a->o->message, tg_last_error(), sizeof a->o->message - 1);
+        if (a->o->status == TG_OK) /* a failure must say so */
+            a->o->status = (tg_status)-1;
+    }
+    return NULL;
+}
+
+/* Runs the scenario on a new thread, which arms the failure of allocation n (0: none) once it
+ * runs, so that only the scenario's allocations count. */
+typedef struct {
+    scenario_fn fn;
+    outcome *o;
+    long n;
+} armed_run;
+
+static void *run_armed(void *p)
+{
+    armed_run *r = p;
+    atomic_store(&calls, 0);
+    atomic_store(&hit, false);
+    atomic_store(&fail_at, r->n);
+    run_thread(&(run_arg){r->fn, r->o});
+    atomic_store(&fail_at, 0);
+    return NULL;
+}
+
+static void run_once(scenario_fn fn, outcome *o, long n)
+{
+    pthread_t t;
+    armed_run r = {fn, o, n};
+    assert_int_equal(pthread_create(&t, NULL, run_armed, &r), 0);
+    pthread_join(t, NULL);
+}
+
+static void sweep(scenario_fn fn)
+{
+    static outcome ref, got;
+    run_once(fn, &ref, 0);
+    assert_int_equal(ref.status, TG_OK);
+    int failures = 0;
+    for (long n = 1;; n++) {
+        run_once(fn, &got, n);
+        if (!atomic_load(&hit))
+            break;
+        if (got.status != TG_OK) {
+            if (got.status != TG_ENOMEM)
+                fail_msg("allocation %ld failed: status %d, \"%s\"", n, (int)got.status,
+                         got.message);
+            assert_true(got.message[0] != '\0');
+            failures++;
+            continue;
+        }
+        /* absorbed (the large-buffer cache retries): the same result exactly */
+        assert_int_equal(got.n, ref.n);
+        for (int i = 0; i < ref.n; i++)
+            if (memcmp(&got.v[i], &ref.v[i], sizeof(double)) != 0)
+                fail_msg("allocation %ld failed, yet the call succeeded with value %d = %.9g "
+                         "instead of %.9g",
+                         n, i, got.v[i], ref.v[i]);
+    }
+    assert_true(failures > 0);
+    /* and with memory again, the same result */
+    run_once(fn, &got, 0);
+    assert_int_equal(got.status, TG_OK);
+    assert_int_equal(got.n, ref.n);
+    assert_memory_equal(got.v, ref.v, (size_t)ref.n * sizeof(double));
+}
+
+/* ---- scenarios ---- */
+
+/* Term i of graph_of_every_op's loss. */
+static tg_tensor *term(int i, tg_tensor *x, tg_tensor *t, tg_tensor *W)
+{
+    switch (i) {
+    case 0:
+        return tg_sum(tg_transpose(x, 0, 1));
+    case 1:
+        return tg_sum(tg_permute(x, (int[]){1, 0}));
+    case 2:
+        return tg_mean(tg_reshape(x, 1, (int64_t[]){6}));
+    case 3:
+        return tg_sum(tg_narrow(x, 1, 1, 2));
+    case 4:
+        return tg_sum(tg_expand(tg_reshape(x, 3, (int64_t[]){1, 2, 3}), 3, (int64_t[]){2, 2, 3}));
+    case 5:
+        return tg_sum(tg_clone(x));
+    case 6:
+        return tg_sum(tg_sum_dim(x, 0, false));
+    case 7:
+        return tg_sum(tg_mean_dim(x, 1, true));
+    case 8:
+        return tg_sum(tg_mul_scalar(tg_add_scalar(x, 1.0f), 3.0f));
+    case 9:
+        return tg_sum(tg_mul(x, x));
+    case 10:
+        return tg_sum(tg_matmul(x, tg_transpose(W, 0, 1)));
+    case 11:
+        return tg_sum(tg_linear(x, W, tg_zeros(1, (int64_t[]){4})));
+    case 12:
+        return tg_sum(tg_clamp(x, -0.5f, 0.5f));
+    case 13:
+        return tg_sum(tg_pow_scalar(x, 2.0f));
+    case 14:
+        return tg_sum(tg_exp(x));
+    case 15:
+        return tg_binary_cross_entropy(tg_sigmoid(x), t, TG_REDUCE_MEAN);
+    case 16:
+        return tg_bce_with_logits(x, t, NULL, TG_REDUCE_SUM);
+    case 17:
+        return tg_mse_loss(x, t, TG_REDUCE_MEAN);
+    default:
+        return NULL;
+    }
+}
+
+/* Every differentiable op on the way from x to the loss: an op whose node could not be
+ * recorded must fail, not hand out a result without grad_fn (backward would then succeed and
+ * leave that op's share out of x's gradient). */
+static bool graph_of_every_op(outcome *o)
+{
+    tg_scope_begin();
+    bool ok = false;
+    int64_t s23[2] = {2, 3};
+    float xv[6] = {0.3f, -0.2f, 0.5f, 0.9f, -0.7f, 0.1f};
+    tg_tensor *x = tg_requires_grad_(tg_from_data(xv, 2, s23), true);
+    tg_tensor *t = x ? tg_full(2, s23, 0.25f) : NULL;
+    tg_tensor *W = t ? tg_full(2, (int64_t[]){4, 3}, 0.5f) : NULL;
+    tg_tensor *loss = W ? tg_zeros(0, NULL) : NULL;
+    for (int i = 0; loss && i < 18; i++) {
+        tg_tensor *v = term(i, x, t, W);
+        loss = v ? tg_add(loss, v) : NULL; /* stop at the first failure, with its status */
+    }
+    if (loss && tg_backward(loss, NULL, false) == TG_OK) {
+        push_tensor(o, loss);
+        push_tensor(o, tg_grad(x));
+        ok = true;
+    }
+    tg_scope_end();
+    return ok;
+}
+
+static void test_graph_of_every_op(void **state)
+{
+    (void)state;
+    sweep(graph_of_every_op);
+}
+
+int main(void)
+{
+    /* one thread: every allocation happens on the scenario's thread, in the same order */
+    tg_set_num_threads(1);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_graph_of_every_op),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
