@@ -241,10 +241,27 @@ static bool graph_of_every_op(outcome *o)
     return ok;
 }
 
+/* A sum along dim 0 of rows wider than the column kernel and longer than one run: sum_dim
+ * halves the rows pairwise in scratch rows, and without them would round differently. */
+static bool sum_of_long_wide_rows(outcome *o)
+{
+    tg_scope_begin();
+    tg_tensor *s = tg_sum_dim(tg_randn(2, (int64_t[]){300, 90}, 5), 0, false);
+    push_tensor(o, s);
+    tg_scope_end();
+    return s != NULL;
+}
+
 static void test_graph_of_every_op(void **state)
 {
     (void)state;
     sweep(graph_of_every_op);
+}
+
+static void test_sum_of_long_wide_rows(void **state)
+{
+    (void)state;
+    sweep(sum_of_long_wide_rows);
 }
 
 int main(void)
@@ -253,6 +270,7 @@ int main(void)
     tg_set_num_threads(1);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_graph_of_every_op),
+        cmocka_unit_test(test_sum_of_long_wide_rows),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

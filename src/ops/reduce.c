@@ -138,23 +138,30 @@ static int halvings(int64_t len)
     return levels;
 }
 
-/* The scratch rows sum_rows needs for spans of up to len rows of width floats: none for narrow
- * rows (col_sums works in registers) or spans that are never halved. NULL too when malloc
- * fails; sum_rows then adds row after row (less exact, still right). */
-static float *rows_scratch(int64_t len, int64_t width)
+/* The scratch rows sum_rows needs for spans of up to len rows of width floats: none (NULL) for
+ * narrow rows (col_sums works in registers) or spans that are never halved. *ok is false when
+ * they are needed and malloc fails: the sum then fails rather than add row after row, which
+ * would give other floats (and, over a million rows, a sum 1% off). */
+static float *rows_scratch(int64_t len, int64_t width, bool *ok)
 {
     int levels = width > TG_COL_SUMS_MAX ? halvings(len) : 0;
-    return levels ? malloc((size_t)(levels * width) * sizeof(float)) : NULL;
+    float *tmp = levels ? malloc((size_t)(levels * width) * sizeof(float)) : NULL;
+    *ok = !levels || tmp;
+    return tmp;
 }
 
-/* Sums x (contiguous, viewed as [outer, len, inner]) over the middle axis into out. */
-static void sum_middle_serial(const float *x, float *out, int64_t outer, int64_t len, int64_t inner)
+/* Sums x (contiguous, viewed as [outer, len, inner]) over the middle axis into out; false when
+ * out of memory. */
+static bool sum_middle_serial(const float *x, float *out, int64_t outer, int64_t len, int64_t inner)
 {
     if (inner == 1 && len <= TG_ROW_SUMS_MAX) { /* short rows: many per kernel call */
         tg_kern()->row_sums(x, outer, len, out);
-        return;
+        return true;
     }
-    float *tmp = rows_scratch(len, inner);
+    bool ok;
+    float *tmp = rows_scratch(len, inner, &ok);
+    if (!ok)
+        return false;
     for (int64_t o = 0; o < outer; o++) {
         const float *xo = x + o * len * inner;
         float *yo = out + o * inner;
@@ -166,6 +173,7 @@ static void sum_middle_serial(const float *x, float *out, int64_t outer, int64_t
             sum_rows(xo, yo, len, inner, inner, tmp);
     }
     free(tmp);
+    return true;
 }
 
 /* ---- the same sums on several threads ----
@@ -183,20 +191,27 @@ typedef struct {
     int64_t len, inner;
     int depth;   /* pieces: 2^depth */
     float *part; /* one row of inner floats per piece */
+    _Atomic bool failed; /* a chunk could not get its scratch rows */
 } middle_job;
 
 static void middle_slices(void *ctx, int64_t o0, int64_t o1)
 {
-    const middle_job *j = ctx;
-    sum_middle_serial(j->x + o0 * j->len * j->inner, j->out + o0 * j->inner, o1 - o0, j->len,
-                      j->inner);
+    middle_job *j = ctx;
+    if (!sum_middle_serial(j->x + o0 * j->len * j->inner, j->out + o0 * j->inner, o1 - o0, j->len,
+                           j->inner))
+        j->failed = true;
 }
 
 /* Columns [c0, c1) of the one outer slice. */
 static void middle_band(void *ctx, int64_t c0, int64_t c1)
 {
-    const middle_job *j = ctx;
-    float *tmp = rows_scratch(j->len, c1 - c0);
+    middle_job *j = ctx;
+    bool ok;
+    float *tmp = rows_scratch(j->len, c1 - c0, &ok);
+    if (!ok) {
+        j->failed = true;
+        return;
+    }
     sum_rows(j->x + c0, j->out + c0, j->len, c1 - c0, j->inner, tmp);
     free(tmp);
 }
@@ -217,10 +232,15 @@ static void piece_rows(int64_t len, int depth, int64_t k, int64_t *start, int64_
 /* Pieces [k0, k1) of the split (see sum_middle). */
 static void middle_pieces(void *ctx, int64_t k0, int64_t k1)
 {
-    const middle_job *j = ctx;
+    middle_job *j = ctx;
     int64_t start, n;
     piece_rows(j->len, j->depth, 0, &start, &n);
-    float *tmp = rows_scratch(n + 1, j->inner); /* pieces differ by at most one row */
+    bool ok;
+    float *tmp = rows_scratch(n + 1, j->inner, &ok); /* pieces differ by at most one row */
+    if (!ok) {
+        j->failed = true;
+        return;
+    }
     for (int64_t k = k0; k < k1; k++) {
         piece_rows(j->len, j->depth, k, &start, &n);
         sum_rows(j->x + start * j->inner, j->part + k * j->inner, n, j->inner, j->inner, tmp);
@@ -228,13 +248,14 @@ static void middle_pieces(void *ctx, int64_t k0, int64_t k1)
     free(tmp);
 }
 
-static void sum_middle(const float *x, float *out, int64_t outer, int64_t len, int64_t inner)
+/* false when out of memory */
+static bool sum_middle(const float *x, float *out, int64_t outer, int64_t len, int64_t inner)
 {
     int threads = tg_get_num_threads();
     int64_t grain = tg_parallel_grain(), work = len * inner;
     middle_job j = {.x = x, .out = out, .len = len, .inner = inner};
     if (threads < 2 || outer * work < grain) {
-        sum_middle_serial(x, out, outer, len, inner);
+        return sum_middle_serial(x, out, outer, len, inner);
     } else if (outer > 1 || inner == 1) {
         tg_parallel_tasks(outer, (grain + work - 1) / work, middle_slices, &j);
     } else if (inner >= BAND_MIN) {
@@ -245,11 +266,13 @@ static void sum_middle(const float *x, float *out, int64_t outer, int64_t len, i
             j.depth++;
         int64_t pieces = (int64_t)1 << j.depth;
         j.part = j.depth ? malloc((size_t)(pieces * inner) * sizeof *j.part) : NULL;
-        if (!j.part) {
-            sum_middle_serial(x, out, 1, len, inner);
-            return;
-        }
+        if (!j.part) /* the same additions in the same order, on one thread */
+            return sum_middle_serial(x, out, 1, len, inner);
         tg_parallel_tasks(pieces, 1, middle_pieces, &j);
+        if (j.failed) {
+            free(j.part);
+            return false;
+        }
         for (int64_t step = 1; step < pieces; step *= 2)
             for (int64_t k = 0; k < pieces; k += 2 * step)
                 tg_kern()->add_vv(j.part + k * inner, j.part + (k + step) * inner,
@@ -257,6 +280,7 @@ static void sum_middle(const float *x, float *out, int64_t outer, int64_t len, i
         tg_kern()->copy(j.part, out, inner);
         free(j.part);
     }
+    return !j.failed;
 }
 
 static tg_status sum_dim_backward(tg_node *n, tg_tensor *g, const bool *needs, tg_tensor **gin)
@@ -338,8 +362,11 @@ static tg_tensor *reduce_dim(tg_tensor *a, int dim, bool keepdim, bool mean, con
         out = NULL;
         tg_set_error(TG_ENOMEM, "%s: out of memory", fn);
     }
-    if (out && !uniform)
-        sum_middle(tg_ptr(x), tg_ptr(out), outer, len, inner);
+    if (out && !uniform && !sum_middle(tg_ptr(x), tg_ptr(out), outer, len, inner)) {
+        tg_release(out);
+        out = NULL;
+        tg_set_error(TG_ENOMEM, "%s: out of memory", fn);
+    }
     if (out && mean)
         tg_run_vs(tg_kern()->div_vs, tg_ptr(out), (float)len, tg_ptr(out), out->numel);
     tg_release(x);
