@@ -252,6 +252,26 @@ static bool sum_of_long_wide_rows(outcome *o)
     return s != NULL;
 }
 
+/* Dropping rows with a missing value copies the kept rows into new tensors. */
+static bool csv_drop_missing(outcome *o)
+{
+    static const char text[] = "a,b,label\n1,2,yes\n,3,no\n4,5,no\n6,,yes\n7,8,yes\n";
+    tg_csv_options opt;
+    tg_csv_options_init(&opt);
+    opt.missing = TG_MISSING_DROP;
+    opt.positive = "yes";
+    opt.threads = 1;
+    tg_csv_data d;
+    if (tg_csv_read_buffer("t.csv", text, sizeof text - 1, &opt, &d) != TG_OK)
+        return false;
+    push(o, (double)d.rows);
+    push(o, (double)d.rows_dropped);
+    push_tensor(o, d.X);
+    push_tensor(o, d.y);
+    tg_csv_data_free(&d);
+    return true;
+}
+
 static void test_graph_of_every_op(void **state)
 {
     (void)state;
@@ -264,6 +284,12 @@ static void test_sum_of_long_wide_rows(void **state)
     sweep(sum_of_long_wide_rows);
 }
 
+static void test_csv_drop_missing(void **state)
+{
+    (void)state;
+    sweep(csv_drop_missing);
+}
+
 int main(void)
 {
     /* one thread: every allocation happens on the scenario's thread, in the same order */
@@ -271,6 +297,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_graph_of_every_op),
         cmocka_unit_test(test_sum_of_long_wide_rows),
+        cmocka_unit_test(test_csv_drop_missing),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

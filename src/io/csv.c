@@ -1669,11 +1669,14 @@ static tg_status resolve_missing(reader *rd, int64_t *rows, int64_t *dropped)
         return tg_set_error(TG_EPARSE, "%s: every row has a missing value (%lld dropped)", cx->name,
                             (long long)*dropped);
     int64_t shape[2] = {kept, cx->nfeat};
+    /* y2 only after X2 succeeded: a successful tg_from_data clears the status, and X2's
+     * failure must not read as TG_OK (the rows would then keep their dropped tail). */
     tg_tensor *X2 = tg_keep(tg_from_data(X, 2, shape));
+    if (!X2)
+        return tg_last_status();
     tg_tensor *y2 = y ? tg_keep(tg_from_data(y, 1, shape)) : NULL;
-    if (!X2 || (y && !y2)) {
+    if (y && !y2) {
         tg_release(X2);
-        tg_release(y2);
         return tg_last_status();
     }
     tg_release(rd->X);
