@@ -272,6 +272,35 @@ static bool csv_drop_missing(outcome *o)
     return true;
 }
 
+/* Standardized features: the model must not depend on whether memory was short. */
+static bool logreg_standardized(outcome *o)
+{
+    float X[40 * 2], y[40];
+    for (int i = 0; i < 40; i++) {
+        X[2 * i] = 1000.0f + 0.37f * (float)((i * 7) % 13);
+        X[2 * i + 1] = 0.01f * (float)((i * 5) % 11) - 0.03f;
+        y[i] = (float)((i * 3) % 5 < 2);
+    }
+    tg_tensor *Xt = tg_from_data(X, 2, (int64_t[]){40, 2});
+    tg_tensor *yt = Xt ? tg_from_data(y, 1, (int64_t[]){40}) : NULL;
+    tg_logreg_options opt;
+    tg_logreg_options_init(&opt);
+    opt.keep_history = false;
+    opt.metrics = false;
+    tg_logreg_model m;
+    tg_logreg_model_init(&m);
+    tg_status st = yt ? tg_logreg_fit(Xt, yt, &opt, &m, NULL) : tg_last_status();
+    tg_release(Xt);
+    tg_release(yt);
+    if (st != TG_OK)
+        return false;
+    for (int j = 0; j < 2; j++)
+        push(o, m.weights[j]);
+    push(o, m.bias);
+    tg_logreg_model_free(&m);
+    return true;
+}
+
 static void test_graph_of_every_op(void **state)
 {
     (void)state;
@@ -290,6 +319,12 @@ static void test_csv_drop_missing(void **state)
     sweep(csv_drop_missing);
 }
 
+static void test_logreg_standardized(void **state)
+{
+    (void)state;
+    sweep(logreg_standardized);
+}
+
 int main(void)
 {
     /* one thread: every allocation happens on the scenario's thread, in the same order */
@@ -298,6 +333,7 @@ int main(void)
         cmocka_unit_test(test_graph_of_every_op),
         cmocka_unit_test(test_sum_of_long_wide_rows),
         cmocka_unit_test(test_csv_drop_missing),
+        cmocka_unit_test(test_logreg_standardized),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

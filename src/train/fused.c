@@ -343,6 +343,15 @@ static void scale_blocks(void *ctx, int64_t begin, int64_t end)
     }
 }
 
+/* Two cases overflow in float where the standardized value is finite, so these columns go
+ * through double: a std below about 3e-39 (subnormal data), whose inverse is inf in float, and
+ * a centre of 2^103 or more, past which x - mean can exceed FLT_MAX (values near +-3e38 on both
+ * sides). Otherwise |x - mean| rounds to at most FLT_MAX for any float x. */
+static bool wide_column(double mean, float inv)
+{
+    return !isfinite(inv) || fabs(mean) >= 0x1p103;
+}
+
 void lr_standardize(float *X, int64_t n, int64_t d, const double *mean, const double *scale)
 {
     if (n <= 0 || d <= 0)
@@ -354,9 +363,17 @@ void lr_standardize(float *X, int64_t n, int64_t d, const double *mean, const do
     bool *wide = malloc((size_t)d * sizeof(bool));
     int64_t rows = STAT_BLOCK_FLOATS / d > 0 ? STAT_BLOCK_FLOATS / d : 1;
     if (!m || !wide) {
+        /* No tables: the same floats column by column, on this thread. Standardizing all in
+         * double here made a fit short of memory give another model. */
         free(m), free(wide);
-        for (int64_t i = 0; i < n * d; i++)
-            X[i] = standardize_exact(X[i], mean[i % d], scale[i % d]);
+        for (int64_t c = 0; c < d; c++) {
+            float mc = (float)mean[c], ic = (float)(1.0 / scale[c]);
+            bool wc = wide_column(mean[c], ic);
+            for (int64_t i = 0; i < n; i++) {
+                float *x = X + i * d + c;
+                *x = wc ? standardize_exact(*x, mean[c], scale[c]) : (*x - mc) * ic;
+            }
+        }
         return;
     }
     float *inv = m + d;
@@ -364,12 +381,7 @@ void lr_standardize(float *X, int64_t n, int64_t d, const double *mean, const do
     for (int64_t c = 0; c < d; c++) {
         m[c] = (float)mean[c];
         inv[c] = (float)(1.0 / scale[c]);
-        /* Two cases overflow in float where the standardized value is finite, so these
-         * columns go through double: a std below about 3e-39 (subnormal data), whose inverse
-         * is inf in float, and a centre of 2^103 or more, past which x - mean can exceed
-         * FLT_MAX (values near +-3e38 on both sides). Otherwise |x - mean| rounds to at most
-         * FLT_MAX for any float x. */
-        wide[c] = !isfinite(inv[c]) || fabs(mean[c]) >= 0x1p103;
+        wide[c] = wide_column(mean[c], inv[c]);
         any_wide |= wide[c];
     }
     scale_job job = {X, n, d, rows, m, inv, mean, scale, any_wide ? wide : NULL};
