@@ -301,6 +301,29 @@ static bool logreg_standardized(outcome *o)
     return true;
 }
 
+/* Scopes nested past the marks kept without allocation: a begin that cannot get its mark must
+ * not make its end release the enclosing scope's results. */
+static bool nested_scopes(outcome *o)
+{
+    enum { DEPTH = 80 };
+    tg_tensor *t[DEPTH];
+    bool ok = true;
+    for (int d = 0; d < DEPTH; d++) {
+        tg_scope_begin();
+        t[d] = ok ? tg_full(1, (int64_t[]){2}, (float)d) : NULL;
+        ok = ok && t[d];
+    }
+    for (int d = DEPTH - 1; d >= 0; d--) {
+        tg_scope_end();
+        for (int e = 0; ok && e < d; e++) { /* still held by the scopes left open */
+            float v[2] = {-1.0f, -1.0f};
+            tg_copy_to(t[e], v, 2);
+            push(o, v[1]);
+        }
+    }
+    return ok;
+}
+
 static void test_graph_of_every_op(void **state)
 {
     (void)state;
@@ -325,15 +348,20 @@ static void test_logreg_standardized(void **state)
     sweep(logreg_standardized);
 }
 
+static void test_nested_scopes(void **state)
+{
+    (void)state;
+    sweep(nested_scopes);
+}
+
 int main(void)
 {
     /* one thread: every allocation happens on the scenario's thread, in the same order */
     tg_set_num_threads(1);
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_graph_of_every_op),
-        cmocka_unit_test(test_sum_of_long_wide_rows),
-        cmocka_unit_test(test_csv_drop_missing),
-        cmocka_unit_test(test_logreg_standardized),
+        cmocka_unit_test(test_graph_of_every_op), cmocka_unit_test(test_sum_of_long_wide_rows),
+        cmocka_unit_test(test_csv_drop_missing),  cmocka_unit_test(test_logreg_standardized),
+        cmocka_unit_test(test_nested_scopes),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -8,14 +8,25 @@
 
 _Thread_local int tg_api_depth;
 
+/* The first scopes' marks need no allocation, so the outermost tg_scope_begin cannot fail: a
+ * scope that could not be opened at depth 0 would leave its results tracked by none. */
+#define INLINE_MARKS 16
+
 typedef struct {
     tg_tensor **items;
     size_t len, cap;
-    size_t *marks; /* start index of each open scope */
+    size_t *marks; /* start index of each open scope past the first INLINE_MARKS */
     size_t depth, marks_cap;
+    size_t merged; /* innermost begins that could not get a mark (see tg_scope_begin) */
 } scope_stack;
 
 static _Thread_local scope_stack scopes;
+static _Thread_local size_t inline_marks[INLINE_MARKS];
+
+static size_t *mark_at(size_t i)
+{
+    return i < INLINE_MARKS ? &inline_marks[i] : &scopes.marks[i - INLINE_MARKS];
+}
 static _Thread_local bool armed; /* release_stack runs when this thread exits */
 
 /* Runs at thread exit (thread_exit.h). Only the arrays go. A scope left open holds references
@@ -55,23 +66,37 @@ tg_tensor *tg_api_leave(tg_tensor *t)
     return t;
 }
 
+/* A begin that cannot store its mark (out of memory, nested more than INLINE_MARKS deep) merges
+ * into the enclosing scope: its results are released when that one ends, and its own end does
+ * nothing. Ending the enclosing scope early instead would release results still in use. */
 void tg_scope_begin(void)
 {
-    if (scopes.depth == scopes.marks_cap &&
-        !grow((void **)&scopes.marks, &scopes.marks_cap, sizeof(size_t))) {
-        tg_set_error(TG_ENOMEM, "tg_scope_begin: out of memory");
+    bool full = scopes.depth >= INLINE_MARKS && scopes.depth - INLINE_MARKS == scopes.marks_cap;
+    if (full && scopes.merged == 0) {
+        if (grow((void **)&scopes.marks, &scopes.marks_cap, sizeof(size_t)))
+            full = false;
+        else
+            tg_set_error(TG_ENOMEM, "tg_scope_begin: out of memory; the scope's results are "
+                                    "released with the enclosing scope's");
+    }
+    if (full || scopes.merged > 0) {
+        scopes.merged++;
         return;
     }
-    scopes.marks[scopes.depth++] = scopes.len;
+    *mark_at(scopes.depth++) = scopes.len;
 }
 
 void tg_scope_end(void)
 {
+    if (scopes.merged > 0) {
+        scopes.merged--;
+        return;
+    }
     if (scopes.depth == 0) {
         tg_set_error(TG_EINVAL, "tg_scope_end: no open scope");
         return;
     }
-    size_t start = scopes.marks[--scopes.depth];
+    size_t start = *mark_at(--scopes.depth);
     /* Newest first, so results are dropped before the inputs they were computed from. */
     while (scopes.len > start) {
         tg_tensor *t = scopes.items[--scopes.len];
