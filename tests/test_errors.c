@@ -490,6 +490,33 @@ static void test_success_clears_error(void **state)
     tg_scope_end();
 }
 
+/* A training step checked once at its end: the loss is NULL because an op failed, and zeroing
+ * the grads (a void call) in between must keep the op's error. */
+static void test_zero_grad_keeps_the_error(void **state)
+{
+    (void)state;
+    tg_tensor *w = tg_requires_grad_(vec(3), true);
+    tg_tensor *params[1] = {w};
+    tg_sgd_options o;
+    tg_sgd_options_init(&o);
+    tg_optimizer *opt = tg_sgd_new(params, 1, &o);
+    assert_non_null(opt);
+    tg_tensor *l0 = tg_sum(tg_mul(w, w));
+    assert_int_equal(tg_backward(l0, NULL, false), TG_OK); /* w has a grad to zero */
+    tg_release(l0);
+
+    tg_tensor *bad = vec(4);
+    tg_tensor *loss = tg_add(w, bad); /* [3] + [4]: not broadcastable */
+    assert_null(loss);
+    tg_optimizer_zero_grad(opt, false);
+    expect_error(TG_ESHAPE, "tg_add", "[3] and [4]", NULL);
+    tg_optimizer_zero_grad(opt, true);
+    expect_error(TG_ESHAPE, "tg_add", "[3] and [4]", NULL);
+    tg_optimizer_free(opt);
+    tg_release(bad);
+    tg_release(w);
+}
+
 int main(void)
 {
     if (tg_test_isa_unavailable())
@@ -506,6 +533,7 @@ int main(void)
         cmocka_unit_test(test_messages_name_the_call),
         cmocka_unit_test(test_errors_flow_through_expressions),
         cmocka_unit_test(test_success_clears_error),
+        cmocka_unit_test(test_zero_grad_keeps_the_error),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -292,6 +292,13 @@ void tg_optimizer_zero_grad(tg_optimizer *o, bool set_to_none)
 {
     if (!o)
         return;
+    /* A void call leaves the status as it was (tapegrad.h), but tg_zero_ clears it when it
+     * succeeds: keep it, so a loop that zeroes the grads between a failed forward and its
+     * check still sees why the forward failed. */
+    tg_status st = tg_last_status();
+    char msg[512];
+    if (st != TG_OK)
+        snprintf(msg, sizeof msg, "%s", tg_last_error());
     for (int i = 0; i < o->n; i++) {
         tg_tensor *p = o->params[i];
         if (!p->grad)
@@ -304,6 +311,8 @@ void tg_optimizer_zero_grad(tg_optimizer *o, bool set_to_none)
             tg_set_grad_enabled(prev);
         }
     }
+    if (st != TG_OK)
+        tg_set_error(st, "%s", msg);
 }
 
 /* ---- state file: "TGOPT2\n", kind, n, then per parameter: ndim, shape, values, flags
