@@ -1,10 +1,10 @@
 /* tapegrad eval: a model's metrics on a labelled CSV file. */
-#include <cJSON.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "cli.h"
+#include "json_out.h"
 
 static const char USAGE[] =
     "usage: tapegrad eval --model M.json DATA.csv [--label COL] [--json] [csv options]\n"
@@ -20,42 +20,25 @@ static const char USAGE[] =
     "                       printed), or mean (the model's training mean)\n"
     "  --no-header, --skip-rows N, --delimiter C, --positive VALUE  as for train\n";
 
-static void add_num(cJSON *o, const char *key, double v)
-{
-    if (isfinite(v))
-        cJSON_AddNumberToObject(o, key, v);
-    else
-        cJSON_AddNullToObject(o, key);
-}
-
 static bool print_json(const char *path, const tg_binary_metrics *m, int64_t dropped)
 {
-    cJSON *o = cJSON_CreateObject();
-    if (!o)
-        return false;
-    cJSON_AddStringToObject(o, "data", path);
-    cJSON_AddNumberToObject(o, "rows", (double)m->n);
-    cJSON_AddNumberToObject(o, "rows_dropped", (double)dropped);
-    add_num(o, "log_loss", m->log_loss);
-    add_num(o, "accuracy", m->accuracy);
-    add_num(o, "precision", m->precision);
-    add_num(o, "recall", m->recall);
-    add_num(o, "f1", m->f1);
-    add_num(o, "auc", m->auc);
-    cJSON *c = cJSON_AddObjectToObject(o, "confusion");
-    if (c) {
-        cJSON_AddNumberToObject(c, "tn", (double)m->tn);
-        cJSON_AddNumberToObject(c, "fp", (double)m->fp);
-        cJSON_AddNumberToObject(c, "fn", (double)m->fn);
-        cJSON_AddNumberToObject(c, "tp", (double)m->tp);
-    }
-    char *text = cJSON_PrintUnformatted(o);
-    cJSON_Delete(o);
-    if (!text)
-        return false;
-    printf("%s\n", text);
-    cJSON_free(text);
-    return true;
+    json_out j = json_begin();
+    json_str(&j, "data", path);
+    json_num(&j, "rows", (double)m->n);
+    json_num(&j, "rows_dropped", (double)dropped);
+    json_num(&j, "log_loss", m->log_loss);
+    json_num(&j, "accuracy", m->accuracy);
+    json_num(&j, "precision", m->precision);
+    json_num(&j, "recall", m->recall);
+    json_num(&j, "f1", m->f1);
+    json_num(&j, "auc", m->auc);
+    json_out c = json_object(&j, "confusion");
+    json_num(&c, "tn", (double)m->tn);
+    json_num(&c, "fp", (double)m->fp);
+    json_num(&c, "fn", (double)m->fn);
+    json_num(&c, "tp", (double)m->tp);
+    json_merge(&j, &c);
+    return json_print(&j);
 }
 
 static void print_table(const char *path, const char *label, const tg_binary_metrics *m,

@@ -1,5 +1,4 @@
 /* tapegrad train: CSV in, logistic-regression model out (plus curves and a summary). */
-#include <cJSON.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -7,6 +6,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "json_out.h"
 
 static const char USAGE[] =
     "usage: tapegrad train [DATA.csv] [--label COL] [options]\n"
@@ -272,14 +272,6 @@ static bool write_curves(const train_args *a, const tg_logreg_result *r, const c
     return true;
 }
 
-static void add_num(cJSON *o, const char *key, double v)
-{
-    if (isfinite(v))
-        cJSON_AddNumberToObject(o, key, v);
-    else
-        cJSON_AddNullToObject(o, key);
-}
-
 typedef struct {
     const char *path;
     const tg_csv_data *data;
@@ -293,46 +285,35 @@ static bool print_json(const train_args *a, const summary *s)
 {
     const tg_logreg_result *r = s->r;
     bool val = r->n_val > 0;
-    cJSON *o = cJSON_CreateObject();
-    if (!o)
-        return false;
-    cJSON_AddStringToObject(o, "data", s->path);
-    cJSON_AddNumberToObject(o, "rows", (double)s->rows);
-    cJSON_AddNumberToObject(o, "features", (double)s->data->n_features);
-    cJSON_AddStringToObject(o, "label", s->data->label_name ? s->data->label_name : "");
-    cJSON_AddNumberToObject(o, "train_rows", (double)r->n_train);
-    cJSON_AddNumberToObject(o, "val_rows", (double)r->n_val);
-    cJSON_AddStringToObject(o, "solver", tg_solver_name(s->model->options.solver));
-    cJSON_AddNumberToObject(o, "l2", r->l2);
-    cJSON_AddNumberToObject(o, "iterations", r->iterations);
-    cJSON_AddNumberToObject(o, "evaluations", (double)r->evaluations);
-    cJSON_AddStringToObject(o, "stop", tg_stop_reason_name(r->stop));
-    add_num(o, "objective", r->objective);
-    add_num(o, "grad_max", r->grad_max);
-    add_num(o, "train_log_loss", r->train_metrics.log_loss);
-    add_num(o, "train_accuracy", r->train_metrics.accuracy);
-    add_num(o, "train_auc", r->train_metrics.auc);
-    add_num(o, "val_log_loss", val ? r->val_metrics.log_loss : NAN);
-    add_num(o, "val_accuracy", val ? r->val_metrics.accuracy : NAN);
-    add_num(o, "val_auc", val ? r->val_metrics.auc : NAN);
+    json_out j = json_begin();
+    json_str(&j, "data", s->path);
+    json_num(&j, "rows", (double)s->rows);
+    json_num(&j, "features", (double)s->data->n_features);
+    json_str(&j, "label", s->data->label_name ? s->data->label_name : "");
+    json_num(&j, "train_rows", (double)r->n_train);
+    json_num(&j, "val_rows", (double)r->n_val);
+    json_str(&j, "solver", tg_solver_name(s->model->options.solver));
+    json_num(&j, "l2", r->l2);
+    json_num(&j, "iterations", r->iterations);
+    json_num(&j, "evaluations", (double)r->evaluations);
+    json_str(&j, "stop", tg_stop_reason_name(r->stop));
+    json_num(&j, "objective", r->objective);
+    json_num(&j, "grad_max", r->grad_max);
+    json_num(&j, "train_log_loss", r->train_metrics.log_loss);
+    json_num(&j, "train_accuracy", r->train_metrics.accuracy);
+    json_num(&j, "train_auc", r->train_metrics.auc);
+    json_num(&j, "val_log_loss", val ? r->val_metrics.log_loss : NAN);
+    json_num(&j, "val_accuracy", val ? r->val_metrics.accuracy : NAN);
+    json_num(&j, "val_auc", val ? r->val_metrics.auc : NAN);
     /* auc: on held-out rows when there are some, else on the training rows */
-    add_num(o, "auc", val ? r->val_metrics.auc : r->train_metrics.auc);
-    cJSON_AddNumberToObject(o, "seconds_load", s->seconds_load);
-    cJSON_AddNumberToObject(o, "seconds_train", s->seconds_train);
-    cJSON_AddNumberToObject(o, "threads", tg_get_num_threads());
-    cJSON_AddNumberToObject(o, "ranks", a->distributed ? tg_dist_size() : 1);
-    cJSON_AddStringToObject(o, "isa", tg_isa());
-    if (a->model)
-        cJSON_AddStringToObject(o, "model", a->model);
-    else
-        cJSON_AddNullToObject(o, "model");
-    char *text = cJSON_PrintUnformatted(o);
-    cJSON_Delete(o);
-    if (!text)
-        return false;
-    bool ok = printf("%s\n", text) > 0;
-    cJSON_free(text);
-    return ok;
+    json_num(&j, "auc", val ? r->val_metrics.auc : r->train_metrics.auc);
+    json_num(&j, "seconds_load", s->seconds_load);
+    json_num(&j, "seconds_train", s->seconds_train);
+    json_num(&j, "threads", tg_get_num_threads());
+    json_num(&j, "ranks", a->distributed ? tg_dist_size() : 1);
+    json_str(&j, "isa", tg_isa());
+    json_str(&j, "model", a->model); /* null without --model */
+    return json_print(&j);
 }
 
 static void print_metrics_line(const char *name, const tg_binary_metrics *m)
