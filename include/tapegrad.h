@@ -5,7 +5,9 @@
  *    failure, except those that return their argument: tg_grad(), tg_requires_grad_() and the
  *    in-place ops (borrowed), tg_retain() and tg_keep() (the reference they add or hand over);
  *  - a NULL tensor argument makes a function return NULL (or an error status) as well, so errors
- *    flow through an expression and can be checked once at the end;
+ *    flow through an expression and can be checked once at the end; when the call just before
+ *    failed, its status and message stay (tg_backward(tg_sum(tg_add(a, b)), ...) reports
+ *    tg_add's shape error);
  *  - failures never abort: they set a thread-local status and message (tg_last_status,
  *    tg_last_error) naming the function and the offending shapes or values; a call that
  *    returns a value clears them on success, while void calls (tg_release, tg_scope_end, the

@@ -713,7 +713,13 @@ static void test_backward_argument_errors(void **state)
     assert_null(tg_grad(x));
     tg_tensor *c = tg_ones(0, NULL);
     assert_int_equal(tg_backward(c, NULL, false), TG_EGRAPH); /* no grad anywhere */
+    /* a NULL root keeps the error of the call that returned it, as an op's NULL argument does */
+    assert_int_equal(tg_backward(tg_sum(tg_add(x, bad)), NULL, false), TG_ESHAPE);
+    assert_error_contains(TG_ESHAPE, "tg_add");
+    /* and is the caller's own when the call before it succeeded */
+    assert_non_null(tg_ones(0, NULL));
     assert_int_equal(tg_backward(NULL, NULL, false), TG_EINVAL);
+    assert_error_contains(TG_EINVAL, "root is NULL");
     /* and a correct call then works, with an explicit grad_output */
     const float gv[3] = {1, 10, 100};
     tg_tensor *g = tg_from_data(gv, 1, (int64_t[]){3});
