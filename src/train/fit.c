@@ -360,11 +360,7 @@ static tg_status split_rows(rows *r, int64_t n_val, uint64_t *rng)
 /* Names the first non-finite value in X (rows [0, n)). */
 static tg_status find_non_finite(const float *X, int64_t n, int64_t d, int64_t row0)
 {
-    for (int64_t i = 0; i < n * d; i++)
-        if (!isfinite(X[i]))
-            return tg_set_error(TG_EINVAL, "tg_logreg_fit: X[%lld, %lld] = %g is not finite",
-                                (long long)(row0 + i / d), (long long)(i % d), (double)X[i]);
-    return TG_OK;
+    return lr_name_non_finite("tg_logreg_fit", X, n, d, row0) ? TG_EINVAL : TG_OK;
 }
 
 static void fold_stats(double *state, void *stats)

@@ -228,14 +228,10 @@ static bool model_ok(const tg_logreg_model *m, const char *fn)
  * score), or else finite values that the model's weights overflow on. */
 static void nan_logit_error(const char *fn, const float *row, int64_t i, int64_t d)
 {
-    for (int64_t j = 0; j < d; j++)
-        if (!isfinite(row[j])) {
-            tg_set_error(TG_EINVAL, "%s: X[%lld, %lld] = %g is not finite", fn, (long long)i,
-                         (long long)j, (double)row[j]);
-            return;
-        }
-    tg_set_error(TG_EINVAL, "%s: the model's weights overflow on row %lld of X (its logit is NaN)",
-                 fn, (long long)i);
+    if (!lr_name_non_finite(fn, row, 1, d, i))
+        tg_set_error(TG_EINVAL,
+                     "%s: the model's weights overflow on row %lld of X (its logit is NaN)", fn,
+                     (long long)i);
 }
 
 /* Logits of X under m. The standardization folds into the weights (w / scale, and the
