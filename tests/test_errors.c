@@ -299,6 +299,7 @@ static void test_null_outputs(void **state)
     tg_logreg_model_init(NULL);
     tg_sgd_options_init(NULL);
     tg_adam_options_init(NULL);
+    tg_adamw_options_init(NULL);
     tg_csv_options_init(NULL);
     assert_int_equal(tg_solver_parse("gd", NULL), TG_EINVAL);
     expect_error(TG_EINVAL, "tg_solver_parse", "NULL", NULL);

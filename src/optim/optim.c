@@ -43,6 +43,8 @@ void tg_adam_options_init(tg_adam_options *o)
 
 void tg_adamw_options_init(tg_adam_options *o)
 {
+    if (!o) /* NULL is a no-op, as for the other option initializers */
+        return;
     tg_adam_options_init(o);
     o->weight_decay = 1e-2;
     o->decoupled = true;
