@@ -753,6 +753,10 @@ static void test_save_load_resumes_exactly(void **state)
     tg_optimizer *sgd = tg_sgd_new(&q, 1, NULL);
     assert_int_equal(tg_optimizer_load(sgd, path), TG_EPARSE);
     assert_int_equal(tg_optimizer_load(sgd, "/nonexistent/opt.bin"), TG_EIO);
+    /* a directory cannot be read: an I/O error, not a parse error */
+    assert_int_equal(tg_optimizer_load(sgd, dir), TG_EIO);
+    assert_non_null(strstr(tg_last_error(), "tg_optimizer_load"));
+    assert_non_null(strstr(tg_last_error(), "directory"));
 
     tg_optimizer_free(opt), tg_optimizer_free(resumed), tg_optimizer_free(other),
         tg_optimizer_free(sgd);

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "../core/file_replace.h"
@@ -432,6 +433,14 @@ tg_status tg_optimizer_load(tg_optimizer *o, const char *path)
     FILE *f = fopen(path, "rb");
     if (!f)
         return tg_set_error(TG_EIO, "tg_optimizer_load: cannot open %s: %s", path, strerror(errno));
+    /* fopen opens a directory for reading; its reads then fail, which is an I/O error, not a
+     * file in the wrong format. */
+    struct stat sb;
+    if (fstat(fileno(f), &sb) == 0 && S_ISDIR(sb.st_mode)) {
+        fclose(f);
+        return tg_set_error(TG_EIO, "tg_optimizer_load: cannot read %s: %s", path,
+                            strerror(EISDIR));
+    }
     char magic[8];
     int32_t head[2];
     int64_t v1_step = -1;
