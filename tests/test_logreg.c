@@ -981,6 +981,17 @@ static void test_save_failures_leave_nothing(void **state)
     m.weights[1] = NAN;
     assert_int_equal(tg_logreg_save(&m, path), TG_EINVAL);
     assert_int_equal(access(path, F_OK), -1);
+    m.weights[1] = 0.5;
+    /* a model whose name list has a hole (built by hand): an invalid model, not out of memory */
+    char *name1 = m.feature_names[1];
+    m.feature_names[1] = NULL;
+    assert_int_equal(tg_logreg_save(&m, path), TG_EINVAL);
+    assert_non_null(strstr(tg_last_error(), "feature_names[1] is NULL"));
+    assert_int_equal(access(path, F_OK), -1);
+    assert_null(tg_logreg_to_json(&m));
+    assert_int_equal(tg_last_status(), TG_EINVAL);
+    assert_non_null(strstr(tg_last_error(), "tg_logreg_to_json"));
+    m.feature_names[1] = name1;
     tg_logreg_model empty;
     tg_logreg_model_init(&empty);
     assert_int_equal(tg_logreg_save(&empty, path), TG_EINVAL);

@@ -160,6 +160,10 @@ static tg_status check_model(const tg_logreg_model *m, const char *fn)
                                 fn, (long long)i);
     if (!isfinite(m->bias))
         return tg_set_error(TG_EINVAL, "%s: the bias is not finite", fn);
+    /* A missing name would otherwise fail as an allocation failure of the JSON string. */
+    for (int64_t i = 0; m->feature_names && i < m->n_features; i++)
+        if (!m->feature_names[i])
+            return tg_set_error(TG_EINVAL, "%s: feature_names[%lld] is NULL", fn, (long long)i);
     return TG_OK;
 }
 
