@@ -517,6 +517,11 @@ static void test_missing(void **state)
     d = read_ok("a,b,y\n1,,1\n,NA,0\n", o);
     expect_X(&d, 2, 2, (const float[]){1, 0.25f, -7.5f, 0.25f});
     tg_csv_data_free(&d);
+    /* A non-finite fill value would leave NaN, or put inf, into X: refused. */
+    o.fill = (const float[]){-7.5f, NAN};
+    read_fails("a,b,y\n1,,1\n,NA,0\n", o, TG_EINVAL, ": ", "fill[1] is nan");
+    o.fill = (const float[]){INFINITY, 0.25f};
+    read_fails("a,b,y\n1,,1\n,NA,0\n", o, TG_EINVAL, ": ", "fill[0] is inf");
     o.fill = NULL;
     o.missing = TG_MISSING_DROP;
     read_fails("a,y\nNA,1\n", o, TG_EPARSE, ": ", "every row");

@@ -1474,6 +1474,12 @@ static tg_status fill_means(const csv_ctx *cx, float *X, int64_t rows)
 {
     const int nf = cx->nfeat;
     if (cx->fill) {
+        /* The fill replaces the NaN markers: a NaN fill would leave the gap in X, and an
+         * infinite one would put there the value a field may not read as. */
+        for (int j = 0; j < nf; j++)
+            if (!isfinite(cx->fill[j]))
+                return tg_set_error(TG_EINVAL, "%s: fill[%d] is %g; fill values must be finite",
+                                    cx->name, j, (double)cx->fill[j]);
         for (int64_t r = 0; r < rows; r++)
             for (int j = 0; j < nf; j++)
                 if (isnan(X[r * nf + j]))
