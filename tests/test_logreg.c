@@ -286,6 +286,17 @@ static void test_penalty_term(void **state)
     for (int j = 0; j < 3; j++)
         assert_close(g1[j] - g0[j], 0.2 * w[j], 1e-9, 1e-12);
     assert_true(b0 == b1); /* the intercept is not penalized */
+    /* a penalty or class weight that is not a finite non-negative number is refused */
+    const double bad_l2[] = {NAN, INFINITY, -0.5};
+    for (int i = 0; i < 3; i++) {
+        l1 = 42.0;
+        assert_int_equal(tg_logreg_loss_grad(X, y, w, 0.1, bad_l2[i], 1.0, &l1, g1, &b1),
+                         TG_EINVAL);
+        assert_non_null(strstr(tg_last_error(), "l2 must be finite and >= 0"));
+        assert_true(l1 == 42.0);
+    }
+    assert_int_equal(tg_logreg_loss_grad(X, y, w, 0.1, 0.0, INFINITY, &l1, g1, &b1), TG_EINVAL);
+    assert_non_null(strstr(tg_last_error(), "pos_weight must be finite"));
     tg_release(X);
     tg_release(y);
     free_data(&s);

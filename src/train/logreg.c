@@ -175,8 +175,13 @@ tg_status tg_logreg_loss_grad(tg_tensor *X, tg_tensor *y, const double *w, doubl
         st = tg_set_error(TG_ESHAPE, "%s: X must be [n, d] and y [n], n >= 1; got X %s, y %s", fn,
                           tg_shape_str(a, sizeof a, X->ndim, X->shape),
                           tg_shape_str(c, sizeof c, y->ndim, y->shape));
-    else if (!(pos_weight > 0.0))
-        st = tg_set_error(TG_EINVAL, "%s: pos_weight must be > 0 (got %g)", fn, pos_weight);
+    else if (!(pos_weight > 0.0) || !isfinite(pos_weight))
+        st = tg_set_error(TG_EINVAL, "%s: pos_weight must be finite and > 0 (got %g)", fn,
+                          pos_weight);
+    /* Here l2 has no "use the default" meaning as in the fit options: a NaN or negative one
+     * would only give a NaN loss, or a bounded-below objective with no minimizer. */
+    else if (!(l2 >= 0.0) || !isfinite(l2))
+        st = tg_set_error(TG_EINVAL, "%s: l2 must be finite and >= 0 (got %g)", fn, l2);
     tg_tensor *Xc = st == TG_OK ? tg_as_contiguous(X) : NULL;
     tg_tensor *yc = st == TG_OK ? tg_as_contiguous(y) : NULL;
     if (st == TG_OK && (!Xc || !yc))
