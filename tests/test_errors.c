@@ -435,6 +435,27 @@ static void test_errors_flow_through_expressions(void **state)
     expect_error(TG_EINVAL, "tg_from_data", NULL, NULL);
     assert_null(tg_exp(tg_detach(tg_matmul(mat(2, 3), mat(2, 3)))));
     expect_error(TG_ESHAPE, "tg_matmul", "[2, 3]", NULL);
+    /* so do the calls that end an expression: reading, printing and in-place updates */
+    assert_true(isnan(tg_item(tg_sum(tg_add(mat(2, 3), vec(4))))));
+    expect_error(TG_ESHAPE, "tg_add", "[2, 3]", "[4]");
+    assert_null(tg_data(tg_add(mat(2, 3), vec(4))));
+    expect_error(TG_ESHAPE, "tg_add", "[2, 3]", "[4]");
+    float buf[8];
+    assert_int_equal(tg_copy_to(tg_add(mat(2, 3), vec(4)), buf, 8), -1);
+    expect_error(TG_ESHAPE, "tg_add", "[2, 3]", "[4]");
+    assert_null(tg_repr(tg_add(mat(2, 3), vec(4))));
+    expect_error(TG_ESHAPE, "tg_add", "[2, 3]", "[4]");
+    assert_int_equal(tg_print(tg_add(mat(2, 3), vec(4))), -1);
+    expect_error(TG_ESHAPE, "tg_add", "[2, 3]", "[4]");
+    tg_tensor *w = mat(2, 3);
+    assert_null(tg_add_(w, tg_mul_scalar(tg_add(mat(2, 3), vec(4)), 0.1f)));
+    expect_error(TG_ESHAPE, "tg_add", "[2, 3]", "[4]");
+    assert_null(tg_axpy_(w, 0.1f, tg_add(mat(2, 3), vec(4))));
+    expect_error(TG_ESHAPE, "tg_add", "[2, 3]", "[4]");
+    assert_null(tg_zero_(tg_reshape(w, 1, (int64_t[]){5})));
+    expect_error(TG_ESHAPE, "tg_reshape", "[5]", NULL);
+    assert_null(tg_fill_(tg_transpose(w, 0, 2), 1));
+    expect_error(TG_EINVAL, "tg_transpose", NULL, NULL);
     /* a NULL of the caller's own names the function that received it: after a successful call,
      * and after a call that itself only reported a NULL argument */
     assert_non_null(vec(1));

@@ -53,6 +53,11 @@ void tg_set_null_arg_error(const char *fn)
     last_is_null_arg = true;
 }
 
+void tg_mark_null_arg(void)
+{
+    last_is_null_arg = true;
+}
+
 tg_status tg_last_status(void) { return last_status; }
 
 const char *tg_last_error(void) { return last_message; }

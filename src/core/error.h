@@ -20,6 +20,9 @@ void tg_clear_error(void);
 bool tg_restore_previous_error(void);
 /* Sets TG_EINVAL "fn: a tensor argument is NULL", marked so it is never restored as a cause. */
 void tg_set_null_arg_error(const char *fn);
+/* Marks the error just set as a NULL argument of the caller's own (never restored as a cause):
+ * for messages that say more than tg_set_null_arg_error's. */
+void tg_mark_null_arg(void);
 /* Formats a shape as "[2, 3]" into buf (always NUL-terminated); returns buf. */
 const char *tg_shape_str(char *buf, size_t cap, int ndim, const int64_t *shape);
 

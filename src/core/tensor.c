@@ -276,7 +276,11 @@ float tg_item(const tg_tensor *t)
 {
     tg_clear_error();
     if (!t) {
-        tg_set_error(TG_EINVAL, "tg_item: tensor is NULL");
+        /* t is what a failed call returned (tg_item(tg_sum(tg_add(a, b)))): keep its cause */
+        if (!tg_restore_previous_error()) {
+            tg_set_error(TG_EINVAL, "tg_item: tensor is NULL");
+            tg_mark_null_arg();
+        }
         return NAN;
     }
     if (t->numel != 1) {
@@ -294,7 +298,10 @@ float *tg_data(tg_tensor *t)
 {
     tg_clear_error();
     if (!t) {
-        tg_set_error(TG_EINVAL, "tg_data: tensor is NULL");
+        if (!tg_restore_previous_error()) { /* keep the cause of a NULL from a failed call */
+            tg_set_error(TG_EINVAL, "tg_data: tensor is NULL");
+            tg_mark_null_arg();
+        }
         return NULL;
     }
     if (!t->contiguous) {
@@ -308,7 +315,10 @@ int64_t tg_copy_to(const tg_tensor *t, float *out, int64_t capacity)
 {
     tg_clear_error();
     if (!t || !out) {
-        tg_set_error(TG_EINVAL, "tg_copy_to: %s is NULL", t ? "out" : "tensor");
+        if (t || !tg_restore_previous_error()) { /* keep the cause of a NULL from a failed call */
+            tg_set_error(TG_EINVAL, "tg_copy_to: %s is NULL", t ? "out" : "tensor");
+            tg_mark_null_arg();
+        }
         return -1;
     }
     if (capacity < t->numel) {

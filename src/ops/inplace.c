@@ -8,7 +8,9 @@ static bool writable(tg_tensor *t, const char *fn)
 {
     tg_clear_error();
     if (!t) {
-        tg_set_null_arg_error(fn);
+        /* t is what a failed call returned: keep that call's cause, as the ops do */
+        if (!tg_restore_previous_error())
+            tg_set_null_arg_error(fn);
         return false;
     }
     for (int d = 0; d < t->ndim; d++)
@@ -111,7 +113,8 @@ static tg_tensor *axpy_as(tg_tensor *t, float alpha, tg_tensor *x, const char *f
     if (!writable(t, fn))
         return NULL;
     if (!x) {
-        tg_set_null_arg_error(fn);
+        if (!tg_restore_previous_error()) /* x came from a failed call: keep its cause */
+            tg_set_null_arg_error(fn);
         return NULL;
     }
     /* x may share memory with t (t += a*t): read it from a copy then. */
