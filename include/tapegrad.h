@@ -11,7 +11,9 @@
  *  - failures never abort: they set a thread-local status and message (tg_last_status,
  *    tg_last_error) naming the function and the offending shapes or values; a call that
  *    returns a value clears them on success, while void calls (tg_release, tg_scope_end, the
- *    setters) leave them as they were, so a check after cleaning up still sees the failure.
+ *    setters) leave them as they were, so a check after cleaning up still sees the failure, and
+ *    so do the calls that only read or count: tg_retain, tg_keep and the accessors (tg_ndim,
+ *    tg_shape, tg_numel, tg_grad, tg_grad_fn_name, tg_requires_grad, tg_isa, ...).
  */
 #ifndef TAPEGRAD_H
 #define TAPEGRAD_H
