@@ -149,8 +149,9 @@ tg_tensor *tg_bce_with_logits(tg_tensor *logits, tg_tensor *target, tg_tensor *p
 tg_tensor *tg_mse_loss(tg_tensor *pred, tg_tensor *target, tg_reduction r);
 
 /* In place: bump the tensor's version; not recorded in the graph. Each returns t (borrowed) or
- * NULL on failure. In-place changes of a leaf that requires grad are refused while grad mode is
- * on (as PyTorch does); use them under TG_NO_GRAD. So are writes to an expanded view, where
+ * NULL on failure. In-place changes of a tensor that requires grad are refused while grad mode
+ * is on: of a leaf as PyTorch does, and of a non-leaf too, since these ops are not recorded in
+ * the graph; use them under TG_NO_GRAD. So are writes to an expanded view, where
  * several elements share one memory location (TG_EINVAL; clone it first). */
 tg_tensor *tg_zero_(tg_tensor *t);
 tg_tensor *tg_fill_(tg_tensor *t, float v);
