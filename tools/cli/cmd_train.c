@@ -65,16 +65,38 @@ typedef struct {
     int rank; /* 0 unless distributed */
 } train_args;
 
-/* The bundled data set: $TAPEGRAD_DATA_DIR, the source tree, then the install prefix. */
+/* The data directory of the prefix this executable is installed in, found from its own path
+ * (TG_DATA_FROM_BIN is relative to the bin directory), so that an install with another
+ * --prefix than the configured one, or a moved install, still finds its data. "" when the
+ * executable's path is unknown. */
+static const char *installed_beside(char *buf, size_t cap)
+{
+    char exe[4096];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (n <= 0)
+        return "";
+    exe[n] = '\0';
+    char *slash = strrchr(exe, '/');
+    if (!slash)
+        return "";
+    *slash = '\0';
+    int w = snprintf(buf, cap, "%s/%s", exe, TG_DATA_FROM_BIN);
+    return w > 0 && (size_t)w < cap ? buf : "";
+}
+
+/* The bundled data set: $TAPEGRAD_DATA_DIR, the prefix the command is installed in, the source
+ * tree (a command run from its build directory), then the configured install prefix. */
 static const char *bundled_data(void)
 {
     static char path[4096];
-    const char *dirs[] = {getenv("TAPEGRAD_DATA_DIR"), TG_DATA_DIR_BUILD, TG_DATA_DIR_INSTALL};
+    char beside[4096];
+    const char *dirs[] = {getenv("TAPEGRAD_DATA_DIR"), installed_beside(beside, sizeof beside),
+                          TG_DATA_DIR_BUILD, TG_DATA_DIR_INSTALL};
     for (size_t i = 0; i < sizeof dirs / sizeof dirs[0]; i++) {
         if (!dirs[i] || !*dirs[i])
             continue;
-        snprintf(path, sizeof path, "%s/placement.csv", dirs[i]);
-        if (access(path, R_OK) == 0)
+        int w = snprintf(path, sizeof path, "%s/placement.csv", dirs[i]);
+        if (w > 0 && (size_t)w < sizeof path && access(path, R_OK) == 0)
             return path;
     }
     return NULL;
