@@ -34,7 +34,7 @@ static const char USAGE[] =
     "  --l2 F               penalty (l2/2)*|w|^2 on the mean loss (default 1/n, which is\n"
     "                       scikit-learn's C=1)\n"
     "  --pos-weight F       weight of positive rows in the loss (1)\n"
-    "  --tol F              stop when every gradient entry is below F (1e-4)\n"
+    "  --tol F              stop when no gradient entry exceeds F (1e-4)\n"
     "  --no-standardize     train on raw features (default: mean 0, std 1)\n"
     "  --val-split F        hold out this fraction of rows for validation (0)\n"
     "  --patience N         early stopping: stop after N iterations without a better\n"
