@@ -140,11 +140,23 @@ printf 'a,b,y\n1,2,0\n2,1e39,1\n3,1,0\n' >"$TMP/huge.csv"
 expect 1 "a number beyond float32" -- "$BIN" train "$TMP/huge.csv" --label y --model "$OUT"
 one_line_error "a number beyond float32" "huge.csv:3:2: number '1e39'"
 no_file "a number beyond float32" "$OUT"
-# the curves are written before the model, so a failed --history leaves no model behind
+# a failed --history leaves no model behind
 expect 1 "history in a missing directory" -- "$BIN" train --model "$OUT" --quiet \
     --history "$TMP/no/such/dir/h.csv"
 one_line_error "history in a missing directory" "no/such/dir/h.csv"
 no_file "history in a missing directory" "$OUT"
+# a run writes all its files or none: a failed --plot leaves no --history either
+expect 1 "plot in a missing directory" -- "$BIN" train --model "$OUT" --quiet \
+    --history "$TMP/h-plotfail.csv" --plot "$TMP/no/such/dir/p.svg"
+one_line_error "plot in a missing directory" "no/such/dir/p.svg"
+no_file "plot in a missing directory" "$TMP/h-plotfail.csv"
+no_file "plot in a missing directory" "$OUT"
+# an existing history is left as it was
+echo old >"$TMP/h-old.csv"
+expect 1 "plot in a missing directory, old history" -- "$BIN" train --quiet \
+    --history "$TMP/h-old.csv" --plot "$TMP/no/such/dir/p.svg"
+checks=$((checks + 1))
+[ "$(cat "$TMP/h-old.csv")" = old ] || fail "a failed --plot replaced an existing --history"
 # output lost on stdout (a full disk) is a failure, not a success
 if [ -w /dev/full ]; then
     checks=$((checks + 1))
@@ -157,6 +169,13 @@ if [ -w /dev/full ]; then
     [ $? -eq 1 ] || fail "summary to a full disk: exit status not 1"
     one_line_error "summary to a full disk" "standard output"
     no_file "summary to a full disk" "$TMP/full.json"
+    # nor curves: the run's files are all written or none
+    checks=$((checks + 1))
+    ${TG_EMULATOR:-} "$BIN" train --history "$TMP/full.csv" --plot "$TMP/full.svg" \
+        >/dev/full 2>"$TMP/err"
+    [ $? -eq 1 ] || fail "summary and curves to a full disk: exit status not 1"
+    no_file "summary and curves to a full disk" "$TMP/full.csv"
+    no_file "summary and curves to a full disk" "$TMP/full.svg"
     for what in version --help "train --help"; do
         checks=$((checks + 1))
         ${TG_EMULATOR:-} "$BIN" $what >/dev/full 2>"$TMP/err"

@@ -7,6 +7,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "file_replace.h"
 #include "tapegrad.h"
 #include "tapegrad/dist.h"
 #include "tapegrad/train.h"
@@ -79,8 +80,22 @@ const char *cli_data_path(const char *path);
 /* Flushes stdout; false with a message when anything written to it was lost (a full disk, a
  * closed pipe), so that the command does not report success. */
 bool cli_stdout_done(const char *cmd);
-/* Writes len bytes to path through a temporary file and a rename: all or nothing. */
-bool cli_write_file(const char *cmd, const char *path, const char *data, size_t len);
+/* The output files of one run, written all or none: cli_files_stage writes every file to a
+ * temporary beside its target and syncs it (on failure it removes them all, with a message);
+ * the caller then does whatever else can still fail (standard output), and cli_files_commit
+ * renames them into place in order, or cli_files_discard removes them. A device or FIFO target
+ * (/dev/stdout) cannot be staged: it is written at commit. Entries with a NULL path are
+ * skipped. */
+typedef struct cli_file {
+    const char *path;
+    const char *data;
+    size_t len;
+    tg_replace r; /* private */
+    bool staged;  /* private */
+} cli_file;
+bool cli_files_stage(const char *cmd, cli_file *files, int n);
+bool cli_files_commit(const char *cmd, cli_file *files, int n);
+void cli_files_discard(cli_file *files, int n);
 double cli_now(void);
 
 /* A growable text buffer for generated files. */

@@ -265,35 +265,6 @@ static int on_step(const tg_logreg_step *s, int max_iter, void *user)
 
 /* ---- outputs ---------------------------------------------------------------------------- */
 
-static bool write_curves(const train_args *a, const tg_logreg_result *r, const char *path)
-{
-    size_t len = 0;
-    if (a->history) {
-        char *csv = cli_history_csv(r->history, r->history_len, &len);
-        bool ok = csv && cli_write_file("train", a->history, csv, len);
-        if (!csv)
-            cli_error("train", "%s: out of memory", a->history);
-        free(csv);
-        if (!ok)
-            return false;
-    }
-    if (a->plot) {
-        char title[512];
-        const char *base = strrchr(path, '/');
-        /* %.200s: a long file name is cut, not the chart */
-        snprintf(title, sizeof title, "tapegrad train %.200s: log loss per iteration",
-                 base ? base + 1 : path);
-        char *svg = cli_history_svg(r->history, r->history_len, title, &len);
-        bool ok = svg && cli_write_file("train", a->plot, svg, len);
-        if (!svg)
-            cli_error("train", "%s: out of memory", a->plot);
-        free(svg);
-        if (!ok)
-            return false;
-    }
-    return true;
-}
-
 typedef struct {
     const char *path;
     const tg_csv_data *data;
@@ -381,8 +352,22 @@ static void print_summary(const train_args *a, const summary *s)
         printf("model       %s\n", a->model);
 }
 
-/* Curves, model and summary: rank 0's job in a distributed run (every rank has the model). The
- * model file comes after the curves, so that a failed --history or --plot leaves no model. */
+/* The loss chart, titled with the data file's name. */
+static char *plot_svg(const tg_logreg_result *r, const char *path, size_t *len)
+{
+    char title[512];
+    const char *base = strrchr(path, '/');
+    /* %.200s: a long file name is cut, not the chart */
+    snprintf(title, sizeof title, "tapegrad train %.200s: log loss per iteration",
+             base ? base + 1 : path);
+    return cli_history_svg(r->history, r->history_len, title, len);
+}
+
+/* Curves, model and summary: rank 0's job in a distributed run (every rank has the model).
+ * The run writes all its files or none: each is staged in a temporary file first, and they are
+ * renamed into place only once every one of them and standard output have worked, the model
+ * last. So a failed --plot leaves no --history, and a failed run (exit 1) never leaves a model
+ * behind. */
 static int write_outputs(const train_args *a, const summary *s, tg_logreg_model *m)
 {
     const tg_csv_data *data = s->data;
@@ -392,23 +377,48 @@ static int write_outputs(const train_args *a, const summary *s, tg_logreg_model 
         cli_lib_error("train", NULL, NULL);
         return EXIT_FAIL;
     }
-    /* The model goes last: every other output, standard output included, must have worked
-     * first, so that a failed run (exit 1) never leaves a model behind. */
-    if (!write_curves(a, s->r, s->path))
-        return EXIT_FAIL;
+    enum { HISTORY, PLOT, MODEL, N_FILES };
+    cli_file files[N_FILES] = {{a->history}, {a->plot}, {a->model}};
+    char *text[N_FILES] = {NULL, NULL, NULL};
+    size_t len[N_FILES] = {0, 0, 0};
+    int rc = EXIT_FAIL;
+    if (a->history &&
+        !(text[HISTORY] = cli_history_csv(s->r->history, s->r->history_len, &len[HISTORY]))) {
+        cli_error("train", "%s: out of memory", a->history);
+        goto done;
+    }
+    if (a->plot && !(text[PLOT] = plot_svg(s->r, s->path, &len[PLOT]))) {
+        cli_error("train", "%s: out of memory", a->plot);
+        goto done;
+    }
+    if (a->model) {
+        text[MODEL] = tg_logreg_to_json(m);
+        if (!text[MODEL]) {
+            cli_lib_error("train", NULL, NULL);
+            goto done;
+        }
+        len[MODEL] = strlen(text[MODEL]);
+    }
+    for (int i = 0; i < N_FILES; i++) {
+        files[i].data = text[i];
+        files[i].len = len[i];
+    }
+    if (!cli_files_stage("train", files, N_FILES))
+        goto done;
+    bool printed = true;
     if (a->json && !print_json(a, s)) {
         cli_error("train", "cannot print the JSON summary");
-        return EXIT_FAIL;
+        printed = false;
     }
-    if (!a->json && !a->quiet)
+    if (printed && !a->json && !a->quiet)
         print_summary(a, s);
-    if (!cli_stdout_done("train"))
-        return EXIT_FAIL;
-    if (a->model && tg_logreg_save(m, a->model) != TG_OK) {
-        cli_lib_error("train", NULL, NULL);
-        return EXIT_FAIL;
-    }
-    return EXIT_OK;
+    if (printed && cli_stdout_done("train") && cli_files_commit("train", files, N_FILES))
+        rc = EXIT_OK;
+    cli_files_discard(files, N_FILES); /* what a failure left staged */
+done:
+    for (int i = 0; i < N_FILES; i++)
+        free(text[i]);
+    return rc;
 }
 
 static int run(const train_args *a, const char *path, tg_csv_data *data, tg_logreg_model *m)

@@ -129,12 +129,56 @@ bool cli_stdout_done(const char *cmd)
     return false;
 }
 
-bool cli_write_file(const char *cmd, const char *path, const char *data, size_t len)
+void cli_files_discard(cli_file *files, int n)
 {
-    int err = tg_replace_file(path, data, len);
-    if (err)
-        cli_error(cmd, "%s: cannot write: %s", path, strerror(err));
-    return err == 0;
+    for (int i = 0; i < n; i++)
+        if (files[i].staged) {
+            (void)tg_replace_finish(&files[i].r, false);
+            files[i].staged = false;
+        }
+}
+
+bool cli_files_stage(const char *cmd, cli_file *files, int n)
+{
+    for (int i = 0; i < n; i++) {
+        cli_file *f = &files[i];
+        f->staged = false;
+        if (!f->path)
+            continue;
+        int err = tg_replace_open(&f->r, f->path);
+        if (!err) {
+            f->staged = true;
+            /* Sync now, so that a full disk shows here, while every file can still be
+             * removed, rather than at the rename of the last of them. */
+            if (f->r.tmp && !(err = tg_replace_write(&f->r, f->data, f->len)) &&
+                fsync(f->r.fd) != 0)
+                err = errno;
+        }
+        if (err) {
+            cli_error(cmd, "%s: cannot write: %s", f->path, strerror(err));
+            cli_files_discard(files, n);
+            return false;
+        }
+    }
+    return true;
+}
+
+bool cli_files_commit(const char *cmd, cli_file *files, int n)
+{
+    for (int i = 0; i < n; i++) {
+        cli_file *f = &files[i];
+        if (!f->staged)
+            continue;
+        int err = f->r.tmp ? 0 : tg_replace_write(&f->r, f->data, f->len);
+        int fin = tg_replace_finish(&f->r, err == 0);
+        f->staged = false;
+        if (err || fin) {
+            cli_error(cmd, "%s: cannot write: %s", f->path, strerror(err ? err : fin));
+            cli_files_discard(files, n); /* the later ones: the model is last, so no model */
+            return false;
+        }
+    }
+    return true;
 }
 
 void cli_buf_printf(cli_buf *b, const char *fmt, ...)
