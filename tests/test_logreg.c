@@ -910,6 +910,26 @@ static void test_model_load_errors(void **state)
     expect_load_error(HEAD "\"features\": [\"a\"], \"weights\": [1], \"bias\": 0, "
                            "\"solver\": {\"name\": \"sgd\", \"seed\": \"-1\"}}",
                       TG_EPARSE, "seed");
+    /* a misspelled field would silently take its default (here: no standardization, so the
+     * model would be applied to raw features); an unknown or repeated field is an error */
+    expect_load_error(HEAD "\"features\": [\"a\"], \"weights\": [1], \"bias\": 0, "
+                           "\"standardisation\": {\"mean\": [5], \"std\": [2]}, " GOOD_TAIL,
+                      TG_EPARSE, "field 'standardisation': not a field of a model file");
+    expect_load_error(HEAD "\"features\": [\"a\"], \"weights\": [1], \"bias\": 0, "
+                           "\"standardization\": {\"mean\": [5], \"sd\": [2]}, " GOOD_TAIL,
+                      TG_EPARSE, "field 'standardization.sd': not a field");
+    expect_load_error(HEAD "\"features\": [\"a\"], \"weights\": [1], \"bias\": 0, "
+                           "\"solver\": {\"name\": \"lbfgs\", \"l2_\": 1}}",
+                      TG_EPARSE, "field 'solver.l2_': not a field");
+    expect_load_error(HEAD "\"features\": [\"a\"], \"weights\": [1], \"bias\": 0, "
+                           "\"training\": {\"rows\": 1, \"epochs\": 1}, " GOOD_TAIL,
+                      TG_EPARSE, "field 'training.epochs': not a field");
+    expect_load_error(HEAD "\"features\": [\"a\"], \"weights\": [1], \"bias\": 0, "
+                           "\"bias\": 3, " GOOD_TAIL,
+                      TG_EPARSE, "field 'bias': appears more than once");
+    /* a newer version is reported as such, whatever fields it has */
+    expect_load_error("{\"format\": \"tapegrad-logreg\", \"version\": 2, \"new\": 1}",
+                      TG_EUNSUPPORTED, "version 2");
     /* a whole model followed by more text: junk appended, or two models in one file */
     expect_load_error(HEAD "\"features\": [\"a\"], \"weights\": [2], \"bias\": -1, " GOOD_TAIL
                            "\n trailing {",

@@ -252,6 +252,29 @@ static const cJSON *field(const cJSON *obj, const char *key)
     return cJSON_GetObjectItemCaseSensitive(obj, key);
 }
 
+/* Every member of obj is one of keys (NULL-terminated) and none appears twice. An unknown name
+ * is most likely a misspelled one, whose field would then silently take its default (a model
+ * whose "standardization" is misspelled would be applied to raw features); a repeated one has
+ * no agreed value (this reader would take the first, Python's json the last). where: the
+ * object's name for messages ("" for the root). */
+static bool known_fields(reader *r, const cJSON *obj, const char *where, const char *const *keys)
+{
+    for (const cJSON *x = obj->child; x; x = x->next) {
+        char name[160];
+        snprintf(name, sizeof name, "%s%s%.100s", where, *where ? "." : "", x->string);
+        bool known = false;
+        for (size_t i = 0; keys[i] && !known; i++)
+            known = strcmp(x->string, keys[i]) == 0;
+        if (!known)
+            return fail(r, name, "not a field of a model file%s (misspelled?)", "");
+        /* Only known names get here, so this scans a handful of members. */
+        for (const cJSON *y = obj->child; y != x; y = y->next)
+            if (strcmp(y->string, x->string) == 0)
+                return fail(r, name, "appears more than once%s", "");
+    }
+    return true;
+}
+
 static bool get_finite(reader *r, const cJSON *obj, const char *key, double *out)
 {
     const cJSON *v = field(obj, key);
@@ -380,6 +403,9 @@ static bool read_standardization(reader *r, const cJSON *root, tg_logreg_model *
         return true;
     if (!cJSON_IsObject(s))
         return fail(r, "standardization", "expected an object or null%s", "");
+    static const char *const keys[] = {"mean", "std", NULL};
+    if (!known_fields(r, s, "standardization", keys))
+        return false;
     m->mean = get_numbers(r, s, "mean", m->n_features, false);
     m->scale = m->mean ? get_numbers(r, s, "std", m->n_features, true) : NULL;
     return m->scale != NULL;
@@ -390,6 +416,12 @@ static bool read_solver(reader *r, const cJSON *root, tg_logreg_options *o)
     const cJSON *s = field(root, "solver");
     if (!cJSON_IsObject(s))
         return fail(r, "solver", "expected an object%s", "");
+    static const char *const keys[] = {"name",      "l2",       "pos_weight", "max_iter",
+                                       "tol",       "lr",       "batch_size", "momentum",
+                                       "beta1",     "beta2",    "eps",        "lbfgs_memory",
+                                       "val_split", "patience", "seed",       NULL};
+    if (!known_fields(r, s, "solver", keys))
+        return false;
     const cJSON *name = field(s, "name");
     if (!cJSON_IsString(name) || tg_solver_parse(name->valuestring, &o->solver) != TG_OK)
         return fail(r, "solver.name", "expected lbfgs, gd, sgd or adam%s", "");
@@ -433,6 +465,9 @@ static bool read_training(reader *r, const cJSON *root, tg_logreg_model *m)
         return true;
     if (!cJSON_IsObject(t))
         return fail(r, "training", "expected an object%s", "");
+    static const char *const keys[] = {"rows", "iterations", NULL};
+    if (!known_fields(r, t, "training", keys))
+        return false;
     int64_t iters = 0;
     bool ok = opt_int(r, t, "rows", 0, 9007199254740992.0, &m->train_rows) &&
               opt_int(r, t, "iterations", 0, INT_MAX, &iters);
@@ -442,7 +477,11 @@ static bool read_training(reader *r, const cJSON *root, tg_logreg_model *m)
 
 static bool read_model(reader *r, const cJSON *root, tg_logreg_model *m)
 {
-    if (!read_header(r, root) || !read_names(r, root, m))
+    /* The header first: a newer format version may well have fields this one does not. */
+    static const char *const keys[] = {"format",          "version",  "label", "positive",
+                                       "features",        "weights",  "bias",  "solver",
+                                       "standardization", "training", NULL};
+    if (!read_header(r, root) || !known_fields(r, root, "", keys) || !read_names(r, root, m))
         return false;
     m->weights = get_numbers(r, root, "weights", m->n_features, false);
     return m->weights && get_finite(r, root, "bias", &m->bias) &&
