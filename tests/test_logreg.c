@@ -930,6 +930,24 @@ static void test_model_load_errors(void **state)
     /* a newer version is reported as such, whatever fields it has */
     expect_load_error("{\"format\": \"tapegrad-logreg\", \"version\": 2, \"new\": 1}",
                       TG_EUNSUPPORTED, "version 2");
+    /* a NUL character would cut a name short (the feature "a" would be used) */
+    expect_load_error(HEAD
+                      "\"features\": [\"a\\u0000b\"], \"weights\": [1], \"bias\": 0, " GOOD_TAIL,
+                      TG_EPARSE, "m.json:1:60: a NUL character");
+    {
+        static const char raw[] =
+            HEAD "\"features\": [\"a\0b\"], \"weights\": [1], \"bias\": 0, " GOOD_TAIL;
+        tg_logreg_model m;
+        tg_logreg_model_init(&m);
+        assert_int_equal(tg_logreg_from_json(&m, "m.json", raw, sizeof raw - 1), TG_EPARSE);
+        assert_non_null(strstr(tg_last_error(), "m.json:1:60: a NUL character"));
+        /* an escaped backslash followed by the text u0000 is a name like any other */
+        static const char ok[] =
+            HEAD "\"features\": [\"a\\\\u0000\"], \"weights\": [1], \"bias\": 0, " GOOD_TAIL;
+        assert_int_equal(tg_logreg_from_json(&m, "m.json", ok, sizeof ok - 1), TG_OK);
+        assert_string_equal(m.feature_names[0], "a\\u0000");
+        tg_logreg_model_free(&m);
+    }
     /* a whole model followed by more text: junk appended, or two models in one file */
     expect_load_error(HEAD "\"features\": [\"a\"], \"weights\": [2], \"bias\": -1, " GOOD_TAIL
                            "\n trailing {",

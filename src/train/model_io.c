@@ -12,6 +12,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <math.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -504,6 +505,25 @@ static void position(const char *text, size_t off, int64_t *line, int64_t *col)
     }
 }
 
+/* The offset of the first NUL character in the JSON text [json, end) — a raw NUL byte, or a
+ * \u0000 escape in a string — or -1. cJSON keeps strings NUL-terminated, so such a string
+ * would be cut short where the NUL is: a feature name "cgpa\u0000x" would select the column
+ * "cgpa", and a NUL in a key would hide its field. Valid JSON has backslashes only inside
+ * strings, so every backslash starts an escape. */
+static ptrdiff_t first_nul(const char *json, const char *end)
+{
+    for (const char *p = json; p < end; p++) {
+        if (*p == '\0')
+            return p - json;
+        if (*p == '\\' && p + 1 < end) {
+            if (end - p >= 6 && p[1] == 'u' && memcmp(p + 2, "0000", 4) == 0)
+                return p - json;
+            p++; /* the escaped character: "\\" is not the start of another escape */
+        }
+    }
+    return -1;
+}
+
 tg_status tg_logreg_from_json(tg_logreg_model *m, const char *name, const char *json, size_t len)
 {
     reader r = {name ? name : "<buffer>", TG_OK};
@@ -521,6 +541,14 @@ tg_status tg_logreg_from_json(tg_logreg_model *m, const char *name, const char *
     /* One JSON value and nothing after it but blanks: a second object, or a model file with
      * junk appended, is not a model file. */
     const char *stop = end && end >= json && end <= json + len ? end : json + len;
+    ptrdiff_t nul = first_nul(json, stop);
+    if (nul >= 0) {
+        int64_t line, col;
+        position(json, (size_t)nul, &line, &col);
+        cJSON_Delete(root);
+        return tg_set_error(TG_EPARSE, "%s:%lld:%lld: a NUL character (a damaged file?)", r.name,
+                            (long long)line, (long long)col);
+    }
     while (stop < json + len &&
            (*stop == ' ' || *stop == '\t' || *stop == '\n' || *stop == '\r' || *stop == '\0'))
         stop++;
