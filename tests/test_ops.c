@@ -984,6 +984,47 @@ static void test_pow_masked_gradients(void **state)
     tg_scope_end();
 }
 
+/* mse_loss's backward is PyTorch's mse_loss_backward, (scale * (x - t)) * g with scale = 2 / n
+ * for 'mean' and 2 otherwise, and its target gradient the same with x and t swapped. So a 'mean'
+ * gradient is finite where 2 (x - t) overflows, and where x == t the target gradient is
+ * scale * (+0) * g, not the negated input gradient. Five values repeated to 40, from
+ *   x = torch.tensor([0., 0., 2.5, -0., 1.] * 8, requires_grad=True)
+ *   t = torch.tensor([fmax, -fmax, 2.5, 0., 0.3] * 8, requires_grad=True)
+ *   F.mse_loss(x, t, reduction=r).backward(torch.tensor(0.7))     # 'mean', 'sum'
+ *   F.mse_loss(x, t, reduction='none').backward(torch.tensor([.7, -.7, -.7, .7, .7] * 8)) */
+static void test_mse_gradient_bits(void **state)
+{
+    (void)state;
+    const float fmax = 0x1.fffffep+127f, inf = INFINITY;
+    const float x5[5] = {0.0f, 0.0f, 2.5f, -0.0f, 1.0f};
+    const float t5[5] = {fmax, -fmax, 2.5f, 0.0f, 0.3f};
+    const float gn5[5] = {0.7f, -0.7f, -0.7f, 0.7f, 0.7f};
+    const tg_reduction red[3] = {TG_REDUCE_MEAN, TG_REDUCE_SUM, TG_REDUCE_NONE};
+    const float want[3][2][5] = {
+        {{-0x1.1eb85p+123f, 0x1.1eb85p+123f, 0.0f, -0.0f, 0x1.916872p-6f},
+         {0x1.1eb85p+123f, -0x1.1eb85p+123f, 0.0f, 0.0f, -0x1.916872p-6f}},
+        {{-inf, inf, 0.0f, -0.0f, 0x1.f5c28ep-1f}, {inf, -inf, 0.0f, 0.0f, -0x1.f5c28ep-1f}},
+        {{-inf, -inf, -0.0f, -0.0f, 0x1.f5c28ep-1f}, {inf, inf, -0.0f, 0.0f, -0x1.f5c28ep-1f}},
+    };
+    enum { N = 40 };
+    const int64_t n = N;
+    float xv[N], tv[N], gv[N], wx[N], wt[N];
+    for (int r = 0; r < 3; r++) {
+        for (int i = 0; i < N; i++) {
+            xv[i] = x5[i % 5], tv[i] = t5[i % 5], gv[i] = gn5[i % 5];
+            wx[i] = want[r][0][i % 5], wt[i] = want[r][1][i % 5];
+        }
+        tg_scope_begin();
+        tg_tensor *x = tg_requires_grad_(tg_from_data(xv, 1, &n), true);
+        tg_tensor *t = tg_requires_grad_(tg_from_data(tv, 1, &n), true);
+        tg_tensor *g = red[r] == TG_REDUCE_NONE ? tg_from_data(gv, 1, &n) : tg_scalar(0.7f);
+        assert_int_equal(tg_backward(tg_mse_loss(x, t, red[r]), g, false), TG_OK);
+        expect_bits(tg_grad(x), n, wx, "mse input grad");
+        expect_bits(tg_grad(t), n, wt, "mse target grad");
+        tg_scope_end();
+    }
+}
+
 static void test_pow_tensor_exponent_layouts(void **state)
 {
     (void)state;
@@ -1341,6 +1382,7 @@ int main(void)
         cmocka_unit_test(test_pow_scalar_half_exponents),
         cmocka_unit_test(test_pow_tensor_exponent_layouts),
         cmocka_unit_test(test_pow_masked_gradients),
+        cmocka_unit_test(test_mse_gradient_bits),
         cmocka_unit_test(test_inplace_on_strided_views),
         cmocka_unit_test(test_threads_same_bits),
         cmocka_unit_test(test_repr_and_print),

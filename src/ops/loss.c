@@ -361,14 +361,14 @@ tg_tensor *tg_bce_with_logits(tg_tensor *logits, tg_tensor *target, tg_tensor *p
 /* ---- mean squared error ----
  * Both passes run block by block so each block stays in L1 between its kernels: the forward
  * squares (x - t) into a block buffer and sums it (tg_sum_mapped, the bits of summing the whole
- * array), the backward writes ((x - t) * 2) * g block by block. The same kernels on the same
+ * array), the backward writes (scale * (x - t)) * g block by block. The same kernels on the same
  * values as a sub, a mul and a sum over whole arrays, so the same floats, in one trip through
  * memory instead of three each way. */
 #define MSE_BLOCK 4096 /* floats: three blocks fit in L1 */
 
 typedef struct {
     const float *x, *t, *g; /* g: NULL for one value gv */
-    float gv, *out;
+    float gv, scale, *out;
 } mse_job;
 
 static void mse_square(void *ctx, int64_t start, int64_t len, float *buf)
@@ -387,7 +387,7 @@ static void mse_grad(void *ctx, int64_t begin, int64_t end)
         int64_t len = end - i < MSE_BLOCK ? end - i : MSE_BLOCK;
         float *o = j->out + i;
         k->sub_vv(j->x + i, j->t + i, o, len);
-        k->mul_vs(o, 2.0f, o, len);
+        k->mul_vs(o, j->scale, o, len);
         if (j->g)
             k->mul_vv(o, j->g + i, o, len);
         else
@@ -395,25 +395,38 @@ static void mse_grad(void *ctx, int64_t begin, int64_t end)
     }
 }
 
+/* PyTorch's formulas and order: d/dx = (scale * (x - t)) * g with scale = 2 / n ('mean', in
+ * double, then rounded) or 2, so a 'mean' gradient stays finite where 2 (x - t) alone would
+ * overflow, and it rounds as PyTorch's does when g is not 1; d/dt = (scale * (t - x)) * g, the
+ * same computation with x and t swapped (negating d/dx would give -0 where x == t). */
 static tg_status mse_backward(tg_node *n, tg_tensor *g, const bool *needs, tg_tensor **gin)
 {
     tg_tensor *x = tg_as_contiguous(n->saved[0]), *t = tg_as_contiguous(n->saved[1]);
-    tg_tensor *d = x && t ? tg_new(x->ndim, x->shape, "MseLossBackward0") : NULL;
-    if (d) {
-        tg_reduction r = (tg_reduction)n->iargs[0];
-        mse_job j = {tg_ptr(x), tg_ptr(t), r == TG_REDUCE_NONE ? tg_ptr(g) : NULL, 0.0f, tg_ptr(d)};
+    tg_reduction r = (tg_reduction)n->iargs[0];
+    tg_status st = x && t ? TG_OK : tg_last_status();
+    for (int i = 0; i < 2 && st == TG_OK; i++) {
+        if (!needs[i])
+            continue;
+        tg_tensor *d = tg_new(x->ndim, x->shape, "MseLossBackward0");
+        if (!d) {
+            st = tg_last_status();
+            break;
+        }
+        mse_job j = {i ? tg_ptr(t) : tg_ptr(x),
+                     i ? tg_ptr(x) : tg_ptr(t),
+                     r == TG_REDUCE_NONE ? tg_ptr(g) : NULL,
+                     0.0f,
+                     2.0f,
+                     tg_ptr(d)};
         if (r != TG_REDUCE_NONE)
-            j.gv = reduced_grad(g, r, d->numel);
+            j.gv = tg_ptr(g)[0];
+        if (r == TG_REDUCE_MEAN)
+            j.scale = (float)(2.0 / (double)d->numel);
         tg_parallel_for(d->numel, tg_parallel_grain(), mse_grad, &j);
+        gin[i] = d;
     }
     tg_release(x), tg_release(t);
-    if (!d)
-        return tg_last_status();
-    if (needs[1])
-        gin[1] = tg_neg(d);
-    gin[0] = needs[0] ? tg_retain(d) : NULL;
-    tg_release(d);
-    return (needs[1] && !gin[1]) ? tg_last_status() : TG_OK;
+    return st;
 }
 
 static const tg_node_ops MSE = {"MseLossBackward0", mse_backward};
