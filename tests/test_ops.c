@@ -1025,6 +1025,55 @@ static void test_mse_gradient_bits(void **state)
     }
 }
 
+/* binary_cross_entropy as PyTorch 1.13 computes it: the loss (t - 1) max(log(1 - p), -100) -
+ * t max(log(p), -100), +0 at p = 0, t = 0; the input gradient g (p - t) / max((1 - p) p, 1e-12),
+ * divided by n for 'mean' after that, and the target gradient (log(1 - p) - log(p)) g, divided
+ * by n likewise: multiplying by g / n instead rounds differently (p = 1e-45 below by a third).
+ * Five values repeated to 40, from
+ *   p = torch.tensor([0., 1e-45, .25, 1., .7] * 8, requires_grad=True)
+ *   t = torch.tensor([0., 0., 1., 1., .3] * 8, requires_grad=True)
+ *   F.binary_cross_entropy(p, t, reduction=r).backward(torch.tensor(0.7))  # 'mean', 'sum'
+ *   F.binary_cross_entropy(p, t, reduction='none').backward(torch.tensor([.7, -.7, .3, .7, 3.3] *
+ * 8)) */
+static void test_bce_bits(void **state)
+{
+    (void)state;
+    const float inf = INFINITY;
+    const float p5[5] = {0.0f, 0x1p-149f, 0.25f, 1.0f, 0.7f};
+    const float t5[5] = {0.0f, 0.0f, 1.0f, 1.0f, 0.3f};
+    const float gn5[5] = {0.7f, -0.7f, 0.3f, 0.7f, 3.3f};
+    const float loss5[5] = {0.0f, 0.0f, 0x1.62e43p+0f, -0.0f, 0x1.e64a04p-1f};
+    const tg_reduction red[3] = {TG_REDUCE_MEAN, TG_REDUCE_SUM, TG_REDUCE_NONE};
+    const float want[3][2][5] = {
+        {{0.0f, 0x1.74876ep-115f, -0x1.1eb852p-4f, 0.0f, 0x1.11110ep-5f},
+         {inf, 0x1.ceb08ap+0f, 0x1.3afe7ep-6f, -inf, -0x1.e5dfdcp-7f}},
+        {{0.0f, 0x1.d1a94ap-110f, -0x1.666666p+1f, 0.0f, 0x1.555552p+0f},
+         {inf, 0x1.212e56p+6f, 0x1.89be1ep-1f, -inf, -0x1.2fabeap-1f}},
+        {{0.0f, -0x1.d1a94ap-110f, -0x1.333334p+0f, 0.0f, 0x1.924922p+2f},
+         {inf, -0x1.212e56p+6f, 0x1.517e64p-2f, -inf, -0x1.65e60cp+1f}},
+    };
+    enum { N = 40 };
+    const int64_t n = N;
+    float pv[N], tv[N], gv[N], wl[N], wp[N], wt[N];
+    for (int r = 0; r < 3; r++) {
+        for (int i = 0; i < N; i++) {
+            pv[i] = p5[i % 5], tv[i] = t5[i % 5], gv[i] = gn5[i % 5], wl[i] = loss5[i % 5];
+            wp[i] = want[r][0][i % 5], wt[i] = want[r][1][i % 5];
+        }
+        tg_scope_begin();
+        tg_tensor *p = tg_requires_grad_(tg_from_data(pv, 1, &n), true);
+        tg_tensor *t = tg_requires_grad_(tg_from_data(tv, 1, &n), true);
+        tg_tensor *l = tg_binary_cross_entropy(p, t, red[r]);
+        if (red[r] == TG_REDUCE_NONE)
+            expect_bits(l, n, wl, "bce loss");
+        tg_tensor *g = red[r] == TG_REDUCE_NONE ? tg_from_data(gv, 1, &n) : tg_scalar(0.7f);
+        assert_int_equal(tg_backward(l, g, false), TG_OK);
+        expect_bits(tg_grad(p), n, wp, "bce input grad");
+        expect_bits(tg_grad(t), n, wt, "bce target grad");
+        tg_scope_end();
+    }
+}
+
 static void test_pow_tensor_exponent_layouts(void **state)
 {
     (void)state;
@@ -1383,6 +1432,7 @@ int main(void)
         cmocka_unit_test(test_pow_tensor_exponent_layouts),
         cmocka_unit_test(test_pow_masked_gradients),
         cmocka_unit_test(test_mse_gradient_bits),
+        cmocka_unit_test(test_bce_bits),
         cmocka_unit_test(test_inplace_on_strided_views),
         cmocka_unit_test(test_threads_same_bits),
         cmocka_unit_test(test_repr_and_print),

@@ -87,19 +87,36 @@ typedef struct {
     const float *p, *t;
     float *out;
     _Atomic int64_t first_bad; /* lowest index of a p outside [0, 1] found, else n */
+    /* backward: the incoming gradient, g[i] ('none') or one value gv, and the count a 'mean'
+     * divides by last (0: no division) */
+    const float *g;
+    float gv, mean_n;
 } bce_job;
 
-/* d/dp = (p - t) / max((1 - p) p, 1e-12): PyTorch's clamp keeps it finite at p = 0 and 1. */
+/* The backward steps in PyTorch's order, which rounds differently from multiplying by g / n:
+ * g times the numerator first, the division by n for 'mean' last. */
+static inline float bce_grad_in(const bce_job *j, int64_t i)
+{
+    return j->g ? j->g[i] : j->gv;
+}
+
+static inline float bce_grad_out(const bce_job *j, float v)
+{
+    return j->mean_n != 0.0f ? v / j->mean_n : v;
+}
+
+/* d/dp = g (p - t) / max((1 - p) p, 1e-12): PyTorch's clamp keeps it finite at p = 0 and 1. */
 static void bce_dpred_range(void *ctx, int64_t begin, int64_t end)
 {
     bce_job *j = ctx;
     const float *pp = j->p, *tp = j->t;
     float *dp = j->out;
     for (int64_t i = begin; i < end; i++)
-        dp[i] = (pp[i] - tp[i]) / at_least((1.0f - pp[i]) * pp[i], 1e-12f);
+        dp[i] = bce_grad_out(j, bce_grad_in(j, i) * (pp[i] - tp[i]) /
+                                    at_least((1.0f - pp[i]) * pp[i], 1e-12f));
 }
 
-/* d/dt = log(1 - p) - log(p), computed as PyTorch 1.13 does: the difference of the two logs,
+/* d/dt = (log(1 - p) - log(p)) g, computed as PyTorch 1.13 does: the difference of the two logs,
  * without the forward's -100 clamp, so p = 0 gives +inf and p = 1 gives -inf. (-log(p / (1 - p))
  * is the same function but rounds differently: near p = 0.5 it was off from PyTorch by up to
  * 2e-4 relative.) */
@@ -109,7 +126,7 @@ static void bce_dtarget_range(void *ctx, int64_t begin, int64_t end)
     const float *pp = j->p;
     float *dp = j->out;
     for (int64_t i = begin; i < end; i++)
-        dp[i] = logf(1.0f - pp[i]) - logf(pp[i]);
+        dp[i] = bce_grad_out(j, (logf(1.0f - pp[i]) - logf(pp[i])) * bce_grad_in(j, i));
 }
 
 /* Each log is clamped at -100 so a 0 or 1 prediction gives a finite loss. A p outside [0, 1]
@@ -128,18 +145,25 @@ static void bce_loss_range(void *ctx, int64_t begin, int64_t end)
             return;
         }
         float a = at_least(logf(pv), -100.0f), b = at_least(logf(1.0f - pv), -100.0f);
-        lp[i] = -(tv * a + (1.0f - tv) * b);
+        /* PyTorch's form: -(t a + (1 - t) b) is the same value but -0 where p = 0, t = 0 */
+        lp[i] = (tv - 1.0f) * b - tv * a;
     }
 }
 
-/* out = f over contiguous copies of pred (and target), on the pool; NULL on failure. */
-static tg_tensor *bce_map(tg_tensor *pred, tg_tensor *target, tg_range_fn f, const char *name,
-                          int64_t *first_bad)
+/* out = f over contiguous copies of pred (and target), on the pool; NULL on failure. g is the
+ * incoming gradient of a backward pass under reduction r, NULL for the forward. */
+static tg_tensor *bce_map(tg_tensor *pred, tg_tensor *target, const tg_tensor *g, tg_reduction r,
+                          tg_range_fn f, const char *name, int64_t *first_bad)
 {
     tg_tensor *p = tg_as_contiguous(pred), *t = target ? tg_as_contiguous(target) : NULL;
     tg_tensor *d = p && (t || !target) ? tg_new(p->ndim, p->shape, name) : NULL;
     if (d) {
         bce_job j = {tg_ptr(p), t ? tg_ptr(t) : NULL, tg_ptr(d), d->numel};
+        if (g) {
+            j.g = r == TG_REDUCE_NONE ? tg_ptr(g) : NULL;
+            j.gv = r == TG_REDUCE_NONE ? 0.0f : tg_ptr(g)[0];
+            j.mean_n = r == TG_REDUCE_MEAN ? (float)d->numel : 0.0f;
+        }
         /* logf costs a few ns: a smaller grain than the cheap ops' */
         tg_parallel_for(d->numel, tg_parallel_grain() / 8, f, &j);
         if (first_bad)
@@ -149,22 +173,14 @@ static tg_tensor *bce_map(tg_tensor *pred, tg_tensor *target, tg_range_fn f, con
     return d;
 }
 
-static tg_tensor *bce_dpred(tg_tensor *pred, tg_tensor *target)
-{
-    return bce_map(pred, target, bce_dpred_range, "BinaryCrossEntropyBackward0", NULL);
-}
-
-static tg_tensor *bce_dtarget(tg_tensor *pred)
-{
-    return bce_map(pred, NULL, bce_dtarget_range, "BinaryCrossEntropyBackward0", NULL);
-}
-
 static tg_status bce_backward(tg_node *n, tg_tensor *g, const bool *needs, tg_tensor **gin)
 {
     tg_reduction r = (tg_reduction)n->iargs[0];
-    if (needs[0] && !(gin[0] = chain(bce_dpred(n->saved[0], n->saved[1]), g, r)))
+    if (needs[0] && !(gin[0] = bce_map(n->saved[0], n->saved[1], g, r, bce_dpred_range,
+                                       "BinaryCrossEntropyBackward0", NULL)))
         return tg_last_status();
-    if (needs[1] && !(gin[1] = chain(bce_dtarget(n->saved[0]), g, r)))
+    if (needs[1] && !(gin[1] = bce_map(n->saved[0], NULL, g, r, bce_dtarget_range,
+                                       "BinaryCrossEntropyBackward0", NULL)))
         return tg_last_status();
     return TG_OK;
 }
@@ -174,7 +190,8 @@ static const tg_node_ops BCE = {"BinaryCrossEntropyBackward0", bce_backward};
 static tg_tensor *bce_elementwise(tg_tensor *pred, tg_tensor *target)
 {
     int64_t bad = -1;
-    tg_tensor *l = bce_map(pred, target, bce_loss_range, "tg_binary_cross_entropy", &bad);
+    tg_tensor *l = bce_map(pred, target, NULL, TG_REDUCE_NONE, bce_loss_range,
+                           "tg_binary_cross_entropy", &bad);
     if (l && bad >= 0) {
         tg_tensor *p = tg_as_contiguous(pred);
         float pv = p ? tg_ptr(p)[bad] : NAN;
