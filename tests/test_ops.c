@@ -1074,6 +1074,51 @@ static void test_bce_bits(void **state)
     }
 }
 
+/* PyTorch's sums start from +0, so summing -0s gives +0 along any dim:
+ *   torch.full((3, 100), -0.).sum(0), torch.full((2, 3, 17), -0.).mean(1), ... -> all +0.
+ * Each reduction path: narrow and wide column sums, a middle dim, a transpose read in memory
+ * order, a broadcast value, and a row sum; NaN and inf still come through. */
+static void test_sum_dim_of_negative_zeros(void **state)
+{
+    (void)state;
+    static const struct {
+        int ndim;
+        int64_t shape[3];
+        int dim;
+        bool transpose, expand;
+    } cases[] = {
+        {2, {3, 4}, 0, false, false},     {2, {3, 100}, 0, false, false},
+        {2, {1000, 3}, 0, false, false},  {3, {2, 3, 17}, 1, false, false},
+        {3, {2, 3, 17}, 0, false, false}, {2, {17, 17}, 1, true, false},
+        {2, {3, 4}, 1, false, false},     {2, {5, 70}, 0, false, true},
+    };
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        tg_scope_begin();
+        tg_tensor *x = cases[c].expand ? tg_expand(tg_scalar(-0.0f), cases[c].ndim, cases[c].shape)
+                                       : tg_full(cases[c].ndim, cases[c].shape, -0.0f);
+        if (cases[c].transpose)
+            x = tg_transpose(x, 0, 1);
+        for (int mean = 0; mean < 2; mean++) {
+            tg_tensor *y =
+                mean ? tg_mean_dim(x, cases[c].dim, false) : tg_sum_dim(x, cases[c].dim, true);
+            assert_non_null(y);
+            int64_t n = tg_numel(y);
+            float *want = malloc((size_t)n * sizeof *want);
+            assert_non_null(want);
+            for (int64_t i = 0; i < n; i++)
+                want[i] = 0.0f;
+            expect_bits(y, n, want, mean ? "mean_dim of -0s" : "sum_dim of -0s");
+            free(want);
+        }
+        tg_scope_end();
+    }
+    tg_scope_begin();
+    const float v[6] = {-0.0f, NAN, -INFINITY, -0.0f, -0.0f, -0.0f};
+    tg_tensor *y = tg_sum_dim(tg_from_data(v, 2, (int64_t[]){2, 3}), 0, false);
+    expect_bits(y, 3, (const float[]){0.0f, NAN, -INFINITY}, "sum_dim with NaN and inf");
+    tg_scope_end();
+}
+
 static void test_pow_tensor_exponent_layouts(void **state)
 {
     (void)state;
@@ -1433,6 +1478,7 @@ int main(void)
         cmocka_unit_test(test_pow_masked_gradients),
         cmocka_unit_test(test_mse_gradient_bits),
         cmocka_unit_test(test_bce_bits),
+        cmocka_unit_test(test_sum_dim_of_negative_zeros),
         cmocka_unit_test(test_inplace_on_strided_views),
         cmocka_unit_test(test_threads_same_bits),
         cmocka_unit_test(test_repr_and_print),
