@@ -693,6 +693,33 @@ static void test_inplace_on_grad_leaf_refused_in_grad_mode(void **state)
     tg_release(h), tg_release(one), tg_release(x);
 }
 
+/* torch: c = torch.zeros(2); c.add_(a) with a requiring grad gives c a grad_fn (AddBackward0).
+ * In-place ops are not recorded here, so c would silently carry none of a's gradient: refused,
+ * leaving c as it was; under no-grad, or with a tensor that needs no grad, it runs. */
+static void test_inplace_add_of_grad_tensor_refused_in_grad_mode(void **state)
+{
+    (void)state;
+    const float av[2] = {1, 2};
+    tg_tensor *a = leaf(av, 2);
+    tg_tensor *c = tg_zeros(1, (int64_t[]){2});
+    uint32_t v = tg_version(c);
+    assert_null(tg_add_(c, a));
+    assert_error_contains(TG_EUNSUPPORTED, "tg_add_");
+    assert_null(tg_axpy_(c, 2.0f, a));
+    assert_error_contains(TG_EUNSUPPORTED, "tg_axpy_");
+    assert_int_equal(tg_version(c), v);
+    assert_false(tg_requires_grad(c));
+    assert_values(c, (double[]){0, 0}, 2);
+    TG_NO_GRAD
+    {
+        assert_ptr_equal(tg_axpy_(c, 2.0f, a), c);
+    }
+    tg_tensor *d = tg_detach(a);
+    assert_ptr_equal(tg_add_(c, d), c);
+    assert_values(c, (double[]){3, 6}, 2);
+    tg_release(d), tg_release(c), tg_release(a);
+}
+
 /* ---- backward argument errors ---- */
 
 static void test_backward_argument_errors(void **state)
@@ -996,6 +1023,7 @@ int main(void)
         cmocka_unit_test(test_inplace_not_needed_by_backward_is_fine),
         cmocka_unit_test(test_inplace_on_operand_only_an_unneeded_grad_reads),
         cmocka_unit_test(test_inplace_on_grad_leaf_refused_in_grad_mode),
+        cmocka_unit_test(test_inplace_add_of_grad_tensor_refused_in_grad_mode),
         cmocka_unit_test(test_backward_argument_errors),
         cmocka_unit_test(test_backward_of_a_leaf_root),
         cmocka_unit_test(test_gradients_at_special_points),

@@ -117,6 +117,16 @@ static tg_tensor *axpy_as(tg_tensor *t, float alpha, tg_tensor *x, const char *f
             tg_set_null_arg_error(fn);
         return NULL;
     }
+    /* PyTorch records t += x in the graph when x requires grad (t gets an AddBackward0). In-place
+     * ops are not recorded here, so t would silently carry none of x's gradient: refuse. */
+    if (x->requires_grad && tg_grad_enabled()) {
+        tg_set_error(TG_EUNSUPPORTED,
+                     "%s: the added tensor requires grad, and in-place operations are not "
+                     "recorded in the graph (its gradient would be lost); use tg_add, or run it "
+                     "under TG_NO_GRAD",
+                     fn);
+        return NULL;
+    }
     /* x may share memory with t (t += a*t): read it from a copy then. */
     tg_tensor *src = x->storage == t->storage ? tg_contiguous_copy(x) : tg_retain(x);
     tg_tensor *r = src ? apply(t, src, (inplace_ctx){alpha, 2}, fn) : NULL;
