@@ -151,7 +151,8 @@ tg_tensor *tg_mse_loss(tg_tensor *pred, tg_tensor *target, tg_reduction r);
 /* In place: bump the tensor's version; not recorded in the graph. Each returns t (borrowed) or
  * NULL on failure. In-place changes of a tensor that requires grad are refused while grad mode
  * is on: of a leaf as PyTorch does, and of a non-leaf too, since these ops are not recorded in
- * the graph; use them under TG_NO_GRAD. So are writes to an expanded view, where
+ * the graph; use them under TG_NO_GRAD. So are those of a view made under no-grad of a tensor
+ * that requires grad (PyTorch refuses them too). So are writes to an expanded view, where
  * several elements share one memory location (TG_EINVAL; clone it first). */
 tg_tensor *tg_zero_(tg_tensor *t);
 tg_tensor *tg_fill_(tg_tensor *t, float v);

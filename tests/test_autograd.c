@@ -720,6 +720,61 @@ static void test_inplace_add_of_grad_tensor_refused_in_grad_mode(void **state)
     tg_release(d), tg_release(c), tg_release(a);
 }
 
+/* torch 1.13, x = torch.ones(3, requires_grad=True); with torch.no_grad(): v = x[:2]; then
+ * v.mul_(2) with grad mode on raises "A view was created in no_grad mode and is being modified
+ * inplace with grad mode enabled", and x stays [1, 1, 1]. It is allowed under no_grad, on
+ * v.detach(), once x no longer requires grad, and on a reshape that had to copy. */
+static void test_inplace_on_no_grad_view_refused_in_grad_mode(void **state)
+{
+    (void)state;
+    const float xv[3] = {1, 1, 1};
+    tg_tensor *x = leaf(xv, 3);
+    tg_scope_begin();
+    tg_tensor *v, *p, *e, *y = tg_mul_scalar(x, 2.0f), *vy;
+    TG_NO_GRAD
+    {
+        v = tg_narrow(x, 0, 0, 2);
+        p = tg_permute(tg_reshape(x, 2, (int64_t[]){3, 1}), (int[]){1, 0});
+        e = tg_expand(x, 2, (int64_t[]){2, 3});
+        vy = tg_narrow(y, 0, 1, 2); /* a non-leaf base too */
+    }
+    assert_false(tg_requires_grad(v));
+    uint32_t ver = tg_version(x);
+    assert_null(tg_mul_scalar_(v, 2.0f));
+    assert_error_contains(TG_EGRAPH, "tg_mul_scalar_");
+    assert_error_contains(TG_EGRAPH, "no-grad");
+    assert_null(tg_add_(v, tg_ones(1, (int64_t[]){2})));
+    assert_error_contains(TG_EGRAPH, "tg_add_");
+    assert_null(tg_zero_(p));
+    assert_error_contains(TG_EGRAPH, "tg_zero_");
+    assert_null(tg_fill_(e, 0.0f));
+    assert_error_contains(TG_EGRAPH, "tg_fill_");
+    assert_null(tg_axpy_(tg_narrow(v, 0, 1, 1), 1.0f, tg_ones(1, (int64_t[]){1})));
+    assert_error_contains(TG_EGRAPH, "tg_axpy_"); /* a view of the view, made in grad mode */
+    assert_null(tg_mul_scalar_(vy, 0.0f));
+    assert_error_contains(TG_EGRAPH, "tg_mul_scalar_");
+    assert_int_equal(tg_version(x), ver);
+    assert_values(x, (double[]){1, 1, 1}, 3);
+    assert_values(y, (double[]){2, 2, 2}, 3);
+
+    TG_NO_GRAD
+    {
+        assert_ptr_equal(tg_mul_scalar_(v, 2.0f), v);
+    }
+    assert_values(x, (double[]){2, 2, 1}, 3);
+    tg_tensor *d = tg_detach(v);
+    assert_ptr_equal(tg_mul_scalar_(d, 2.0f), d);
+    assert_values(x, (double[]){4, 4, 1}, 3);
+    tg_tensor *m = tg_reshape(tg_transpose(tg_reshape(x, 2, (int64_t[]){3, 1}), 0, 1), 1,
+                              (int64_t[]){3}); /* a view: x's grad_fn chain, refused as such */
+    assert_null(tg_zero_(m));
+    tg_requires_grad_(x, false);
+    assert_ptr_equal(tg_add_(v, tg_ones(1, (int64_t[]){2})), v);
+    assert_values(x, (double[]){5, 5, 1}, 3);
+    tg_scope_end();
+    tg_release(x);
+}
+
 /* ---- backward argument errors ---- */
 
 static void test_backward_argument_errors(void **state)
@@ -1024,6 +1079,7 @@ int main(void)
         cmocka_unit_test(test_inplace_on_operand_only_an_unneeded_grad_reads),
         cmocka_unit_test(test_inplace_on_grad_leaf_refused_in_grad_mode),
         cmocka_unit_test(test_inplace_add_of_grad_tensor_refused_in_grad_mode),
+        cmocka_unit_test(test_inplace_on_no_grad_view_refused_in_grad_mode),
         cmocka_unit_test(test_backward_argument_errors),
         cmocka_unit_test(test_backward_of_a_leaf_root),
         cmocka_unit_test(test_gradients_at_special_points),

@@ -236,6 +236,7 @@ tg_tensor *tg_tensor_header(void)
     t->contiguous = true;
     t->grad = NULL;
     t->grad_fn = NULL;
+    t->no_grad_base = NULL;
     t->next_free = NULL;
     return t;
 }

@@ -169,6 +169,7 @@ void tg_tensor_destroy(tg_tensor *t)
             t->grad_fn->retain_target = NULL;
         tg_node_release(t->grad_fn);
     }
+    tg_release(t->no_grad_base);
     tg_tensor_header_free(t);
 }
 

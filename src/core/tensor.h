@@ -37,6 +37,10 @@ struct tg_tensor {
     int64_t strides[TG_MAX_DIMS];
     struct tg_tensor *grad;
     struct tg_node *grad_fn;
+    /* A view made by a view op while grad mode was off, of a tensor that required grad: that
+     * tensor (retained), or its own no_grad_base. PyTorch refuses to change such a view in place
+     * with grad mode on while that base requires grad. NULL for every other tensor. */
+    struct tg_tensor *no_grad_base;
     struct tg_tensor *next_free;
 };
 

@@ -3,7 +3,8 @@
 #include "ops.h"
 
 /* In-place writes to a tensor that requires grad would silently bypass the graph, and writes
- * to an expanded view would hit its shared elements more than once (PyTorch refuses both). */
+ * to an expanded view would hit its shared elements more than once (PyTorch refuses both, the
+ * autograd cases first). */
 static bool writable(tg_tensor *t, const char *fn)
 {
     tg_clear_error();
@@ -11,6 +12,23 @@ static bool writable(tg_tensor *t, const char *fn)
         /* t is what a failed call returned: keep that call's cause, as the ops do */
         if (!tg_restore_previous_error())
             tg_set_null_arg_error(fn);
+        return false;
+    }
+    if (t->no_grad_base && t->no_grad_base->requires_grad && tg_grad_enabled()) {
+        /* PyTorch: "A view was created in no_grad mode and is being modified inplace with grad
+         * mode enabled": the change would bypass the graph of the tensor it views. */
+        tg_set_error(TG_EGRAPH,
+                     "%s: a view made under no-grad of a tensor that requires grad is being "
+                     "changed in place with grad mode on; make the change under TG_NO_GRAD too, "
+                     "or make the view with grad mode on",
+                     fn);
+        return false;
+    }
+    if (t->requires_grad && tg_grad_enabled()) {
+        tg_set_error(TG_EGRAPH,
+                     "%s: a %s that requires grad is being used in an in-place operation; "
+                     "run it under TG_NO_GRAD (or on tg_detach(t))",
+                     fn, t->grad_fn ? "tensor" : "leaf tensor");
         return false;
     }
     for (int d = 0; d < t->ndim; d++)
@@ -22,13 +40,6 @@ static bool writable(tg_tensor *t, const char *fn)
                          fn);
             return false;
         }
-    if (t->requires_grad && tg_grad_enabled()) {
-        tg_set_error(TG_EGRAPH,
-                     "%s: a %s that requires grad is being used in an in-place operation; "
-                     "run it under TG_NO_GRAD (or on tg_detach(t))",
-                     fn, t->grad_fn ? "tensor" : "leaf tensor");
-        return false;
-    }
     return true;
 }
 

@@ -14,6 +14,22 @@ static int norm_dim(int dim, int ndim, const char *fn)
     return dim < 0 ? dim + n : dim;
 }
 
+/* A view made while grad mode is off of a tensor that requires grad remembers that tensor, as
+ * PyTorch's views do (creation meta NO_GRAD_MODE): changing it in place later with grad mode on
+ * would bypass the graph of that tensor, so the in-place ops refuse it while the base still
+ * requires grad. A view of such a view, in either mode, shares its base. Views of tensors that
+ * need no grad (those backward makes of gradients) keep no base, so they hold no extra
+ * reference that would keep a gradient's storage shared. Returns out. */
+static tg_tensor *note_view_base(tg_tensor *out, tg_tensor *a)
+{
+    tg_tensor *base = a->no_grad_base;
+    if (!base && a->requires_grad && !tg_grad_enabled())
+        base = a;
+    if (out && base)
+        out->no_grad_base = tg_retain(base);
+    return out;
+}
+
 /* ---- reshape ---- */
 
 /* Resolves one -1 entry and checks the element count; false + error otherwise. */
@@ -124,7 +140,7 @@ tg_tensor *tg_reshape(tg_tensor *a, int ndim, const int64_t *shape)
     tg_tensor *out;
     const tg_node_ops *ops = &RESHAPE_VIEW;
     if (view_strides(a, ndim, sh, st)) {
-        out = tg_view_of(a, ndim, sh, st, a->offset);
+        out = note_view_base(tg_view_of(a, ndim, sh, st, a->offset), a);
     } else {
         /* No view exists: copy, as PyTorch does (and name the node as it does). */
         ops = &RESHAPE_COPY;
@@ -183,7 +199,7 @@ static const tg_node_ops TRANSPOSE = {"TransposeBackward0", permute_backward};
 
 static tg_tensor *permute_with(const tg_node_ops *ops, tg_tensor *a, const int *perm)
 {
-    tg_tensor *out = permuted_view(a, perm);
+    tg_tensor *out = note_view_base(permuted_view(a, perm), a);
     tg_node *node = out ? tg_record(ops, out, 1, &a) : NULL;
     if (node)
         for (int i = 0; i < a->ndim; i++)
@@ -273,7 +289,8 @@ tg_tensor *tg_narrow(tg_tensor *a, int dim, int64_t start, int64_t length)
     int64_t sh[TG_MAX_DIMS];
     memcpy(sh, a->shape, sizeof sh);
     sh[d] = length;
-    tg_tensor *out = tg_view_of(a, a->ndim, sh, a->strides, a->offset + start * a->strides[d]);
+    tg_tensor *out = note_view_base(
+        tg_view_of(a, a->ndim, sh, a->strides, a->offset + start * a->strides[d]), a);
     tg_node *node = out ? tg_record(&NARROW, out, 1, &a) : NULL;
     if (node) {
         node->iargs[0] = d;
@@ -334,7 +351,7 @@ tg_tensor *tg_expand(tg_tensor *a, int ndim, const int64_t *shape)
     }
     if (tg_check_shape(ndim, sh, "tg_expand") < 0) /* numel must not overflow */
         TG_API_RETURN(NULL);
-    tg_tensor *out = tg_view_of(a, ndim, sh, st, a->offset);
+    tg_tensor *out = note_view_base(tg_view_of(a, ndim, sh, st, a->offset), a);
     tg_node *node = out ? tg_record(&EXPAND, out, 1, &a) : NULL;
     TG_API_RETURN(tg_recorded(out, node, 1, &a));
 }
