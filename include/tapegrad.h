@@ -153,7 +153,8 @@ tg_tensor *tg_mse_loss(tg_tensor *pred, tg_tensor *target, tg_reduction r);
  * is on: of a leaf as PyTorch does, and of a non-leaf too, since these ops are not recorded in
  * the graph; use them under TG_NO_GRAD. So are those of a view made under no-grad of a tensor
  * that requires grad (PyTorch refuses them too). So are writes to an expanded view, where
- * several elements share one memory location (TG_EINVAL; clone it first). */
+ * several elements share one memory location (TG_EINVAL; clone it first), except by tg_fill_
+ * and tg_zero_, which write one value (PyTorch allows those). */
 tg_tensor *tg_zero_(tg_tensor *t);
 tg_tensor *tg_fill_(tg_tensor *t, float v);
 tg_tensor *tg_add_(tg_tensor *t, tg_tensor *other);

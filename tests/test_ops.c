@@ -1263,6 +1263,31 @@ static void test_inplace_on_strided_views(void **state)
     tg_scope_end();
 }
 
+/* fill_ and zero_ write one value, so PyTorch 1.13 lets them write an expanded view (each memory
+ * location gets that value): x = torch.arange(2.).reshape(2, 1); x.expand(2, 3).t().fill_(7)
+ * gives x = [[7], [7]]. Other in-place ops are refused there (test_errors). */
+static void test_fill_of_expanded_view(void **state)
+{
+    (void)state;
+    tg_scope_begin();
+    tg_tensor *x = tg_reshape(tg_arange(0, 2, 1), 2, (int64_t[]){2, 1});
+    tg_tensor *e = tg_transpose(tg_expand(x, 2, (int64_t[]){2, 3}), 0, 1);
+    uint32_t v = tg_version(x);
+    assert_ptr_equal(tg_fill_(e, 7.0f), e);
+    assert_true(tg_version(x) == v + 1);
+    expect_values(x, 2, (int64_t[]){2, 1}, (double[]){7, 7}, 0, 0, "fill_ of an expanded view");
+    expect_values(e, 2, (int64_t[]){3, 2}, (double[]){7, 7, 7, 7, 7, 7}, 0, 0, "the view itself");
+    /* a large one, whose walk would be split across threads: each location written once */
+    tg_tensor *row = tg_arange(0, 3, 1);
+    tg_tensor *big = tg_expand(row, 2, (int64_t[]){40000, 3});
+    assert_ptr_equal(tg_zero_(big), big);
+    expect_values(row, 1, (int64_t[]){3}, (double[]){0, 0, 0}, 0, 0, "zero_ of a large expand");
+    tg_tensor *mid = tg_narrow(big, 1, 1, 1); /* [40000, 1], stride 0 along dim 0 */
+    assert_ptr_equal(tg_fill_(mid, 2.5f), mid);
+    expect_values(row, 1, (int64_t[]){3}, (double[]){0, 2.5, 0}, 0, 0, "fill_ of its column");
+    tg_scope_end();
+}
+
 /* ---- printing ---- */
 
 static void expect_repr(const tg_tensor *t, const char *want)
@@ -1480,6 +1505,7 @@ int main(void)
         cmocka_unit_test(test_bce_bits),
         cmocka_unit_test(test_sum_dim_of_negative_zeros),
         cmocka_unit_test(test_inplace_on_strided_views),
+        cmocka_unit_test(test_fill_of_expanded_view),
         cmocka_unit_test(test_threads_same_bits),
         cmocka_unit_test(test_repr_and_print),
     };

@@ -4,8 +4,9 @@
 
 /* In-place writes to a tensor that requires grad would silently bypass the graph, and writes
  * to an expanded view would hit its shared elements more than once (PyTorch refuses both, the
- * autograd cases first). */
-static bool writable(tg_tensor *t, const char *fn)
+ * autograd cases first). A fill writes the same value however often it hits one location, so
+ * PyTorch lets fill_ and zero_ write expanded views: fills pass `fill`. */
+static bool writable(tg_tensor *t, bool fill, const char *fn)
 {
     tg_clear_error();
     if (!t) {
@@ -31,7 +32,7 @@ static bool writable(tg_tensor *t, const char *fn)
                      fn, t->grad_fn ? "tensor" : "leaf tensor");
         return false;
     }
-    for (int d = 0; d < t->ndim; d++)
+    for (int d = 0; d < t->ndim && !fill; d++)
         if (t->strides[d] == 0 && t->shape[d] > 1) {
             /* one memory location would be written once per element that refers to it */
             tg_set_error(TG_EINVAL,
@@ -92,28 +93,33 @@ static tg_tensor *apply(tg_tensor *t, tg_tensor *x, inplace_ctx c, const char *f
         }
         tg_broadcast_strides(x, t->ndim, t->shape, xs);
     }
-    tg_iter(2, t->ndim, t->shape, base, strides, inplace_run, &c);
+    /* A fill of an expanded view writes each memory location once: its stride-0 dims count as
+     * size 1 (threads never write one location together). */
+    int64_t walk[TG_MAX_DIMS];
+    for (int d = 0; d < t->ndim; d++)
+        walk[d] = c.kind == 0 && t->strides[d] == 0 && t->numel > 0 ? 1 : t->shape[d];
+    tg_iter(2, t->ndim, walk, base, strides, inplace_run, &c);
     tg_bump_version(t, fn);
     return t;
 }
 
 tg_tensor *tg_fill_(tg_tensor *t, float v)
 {
-    if (!writable(t, "tg_fill_"))
+    if (!writable(t, true, "tg_fill_"))
         return NULL;
     return apply(t, NULL, (inplace_ctx){v, 0}, "tg_fill_");
 }
 
 tg_tensor *tg_zero_(tg_tensor *t)
 {
-    if (!writable(t, "tg_zero_"))
+    if (!writable(t, true, "tg_zero_"))
         return NULL;
     return apply(t, NULL, (inplace_ctx){0.0f, 0}, "tg_zero_");
 }
 
 tg_tensor *tg_mul_scalar_(tg_tensor *t, float s)
 {
-    if (!writable(t, "tg_mul_scalar_"))
+    if (!writable(t, false, "tg_mul_scalar_"))
         return NULL;
     return apply(t, NULL, (inplace_ctx){s, 1}, "tg_mul_scalar_");
 }
@@ -121,7 +127,7 @@ tg_tensor *tg_mul_scalar_(tg_tensor *t, float s)
 /* t += alpha * x; fn names the public entry point in errors and in the version's last writer. */
 static tg_tensor *axpy_as(tg_tensor *t, float alpha, tg_tensor *x, const char *fn)
 {
-    if (!writable(t, fn))
+    if (!writable(t, false, fn))
         return NULL;
     if (!x) {
         if (!tg_restore_previous_error()) /* x came from a failed call: keep its cause */
