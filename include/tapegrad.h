@@ -157,8 +157,10 @@ tg_tensor *tg_mse_loss(tg_tensor *pred, tg_tensor *target, tg_reduction r);
  * and tg_zero_, which write one value (PyTorch allows those). */
 tg_tensor *tg_zero_(tg_tensor *t);
 tg_tensor *tg_fill_(tg_tensor *t, float v);
-tg_tensor *tg_add_(tg_tensor *t, tg_tensor *other);
 tg_tensor *tg_mul_scalar_(tg_tensor *t, float s);
+/* The added tensor may be t itself; one that shares only part of t's memory is refused
+ * (TG_EINVAL), as in PyTorch, when both are dense blocks. */
+tg_tensor *tg_add_(tg_tensor *t, tg_tensor *other);
 tg_tensor *tg_axpy_(tg_tensor *t, float alpha, tg_tensor *x); /* t += alpha * x */
 
 /* ---- Runtime ----------------------------------------------------------------------------- */

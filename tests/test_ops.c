@@ -1263,6 +1263,43 @@ static void test_inplace_on_strided_views(void **state)
     tg_scope_end();
 }
 
+/* In-place add of a tensor that shares memory with the written-to one, against PyTorch 1.13:
+ * x = torch.arange(5.); x[1:].add_(x[:-1]) raises "unsupported operation: some elements of the
+ * input tensor and the written-to tensor refer to a single memory location" (both are dense
+ * blocks that partly overlap), and so do x.add_(x.t()) on a [2, 2] x, x.add_(x[:1]) and
+ * x.view(1, 4).add_(x) (same memory, other strides). x.add_(x), x.add_(x.view(4)) and
+ * x[0:3].add_(x[3:6]) (no shared element) run. */
+static void test_inplace_add_of_overlapping_input(void **state)
+{
+    (void)state;
+    tg_scope_begin();
+    tg_tensor *x = tg_arange(0, 5, 1);
+    uint32_t v = tg_version(x);
+    assert_null(tg_add_(tg_narrow(x, 0, 1, 4), tg_narrow(x, 0, 0, 4)));
+    assert_int_equal(tg_last_status(), TG_EINVAL);
+    assert_non_null(strstr(tg_last_error(), "tg_add_"));
+    assert_non_null(strstr(tg_last_error(), "single memory location"));
+    assert_null(tg_axpy_(tg_narrow(x, 0, 0, 4), 2.0f, tg_narrow(x, 0, 1, 4)));
+    assert_non_null(strstr(tg_last_error(), "tg_axpy_"));
+    assert_null(tg_add_(x, tg_narrow(x, 0, 0, 1))); /* broadcast from inside x */
+    tg_tensor *m = tg_reshape(tg_arange(0, 4, 1), 2, (int64_t[]){2, 2});
+    assert_null(tg_add_(m, tg_transpose(m, 0, 1)));
+    tg_tensor *row = tg_reshape(m, 2, (int64_t[]){1, 4});
+    assert_null(tg_add_(row, tg_reshape(m, 1, (int64_t[]){4})));
+    assert_int_equal(tg_last_status(), TG_EINVAL);
+    assert_true(tg_version(x) == v);
+    expect_values(x, 1, (int64_t[]){5}, (double[]){0, 1, 2, 3, 4}, 0, 0, "x is left as it was");
+    expect_values(m, 2, (int64_t[]){2, 2}, (double[]){0, 1, 2, 3}, 0, 0, "m is left as it was");
+
+    assert_ptr_equal(tg_add_(x, x), x);
+    assert_ptr_equal(tg_add_(x, tg_reshape(x, 1, (int64_t[]){5})), x);
+    expect_values(x, 1, (int64_t[]){5}, (double[]){0, 4, 8, 12, 16}, 0, 0, "full overlap");
+    tg_tensor *y = tg_arange(0, 6, 1);
+    assert_non_null(tg_add_(tg_narrow(y, 0, 0, 3), tg_narrow(y, 0, 3, 3)));
+    expect_values(y, 1, (int64_t[]){6}, (double[]){3, 5, 7, 3, 4, 5}, 0, 0, "disjoint halves");
+    tg_scope_end();
+}
+
 /* fill_ and zero_ write one value, so PyTorch 1.13 lets them write an expanded view (each memory
  * location gets that value): x = torch.arange(2.).reshape(2, 1); x.expand(2, 3).t().fill_(7)
  * gives x = [[7], [7]]. Other in-place ops are refused there (test_errors). */
@@ -1506,6 +1543,7 @@ int main(void)
         cmocka_unit_test(test_sum_dim_of_negative_zeros),
         cmocka_unit_test(test_inplace_on_strided_views),
         cmocka_unit_test(test_fill_of_expanded_view),
+        cmocka_unit_test(test_inplace_add_of_overlapping_input),
         cmocka_unit_test(test_threads_same_bits),
         cmocka_unit_test(test_repr_and_print),
     };

@@ -124,6 +124,50 @@ tg_tensor *tg_mul_scalar_(tg_tensor *t, float s)
     return apply(t, NULL, (inplace_ctx){s, 1}, "tg_mul_scalar_");
 }
 
+/* Is t laid out as a permutation of a row-major dense block (no gaps, no shared elements)? */
+static bool non_overlapping_dense(const tg_tensor *t)
+{
+    int dims[TG_MAX_DIMS], m = 0;
+    for (int d = 0; d < t->ndim; d++)
+        if (t->shape[d] > 1)
+            dims[m++] = d;
+    for (int i = 1; i < m; i++) /* by stride, innermost first */
+        for (int j = i; j > 0 && t->strides[dims[j]] < t->strides[dims[j - 1]]; j--) {
+            int k = dims[j];
+            dims[j] = dims[j - 1];
+            dims[j - 1] = k;
+        }
+    int64_t want = 1;
+    for (int i = 0; i < m; i++) {
+        if (t->strides[dims[i]] != want)
+            return false;
+        want *= t->shape[dims[i]];
+    }
+    return true;
+}
+
+/* PyTorch's test of an in-place op's input x against its output t: the same memory with the
+ * same strides is a full overlap (t += t), which is fine; when both are dense blocks, any
+ * other sharing of memory is a partial overlap, refused because x's elements would be read
+ * after t's writes changed them. Layouts with gaps are too hard to tell and pass, as there
+ * (x is then read from a copy made first). */
+static bool partial_overlap(const tg_tensor *t, const tg_tensor *x)
+{
+    if (t == x || t->storage != x->storage || t->numel == 0 || x->numel == 0 ||
+        !non_overlapping_dense(t) || !non_overlapping_dense(x))
+        return false;
+    int64_t tb = t->offset, te = tb + t->numel, xb = x->offset, xe = xb + x->numel;
+    if (tb == xb && te == xe) {
+        if (t->ndim != x->ndim)
+            return true;
+        for (int d = 0; d < t->ndim; d++)
+            if (t->strides[d] != x->strides[d])
+                return true;
+        return false;
+    }
+    return tb < xe && xb < te;
+}
+
 /* t += alpha * x; fn names the public entry point in errors and in the version's last writer. */
 static tg_tensor *axpy_as(tg_tensor *t, float alpha, tg_tensor *x, const char *fn)
 {
@@ -141,6 +185,13 @@ static tg_tensor *axpy_as(tg_tensor *t, float alpha, tg_tensor *x, const char *f
                      "%s: the added tensor requires grad, and in-place operations are not "
                      "recorded in the graph (its gradient would be lost); use tg_add, or run it "
                      "under TG_NO_GRAD",
+                     fn);
+        return NULL;
+    }
+    if (partial_overlap(t, x)) {
+        tg_set_error(TG_EINVAL,
+                     "%s: some elements of the input tensor and the written-to tensor refer to a "
+                     "single memory location; clone the input first",
                      fn);
         return NULL;
     }
