@@ -243,6 +243,27 @@ BENCHMARK(BM_add_broadcast_narrow)
     ->ArgNames({"w", "column"})
     ->UseRealTime();
 
+// A 1M-float product whose broadcast leaves runs of w floats to the N-d walk: [n / 256w, 256, w]
+// times a per-channel [1, 256, 1] (outer = 0), or [n / 64w, 1, w] times [1, 64, 1] (outer = 1).
+static void BM_mul_broadcast_short_runs(benchmark::State &state)
+{
+    int64_t w = state.range(0), n = 1 << 20;
+    int64_t mid[3] = {1, state.range(1) ? 64 : 256, 1};
+    int64_t full[3] = {n / (256 * w), 256, w}, outer[3] = {n / (64 * w), 1, w};
+    tg_tensor *a = tg_randn(3, state.range(1) ? outer : full, 18), *b = tg_randn(3, mid, 19);
+    for (auto _ : state) {
+        tg_tensor *c = tg_mul(a, b);
+        benchmark::DoNotOptimize(tg_data(c));
+        tg_release(c);
+    }
+    tg_release(a), tg_release(b);
+    state.SetItemsProcessed(state.iterations() * n);
+}
+BENCHMARK(BM_mul_broadcast_short_runs)
+    ->ArgsProduct({{4, 64}, {0, 1}})
+    ->ArgNames({"w", "outer"})
+    ->UseRealTime();
+
 // A loss and its backward on 1M floats: MSE (arg 0) and BCE on probabilities (arg 1), mean.
 static void BM_loss_fwd_bwd(benchmark::State &state)
 {

@@ -369,6 +369,49 @@ static void test_narrow_broadcast_bits(void **state)
     tg_set_num_threads(saved);
 }
 
+/* Broadcasts that leave short runs to the N-d walk ([A, B, C] op [1, B, 1], [A, 1, C] op
+ * [1, B, 1], and the operands swapped) hand the kernels blocks of runs: every element must
+ * still be exactly the float operation's, for run lengths around the SIMD widths, over enough
+ * elements to be split across threads. */
+static void test_short_run_broadcast_bits(void **state)
+{
+    (void)state;
+    tg_tensor *(*const fn[4])(tg_tensor *, tg_tensor *) = {tg_add, tg_sub, tg_mul, tg_div};
+    const int64_t inner[] = {1, 2, 3, 4, 7, 16, 17, 33};
+    int saved = tg_get_num_threads();
+    tg_set_num_threads(3);
+    tg_scope_begin();
+    for (size_t ii = 0; ii < sizeof inner / sizeof *inner; ii++)
+        for (int kind = 0; kind < 2; kind++) {
+            /* kind 0: [A, B, C] op [1, B, 1]; kind 1: [A, 1, C] op [1, B, 1] */
+            int64_t A = 37, B = 1031, C = inner[ii];
+            int64_t fs[3] = {A, kind ? 1 : B, C}, bs[3] = {1, B, 1}, n = A * B * C;
+            tg_tensor *full = make_input(3, fs, PLAIN, 11 + ii, -5, 5);
+            tg_tensor *mid = make_input(3, bs, PLAIN, 12 + ii, 0.5f, 5);
+            const float *fv = tg_data(full), *mv = tg_data(mid);
+            float *want = malloc((size_t)n * sizeof *want);
+            for (int op = 0; op < 4; op++)
+                for (int swap = 0; swap < 2; swap++) {
+                    for (int64_t i = 0; i < n; i++) {
+                        int64_t a = i / (B * C), b = i / C % B, c = i % C;
+                        float x = fv[(a * fs[1] + (kind ? 0 : b)) * C + c], y = mv[b];
+                        want[i] = swap ? float_op(op, y, x) : float_op(op, x, y);
+                    }
+                    tg_tensor *got = swap ? fn[op](mid, full) : fn[op](full, mid);
+                    assert_non_null(got);
+                    assert_int_equal(tg_numel(got), n);
+                    if (memcmp(tg_data(got), want, (size_t)n * sizeof *want) != 0) {
+                        print_error("op %d%s, kind %d, inner %lld: not the float results\n", op,
+                                    swap ? " swapped" : "", kind, (long long)C);
+                        fail();
+                    }
+                }
+            free(want);
+        }
+    tg_scope_end();
+    tg_set_num_threads(saved);
+}
+
 static void test_pow_special_cases(void **state)
 {
     (void)state;
@@ -1521,6 +1564,7 @@ int main(void)
         cmocka_unit_test(test_scalar_operand_values),
         cmocka_unit_test(test_binary_broadcast_values),
         cmocka_unit_test(test_narrow_broadcast_bits),
+        cmocka_unit_test(test_short_run_broadcast_bits),
         cmocka_unit_test(test_binary_on_transposed_operands),
         cmocka_unit_test(test_pow_special_cases),
         cmocka_unit_test(test_reduction_values),

@@ -42,6 +42,7 @@ typedef struct {
     float *base[MAX_OPS];
     int64_t inner[MAX_OPS];
     tg_run_fn fn;
+    tg_rows_fn rows_fn; /* instead of fn: a block of runs per call (tg_iter_rows) */
     void *ctx;
 } walk;
 
@@ -74,6 +75,53 @@ static void walk_runs(void *arg, int64_t r0, int64_t r1)
     }
 }
 
+/* Runs [r0, r1) of the walk, in order, as blocks of consecutive runs along the dim just
+ * outside the run: one call per block instead of one per run. */
+static void walk_rows(void *arg, int64_t r0, int64_t r1)
+{
+    const walk *w = arg;
+    int64_t idx[TG_MAX_DIMS] = {0};
+    float *p[MAX_OPS];
+    int64_t rs[MAX_OPS];
+    int last = w->m - 2; /* the dim whose steps are the rows of a block; -1: a single run */
+    for (int k = 0; k < w->nops; k++) {
+        p[k] = w->base[k];
+        rs[k] = last >= 0 ? w->str[k][last] : 0;
+    }
+    int64_t r = r0;
+    for (int d = last; d >= 0; d--) {
+        idx[d] = r % w->shape[d];
+        r /= w->shape[d];
+        for (int k = 0; k < w->nops; k++)
+            p[k] += w->str[k][d] * idx[d];
+    }
+    for (int64_t run = r0; run < r1;) {
+        int64_t rows = last < 0 ? 1 : w->shape[last] - idx[last];
+        if (rows > r1 - run)
+            rows = r1 - run;
+        w->rows_fn(w->ctx, p, w->inner, w->n, rs, rows);
+        run += rows;
+        if (last < 0)
+            break;
+        for (int k = 0; k < w->nops; k++)
+            p[k] += rs[k] * rows;
+        if ((idx[last] += rows) < w->shape[last])
+            continue;
+        for (int k = 0; k < w->nops; k++)
+            p[k] -= rs[k] * w->shape[last];
+        idx[last] = 0;
+        for (int d = last - 1; d >= 0; d--) { /* odometer step over the dims outside */
+            for (int k = 0; k < w->nops; k++)
+                p[k] += w->str[k][d];
+            if (++idx[d] < w->shape[d])
+                break;
+            for (int k = 0; k < w->nops; k++)
+                p[k] -= w->str[k][d] * w->shape[d];
+            idx[d] = 0;
+        }
+    }
+}
+
 /* Elements [e0, e1) of a walk that is a single run. */
 static void one_run_part(void *arg, int64_t e0, int64_t e1)
 {
@@ -81,16 +129,20 @@ static void one_run_part(void *arg, int64_t e0, int64_t e1)
     float *p[MAX_OPS];
     for (int k = 0; k < w->nops; k++)
         p[k] = w->base[k] + e0 * w->inner[k];
-    w->fn(w->ctx, p, w->inner, e1 - e0);
+    if (w->rows_fn)
+        w->rows_fn(w->ctx, p, w->inner, e1 - e0, (const int64_t[MAX_OPS]){0}, 1);
+    else
+        w->fn(w->ctx, p, w->inner, e1 - e0);
 }
 
-void tg_iter(int nops, int ndim, const int64_t *shape, float *const *base,
-             const int64_t *const *strides, tg_run_fn fn, void *ctx)
+static void iter(int nops, int ndim, const int64_t *shape, float *const *base,
+                 const int64_t *const *strides, tg_run_fn fn, tg_rows_fn rows_fn, void *ctx)
 {
     for (int d = 0; d < ndim; d++)
         if (shape[d] == 0)
             return;
-    walk w = {.nops = nops, .fn = fn, .ctx = ctx};
+    walk w = {.nops = nops, .fn = fn, .rows_fn = rows_fn, .ctx = ctx};
+    tg_range_fn walk_fn = rows_fn ? walk_rows : walk_runs;
     w.m = collapse(nops, ndim, shape, strides, w.shape, w.str);
     for (int k = 0; k < nops; k++) {
         w.base[k] = base[k];
@@ -108,10 +160,22 @@ void tg_iter(int nops, int ndim, const int64_t *shape, float *const *base,
      * and the result does not depend on the thread count. */
     if (distinct && runs > 1 && runs * w.n >= tg_parallel_grain()) {
         int64_t grain = (tg_parallel_grain() + w.n - 1) / w.n;
-        tg_parallel_tasks(runs, grain, walk_runs, &w);
+        tg_parallel_tasks(runs, grain, walk_fn, &w);
     } else if (distinct && runs == 1 && w.n >= tg_parallel_grain()) {
         tg_parallel_for(w.n, tg_parallel_grain(), one_run_part, &w); /* one long run: in parts */
     } else {
-        walk_runs(&w, 0, runs);
+        walk_fn(&w, 0, runs);
     }
+}
+
+void tg_iter(int nops, int ndim, const int64_t *shape, float *const *base,
+             const int64_t *const *strides, tg_run_fn fn, void *ctx)
+{
+    iter(nops, ndim, shape, base, strides, fn, NULL, ctx);
+}
+
+void tg_iter_rows(int nops, int ndim, const int64_t *shape, float *const *base,
+                  const int64_t *const *strides, tg_rows_fn fn, void *ctx)
+{
+    iter(nops, ndim, shape, base, strides, NULL, fn, ctx);
 }

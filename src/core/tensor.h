@@ -98,5 +98,12 @@ tg_tensor *tg_api_leave(tg_tensor *t);
 typedef void (*tg_run_fn)(void *ctx, float *const *p, const int64_t *s, int64_t n);
 void tg_iter(int nops, int ndim, const int64_t *shape, float *const *base,
              const int64_t *const *strides, tg_run_fn fn, void *ctx);
+/* The same walk, the same runs in the same order, handed over as blocks of `rows` consecutive
+ * runs along the next dim out: run j of the block starts at p[k] + j * rs[k]. For ops whose
+ * runs are short, where a call per run costs more than the run itself. */
+typedef void (*tg_rows_fn)(void *ctx, float *const *p, const int64_t *s, int64_t n,
+                           const int64_t *rs, int64_t rows);
+void tg_iter_rows(int nops, int ndim, const int64_t *shape, float *const *base,
+                  const int64_t *const *strides, tg_rows_fn fn, void *ctx);
 
 #endif

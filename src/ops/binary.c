@@ -75,6 +75,49 @@ static void binary_run(void *ctx, float *const *p, const int64_t *s, int64_t n)
     }
 }
 
+/* A block of runs (tg_iter_rows). A broadcast whose last dim is short, [N, C, 4] * [1, C, 1] or
+ * [64, 1, 64] + [1, 64, 1], has one run per few elements, and the walk, binary_run and the
+ * tg_run_* wrappers cost more per run than the kernel (a [256, 256, 4] * [1, 256, 1] product
+ * took 4x PyTorch's time). Short runs of the three kernel patterns therefore call their kernel
+ * straight from here, chosen once per block: the very calls the wrappers make below the grain,
+ * so every element is the same float. Long runs, and the rare patterns, go through binary_run
+ * one by one as before. */
+static void binary_rows(void *ctx, float *const *p, const int64_t *s, int64_t n, const int64_t *rs,
+                        int64_t rows)
+{
+    binop op = *(const binop *)ctx;
+    const tg_kernels *k = tg_kern();
+    float *y = p[0], *a = p[1], *b = p[2];
+    if (n >= tg_parallel_grain() || s[0] != 1 || rows == 1) {
+        for (int64_t r = 0; r < rows; r++)
+            binary_run(ctx, (float *const[3]){y + r * rs[0], a + r * rs[1], b + r * rs[2]}, s, n);
+    } else if (s[1] == 1 && s[2] == 1) {
+        tg_binary_vv_fn f = vv_kernel(op);
+        for (int64_t r = 0; r < rows; r++)
+            f(a + r * rs[1], b + r * rs[2], y + r * rs[0], n);
+    } else if (s[1] == 1 && s[2] == 0) { /* as run_vs */
+        tg_binary_vs_fn f = op == OP_ADD || op == OP_SUB ? k->add_vs
+                            : op == OP_MUL               ? k->mul_vs
+                            : op == OP_DIV               ? k->div_vs
+                                                         : k->pow_vs;
+        for (int64_t r = 0; r < rows; r++) {
+            float v = b[r * rs[2]];
+            f(a + r * rs[1], op == OP_SUB ? -v : v, y + r * rs[0], n);
+        }
+    } else if (s[1] == 0 && s[2] == 1 && (op == OP_ADD || op == OP_MUL)) { /* as run_sv */
+        tg_binary_vs_fn f = op == OP_ADD ? k->add_vs : k->mul_vs;
+        for (int64_t r = 0; r < rows; r++)
+            f(b + r * rs[2], a[r * rs[1]], y + r * rs[0], n);
+    } else if (s[1] == 0 && s[2] == 1) {
+        tg_binary_sv_fn f = op == OP_SUB ? k->sub_sv : op == OP_DIV ? k->div_sv : k->pow_sv;
+        for (int64_t r = 0; r < rows; r++)
+            f(a[r * rs[1]], b + r * rs[2], y + r * rs[0], n);
+    } else {
+        for (int64_t r = 0; r < rows; r++)
+            binary_run(ctx, (float *const[3]){y + r * rs[0], a + r * rs[1], b + r * rs[2]}, s, n);
+    }
+}
+
 /* A full-size operand whose elements are not in order along the last dim (a transpose, a
  * permutation) would be read one element per cache line by the walk: 1M floats of a transposed
  * add took 6.7 ms. From the grain on it is first copied in order, by tiles (tg_copy_strided),
@@ -228,7 +271,7 @@ static tg_tensor *binary_forward(binop op, tg_tensor *a, tg_tensor *b)
         tg_broadcast_strides(b, ndim, shape, sb);
         float *base[3] = {tg_ptr(out), tg_ptr(a), tg_ptr(b)};
         const int64_t *strides[3] = {out->strides, sa, sb};
-        tg_iter(3, ndim, shape, base, strides, binary_run, &op);
+        tg_iter_rows(3, ndim, shape, base, strides, binary_rows, &op);
     }
     tg_release(ao), tg_release(bo);
     return out;
