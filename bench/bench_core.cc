@@ -298,6 +298,22 @@ static void BM_sum_transposed(benchmark::State &state)
 }
 BENCHMARK(BM_sum_transposed)->Arg(0)->Arg(1)->ArgName("dim0")->UseRealTime();
 
+// The sum along dim 0 of x.transpose(0, 1) for a contiguous [n, n, n] x: read in place as the
+// sum over x's middle dim.
+static void BM_sum_dim_permuted(benchmark::State &state)
+{
+    int64_t n = state.range(0), shape[3] = {n, n, n};
+    tg_tensor *x = tg_randn(3, shape, 20), *t = tg_transpose(x, 0, 1);
+    for (auto _ : state) {
+        tg_tensor *s = tg_sum_dim(t, 0, false);
+        benchmark::DoNotOptimize(tg_data(s));
+        tg_release(s);
+    }
+    tg_release(t), tg_release(x);
+    state.SetItemsProcessed(state.iterations() * n * n * n);
+}
+BENCHMARK(BM_sum_dim_permuted)->Arg(64)->Arg(128)->UseRealTime();
+
 // Forward and backward of sum(a + b), a [1024, 1024] and b a [1024] row broadcast over it: the
 // one-value gradient of the sum reaches a.grad as a fill and b.grad as a sum of a broadcast value.
 static void BM_add_row_fwd_bwd(benchmark::State &state)

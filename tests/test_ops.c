@@ -716,6 +716,63 @@ static void test_sum_dim_of_transpose(void **state)
     tg_set_num_threads(0);
 }
 
+/* A sum along a dim of a permuted view whose other dims keep their memory order is read in
+ * place: against a double-precision sum, and bit for bit the sum of the view's contiguous copy,
+ * on 1 and 3 threads (3-d and 4-d, the summed dim first, in the middle, outermost in memory). */
+static void test_sum_dim_of_permuted_view(void **state)
+{
+    (void)state;
+    typedef struct {
+        int ndim;
+        int64_t shape[4];
+        int perm[4];
+        int dim;
+    } pcase;
+    const pcase cases[] = {
+        {3, {6, 300, 40}, {1, 0, 2}, 0}, /* x.transpose(0, 1).sum(0) */
+        {3, {6, 300, 40}, {1, 0, 2}, 1},     {3, {300, 6, 3}, {1, 0, 2}, 0},
+        {4, {5, 7, 90, 4}, {0, 2, 1, 3}, 1}, {4, {5, 7, 90, 4}, {2, 0, 1, 3}, 0},
+        {4, {5, 7, 90, 4}, {2, 0, 1, 3}, 2},
+    };
+    for (int th = 1; th <= 3; th += 2) {
+        tg_set_num_threads(th);
+        for (size_t k = 0; k < sizeof cases / sizeof *cases; k++) {
+            const pcase *c = &cases[k];
+            tg_scope_begin();
+            tg_tensor *x = tg_randn(c->ndim, c->shape, 40 + k), *v = tg_permute(x, c->perm);
+            const int64_t *vs = tg_shape(v), *st = tg_strides(v);
+            int64_t n = tg_numel(v), on = n / vs[c->dim];
+            const float *xv = tg_data(x);
+            double *want = alloc_doubles(on);
+            for (int64_t o = 0; o < on; o++)
+                want[o] = 0;
+            for (int64_t i = 0; i < n; i++) { /* i walks the view in row-major order */
+                int64_t rem = i, off = 0, o = 0, scale = 1;
+                for (int d = c->ndim - 1; d >= 0; d--) {
+                    int64_t idx = rem % vs[d];
+                    rem /= vs[d];
+                    off += idx * st[d];
+                    if (d != c->dim)
+                        o += idx * scale, scale *= vs[d];
+                }
+                want[o] += xv[off];
+            }
+            int64_t os[4];
+            for (int d = 0, m = 0; d < c->ndim; d++)
+                if (d != c->dim)
+                    os[m++] = vs[d];
+            tg_tensor *got = tg_sum_dim(v, c->dim, false);
+            expect_values(got, c->ndim - 1, os, want, 1e-5, 1e-5, "permuted sum_dim");
+            float *g = tg_test_values(got);
+            float *cp = tg_test_values(tg_sum_dim(tg_contiguous(v), c->dim, false));
+            assert_memory_equal(g, cp, sizeof(float) * (size_t)on);
+            free(g), free(cp), free(want);
+            tg_scope_end();
+        }
+    }
+    tg_set_num_threads(0);
+}
+
 /* ---- matmul ---- */
 
 static void check_matmul(tg_tensor *a, tg_tensor *b)
@@ -1572,6 +1629,7 @@ int main(void)
         cmocka_unit_test(test_sum_of_exact_blocks),
         cmocka_unit_test(test_sum_of_permuted_views),
         cmocka_unit_test(test_sum_dim_of_transpose),
+        cmocka_unit_test(test_sum_dim_of_permuted_view),
         cmocka_unit_test(test_sum_dim_of_broadcast_value),
         cmocka_unit_test(test_matmul_values),
         cmocka_unit_test(test_shape_op_values),
