@@ -46,32 +46,44 @@ typedef struct {
     void *ctx;
 } walk;
 
-/* Runs [r0, r1) of the walk, in order; run r sits at the mixed-radix digits of r. */
-static void walk_runs(void *arg, int64_t r0, int64_t r1)
+/* Points p at run r of the walk, with idx its digits over the outer dims [0, top]: run r sits
+ * at the mixed-radix digits of r. */
+static void seek_run(const walk *w, int top, int64_t r, int64_t *idx, float **p)
 {
-    const walk *w = arg;
-    int64_t idx[TG_MAX_DIMS] = {0};
-    float *p[MAX_OPS];
     for (int k = 0; k < w->nops; k++)
         p[k] = w->base[k];
-    int64_t r = r0;
-    for (int d = w->m - 2; d >= 0; d--) {
+    for (int d = top; d >= 0; d--) {
         idx[d] = r % w->shape[d];
         r /= w->shape[d];
         for (int k = 0; k < w->nops; k++)
             p[k] += w->str[k][d] * idx[d];
     }
+}
+
+/* One odometer step over the outer dims [0, top]. */
+static void step_outer(const walk *w, int top, int64_t *idx, float **p)
+{
+    for (int d = top; d >= 0; d--) {
+        for (int k = 0; k < w->nops; k++)
+            p[k] += w->str[k][d];
+        if (++idx[d] < w->shape[d])
+            break;
+        for (int k = 0; k < w->nops; k++)
+            p[k] -= w->str[k][d] * w->shape[d];
+        idx[d] = 0;
+    }
+}
+
+/* Runs [r0, r1) of the walk, in order. */
+static void walk_runs(void *arg, int64_t r0, int64_t r1)
+{
+    const walk *w = arg;
+    int64_t idx[TG_MAX_DIMS] = {0};
+    float *p[MAX_OPS];
+    seek_run(w, w->m - 2, r0, idx, p);
     for (int64_t run = r0; run < r1; run++) {
         w->fn(w->ctx, p, w->inner, w->n);
-        for (int d = w->m - 2; d >= 0; d--) { /* odometer step over the outer dims */
-            for (int k = 0; k < w->nops; k++)
-                p[k] += w->str[k][d];
-            if (++idx[d] < w->shape[d])
-                break;
-            for (int k = 0; k < w->nops; k++)
-                p[k] -= w->str[k][d] * w->shape[d];
-            idx[d] = 0;
-        }
+        step_outer(w, w->m - 2, idx, p);
     }
 }
 
@@ -84,17 +96,9 @@ static void walk_rows(void *arg, int64_t r0, int64_t r1)
     float *p[MAX_OPS];
     int64_t rs[MAX_OPS];
     int last = w->m - 2; /* the dim whose steps are the rows of a block; -1: a single run */
-    for (int k = 0; k < w->nops; k++) {
-        p[k] = w->base[k];
+    for (int k = 0; k < w->nops; k++)
         rs[k] = last >= 0 ? w->str[k][last] : 0;
-    }
-    int64_t r = r0;
-    for (int d = last; d >= 0; d--) {
-        idx[d] = r % w->shape[d];
-        r /= w->shape[d];
-        for (int k = 0; k < w->nops; k++)
-            p[k] += w->str[k][d] * idx[d];
-    }
+    seek_run(w, last, r0, idx, p);
     for (int64_t run = r0; run < r1;) {
         int64_t rows = last < 0 ? 1 : w->shape[last] - idx[last];
         if (rows > r1 - run)
@@ -110,15 +114,7 @@ static void walk_rows(void *arg, int64_t r0, int64_t r1)
         for (int k = 0; k < w->nops; k++)
             p[k] -= rs[k] * w->shape[last];
         idx[last] = 0;
-        for (int d = last - 1; d >= 0; d--) { /* odometer step over the dims outside */
-            for (int k = 0; k < w->nops; k++)
-                p[k] += w->str[k][d];
-            if (++idx[d] < w->shape[d])
-                break;
-            for (int k = 0; k < w->nops; k++)
-                p[k] -= w->str[k][d] * w->shape[d];
-            idx[d] = 0;
-        }
+        step_outer(w, last - 1, idx, p);
     }
 }
 
