@@ -108,6 +108,15 @@ typedef struct tg_kernels {
      * Meant for M, N, K <= 64, where a BLAS call costs more than the arithmetic. */
     void (*gemm_small)(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, int ta,
                        const float *B, int64_t ldb, int tb, float *C, int64_t ldc);
+
+    /* y[c * ldy + r] = x[r * ldx + c] for r < rows, c < cols: the transpose of the row-major
+     * rows x cols block x (row stride ldx) into y (row stride ldy), any rows, cols >= 0. The
+     * floats are moved, not computed, so every family writes the same bits. x and y must not
+     * overlap (the exception to the aliasing rule above). The caller picks blocks small enough
+     * for both sides to stay in L1 (copy.c's tiles); the SIMD families transpose squares of
+     * their vector width in registers, the scalar one goes through a small buffer. */
+    void (*transpose)(const float *x, int64_t ldx, float *y, int64_t ldy, int64_t rows,
+                      int64_t cols);
 } tg_kernels;
 
 #define TG_ROW_SUMS_MAX 64

@@ -1752,6 +1752,75 @@ static void test_gemm_small(void **state)
     free(A0), free(B0), free(C), free(Cs);
 }
 
+/* ---- transpose ------------------------------------------------------------------------- */
+
+/* Every block from 1 x 1 to 17 x 17 (the partial squares of each family and one past its
+ * square), whole squares and several of them with partial ones after, each with row strides
+ * past the minimum and pointers off the vector grid. x sits at the end of an exact-size buffer,
+ * so a read past its last element is out of bounds under a sanitizer; y is checked against a
+ * plain loop bit for bit (NaN payloads and -0 included), and everything around the block in y
+ * must be left as it was. */
+static void check_transpose(const tg_kernels *k, int64_t rows, int64_t cols, int64_t ldx,
+                            int64_t ldy, int64_t xoff, int64_t yoff)
+{
+    int64_t nx = rows ? (rows - 1) * ldx + cols : 0, ny = cols * ldy + 1;
+    float *x0 = malloc(sizeof(float) * (size_t)(nx + xoff + 1)), *y0 = alloc_f(ny + yoff + 1);
+    assert_non_null(x0);
+    float *x = x0 + xoff, *y = y0 + yoff + 1;
+    for (int64_t i = 0; i < nx; i++) {
+        float v = (float)uniform(-4, 4);
+        x[i] = i % 7 == 3 ? -0.0f : i % 11 == 5 ? NAN : v;
+    }
+    if (nx > 2) { /* a NaN with a payload must travel as it is */
+        uint32_t u = 0x7fc01234u;
+        memcpy(&x[nx - 2], &u, sizeof u);
+    }
+    for (int64_t i = -1; i < ny; i++)
+        y[i] = GUARD;
+    k->transpose(x, ldx, y, ldy, rows, cols);
+    assert_true(y[-1] == GUARD && y[ny - 1] == GUARD);
+    for (int64_t c = 0; c < cols; c++)
+        for (int64_t r = 0; r < ldy; r++) {
+            float got = y[c * ldy + r], want = r < rows ? x[r * ldx + c] : GUARD;
+            if (bits(got) != bits(want))
+                fail_msg(
+                    "%s transpose %lldx%lld ldx %lld ldy %lld offsets %lld %lld: y[%lld][%lld] "
+                    "is %a, want %a",
+                    cur->name, (long long)rows, (long long)cols, (long long)ldx, (long long)ldy,
+                    (long long)xoff, (long long)yoff, (long long)c, (long long)r, got, want);
+        }
+    free(x0), free(y0);
+}
+
+static void test_transpose(void **state)
+{
+    (void)state;
+    const tg_kernels *k = &cur->k;
+    for (int64_t rows = 1; rows <= 17; rows++)
+        for (int64_t cols = 1; cols <= 17; cols++) {
+            int64_t e = (rows + cols) % 4; /* strides past the minimum by 0 to 3 */
+            check_transpose(k, rows, cols, cols + e, rows + (4 - e) % 4, e, 3 - e);
+        }
+    const int64_t sizes[] = {4, 8, 16, 31, 32, 33, 48, 64, 65};
+    const size_t ns = sizeof sizes / sizeof sizes[0];
+    for (size_t a = 0; a < ns; a++)
+        for (size_t b = 0; b < ns; b++)
+            for (int64_t off = 0; off < 2; off++) {
+                int64_t rows = sizes[a], cols = sizes[b];
+                /* exact strides on the grid, then odd ones off it; 1024 sends every row of a
+                 * square to one L1 set */
+                int64_t ldx = off ? cols + 2 * (int64_t)b + 1 : cols;
+                int64_t ldy = off ? rows + 5 : a == b ? 1024 : rows;
+                check_transpose(k, rows, cols, ldx, ldy, off, 2 * off);
+            }
+    /* an empty block writes nothing */
+    float x[4] = {1, 2, 3, 4}, y[4] = {GUARD, GUARD, GUARD, GUARD};
+    k->transpose(x, 2, y, 2, 0, 2);
+    k->transpose(x, 2, y, 2, 2, 0);
+    for (int i = 0; i < 4; i++)
+        assert_true(y[i] == GUARD);
+}
+
 /* ---- thread pool ---------------------------------------------------------------------------- */
 
 typedef struct visit_ctx {
@@ -1977,6 +2046,7 @@ static const struct CMUnitTest kernel_tests[] = {
     cmocka_unit_test(test_blas1),
     cmocka_unit_test(test_bce_logits),
     cmocka_unit_test(test_gemm_small),
+    cmocka_unit_test(test_transpose),
     cmocka_unit_test(test_trig_lanes),
     cmocka_unit_test(test_lr_block),
     cmocka_unit_test(test_exp_exhaustive),

@@ -401,6 +401,73 @@ static void test_transposed_copies(void **state)
     tg_set_num_threads(0);
 }
 
+/* Checks tg_contiguous(v) against v's own strides, element by element; v's storage holds its
+ * own indices, so a value names the element it came from. */
+static void check_copy_of_view(tg_tensor *v, const char *what)
+{
+    tg_tensor *c = tg_contiguous(v);
+    assert_true(tg_is_contiguous(c));
+    const float *got = tg_data(c);
+    int nd = tg_ndim(v);
+    const int64_t *vs = tg_shape(v), *st = tg_strides(v);
+    int64_t n = tg_numel(v), idx[3] = {0, 0, 0};
+    for (int64_t i = 0; i < n; i++) {
+        int64_t off = v->offset;
+        for (int d = 0; d < nd; d++)
+            off += idx[d] * st[d];
+        if (got[i] != (float)off)
+            fail_msg("%s (threads %d, %s): element %lld is %g, want %g", what, tg_get_num_threads(),
+                     tg_isa(), (long long)i, got[i], (double)off);
+        for (int d = nd - 1; d >= 0 && ++idx[d] == vs[d]; d--)
+            idx[d] = 0;
+    }
+    tg_release(c);
+}
+
+/* Transposed copies of odd shapes through each family's transpose kernel (ctest runs this
+ * once per family): blocks thinner than a vector, rows and columns off every square and tile,
+ * [1, n] and [n, 1] views, and 3-D permutations whose planes take the tile path, on 1 and 3
+ * threads (3 splits a tile grid unevenly). */
+static void test_transposed_copies_odd_shapes(void **state)
+{
+    (void)state;
+    const int64_t mats[][2] = {{1000, 3}, {3, 1000}, {17, 33}, {33, 17}, {2, 2},
+                               {5, 37},   {37, 5},   {1, 9},   {9, 1},   {1000, 300}};
+    const struct {
+        int64_t shape[3];
+        int perm[3];
+    } perms[] = {
+        {{4, 17, 33}, {0, 2, 1}},  {{17, 5, 33}, {2, 1, 0}}, {{3, 1000, 3}, {0, 2, 1}},
+        {{3, 5, 1000}, {2, 0, 1}}, {{7, 9, 11}, {1, 2, 0}},  {{16, 2, 48}, {2, 1, 0}},
+    };
+    for (int t = 1; t <= 3; t += 2) {
+        tg_set_num_threads(t);
+        for (size_t k = 0; k < sizeof mats / sizeof mats[0]; k++) {
+            tg_scope_begin();
+            const int64_t *sh = mats[k];
+            tg_tensor *x = tg_reshape(tg_arange(0, (float)(sh[0] * sh[1]), 1), 2, sh);
+            check_copy_of_view(tg_transpose(x, 0, 1), "transpose");
+            /* one row, and one column, of the transpose: [1, rows] and [cols, 1] views */
+            tg_tensor *xt = tg_transpose(x, 0, 1);
+            check_copy_of_view(tg_narrow(xt, 0, sh[1] - 1, 1), "row of a transpose");
+            check_copy_of_view(tg_narrow(xt, 1, sh[0] / 2, 1), "column of a transpose");
+            /* the transpose of a narrowed matrix: a leading dim past the rows */
+            if (sh[1] > 2)
+                check_copy_of_view(tg_transpose(tg_narrow(x, 1, 1, sh[1] - 2), 0, 1),
+                                   "transpose of a narrowed matrix");
+            tg_scope_end();
+        }
+        for (size_t k = 0; k < sizeof perms / sizeof perms[0]; k++) {
+            tg_scope_begin();
+            const int64_t *sh = perms[k].shape;
+            tg_tensor *x = tg_reshape(tg_arange(0, (float)(sh[0] * sh[1] * sh[2]), 1), 3, sh);
+            check_copy_of_view(tg_permute(x, perms[k].perm), "permute");
+            tg_scope_end();
+        }
+    }
+    tg_set_num_threads(0);
+}
+
 /* The large-buffer cache keeps serving a loop after it has been filled with sizes the loop does
  * not use: the oldest cached buffers make room, so the loop allocates fresh memory once. */
 static void test_buffer_cache_serves_new_sizes(void **state)
@@ -662,6 +729,7 @@ int main(void)
         cmocka_unit_test(test_reshape_random_layouts),
         cmocka_unit_test(test_contiguous),
         cmocka_unit_test(test_transposed_copies),
+        cmocka_unit_test(test_transposed_copies_odd_shapes),
         cmocka_unit_test(test_copy_to_any_strides),
         cmocka_unit_test(test_buffer_cache_serves_new_sizes),
         cmocka_unit_test(test_item_and_data_errors),

@@ -1287,6 +1287,28 @@ static void v_gemm_small(int64_t M, int64_t N, int64_t K, const float *A, int64_
     }
 }
 
+/* ---- transpose ----
+ * 8 x 8 squares through transpose8: 8 row loads, 24 shuffles and 8 row stores, where a scalar
+ * loop moves one float per load and per store. A square at the edge loads its rows with the
+ * lanes past cols masked off (they read as 0 and touch no memory) and rows past rows as zeros,
+ * and stores the first rows lanes of its first cols rows: the same shuffles for every square. */
+static void v_transpose(const float *x, int64_t ldx, float *y, int64_t ldy, int64_t rows,
+                        int64_t cols)
+{
+    for (int64_t c0 = 0; c0 < cols; c0 += W)
+        for (int64_t r0 = 0; r0 < rows; r0 += W) {
+            int64_t nr = rows - r0 < W ? rows - r0 : W, nc = cols - c0 < W ? cols - c0 : W;
+            vf v[8];
+#pragma GCC unroll 8
+            for (int64_t i = 0; i < W; i++)
+                v[i] = i < nr ? ld(x + (r0 + i) * ldx + c0, nc) : zero();
+            transpose8(v);
+#pragma GCC unroll 8
+            for (int64_t i = 0; i < nc; i++)
+                st(y + (c0 + i) * ldy + r0, v[i], nr);
+        }
+}
+
 int tg_kernels_init_avx2(tg_kernels *k)
 {
     tg_kernels_init_scalar(k);
@@ -1338,5 +1360,6 @@ int tg_kernels_init_avx2(tg_kernels *k)
     k->bce_logits = v_bce_logits;
     k->lr_block = v_lr_block;
     k->gemm_small = v_gemm_small;
+    k->transpose = v_transpose;
     return 1;
 }

@@ -864,6 +864,25 @@ static void v_gemm_small(int64_t M, int64_t N, int64_t K, const float *A, int64_
     }
 }
 
+/* ---- transpose ----
+ * 4 x 4 squares through transpose4: 4 row loads, 8 shuffles and 4 row stores, where a scalar
+ * loop moves one float per load and per store. A square at the edge goes through ld and st's
+ * zero-padded buffers and the same shuffles. */
+static void v_transpose(const float *x, int64_t ldx, float *y, int64_t ldy, int64_t rows,
+                        int64_t cols)
+{
+    for (int64_t c0 = 0; c0 < cols; c0 += W)
+        for (int64_t r0 = 0; r0 < rows; r0 += W) {
+            int64_t nr = rows - r0 < W ? rows - r0 : W, nc = cols - c0 < W ? cols - c0 : W;
+            vf v[4];
+            for (int64_t i = 0; i < W; i++)
+                v[i] = i < nr ? ld(x + (r0 + i) * ldx + c0, nc) : zero();
+            transpose4(v);
+            for (int64_t i = 0; i < nc; i++)
+                st(y + (c0 + i) * ldy + r0, v[i], nr);
+        }
+}
+
 int tg_kernels_init_neon(tg_kernels *k)
 {
     tg_kernels_init_scalar(k);
@@ -913,5 +932,6 @@ int tg_kernels_init_neon(tg_kernels *k)
     k->bce_logits = v_bce_logits;
     k->lr_block = v_lr_block;
     k->gemm_small = v_gemm_small;
+    k->transpose = v_transpose;
     return 1;
 }
