@@ -112,9 +112,9 @@ typedef struct tg_kernels {
     /* y[c * ldy + r] = x[r * ldx + c] for r < rows, c < cols: the transpose of the row-major
      * rows x cols block x (row stride ldx) into y (row stride ldy), any rows, cols >= 0. The
      * floats are moved, not computed, so every family writes the same bits. x and y must not
-     * overlap (the exception to the aliasing rule above). The caller picks blocks small enough
-     * for both sides to stay in L1 (copy.c's tiles); the SIMD families transpose squares of
-     * their vector width in registers, the scalar one goes through a small buffer. */
+     * overlap (the exception to the aliasing rule above). The SIMD families transpose squares of
+     * their vector width in registers, reading and writing whole vectors; the scalar one goes
+     * through a small buffer by 32 x 32 blocks. */
     void (*transpose)(const float *x, int64_t ldx, float *y, int64_t ldy, int64_t rows,
                       int64_t cols);
 } tg_kernels;

@@ -368,7 +368,7 @@ static void test_transposed_copies(void **state)
         {{3, 70, 37}, {0, 2, 1}, 0},    /* [3, 37, 70], ld 37 */
         {{3, 70, 40}, {0, 2, 1}, 37},   /* ld 40 over 37 rows */
         {{70, 3, 37}, {1, 2, 0}, 0},    /* batch dim strided: [3, 37, 70], ld 111 */
-        {{1, 1000, 300}, {0, 2, 1}, 0}, /* 320 tiles: split across threads */
+        {{1, 1000, 300}, {0, 2, 1}, 0}, /* 24 tiles: split across threads */
         {{2, 33, 2}, {0, 2, 1}, 0},     /* narrower than a tile */
         {{5, 40, 70}, {2, 0, 1}, 0},    /* src dense along the first dim: planes [70, 40] */
         {{33, 3, 45}, {2, 1, 0}, 40},   /* the same, reversed, off a narrowed layout */
