@@ -658,6 +658,87 @@ static void test_binary_on_transposed_operands(void **state)
             }
 }
 
+static tg_tensor *clamp_both(tg_tensor *x)
+{
+    return tg_clamp(x, -0.5f, 0.5f);
+}
+static tg_tensor *clamp_hi(tg_tensor *x)
+{
+    return tg_clamp(x, NAN, 0.25f);
+}
+static tg_tensor *pow_3(tg_tensor *x)
+{
+    return tg_pow_scalar(x, 3.0f);
+}
+static tg_tensor *pow_half(tg_tensor *x)
+{
+    return tg_pow_scalar(x, 0.5f);
+}
+
+/* The strided views test_unary_on_strided_inputs applies ops to, of a [5 or 17, 300, 170] x. */
+static tg_tensor *strided_view(tg_tensor *x, int v)
+{
+    switch (v) {
+    case 0:
+    case 1:
+        return tg_transpose(x, 1, 2);
+    case 2:
+        return tg_permute(x, (int[]){2, 0, 1}); /* the dense dim first */
+    case 3:
+        return tg_transpose(tg_narrow(x, 2, 3, 150), 0, 2);
+    case 4:
+        return tg_narrow(x, 1, 1, 250); /* rows with gaps */
+    default:
+        return tg_expand(tg_narrow(x, 1, 0, 1), 3, tg_shape(x));
+    }
+}
+
+/* One-input ops on strided inputs (transposes, a 3-D permutation, a narrowed view, an
+ * expanded one) copy the input into the result and run in place there; every op must give the
+ * bits it gives on a contiguous copy, small and large (split across 3 threads), with NaN,
+ * infinities, -0 and negatives in the input; and the gradient, which reads the saved input, not
+ * the result written over the copy, must be the contiguous copy's too. */
+static void test_unary_on_strided_inputs(void **state)
+{
+    (void)state;
+    tg_tensor *(*const ops[])(tg_tensor *) = {tg_neg,     tg_abs,   tg_relu, tg_exp,  tg_log,
+                                              tg_sin,     tg_cos,   tg_tanh, tg_sqrt, tg_sigmoid,
+                                              clamp_both, clamp_hi, pow_3,   pow_half};
+    const size_t nops = sizeof ops / sizeof ops[0];
+    for (int th = 1; th <= 3; th += 2) {
+        tg_set_num_threads(th);
+        for (int v = 0; v < 6; v++)
+            for (size_t o = 0; o < nops; o++) {
+                tg_scope_begin();
+                int64_t sh[3] = {v == 0 ? 17 : 5, v == 0 ? 33 : 300, 170};
+                tg_tensor *x = tg_mul_scalar(tg_randn(3, sh, 40 + v), 3.0f);
+                float *xs = tg_data(x);
+                xs[7] = NAN, xs[8] = INFINITY, xs[9] = -INFINITY, xs[10] = -0.0f, xs[11] = 0.0f;
+                tg_tensor *l1 = tg_requires_grad_(tg_clone(x), true);
+                tg_tensor *l2 = tg_requires_grad_(tg_clone(x), true);
+                tg_tensor *a = strided_view(l1, v);
+                assert_false(tg_is_contiguous(a));
+                tg_tensor *got = ops[o](a), *want = ops[o](tg_contiguous(strided_view(l2, v)));
+                assert_non_null(got);
+                assert_non_null(want);
+                assert_true(tg_is_contiguous(got));
+                assert_int_equal(tg_backward(tg_sum(got), NULL, false), TG_OK);
+                assert_int_equal(tg_backward(tg_sum(want), NULL, false), TG_OK);
+                const tg_tensor *pairs[2][2] = {{got, want}, {tg_grad(l1), tg_grad(l2)}};
+                for (int p = 0; p < 2; p++) {
+                    float *g = tg_test_values(pairs[p][0]), *w = tg_test_values(pairs[p][1]);
+                    for (int64_t i = 0; i < tg_numel(pairs[p][0]); i++)
+                        if (memcmp(&g[i], &w[i], sizeof(float)) != 0)
+                            fail_msg("op %zu view %d threads %d %s at %lld: %a vs %a", o, v, th,
+                                     p ? "grad" : "value", (long long)i, g[i], w[i]);
+                    free(g), free(w);
+                }
+                tg_scope_end();
+            }
+    }
+    tg_set_num_threads(0);
+}
+
 /* tg_sum and tg_mean of a transpose or permutation read the memory in order, so they give the
  * bits of the sum of the tensor under the view; a view with gaps (narrowed) or repeats
  * (expanded) is summed as its contiguous copy. */
@@ -1623,6 +1704,7 @@ int main(void)
         cmocka_unit_test(test_narrow_broadcast_bits),
         cmocka_unit_test(test_short_run_broadcast_bits),
         cmocka_unit_test(test_binary_on_transposed_operands),
+        cmocka_unit_test(test_unary_on_strided_inputs),
         cmocka_unit_test(test_pow_special_cases),
         cmocka_unit_test(test_reduction_values),
         cmocka_unit_test(test_sum_accuracy_one_million),

@@ -49,18 +49,28 @@ static const unary_def SQRT = {
 static const unary_def ABS = {
     {"AbsBackward0", unary_backward, true}, "tg_abs", K(abs), K(abs_bwd), SAVE_INPUT};
 
+/* The row-major floats a forward kernel reads for a: a's own when it is contiguous; else a is
+ * copied into out, the result tensor, and the kernel runs on out in place (kernels allow
+ * y == x). A kernel's result for an element depends on that element alone, so the floats are
+ * those of a kernel run on a separate copy; but no second buffer is written and read back, and
+ * no read-for-ownership of the output follows the copy: on a 1000^2 transpose, one thread, clamp
+ * went from 396 to 296 us and exp from 717 to 512 (medians of 3 alternating runs). */
+static const float *forward_input(tg_tensor *a, tg_tensor *out)
+{
+    if (a->contiguous)
+        return tg_ptr(a);
+    tg_copy_strided(out, a);
+    return tg_ptr(out);
+}
+
 /* Output tensor of a's shape with the kernel applied; the node is recorded by the caller. */
 static tg_tensor *map_unary(tg_tensor *a, const unary_def *d)
 {
-    tg_tensor *x = tg_as_contiguous(a);
-    if (!x)
-        return NULL;
-    tg_tensor *out = tg_new(x->ndim, x->shape, d->fn);
+    tg_tensor *out = tg_new(a->ndim, a->shape, d->fn);
     if (out)
         tg_run_unary(KERN(d->fwd, tg_unary_fn),
-                     d->fwd_shared ? KERN(d->fwd_shared, tg_unary_fn) : NULL, tg_ptr(x),
-                     tg_ptr(out), x->numel);
-    tg_release(x);
+                     d->fwd_shared ? KERN(d->fwd_shared, tg_unary_fn) : NULL, forward_input(a, out),
+                     tg_ptr(out), out->numel);
     return out;
 }
 
@@ -182,11 +192,9 @@ tg_tensor *tg_clamp(tg_tensor *a, float lo, float hi)
         tg_set_error(TG_EINVAL, "tg_clamp: at least one of lo and hi must be given (not NaN)");
         TG_API_RETURN(NULL);
     }
-    tg_tensor *x = tg_as_contiguous(a);
-    tg_tensor *out = x ? tg_new(x->ndim, x->shape, "tg_clamp") : NULL;
+    tg_tensor *out = tg_new(a->ndim, a->shape, "tg_clamp");
     if (out)
-        tg_run_clamp(tg_ptr(x), tg_ptr(out), x->numel, lo, hi);
-    tg_release(x);
+        tg_run_clamp(forward_input(a, out), tg_ptr(out), out->numel, lo, hi);
     if (!out)
         TG_API_RETURN(NULL);
     tg_node *node = tg_record(&CLAMP, out, 1, &a);
@@ -218,11 +226,9 @@ tg_tensor *tg_pow_scalar(tg_tensor *a, float e)
     TG_API_BEGIN;
     if (!a)
         TG_API_RETURN(tg_null_arg("tg_pow_scalar"));
-    tg_tensor *x = tg_as_contiguous(a);
-    tg_tensor *out = x ? tg_new(x->ndim, x->shape, "tg_pow_scalar") : NULL;
+    tg_tensor *out = tg_new(a->ndim, a->shape, "tg_pow_scalar");
     if (out)
-        tg_run_pow_scalar(tg_ptr(x), tg_ptr(out), x->numel, e);
-    tg_release(x);
+        tg_run_pow_scalar(forward_input(a, out), tg_ptr(out), out->numel, e);
     if (!out)
         TG_API_RETURN(NULL);
     tg_node *node = tg_record(&POW_SCALAR, out, 1, &a);
