@@ -22,7 +22,9 @@ static void v_row_sums(const float *x, int64_t rows, int64_t len, float *out)
                 a = add(a, ld(q + c, len - c));
             acc[r] = a;
         }
-        st(out + i, FAMILY_SUM_TREE(acc), live);
+        /* + 0: a row of -0s sums to +0, as a sum that starts from 0 gives (the tree alone keeps
+         * -0 when the row fills whole vectors) */
+        st(out + i, add(FAMILY_SUM_TREE(acc), zero()), live);
     }
 }
 

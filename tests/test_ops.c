@@ -1268,10 +1268,19 @@ static void test_sum_dim_of_negative_zeros(void **state)
         int dim;
         bool transpose, expand;
     } cases[] = {
-        {2, {3, 4}, 0, false, false},     {2, {3, 100}, 0, false, false},
-        {2, {1000, 3}, 0, false, false},  {3, {2, 3, 17}, 1, false, false},
-        {3, {2, 3, 17}, 0, false, false}, {2, {17, 17}, 1, true, false},
-        {2, {3, 4}, 1, false, false},     {2, {5, 70}, 0, false, true},
+        {2, {3, 4}, 0, false, false},
+        {2, {3, 100}, 0, false, false},
+        {2, {1000, 3}, 0, false, false},
+        {3, {2, 3, 17}, 1, false, false},
+        {3, {2, 3, 17}, 0, false, false},
+        {2, {17, 17}, 1, true, false},
+        {2, {3, 4}, 1, false, false},
+        {2, {5, 70}, 0, false, true},
+        /* rows that fill whole vectors of every family (4, 8, 16 lanes) */
+        {2, {3, 8}, 1, false, false},
+        {2, {5, 16}, 1, false, false},
+        {2, {3, 64}, 1, false, false},
+        {2, {2, 48}, 1, false, false},
     };
     for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
         tg_scope_begin();
