@@ -11,7 +11,7 @@
 //   bench_kernels --benchmark_filter='avx512/gemm_small' --benchmark_repetitions=5
 //   bench_kernels --benchmark_filter='/16M' --benchmark_min_time=0.05    # every kernel, quickly
 //
-// A full run at default settings takes about 7 minutes on an AVX-512 machine (327 benchmarks,
+// A full run at default settings takes about 7 minutes on an AVX-512 machine (333 benchmarks,
 // mostly the 16M cases and their buffer fills); CI runs only the names bench/compare/run.py asks
 // for.
 //
@@ -276,6 +276,10 @@ std::vector<Case> kernel_cases(const tg_kernels *k)
 
     cs.push_back({"sum", {unit}, 1, [f = k->sum](float *const *a, int64_t n) {
                       benchmark::DoNotOptimize(f(a[0], n));
+                  }});
+    // Reads two arrays, writes nothing.
+    cs.push_back({"dot", {unit, unit}, 2, [f = k->dot](float *const *a, int64_t n) {
+                      benchmark::DoNotOptimize(f(a[0], a[1], n));
                   }});
     // y grows by at most 0.5 per call: no overflow or subnormals in any run's length.
     cs.push_back({"axpy", {unit, unit}, 3, [f = k->axpy](float *const *a, int64_t n) {

@@ -84,6 +84,11 @@ typedef struct tg_kernels {
      * the two halves' sums added. Registers replace the per-row calls and the scratch rows. */
     void (*col_sums)(const float *x, int64_t len, int64_t width, int64_t ld, float *y);
     void (*axpy)(float alpha, const float *x, float *y, int64_t n); /* y += alpha * x */
+    /* The sum of x[i] * y[i]: products added in leaves of a few accumulators, leaves added
+     * pairwise (error O(log n) ulps of the sum of |x[i] y[i]|, as sum). The order depends on n
+     * alone, not on alignment, so a dot gives the same float wherever and on whichever thread
+     * it runs. NaN and inf propagate as in a plain loop. */
+    float (*dot)(const float *x, const float *y, int64_t n);
     void (*fill)(float *y, float v, int64_t n);
     void (*copy)(const float *x, float *y, int64_t n);
 

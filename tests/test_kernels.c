@@ -1412,6 +1412,97 @@ static void test_col_sums(void **state)
     free(x), free(y), free(ys);
 }
 
+/* ---- dot ------------------------------------------------------------------------------------ */
+
+static double dot_double(const float *x, const float *y, int64_t n, double *mag)
+{
+    double s = 0, c = 0; /* products exact in double, summed with Kahan */
+    *mag = 0;
+    for (int64_t i = 0; i < n; i++) {
+        double p = (double)x[i] * y[i], v = p - c, t = s + v;
+        c = (t - s) - v;
+        s = t;
+        *mag += fabs(p);
+    }
+    return s;
+}
+
+/* One length: within the pairwise bound of a double dot, and the same float at every
+ * misalignment of either input (the order depends on n alone). The second factor is near 1,
+ * so on the tiny set the products are subnormal, which a family that flushed them would lose. */
+static void check_dot(const tg_kernels *k, const float *x, const float *y, float *x1, float *y1,
+                      int64_t n, int set)
+{
+    float d = k->dot(x, y, n);
+    double mag, ref = dot_double(x, y, n, &mag);
+    /* leaf adds and trees plus two carries per level of log2 n, each at most eps/2 of the sum
+     * of |x y|, and an absolute eps/2 of the smallest subnormal per add where products are tiny */
+    double tol = (24 + 2 * log2((double)n + 1)) * 0x1p-24 * mag + (double)n * 0x1p-150;
+    if (!(fabs(d - ref) <= tol))
+        fail_msg("%s dot set %d n=%lld: %.9g vs %.9g (tol %.3g)", cur->name, set, (long long)n, d,
+                 ref, tol);
+    if (set == SUM_UNIFORM && n >= 1000) {
+        /* the running sum grows: no worse than a plain float loop, with two float steps of the
+         * result for slack (short ones may land closer by luck) */
+        float seq = 0.0f;
+        for (int64_t i = 0; i < n; i++)
+            seq += x[i] * y[i];
+        if (!(fabs(d - ref) <= fabs(seq - ref) + 2 * ldexp(1.0, ilogb(ref) - 23)))
+            fail_msg("%s dot n=%lld: error %.3g, a plain loop's %.3g", cur->name, (long long)n,
+                     fabs(d - ref), fabs(seq - ref));
+    }
+    static const int offsets[][2] = {{1, 0}, {0, 3}, {2, 5}, {5, 8}, {8, 1}, {15, 15}};
+    for (size_t o = 0; o < sizeof offsets / sizeof offsets[0]; o++) {
+        memcpy(x1 + offsets[o][0], x, sizeof(float) * (size_t)n);
+        memcpy(y1 + offsets[o][1], y, sizeof(float) * (size_t)n);
+        if (bits(k->dot(x1 + offsets[o][0], y1 + offsets[o][1], n)) != bits(d))
+            fail_msg("%s dot set %d n=%lld: offsets %d, %d change the result", cur->name, set,
+                     (long long)n, offsets[o][0], offsets[o][1]);
+    }
+}
+
+/* Every length through the vector tails (0..MAXLEN), then lengths around the leaf and block
+ * edges up to 1M + 17, on the sum's three input sets against a second factor in [0.5, 2). */
+static void test_dot(void **state)
+{
+    (void)state;
+    const tg_kernels *k = &cur->k;
+    const int64_t big = ((int64_t)1 << 20) + 17;
+    float *x = alloc_f(big + 16), *y = alloc_f(big + 16);
+    float *x1 = alloc_f(big + 16), *y1 = alloc_f(big + 16);
+    const int64_t lens[] = {127,  128,  129,  255,  256,  257, 511,     512, 513,
+                            1000, 1024, 4095, 4096, 4097, BIG, 1 << 20, big};
+    for (int64_t i = 0; i < big; i++)
+        y[i] = (float)uniform(0.5, 2);
+    for (int set = 0; set < SUM_SETS; set++) {
+        fill_sum_set(x, big, set);
+        for (int64_t n = 0; n <= MAXLEN; n++)
+            check_dot(k, x, y, x1, y1, n, set);
+        for (size_t t = 0; t < sizeof lens / sizeof lens[0]; t++)
+            check_dot(k, x, y, x1, y1, lens[t], set);
+    }
+    assert_true(k->dot(x, y, 0) == 0.0f);
+    /* NaN and infinities propagate from every position of every short length, from either
+     * side: inf * 0 is NaN, inf - inf is NaN. */
+    for (int64_t n = 1; n <= MAXLEN; n++)
+        for (int64_t p = 0; p < n; p++) {
+            fill_sum_set(x, n, SUM_UNIFORM);
+            x[p] = NAN;
+            assert_true(isnan(k->dot(x, y, n)) && isnan(k->dot(y, x, n)));
+            x[p] = -INFINITY; /* y > 0 */
+            assert_true(k->dot(x, y, n) == -INFINITY && k->dot(y, x, n) == -INFINITY);
+            x[(p + 1) % n] = INFINITY;
+            assert_true(n == 1 ? k->dot(x, y, n) == INFINITY : isnan(k->dot(x, y, n)));
+            fill_sum_set(x, n, SUM_UNIFORM);
+            x[p] = INFINITY;
+            float keep = y[p];
+            y[p] = 0.0f; /* inf * 0 */
+            assert_true(isnan(k->dot(x, y, n)) && isnan(k->dot(y, x, n)));
+            y[p] = keep;
+        }
+    free(x), free(y), free(x1), free(y1);
+}
+
 /* ---- axpy, fill, copy ---------------------------------------------------------------------- */
 
 static void test_blas1(void **state)
@@ -2043,6 +2134,7 @@ static const struct CMUnitTest kernel_tests[] = {
     cmocka_unit_test(test_sum),
     cmocka_unit_test(test_row_sums),
     cmocka_unit_test(test_col_sums),
+    cmocka_unit_test(test_dot),
     cmocka_unit_test(test_blas1),
     cmocka_unit_test(test_bce_logits),
     cmocka_unit_test(test_gemm_small),

@@ -587,6 +587,51 @@ ALWAYS_INLINE vf sum_rows4(const vf *a)
 #define FAMILY_SUM_TREE(acc) sum_rows4(acc)
 #include "../family_sums.h"
 
+/* dot: the sum's leaves and pairwise carry, with fused multiply-adds in the leaves (4
+ * accumulators, each adding at most 8 products, then a fixed tree). One rounding per product and
+ * add instead of two, and the shape depends on n alone (kernels.h). */
+static vf dot_leaf(const float *x, const float *y, int64_t n)
+{
+    vf a0 = zero(), a1 = zero(), a2 = zero(), a3 = zero();
+    int64_t i = 0;
+    for (; i + 4 * W <= n; i += 4 * W) {
+        a0 = vfmaq_f32(a0, vld1q_f32(x + i), vld1q_f32(y + i));
+        a1 = vfmaq_f32(a1, vld1q_f32(x + i + W), vld1q_f32(y + i + W));
+        a2 = vfmaq_f32(a2, vld1q_f32(x + i + 2 * W), vld1q_f32(y + i + 2 * W));
+        a3 = vfmaq_f32(a3, vld1q_f32(x + i + 3 * W), vld1q_f32(y + i + 3 * W));
+    }
+    int64_t r = n - i; /* the last < 16 products: masked, zero-padded */
+    if (r > 0)
+        a0 = vfmaq_f32(a0, ld(x + i, r), ld(y + i, r));
+    if (r > W)
+        a1 = vfmaq_f32(a1, ld(x + i + W, r - W), ld(y + i + W, r - W));
+    if (r > 2 * W)
+        a2 = vfmaq_f32(a2, ld(x + i + 2 * W, r - 2 * W), ld(y + i + 2 * W, r - 2 * W));
+    if (r > 3 * W)
+        a3 = vfmaq_f32(a3, ld(x + i + 3 * W, r - 3 * W), ld(y + i + 3 * W, r - 3 * W));
+    return add(add(a0, a1), add(a2, a3));
+}
+
+static float v_dot(const float *x, const float *y, int64_t n)
+{
+    vf level[64];
+    uint64_t full = 0;
+    for (int64_t b = 0; b < n; b += SUM_LEAF) {
+        vf s = dot_leaf(x + b, y + b, n - b < SUM_LEAF ? n - b : SUM_LEAF);
+        int l = 0;
+        for (; full & ((uint64_t)1 << l); l++) {
+            s = add(level[l], s);
+            full &= ~((uint64_t)1 << l);
+        }
+        level[l] = s;
+        full |= (uint64_t)1 << l;
+    }
+    vf t = zero();
+    for (; full; full &= full - 1)
+        t = add(t, level[__builtin_ctzll(full)]);
+    return hsum(t);
+}
+
 static void v_axpy(float alpha, const float *x, float *y, int64_t n)
 {
     vf a = set1(alpha);
@@ -927,6 +972,7 @@ int tg_kernels_init_neon(tg_kernels *k)
     k->row_sums = v_row_sums;
     k->col_sums = v_col_sums;
     k->axpy = v_axpy;
+    k->dot = v_dot;
     k->fill = v_fill;
     /* copy stays the scalar memmove: libc's is already vectorised and picks its own stores */
     k->bce_logits = v_bce_logits;

@@ -279,6 +279,28 @@ static void s_axpy(float alpha, const float *x, float *y, int64_t n)
         y[i] += alpha * x[i];
 }
 
+/* dot in the shape of sum: blocks of 128 products in 8 accumulators, blocks added pairwise. */
+static float dot_block(const float *x, const float *y, int64_t n)
+{
+    float acc[8] = {0};
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        for (int j = 0; j < 8; j++)
+            acc[j] += x[i + j] * y[i + j];
+    float tail = 0.0f;
+    for (; i < n; i++)
+        tail += x[i] * y[i];
+    return ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7])) + tail;
+}
+
+static float s_dot(const float *x, const float *y, int64_t n)
+{
+    if (n <= 128)
+        return dot_block(x, y, n);
+    int64_t half = (n / 2 + 127) / 128 * 128; /* split on block edges */
+    return s_dot(x, y, half) + s_dot(x + half, y + half, n - half);
+}
+
 static void s_fill(float *y, float v, int64_t n)
 {
     for (int64_t i = 0; i < n; i++)
@@ -430,6 +452,7 @@ void tg_kernels_init_scalar(tg_kernels *k)
     k->row_sums = s_row_sums;
     k->col_sums = s_col_sums;
     k->axpy = s_axpy;
+    k->dot = s_dot;
     k->fill = s_fill;
     k->copy = s_copy;
     k->bce_logits = s_bce_logits;
