@@ -914,6 +914,197 @@ static void test_matmul_values(void **state)
     tg_scope_end();
 }
 
+/* ---- products with one output column: dots ---- */
+
+/* A vector of n seeded values in [-1, 1], as stored (0), 4 bytes off a vector boundary
+ * (1: narrowed), or with stride 3 (2: a column of an [n, 3] matrix). */
+static tg_tensor *make_vec(int64_t n, int how, uint64_t seed)
+{
+    if (how == 1)
+        return tg_narrow(tg_test_tensor(1, (int64_t[]){n + 3}, seed, -1, 1), 0, 1, n);
+    if (how == 2) {
+        tg_tensor *col = tg_narrow(tg_test_tensor(2, (int64_t[]){n, 3}, seed, -1, 1), 1, 1, 1);
+        tg_tensor *v = tg_reshape(col, 1, (int64_t[]){n});
+        assert_true(n < 2 || tg_strides(v)[0] == 3);
+        return v;
+    }
+    return tg_test_tensor(1, (int64_t[]){n}, seed, -1, 1);
+}
+
+/* a @ b with b's last (lifted) dim 1 and at most one batch dim on either side, against a
+ * double-precision product, and (same_bits) bit for bit the same on 1 and 3 threads. */
+static void check_one_column(tg_tensor *a, tg_tensor *b, bool same_bits, const char *what)
+{
+    int an = tg_ndim(a), bn = tg_ndim(b);
+    const int64_t *as = tg_shape(a), *bs = tg_shape(b);
+    int64_t Ba = an == 3 ? as[0] : 1, M = an == 1 ? 1 : as[an - 2], K = as[an - 1];
+    int64_t Bb = bn == 3 ? bs[0] : 1, batch = Ba > Bb ? Ba : Bb;
+    assert_true(bn == 1 || bs[bn - 1] == 1);
+    float *av = tg_test_values(a), *bv = tg_test_values(b);
+    double *want = alloc_doubles(batch * M), *mag = alloc_doubles(batch * M);
+    for (int64_t p = 0; p < batch; p++)
+        for (int64_t i = 0; i < M; i++) {
+            const float *row = av + ((Ba == 1 ? 0 : p) * M + i) * K,
+                        *x = bv + (Bb == 1 ? 0 : p) * K;
+            double sum = 0, m = 0;
+            for (int64_t k = 0; k < K; k++)
+                sum += (double)row[k] * x[k], m += fabs((double)row[k] * x[k]);
+            want[p * M + i] = sum, mag[p * M + i] = m;
+        }
+    float *got[2];
+    for (int t = 0; t < 2; t++) {
+        tg_set_num_threads(t ? 3 : 1);
+        tg_tensor *out = tg_matmul(a, b);
+        if (!out)
+            fail_msg("%s: %s", what, tg_last_error());
+        assert_int_equal(tg_numel(out), batch * M);
+        got[t] = tg_test_values(out);
+        tg_release(out);
+    }
+    tg_set_num_threads(0);
+    for (int64_t i = 0; i < batch * M; i++) {
+        if (!(fabs(got[0][i] - want[i]) <= 1e-6 * mag[i] + 1e-7))
+            fail_msg("%s: element %lld is %.9g, reference %.9g", what, (long long)i,
+                     (double)got[0][i], want[i]);
+        if (same_bits && memcmp(&got[0][i], &got[1][i], sizeof(float)) != 0)
+            fail_msg("%s: element %lld is %a on 1 thread, %a on 3", what, (long long)i,
+                     (double)got[0][i], (double)got[1][i]);
+    }
+    free(av), free(bv), free(want), free(mag), free(got[0]), free(got[1]);
+}
+
+/* 1-D @ 1-D at every length through the vector tails, around the size where gemm_small hands
+ * over (64) and the dot's block edges (16384), and 1M + 17: stored, misaligned and strided
+ * operands (the strided ones are copied). */
+static void test_matmul_dot_lengths(void **state)
+{
+    (void)state;
+    const int64_t longer[] = {1000, 16383, 16384, 16385, 3 * 16384 + 5, ((int64_t)1 << 20) + 17};
+    const int hows[][2] = {{0, 0}, {1, 2}, {2, 1}, {1, 1}};
+    const size_t nl = 68 + sizeof longer / sizeof longer[0];
+    char what[64];
+    for (size_t l = 0; l < nl; l++) {
+        int64_t n = l < 68 ? (int64_t)l : longer[l - 68];
+        for (size_t h = 0; h < sizeof hows / sizeof hows[0]; h++) {
+            tg_scope_begin();
+            tg_tensor *a = make_vec(n, hows[h][0], 1000 + l),
+                      *b = make_vec(n, hows[h][1], 2000 + l);
+            snprintf(what, sizeof what, "dot n=%lld layouts %d, %d", (long long)n, hows[h][0],
+                     hows[h][1]);
+            check_one_column(a, b, true, what);
+            tg_scope_end();
+        }
+    }
+}
+
+/* Matrix @ vector: odd sizes on either side of the dot path's limits, rows off the vector
+ * boundary (narrowed), transposed matrices (which stay with sgemm), strided, misaligned and
+ * expanded vectors, a 2-D one-column right operand, and batches (one vector for all, one per
+ * matrix, one matrix for all vectors, batched dots). */
+static void test_matmul_matrix_vector(void **state)
+{
+    (void)state;
+    const int64_t shapes[][2] = {{65, 64},   {100, 65},  {3, 1000},  {1000, 1000},
+                                 {4097, 67}, {64, 4099}, {7, 40003}, {200, 63}};
+    char what[96];
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
+        int64_t M = shapes[s][0], K = shapes[s][1];
+        for (int la = 0; la < 3; la++)
+            for (int how = 0; how < 4; how++) {
+                tg_scope_begin();
+                tg_tensor *a = make_input(2, (int64_t[]){M, K}, (layout)la, 3000 + s, -1, 1);
+                tg_tensor *x = how < 3 ? make_vec(K, how, 4000 + s)
+                                       : tg_expand(tg_test_tensor(1, (int64_t[]){1}, 5, -1, 1), 1,
+                                                   (int64_t[]){K});
+                /* A transposed matrix stays with sgemm, which splits the work over threads its
+                 * own way: OpenBLAS on aarch64 changes the bits with the thread count. */
+                bool same = la != TRANSPOSED;
+                snprintf(what, sizeof what, "[%lld, %lld] layout %d @ vector %d", (long long)M,
+                         (long long)K, la, how);
+                check_one_column(a, x, same, what);
+                snprintf(what, sizeof what, "[%lld, %lld] layout %d @ [K, 1] %d", (long long)M,
+                         (long long)K, la, how);
+                check_one_column(a, tg_reshape(x, 2, (int64_t[]){K, 1}), same, what);
+                tg_scope_end();
+            }
+    }
+    typedef struct {
+        int an, bn;
+        int64_t as[3], bs[3];
+    } batched;
+    const batched cases[] = {
+        {3, 1, {3, 70, 129}, {129}},         /* one vector for all */
+        {3, 3, {3, 70, 129}, {3, 129, 1}},   /* one per matrix */
+        {2, 3, {70, 129}, {4, 129, 1}},      /* one matrix for all */
+        {3, 3, {1, 70, 129}, {4, 129, 1}},   /* a broadcast batch dim */
+        {3, 3, {5, 1, 200}, {5, 200, 1}},    /* batched dots */
+        {3, 3, {2, 33, 4097}, {1, 4097, 1}}, /* long rows */
+        {3, 3, {3, 64, 64}, {3, 64, 1}},     /* gemm_small */
+    };
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++)
+        for (int la = 0; la < 3; la++) {
+            tg_scope_begin();
+            const batched *q = &cases[c];
+            tg_tensor *a = make_input(q->an, q->as, (layout)la, 5000 + c, -1, 1);
+            tg_tensor *b = make_input(q->bn, q->bs, PLAIN, 6000 + c, -1, 1);
+            bool same = la != TRANSPOSED || q->as[q->an - 2] == 1; /* as above */
+            snprintf(what, sizeof what, "batched case %zu layout %d", c, la);
+            check_one_column(a, b, same, what);
+            if (q->bn == 3) { /* the vectors narrowed out of longer ones: misaligned */
+                int64_t bs[3] = {q->bs[0], q->bs[1] + 3, 1};
+                b = tg_narrow(tg_test_tensor(3, bs, 7000 + c, -1, 1), 1, 3, q->bs[1]);
+                snprintf(what, sizeof what, "batched case %zu layout %d, narrowed b", c, la);
+                check_one_column(a, b, same, what);
+            }
+            tg_scope_end();
+        }
+}
+
+/* Backward products that now take the dot path: the gradient of x in W^T @ x is W @ g, W's
+ * rows contiguous (g expanded when only x needs a gradient, a dense copy when both do), and
+ * likewise for a one-column B. Values against double sums, bit for bit on 1 and 3 threads. */
+static void test_matmul_dots_backward(void **state)
+{
+    (void)state;
+    const int64_t K = 150, M = 130;
+    for (int both = 0; both < 2; both++)
+        for (int col = 0; col < 2; col++) {
+            float *gx[2];
+            for (int t = 0; t < 2; t++) {
+                tg_set_num_threads(t ? 3 : 1);
+                tg_scope_begin();
+                tg_tensor *W =
+                    tg_requires_grad_(tg_test_tensor(2, (int64_t[]){K, M}, 9, -1, 1), both);
+                tg_tensor *x = tg_requires_grad_(
+                    tg_test_tensor(col ? 2 : 1, (int64_t[]){K, 1}, 10, -1, 1), true);
+                tg_tensor *y = tg_matmul(tg_transpose(W, 0, 1), x);
+                assert_int_equal(tg_backward(tg_sum(y), NULL, false), TG_OK);
+                gx[t] = tg_test_values(tg_grad(x));
+                assert_int_equal(tg_numel(tg_grad(x)), K);
+                float *w = tg_test_values(W), *xv = tg_test_values(x);
+                for (int64_t k = 0; k < K; k++) {
+                    double s = 0, m = 0;
+                    for (int64_t i = 0; i < M; i++)
+                        s += w[k * M + i], m += fabs(w[k * M + i]);
+                    if (!(fabs(gx[t][k] - s) <= 1e-6 * m))
+                        fail_msg("grad x[%lld] (both %d, col %d): %.9g vs %.9g", (long long)k, both,
+                                 col, (double)gx[t][k], s);
+                }
+                if (both) {
+                    float *gw = tg_test_values(tg_grad(W));
+                    for (int64_t k = 0; k < K * M; k++)
+                        assert_true(gw[k] == xv[k / M]);
+                    free(gw);
+                }
+                free(w), free(xv);
+                tg_scope_end();
+            }
+            assert_memory_equal(gx[0], gx[1], sizeof(float) * (size_t)K);
+            free(gx[0]), free(gx[1]);
+        }
+    tg_set_num_threads(0);
+}
+
 /* ---- shape ops move values, never change them ---- */
 
 static void test_shape_op_values(void **state)
@@ -1723,6 +1914,9 @@ int main(void)
         cmocka_unit_test(test_sum_dim_of_permuted_view),
         cmocka_unit_test(test_sum_dim_of_broadcast_value),
         cmocka_unit_test(test_matmul_values),
+        cmocka_unit_test(test_matmul_dot_lengths),
+        cmocka_unit_test(test_matmul_matrix_vector),
+        cmocka_unit_test(test_matmul_dots_backward),
         cmocka_unit_test(test_shape_op_values),
         cmocka_unit_test(test_loss_values),
         cmocka_unit_test(test_mse_matches_composition),

@@ -5,7 +5,9 @@
  * Transposed views reach BLAS as a transpose flag plus a leading dimension (no copy); other
  * strides are copied once. Large matrices go to OpenBLAS; batches of small ones go to the kernel
  * table's gemm_small, threaded across the batch, because a BLAS call per tiny matrix costs more
- * than its arithmetic. */
+ * than its arithmetic. Products with one output column (matrix @ vector, vector . vector) are
+ * dots of rows with the vector, done with the table's dot on the thread pool: OpenBLAS's sgemm
+ * with N = 1 runs far below memory speed there (see DOT_BLOCK and MV_MIN_K). */
 #include <cblas.h>
 #include <string.h>
 
@@ -98,6 +100,78 @@ static void gemm_range(void *ctx, int64_t begin, int64_t end)
         gemm_one(ctx, i);
 }
 
+/* ---- one output column: dots ---- */
+
+/* A vector . vector product is cut into blocks of this many products, fixed whatever the thread
+ * count, so the threads can share one long dot and the result stays bit-identical: one partial
+ * per block, the partials added by the table's pairwise sum in block order. 64 KB per operand
+ * per block: 64 blocks for 1M floats, enough to keep 2 threads busy and few enough partials. */
+#define DOT_BLOCK ((int64_t)1 << 14)
+/* Below this row length a matrix @ vector stays with sgemm: a dot call per row of a few floats
+ * costs more than the row. 1M floats as [M, K] @ [K] on one Zen 4 core: K = 16 sgemm 0.22 ms,
+ * dots 0.38-0.68; K = 32 0.19 against 0.21-0.37; K = 64 a tie (0.18, 0.11-0.18); K = 128
+ * dots 0.08-0.11 against sgemm 0.20. */
+#define MV_MIN_K 64
+
+typedef struct {
+    const float *x, *y;
+    int64_t n;
+    float *part;
+} dot_job;
+
+static void dot_blocks(void *ctx, int64_t begin, int64_t end)
+{
+    const dot_job *d = ctx;
+    const tg_kernels *k = tg_kern();
+    for (int64_t b = begin; b < end; b++) {
+        int64_t off = b * DOT_BLOCK, len = d->n - off < DOT_BLOCK ? d->n - off : DOT_BLOCK;
+        d->part[b] = k->dot(d->x + off, d->y + off, len);
+    }
+}
+
+/* x . y of n floats, both contiguous, into *out; false (error set) when out of memory. */
+static bool blocked_dot(const float *x, const float *y, int64_t n, float *out)
+{
+    int64_t blocks = (n + DOT_BLOCK - 1) / DOT_BLOCK;
+    float local[64];
+    tg_tensor *heap = NULL;
+    dot_job d = {x, y, n, local};
+    if (blocks > 64) {
+        heap = tg_new(1, &blocks, "tg_matmul");
+        if (!heap)
+            return false;
+        d.part = tg_ptr(heap);
+    }
+    /* As cheap per float as an add: the elementwise grain, counted in blocks. */
+    tg_parallel_tasks(blocks, TG_PARALLEL_GRAIN_DEFAULT / DOT_BLOCK + 1, dot_blocks, &d);
+    *out = blocks == 1 ? d.part[0] : tg_kern()->sum(d.part, blocks);
+    tg_release(heap);
+    return true;
+}
+
+/* Output t of a batched matrix @ vector: row t % M of matrix t / M dotted with its vector. */
+static void mv_rows(void *ctx, int64_t begin, int64_t end)
+{
+    const bmm_job *j = ctx;
+    const tg_kernels *k = tg_kern();
+    for (int64_t t = begin; t < end;) {
+        int64_t oa, ob, m = t / j->M, row = t % j->M;
+        int64_t last = (m + 1) * j->M < end ? (m + 1) * j->M : end;
+        batch_offsets(j, m, &oa, &ob);
+        const float *a = j->A.p + oa + row * j->A.ld, *x = j->B.p + ob;
+        for (; t < last; t++, a += j->A.ld)
+            j->C[t] = k->dot(a, x, j->K);
+    }
+}
+
+/* Makes op read a dense copy of t (a vector, or a batch of them: small). */
+static bool recopy(tg_tensor *t, mat_operand *op)
+{
+    tg_release(op->copy);
+    op->copy = tg_contiguous_copy(t);
+    return op->copy && classify(op->copy, op);
+}
+
 /* Batched product of lifted operands (ndim >= 2); shapes already checked. */
 static tg_tensor *bmm_forward(tg_tensor *a, tg_tensor *b)
 {
@@ -128,19 +202,41 @@ static tg_tensor *bmm_forward(tg_tensor *a, tg_tensor *b)
         tg_release(out);
         return NULL;
     }
+    bool small = j.M <= SMALL_DIM && j.N <= SMALL_DIM && j.K <= SMALL_DIM;
+    /* One output column of rows that BLAS would get today: dots of contiguous rows (a
+     * transposed matrix stays with sgemm, which reads it down its columns). A vector on the
+     * left (M = 1) counts as one row; its copy and the right vector's, when strided, are small. */
+    bool dots = j.N == 1 && !small && j.K >= MV_MIN_K && (j.M == 1 || !j.A.trans);
+    if (dots &&
+        ((j.A.trans && !recopy(a, &j.A)) || ((j.B.trans || j.B.ld != 1) && !recopy(b, &j.B)))) {
+        tg_release(j.A.copy);
+        tg_release(j.B.copy);
+        tg_release(out);
+        return NULL;
+    }
     for (int d = 0; d < j.nb; d++) {
         int ia = a->ndim - 2 - j.nb + d, ib = b->ndim - 2 - j.nb + d;
         j.astr[d] = ia < 0 || a->shape[ia] == 1 ? 0 : j.A.strides[ia];
         j.bstr[d] = ib < 0 || b->shape[ib] == 1 ? 0 : j.B.strides[ib];
     }
     j.C = tg_ptr(out);
-    bool small = j.M <= SMALL_DIM && j.N <= SMALL_DIM && j.K <= SMALL_DIM;
-    /* Small matrices: threads over the batch. Large ones: OpenBLAS threads each product. */
-    int64_t grain = small ? (TG_PARALLEL_GRAIN_DEFAULT / (j.M * j.N * j.K) + 1) : j.batch + 1;
-    tg_parallel_tasks(j.batch, grain, gemm_range, &j);
+    bool ok = true;
+    if (dots && j.batch == 1 && j.M == 1) {
+        /* one long dot: its blocks go to the threads */
+        ok = blocked_dot(j.A.p, j.B.p, j.K, j.C);
+    } else if (dots) {
+        /* every output its own dot, the outputs spread over the threads */
+        tg_parallel_tasks(j.batch * j.M, TG_PARALLEL_GRAIN_DEFAULT / j.K + 1, mv_rows, &j);
+    } else {
+        /* Small matrices: threads over the batch. Large ones: OpenBLAS threads each product. */
+        int64_t grain = small ? (TG_PARALLEL_GRAIN_DEFAULT / (j.M * j.N * j.K) + 1) : j.batch + 1;
+        tg_parallel_tasks(j.batch, grain, gemm_range, &j);
+    }
     tg_release(j.A.copy);
     tg_release(j.B.copy);
-    return out;
+    if (!ok)
+        tg_release(out);
+    return ok ? out : NULL;
 }
 
 /* ---- lifting 1-D operands ---- */
