@@ -367,4 +367,37 @@ static void BM_mean(benchmark::State &state)
 }
 BENCHMARK(BM_mean)->Arg(1 << 24)->UseRealTime();
 
+// tg_matmul of two 1-D tensors of 1M floats (a dot) and of a [4096, 4096] matrix with a
+// [4096] vector: products with one output column, done as dots of rows with the vector. Bytes
+// are the operands read once.
+static void BM_matmul_dot(benchmark::State &state)
+{
+    int64_t n = state.range(0);
+    tg_tensor *a = tg_randn(1, &n, 21), *b = tg_randn(1, &n, 22);
+    for (auto _ : state) {
+        tg_tensor *d = tg_matmul(a, b);
+        benchmark::DoNotOptimize(tg_item(d));
+        tg_release(d);
+    }
+    tg_release(a), tg_release(b);
+    state.SetItemsProcessed(state.iterations() * n);
+    state.SetBytesProcessed(state.iterations() * 2 * n * (int64_t)sizeof(float));
+}
+BENCHMARK(BM_matmul_dot)->Arg(1 << 20)->UseRealTime();
+
+static void BM_matmul_mv(benchmark::State &state)
+{
+    int64_t n = state.range(0), shape[2] = {n, n};
+    tg_tensor *m = tg_randn(2, shape, 23), *x = tg_randn(1, &n, 24);
+    for (auto _ : state) {
+        tg_tensor *y = tg_matmul(m, x);
+        benchmark::DoNotOptimize(tg_data(y));
+        tg_release(y);
+    }
+    tg_release(m), tg_release(x);
+    state.SetItemsProcessed(state.iterations() * n * n);
+    state.SetBytesProcessed(state.iterations() * (n * n + 2 * n) * (int64_t)sizeof(float));
+}
+BENCHMARK(BM_matmul_mv)->Arg(4096)->UseRealTime();
+
 BENCHMARK_MAIN();
