@@ -778,29 +778,16 @@ ALWAYS_INLINE float hsum(vf v)
     return _mm_cvtss_f32(q);
 }
 
-/* Pairwise sum of leaves without recursion: level l holds the sum of 2^l leaves, and a new leaf
- * carries upward like a binary counter. The shape depends only on n, so the result is
- * deterministic and independent of alignment; the error grows with log2(n / SUM_LEAF). */
+#include "../family_pairwise.h"
+
+/* The pairwise sum of leaves of SUM_LEAF floats (family_pairwise.h). */
 static float v_sum(const float *x, int64_t n)
 {
-    vf level[64];
-    uint64_t full = 0;
-    for (int64_t b = 0; b < n; b += SUM_LEAF) {
-        vf s = sum_leaf(x + b, n - b < SUM_LEAF ? n - b : SUM_LEAF);
-        int l = 0;
-        for (; full & ((uint64_t)1 << l); l++) {
-            s = add(level[l], s);
-            full &= ~((uint64_t)1 << l);
-        }
-        level[l] = s;
-        full |= (uint64_t)1 << l;
-    }
-    vf t = zero();
-    /* Smallest partial sums first, visiting only the set bits: a short sum costs an add or
-     * two here, not 64 tests (which took most of a sum_dim over rows of 16). */
-    for (; full; full &= full - 1)
-        t = add(t, level[__builtin_ctzll(full)]);
-    return hsum(t);
+    pairwise p;
+    p.full = 0;
+    for (int64_t b = 0; b < n; b += SUM_LEAF)
+        pairwise_push(&p, sum_leaf(x + b, n - b < SUM_LEAF ? n - b : SUM_LEAF));
+    return pairwise_total(&p);
 }
 
 /* dot: the sum's leaves and pairwise carry, with fused multiply-adds in the leaves (4
@@ -830,22 +817,11 @@ static vf dot_leaf(const float *x, const float *y, int64_t n)
 
 static float v_dot(const float *x, const float *y, int64_t n)
 {
-    vf level[64];
-    uint64_t full = 0;
-    for (int64_t b = 0; b < n; b += SUM_LEAF) {
-        vf s = dot_leaf(x + b, y + b, n - b < SUM_LEAF ? n - b : SUM_LEAF);
-        int l = 0;
-        for (; full & ((uint64_t)1 << l); l++) {
-            s = add(level[l], s);
-            full &= ~((uint64_t)1 << l);
-        }
-        level[l] = s;
-        full |= (uint64_t)1 << l;
-    }
-    vf t = zero();
-    for (; full; full &= full - 1)
-        t = add(t, level[__builtin_ctzll(full)]);
-    return hsum(t);
+    pairwise p;
+    p.full = 0;
+    for (int64_t b = 0; b < n; b += SUM_LEAF)
+        pairwise_push(&p, dot_leaf(x + b, y + b, n - b < SUM_LEAF ? n - b : SUM_LEAF));
+    return pairwise_total(&p);
 }
 
 static void v_axpy(float alpha, const float *x, float *y, int64_t n)
