@@ -146,15 +146,13 @@ BENCHMARK(BM_sum_dim)
     ->ArgNames({"rows", "cols", "dim"})
     ->UseRealTime();
 
-// tg_contiguous of the transpose of an n x n matrix: 1024 (rows 4 KB apart, the L1-set
-// aliasing case) against 1000, and 4096 (64 MB, both sides in memory). Default threads
-// (TAPEGRAD_NUM_THREADS=1 for one).
-static void BM_transpose_copy(benchmark::State &state)
+// op of the transpose of a contiguous n x n matrix, its result dropped each iteration.
+static void bench_on_transpose(benchmark::State &state, tg_tensor *(*op)(tg_tensor *))
 {
     int64_t n = state.range(0), shape[2] = {n, n};
     tg_tensor *x = tg_randn(2, shape, 5), *t = tg_transpose(x, 0, 1);
     for (auto _ : state) {
-        tg_tensor *c = tg_contiguous(t);
+        tg_tensor *c = op(t);
         benchmark::DoNotOptimize(tg_data(c));
         tg_release(c);
     }
@@ -163,23 +161,26 @@ static void BM_transpose_copy(benchmark::State &state)
     state.SetItemsProcessed(state.iterations() * n * n);
     state.SetBytesProcessed(state.iterations() * n * n * 2 * (int64_t)sizeof(float));
 }
+
+// tg_contiguous of the transpose of an n x n matrix: 1024 (rows 4 KB apart, the L1-set
+// aliasing case) against 1000, and 4096 (64 MB, both sides in memory). Default threads
+// (TAPEGRAD_NUM_THREADS=1 for one).
+static void BM_transpose_copy(benchmark::State &state)
+{
+    bench_on_transpose(state, tg_contiguous);
+}
 BENCHMARK(BM_transpose_copy)->Arg(1000)->Arg(1024)->Arg(4096)->UseRealTime();
+
+static tg_tensor *clamp_half(tg_tensor *t)
+{
+    return tg_clamp(t, -0.5f, 0.5f);
+}
 
 // tg_clamp of the transpose of a 1000 x 1000 matrix: the result is row-major, so the op reads
 // the input in the result's order. Default threads.
 static void BM_clamp_transposed(benchmark::State &state)
 {
-    int64_t n = state.range(0), shape[2] = {n, n};
-    tg_tensor *x = tg_randn(2, shape, 5), *t = tg_transpose(x, 0, 1);
-    for (auto _ : state) {
-        tg_tensor *c = tg_clamp(t, -0.5f, 0.5f);
-        benchmark::DoNotOptimize(tg_data(c));
-        tg_release(c);
-    }
-    tg_release(t);
-    tg_release(x);
-    state.SetItemsProcessed(state.iterations() * n * n);
-    state.SetBytesProcessed(state.iterations() * n * n * 2 * (int64_t)sizeof(float));
+    bench_on_transpose(state, clamp_half);
 }
 BENCHMARK(BM_clamp_transposed)->Arg(1000)->UseRealTime();
 
