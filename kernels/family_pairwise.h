@@ -1,6 +1,7 @@
-/* The pairwise combination of leaf sums shared by sum and dot in the SIMD families. Included by
- * each family's source after it defines its vector type vf, add, zero and hsum. Written once,
- * compiled once per family with its own flags. */
+/* The sum and dot kernels of the SIMD families: leaves of SUM_LEAF floats combined pairwise.
+ * Included by each family's source after it defines its vector type vf, its width W, SUM_LEAF,
+ * ld (a load of r lanes, zero-padded), add, fmadd, zero, hsum and sum_leaf (the family's own,
+ * since AVX-512's prefetches). Written once, compiled once per family with its own flags. */
 #ifndef TG_KERNELS_FAMILY_PAIRWISE_H
 #define TG_KERNELS_FAMILY_PAIRWISE_H
 
@@ -32,6 +33,50 @@ ALWAYS_INLINE float pairwise_total(const pairwise *p)
     for (uint64_t full = p->full; full; full &= full - 1)
         t = add(t, p->level[__builtin_ctzll(full)]);
     return hsum(t);
+}
+
+/* The pairwise sum of leaves of SUM_LEAF floats. */
+static float v_sum(const float *x, int64_t n)
+{
+    pairwise p;
+    p.full = 0;
+    for (int64_t b = 0; b < n; b += SUM_LEAF)
+        pairwise_push(&p, sum_leaf(x + b, n - b < SUM_LEAF ? n - b : SUM_LEAF));
+    return pairwise_total(&p);
+}
+
+/* dot: the sum's leaves and pairwise carry, with fused multiply-adds in the leaves (4
+ * accumulators, each adding at most SUM_LEAF / 4W products, then a fixed tree). One rounding per
+ * product and add instead of two, and the shape depends on n alone (kernels.h). */
+static vf dot_leaf(const float *x, const float *y, int64_t n)
+{
+    vf a0 = zero(), a1 = zero(), a2 = zero(), a3 = zero();
+    int64_t i = 0;
+    for (; i + 4 * W <= n; i += 4 * W) {
+        a0 = fmadd(ld(x + i, W), ld(y + i, W), a0);
+        a1 = fmadd(ld(x + i + W, W), ld(y + i + W, W), a1);
+        a2 = fmadd(ld(x + i + 2 * W, W), ld(y + i + 2 * W, W), a2);
+        a3 = fmadd(ld(x + i + 3 * W, W), ld(y + i + 3 * W, W), a3);
+    }
+    int64_t r = n - i; /* the last < 4W products: zero-padded */
+    if (r > 0)
+        a0 = fmadd(ld(x + i, r), ld(y + i, r), a0);
+    if (r > W)
+        a1 = fmadd(ld(x + i + W, r - W), ld(y + i + W, r - W), a1);
+    if (r > 2 * W)
+        a2 = fmadd(ld(x + i + 2 * W, r - 2 * W), ld(y + i + 2 * W, r - 2 * W), a2);
+    if (r > 3 * W)
+        a3 = fmadd(ld(x + i + 3 * W, r - 3 * W), ld(y + i + 3 * W, r - 3 * W), a3);
+    return add(add(a0, a1), add(a2, a3));
+}
+
+static float v_dot(const float *x, const float *y, int64_t n)
+{
+    pairwise p;
+    p.full = 0;
+    for (int64_t b = 0; b < n; b += SUM_LEAF)
+        pairwise_push(&p, dot_leaf(x + b, y + b, n - b < SUM_LEAF ? n - b : SUM_LEAF));
+    return pairwise_total(&p);
 }
 
 #endif /* TG_KERNELS_FAMILY_PAIRWISE_H */

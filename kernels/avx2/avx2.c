@@ -69,6 +69,11 @@ ALWAYS_INLINE vf mul(vf a, vf b)
 {
     return _mm256_mul_ps(a, b);
 }
+/* a * b + c with one rounding */
+ALWAYS_INLINE vf fmadd(vf a, vf b, vf c)
+{
+    return _mm256_fmadd_ps(a, b, c);
+}
 ALWAYS_INLINE vf dvd(vf a, vf b)
 {
     return _mm256_div_ps(a, b);
@@ -779,50 +784,6 @@ ALWAYS_INLINE float hsum(vf v)
 }
 
 #include "../family_pairwise.h"
-
-/* The pairwise sum of leaves of SUM_LEAF floats (family_pairwise.h). */
-static float v_sum(const float *x, int64_t n)
-{
-    pairwise p;
-    p.full = 0;
-    for (int64_t b = 0; b < n; b += SUM_LEAF)
-        pairwise_push(&p, sum_leaf(x + b, n - b < SUM_LEAF ? n - b : SUM_LEAF));
-    return pairwise_total(&p);
-}
-
-/* dot: the sum's leaves and pairwise carry, with fused multiply-adds in the leaves (4
- * accumulators, each adding at most 8 products, then a fixed tree). One rounding per product and
- * add instead of two, and the shape depends on n alone (kernels.h). */
-static vf dot_leaf(const float *x, const float *y, int64_t n)
-{
-    vf a0 = zero(), a1 = zero(), a2 = zero(), a3 = zero();
-    int64_t i = 0;
-    for (; i + 4 * W <= n; i += 4 * W) {
-        a0 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i), a0);
-        a1 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i + W), _mm256_loadu_ps(y + i + W), a1);
-        a2 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i + 2 * W), _mm256_loadu_ps(y + i + 2 * W), a2);
-        a3 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i + 3 * W), _mm256_loadu_ps(y + i + 3 * W), a3);
-    }
-    int64_t r = n - i; /* the last < 32 products: masked, zero-padded */
-    if (r > 0)
-        a0 = _mm256_fmadd_ps(ld(x + i, r), ld(y + i, r), a0);
-    if (r > W)
-        a1 = _mm256_fmadd_ps(ld(x + i + W, r - W), ld(y + i + W, r - W), a1);
-    if (r > 2 * W)
-        a2 = _mm256_fmadd_ps(ld(x + i + 2 * W, r - 2 * W), ld(y + i + 2 * W, r - 2 * W), a2);
-    if (r > 3 * W)
-        a3 = _mm256_fmadd_ps(ld(x + i + 3 * W, r - 3 * W), ld(y + i + 3 * W, r - 3 * W), a3);
-    return add(add(a0, a1), add(a2, a3));
-}
-
-static float v_dot(const float *x, const float *y, int64_t n)
-{
-    pairwise p;
-    p.full = 0;
-    for (int64_t b = 0; b < n; b += SUM_LEAF)
-        pairwise_push(&p, dot_leaf(x + b, y + b, n - b < SUM_LEAF ? n - b : SUM_LEAF));
-    return pairwise_total(&p);
-}
 
 static void v_axpy(float alpha, const float *x, float *y, int64_t n)
 {

@@ -74,6 +74,11 @@ ALWAYS_INLINE vf mul(vf a, vf b)
 {
     return vmulq_f32(a, b);
 }
+/* a * b + c with one rounding */
+ALWAYS_INLINE vf fmadd(vf a, vf b, vf c)
+{
+    return vfmaq_f32(c, a, b);
+}
 ALWAYS_INLINE vf dvd(vf a, vf b)
 {
     return vdivq_f32(a, b);
@@ -555,16 +560,6 @@ ALWAYS_INLINE float hsum(vf v)
 
 #include "../family_pairwise.h"
 
-/* The pairwise sum of leaves of SUM_LEAF floats (family_pairwise.h). */
-static float v_sum(const float *x, int64_t n)
-{
-    pairwise p;
-    p.full = 0;
-    for (int64_t b = 0; b < n; b += SUM_LEAF)
-        pairwise_push(&p, sum_leaf(x + b, n - b < SUM_LEAF ? n - b : SUM_LEAF));
-    return pairwise_total(&p);
-}
-
 /* Lane i: the sum of a[i]'s 4 lanes, (l0 + l1) + (l2 + l3), the same tree for every row. */
 ALWAYS_INLINE vf sum_rows4(const vf *a)
 {
@@ -573,40 +568,6 @@ ALWAYS_INLINE vf sum_rows4(const vf *a)
 
 #define FAMILY_SUM_TREE(acc) sum_rows4(acc)
 #include "../family_sums.h"
-
-/* dot: the sum's leaves and pairwise carry, with fused multiply-adds in the leaves (4
- * accumulators, each adding at most 8 products, then a fixed tree). One rounding per product and
- * add instead of two, and the shape depends on n alone (kernels.h). */
-static vf dot_leaf(const float *x, const float *y, int64_t n)
-{
-    vf a0 = zero(), a1 = zero(), a2 = zero(), a3 = zero();
-    int64_t i = 0;
-    for (; i + 4 * W <= n; i += 4 * W) {
-        a0 = vfmaq_f32(a0, vld1q_f32(x + i), vld1q_f32(y + i));
-        a1 = vfmaq_f32(a1, vld1q_f32(x + i + W), vld1q_f32(y + i + W));
-        a2 = vfmaq_f32(a2, vld1q_f32(x + i + 2 * W), vld1q_f32(y + i + 2 * W));
-        a3 = vfmaq_f32(a3, vld1q_f32(x + i + 3 * W), vld1q_f32(y + i + 3 * W));
-    }
-    int64_t r = n - i; /* the last < 16 products: masked, zero-padded */
-    if (r > 0)
-        a0 = vfmaq_f32(a0, ld(x + i, r), ld(y + i, r));
-    if (r > W)
-        a1 = vfmaq_f32(a1, ld(x + i + W, r - W), ld(y + i + W, r - W));
-    if (r > 2 * W)
-        a2 = vfmaq_f32(a2, ld(x + i + 2 * W, r - 2 * W), ld(y + i + 2 * W, r - 2 * W));
-    if (r > 3 * W)
-        a3 = vfmaq_f32(a3, ld(x + i + 3 * W, r - 3 * W), ld(y + i + 3 * W, r - 3 * W));
-    return add(add(a0, a1), add(a2, a3));
-}
-
-static float v_dot(const float *x, const float *y, int64_t n)
-{
-    pairwise p;
-    p.full = 0;
-    for (int64_t b = 0; b < n; b += SUM_LEAF)
-        pairwise_push(&p, dot_leaf(x + b, y + b, n - b < SUM_LEAF ? n - b : SUM_LEAF));
-    return pairwise_total(&p);
-}
 
 static void v_axpy(float alpha, const float *x, float *y, int64_t n)
 {
