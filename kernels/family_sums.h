@@ -78,8 +78,8 @@ static void v_col_sums(const float *x, int64_t len, int64_t width, int64_t strid
         out[0] = col_band(x, len, stride, width);
     else
         col_bands(x, len, stride, width, out);
-    for (int64_t c = 0; c < width; c += W)
-        st(y + c, out[c / W], width - c);
+    for (int64_t c = 0; c < width; c += W) /* + 0: a column of -0s sums to +0 (kernels.h) */
+        st(y + c, add(out[c / W], zero()), width - c);
 }
 
 #endif

@@ -75,13 +75,15 @@ typedef struct tg_kernels {
     float (*sum)(const float *x, int64_t n); /* pairwise/blocked: error O(log n) ulps */
     /* out[i] = the sum of row i of the row-major x [rows, len], len <= TG_ROW_SUMS_MAX: a sum
      * along a short last dim without a call per row. Each row is summed in one fixed order that
-     * depends on len alone, not on the other rows or the row's place in the call. */
+     * depends on len alone, not on the other rows or the row's place in the call. A row of -0s
+     * sums to +0, as a sum that starts from 0 gives. */
     void (*row_sums)(const float *x, int64_t rows, int64_t len, float *out);
     /* y[c] = the sum over the len >= 1 rows of x (row stride ld) of x[r ld + c], c < width, for
      * narrow rows (width <= TG_COL_SUMS_MAX): each column in the order of sum_dim's pairwise
      * sum, so the floats are the ones a row-at-a-time sum of the same rows gives: a run of at
      * most TG_SUM_RUN rows is added row after row; a longer span is split at half = len / 2 and
-     * the two halves' sums added. Registers replace the per-row calls and the scratch rows. */
+     * the two halves' sums added. Registers replace the per-row calls and the scratch rows. A
+     * column of -0s sums to +0. */
     void (*col_sums)(const float *x, int64_t len, int64_t width, int64_t ld, float *y);
     void (*axpy)(float alpha, const float *x, float *y, int64_t n); /* y += alpha * x */
     /* The sum of x[i] * y[i]: products added in leaves of a few accumulators, leaves added

@@ -270,7 +270,7 @@ static float col_sum(const float *x, int64_t len, int64_t ld)
 static void s_col_sums(const float *x, int64_t len, int64_t width, int64_t ld, float *y)
 {
     for (int64_t c = 0; c < width; c++)
-        y[c] = col_sum(x + c, len, ld);
+        y[c] = col_sum(x + c, len, ld) + 0.0f; /* + 0: a column of -0s sums to +0 (kernels.h) */
 }
 
 static void s_axpy(float alpha, const float *x, float *y, int64_t n)

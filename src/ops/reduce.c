@@ -119,7 +119,7 @@ static void sum_rows(const float *x, float *y, int64_t len, int64_t width, int64
         return;
     }
     if (len <= ROW_BLOCK || !tmp) {
-        k->copy(x, y, width);
+        k->add_vs(x, 0.0f, y, width); /* the first row + 0: a sum of -0s is +0, as PyTorch's */
         for (int64_t j = 1; j < len; j++)
             k->add_vv(y, x + j * ld, y, width);
         return;
@@ -397,11 +397,6 @@ static tg_tensor *reduce_dim(tg_tensor *a, int dim, bool keepdim, bool mean, con
         out = NULL;
         tg_set_error(TG_ENOMEM, "%s: out of memory", fn);
     }
-    /* PyTorch's sums start from +0, so a sum of -0s is +0. The column sums (inner > 1) start
-     * from their first row instead and keep its -0; adding +0 once changes that and nothing
-     * else (NaN, infinities and every nonzero value stay as they are). */
-    if (out && inner > 1)
-        tg_run_vs(tg_kern()->add_vs, tg_ptr(out), 0.0f, tg_ptr(out), out->numel);
     if (out && mean)
         tg_run_vs(tg_kern()->div_vs, tg_ptr(out), (float)len, tg_ptr(out), out->numel);
     tg_release(x);
