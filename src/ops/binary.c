@@ -17,31 +17,44 @@ static tg_binary_vv_fn vv_kernel(binop op)
     return f[op];
 }
 
-/* y = a op b where b is one value. For pow that is pow_vv's function, never pow_scalar's
- * shortcuts: a tensor exponent gives the same floats broadcast, strided or full-size. */
-static void run_vs(binop op, const float *a, float b, float *y, int64_t n)
+/* The kernel for a op b with b one value; for OP_SUB the value is passed negated (a - b ==
+ * a + (-b), exactly). For pow that is pow_vv's function, never pow_scalar's shortcuts: a tensor
+ * exponent gives the same floats broadcast, strided or full-size. */
+static tg_binary_vs_fn vs_kernel(binop op)
 {
     const tg_kernels *k = tg_kern();
-    switch (op) {
-    case OP_ADD: tg_run_vs(k->add_vs, a, b, y, n); break;
-    case OP_SUB: tg_run_vs(k->add_vs, a, -b, y, n); break; /* a - b == a + (-b), exactly */
-    case OP_MUL: tg_run_vs(k->mul_vs, a, b, y, n); break;
-    case OP_DIV: tg_run_vs(k->div_vs, a, b, y, n); break;
-    case OP_POW: tg_run_vs(k->pow_vs, a, b, y, n); break;
-    }
+    return op == OP_ADD || op == OP_SUB ? k->add_vs
+           : op == OP_MUL               ? k->mul_vs
+           : op == OP_DIV               ? k->div_vs
+                                        : k->pow_vs;
+}
+
+/* The kernel for a op b with a one value, for the ops that do not commute (add and mul use
+ * vs_kernel with the operands swapped). */
+static tg_binary_sv_fn sv_kernel(binop op)
+{
+    const tg_kernels *k = tg_kern();
+    return op == OP_SUB ? k->sub_sv : op == OP_DIV ? k->div_sv : k->pow_sv;
+}
+
+static bool commutes(binop op)
+{
+    return op == OP_ADD || op == OP_MUL;
+}
+
+/* y = a op b where b is one value. */
+static void run_vs(binop op, const float *a, float b, float *y, int64_t n)
+{
+    tg_run_vs(vs_kernel(op), a, op == OP_SUB ? -b : b, y, n);
 }
 
 /* y = a op b where a is one value. */
 static void run_sv(binop op, float a, const float *b, float *y, int64_t n)
 {
-    const tg_kernels *k = tg_kern();
-    switch (op) {
-    case OP_ADD: tg_run_vs(k->add_vs, b, a, y, n); break;
-    case OP_SUB: tg_run_sv(k->sub_sv, a, b, y, n); break;
-    case OP_MUL: tg_run_vs(k->mul_vs, b, a, y, n); break;
-    case OP_DIV: tg_run_sv(k->div_sv, a, b, y, n); break;
-    case OP_POW: tg_run_sv(k->pow_sv, a, b, y, n); break;
-    }
+    if (commutes(op))
+        tg_run_vs(vs_kernel(op), b, a, y, n);
+    else
+        tg_run_sv(sv_kernel(op), a, b, y, n);
 }
 
 /* One run of the N-d walk: p[0] = out (stride 1), p[1] = a, p[2] = b. */
@@ -86,33 +99,28 @@ static void binary_rows(void *ctx, float *const *p, const int64_t *s, int64_t n,
                         int64_t rows)
 {
     binop op = *(const binop *)ctx;
-    const tg_kernels *k = tg_kern();
     float *y = p[0], *a = p[1], *b = p[2];
-    if (n >= tg_parallel_grain() || s[0] != 1 || rows == 1) {
-        for (int64_t r = 0; r < rows; r++)
-            binary_run(ctx, (float *const[3]){y + r * rs[0], a + r * rs[1], b + r * rs[2]}, s, n);
-    } else if (s[1] == 1 && s[2] == 1) {
+    /* short runs of several rows, written densely: the kernel straight from here */
+    bool direct = n < tg_parallel_grain() && s[0] == 1 && rows > 1;
+    if (direct && s[1] == 1 && s[2] == 1) {
         tg_binary_vv_fn f = vv_kernel(op);
         for (int64_t r = 0; r < rows; r++)
             f(a + r * rs[1], b + r * rs[2], y + r * rs[0], n);
-    } else if (s[1] == 1 && s[2] == 0) { /* as run_vs */
-        tg_binary_vs_fn f = op == OP_ADD || op == OP_SUB ? k->add_vs
-                            : op == OP_MUL               ? k->mul_vs
-                            : op == OP_DIV               ? k->div_vs
-                                                         : k->pow_vs;
+    } else if (direct && s[1] == 1 && s[2] == 0) { /* as run_vs */
+        tg_binary_vs_fn f = vs_kernel(op);
         for (int64_t r = 0; r < rows; r++) {
             float v = b[r * rs[2]];
             f(a + r * rs[1], op == OP_SUB ? -v : v, y + r * rs[0], n);
         }
-    } else if (s[1] == 0 && s[2] == 1 && (op == OP_ADD || op == OP_MUL)) { /* as run_sv */
-        tg_binary_vs_fn f = op == OP_ADD ? k->add_vs : k->mul_vs;
+    } else if (direct && s[1] == 0 && s[2] == 1 && commutes(op)) { /* as run_sv */
+        tg_binary_vs_fn f = vs_kernel(op);
         for (int64_t r = 0; r < rows; r++)
             f(b + r * rs[2], a[r * rs[1]], y + r * rs[0], n);
-    } else if (s[1] == 0 && s[2] == 1) {
-        tg_binary_sv_fn f = op == OP_SUB ? k->sub_sv : op == OP_DIV ? k->div_sv : k->pow_sv;
+    } else if (direct && s[1] == 0 && s[2] == 1) {
+        tg_binary_sv_fn f = sv_kernel(op);
         for (int64_t r = 0; r < rows; r++)
             f(a[r * rs[1]], b + r * rs[2], y + r * rs[0], n);
-    } else {
+    } else { /* long runs, one row, and the rare patterns: run by run */
         for (int64_t r = 0; r < rows; r++)
             binary_run(ctx, (float *const[3]){y + r * rs[0], a + r * rs[1], b + r * rs[2]}, s, n);
     }
