@@ -349,10 +349,6 @@ ALWAYS_INLINE void map2_sv(vf a, const float *b, float *y, int64_t n, vop2 op)
 
 /* ---- elementwise formulas ---------------------------------------------------------------- */
 
-ALWAYS_INLINE vf f_neg(vf v)
-{
-    return neg(v);
-}
 ALWAYS_INLINE vf f_abs(vf v)
 {
     return _mm512_abs_ps(v);
@@ -407,43 +403,11 @@ ALWAYS_INLINE vf f_sigmoid(vf v)
     return sigmoid_of(v, vexp_core(neg(v), false));
 }
 
-ALWAYS_INLINE vf f_add(vf a, vf b)
-{
-    return add(a, b);
-}
-ALWAYS_INLINE vf f_sub(vf a, vf b)
-{
-    return sub(a, b);
-}
-ALWAYS_INLINE vf f_mul(vf a, vf b)
-{
-    return mul(a, b);
-}
-ALWAYS_INLINE vf f_div(vf a, vf b)
-{
-    return dvd(a, b);
-}
 ALWAYS_INLINE vf f_pow(vf a, vf b)
 {
     return Sleef_finz_powf16_u10avx512f(a, b);
 }
 
-#define DEF_UNARY(name, op)                                                                        \
-    static void name(const float *x, float *y, int64_t n)                                          \
-    {                                                                                              \
-        map1(x, y, n, op);                                                                         \
-    }
-#define DEF_BINARY(name, op)                                                                       \
-    static void name(const float *a, const float *b, float *y, int64_t n)                          \
-    {                                                                                              \
-        map2(a, b, y, n, op);                                                                      \
-    }
-
-DEF_UNARY(v_neg, f_neg)
-DEF_UNARY(v_abs, f_abs)
-DEF_UNARY(v_relu, f_relu)
-DEF_UNARY(v_exp, f_exp)
-DEF_UNARY(v_log, f_log)
 /* On one thread sin and cos keep to plain stores (map1s says why); the _nt forms stream, for
  * threads that share the memory bus (kernels.h). */
 static void v_sin(const float *x, float *y, int64_t n)
@@ -466,46 +430,7 @@ static void v_cos_nt(const float *x, float *y, int64_t n)
     map1s(x, y, n, f_cos, 1);
 }
 
-DEF_UNARY(v_tanh, f_tanh)
-DEF_UNARY(v_sqrt, f_sqrt)
-DEF_UNARY(v_sigmoid, f_sigmoid)
-DEF_BINARY(v_add_vv, f_add)
-DEF_BINARY(v_sub_vv, f_sub)
-DEF_BINARY(v_mul_vv, f_mul)
-DEF_BINARY(v_div_vv, f_div)
-DEF_BINARY(v_pow_vv, f_pow)
-
-static void v_add_vs(const float *a, float b, float *y, int64_t n)
-{
-    map2_vs(a, set1(b), y, n, f_add);
-}
-
-static void v_mul_vs(const float *a, float b, float *y, int64_t n)
-{
-    map2_vs(a, set1(b), y, n, f_mul);
-}
-
-static void v_div_vs(const float *a, float b, float *y, int64_t n)
-{
-    map2_vs(a, set1(b), y, n, f_div);
-}
-
-static void v_sub_sv(float a, const float *b, float *y, int64_t n)
-{
-    map2_sv(set1(a), b, y, n, f_sub);
-}
-
-static void v_div_sv(float a, const float *b, float *y, int64_t n)
-{
-    map2_sv(set1(a), b, y, n, f_div);
-}
-
-static void v_pow_sv(float a, const float *b, float *y, int64_t n)
-{
-    map2_sv(set1(a), b, y, n, f_pow);
-}
-
-/* ---- clamp and pow with a scalar exponent ---------------------------------------------- */
+/* ---- clamp ------------------------------------------------------------------------------ */
 
 static void v_clamp(const float *x, float *y, int64_t n, float lo, float hi)
 {
@@ -521,101 +446,7 @@ static void v_clamp(const float *x, float *y, int64_t n, float lo, float hi)
     }
 }
 
-/* The exponents with shortcuts in the scalar pow_one (PyTorch's), in the same order of
- * operations, so with the same special values. */
-ALWAYS_INLINE vf f_sq(vf v)
-{
-    return mul(v, v);
-}
-ALWAYS_INLINE vf f_cube(vf v)
-{
-    return mul(mul(v, v), v);
-}
-ALWAYS_INLINE vf f_recip(vf v)
-{
-    return dvd(set1(1.0f), v);
-}
-ALWAYS_INLINE vf f_inv_sq(vf v)
-{
-    return dvd(set1(1.0f), mul(v, v));
-}
-ALWAYS_INLINE vf f_rsqrt(vf v)
-{
-    return dvd(set1(1.0f), f_sqrt(v));
-}
-ALWAYS_INLINE vf f_ident(vf v)
-{
-    return v;
-}
-ALWAYS_INLINE vf f_one(vf v)
-{
-    (void)v;
-    return set1(1.0f);
-}
-
-/* The elementwise function x -> pow_one(x, e), chosen once per call. */
-static vop1 pow_shortcut(float e)
-{
-    if (e == 2.0f)
-        return f_sq;
-    if (e == 1.0f)
-        return f_ident;
-    if (e == 0.5f)
-        return f_sqrt;
-    if (e == -0.5f)
-        return f_rsqrt;
-    if (e == -1.0f)
-        return f_recip;
-    if (e == 3.0f)
-        return f_cube;
-    if (e == -2.0f)
-        return f_inv_sq;
-    if (e == 0.0f)
-        return f_one;
-    return NULL;
-}
-
-static void v_pow_scalar(const float *x, float *y, int64_t n, float e)
-{
-    if (e == 2.0f)
-        map1(x, y, n, f_sq);
-    else if (e == 1.0f)
-        map1(x, y, n, f_ident);
-    else if (e == 0.5f)
-        map1(x, y, n, f_sqrt);
-    else if (e == -0.5f)
-        map1(x, y, n, f_rsqrt);
-    else if (e == -1.0f)
-        map1(x, y, n, f_recip);
-    else if (e == 3.0f)
-        map1(x, y, n, f_cube);
-    else if (e == -2.0f)
-        map1(x, y, n, f_inv_sq);
-    else if (e == 0.0f)
-        map1(x, y, n, f_one);
-    else
-        map2_vs(x, set1(e), y, n, f_pow);
-}
-
-/* A tensor exponent that is one value: pow_vv's formula, lane for lane, with none of
- * pow_scalar's shortcuts (PyTorch's tensor-tensor pow calls pow whatever the layout). */
-static void v_pow_vs(const float *a, float b, float *y, int64_t n)
-{
-    map2_vs(a, set1(b), y, n, f_pow);
-}
-
 /* ---- backward ---------------------------------------------------------------------------- */
-
-typedef vf (*vbwd)(vf v, vf gy);
-
-/* gx = op(v, gy); gx may alias v or gy. */
-ALWAYS_INLINE void map_bwd(const float *v, const float *gy, float *gx, int64_t n, vbwd op)
-{
-    for (int64_t i = 0; i < n; i += W) {
-        int64_t r = n - i;
-        st(gx + i, op(ld(v + i, r), ld(gy + i, r)), r);
-    }
-}
 
 /* PyTorch's (gy * (1 - y)) * y with y the forward formula, wherever y < 1; where y rounds to 1
  * that collapses to 0, so there the true derivative gy * e / (1 + e)^2, e = exp(-|x|). Such lanes
@@ -635,14 +466,6 @@ ALWAYS_INLINE vf b_sigmoid(vf x, vf gy)
     return _mm512_mask_mov_ps(r, is_nan(x), x);
 }
 
-ALWAYS_INLINE vf b_tanh(vf y, vf gy)
-{
-    return mul(gy, sub(set1(1.0f), mul(y, y)));
-}
-ALWAYS_INLINE vf b_sqrt(vf y, vf gy)
-{
-    return dvd(gy, mul(set1(2.0f), y));
-}
 /* 0 where y <= 0, else gy: a NaN y passes gy, as PyTorch's threshold_backward */
 ALWAYS_INLINE vf b_relu(vf y, vf gy)
 {
@@ -665,10 +488,7 @@ ALWAYS_INLINE vf b_abs(vf x, vf gy)
     return mul(gy, s);
 }
 
-static void v_sigmoid_bwd(const float *x, const float *gy, float *gx, int64_t n)
-{
-    map_bwd(x, gy, gx, n, b_sigmoid);
-}
+#include "../family_elementwise.h"
 
 /* gx for the r (<= 16) elements at offset i. Vectors whose lanes all have y < 1 (the usual
  * case) never load x; lanes past r load as 0, which is < 1. */
@@ -697,36 +517,6 @@ static void v_sigmoid_bwd_y(const float *y, const float *x, const float *gy, boo
     }
     for (; i < n; i += W)
         st(gx + i, sigmoid_bwd_y_at(y, x, gy, gy_uniform, i, n - i), n - i);
-}
-
-static void v_tanh_bwd(const float *y, const float *gy, float *gx, int64_t n)
-{
-    map_bwd(y, gy, gx, n, b_tanh);
-}
-
-static void v_sqrt_bwd(const float *y, const float *gy, float *gx, int64_t n)
-{
-    map_bwd(y, gy, gx, n, b_sqrt);
-}
-
-static void v_relu_bwd(const float *y, const float *gy, float *gx, int64_t n)
-{
-    map_bwd(y, gy, gx, n, b_relu);
-}
-
-static void v_sin_bwd(const float *x, const float *gy, float *gx, int64_t n)
-{
-    map_bwd(x, gy, gx, n, b_sin);
-}
-
-static void v_cos_bwd(const float *x, const float *gy, float *gx, int64_t n)
-{
-    map_bwd(x, gy, gx, n, b_cos);
-}
-
-static void v_abs_bwd(const float *x, const float *gy, float *gx, int64_t n)
-{
-    map_bwd(x, gy, gx, n, b_abs);
 }
 
 static void v_clamp_bwd(const float *x, const float *gy, float *gx, int64_t n, float lo, float hi)
@@ -808,15 +598,6 @@ ALWAYS_INLINE float hsum(vf v)
 }
 
 #include "../family_pairwise.h"
-
-static void v_axpy(float alpha, const float *x, float *y, int64_t n)
-{
-    vf a = set1(alpha);
-    for (int64_t i = 0; i < n; i += W) {
-        int64_t r = n - i;
-        st(y + i, add(ld(y + i, r), mul(a, ld(x + i, r))), r);
-    }
-}
 
 static void v_fill(float *y, float v, int64_t n)
 {
@@ -1375,46 +1156,18 @@ int tg_kernels_init_avx512(tg_kernels *k)
 {
     tg_kernels_init_scalar(k);
     k->name = "avx512";
-    k->neg = v_neg;
-    k->abs = v_abs;
-    k->relu = v_relu;
-    k->exp = v_exp;
-    k->log = v_log;
+    family_elementwise_table(k);
     k->sin = v_sin;
     k->cos = v_cos;
     k->sin_nt = v_sin_nt;
     k->cos_nt = v_cos_nt;
-    k->tanh = v_tanh;
-    k->sqrt = v_sqrt;
-    k->sigmoid = v_sigmoid;
     k->clamp = v_clamp;
-    k->pow_scalar = v_pow_scalar;
-    k->add_vv = v_add_vv;
-    k->sub_vv = v_sub_vv;
-    k->mul_vv = v_mul_vv;
-    k->div_vv = v_div_vv;
-    k->pow_vv = v_pow_vv;
-    k->add_vs = v_add_vs;
-    k->mul_vs = v_mul_vs;
-    k->div_vs = v_div_vs;
-    k->pow_vs = v_pow_vs;
-    k->sub_sv = v_sub_sv;
-    k->div_sv = v_div_sv;
-    k->pow_sv = v_pow_sv;
-    k->sigmoid_bwd = v_sigmoid_bwd;
     k->sigmoid_bwd_y = v_sigmoid_bwd_y;
-    k->tanh_bwd = v_tanh_bwd;
-    k->sqrt_bwd = v_sqrt_bwd;
-    k->relu_bwd = v_relu_bwd;
-    k->sin_bwd = v_sin_bwd;
-    k->cos_bwd = v_cos_bwd;
-    k->abs_bwd = v_abs_bwd;
     k->clamp_bwd = v_clamp_bwd;
     k->pow_scalar_bwd = v_pow_scalar_bwd;
     k->sum = v_sum;
     k->row_sums = v_row_sums;
     k->col_sums = v_col_sums;
-    k->axpy = v_axpy;
     k->dot = v_dot;
     k->fill = v_fill;
     /* copy stays the scalar memmove: libc's is already vectorised and picks its own stores */
