@@ -89,7 +89,8 @@ typedef struct tg_kernels {
     /* The sum of x[i] * y[i]: products added in leaves of a few accumulators, leaves added
      * pairwise (error O(log n) ulps of the sum of |x[i] y[i]|, as sum). The order depends on n
      * alone, not on alignment, so a dot gives the same float wherever and on whichever thread
-     * it runs. NaN and inf propagate as in a plain loop. */
+     * it runs. NaN and inf inputs propagate as in a plain loop; where products overflow, the
+     * fused multiply-adds may give an infinity where rounded products give inf - inf = NaN. */
     float (*dot)(const float *x, const float *y, int64_t n);
     void (*fill)(float *y, float v, int64_t n);
     void (*copy)(const float *x, float *y, int64_t n);
