@@ -1583,6 +1583,25 @@ static void test_nan_inf_behaviour(void **state)
                   (double[]){100, 100, 0, 0, 0.6931471824645996, 30}, 1e-7, 1e-30, "bcel big");
     expect_values(tg_bce_with_logits(z, l, tg_scalar(3.0f), TG_REDUCE_NONE), 1, (int64_t[]){6},
                   (double[]){100, 300, 0, 0, 2.079441547393799, 30}, 1e-7, 1e-30, "bcel big pw");
+    /* The same with a pos_weight per element (the general path), and a logit of +inf, whose
+     * loss is inf unless the target is 1:
+     *   z = torch.tensor([100., -100, 100, -100, 0, 30, inf, inf], requires_grad=True)
+     *   t = torch.tensor([0., 1, 1, 0, 1, 0, 0.5, 0])
+     *   pw = torch.tensor([3., 3, 3, 3, 3, 3, 2, 0.5])
+     *   F.binary_cross_entropy_with_logits(z, t, pos_weight=pw, reduction='none')
+     *   -> [100, 300, 0, 0, 2.079441547393799, 30, inf, inf]; grad of the sum
+     *   -> [1, -3, 0, 0, -1.5, 1, 0.5, 1] */
+    const float zi[8] = {100, -100, 100, -100, 0, 30, INFINITY, INFINITY};
+    const float ti[8] = {0, 1, 1, 0, 1, 0, 0.5f, 0}, wi[8] = {3, 3, 3, 3, 3, 3, 2, 0.5f};
+    tg_tensor *zr = tg_requires_grad_(tg_from_data(zi, 1, (int64_t[]){8}), true);
+    tg_tensor *bl = tg_bce_with_logits(zr, tg_from_data(ti, 1, (int64_t[]){8}),
+                                       tg_from_data(wi, 1, (int64_t[]){8}), TG_REDUCE_NONE);
+    expect_values(bl, 1, (int64_t[]){8},
+                  (double[]){100, 300, 0, 0, 2.079441547393799, 30, inf, inf}, 1e-7, 1e-30,
+                  "bcel inf pw per element");
+    assert_int_equal(tg_backward(tg_sum(bl), NULL, false), TG_OK);
+    expect_values(tg_grad(zr), 1, (int64_t[]){8}, (double[]){1, -3, 0, 0, -1.5, 1, 0.5, 1}, 1e-7, 0,
+                  "bcel inf pw per element grad");
     /* division by zero follows IEEE 754 */
     const float num[3] = {1, -1, 0};
     expect_values(tg_div(tg_from_data(num, 1, (int64_t[]){3}), tg_scalar(0.0f)), 1, (int64_t[]){3},

@@ -246,40 +246,46 @@ static bool bce_logits_fused(tg_tensor *z, tg_tensor *t, float pw, tg_tensor **l
     return true;
 }
 
-/* The general pos_weight (broadcast against the target) through tensor ops:
- * loss = (1 - t) z + (1 + (pw - 1) t) softplus(-z), d/dz = (pw t + 1 - t) s(z) - pw t. */
+typedef struct {
+    const float *z, *t, *pw;
+    float *loss, *dz;
+} bce_general_job;
+
+static void bce_general_range(void *ctx, int64_t begin, int64_t end)
+{
+    const bce_general_job *j = ctx;
+    for (int64_t i = begin; i < end; i++) {
+        float z = j->z[i], t = j->t[i], pwt = j->pw[i] * t;
+        float c = log1pf(expf(-fabsf(z)));
+        j->loss[i] = pwt * (fmaxf(-z, 0.0f) + c) + (1.0f - t) * (fmaxf(z, 0.0f) + c);
+        j->dz[i] = (pwt + (1.0f - t)) / (1.0f + expf(-z)) - pwt;
+    }
+}
+
+/* The general pos_weight (broadcast against the input; check_pos_weight has checked it), element
+ * by element in the fused kernel's form: loss = pw t softplus(-z) + (1 - t) softplus(z) and
+ * d/dz = (pw t + 1 - t) s(z) - pw t, with softplus(x) = max(x, 0) + log1p(exp(-|x|)). Both loss
+ * terms are >= 0, so nothing cancels; the equal form (1 - t) z + w (softplus(z) - z) gives NaN
+ * (inf - inf) for a logit of +inf, where the loss is inf, as with a scalar pos_weight and in
+ * PyTorch. */
 static bool bce_logits_general(tg_tensor *z, tg_tensor *t, tg_tensor *pw, tg_tensor **loss,
                                tg_tensor **dz)
 {
-    bool prev = tg_set_grad_enabled(false);
-    tg_tensor *one_m_t = tg_rsub_scalar(1.0f, t);
-    tg_tensor *pwt = tg_mul(pw, t);
-    tg_tensor *w = tg_add(pwt, one_m_t); /* pw t + 1 - t */
-    tg_tensor *zero = tg_zeros(z->ndim, z->shape);
-    tg_tensor *ones = tg_ones(z->ndim, z->shape);
-    tg_tensor *spn = NULL, *sig = NULL;
-    if (zero && ones) {
-        /* softplus(-z) and sigmoid(z) from the fused kernel with t = 0, pw = 1 */
-        bce_logits_fused(z, zero, 1.0f, &spn, &sig); /* loss(t=0) = softplus(z) */
+    const char *fn = "tg_bce_with_logits";
+    tg_tensor *ex = tg_expand(pw, z->ndim, z->shape);
+    tg_tensor *w = ex ? tg_as_contiguous(ex) : NULL;
+    tg_tensor *zc = tg_as_contiguous(z), *tc = tg_as_contiguous(t);
+    *loss = w && zc && tc ? tg_new(z->ndim, z->shape, fn) : NULL;
+    *dz = *loss ? tg_new(z->ndim, z->shape, fn) : NULL;
+    if (*dz) {
+        bce_general_job j = {tg_ptr(zc), tg_ptr(tc), tg_ptr(w), tg_ptr(*loss), tg_ptr(*dz)};
+        tg_parallel_for(z->numel, tg_parallel_grain() / 8, bce_general_range, &j);
     }
-    tg_tensor *spm = spn ? tg_sub(spn, z) : NULL; /* softplus(-z) = softplus(z) - z */
-    tg_tensor *a = tg_mul(one_m_t, z), *b = tg_mul(w, spm);
-    *loss = a && b ? tg_add(a, b) : NULL;
-    tg_tensor *ws = tg_mul(w, sig);
-    *dz = ws ? tg_sub(ws, pwt) : NULL;
-    tg_release(one_m_t), tg_release(pwt), tg_release(w), tg_release(zero), tg_release(ones);
-    tg_release(spn), tg_release(sig), tg_release(spm), tg_release(a), tg_release(b), tg_release(ws);
-    tg_set_grad_enabled(prev);
-    if (*loss && *dz && tg_same_shape(*loss, z))
+    tg_release(ex), tg_release(w), tg_release(zc), tg_release(tc);
+    if (*dz)
         return true;
-    if (*loss && !tg_same_shape(*loss, z)) {
-        char x[160], y[160];
-        tg_set_error(TG_ESHAPE, "tg_bce_with_logits: pos_weight %s does not broadcast to input %s",
-                     tg_shape_str(x, sizeof x, pw->ndim, pw->shape),
-                     tg_shape_str(y, sizeof y, z->ndim, z->shape));
-    }
-    tg_release(*loss), tg_release(*dz);
-    *loss = *dz = NULL;
+    tg_release(*loss);
+    *loss = NULL;
     return false;
 }
 
