@@ -146,7 +146,8 @@ tg_tensor *tg_contiguous(tg_tensor *a);
 tg_tensor *tg_binary_cross_entropy(tg_tensor *pred, tg_tensor *target, tg_reduction r);
 tg_tensor *tg_bce_with_logits(tg_tensor *logits, tg_tensor *target, tg_tensor *pos_weight,
                               tg_reduction r);
-tg_tensor *tg_mse_loss(tg_tensor *pred, tg_tensor *target, tg_reduction r);
+tg_tensor *tg_mse_loss(tg_tensor *pred, tg_tensor *target,
+                       tg_reduction r); /* broadcasts, as PyTorch */
 
 /* In place: bump the tensor's version; not recorded in the graph. Each returns t (borrowed) or
  * NULL on failure. In-place changes of a tensor that requires grad are refused while grad mode

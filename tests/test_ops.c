@@ -1190,6 +1190,41 @@ static void test_loss_values(void **state)
     tg_scope_end();
 }
 
+/* F.mse_loss broadcasts input and target (with a warning), the gradients summing back:
+ *   x = torch.tensor([[1.], [2.], [4.]], requires_grad=True)
+ *   t = torch.tensor([0.5, -1., 3., 2.], requires_grad=True)
+ *   F.mse_loss(x, t, reduction=r), then backward of its sum:
+ *   'none' -> [[0.25, 4, 4, 1], [2.25, 9, 1, 0], [12.25, 25, 1, 4]], 'sum' -> 63.75,
+ *   'mean' -> 5.3125; x.grad 'sum'/'none' -> [[-1], [7], [23]], t.grad -> [-11, -20, 4, -2];
+ *   'mean': both divided by 12. */
+static void test_mse_loss_broadcasts(void **state)
+{
+    (void)state;
+    const double none[12] = {0.25, 4, 4, 1, 2.25, 9, 1, 0, 12.25, 25, 1, 4};
+    const double red[3] = {5.3125, 63.75, 0}, gx[3] = {-1, 7, 23}, gt[4] = {-11, -20, 4, -2};
+    for (int r = TG_REDUCE_MEAN; r <= TG_REDUCE_NONE; r++) {
+        tg_scope_begin();
+        tg_tensor *x = tg_from_data((float[]){1, 2, 4}, 2, (int64_t[]){3, 1});
+        tg_tensor *t = tg_from_data((float[]){0.5f, -1, 3, 2}, 1, (int64_t[]){4});
+        tg_requires_grad_(x, true), tg_requires_grad_(t, true);
+        tg_tensor *l = tg_mse_loss(x, t, (tg_reduction)r);
+        if (r == TG_REDUCE_NONE)
+            expect_values(l, 2, (int64_t[]){3, 4}, none, 0, 0, "mse broadcast none");
+        else
+            expect_values(l, 0, NULL, &red[r], 1e-7, 0, "mse broadcast reduced");
+        assert_string_equal(tg_grad_fn_name(l), "MseLossBackward0");
+        assert_int_equal(tg_backward(tg_sum(l), NULL, false), TG_OK);
+        double wx[3], wt[4], div = r == TG_REDUCE_MEAN ? 12 : 1;
+        for (int i = 0; i < 3; i++)
+            wx[i] = gx[i] / div;
+        for (int i = 0; i < 4; i++)
+            wt[i] = gt[i] / div;
+        expect_values(tg_grad(x), 2, (int64_t[]){3, 1}, wx, 1e-7, 0, "mse broadcast d/dx");
+        expect_values(tg_grad(t), 1, (int64_t[]){4}, wt, 1e-7, 0, "mse broadcast d/dt");
+        tg_scope_end();
+    }
+}
+
 /* ---- NaN and infinity, as PyTorch 1.13 computes them ---- */
 
 /* Repeats the 7 specials to 37 elements so SIMD bodies, not only tails, see them. */
@@ -1938,6 +1973,7 @@ int main(void)
         cmocka_unit_test(test_matmul_dots_backward),
         cmocka_unit_test(test_shape_op_values),
         cmocka_unit_test(test_loss_values),
+        cmocka_unit_test(test_mse_loss_broadcasts),
         cmocka_unit_test(test_mse_matches_composition),
         cmocka_unit_test(test_nan_inf_behaviour),
         cmocka_unit_test(test_relu_nan_and_negative_zero),

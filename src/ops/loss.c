@@ -478,8 +478,21 @@ tg_tensor *tg_mse_loss(tg_tensor *pred, tg_tensor *target, tg_reduction r)
     TG_API_BEGIN;
     if (!pred || !target)
         TG_API_RETURN(tg_null_arg(fn));
-    if (!check_reduction(r, fn) || !check_same_shape(pred, target, fn))
+    if (!check_reduction(r, fn))
         TG_API_RETURN(NULL);
+    if (!tg_same_shape(pred, target)) {
+        /* F.mse_loss broadcasts input and target against each other (torch.broadcast_tensors,
+         * with only a warning), unlike the two cross-entropy losses; the expands carry the
+         * gradients back to the original shapes. */
+        int nd;
+        int64_t shape[TG_MAX_DIMS];
+        if (!tg_broadcast_shape(pred, target, &nd, shape, fn))
+            TG_API_RETURN(NULL);
+        tg_tensor *x = tg_expand(pred, nd, shape), *t = tg_expand(target, nd, shape);
+        tg_tensor *out = x && t ? tg_mse_loss(x, t, r) : NULL;
+        tg_release(x), tg_release(t);
+        TG_API_RETURN(out);
+    }
     tg_tensor *out;
     if (r == TG_REDUCE_NONE) {
         bool prev = tg_set_grad_enabled(false);
