@@ -131,6 +131,20 @@ static void test_matmul_names_and_errors(void **state)
                         "UnsafeViewBackward0");
     assert_string_equal(tg_grad_fn_name(tg_matmul(m, tg_ones(3, (int64_t[]){2, 4, 5}))),
                         "CloneBackward0");
+    /* PyTorch 1.13 returns output.mT().contiguous() there: the transpose itself when it is
+     * already contiguous, and bmm's view for a 3-D right operand transposed in memory:
+     *   m = torch.ones(3, 4, requires_grad=True); r = torch.ones(1, 4, requires_grad=True)
+     *   torch.matmul(m, torch.ones(2, 4, 1)).grad_fn -> TransposeBackward0 (one column)
+     *   torch.matmul(r, torch.ones(2, 2, 4, 5)).grad_fn -> TransposeBackward0 (one row)
+     *   torch.matmul(m, torch.ones(2, 5, 4).transpose(1, 2)).grad_fn -> UnsafeViewBackward0 */
+    tg_tensor *r = tg_requires_grad_(tg_ones(2, (int64_t[]){1, 4}), true);
+    assert_string_equal(tg_grad_fn_name(tg_matmul(m, tg_ones(3, (int64_t[]){2, 4, 1}))),
+                        "TransposeBackward0");
+    assert_string_equal(tg_grad_fn_name(tg_matmul(r, tg_ones(4, (int64_t[]){2, 2, 4, 5}))),
+                        "TransposeBackward0");
+    assert_string_equal(
+        tg_grad_fn_name(tg_matmul(m, tg_transpose(tg_ones(3, (int64_t[]){2, 5, 4}), 1, 2))),
+        "UnsafeViewBackward0");
     assert_null(tg_matmul(a, tg_ones(3, (int64_t[]){3, 4, 5})));
     assert_int_equal(tg_last_status(), TG_ESHAPE);
     assert_non_null(strstr(tg_last_error(), "[2, 3, 4]"));

@@ -334,12 +334,22 @@ static const tg_node_ops DOT = {"DotBackward0", matmul_backward};
 static const tg_node_ops VM = {"SqueezeBackward3", matmul_backward};
 static const tg_node_ops BATCHED = {"UnsafeViewBackward0", matmul_backward};
 static const tg_node_ops MAT_BATCHED = {"CloneBackward0", matmul_backward};
+static const tg_node_ops MAT_BATCHED_T = {"TransposeBackward0", matmul_backward};
 
-static const tg_node_ops *node_ops_for(const tg_tensor *a, const tg_tensor *b)
+static const tg_node_ops *node_ops_for(const tg_tensor *a, const tg_tensor *b, const tg_tensor *out)
 {
     if (a->ndim <= 2 && b->ndim <= 2)
         return a->ndim == 2 ? (b->ndim == 2 ? &MM : &MV) : (b->ndim == 2 ? &VM : &DOT);
-    return a->ndim == 2 ? &MAT_BATCHED : &BATCHED;
+    if (a->ndim != 2)
+        return &BATCHED;
+    /* matrix @ batch: PyTorch folds b's batch into one mm on b^T and returns
+     * output.mT().contiguous(), which is the transpose itself when it is already contiguous
+     * (one row or one column, or no elements). It does not fold a 3-D b whose last two dims
+     * are transposed in memory behind a dense first dim: that goes to bmm. */
+    if (b->ndim == 3 && b->strides[2] != 1 && b->strides[0] == b->shape[1] * b->shape[2])
+        return &BATCHED;
+    int64_t m = out->shape[out->ndim - 2], n = out->shape[out->ndim - 1];
+    return m == 1 || n == 1 || out->numel == 0 ? &MAT_BATCHED_T : &MAT_BATCHED;
 }
 
 static bool check_shapes(const tg_tensor *a, const tg_tensor *b)
@@ -394,7 +404,7 @@ tg_tensor *tg_matmul(tg_tensor *a, tg_tensor *b)
     if (!out)
         TG_API_RETURN(NULL);
     tg_tensor *in[2] = {a, b};
-    tg_node *node = tg_record(node_ops_for(a, b), out, 2, in);
+    tg_node *node = tg_record(node_ops_for(a, b, out), out, 2, in);
     if (node) {
         /* a's gradient reads b and b's reads a: save only those needed (as PyTorch does), and
          * the backward takes the other's shape from the node. */
