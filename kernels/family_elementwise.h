@@ -1,9 +1,8 @@
 /* The elementwise kernels that the SIMD families share: the same formulas in the same order in
  * each, so written once and compiled once per family with its own flags. Included by each
- * family's source after it defines its vector type vf, its width W, ld / st (load and store of
- * r lanes), set1, zero, add, sub, mul, dvd and neg; the map helpers map1, map2, map2_vs and
- * map2_sv (with the typedefs vop1 and vop2); and its own formulas f_abs, f_relu, f_sqrt, f_exp,
- * f_log, f_tanh, f_sigmoid, f_pow, b_sigmoid, b_relu, b_sin, b_cos and b_abs. */
+ * family's source after family_map.h (the loops) and after it defines set1, zero, add, sub,
+ * mul, dvd and neg and its own formulas f_abs, f_relu, f_sqrt, f_exp, f_log, f_tanh,
+ * f_sigmoid, f_pow, b_sigmoid, b_relu, b_sin, b_cos and b_abs. */
 #ifndef TG_KERNELS_FAMILY_ELEMENTWISE_H
 #define TG_KERNELS_FAMILY_ELEMENTWISE_H
 
@@ -239,6 +238,26 @@ static void v_abs_bwd(const float *x, const float *gy, float *gx, int64_t n)
     map_bwd(x, gy, gx, n, b_abs);
 }
 
+static void v_pow_scalar_bwd(const float *x, const float *gy, float *gx, int64_t n, float e)
+{
+    if (e == 0.0f) {
+        for (int64_t i = 0; i < n; i += W)
+            st(gx + i, zero(), n - i);
+        return;
+    }
+    vf ev = set1(e);
+    vop1 f = e == 2.0f ? NULL : pow_shortcut(e - 1.0f);
+    for (int64_t i = 0; i < n; i += W) {
+        int64_t r = n - i;
+        vf v = ld(x + i, r), g = ld(gy + i, r), d;
+        if (e == 2.0f)
+            d = mul(set1(2.0f), v);
+        else
+            d = mul(ev, f ? f(v) : f_pow(v, set1(e - 1.0f)));
+        st(gx + i, mul(g, d), r);
+    }
+}
+
 static void v_axpy(float alpha, const float *x, float *y, int64_t n)
 {
     vf a = set1(alpha);
@@ -279,6 +298,7 @@ static void family_elementwise_table(tg_kernels *k)
     k->sin_bwd = v_sin_bwd;
     k->cos_bwd = v_cos_bwd;
     k->abs_bwd = v_abs_bwd;
+    k->pow_scalar_bwd = v_pow_scalar_bwd;
     k->axpy = v_axpy;
 }
 

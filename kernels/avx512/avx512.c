@@ -250,102 +250,27 @@ ALWAYS_INLINE vf vcos(vf x)
     return __builtin_expect(big != 0, 0) ? trig_slow(y, x, big, 1) : y;
 }
 
-/* ---- streaming stores ------------------------------------------------------------------- */
+/* ---- whole vectors and streaming stores, for family_map.h ---------------------------------- */
 
-#define STREAM_MIN TG_STREAM_MIN /* kernels.h says why */
+#define FAMILY_STREAMS 1
 
-/* Elements to handle before y reaches a 64-byte boundary, or -1 if streaming does not apply. */
-static int64_t stream_head(const float *y, int64_t n)
+ALWAYS_INLINE vf ldu(const float *p)
 {
-    uintptr_t a = (uintptr_t)y;
-    if (n < STREAM_MIN || (a & 3u) != 0)
-        return -1;
-    return (int64_t)(((64u - (a & 63u)) & 63u) / 4u);
+    return _mm512_loadu_ps(p);
 }
 
-/* ---- map helpers: one loop shape for every elementwise kernel ------------------------------ */
-
-typedef vf (*vop1)(vf);
-typedef vf (*vop2)(vf, vf);
-
-/* y = op(x). Always inlined so `op` (a constant at every call) is inlined into the loop.
- * stream = 0 for compute-bound ops: sin at 16M on one thread ran at 2.2 G/s with streaming
- * stores and 2.75 without (its 64K in-cache rate is 3.1), so the stores only got in the way
- * there. Two threads are held back by memory instead; see sin_nt in kernels.h. */
-ALWAYS_INLINE void map1s(const float *x, float *y, int64_t n, vop1 op, int stream)
+/* p is aligned to the vector's size (stream_head) */
+ALWAYS_INLINE void stream_st(float *p, vf v)
 {
-    int64_t i = 0;
-    int64_t head = stream && x != y ? stream_head(y, n) : -1;
-    if (head >= 0) {
-        if (head > 0)
-            st(y, op(ld(x, head)), head);
-        for (i = head; i + W <= n; i += W)
-            _mm512_stream_ps(y + i, op(_mm512_loadu_ps(x + i)));
-        _mm_sfence(); /* order the weakly ordered stores before anything that follows */
-    }
-    for (; i < n; i += W) {
-        int64_t r = n - i;
-        st(y + i, op(ld(x + i, r)), r);
-    }
+    _mm512_stream_ps(p, v);
 }
 
-ALWAYS_INLINE void map1(const float *x, float *y, int64_t n, vop1 op)
+ALWAYS_INLINE void stream_fence(void)
 {
-    map1s(x, y, n, op, 1);
+    _mm_sfence();
 }
 
-/* y = op(a, b) elementwise. */
-ALWAYS_INLINE void map2(const float *a, const float *b, float *y, int64_t n, vop2 op)
-{
-    int64_t i = 0;
-    int64_t head = (a != y && b != y) ? stream_head(y, n) : -1;
-    if (head >= 0) {
-        if (head > 0)
-            st(y, op(ld(a, head), ld(b, head)), head);
-        for (i = head; i + W <= n; i += W)
-            _mm512_stream_ps(y + i, op(_mm512_loadu_ps(a + i), _mm512_loadu_ps(b + i)));
-        _mm_sfence();
-    }
-    for (; i < n; i += W) {
-        int64_t r = n - i;
-        st(y + i, op(ld(a + i, r), ld(b + i, r)), r);
-    }
-}
-
-/* y = op(a, broadcast b): the scalar side is a vector of one value. */
-ALWAYS_INLINE void map2_vs(const float *a, vf b, float *y, int64_t n, vop2 op)
-{
-    int64_t i = 0;
-    int64_t head = a != y ? stream_head(y, n) : -1;
-    if (head >= 0) {
-        if (head > 0)
-            st(y, op(ld(a, head), b), head);
-        for (i = head; i + W <= n; i += W)
-            _mm512_stream_ps(y + i, op(_mm512_loadu_ps(a + i), b));
-        _mm_sfence();
-    }
-    for (; i < n; i += W) {
-        int64_t r = n - i;
-        st(y + i, op(ld(a + i, r), b), r);
-    }
-}
-
-ALWAYS_INLINE void map2_sv(vf a, const float *b, float *y, int64_t n, vop2 op)
-{
-    int64_t i = 0;
-    int64_t head = b != y ? stream_head(y, n) : -1;
-    if (head >= 0) {
-        if (head > 0)
-            st(y, op(a, ld(b, head)), head);
-        for (i = head; i + W <= n; i += W)
-            _mm512_stream_ps(y + i, op(a, _mm512_loadu_ps(b + i)));
-        _mm_sfence();
-    }
-    for (; i < n; i += W) {
-        int64_t r = n - i;
-        st(y + i, op(a, ld(b + i, r)), r);
-    }
-}
+#include "../family_map.h"
 
 /* ---- elementwise formulas ---------------------------------------------------------------- */
 
@@ -512,8 +437,8 @@ static void v_sigmoid_bwd_y(const float *y, const float *x, const float *gy, boo
         if (head > 0)
             st(gx, sigmoid_bwd_y_at(y, x, gy, gy_uniform, 0, head), head);
         for (i = head; i + W <= n; i += W)
-            _mm512_stream_ps(gx + i, sigmoid_bwd_y_at(y, x, gy, gy_uniform, i, W));
-        _mm_sfence();
+            stream_st(gx + i, sigmoid_bwd_y_at(y, x, gy, gy_uniform, i, W));
+        stream_fence();
     }
     for (; i < n; i += W)
         st(gx + i, sigmoid_bwd_y_at(y, x, gy, gy_uniform, i, n - i), n - i);
@@ -530,26 +455,6 @@ static void v_clamp_bwd(const float *x, const float *gy, float *gx, int64_t n, f
         __mmask16 in = (no_lo | _mm512_cmp_ps_mask(v, l, _CMP_GE_OQ)) &
                        (no_hi | _mm512_cmp_ps_mask(v, h, _CMP_LE_OQ));
         st(gx + i, _mm512_maskz_mov_ps(in, ld(gy + i, r)), r);
-    }
-}
-
-static void v_pow_scalar_bwd(const float *x, const float *gy, float *gx, int64_t n, float e)
-{
-    if (e == 0.0f) {
-        for (int64_t i = 0; i < n; i += W)
-            st(gx + i, zero(), n - i);
-        return;
-    }
-    vf ev = set1(e);
-    vop1 f = e == 2.0f ? NULL : pow_shortcut(e - 1.0f);
-    for (int64_t i = 0; i < n; i += W) {
-        int64_t r = n - i;
-        vf v = ld(x + i, r), g = ld(gy + i, r), d;
-        if (e == 2.0f)
-            d = mul(set1(2.0f), v);
-        else
-            d = mul(ev, f ? f(v) : Sleef_finz_powf16_u10avx512f(v, set1(e - 1.0f)));
-        st(gx + i, mul(g, d), r);
     }
 }
 
@@ -607,8 +512,8 @@ static void v_fill(float *y, float v, int64_t n)
         if (head > 0)
             st(y, b, head);
         for (i = head; i + W <= n; i += W)
-            _mm512_stream_ps(y + i, b);
-        _mm_sfence();
+            stream_st(y + i, b);
+        stream_fence();
     }
     for (; i < n; i += W)
         st(y + i, b, n - i);
@@ -1164,7 +1069,6 @@ int tg_kernels_init_avx512(tg_kernels *k)
     k->clamp = v_clamp;
     k->sigmoid_bwd_y = v_sigmoid_bwd_y;
     k->clamp_bwd = v_clamp_bwd;
-    k->pow_scalar_bwd = v_pow_scalar_bwd;
     k->sum = v_sum;
     k->row_sums = v_row_sums;
     k->col_sums = v_col_sums;

@@ -106,45 +106,23 @@ ALWAYS_INLINE vf keep(vmask m, vf v)
     return vreinterpretq_f32_u32(vandq_u32(m, vreinterpretq_u32_f32(v)));
 }
 
-/* ---- map helpers: one loop shape for every elementwise kernel ------------------------------ */
+/* ---- whole vectors, for family_map.h: no streaming stores here ------------------------------ */
 
-typedef vf (*vop1)(vf);
-typedef vf (*vop2)(vf, vf);
+#define FAMILY_STREAMS 0
 
-/* y = op(x). Always inlined so `op` (a constant at every call) is inlined into the loop. */
-ALWAYS_INLINE void map1(const float *x, float *y, int64_t n, vop1 op)
+ALWAYS_INLINE vf ldu(const float *p)
 {
-    for (int64_t i = 0; i < n; i += W) {
-        int64_t r = n - i;
-        st(y + i, op(ld(x + i, r)), r);
-    }
+    return vld1q_f32(p);
 }
 
-/* y = op(a, b) elementwise. */
-ALWAYS_INLINE void map2(const float *a, const float *b, float *y, int64_t n, vop2 op)
+ALWAYS_INLINE void stream_st(float *p, vf v)
 {
-    for (int64_t i = 0; i < n; i += W) {
-        int64_t r = n - i;
-        st(y + i, op(ld(a + i, r), ld(b + i, r)), r);
-    }
+    vst1q_f32(p, v);
 }
 
-/* y = op(a, broadcast b): the scalar side is a vector of one value. */
-ALWAYS_INLINE void map2_vs(const float *a, vf b, float *y, int64_t n, vop2 op)
-{
-    for (int64_t i = 0; i < n; i += W) {
-        int64_t r = n - i;
-        st(y + i, op(ld(a + i, r), b), r);
-    }
-}
+ALWAYS_INLINE void stream_fence(void) {}
 
-ALWAYS_INLINE void map2_sv(vf a, const float *b, float *y, int64_t n, vop2 op)
-{
-    for (int64_t i = 0; i < n; i += W) {
-        int64_t r = n - i;
-        st(y + i, op(a, ld(b + i, r)), r);
-    }
-}
+#include "../family_map.h"
 
 /* ---- elementwise formulas ---------------------------------------------------------------- */
 
@@ -300,26 +278,6 @@ static void v_clamp_bwd(const float *x, const float *gy, float *gx, int64_t n, f
         vf v = ld(x + i, r);
         vmask in = vandq_u32(vorrq_u32(no_lo, vcgeq_f32(v, l)), vorrq_u32(no_hi, vcleq_f32(v, h)));
         st(gx + i, keep(in, ld(gy + i, r)), r);
-    }
-}
-
-static void v_pow_scalar_bwd(const float *x, const float *gy, float *gx, int64_t n, float e)
-{
-    if (e == 0.0f) {
-        for (int64_t i = 0; i < n; i += W)
-            st(gx + i, zero(), n - i);
-        return;
-    }
-    vf ev = set1(e);
-    vop1 f = e == 2.0f ? NULL : pow_shortcut(e - 1.0f);
-    for (int64_t i = 0; i < n; i += W) {
-        int64_t r = n - i;
-        vf v = ld(x + i, r), g = ld(gy + i, r), d;
-        if (e == 2.0f)
-            d = mul(set1(2.0f), v);
-        else
-            d = mul(ev, f ? f(v) : Sleef_finz_powf4_u10advsimd(v, set1(e - 1.0f)));
-        st(gx + i, mul(g, d), r);
     }
 }
 
@@ -666,7 +624,6 @@ int tg_kernels_init_neon(tg_kernels *k)
     k->clamp = v_clamp;
     k->sigmoid_bwd_y = v_sigmoid_bwd_y;
     k->clamp_bwd = v_clamp_bwd;
-    k->pow_scalar_bwd = v_pow_scalar_bwd;
     k->sum = v_sum;
     k->row_sums = v_row_sums;
     k->col_sums = v_col_sums;
