@@ -18,6 +18,7 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "tapegrad.h"
 
@@ -301,6 +302,30 @@ static bool logreg_standardized(outcome *o)
     return true;
 }
 
+/* An optimizer's state read back from a file written before the sweep: a buffer that cannot
+ * be allocated is a lack of memory, not a damaged file. */
+static char optim_path[64];
+
+static tg_optimizer *momentum_sgd(tg_tensor *p)
+{
+    tg_sgd_options so;
+    tg_sgd_options_init(&so);
+    so.momentum = 0.9;
+    return tg_sgd_new(&p, 1, &so);
+}
+
+static bool optimizer_load(outcome *o)
+{
+    tg_tensor *p = tg_zeros(1, (int64_t[]){3});
+    tg_optimizer *opt = p ? momentum_sgd(tg_requires_grad_(p, true)) : NULL;
+    bool ok = opt && tg_optimizer_load(opt, optim_path) == TG_OK;
+    if (ok)
+        push_tensor(o, p);
+    tg_optimizer_free(opt);
+    tg_release(p);
+    return ok;
+}
+
 /* Scopes nested past the marks kept without allocation: a begin that cannot get its mark must
  * not make its end release the enclosing scope's results. */
 static bool nested_scopes(outcome *o)
@@ -348,6 +373,29 @@ static void test_logreg_standardized(void **state)
     sweep(logreg_standardized);
 }
 
+static void test_optimizer_load(void **state)
+{
+    (void)state;
+    /* one SGD step with momentum, so that the file holds a momentum buffer too */
+    strcpy(optim_path, "/tmp/tg_oom_optim_XXXXXX");
+    int fd = mkstemp(optim_path);
+    assert_true(fd >= 0);
+    close(fd);
+    tg_tensor *p = tg_requires_grad_(tg_from_data((float[]){1, 2, 3}, 1, (int64_t[]){3}), true);
+    tg_optimizer *opt = momentum_sgd(p);
+    assert_non_null(opt);
+    tg_tensor *sq = tg_mul(p, p), *loss = tg_sum(sq);
+    assert_int_equal(tg_backward(loss, NULL, false), TG_OK);
+    assert_int_equal(tg_optimizer_step(opt), TG_OK);
+    assert_int_equal(tg_optimizer_save(opt, optim_path), TG_OK);
+    tg_release(sq);
+    tg_release(loss);
+    tg_optimizer_free(opt);
+    tg_release(p);
+    sweep(optimizer_load);
+    unlink(optim_path);
+}
+
 static void test_nested_scopes(void **state)
 {
     (void)state;
@@ -361,7 +409,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_graph_of_every_op), cmocka_unit_test(test_sum_of_long_wide_rows),
         cmocka_unit_test(test_csv_drop_missing),  cmocka_unit_test(test_logreg_standardized),
-        cmocka_unit_test(test_nested_scopes),
+        cmocka_unit_test(test_nested_scopes),     cmocka_unit_test(test_optimizer_load),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

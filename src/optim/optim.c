@@ -392,7 +392,9 @@ static tg_status load_param(FILE *f, const tg_tensor *p, int i, loaded_param *lp
             return tg_set_error(TG_EPARSE, "tg_optimizer_load: %s: parameter %d has a different shape", path, i);
     size_t bytes = (size_t)p->numel * sizeof(float);
     lp->values = malloc(bytes ? bytes : 1);
-    if (!lp->values || !read_all(f, lp->values, bytes) || !read_all(f, has, sizeof has) ||
+    if (!lp->values) /* not the file's fault: no "truncated" for it */
+        return tg_set_error(TG_ENOMEM, "tg_optimizer_load: out of memory for parameter %d", i);
+    if (!read_all(f, lp->values, bytes) || !read_all(f, has, sizeof has) ||
         (v1_step < 0 && !read_all(f, &lp->step, sizeof lp->step)))
         return tg_set_error(TG_EPARSE, "tg_optimizer_load: %s: truncated at parameter %d", path, i);
     if (v1_step >= 0)
@@ -405,7 +407,12 @@ static tg_status load_param(FILE *f, const tg_tensor *p, int i, loaded_param *lp
         if (!has[k])
             continue;
         *dst[k] = malloc(bytes ? bytes : 1);
-        if (!*dst[k] || !read_all(f, *dst[k], bytes))
+        if (!*dst[k])
+            return tg_set_error(TG_ENOMEM,
+                                "tg_optimizer_load: out of memory for the state of "
+                                "parameter %d",
+                                i);
+        if (!read_all(f, *dst[k], bytes))
             return tg_set_error(TG_EPARSE, "tg_optimizer_load: %s: truncated state of parameter %d", path, i);
     }
     return TG_OK;
