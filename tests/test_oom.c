@@ -326,6 +326,32 @@ static bool optimizer_load(outcome *o)
     return ok;
 }
 
+/* Saving: no memory for the temporary file's name is TG_ENOMEM, not an I/O error. */
+static bool optimizer_save(outcome *o)
+{
+    tg_tensor *p = tg_ones(1, (int64_t[]){3});
+    tg_optimizer *opt = p ? momentum_sgd(tg_requires_grad_(p, true)) : NULL;
+    bool ok = opt && tg_optimizer_save(opt, optim_path) == TG_OK;
+    if (ok)
+        push(o, 1.0);
+    tg_optimizer_free(opt);
+    tg_release(p);
+    return ok;
+}
+
+static bool logreg_save(outcome *o)
+{
+    tg_logreg_model m;
+    tg_logreg_model_init(&m);
+    m.n_features = 2;
+    m.weights = (double[]){0.5, -0.25}; /* the test's own: not freed by the model */
+    m.bias = 0.125;
+    if (tg_logreg_save(&m, optim_path) != TG_OK)
+        return false;
+    push(o, 1.0);
+    return true;
+}
+
 /* Scopes nested past the marks kept without allocation: a begin that cannot get its mark must
  * not make its end release the enclosing scope's results. */
 static bool nested_scopes(outcome *o)
@@ -396,6 +422,18 @@ static void test_optimizer_load(void **state)
     unlink(optim_path);
 }
 
+static void test_saves(void **state)
+{
+    (void)state;
+    strcpy(optim_path, "/tmp/tg_oom_save_XXXXXX");
+    int fd = mkstemp(optim_path);
+    assert_true(fd >= 0);
+    close(fd);
+    sweep(optimizer_save);
+    sweep(logreg_save);
+    unlink(optim_path);
+}
+
 static void test_nested_scopes(void **state)
 {
     (void)state;
@@ -407,9 +445,13 @@ int main(void)
     /* one thread: every allocation happens on the scenario's thread, in the same order */
     tg_set_num_threads(1);
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_graph_of_every_op), cmocka_unit_test(test_sum_of_long_wide_rows),
-        cmocka_unit_test(test_csv_drop_missing),  cmocka_unit_test(test_logreg_standardized),
-        cmocka_unit_test(test_nested_scopes),     cmocka_unit_test(test_optimizer_load),
+        cmocka_unit_test(test_graph_of_every_op),
+        cmocka_unit_test(test_sum_of_long_wide_rows),
+        cmocka_unit_test(test_csv_drop_missing),
+        cmocka_unit_test(test_logreg_standardized),
+        cmocka_unit_test(test_nested_scopes),
+        cmocka_unit_test(test_optimizer_load),
+        cmocka_unit_test(test_saves),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -355,8 +355,9 @@ tg_status tg_optimizer_save(const tg_optimizer *o, const char *path)
         return tg_set_error(TG_EINVAL, "tg_optimizer_save: %s is NULL", o ? "path" : "optimizer");
     tg_replace f;
     int err = tg_replace_open(&f, path);
-    if (err)
-        return tg_set_error(TG_EIO, "tg_optimizer_save: cannot write %s: %s", path, strerror(err));
+    if (err) /* ENOMEM: no memory for the temporary file's name, not an I/O failure */
+        return tg_set_error(err == ENOMEM ? TG_ENOMEM : TG_EIO,
+                            "tg_optimizer_save: cannot write %s: %s", path, strerror(err));
     int32_t head[2] = {(int32_t)o->kind, o->n};
     bool ok = write_all(&f, MAGIC, sizeof MAGIC) && write_all(&f, head, sizeof head);
     for (int i = 0; ok && i < o->n; i++)

@@ -225,8 +225,9 @@ tg_status tg_logreg_save(const tg_logreg_model *m, const char *path)
         return tg_last_status();
     int err = tg_replace_file(path, text, strlen(text));
     free(text);
-    if (err)
-        return tg_set_error(TG_EIO, "%s: cannot write the model: %s", path, strerror(err));
+    if (err) /* ENOMEM: no memory for the temporary file's name, not an I/O failure */
+        return tg_set_error(err == ENOMEM ? TG_ENOMEM : TG_EIO, "%s: cannot write the model: %s",
+                            path, strerror(err));
     tg_clear_error();
     return TG_OK;
 }
