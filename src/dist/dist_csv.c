@@ -111,8 +111,10 @@ static tg_status realign_kept(const char *path, int64_t unit, tg_csv_data *out)
      * rows start (t[k] = every kept row); sc, rc: floats sent to and received from each rank. */
     int64_t *n = malloc((size_t)(5 * k + 2) * sizeof *n);
     tg_status st = n ? TG_OK : tg_set_error(TG_ENOMEM, "%s: out of memory", path);
-    if ((st = tgd_agree(st)) != TG_OK)
+    if ((st = tgd_agree(st)) != TG_OK) {
+        free(n); /* this rank's buffer, when another rank ran out of memory */
         return st;
+    }
     int64_t *g = n + k, *t = g + k + 1, *sc = t + k + 1, *rc = sc + k;
     tgd_allgather_i64(&out->rows, 1, n);
     g[0] = 0;
