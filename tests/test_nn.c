@@ -253,8 +253,14 @@ static void test_linear(void **state)
         "AddBackward0");
     assert_null(tg_linear(x, tg_ones(2, (int64_t[]){4, 2}), b));
     assert_int_equal(tg_last_status(), TG_ESHAPE);
+    assert_string_equal(tg_last_error(), "tg_linear: input [2, 3] and weight [4, 2] do not fit "
+                                         "([..., in] and [out, in])");
     assert_null(tg_linear(x, W, tg_zeros(1, (int64_t[]){3})));
     assert_int_equal(tg_last_status(), TG_ESHAPE);
+    assert_string_equal(tg_last_error(),
+                        "tg_linear: bias [3] does not match weight [4, 3] (want [4])");
+    assert_non_null(tg_linear(x, W, b)); /* a success leaves no message */
+    assert_string_equal(tg_last_error(), "");
     tg_scope_end();
 }
 

@@ -25,18 +25,20 @@ static const tg_node_ops ADDMM = {"AddmmBackward0", addmm_backward};
 
 static bool check_linear(const tg_tensor *x, const tg_tensor *W, const tg_tensor *b)
 {
+    /* The shapes are formatted only for a message: snprintf on every call cost a tenth of a
+     * small network's training step. */
     char xs[160], ws[160], bs[160];
-    tg_shape_str(xs, sizeof xs, x->ndim, x->shape);
-    tg_shape_str(ws, sizeof ws, W->ndim, W->shape);
     if (W->ndim != 2 || x->ndim < 1 || x->shape[x->ndim - 1] != W->shape[1]) {
         tg_set_error(TG_ESHAPE,
-                     "tg_linear: input %s and weight %s do not fit ([..., in] and [out, in])", xs,
-                     ws);
+                     "tg_linear: input %s and weight %s do not fit ([..., in] and [out, in])",
+                     tg_shape_str(xs, sizeof xs, x->ndim, x->shape),
+                     tg_shape_str(ws, sizeof ws, W->ndim, W->shape));
         return false;
     }
     if (b && (b->ndim != 1 || b->shape[0] != W->shape[0])) {
         tg_set_error(TG_ESHAPE, "tg_linear: bias %s does not match weight %s (want [%lld])",
-                     tg_shape_str(bs, sizeof bs, b->ndim, b->shape), ws, (long long)W->shape[0]);
+                     tg_shape_str(bs, sizeof bs, b->ndim, b->shape),
+                     tg_shape_str(ws, sizeof ws, W->ndim, W->shape), (long long)W->shape[0]);
         return false;
     }
     return true;
