@@ -261,6 +261,17 @@ static void test_linear(void **state)
                         "tg_linear: bias [3] does not match weight [4, 3] (want [4])");
     assert_non_null(tg_linear(x, W, b)); /* a success leaves no message */
     assert_string_equal(tg_last_error(), "");
+    /* The bias is written into every row before the product is added: an odd row count (the
+     * doubling copies end on a partial block) and a width of 1 (one fill). */
+    for (int64_t width = 1; width <= 3; width += 2) {
+        const float bias[3] = {1.5f, -2.25f, 3.0f};
+        tg_tensor *z = tg_zeros(2, (int64_t[]){37, 2});
+        tg_tensor *yz = tg_linear(z, tg_rand(2, (int64_t[]){width, 2}, 3),
+                                  tg_from_data(bias, 1, (int64_t[]){width}));
+        assert_int_equal(tg_shape(yz)[0], 37);
+        for (int64_t i = 0; i < 37 * width; i++)
+            assert_true(tg_data(yz)[i] == bias[i % width]);
+    }
     tg_scope_end();
 }
 

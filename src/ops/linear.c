@@ -44,6 +44,25 @@ static bool check_linear(const tg_tensor *x, const tg_tensor *W, const tg_tensor
     return true;
 }
 
+/* Every one of the rows of y [rows, width] set to the row b. A copy call per row cost more than
+ * the product for narrow outputs (a kernel call to move one float per row for a network's last
+ * layer), so a width of 1 is one fill, and wider rows are copied in doubling blocks: the first
+ * row from b, then rows [0, r) to [r, 2r), log2(rows) calls in all. */
+static void fill_rows(const float *b, float *y, int64_t rows, int64_t width)
+{
+    const tg_kernels *k = tg_kern();
+    if (width == 1) {
+        k->fill(y, b[0], rows);
+        return;
+    }
+    k->copy(b, y, width);
+    for (int64_t done = 1; done < rows;) {
+        int64_t n = done < rows - done ? done : rows - done;
+        k->copy(y, y + done * width, n * width);
+        done += n;
+    }
+}
+
 /* out = b (broadcast over rows) + x @ W^T, with x and W dense row-major. */
 static tg_tensor *addmm_forward(tg_tensor *x, tg_tensor *W, tg_tensor *b)
 {
@@ -51,8 +70,7 @@ static tg_tensor *addmm_forward(tg_tensor *x, tg_tensor *W, tg_tensor *b)
     int64_t rows = x->shape[0], in = x->shape[1], outf = W->shape[0];
     tg_tensor *out = xc && wc && bc ? tg_new(2, (int64_t[]){rows, outf}, "tg_linear") : NULL;
     if (out) {
-        for (int64_t r = 0; r < rows; r++)
-            tg_kern()->copy(tg_ptr(bc), tg_ptr(out) + r * outf, outf);
+        fill_rows(tg_ptr(bc), tg_ptr(out), rows, outf);
         if (rows && outf && in)
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)rows, (int)outf, (int)in,
                         1.0f, tg_ptr(xc), (int)in, tg_ptr(wc), (int)in, 1.0f, tg_ptr(out),
