@@ -13,6 +13,7 @@
 
 #include "gradcheck.h"
 #include "tapegrad.h"
+#include "parallel.h"
 
 /* A leaf [n] with the given values that requires grad. */
 static tg_tensor *leaf(const float *v, int64_t n)
@@ -1089,5 +1090,8 @@ int main(void)
         cmocka_unit_test(test_broadcast_gradients_reduce_to_input_shape),
         cmocka_unit_test(test_broadcast_gradient_accuracy),
     };
+    /* Ops split across threads from 32768 elements here, not from the default grain, so that
+     * the split paths run on inputs of test size (1 against 3 threads, bit for bit). */
+    tg_parallel_set_grain(32768);
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

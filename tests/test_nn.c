@@ -13,6 +13,7 @@
 #include <cmocka.h>
 
 #include "gradcheck.h"
+#include "parallel.h"
 
 /* ---- matmul against a double-precision reference ---- */
 
@@ -814,5 +815,8 @@ int main(void)
         cmocka_unit_test(test_save_load_resumes_exactly),
         cmocka_unit_test(test_adam_counts_steps_per_parameter),
     };
+    /* Ops split across threads from 32768 elements here, not from the default grain, so that
+     * the split paths run on inputs of test size (1 against 3 threads, bit for bit). */
+    tg_parallel_set_grain(32768);
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

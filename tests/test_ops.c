@@ -16,6 +16,7 @@
 
 #include "gradcheck.h"
 #include "tapegrad.h"
+#include "parallel.h"
 
 /* Tolerances against the double reference. Correctly rounded float ops are within half an ulp
  * (6e-8 relative); 4 ulps leave room for SIMD kernels that are not correctly rounded. The
@@ -1990,5 +1991,8 @@ int main(void)
         cmocka_unit_test(test_threads_same_bits),
         cmocka_unit_test(test_repr_and_print),
     };
+    /* Ops split across threads from 32768 elements here, not from the default grain, so that
+     * the split paths run on inputs of test size (1 against 3 threads, bit for bit). */
+    tg_parallel_set_grain(32768);
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

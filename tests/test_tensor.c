@@ -14,6 +14,7 @@
 #include "core/tensor.h" /* storage identity and reference counts */
 #include "gradcheck.h"
 #include "tapegrad.h"
+#include "parallel.h"
 
 static void assert_shape(const tg_tensor *t, int ndim, const int64_t *shape)
 {
@@ -740,5 +741,8 @@ int main(void)
         cmocka_unit_test(test_empty_tensors),
         cmocka_unit_test(test_empty_views_are_contiguous),
     };
+    /* Ops split across threads from 32768 elements here, not from the default grain, so that
+     * the split paths run on inputs of test size (1 against 3 threads, bit for bit). */
+    tg_parallel_set_grain(32768);
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -62,6 +62,19 @@ static int hooks_installed;      /* under call_mu */
 static _Thread_local int inside; /* this thread is running a chunk: nested calls run inline */
 static _Thread_local int shared; /* ... and other threads are running chunks of the same loop */
 
+static _Atomic int64_t grain_set; /* tg_parallel_set_grain's value, 0 = the default */
+
+int64_t tg_parallel_grain(void)
+{
+    int64_t g = atomic_load_explicit(&grain_set, memory_order_relaxed);
+    return g > 0 ? g : TG_PARALLEL_GRAIN_DEFAULT;
+}
+
+void tg_parallel_set_grain(int64_t grain)
+{
+    atomic_store(&grain_set, grain > 0 ? grain : 0);
+}
+
 int tg_parallel_chunk(int64_t n, int threads, int64_t align, int64_t *size)
 {
     if (n <= 0) {

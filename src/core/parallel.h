@@ -35,13 +35,27 @@ void tg_parallel_tasks(int64_t n, int64_t grain, tg_range_fn fn, void *ctx);
  * runs all its chunks on the calling thread. */
 bool tg_parallel_shared(void);
 
-/* Default grain for cheap elementwise ops (an add or a multiply per element): below 32768
- * elements (128 KB of floats) waking a thread costs more than it saves. Costly ops (exp, sin)
- * may pass a smaller grain. */
-#define TG_PARALLEL_GRAIN_DEFAULT ((int64_t)32768)
-static inline int64_t tg_parallel_grain(void)
+/* Default grain for cheap elementwise ops (an add or a multiply per element): below 262144
+ * elements (1 MB of floats) no thread is woken. In a chain of split ops each thread keeps its
+ * part in its own cache, and splitting paid from 32768 elements; but ops usually read what a
+ * matrix product just wrote on the calling core, and the other core must first fetch its half.
+ * On our 2-core VM that made a small network's training step (bench_core's BM_mlp_step, ops
+ * of 32768 elements) 65-77 us on two threads against 34-38 on one, and steps with ops of 65536
+ * and 131072 elements slower on two threads as well; from 262144 on, two threads were as fast
+ * as one or faster. */
+#define TG_PARALLEL_GRAIN_DEFAULT ((int64_t)262144)
+
+/* The grain in force: TG_PARALLEL_GRAIN_DEFAULT, unless a test has lowered it with
+ * tg_parallel_set_grain to run the split paths on inputs of test size. */
+int64_t tg_parallel_grain(void);
+/* For tests: sets the grain tg_parallel_grain returns (0: the default again). */
+void tg_parallel_set_grain(int64_t grain);
+
+/* Grain for ops that cost about ten cheap ones per element (exp, log, sin, cos, tanh, sigmoid,
+ * the logistic loss): their arithmetic outweighs fetching the data from another core sooner. */
+static inline int64_t tg_parallel_grain_heavy(void)
 {
-    return TG_PARALLEL_GRAIN_DEFAULT;
+    return tg_parallel_grain() / 8;
 }
 
 /* The split of n items over `threads` threads with chunk boundaries at multiples of `align`

@@ -40,13 +40,15 @@ static void unary_chunk(void *ctx, int64_t begin, int64_t end)
     f(j->x + begin, j->y + begin, end - begin);
 }
 
-void tg_run_unary(tg_unary_fn f, tg_unary_fn f_shared, const float *x, float *y, int64_t n)
+void tg_run_unary(tg_unary_fn f, tg_unary_fn f_shared, const float *x, float *y, int64_t n,
+                  int64_t grain)
 {
-    if (SMALL(n)) {
+    if (n < grain) {
         f(x, y, n);
         return;
     }
-    split(n, unary_chunk, &(elem_job){.f = f, .f_shared = f_shared, .x = x, .y = y});
+    tg_parallel_for(n, grain, unary_chunk,
+                    &(elem_job){.f = f, .f_shared = f_shared, .x = x, .y = y});
 }
 
 static void vv_chunk(void *ctx, int64_t begin, int64_t end)
@@ -173,14 +175,14 @@ static void unary_bwd_chunk(void *ctx, int64_t begin, int64_t end)
 }
 
 void tg_run_unary_bwd(tg_unary_bwd_fn f, const float *v, const float *gy, bool gy_uniform,
-                      float *gx, int64_t n)
+                      float *gx, int64_t n, int64_t grain)
 {
-    if (!gy_uniform && SMALL(n)) {
+    if (!gy_uniform && n < grain) {
         f(v, gy, gx, n);
         return;
     }
     elem_job j = {.b = f, .x = v, .gy = gy, .y = gx, .uniform = gy_uniform};
-    split(n, unary_bwd_chunk, &j);
+    tg_parallel_for(n, grain, unary_bwd_chunk, &j);
 }
 
 void tg_run_clamp_bwd(const float *x, const float *gy, bool gy_uniform, float *gx, int64_t n,
@@ -276,7 +278,7 @@ static bool sum_in_blocks(sum_job *j, float *out)
     float partial[MAX_BLOCKS];
     j->partial = partial;
     int64_t nb = n > 0 ? (n + j->block - 1) / j->block : 0;
-    /* grain in blocks: below ~32K elements of work a thread is not worth waking */
+    /* grain in blocks: below the default grain of work a thread is not worth waking */
     tg_parallel_tasks(nb, (tg_parallel_grain() + j->block - 1) / j->block, sum_blocks, j);
     if (j->failed)
         return false;

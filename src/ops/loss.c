@@ -165,7 +165,7 @@ static tg_tensor *bce_map(tg_tensor *pred, tg_tensor *target, const tg_tensor *g
             j.mean_n = r == TG_REDUCE_MEAN ? (float)d->numel : 0.0f;
         }
         /* logf costs a few ns: a smaller grain than the cheap ops' */
-        tg_parallel_for(d->numel, tg_parallel_grain() / 8, f, &j);
+        tg_parallel_for(d->numel, tg_parallel_grain_heavy(), f, &j);
         if (first_bad)
             *first_bad = j.first_bad < d->numel ? j.first_bad : -1;
     }
@@ -279,7 +279,7 @@ static bool bce_logits_general(tg_tensor *z, tg_tensor *t, tg_tensor *pw, tg_ten
     *dz = *loss ? tg_new(z->ndim, z->shape, fn) : NULL;
     if (*dz) {
         bce_general_job j = {tg_ptr(zc), tg_ptr(tc), tg_ptr(w), tg_ptr(*loss), tg_ptr(*dz)};
-        tg_parallel_for(z->numel, tg_parallel_grain() / 8, bce_general_range, &j);
+        tg_parallel_for(z->numel, tg_parallel_grain_heavy(), bce_general_range, &j);
     }
     tg_release(ex), tg_release(w), tg_release(zc), tg_release(tc);
     if (*dz)

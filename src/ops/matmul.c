@@ -143,7 +143,7 @@ static bool blocked_dot(const float *x, const float *y, int64_t n, float *out)
         d.part = tg_ptr(heap);
     }
     /* As cheap per float as an add: the elementwise grain, counted in blocks. */
-    tg_parallel_tasks(blocks, TG_PARALLEL_GRAIN_DEFAULT / DOT_BLOCK + 1, dot_blocks, &d);
+    tg_parallel_tasks(blocks, tg_parallel_grain() / DOT_BLOCK + 1, dot_blocks, &d);
     *out = blocks == 1 ? d.part[0] : tg_kern()->sum(d.part, blocks);
     tg_release(heap);
     return true;
@@ -226,10 +226,10 @@ static tg_tensor *bmm_forward(tg_tensor *a, tg_tensor *b)
         ok = blocked_dot(j.A.p, j.B.p, j.K, j.C);
     } else if (dots) {
         /* every output its own dot, the outputs spread over the threads */
-        tg_parallel_tasks(j.batch * j.M, TG_PARALLEL_GRAIN_DEFAULT / j.K + 1, mv_rows, &j);
+        tg_parallel_tasks(j.batch * j.M, tg_parallel_grain() / j.K + 1, mv_rows, &j);
     } else {
         /* Small matrices: threads over the batch. Large ones: OpenBLAS threads each product. */
-        int64_t grain = small ? (TG_PARALLEL_GRAIN_DEFAULT / (j.M * j.N * j.K) + 1) : j.batch + 1;
+        int64_t grain = small ? (tg_parallel_grain() / (j.M * j.N * j.K) + 1) : j.batch + 1;
         tg_parallel_tasks(j.batch, grain, gemm_range, &j);
     }
     tg_release(j.A.copy);

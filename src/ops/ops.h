@@ -38,10 +38,12 @@ tg_tensor *tg_reduce_to(tg_tensor *g, int ndim, const int64_t *shape);
 /* tg_reduce_to for input i of node n. */
 tg_tensor *tg_reduce_to_input(const tg_node *n, int i, tg_tensor *g);
 
-/* Runs a unary kernel over n contiguous elements, split across threads when n is large. A
+/* Runs a unary kernel over n contiguous elements, split across threads from grain elements on
+ * (tg_parallel_grain(), or tg_parallel_grain_heavy() for the costly kernels). A
  * chunk that runs beside others uses f_shared instead where it is not NULL (sin_nt in
  * kernels.h says why). */
-void tg_run_unary(tg_unary_fn f, tg_unary_fn f_shared, const float *x, float *y, int64_t n);
+void tg_run_unary(tg_unary_fn f, tg_unary_fn f_shared, const float *x, float *y, int64_t n,
+                  int64_t grain);
 /* The same for the binary kernels (same length, vector-scalar, scalar-vector) and the two unary
  * kernels with a scalar parameter. Every elementwise op reaches its kernels through these. */
 void tg_run_vv(tg_binary_vv_fn f, const float *a, const float *b, float *y, int64_t n);
@@ -56,7 +58,7 @@ void tg_run_bce_logits(const float *z, const float *t, float *loss, float *grad,
 /* Same for a backward kernel gx = f(v, gy); with gy_uniform, gy points at one value that
  * stands for every element (the gradient of a sum), which is never materialized. */
 void tg_run_unary_bwd(tg_unary_bwd_fn f, const float *v, const float *gy, bool gy_uniform,
-                      float *gx, int64_t n);
+                      float *gx, int64_t n, int64_t grain);
 /* The same for clamp's and pow-by-a-scalar's backward kernels. */
 void tg_run_clamp_bwd(const float *x, const float *gy, bool gy_uniform, float *gx, int64_t n,
                       float lo, float hi);

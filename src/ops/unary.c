@@ -3,6 +3,7 @@
 #include <math.h>
 #include <stddef.h>
 
+#include "../core/parallel.h"
 #include "ops.h"
 
 enum { SAVE_NONE, SAVE_INPUT, SAVE_OUTPUT, SAVE_BOTH };
@@ -14,7 +15,15 @@ typedef struct {
     size_t bwd; /* offsetof(tg_kernels, ...) of the backward kernel, 0 = special */
     int save;
     size_t fwd_shared; /* offsetof the kernel's form for threads sharing memory, 0 = none */
+    int heavy;         /* HEAVY_FWD, HEAVY_BWD: kernels that split at tg_parallel_grain_heavy() */
 } unary_def;
+
+enum { HEAVY_FWD = 1, HEAVY_BWD = 2 };
+
+static int64_t grain_of(const unary_def *d, int which)
+{
+    return d->heavy & which ? tg_parallel_grain_heavy() : tg_parallel_grain();
+}
 
 #define KERN(off, type) (*(const type *)((const char *)tg_kern() + (off)))
 
@@ -29,19 +38,39 @@ static const unary_def NEG = {{"NegBackward0", neg_backward, true}, "tg_neg", K(
 /* exp's and log's backward are one broadcasting tg_mul / tg_div, which takes a uniform g (the
  * gradient of a sum) as the scalar operand of mul_vs / div_sv: no tensor of it is written. */
 static const unary_def EXP = {
-    {"ExpBackward0", exp_backward, true}, "tg_exp", K(exp), 0, SAVE_OUTPUT};
+    {"ExpBackward0", exp_backward, true}, "tg_exp", K(exp), 0, SAVE_OUTPUT, 0, HEAVY_FWD};
 static const unary_def LOG = {
-    {"LogBackward0", log_backward, true}, "tg_log", K(log), 0, SAVE_INPUT};
-static const unary_def SIN = {
-    {"SinBackward0", unary_backward, true}, "tg_sin", K(sin), K(sin_bwd), SAVE_INPUT, K(sin_nt)};
-static const unary_def COS = {
-    {"CosBackward0", unary_backward, true}, "tg_cos", K(cos), K(cos_bwd), SAVE_INPUT, K(cos_nt)};
-static const unary_def TANH = {
-    {"TanhBackward0", unary_backward, true}, "tg_tanh", K(tanh), K(tanh_bwd), SAVE_OUTPUT};
+    {"LogBackward0", log_backward, true}, "tg_log", K(log), 0, SAVE_INPUT, 0, HEAVY_FWD};
+static const unary_def SIN = {{"SinBackward0", unary_backward, true},
+                              "tg_sin",
+                              K(sin),
+                              K(sin_bwd),
+                              SAVE_INPUT,
+                              K(sin_nt),
+                              HEAVY_FWD | HEAVY_BWD};
+static const unary_def COS = {{"CosBackward0", unary_backward, true},
+                              "tg_cos",
+                              K(cos),
+                              K(cos_bwd),
+                              SAVE_INPUT,
+                              K(cos_nt),
+                              HEAVY_FWD | HEAVY_BWD};
+static const unary_def TANH = {{"TanhBackward0", unary_backward, true},
+                               "tg_tanh",
+                               K(tanh),
+                               K(tanh_bwd),
+                               SAVE_OUTPUT,
+                               0,
+                               HEAVY_FWD};
 /* Saves its output as PyTorch does (the backward then reads y, not x, and computes no exp) and
  * its input for the rare lanes where y rounds to 1. */
-static const unary_def SIGMOID = {
-    {"SigmoidBackward0", sigmoid_backward, true}, "tg_sigmoid", K(sigmoid), 0, SAVE_BOTH};
+static const unary_def SIGMOID = {{"SigmoidBackward0", sigmoid_backward, true},
+                                  "tg_sigmoid",
+                                  K(sigmoid),
+                                  0,
+                                  SAVE_BOTH,
+                                  0,
+                                  HEAVY_FWD};
 static const unary_def RELU = {
     {"ReluBackward0", unary_backward, true}, "tg_relu", K(relu), K(relu_bwd), SAVE_OUTPUT};
 static const unary_def SQRT = {
@@ -70,7 +99,7 @@ static tg_tensor *map_unary(tg_tensor *a, const unary_def *d)
     if (out)
         tg_run_unary(KERN(d->fwd, tg_unary_fn),
                      d->fwd_shared ? KERN(d->fwd_shared, tg_unary_fn) : NULL, forward_input(a, out),
-                     tg_ptr(out), out->numel);
+                     tg_ptr(out), out->numel, grain_of(d, HEAVY_FWD));
     return out;
 }
 
@@ -110,7 +139,7 @@ static tg_status unary_backward(tg_node *n, tg_tensor *g, const bool *needs, tg_
     tg_tensor *gx = v ? tg_new(v->ndim, v->shape, n->ops->name) : NULL;
     if (gx)
         tg_run_unary_bwd(KERN(d->bwd, tg_unary_bwd_fn), tg_ptr(v), tg_ptr(g), !g->contiguous,
-                         tg_ptr(gx), v->numel);
+                         tg_ptr(gx), v->numel, grain_of(d, HEAVY_BWD));
     tg_release(v);
     gin[0] = gx;
     return gx ? TG_OK : tg_last_status();
