@@ -273,6 +273,15 @@ static void test_linear(void **state)
         for (int64_t i = 0; i < 37 * width; i++)
             assert_true(tg_data(yz)[i] == bias[i % width]);
     }
+    /* No rows: nothing is written, however wide the bias (wider than a small storage here). */
+    tg_tensor *b40 = tg_ones(1, (int64_t[]){40}), *w40 = tg_ones(2, (int64_t[]){40, 2});
+    tg_tensor *y0 = tg_linear(tg_zeros(2, (int64_t[]){0, 2}), w40, b40);
+    assert_non_null(y0);
+    assert_int_equal(tg_shape(y0)[0], 0);
+    assert_int_equal(tg_shape(y0)[1], 40);
+    tg_tensor *y03 = tg_linear(tg_zeros(3, (int64_t[]){2, 0, 2}), w40, b40);
+    assert_non_null(y03);
+    assert_int_equal(tg_numel(y03), 0);
     tg_scope_end();
 }
 

@@ -51,6 +51,8 @@ static bool check_linear(const tg_tensor *x, const tg_tensor *W, const tg_tensor
 static void fill_rows(const float *b, float *y, int64_t rows, int64_t width)
 {
     const tg_kernels *k = tg_kern();
+    if (rows == 0) /* y has no row to hold b: its storage may be smaller than width */
+        return;
     if (width == 1) {
         k->fill(y, b[0], rows);
         return;
