@@ -136,11 +136,14 @@ static void bce_chunk(void *ctx, int64_t begin, int64_t end)
 void tg_run_bce_logits(const float *z, const float *t, float *loss, float *grad, int64_t n,
                        float pw)
 {
-    if (SMALL(n)) {
+    /* an exp, a log1p and a division per element: a costly op's grain, as the other losses */
+    int64_t grain = tg_parallel_grain_heavy();
+    if (n < grain) {
         tg_kern()->bce_logits(z, t, loss, grad, n, pw);
         return;
     }
-    split(n, bce_chunk, &(elem_job){.x = z, .x2 = t, .y = loss, .y2 = grad, .s = pw});
+    tg_parallel_for(n, grain, bce_chunk,
+                    &(elem_job){.x = z, .x2 = t, .y = loss, .y2 = grad, .s = pw});
 }
 
 /* The uniform gradient is read from a small L1-resident buffer filled with the one value, so
