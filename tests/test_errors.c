@@ -135,6 +135,9 @@ static void test_dim_errors(void **state)
     expect_error(TG_EINVAL, "tg_narrow", "5", NULL);
     assert_null(tg_narrow(x, 2, 0, -1));
     expect_error(TG_EINVAL, "tg_narrow", NULL, NULL);
+    /* a negative start out of range is named as given (-6), not as -6 + 5 */
+    assert_null(tg_narrow(tg_zeros(1, (int64_t[]){5}), 0, -6, 1));
+    expect_error(TG_EINVAL, "tg_narrow", "start -6 is out of range", "-5 to 5");
     assert_null(tg_narrow(x, 2, -5, 1));
     expect_error(TG_EINVAL, "tg_narrow", NULL, NULL);
     assert_null(tg_narrow(tg_scalar(1.0f), 0, 0, 1));

@@ -278,9 +278,16 @@ tg_tensor *tg_narrow(tg_tensor *a, int dim, int64_t start, int64_t length)
     if (d < 0)
         TG_API_RETURN(NULL);
     int64_t size = a->shape[d];
+    if (start < -size || start > size) { /* named as given, not after adding size */
+        tg_set_error(TG_EINVAL,
+                     "tg_narrow: start %lld is out of range for dimension %d of size %lld "
+                     "(expected %lld to %lld)",
+                     (long long)start, d, (long long)size, (long long)-size, (long long)size);
+        TG_API_RETURN(NULL);
+    }
     if (start < 0)
         start += size;
-    if (start < 0 || length < 0 || start > size || length > size - start) {
+    if (length < 0 || length > size - start) {
         tg_set_error(TG_EINVAL,
                      "tg_narrow: start %lld + length %lld exceeds dimension %d of size %lld",
                      (long long)start, (long long)length, d, (long long)size);
