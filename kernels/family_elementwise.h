@@ -203,40 +203,20 @@ ALWAYS_INLINE vf b_sqrt(vf y, vf gy)
     return dvd(gy, mul(set1(2.0f), y));
 }
 
-static void v_sigmoid_bwd(const float *x, const float *gy, float *gx, int64_t n)
-{
-    map_bwd(x, gy, gx, n, b_sigmoid);
-}
+#define DEF_BWD(name, op)                                                                          \
+    static void name(const float *v, const float *gy, float *gx, int64_t n)                        \
+    {                                                                                              \
+        map_bwd(v, gy, gx, n, op);                                                                 \
+    }
 
-static void v_tanh_bwd(const float *y, const float *gy, float *gx, int64_t n)
-{
-    map_bwd(y, gy, gx, n, b_tanh);
-}
-
-static void v_sqrt_bwd(const float *y, const float *gy, float *gx, int64_t n)
-{
-    map_bwd(y, gy, gx, n, b_sqrt);
-}
-
-static void v_relu_bwd(const float *y, const float *gy, float *gx, int64_t n)
-{
-    map_bwd(y, gy, gx, n, b_relu);
-}
-
-static void v_sin_bwd(const float *x, const float *gy, float *gx, int64_t n)
-{
-    map_bwd(x, gy, gx, n, b_sin);
-}
-
-static void v_cos_bwd(const float *x, const float *gy, float *gx, int64_t n)
-{
-    map_bwd(x, gy, gx, n, b_cos);
-}
-
-static void v_abs_bwd(const float *x, const float *gy, float *gx, int64_t n)
-{
-    map_bwd(x, gy, gx, n, b_abs);
-}
+/* v is x or y, whichever the formula reads (map_bwd) */
+DEF_BWD(v_sigmoid_bwd, b_sigmoid)
+DEF_BWD(v_tanh_bwd, b_tanh)
+DEF_BWD(v_sqrt_bwd, b_sqrt)
+DEF_BWD(v_relu_bwd, b_relu)
+DEF_BWD(v_sin_bwd, b_sin)
+DEF_BWD(v_cos_bwd, b_cos)
+DEF_BWD(v_abs_bwd, b_abs)
 
 static void v_pow_scalar_bwd(const float *x, const float *gy, float *gx, int64_t n, float e)
 {
