@@ -25,12 +25,13 @@ typedef struct {
 
 /* Below the grain a runner calls its kernel directly: no job, no pool, and none of the calls
  * through pointers that splitting takes (they cost a scalar graph's ops about a tenth of their
- * time). Above it, split hands the job to the pool. */
+ * time). Above it, split hands the job to the pool. SMALL is the cheap ops' test; the costly
+ * kernels pass tg_parallel_grain_heavy() to split instead. */
 #define SMALL(n) ((n) < tg_parallel_grain())
 
-static void split(int64_t n, tg_range_fn chunk, elem_job *j)
+static void split(int64_t n, int64_t grain, tg_range_fn chunk, elem_job *j)
 {
-    tg_parallel_for(n, tg_parallel_grain(), chunk, j);
+    tg_parallel_for(n, grain, chunk, j);
 }
 
 static void unary_chunk(void *ctx, int64_t begin, int64_t end)
@@ -47,8 +48,7 @@ void tg_run_unary(tg_unary_fn f, tg_unary_fn f_shared, const float *x, float *y,
         f(x, y, n);
         return;
     }
-    tg_parallel_for(n, grain, unary_chunk,
-                    &(elem_job){.f = f, .f_shared = f_shared, .x = x, .y = y});
+    split(n, grain, unary_chunk, &(elem_job){.f = f, .f_shared = f_shared, .x = x, .y = y});
 }
 
 static void vv_chunk(void *ctx, int64_t begin, int64_t end)
@@ -63,7 +63,7 @@ void tg_run_vv(tg_binary_vv_fn f, const float *a, const float *b, float *y, int6
         f(a, b, y, n);
         return;
     }
-    split(n, vv_chunk, &(elem_job){.vv = f, .x = a, .x2 = b, .y = y});
+    split(n, tg_parallel_grain(), vv_chunk, &(elem_job){.vv = f, .x = a, .x2 = b, .y = y});
 }
 
 static void vs_chunk(void *ctx, int64_t begin, int64_t end)
@@ -78,7 +78,7 @@ void tg_run_vs(tg_binary_vs_fn f, const float *a, float b, float *y, int64_t n)
         f(a, b, y, n);
         return;
     }
-    split(n, vs_chunk, &(elem_job){.vs = f, .x = a, .s = b, .y = y});
+    split(n, tg_parallel_grain(), vs_chunk, &(elem_job){.vs = f, .x = a, .s = b, .y = y});
 }
 
 static void sv_chunk(void *ctx, int64_t begin, int64_t end)
@@ -93,7 +93,7 @@ void tg_run_sv(tg_binary_sv_fn f, float a, const float *b, float *y, int64_t n)
         f(a, b, y, n);
         return;
     }
-    split(n, sv_chunk, &(elem_job){.sv = f, .s = a, .x2 = b, .y = y});
+    split(n, tg_parallel_grain(), sv_chunk, &(elem_job){.sv = f, .s = a, .x2 = b, .y = y});
 }
 
 static void clamp_chunk(void *ctx, int64_t begin, int64_t end)
@@ -108,7 +108,7 @@ void tg_run_clamp(const float *x, float *y, int64_t n, float lo, float hi)
         tg_kern()->clamp(x, y, n, lo, hi);
         return;
     }
-    split(n, clamp_chunk, &(elem_job){.x = x, .y = y, .lo = lo, .hi = hi});
+    split(n, tg_parallel_grain(), clamp_chunk, &(elem_job){.x = x, .y = y, .lo = lo, .hi = hi});
 }
 
 static void pow_chunk(void *ctx, int64_t begin, int64_t end)
@@ -123,7 +123,7 @@ void tg_run_pow_scalar(const float *x, float *y, int64_t n, float e)
         tg_kern()->pow_scalar(x, y, n, e);
         return;
     }
-    split(n, pow_chunk, &(elem_job){.x = x, .y = y, .s = e});
+    split(n, tg_parallel_grain(), pow_chunk, &(elem_job){.x = x, .y = y, .s = e});
 }
 
 static void bce_chunk(void *ctx, int64_t begin, int64_t end)
@@ -142,8 +142,7 @@ void tg_run_bce_logits(const float *z, const float *t, float *loss, float *grad,
         tg_kern()->bce_logits(z, t, loss, grad, n, pw);
         return;
     }
-    tg_parallel_for(n, grain, bce_chunk,
-                    &(elem_job){.x = z, .x2 = t, .y = loss, .y2 = grad, .s = pw});
+    split(n, grain, bce_chunk, &(elem_job){.x = z, .x2 = t, .y = loss, .y2 = grad, .s = pw});
 }
 
 /* The uniform gradient is read from a small L1-resident buffer filled with the one value, so
@@ -185,7 +184,7 @@ void tg_run_unary_bwd(tg_unary_bwd_fn f, const float *v, const float *gy, bool g
         return;
     }
     elem_job j = {.b = f, .x = v, .gy = gy, .y = gx, .uniform = gy_uniform};
-    tg_parallel_for(n, grain, unary_bwd_chunk, &j);
+    split(n, grain, unary_bwd_chunk, &j);
 }
 
 void tg_run_clamp_bwd(const float *x, const float *gy, bool gy_uniform, float *gx, int64_t n,
@@ -197,7 +196,7 @@ void tg_run_clamp_bwd(const float *x, const float *gy, bool gy_uniform, float *g
     }
     elem_job j = {
         .bwd = BWD_CLAMP, .x = x, .gy = gy, .y = gx, .uniform = gy_uniform, .lo = lo, .hi = hi};
-    split(n, unary_bwd_chunk, &j);
+    split(n, tg_parallel_grain(), unary_bwd_chunk, &j);
 }
 
 void tg_run_pow_scalar_bwd(const float *x, const float *gy, bool gy_uniform, float *gx, int64_t n,
@@ -208,7 +207,7 @@ void tg_run_pow_scalar_bwd(const float *x, const float *gy, bool gy_uniform, flo
         return;
     }
     elem_job j = {.bwd = BWD_POW, .x = x, .gy = gy, .y = gx, .uniform = gy_uniform, .s = e};
-    split(n, unary_bwd_chunk, &j);
+    split(n, tg_parallel_grain(), unary_bwd_chunk, &j);
 }
 
 /* gx = sigmoid_bwd_y(y, x, g): y is the saved output (j->out), x the input. The kernel takes a
@@ -227,7 +226,7 @@ void tg_run_sigmoid_bwd(const float *y, const float *x, const float *gy, bool gy
         tg_kern()->sigmoid_bwd_y(y, x, gy, gy_uniform, gx, n);
         return;
     }
-    split(n, sigmoid_bwd_chunk,
+    split(n, tg_parallel_grain(), sigmoid_bwd_chunk,
           &(elem_job){.x = x, .gy = gy, .y = gx, .uniform = gy_uniform, .out = y});
 }
 
