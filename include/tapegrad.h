@@ -25,6 +25,12 @@
 #ifdef __cplusplus
 extern "C" {
 #endif
+/* The library is built with hidden visibility: what the public headers declare between this
+ * push and its pop is exported, and nothing else is. One pragma per header rather than a mark
+ * on each declaration, so that no public function can be left unexported. */
+#ifdef __GNUC__
+#pragma GCC visibility push(default)
+#endif
 
 #define TG_MAX_DIMS 8
 
@@ -177,6 +183,9 @@ const char *tg_version_string(void);
  * double ("6.691762447357178", "1e-05", "nan"). Returns the length, or -1 if cap is too small. */
 int tg_float_repr(double v, char *buf, size_t cap);
 
+#ifdef __GNUC__
+#pragma GCC visibility pop
+#endif
 #ifdef __cplusplus
 }
 #endif

@@ -1,11 +1,13 @@
-/* A program linked against the shared library that happens to define a function named like
- * one of the library's internal ones. The library must keep calling its own: a fit has to
- * reach the optimum of a small problem, not this program's solve_lbfgs. */
+/* A program linked against the shared library that happens to define functions named like
+ * the library's internal ones. The library must keep calling its own: a fit has to reach the
+ * optimum of a small problem, not this program's solve_lbfgs, and an error has to be reported
+ * through the library's tg_set_error, which carries the tg_ prefix but is no public API. */
 #include <math.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
 #include <stdint.h>
+#include <string.h>
 #include <cmocka.h>
 
 #include <tapegrad.h>
@@ -19,6 +21,17 @@ int solve_lbfgs(void *ctx, double *theta)
     (void)ctx, (void)theta;
     solve_lbfgs_calls++;
     return (int)TG_EUNSUPPORTED;
+}
+
+static int tg_set_error_calls;
+
+/* Same name as the library's internal error setter (src/core/error.h); it must never run. */
+tg_status tg_set_error(tg_status s, const char *fmt, ...);
+tg_status tg_set_error(tg_status s, const char *fmt, ...)
+{
+    (void)fmt;
+    tg_set_error_calls++;
+    return s;
 }
 
 static void test_internal_names_are_not_interposed(void **state)
@@ -51,10 +64,26 @@ static void test_internal_names_are_not_interposed(void **state)
     tg_release(y);
 }
 
+/* Internal functions named tg_ too are not exported: a shape error is set by the library. */
+static void test_internal_tg_names_are_not_interposed(void **state)
+{
+    (void)state;
+    int64_t s23[2] = {2, 3}, s4[1] = {4};
+    tg_tensor *a = tg_zeros(2, s23), *b = tg_zeros(1, s4);
+    tg_tensor *c = tg_add(a, b);
+    assert_null(c);
+    assert_int_equal(tg_last_status(), TG_ESHAPE);
+    assert_non_null(strstr(tg_last_error(), "not broadcastable"));
+    assert_int_equal(tg_set_error_calls, 0);
+    tg_release(a);
+    tg_release(b);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_internal_names_are_not_interposed),
+        cmocka_unit_test(test_internal_tg_names_are_not_interposed),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

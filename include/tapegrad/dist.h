@@ -33,6 +33,9 @@
 #ifdef __cplusplus
 extern "C" {
 #endif
+#ifdef __GNUC__
+#pragma GCC visibility push(default)
+#endif
 
 /* ---- Set-up ------------------------------------------------------------------------------ */
 /* True when the library was built with MPI (CMake option TAPEGRAD_MPI). */
@@ -100,6 +103,9 @@ tg_status tg_dist_csv_read(const char *path, const tg_csv_options *opt, tg_csv_d
 tg_status tg_logreg_fit_distributed(tg_tensor *X, tg_tensor *y, const tg_logreg_options *opt,
                                     tg_logreg_model *model, tg_logreg_result *result);
 
+#ifdef __GNUC__
+#pragma GCC visibility pop
+#endif
 #ifdef __cplusplus
 }
 #endif

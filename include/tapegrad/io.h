@@ -5,6 +5,9 @@
 #ifdef __cplusplus
 extern "C" {
 #endif
+#ifdef __GNUC__
+#pragma GCC visibility push(default)
+#endif
 
 typedef enum { TG_MISSING_ERROR = 0, TG_MISSING_DROP, TG_MISSING_MEAN } tg_missing_policy;
 
@@ -53,6 +56,9 @@ void tg_csv_data_free(tg_csv_data *d);
 tg_status tg_csv_read_buffer(const char *name, const char *data, size_t len,
                              const tg_csv_options *opt, tg_csv_data *out);
 
+#ifdef __GNUC__
+#pragma GCC visibility pop
+#endif
 #ifdef __cplusplus
 }
 #endif

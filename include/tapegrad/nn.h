@@ -6,6 +6,9 @@
 #ifdef __cplusplus
 extern "C" {
 #endif
+#ifdef __GNUC__
+#pragma GCC visibility push(default)
+#endif
 
 /* PyTorch's F.linear: y = x @ W^T + b, with x [..., in], W [out, in], b [out] or NULL. */
 tg_tensor *tg_linear(tg_tensor *x, tg_tensor *W, tg_tensor *b);
@@ -50,6 +53,9 @@ void tg_optimizer_free(tg_optimizer *opt);
 tg_status tg_optimizer_save(const tg_optimizer *opt, const char *path);
 tg_status tg_optimizer_load(tg_optimizer *opt, const char *path);
 
+#ifdef __GNUC__
+#pragma GCC visibility pop
+#endif
 #ifdef __cplusplus
 }
 #endif

@@ -28,6 +28,9 @@
 #ifdef __cplusplus
 extern "C" {
 #endif
+#ifdef __GNUC__
+#pragma GCC visibility push(default)
+#endif
 
 /* ---- Options ----------------------------------------------------------------------------- */
 typedef enum {
@@ -187,6 +190,9 @@ tg_status tg_logreg_load(tg_logreg_model *m, const char *path);
 char *tg_logreg_to_json(const tg_logreg_model *m);
 tg_status tg_logreg_from_json(tg_logreg_model *m, const char *name, const char *json, size_t len);
 
+#ifdef __GNUC__
+#pragma GCC visibility pop
+#endif
 #ifdef __cplusplus
 }
 #endif
