@@ -125,11 +125,28 @@ static int default_threads(void)
     return atomic_load(&default_cache);
 }
 
+/* Two threads setting different counts at once must leave OpenBLAS at the count that won, not
+ * at the other one: the store and the OpenBLAS call go together, under set_mu. */
+static pthread_mutex_t set_mu = PTHREAD_MUTEX_INITIALIZER;
+
+/* A fork while another thread is in tg_set_num_threads must not leave set_mu locked in the
+ * child (see alloc.c's cache lock): the fork waits for it, and both sides release it. */
+static void set_fork_prepare(void)
+{
+    pthread_mutex_lock(&set_mu);
+}
+static void set_fork_release(void)
+{
+    pthread_mutex_unlock(&set_mu);
+}
+
+__attribute__((constructor)) static void set_fork_handlers(void)
+{
+    pthread_atfork(set_fork_prepare, set_fork_release, set_fork_release);
+}
+
 void tg_set_num_threads(int n)
 {
-    /* Two threads setting different counts at once must leave OpenBLAS at the count that won,
-     * not at the other one: the store and the OpenBLAS call go together. */
-    static pthread_mutex_t set_mu = PTHREAD_MUTEX_INITIALIZER;
     pthread_mutex_lock(&set_mu);
     atomic_store(&requested, n > 0 ? (n < MAX_THREADS ? n : MAX_THREADS) : 0);
     /* OpenBLAS runs its own pool for large products; it follows the same setting, so one thread

@@ -17,6 +17,22 @@ static pthread_mutex_t hooks_mu = PTHREAD_MUTEX_INITIALIZER;
 static tg_thread_exit_fn hooks[MAX_HOOKS];
 static atomic_int n_hooks; /* hooks[i] for i < n_hooks is set before n_hooks is raised */
 
+/* A fork while another thread registers a hook must not leave hooks_mu locked in the child,
+ * whose own first registration would then wait for ever (as alloc.c's cache lock). */
+static void hooks_fork_prepare(void)
+{
+    pthread_mutex_lock(&hooks_mu);
+}
+static void hooks_fork_release(void)
+{
+    pthread_mutex_unlock(&hooks_mu);
+}
+
+__attribute__((constructor)) static void hooks_fork_handlers(void)
+{
+    pthread_atfork(hooks_fork_prepare, hooks_fork_release, hooks_fork_release);
+}
+
 static void run_hooks(void *unused)
 {
     (void)unused;
