@@ -1,7 +1,13 @@
-/* Several user threads using the library at once. A fork while another thread is inside the
- * library: the child, alone in its process, must be able to go on.
+/* Several user threads calling the library at once, each on tensors of its own: large graphs
+ * (whose ops want the shared pool at the same time), small ones (no thread woken), errors, grad
+ * mode and scopes per thread, the CSV reader, the logistic-regression trainer and optimizers,
+ * while another thread changes the pool size. Every result must be bit-identical to the one
+ * the main thread computes alone first. The ThreadSanitizer build (.ci/tsan) runs this test to
+ * catch races that give no wrong value here. And a fork while another thread is inside the
+ * library: the child must be able to go on.
  *
- * The main thread asserts (cmocka's asserts must not run on other threads or in children). */
+ * Workers record what they computed and the main thread asserts it (cmocka's asserts must not
+ * run on other threads). */
 #include <setjmp.h> /* cmocka needs these before its header */
 #include <stdarg.h>
 #include <stddef.h>
@@ -14,6 +20,7 @@
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
@@ -24,8 +31,326 @@
 #include "tensor.h" /* tg_storage_new: the storage cache without the ops around it */
 
 enum {
+    WORKERS = 3, /* user threads at once: more than the 2 cores of the CI machine */
+    ROUNDS = 2,
     BIG = (1 << 20) + 37, /* above every grain: its ops ask for the pool */
+    SMALL = 1000,         /* below every grain: run on the calling thread */
+    CSV_ROWS = 9000,      /* three of the reader's blocks */
+    FIT_ROWS = 3000,
+    FIT_COLS = 6,
 };
+
+/* ---- what one thread computes ----------------------------------------------------------- */
+
+typedef struct {
+    float loss;
+    float *gx, *gw; /* n each */
+    int64_t n;
+} graph_out;
+
+static void graph_out_free(graph_out *g)
+{
+    free(g->gx);
+    free(g->gw);
+    *g = (graph_out){0};
+}
+
+/* loss = mean((tanh(x w) + exp(sin x))^2) + sum(A @ B) / 1000, and its gradients. */
+static bool run_graph(int64_t n, uint64_t seed, graph_out *out)
+{
+    bool ok = false;
+    tg_scope_begin();
+    tg_tensor *x = tg_requires_grad_(tg_rand(1, &n, seed), true);
+    tg_tensor *w = tg_requires_grad_(tg_randn(1, &n, seed + 1), true);
+    tg_tensor *y = tg_add(tg_tanh(tg_mul(x, w)), tg_exp(tg_sin(x)));
+    tg_tensor *loss = tg_mean(tg_mul(y, y));
+    /* past the small kernel, so OpenBLAS, but below its threading threshold (M N K = 2^18) */
+    int64_t sa[2] = {80, 48}, sb[2] = {48, 64};
+    tg_tensor *a = tg_requires_grad_(tg_randn(2, sa, seed + 2), true);
+    tg_tensor *b = tg_randn(2, sb, seed + 3);
+    loss = tg_add(loss, tg_mul_scalar(tg_sum(tg_matmul(a, b)), 1e-3f));
+    if (loss && tg_backward(loss, NULL, false) == TG_OK) {
+        out->n = n;
+        out->loss = tg_item(loss);
+        out->gx = malloc((size_t)n * sizeof(float));
+        out->gw = malloc((size_t)n * sizeof(float));
+        ok = out->gx && out->gw && tg_copy_to(tg_grad(x), out->gx, n) == n &&
+             tg_copy_to(tg_grad(w), out->gw, n) == n;
+    }
+    tg_scope_end();
+    return ok;
+}
+
+static bool graph_same(const graph_out *a, const graph_out *b)
+{
+    return a->n == b->n && a->n > 0 && memcmp(&a->loss, &b->loss, sizeof a->loss) == 0 &&
+           memcmp(a->gx, b->gx, (size_t)a->n * sizeof(float)) == 0 &&
+           memcmp(a->gw, b->gw, (size_t)a->n * sizeof(float)) == 0;
+}
+
+/* A failing call names this thread's own shapes, and a later success clears the status,
+ * however the other threads' calls interleave. */
+static bool run_errors(int id)
+{
+    bool ok = true;
+    for (int i = 0; i < 200 && ok; i++) {
+        int64_t sa[1] = {id + 2}, sb[1] = {id + 3};
+        char want[64];
+        snprintf(want, sizeof want, "[%d] and [%d]", id + 2, id + 3);
+        tg_tensor *a = tg_zeros(1, sa), *b = tg_zeros(1, sb);
+        tg_tensor *c = tg_add(a, b);
+        ok = !c && tg_last_status() == TG_ESHAPE && strstr(tg_last_error(), want);
+        tg_release(c);
+        c = tg_add(a, a);
+        ok = ok && c && tg_last_status() == TG_OK && tg_last_error()[0] == '\0';
+        tg_release(c), tg_release(b), tg_release(a);
+    }
+    return ok;
+}
+
+/* Odd threads record nothing, even ones record: each sees its own grad mode only. */
+static bool run_grad_mode(int id)
+{
+    bool ok = true;
+    tg_tensor *x = tg_requires_grad_(tg_scalar(2.0f), true);
+    for (int i = 0; i < 200 && ok; i++) {
+        bool prev = tg_set_grad_enabled(id % 2 == 0);
+        tg_tensor *y = tg_mul(x, x);
+        ok = y && tg_requires_grad(y) == (id % 2 == 0) && tg_grad_enabled() == (id % 2 == 0);
+        tg_release(y);
+        tg_set_grad_enabled(prev);
+    }
+    tg_release(x);
+    return ok;
+}
+
+/* A CSV of numbers and labels that depends on seed only. */
+static char *make_csv(uint64_t seed, size_t *len)
+{
+    size_t cap = (size_t)CSV_ROWS * 64 + 64;
+    char *buf = malloc(cap);
+    if (!buf)
+        return NULL;
+    size_t used = (size_t)snprintf(buf, cap, "a,b,c,label\n");
+    uint64_t s = seed;
+    for (int r = 0; r < CSV_ROWS; r++) {
+        s = s * 6364136223846793005ULL + 1442695040888963407ULL;
+        unsigned v = (unsigned)(s >> 33);
+        used += (size_t)snprintf(buf + used, cap - used, "%u.%u,%d,-%u.5,%u\n", v % 1000, v % 7, r,
+                                 v % 31, v & 1);
+    }
+    *len = used;
+    return buf;
+}
+
+static bool run_csv(const char *text, size_t len, float *X, float *y)
+{
+    tg_csv_options o;
+    tg_csv_options_init(&o);
+    o.threads = 2;
+    tg_csv_data d;
+    if (tg_csv_read_buffer("conc.csv", text, len, &o, &d) != TG_OK)
+        return false;
+    bool ok = d.rows == CSV_ROWS && d.n_features == 3 &&
+              tg_copy_to(d.X, X, (int64_t)CSV_ROWS * 3) == (int64_t)CSV_ROWS * 3 &&
+              tg_copy_to(d.y, y, CSV_ROWS) == CSV_ROWS;
+    tg_csv_data_free(&d);
+    return ok;
+}
+
+/* L-BFGS with a validation split on seeded data (the shuffle and split come from opt.seed). */
+static bool run_fit(tg_tensor *X, tg_tensor *y, double *w, double *b, int *iters)
+{
+    tg_logreg_options o;
+    tg_logreg_options_init(&o);
+    o.val_split = 0.2;
+    o.seed = 7;
+    tg_logreg_model m;
+    tg_logreg_model_init(&m);
+    bool ok = tg_logreg_fit(X, y, &o, &m, NULL) == TG_OK;
+    if (ok) {
+        memcpy(w, m.weights, FIT_COLS * sizeof *w);
+        *b = m.bias;
+        *iters = m.iterations;
+    }
+    tg_logreg_model_free(&m);
+    return ok;
+}
+
+/* Adam on a model of this thread's own: 10 steps of mean((p - 1)^2). */
+static bool run_adam(int64_t n, float *p_out)
+{
+    tg_tensor *p = tg_requires_grad_(tg_rand(1, &n, 99), true);
+    tg_adam_options ao;
+    tg_adam_options_init(&ao);
+    ao.lr = 0.05;
+    tg_optimizer *opt = tg_adam_new(&p, 1, &ao);
+    bool ok = opt != NULL;
+    for (int s = 0; s < 10 && ok; s++) {
+        tg_optimizer_zero_grad(opt, true);
+        tg_scope_begin();
+        tg_tensor *loss = tg_mean(tg_pow_scalar(tg_add_scalar(p, -1.0f), 2.0f));
+        ok = loss && tg_backward(loss, NULL, false) == TG_OK && tg_optimizer_step(opt) == TG_OK;
+        tg_scope_end();
+    }
+    ok = ok && tg_copy_to(p, p_out, n) == n;
+    tg_optimizer_free(opt);
+    tg_release(p);
+    return ok;
+}
+
+/* ---- the test ---------------------------------------------------------------------------- */
+
+typedef struct {
+    graph_out big, small;
+    float csv_X[CSV_ROWS * 3], csv_y[CSV_ROWS];
+    double fit_w[FIT_COLS], fit_b;
+    int fit_iters;
+    float adam[BIG];
+} results;
+
+typedef struct {
+    int id;
+    const char *csv;
+    size_t csv_len;
+    tg_tensor *fit_X, *fit_y; /* owned by the main thread; each worker gets its own copies */
+    const results *want;
+    results *got;
+    bool ok_big, ok_small, ok_errors, ok_grad_mode, ok_csv, ok_fit, ok_adam;
+} worker_job;
+
+static void compute_all(worker_job *j, results *r)
+{
+    graph_out_free(&r->big), graph_out_free(&r->small);
+    j->ok_big = run_graph(BIG, 11, &r->big);
+    j->ok_small = run_graph(SMALL, 12, &r->small);
+    j->ok_errors = run_errors(j->id);
+    j->ok_grad_mode = run_grad_mode(j->id);
+    j->ok_csv = run_csv(j->csv, j->csv_len, r->csv_X, r->csv_y);
+    j->ok_fit = run_fit(j->fit_X, j->fit_y, r->fit_w, &r->fit_b, &r->fit_iters);
+    j->ok_adam = run_adam(BIG, r->adam);
+}
+
+static bool results_same(const results *a, const results *b)
+{
+    return graph_same(&a->big, &b->big) && graph_same(&a->small, &b->small) &&
+           memcmp(a->csv_X, b->csv_X, sizeof a->csv_X) == 0 &&
+           memcmp(a->csv_y, b->csv_y, sizeof a->csv_y) == 0 &&
+           memcmp(a->fit_w, b->fit_w, sizeof a->fit_w) == 0 && a->fit_b == b->fit_b &&
+           a->fit_iters == b->fit_iters && memcmp(a->adam, b->adam, sizeof a->adam) == 0;
+}
+
+static void *worker(void *arg)
+{
+    worker_job *j = arg;
+    bool same = true;
+    for (int r = 0; r < ROUNDS; r++) {
+        compute_all(j, j->got);
+        same = same && results_same(j->got, j->want);
+    }
+    if (!same) /* reported as a failed graph; the flags below say which part */
+        j->ok_big = j->ok_big && graph_same(&j->got->big, &j->want->big);
+    return NULL;
+}
+
+typedef struct {
+    atomic_int stop;
+    int64_t changes;
+} resizer_job;
+
+/* Changes the pool size while the workers compute: splits move, values may not. */
+static void *resize_pool(void *arg)
+{
+    resizer_job *rj = arg;
+    static const int sizes[] = {1, 2, 3, 2};
+    while (!atomic_load(&rj->stop)) {
+        tg_set_num_threads(sizes[rj->changes++ % 4]);
+        int64_t n = 4096;
+        tg_tensor *ones = tg_ones(1, &n); /* and compute a little itself */
+        tg_release(tg_sum(ones));
+        tg_release(ones);
+    }
+    return NULL;
+}
+
+static void test_threads_compute_at_once(void **state)
+{
+    (void)state;
+    size_t csv_len = 0;
+    char *csv = make_csv(5, &csv_len);
+    assert_non_null(csv);
+    float *fx = malloc((size_t)FIT_ROWS * FIT_COLS * sizeof(float));
+    float *fy = malloc((size_t)FIT_ROWS * sizeof(float));
+    assert_non_null(fx);
+    assert_non_null(fy);
+    for (int i = 0; i < FIT_ROWS; i++) {
+        float z = 0.0f;
+        for (int c = 0; c < FIT_COLS; c++) {
+            float v = (float)((i * 7 + c * 13) % 29) / 7.0f - 2.0f;
+            fx[i * FIT_COLS + c] = v;
+            z += (c % 2 ? 0.5f : -0.3f) * v;
+        }
+        fy[i] = (z + (float)(i % 5) * 0.4f - 0.8f) > 0.0f ? 1.0f : 0.0f;
+    }
+    int64_t fshape[2] = {FIT_ROWS, FIT_COLS};
+    int64_t frows = FIT_ROWS;
+    tg_tensor *X[WORKERS + 1], *y[WORKERS + 1];
+    for (int i = 0; i <= WORKERS; i++) {
+        X[i] = tg_from_data(fx, 2, fshape);
+        y[i] = tg_from_data(fy, 1, &frows);
+        assert_non_null(X[i]);
+        assert_non_null(y[i]);
+    }
+
+    results *want = calloc(1, sizeof *want);
+    results *got = calloc(WORKERS, sizeof *got);
+    assert_non_null(want);
+    assert_non_null(got);
+    worker_job ref = {.id = 0, .csv = csv, .csv_len = csv_len, .fit_X = X[0], .fit_y = y[0]};
+    tg_set_num_threads(2);
+    compute_all(&ref, want);
+    assert_true(ref.ok_big && ref.ok_small && ref.ok_errors && ref.ok_grad_mode && ref.ok_csv &&
+                ref.ok_fit && ref.ok_adam);
+
+    worker_job jobs[WORKERS];
+    pthread_t threads[WORKERS], resizer;
+    resizer_job rj = {.stop = 0};
+    assert_int_equal(pthread_create(&resizer, NULL, resize_pool, &rj), 0);
+    for (int i = 0; i < WORKERS; i++) {
+        jobs[i] = (worker_job){.id = i + 1,
+                               .csv = csv,
+                               .csv_len = csv_len,
+                               .fit_X = X[i + 1],
+                               .fit_y = y[i + 1],
+                               .want = want,
+                               .got = &got[i]};
+        assert_int_equal(pthread_create(&threads[i], NULL, worker, &jobs[i]), 0);
+    }
+    for (int i = 0; i < WORKERS; i++)
+        assert_int_equal(pthread_join(threads[i], NULL), 0);
+    atomic_store(&rj.stop, 1);
+    assert_int_equal(pthread_join(resizer, NULL), 0);
+    print_message("%d workers x %d rounds during %lld pool size changes\n", WORKERS, ROUNDS,
+                  (long long)rj.changes);
+    tg_set_num_threads(0);
+
+    for (int i = 0; i < WORKERS; i++) {
+        worker_job *j = &jobs[i];
+        assert_true(j->ok_big);
+        assert_true(j->ok_small);
+        assert_true(j->ok_errors);
+        assert_true(j->ok_grad_mode);
+        assert_true(j->ok_csv);
+        assert_true(j->ok_fit);
+        assert_true(j->ok_adam);
+        assert_true(results_same(&got[i], want));
+        graph_out_free(&got[i].big), graph_out_free(&got[i].small);
+    }
+    graph_out_free(&want->big), graph_out_free(&want->small);
+    for (int i = 0; i <= WORKERS; i++)
+        tg_release(X[i]), tg_release(y[i]);
+    free(want), free(got), free(fx), free(fy), free(csv);
+}
 
 /* ---- fork while other threads compute --------------------------------------------------- */
 
@@ -98,6 +423,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_fork_while_threads_use_the_cache),
+        cmocka_unit_test(test_threads_compute_at_once),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
