@@ -122,6 +122,73 @@ static void test_matmul_values(void **state)
     check_matmul(3, (int64_t[]){64, 16, 16}, 3, (int64_t[]){64, 16, 16}, false);
 }
 
+/* [rows, K] @ [K, N], the left operand read through a transposed view of a [K, rows] tensor
+ * when transposed, against a double sum to within float rounding of the sum of |products|;
+ * returns the result's values (caller frees). */
+static float *product_values(int64_t rows, int64_t K, int64_t N, bool transposed)
+{
+    tg_scope_begin();
+    tg_tensor *a = transposed
+                       ? tg_transpose(tg_test_tensor(2, (int64_t[]){K, rows}, 13, -1, 1), 0, 1)
+                       : tg_test_tensor(2, (int64_t[]){rows, K}, 13, -1, 1);
+    tg_tensor *b = tg_test_tensor(2, (int64_t[]){K, N}, 14, -1, 1);
+    tg_tensor *c = tg_matmul(a, b);
+    assert_non_null(c);
+    float *av = tg_test_values(tg_contiguous(a)), *bv = tg_test_values(b), *cv = tg_test_values(c);
+    for (int64_t m = 0; m < rows; m++)
+        for (int64_t n = 0; n < N; n++) {
+            double s = 0, mag = 0;
+            for (int64_t k = 0; k < K; k++) {
+                double p = (double)av[m * K + k] * bv[k * N + n];
+                s += p, mag += fabs(p);
+            }
+            assert_true(fabs(cv[m * N + n] - s) <= 1e-5 * mag + 1e-6);
+        }
+    free(av), free(bv);
+    tg_scope_end();
+    return cv;
+}
+
+/* The product's floats at 1 and 3 threads are the same. */
+static void same_product_on_threads(int64_t rows, int64_t K, int64_t N, bool transposed)
+{
+    tg_set_num_threads(1);
+    float *one = product_values(rows, K, N, transposed);
+    tg_set_num_threads(3);
+    float *three = product_values(rows, K, N, transposed);
+    tg_set_num_threads(0);
+    assert_memory_equal(one, three, sizeof(float) * (size_t)(rows * N));
+    free(one), free(three);
+}
+
+/* Tall products (K and N at most 64, more rows than that) run in blocks of rows on the thread
+ * pool: blocks cut at the edges, batches, one output column, a transposed left operand, and the
+ * same floats whatever the thread count. */
+static void test_matmul_tall(void **state)
+{
+    (void)state;
+    check_matmul(2, (int64_t[]){200, 10}, 2, (int64_t[]){10, 32}, false);
+    check_matmul(2, (int64_t[]){129, 64}, 2, (int64_t[]){64, 64}, true);
+    check_matmul(3, (int64_t[]){3, 65, 7}, 1, (int64_t[]){7}, false);
+    check_matmul(3, (int64_t[]){2, 300, 5}, 3, (int64_t[]){2, 5, 3}, true);
+    check_matmul(4, (int64_t[]){2, 1, 70, 4}, 3, (int64_t[]){3, 4, 9}, false);
+    same_product_on_threads(1000, 33, 20, true);
+}
+
+/* Deep products (M and N at most 64, a longer K: a weight's gradient over a batch) sum slices
+ * of K in fixed parts: K cut inside a slice and across parts (DEEP_PART is 4096), transposed
+ * operands as x^T @ g reads them, batches, and the same floats whatever the thread count. */
+static void test_matmul_deep(void **state)
+{
+    (void)state;
+    check_matmul(2, (int64_t[]){10, 1000}, 2, (int64_t[]){1000, 32}, false);
+    check_matmul(2, (int64_t[]){64, 65}, 2, (int64_t[]){65, 64}, true);
+    check_matmul(3, (int64_t[]){3, 2, 130}, 2, (int64_t[]){130, 5}, true);
+    check_matmul(4, (int64_t[]){2, 1, 7, 100}, 3, (int64_t[]){3, 100, 2}, false);
+    free(product_values(12, 9000, 7, true));
+    same_product_on_threads(16, 20000, 24, true);
+}
+
 static void test_matmul_names_and_errors(void **state)
 {
     (void)state;
@@ -812,6 +879,8 @@ int main(void)
         return TG_TEST_SKIP;
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_matmul_values),
+        cmocka_unit_test(test_matmul_tall),
+        cmocka_unit_test(test_matmul_deep),
         cmocka_unit_test(test_matmul_names_and_errors),
         cmocka_unit_test(test_matmul_gradcheck),
         cmocka_unit_test(test_linear),
