@@ -49,15 +49,17 @@ static void BM_matmul(benchmark::State &state)
 BENCHMARK(BM_matmul)->Arg(256)->Arg(1024)->Arg(2048)->UseRealTime();
 
 // Forward and backward through sum(a @ b): three products of the same size.
-// Tall products, [M, K] @ [K, N] with K and N small (a layer of a small network over a batch),
-// through the API and as one sgemm call, side by side.
-static void tall_args(benchmark::internal::Benchmark *b)
+// Products with two small dims of three, through the API and as one sgemm call, side by side:
+// tall ones, [M, K] @ [K, N] with K and N small (a layer of a small network over a batch), and
+// deep ones, M and N small and a long K (that layer's weight gradient, x^T @ g).
+static void skinny_args(benchmark::internal::Benchmark *b)
 {
     b->Args({1024, 10, 32})->Args({1024, 32, 32})->Args({4096, 64, 16})->Args({100000, 32, 32});
+    b->Args({10, 1024, 32})->Args({64, 4096, 64})->Args({32, 100000, 32});
     b->ArgNames({"M", "K", "N"})->UseRealTime();
 }
 
-static void BM_cblas_sgemm_tall(benchmark::State &state)
+static void BM_cblas_sgemm_skinny(benchmark::State &state)
 {
     int64_t m = state.range(0), k = state.range(1), n = state.range(2);
     int64_t shape[2] = {m, n};
@@ -70,9 +72,9 @@ static void BM_cblas_sgemm_tall(benchmark::State &state)
     set_flops(state, 2.0 * m * n * k);
     tg_release(a), tg_release(b), tg_release(c);
 }
-BENCHMARK(BM_cblas_sgemm_tall)->Apply(tall_args);
+BENCHMARK(BM_cblas_sgemm_skinny)->Apply(skinny_args);
 
-static void BM_matmul_tall(benchmark::State &state)
+static void BM_matmul_skinny(benchmark::State &state)
 {
     int64_t m = state.range(0), k = state.range(1), n = state.range(2);
     tg_tensor *a = randn2(m, k, 1), *b = randn2(k, n, 2);
@@ -84,7 +86,7 @@ static void BM_matmul_tall(benchmark::State &state)
     set_flops(state, 2.0 * m * n * k);
     tg_release(a), tg_release(b);
 }
-BENCHMARK(BM_matmul_tall)->Apply(tall_args);
+BENCHMARK(BM_matmul_skinny)->Apply(skinny_args);
 
 static void BM_matmul_fwd_bwd(benchmark::State &state)
 {

@@ -209,10 +209,12 @@ static bool deep_product(const bmm_job *j)
  * per block, the partials added by the table's pairwise sum in block order. 64 KB per operand
  * per block: 64 blocks for 1M floats, enough to keep 2 threads busy and few enough partials. */
 #define DOT_BLOCK ((int64_t)1 << 14)
-/* Below this row length a matrix @ vector stays with sgemm: a dot call per row of a few floats
- * costs more than the row. 1M floats as [M, K] @ [K] on one Zen 4 core: K = 16 sgemm 0.22 ms,
- * dots 0.38-0.68; K = 32 0.19 against 0.21-0.37; K = 64 a tie (0.18, 0.11-0.18); K = 128
- * dots 0.08-0.11 against sgemm 0.20. */
+/* Below this row length a matrix @ vector is not done by dots: a dot call per row of a few
+ * floats costs more than the row. 1M floats as [M, K] @ [K] on one Zen 4 core: K = 16 sgemm
+ * 0.22 ms, dots 0.38-0.68; K = 32 0.19 against 0.21-0.37; K = 64 a tie (0.18, 0.11-0.18);
+ * K = 128 dots 0.08-0.11 against sgemm 0.20. Such a product is tall (see tall()): gemm_small by
+ * row blocks, which on one core of a Xeon VM took 0.8 to 1.02 times sgemm's time for
+ * [10^6, K] @ [K], K = 8, 16, 32. */
 #define MV_MIN_K 64
 
 typedef struct {
