@@ -162,8 +162,8 @@ static void same_product_on_threads(int64_t rows, int64_t K, int64_t N, bool tra
 }
 
 /* Tall products (K and N at most 64, more rows than that) run in blocks of rows on the thread
- * pool: blocks cut at the edges, batches, one output column, a transposed left operand, and the
- * same floats whatever the thread count. */
+ * pool: blocks cut at the edges, batches, a transposed left operand, and the same floats
+ * whatever the thread count (and one output column, which stays with sgemm). */
 static void test_matmul_tall(void **state)
 {
     (void)state;
@@ -187,6 +187,45 @@ static void test_matmul_deep(void **state)
     check_matmul(4, (int64_t[]){2, 1, 7, 100}, 3, (int64_t[]){3, 100, 2}, false);
     free(product_values(12, 9000, 7, true));
     same_product_on_threads(16, 20000, 24, true);
+}
+
+/* tg_linear with a bias over a tall batch (the product in blocks of rows, the bias added on
+ * top): against a double sum, bit for bit the floats of matmul(x, W^T) + b, and the same bits
+ * at 1 and 3 threads. */
+static float *linear_tall_values(int threads)
+{
+    tg_set_num_threads(threads);
+    tg_scope_begin();
+    const int64_t rows = 300, in = 20, out = 17;
+    tg_tensor *x = tg_test_tensor(2, (int64_t[]){rows, in}, 21, -1, 1);
+    tg_tensor *W = tg_test_tensor(2, (int64_t[]){out, in}, 22, -1, 1);
+    tg_tensor *b = tg_test_tensor(1, (int64_t[]){out}, 23, -1, 1);
+    tg_tensor *y = tg_linear(x, W, b), *ref = tg_add(tg_matmul(x, tg_transpose(W, 0, 1)), b);
+    assert_non_null(y);
+    assert_non_null(ref);
+    float *xv = tg_test_values(x), *wv = tg_test_values(W), *bv = tg_test_values(b);
+    float *yv = tg_test_values(y), *rv = tg_test_values(ref);
+    assert_memory_equal(yv, rv, sizeof(float) * rows * out);
+    for (int64_t i = 0; i < rows; i++)
+        for (int64_t j = 0; j < out; j++) {
+            double s = bv[j], mag = fabs(bv[j]);
+            for (int64_t k = 0; k < in; k++)
+                s += (double)xv[i * in + k] * wv[j * in + k],
+                    mag += fabs(xv[i * in + k] * wv[j * in + k]);
+            assert_true(fabs(yv[i * out + j] - s) <= 1e-5 * mag + 1e-6);
+        }
+    free(xv), free(wv), free(bv), free(rv);
+    tg_scope_end();
+    tg_set_num_threads(0);
+    return yv;
+}
+
+static void test_linear_tall(void **state)
+{
+    (void)state;
+    float *one = linear_tall_values(1), *three = linear_tall_values(3);
+    assert_memory_equal(one, three, sizeof(float) * 300 * 17);
+    free(one), free(three);
 }
 
 static void test_matmul_names_and_errors(void **state)
@@ -884,6 +923,7 @@ int main(void)
         cmocka_unit_test(test_matmul_names_and_errors),
         cmocka_unit_test(test_matmul_gradcheck),
         cmocka_unit_test(test_linear),
+        cmocka_unit_test(test_linear_tall),
         cmocka_unit_test(test_sgd_variants),
         cmocka_unit_test(test_adam_variants),
         cmocka_unit_test(test_optimizers_match_float_formulas),

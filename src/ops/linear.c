@@ -1,7 +1,5 @@
 /* F.linear. The common 2-D case with a bias is one node (PyTorch's AddmmBackward0): the bias is
- * written into the output first and the product accumulated on top, in one BLAS call. */
-#include <cblas.h>
-
+ * written into the output first and the product accumulated on top (tg_gemm_nt_acc). */
 #include "ops.h"
 
 static tg_status addmm_backward(tg_node *n, tg_tensor *g, const bool *needs, tg_tensor **gin)
@@ -73,10 +71,7 @@ static tg_tensor *addmm_forward(tg_tensor *x, tg_tensor *W, tg_tensor *b)
     tg_tensor *out = xc && wc && bc ? tg_new(2, (int64_t[]){rows, outf}, "tg_linear") : NULL;
     if (out) {
         fill_rows(tg_ptr(bc), tg_ptr(out), rows, outf);
-        if (rows && outf && in)
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)rows, (int)outf, (int)in,
-                        1.0f, tg_ptr(xc), (int)in, tg_ptr(wc), (int)in, 1.0f, tg_ptr(out),
-                        (int)outf);
+        tg_gemm_nt_acc(tg_ptr(xc), tg_ptr(wc), tg_ptr(out), rows, in, outf);
     }
     tg_release(xc), tg_release(wc), tg_release(bc);
     return out;

@@ -119,11 +119,48 @@ static void gemm_range(void *ctx, int64_t begin, int64_t end)
  * (OpenBLAS 0.3.21 with its Cooperlake kernels, best of 200 calls): [1024, 32] @ [32, 32]
  * 13.8 us against 22.1, [4096, 64] @ [64, 16] 64 against 98, [100000, 32] @ [32, 32] 1.5 ms
  * against 2.3, [1024, 10] @ [10, 32] a tie (5.2 against 5.4); 5-6x where OpenBLAS does not
- * know the CPU and falls back to its generic kernels. The wide counterpart (M and K small, N
- * large) stays with sgemm, which was 10-20% faster there. */
+ * know the CPU and falls back to its generic kernels. One output column stays with sgemm
+ * ([1024, 32] @ [32, 1]: 2.4 us against 4.0), and so does the wide counterpart (M and K small,
+ * N large), where sgemm was 10-20% faster. */
 static bool tall(const bmm_job *j)
 {
-    return j->M > SMALL_DIM && j->N <= SMALL_DIM && j->K <= SMALL_DIM;
+    return j->M > SMALL_DIM && j->N > 1 && j->N <= SMALL_DIM && j->K <= SMALL_DIM;
+}
+
+/* ---- tg_linear's product on top of its bias ---- */
+
+typedef struct {
+    const float *x, *W;
+    float *y;
+    int64_t rows, K, N;
+} acc_job;
+
+/* Blocks of SMALL_DIM rows: each block's product in a tile, then added to y's rows in one
+ * call, so every output is bias + the same dot gemm_small gives tg_matmul. */
+static void acc_blocks(void *ctx, int64_t begin, int64_t end)
+{
+    const acc_job *a = ctx;
+    const tg_kernels *k = tg_kern();
+    float tile[SMALL_DIM * SMALL_DIM];
+    for (int64_t blk = begin; blk < end; blk++) {
+        int64_t i0 = blk * SMALL_DIM, m = a->rows - i0 < SMALL_DIM ? a->rows - i0 : SMALL_DIM;
+        k->gemm_small(m, a->N, a->K, a->x + i0 * a->K, a->K, 0, a->W, a->K, 1, tile, a->N);
+        k->add_vv(a->y + i0 * a->N, tile, a->y + i0 * a->N, m * a->N);
+    }
+}
+
+void tg_gemm_nt_acc(const float *x, const float *W, float *y, int64_t rows, int64_t K, int64_t N)
+{
+    if (rows == 0 || N == 0 || K == 0)
+        return;
+    if (K <= SMALL_DIM && N > 1 && N <= SMALL_DIM) { /* tall (or small): as tall() */
+        acc_job a = {x, W, y, rows, K, N};
+        tg_parallel_tasks((rows + SMALL_DIM - 1) / SMALL_DIM,
+                          tg_parallel_grain() / (SMALL_DIM * N * K) + 1, acc_blocks, &a);
+        return;
+    }
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)rows, (int)N, (int)K, 1.0f, x, (int)K,
+                W, (int)K, 1.0f, y, (int)N);
 }
 
 /* ---- deep products: few rows and columns, a long inner dimension ---- */
