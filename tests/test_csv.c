@@ -315,6 +315,12 @@ static void test_bad_numbers(void **state)
     /* Labels that are numbers other than 0 and 1. */
     read_fails("a,y\n1,0\n2,2\n", defaults(), TG_EPARSE, ":3:2: ", "is not 0 or 1");
     read_fails("a,y\n1,0.5\n", defaults(), TG_EPARSE, ":2:2: ", "is not 0 or 1");
+    /* Labels that only round to 0 or 1 in float32 are neither. */
+    read_fails("a,y\n1,0\n2,0.99999999\n", defaults(), TG_EPARSE, ":3:2: ", "is not 0 or 1");
+    read_fails("a,y\n1,1.00000001\n", defaults(), TG_EPARSE, ":2:2: ", "is not 0 or 1");
+    read_fails("a,y\n1,0\n2,1e-60\n", defaults(), TG_EPARSE, ":3:2: ", "is not 0 or 1");
+    read_fails("a,y\n1,\"-1e-50\"\n", defaults(), TG_EPARSE, ":2:2: ", "is not 0 or 1");
+    read_fails("a,y\n1,0.1\n", defaults(), TG_EPARSE, ":2:2: ", "is not 0 or 1");
 }
 
 static void test_empty_and_header_only(void **state)
@@ -472,6 +478,10 @@ static void test_label_values(void **state)
     (void)state;
     tg_csv_data d = read_ok("a,y\n1,true\n2,FALSE\n3,True\n4,1.0\n5,0\n6,\"1\"\n", defaults());
     expect_y(&d, (const float[]){1, 0, 1, 1, 0, 1});
+    tg_csv_data_free(&d);
+    /* Other spellings of exactly 0 and 1. */
+    d = read_ok("a,y\n1,10e-1\n2,0.0e5\n3,-0\n4,+1\n5,0.01E2\n6,000.000\n7,01.\n", defaults());
+    expect_y(&d, (const float[]){1, 0, 0, 1, 1, 0, 1});
     tg_csv_data_free(&d);
     tg_csv_options o = defaults();
     o.positive = "spam";

@@ -893,6 +893,20 @@ static int label_string(const csv_ctx *cx, block_state *bs, int64_t r, const fie
     return st;
 }
 
+/* Whether the number s[0, n), which reads as the float v (0 or 1), is exactly that value: the
+ * float32 rounding alone would take "0.99999999" for 1 and "1e-60" for 0, labels the data does
+ * not hold. Exactly 0: no nonzero digit before the exponent. Exactly 1: one nonzero digit, a 1
+ * (a power of ten then, and 10^0 is the only one that rounds to 1). */
+static bool exactly_binary(const char *s, size_t n, float v)
+{
+    int nonzero = 0;
+    char digit = '0';
+    for (size_t i = 0; i < n && (s[i] | 0x20) != 'e'; i++)
+        if (s[i] >= '1' && s[i] <= '9')
+            nonzero++, digit = s[i];
+    return v == 0.0f ? nonzero == 0 : nonzero == 1 && digit == '1';
+}
+
 static int label_field(const csv_ctx *cx, block_state *bs, int64_t r, const char *p, float *y,
                        const char **next)
 {
@@ -919,7 +933,7 @@ static int label_field(const csv_ctx *cx, block_state *bs, int64_t r, const char
     field t = trimmed(f);
     float v;
     if (!f.escaped && tg_parse_float(t.s, t.n, &v) == 0) {
-        if (v != 0.0f && v != 1.0f)
+        if ((v != 0.0f && v != 1.0f) || !exactly_binary(t.s, t.n, v))
             return label_error(cx, bs, r, &f, "is not 0 or 1");
         *y = v == 1.0f ? 1.0f : 0.0f; /* -0 reads as 0 */
         return st;
