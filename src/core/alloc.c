@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fork_guard.h"
 #include "tensor.h"
 #include "thread_exit.h"
 
@@ -83,22 +84,12 @@ static size_t cache_bytes;
 static uint64_t cache_clock;
 static _Atomic int64_t fresh_allocs; /* large buffers that did not come from the cache */
 
-/* A fork copies the cache and its lock as they stand. Had another thread held the lock at that
- * moment, the child's first large buffer would wait for ever on a thread that does not exist
- * there, and a cache caught half-updated could send cache_put past its slots. So a fork waits
- * for the lock, and parent and child each release it with the cache whole. */
-static void cache_fork_prepare(void)
+/* A fork while another thread holds the cache's lock would leave it held for ever in the
+ * child, whose first large buffer would then hang, and a cache caught half-updated could send
+ * cache_put past its slots (fork_guard.h). */
+__attribute__((constructor)) static void cache_fork_guard(void)
 {
-    pthread_mutex_lock(&cache_lock);
-}
-static void cache_fork_release(void)
-{
-    pthread_mutex_unlock(&cache_lock);
-}
-
-__attribute__((constructor)) static void cache_fork_hooks(void)
-{
-    pthread_atfork(cache_fork_prepare, cache_fork_release, cache_fork_release);
+    tg_fork_guard(&cache_lock);
 }
 
 int64_t tg_alloc_fresh_count(void)

@@ -12,6 +12,7 @@
  * and only then sleep: ops that follow each other, the common case, hand work over in well
  * under a microsecond, and an idle pool still costs nothing after SPIN_NS. */
 #define _GNU_SOURCE /* sched_getaffinity, CPU_COUNT */
+#include "fork_guard.h"
 #include "parallel.h"
 
 #include <cblas.h> /* openblas_set_num_threads */
@@ -130,19 +131,10 @@ static int default_threads(void)
 static pthread_mutex_t set_mu = PTHREAD_MUTEX_INITIALIZER;
 
 /* A fork while another thread is in tg_set_num_threads must not leave set_mu locked in the
- * child (see alloc.c's cache lock): the fork waits for it, and both sides release it. */
-static void set_fork_prepare(void)
+ * child (fork_guard.h). */
+__attribute__((constructor)) static void set_fork_guard(void)
 {
-    pthread_mutex_lock(&set_mu);
-}
-static void set_fork_release(void)
-{
-    pthread_mutex_unlock(&set_mu);
-}
-
-__attribute__((constructor)) static void set_fork_handlers(void)
-{
-    pthread_atfork(set_fork_prepare, set_fork_release, set_fork_release);
+    tg_fork_guard(&set_mu);
 }
 
 void tg_set_num_threads(int n)

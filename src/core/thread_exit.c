@@ -1,6 +1,7 @@
 /* One pthread key for the whole library, whose destructor runs every registered release
  * function (contract in thread_exit.h). Each function frees only its own module's cache of the
  * calling thread, so running the ones a thread never armed costs an empty-list check. */
+#include "fork_guard.h"
 #include "thread_exit.h"
 
 #include <pthread.h>
@@ -18,19 +19,10 @@ static tg_thread_exit_fn hooks[MAX_HOOKS];
 static atomic_int n_hooks; /* hooks[i] for i < n_hooks is set before n_hooks is raised */
 
 /* A fork while another thread registers a hook must not leave hooks_mu locked in the child,
- * whose own first registration would then wait for ever (as alloc.c's cache lock). */
-static void hooks_fork_prepare(void)
+ * whose own first registration would then wait for ever (fork_guard.h). */
+__attribute__((constructor)) static void hooks_fork_guard(void)
 {
-    pthread_mutex_lock(&hooks_mu);
-}
-static void hooks_fork_release(void)
-{
-    pthread_mutex_unlock(&hooks_mu);
-}
-
-__attribute__((constructor)) static void hooks_fork_handlers(void)
-{
-    pthread_atfork(hooks_fork_prepare, hooks_fork_release, hooks_fork_release);
+    tg_fork_guard(&hooks_mu);
 }
 
 static void run_hooks(void *unused)
