@@ -312,6 +312,11 @@ static void test_bad_numbers(void **state)
     read_fails("a,b,y\n1,2,0\n\"-Infinity\",2,1\n", defaults(), TG_EPARSE,
                ":3:1: ", "number '-Infinity' in column 'a' is infinite");
     read_fails("a,b,y\n1, inf ,0\n", defaults(), TG_EPARSE, ":2:2: ", "number 'inf'");
+    /* Two in one row, the features taken in the other order: the first in the file is named. */
+    o = defaults();
+    o.features = (const char *const[]){"b", "a"};
+    o.n_features = 2;
+    read_fails("a,b,y\n1,2,0\n1e39,inf,1\n", o, TG_EPARSE, ":3:1: ", "number '1e39' in column 'a'");
     /* Labels that are numbers other than 0 and 1. */
     read_fails("a,y\n1,0\n2,2\n", defaults(), TG_EPARSE, ":3:2: ", "is not 0 or 1");
     read_fails("a,y\n1,0.5\n", defaults(), TG_EPARSE, ":2:2: ", "is not 0 or 1");

@@ -1346,10 +1346,13 @@ static int64_t find_infinite(const float *x, int64_t n)
             return i;
 }
 
-/* Records an error at the field of row r that holds feature `feat`. A number that reads as ±inf
- * ("inf", "1e39") is an error: no model can be fitted to it, and it would otherwise surface
- * later, far from its line and column. */
-static bool infinite_error(const csv_ctx *cx, block_state *bs, int64_t r, const char *p, int feat)
+/* Records an error at the first field of row r, in file order, whose feature in x (the row's
+ * parsed features) is ±inf. A number that reads as ±inf ("inf", "1e39") is an error: no model
+ * can be fitted to it, and it would otherwise surface later, far from its line and column. The
+ * file's order, not the features' (which --features may reorder), so that the error names the
+ * field a reader of the row meets first. */
+static bool infinite_error(const csv_ctx *cx, block_state *bs, int64_t r, const char *p,
+                           const float *x)
 {
     for (int c = 0; c < cx->ncols; c++) {
         field f;
@@ -1357,7 +1360,8 @@ static bool infinite_error(const csv_ctx *cx, block_state *bs, int64_t r, const 
         int st = scan_field(cx, p, &f, &next, &err);
         if (st == F_ERROR)
             break;
-        if (cx->role[c] == feat) {
+        int feat = cx->role[c];
+        if (feat >= 0 && fabsf(x[feat]) == INFINITY) {
             char sn[64];
             field t = trimmed(f);
             set_row_error(&bs->err, r, f.s, c + 1, TG_EPARSE,
@@ -1367,8 +1371,15 @@ static bool infinite_error(const csv_ctx *cx, block_state *bs, int64_t r, const 
         }
         p = next;
     }
-    set_row_error(&bs->err, r, p, 1, TG_EPARSE, "infinite value in feature %d", feat);
+    set_row_error(&bs->err, r, p, 1, TG_EPARSE, "infinite value in a feature");
     return false;
+}
+
+/* infinite_error for the row of X's element k (X from row r0 of the block on). */
+static bool infinite_error_at(const job *j, block_state *bs, int64_t r0, int64_t k)
+{
+    int64_t r = r0 + k / j->cx->nfeat;
+    return infinite_error(j->cx, bs, r, j->rows[r], j->X + r * j->cx->nfeat);
 }
 
 /* Parses the rows of block b; false at the first error (recorded in the block's state). */
@@ -1391,14 +1402,13 @@ static bool parse_block_rows(job *j, int64_t b, csv_fast_scratch *sc)
              * as a block boundary between the two rows would. */
             int64_t k = find_infinite(j->X + r0 * cx->nfeat, (r - r0) * cx->nfeat);
             if (k >= 0)
-                infinite_error(cx, bs, r0 + k / cx->nfeat, j->rows[r0 + k / cx->nfeat],
-                               (int)(k % cx->nfeat));
+                infinite_error_at(j, bs, r0, k);
             return false;
         }
     }
     const int64_t nf = cx->nfeat;
     int64_t k = find_infinite(j->X + r0 * nf, (r1 - r0) * nf);
-    return k < 0 || infinite_error(cx, bs, r0 + k / nf, j->rows[r0 + k / nf], (int)(k % nf));
+    return k < 0 || infinite_error_at(j, bs, r0, k);
 }
 
 static void parse_block(job *j, int64_t b, csv_fast_scratch *sc)
