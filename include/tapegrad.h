@@ -13,7 +13,9 @@
  *    returns a value clears them on success, while void calls (tg_release, tg_scope_end, the
  *    setters) leave them as they were, so a check after cleaning up still sees the failure, and
  *    so do the calls that only read or count: tg_retain, tg_keep and the accessors (tg_ndim,
- *    tg_shape, tg_numel, tg_grad, tg_grad_fn_name, tg_requires_grad, tg_isa, ...).
+ *    tg_shape, tg_numel, tg_grad, tg_grad_fn_name, tg_requires_grad, tg_isa, ...);
+ *  - several threads may read one tensor at once (use it as an input, view it, retain and
+ *    release it); what writes a tensor needs it to itself (README: threads of their own).
  */
 #ifndef TAPEGRAD_H
 #define TAPEGRAD_H

@@ -1,10 +1,11 @@
 /* Several user threads calling the library at once, each on tensors of its own: large graphs
  * (whose ops want the shared pool at the same time), small ones (no thread woken), errors, grad
  * mode and scopes per thread, the CSV reader, the logistic-regression trainer and optimizers,
- * while another thread changes the pool size. Every result must be bit-identical to the one
- * the main thread computes alone first. The ThreadSanitizer build (.ci/tsan) runs this test to
- * catch races that give no wrong value here. And a fork while another thread is inside the
- * library: the child must be able to go on.
+ * while another thread changes the pool size; and threads that share tensors as inputs to
+ * graphs of their own. Every result must be bit-identical to the one the main thread computes
+ * alone first. The ThreadSanitizer build (.ci/tsan) runs this test to catch races that give no
+ * wrong value here. And a fork while another thread is inside the library: the child must be
+ * able to go on.
  *
  * Workers record what they computed and the main thread asserts it (cmocka's asserts must not
  * run on other threads). */
@@ -352,6 +353,136 @@ static void test_threads_compute_at_once(void **state)
     free(want), free(got), free(fx), free(fy), free(csv);
 }
 
+/* ---- one tensor read by several threads at once ----------------------------------------- */
+
+enum {
+    SH_ROWS = 96,
+    SH_COLS = 64, /* rows of 64 floats: matrix @ vector goes by the kernel table's dot */
+};
+
+/* Tensors every worker uses at once as inputs, none of them written while the workers run. */
+typedef struct {
+    tg_tensor *w;  /* [BIG] weights that need no grad, in every worker's training graph */
+    tg_tensor *m;  /* [SH_ROWS, SH_COLS] leaf that requires grad: small, no thread woken */
+    tg_tensor *h;  /* tanh(m) / 2: a shared tensor with a grad_fn, graphs built on it */
+    tg_tensor *ws; /* [BIG] weights that need no grad */
+} shared_set;
+
+typedef struct {
+    float infer[SH_ROWS]; /* no grad: sigmoid(m @ v) + row sums of m */
+    float big_sum;        /* no grad: sum(ws * w) */
+    float through_h;      /* grad on, no backward: mean(reshape(h) * v2) */
+    float loss;
+    float *gx; /* [BIG]: the grad of this worker's own leaf */
+} shared_out;
+
+static bool run_shared(const shared_set *s, shared_out *o)
+{
+    bool ok = true;
+    int64_t n = BIG, cols = SH_COLS, all = SH_ROWS * SH_COLS;
+    tg_scope_begin();
+    tg_tensor *v = tg_rand(1, &cols, 31);
+    TG_NO_GRAD
+    {
+        tg_tensor *cs = tg_sum_dim(tg_contiguous(tg_transpose(s->m, 0, 1)), 0, false);
+        tg_tensor *y = tg_add(tg_sigmoid(tg_matmul(s->m, v)), tg_narrow(cs, 0, 0, SH_ROWS));
+        ok = ok && tg_copy_to(y, o->infer, SH_ROWS) == SH_ROWS;
+        o->big_sum = tg_item(tg_sum(tg_mul(s->ws, tg_detach(s->w))));
+        ok = ok && !isnan(o->big_sum) && !tg_requires_grad(y);
+    }
+    tg_tensor *h2 = tg_mul(tg_reshape(s->h, 1, &all), tg_rand(1, &all, 32));
+    o->through_h = tg_item(tg_mean(h2));
+    ok = ok && tg_requires_grad(h2) && !isnan(o->through_h);
+
+    tg_tensor *x = tg_requires_grad_(tg_rand(1, &n, 33), true);
+    tg_tensor *loss = tg_mean(tg_tanh(tg_add(tg_mul(x, s->w), tg_sin(x))));
+    ok = ok && loss && tg_backward(loss, NULL, false) == TG_OK;
+    o->loss = tg_item(loss);
+    ok = ok && tg_copy_to(tg_grad(x), o->gx, n) == n;
+    tg_scope_end();
+    return ok;
+}
+
+static bool shared_same(const shared_out *a, const shared_out *b)
+{
+    return memcmp(a->infer, b->infer, sizeof a->infer) == 0 &&
+           memcmp(&a->big_sum, &b->big_sum, sizeof a->big_sum) == 0 &&
+           memcmp(&a->through_h, &b->through_h, sizeof a->through_h) == 0 &&
+           memcmp(&a->loss, &b->loss, sizeof a->loss) == 0 &&
+           memcmp(a->gx, b->gx, (size_t)BIG * sizeof(float)) == 0;
+}
+
+typedef struct {
+    const shared_set *s;
+    const shared_out *want;
+    tg_tensor *last; /* one reference of its own: whichever worker releases last frees it */
+    float last_sum, want_last_sum;
+    bool ok;
+} shared_job;
+
+static void *shared_worker(void *arg)
+{
+    shared_job *j = arg;
+    shared_out got = {.gx = malloc((size_t)BIG * sizeof(float))};
+    j->ok = got.gx != NULL;
+    for (int r = 0; r < ROUNDS && j->ok; r++)
+        j->ok = run_shared(j->s, &got) && shared_same(&got, j->want);
+    tg_tensor *sum = tg_sum(j->last);
+    j->ok = j->ok && tg_item(sum) == j->want_last_sum;
+    tg_release(sum);
+    tg_release(j->last);
+    free(got.gx);
+    return NULL;
+}
+
+/* Weights shared by worker threads, as an inference server or several trainers share them: each
+ * worker's graphs take them as inputs, with grad mode on and off, and the last worker to drop a
+ * shared tensor frees it. Every value must be bit-identical to the main thread's. The TSan run
+ * catches unsynchronized reference counts, which give no wrong value here most of the time. */
+static void test_threads_share_inputs(void **state)
+{
+    (void)state;
+    int64_t n = BIG, mshape[2] = {SH_ROWS, SH_COLS};
+    shared_set s = {.w = tg_randn(1, &n, 41),
+                    .m = tg_requires_grad_(tg_randn(2, mshape, 42), true),
+                    .ws = tg_rand(1, &n, 43)};
+    tg_tensor *th = tg_tanh(s.m);
+    s.h = tg_mul_scalar(th, 0.5f);
+    tg_release(th); /* s.h's graph keeps what it needs */
+    assert_non_null(s.w);
+    assert_non_null(s.m);
+    assert_non_null(s.h);
+    assert_non_null(s.ws);
+    assert_non_null(tg_grad_fn_name(s.h));
+
+    shared_out want = {.gx = malloc((size_t)BIG * sizeof(float))};
+    assert_non_null(want.gx);
+    assert_true(run_shared(&s, &want));
+
+    tg_tensor *last = tg_randn(1, &n, 44);
+    tg_tensor *last_sum = tg_sum(last);
+    assert_non_null(last_sum);
+    shared_job jobs[WORKERS];
+    pthread_t threads[WORKERS];
+    tg_set_num_threads(2);
+    for (int i = 0; i < WORKERS; i++) {
+        jobs[i] = (shared_job){.s = &s,
+                               .want = &want,
+                               .last = i ? tg_retain(last) : last,
+                               .want_last_sum = tg_item(last_sum)};
+        assert_int_equal(pthread_create(&threads[i], NULL, shared_worker, &jobs[i]), 0);
+    }
+    for (int i = 0; i < WORKERS; i++)
+        assert_int_equal(pthread_join(threads[i], NULL), 0);
+    tg_set_num_threads(0);
+    for (int i = 0; i < WORKERS; i++)
+        assert_true(jobs[i].ok);
+
+    tg_release(last_sum);
+    tg_release(s.h), tg_release(s.w), tg_release(s.m), tg_release(s.ws);
+    free(want.gx);
+}
+
 /* ---- fork while other threads compute --------------------------------------------------- */
 
 enum {
@@ -424,6 +555,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_fork_while_threads_use_the_cache),
         cmocka_unit_test(test_threads_compute_at_once),
+        cmocka_unit_test(test_threads_share_inputs),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -88,7 +88,8 @@ static tg_status count_dependencies(tg_node *root)
 /* Can we add into t in place without anyone else seeing the change? */
 static bool exclusively_owned(const tg_tensor *t)
 {
-    return t->refcount == 1 && t->storage->refcount == 1 && t->contiguous && !t->grad_fn;
+    return tg_ref_sole(&t->refcount) && tg_ref_sole(&t->storage->refcount) && t->contiguous &&
+           !t->grad_fn;
 }
 
 /* *acc += g, consuming the reference g. *acc may be NULL (then it takes g). */
@@ -145,12 +146,12 @@ static tg_status accumulate_grad(tg_tensor *t, tg_tensor *g)
             tg_release(gc);
             return TG_OK;
         }
-        g->refcount++;
+        tg_ref_inc(&g->refcount);
         return accumulate(&t->grad, g);
     }
-    if (exclusively_owned(g) || (g->refcount == 1 && g->storage->refcount == 1 && g->contiguous &&
-                                 g->offset == 0)) {
-        g->refcount++;
+    if (exclusively_owned(g) || (tg_ref_sole(&g->refcount) && tg_ref_sole(&g->storage->refcount) &&
+                                 g->contiguous && g->offset == 0)) {
+        tg_ref_inc(&g->refcount);
         t->grad = g;
         return TG_OK;
     }

@@ -38,7 +38,7 @@ static tg_node *node_alloc(void)
     } else if (!(n = malloc(sizeof *n))) {
         return NULL;
     }
-    n->refcount = 1;
+    tg_ref_init(&n->refcount, 1);
     n->n_inputs = 0;
     n->n_saved = 0;
     n->freed = false;
@@ -80,7 +80,7 @@ static void node_free(tg_node *n)
 
 void tg_node_release(tg_node *n)
 {
-    if (!n || --n->refcount > 0)
+    if (!n || !tg_ref_dec(&n->refcount))
         return;
     n->next_free = pending_release;
     pending_release = n;
@@ -124,10 +124,10 @@ tg_node *tg_record(const tg_node_ops *ops, tg_tensor *out, int n_inputs, tg_tens
         if (!in->requires_grad)
             continue;
         if (in->grad_fn) {
-            in->grad_fn->refcount++;
+            tg_ref_inc(&in->grad_fn->refcount);
             n->next[i].node = in->grad_fn;
         } else {
-            in->refcount++;
+            tg_ref_inc(&in->refcount);
             n->next[i].leaf = in;
         }
     }
@@ -148,7 +148,7 @@ tg_tensor *tg_recorded(tg_tensor *out, const tg_node *node, int n_inputs, tg_ten
 bool tg_save(tg_node *n, tg_tensor *t)
 {
     if (t)
-        t->refcount++;
+        tg_ref_inc(&t->refcount);
     n->saved[n->n_saved] = t;
     n->saved_version[n->n_saved] = t ? t->storage->version : 0;
     n->n_saved++;

@@ -44,7 +44,7 @@ typedef struct tg_edge {
 
 typedef struct tg_node {
     const tg_node_ops *ops;
-    int32_t refcount;
+    tg_refcount refcount; /* a tensor shared by threads gives its node to each one's graph */
     int8_t n_inputs;
     int8_t n_saved;
     bool freed;      /* saved tensors dropped by a backward without retain_graph */

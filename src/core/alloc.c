@@ -198,7 +198,7 @@ tg_storage *tg_storage_new(int64_t n)
         if (!s)
             return NULL;
     }
-    s->refcount = 1;
+    tg_ref_init(&s->refcount, 1);
     s->version = 0;
     s->last_writer = NULL;
     s->next_free = NULL;
@@ -217,7 +217,7 @@ tg_storage *tg_storage_new(int64_t n)
 
 void tg_storage_release(tg_storage *s)
 {
-    if (!s || --s->refcount > 0)
+    if (!s || !tg_ref_dec(&s->refcount))
         return;
     if (s->data != s->small)
         cache_put(s->data, s->capacity);
@@ -238,7 +238,7 @@ tg_tensor *tg_tensor_header(void)
     t->storage = NULL;
     t->offset = 0;
     t->numel = 1;
-    t->refcount = 1;
+    tg_ref_init(&t->refcount, 1);
     t->ndim = 0;
     t->requires_grad = false;
     t->retains_grad = false;

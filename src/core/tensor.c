@@ -103,7 +103,7 @@ tg_tensor *tg_view_of(const tg_tensor *t, int ndim, const int64_t *shape, const 
         return NULL;
     }
     v->storage = t->storage;
-    v->storage->refcount++;
+    tg_ref_inc(&v->storage->refcount);
     v->offset = offset;
     v->ndim = (int8_t)ndim;
     int64_t n = 1;
@@ -138,7 +138,7 @@ tg_tensor *tg_contiguous_copy(const tg_tensor *t)
 tg_tensor *tg_as_contiguous(tg_tensor *t)
 {
     if (t->contiguous) {
-        t->refcount++;
+        tg_ref_inc(&t->refcount);
         return t;
     }
     return tg_contiguous_copy(t);
@@ -155,7 +155,7 @@ void tg_bump_version(tg_tensor *t, const char *name)
 tg_tensor *tg_retain(tg_tensor *t)
 {
     if (t)
-        t->refcount++;
+        tg_ref_inc(&t->refcount);
     return t;
 }
 
@@ -175,7 +175,7 @@ void tg_tensor_destroy(tg_tensor *t)
 
 void tg_release(tg_tensor *t)
 {
-    if (t && --t->refcount == 0)
+    if (t && tg_ref_dec(&t->refcount))
         tg_tensor_destroy(t);
 }
 
@@ -327,10 +327,11 @@ int64_t tg_copy_to(const tg_tensor *t, float *out, int64_t capacity)
                      (long long)capacity, (long long)t->numel);
         return -1;
     }
-    tg_tensor dst = *t;
+    /* Only the geometry: copying the whole header would read its reference count without
+     * atomics, a race when other threads share t (README: threads sharing a tensor). */
     tg_storage st = {.data = out, .capacity = capacity, .refcount = 1};
-    dst.storage = &st;
-    dst.offset = 0;
+    tg_tensor dst = {.storage = &st, .numel = t->numel, .ndim = t->ndim};
+    memcpy(dst.shape, t->shape, sizeof dst.shape);
     tg_set_contiguous_strides(&dst);
     tg_copy_strided(&dst, t);
     return t->numel;

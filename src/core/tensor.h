@@ -2,6 +2,7 @@
 #ifndef TG_CORE_TENSOR_H
 #define TG_CORE_TENSOR_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -12,10 +13,52 @@
  * costs two free-list pops and no malloc. 16 floats = one cache line. */
 #define TG_SMALL_FLOATS 16
 
+/* Reference counts of tensors, storages and graph nodes are atomic, so that several threads may
+ * take and drop references to one tensor at once (README: threads sharing a tensor). */
+typedef _Atomic int32_t tg_refcount;
+
+/* Sets the count of an object no other thread can see yet (a plain store, no fence). */
+static inline void tg_ref_init(tg_refcount *rc, int32_t v)
+{
+    atomic_store_explicit(rc, v, memory_order_relaxed);
+}
+
+/* Taking a reference needs no ordering: the caller holds one already, so the object is alive
+ * whatever other threads do, and the increment publishes nothing. */
+static inline void tg_ref_inc(tg_refcount *rc)
+{
+    atomic_fetch_add_explicit(rc, 1, memory_order_relaxed);
+}
+
+/* Drops a reference; true when it was the last, and the caller then frees the object. The
+ * decrement is acq_rel: its release half orders this thread's uses of the object before the
+ * drop, its acquire half makes the thread that drops the last reference see every other
+ * thread's uses before it frees (a release decrement plus an acquire fence on the last drop
+ * would do, but ThreadSanitizer does not model fences). A count of 1 read by the holder of that
+ * reference cannot change under it, as adding one needs a reference, so a temporary owned by one
+ * thread, the common case, is dropped with an acquire load and a store (plain moves on x86)
+ * instead of a locked read-modify-write. The count still ends at 0, as before, so a stray
+ * second release of a freed object does not free it twice. */
+static inline bool tg_ref_dec(tg_refcount *rc)
+{
+    if (atomic_load_explicit(rc, memory_order_acquire) == 1) {
+        atomic_store_explicit(rc, 0, memory_order_relaxed);
+        return true;
+    }
+    return atomic_fetch_sub_explicit(rc, 1, memory_order_acq_rel) == 1;
+}
+
+/* Is the caller's reference the only one? Acquire, so that other threads' uses before they
+ * dropped theirs come before the caller's writes into the object. */
+static inline bool tg_ref_sole(const tg_refcount *rc)
+{
+    return atomic_load_explicit(rc, memory_order_acquire) == 1;
+}
+
 typedef struct tg_storage {
     float *data;         /* points at small[] or at a 64-byte aligned heap block */
     int64_t capacity;    /* elements */
-    int32_t refcount;
+    tg_refcount refcount;
     uint32_t version;    /* bumped by in-place writes; saved tensors compare against it */
     const char *last_writer; /* name of the last in-place op, for error messages */
     struct tg_storage *next_free;
@@ -28,7 +71,7 @@ struct tg_tensor {
     tg_storage *storage;
     int64_t offset; /* elements from storage->data to element [0, ..., 0] */
     int64_t numel;
-    int32_t refcount;
+    tg_refcount refcount;
     int8_t ndim;
     bool requires_grad; /* leaves: the user's flag; non-leaves: grad_fn != NULL */
     bool retains_grad;

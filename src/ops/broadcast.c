@@ -48,7 +48,7 @@ tg_tensor *tg_reduce_to(tg_tensor *g, int ndim, const int64_t *shape)
     for (int i = 0; same && i < ndim; i++)
         same = g->shape[i] == shape[i];
     if (same) {
-        g->refcount++;
+        tg_ref_inc(&g->refcount);
         return g;
     }
     /* One tg_sum_dim per broadcast dim: its pairwise row sums keep the error logarithmic in
