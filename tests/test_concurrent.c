@@ -362,7 +362,7 @@ enum {
 
 /* Tensors every worker uses at once as inputs, none of them written while the workers run. */
 typedef struct {
-    tg_tensor *w;  /* [BIG] weights that need no grad, in every worker's training graph */
+    tg_tensor *w;  /* [BIG] leaf that requires grad: every worker's backward adds to its .grad */
     tg_tensor *m;  /* [SH_ROWS, SH_COLS] leaf that requires grad: small, no thread woken */
     tg_tensor *h;  /* tanh(m) / 2: a shared tensor with a grad_fn, graphs built on it */
     tg_tensor *ws; /* [BIG] weights that need no grad */
@@ -372,10 +372,12 @@ typedef struct {
     float infer[SH_ROWS]; /* no grad: sigmoid(m @ v) + row sums of m */
     float big_sum;        /* no grad: sum(ws * w) */
     float through_h;      /* grad on, no backward: mean(reshape(h) * v2) */
-    float loss;
+    float loss, loss_small;
     float *gx; /* [BIG]: the grad of this worker's own leaf */
 } shared_out;
 
+/* Each shared leaf enters the graph once, so a backward adds one value to its .grad, and the
+ * same value in every worker: the total is then the same whichever order the workers add in. */
 static bool run_shared(const shared_set *s, shared_out *o)
 {
     bool ok = true;
@@ -399,6 +401,11 @@ static bool run_shared(const shared_set *s, shared_out *o)
     ok = ok && loss && tg_backward(loss, NULL, false) == TG_OK;
     o->loss = tg_item(loss);
     ok = ok && tg_copy_to(tg_grad(x), o->gx, n) == n;
+
+    int64_t vshape[2] = {SH_COLS, 1};
+    tg_tensor *small = tg_sum(tg_exp(tg_matmul(s->m, tg_reshape(v, 2, vshape))));
+    ok = ok && small && tg_backward(small, NULL, false) == TG_OK;
+    o->loss_small = tg_item(small);
     tg_scope_end();
     return ok;
 }
@@ -409,6 +416,7 @@ static bool shared_same(const shared_out *a, const shared_out *b)
            memcmp(&a->big_sum, &b->big_sum, sizeof a->big_sum) == 0 &&
            memcmp(&a->through_h, &b->through_h, sizeof a->through_h) == 0 &&
            memcmp(&a->loss, &b->loss, sizeof a->loss) == 0 &&
+           memcmp(&a->loss_small, &b->loss_small, sizeof a->loss_small) == 0 &&
            memcmp(a->gx, b->gx, (size_t)BIG * sizeof(float)) == 0;
 }
 
@@ -435,15 +443,24 @@ static void *shared_worker(void *arg)
     return NULL;
 }
 
+/* The grads of the shared leaves, copied out. */
+static void copy_shared_grads(const shared_set *s, float *gw, float *gm)
+{
+    assert_int_equal(tg_copy_to(tg_grad(s->w), gw, BIG), BIG);
+    assert_int_equal(tg_copy_to(tg_grad(s->m), gm, SH_ROWS * SH_COLS), SH_ROWS * SH_COLS);
+}
+
 /* Weights shared by worker threads, as an inference server or several trainers share them: each
- * worker's graphs take them as inputs, with grad mode on and off, and the last worker to drop a
- * shared tensor frees it. Every value must be bit-identical to the main thread's. The TSan run
- * catches unsynchronized reference counts, which give no wrong value here most of the time. */
+ * worker's graphs take them as inputs, with grad mode on and off, its backward adds to their
+ * .grad, and the last worker to drop a shared tensor frees it. Every value must be bit-identical
+ * to the main thread's, the accumulated grads to those of the same backward passes run one after
+ * another. The TSan run catches unsynchronized reference counts and grad updates, which give no
+ * wrong value here most of the time. */
 static void test_threads_share_inputs(void **state)
 {
     (void)state;
     int64_t n = BIG, mshape[2] = {SH_ROWS, SH_COLS};
-    shared_set s = {.w = tg_randn(1, &n, 41),
+    shared_set s = {.w = tg_requires_grad_(tg_randn(1, &n, 41), true),
                     .m = tg_requires_grad_(tg_randn(2, mshape, 42), true),
                     .ws = tg_rand(1, &n, 43)};
     tg_tensor *th = tg_tanh(s.m);
@@ -457,7 +474,17 @@ static void test_threads_share_inputs(void **state)
 
     shared_out want = {.gx = malloc((size_t)BIG * sizeof(float))};
     assert_non_null(want.gx);
-    assert_true(run_shared(&s, &want));
+    enum { PASSES = WORKERS * ROUNDS };
+    for (int i = 0; i < PASSES; i++)
+        assert_true(run_shared(&s, &want));
+    float *want_gw = malloc((size_t)BIG * sizeof(float));
+    float *got_gw = malloc((size_t)BIG * sizeof(float));
+    float want_gm[SH_ROWS * SH_COLS], got_gm[SH_ROWS * SH_COLS];
+    assert_non_null(want_gw);
+    assert_non_null(got_gw);
+    copy_shared_grads(&s, want_gw, want_gm);
+    tg_grad_reset(s.w);
+    tg_grad_reset(s.m);
 
     tg_tensor *last = tg_randn(1, &n, 44);
     tg_tensor *last_sum = tg_sum(last);
@@ -477,10 +504,13 @@ static void test_threads_share_inputs(void **state)
     tg_set_num_threads(0);
     for (int i = 0; i < WORKERS; i++)
         assert_true(jobs[i].ok);
+    copy_shared_grads(&s, got_gw, got_gm);
+    assert_memory_equal(got_gw, want_gw, (size_t)BIG * sizeof(float));
+    assert_memory_equal(got_gm, want_gm, sizeof want_gm);
 
     tg_release(last_sum);
     tg_release(s.h), tg_release(s.w), tg_release(s.m), tg_release(s.ws);
-    free(want.gx);
+    free(want.gx), free(want_gw), free(got_gw);
 }
 
 /* ---- fork while other threads compute --------------------------------------------------- */

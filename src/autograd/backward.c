@@ -1,7 +1,9 @@
 /* Reverse-mode backward: counts each node's consumers with an explicit-stack DFS, then runs the
  * nodes in topological order (a node runs once all its consumers have sent their gradient).
  * No recursion anywhere, so a million-node chain needs no deep C stack. */
+#include <pthread.h>
 #include <stdatomic.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -124,11 +126,58 @@ static tg_status accumulate(tg_tensor **acc, tg_tensor *g)
     return TG_OK;
 }
 
+/* ---- the .grad lock ----
+ * Threads that share a leaf that requires grad may run backward at once (README), and each adds
+ * into its .grad; the lock makes those updates one after another. A mutex in every header would
+ * grow every tensor for the few that are shared, so the tensor's address picks one of a set.
+ * A thread holds one of them at a time, across the whole update (which may allocate and use the
+ * pool), so they cannot deadlock among themselves. Uncontended, a lock and unlock cost two
+ * atomic operations per leaf per backward. */
+#define GRAD_LOCK_BITS 6
+#define GRAD_LOCKS     (1 << GRAD_LOCK_BITS)
+
+static struct {
+    _Alignas(64) pthread_mutex_t mu; /* a cache line each: neighbours do not contend */
+} grad_locks[GRAD_LOCKS];
+static pthread_once_t grad_locks_once = PTHREAD_ONCE_INIT;
+
+/* A fork while another thread updates a .grad must not leave its lock held in the child, whose
+ * backward into a leaf of that set would wait for ever: the fork waits for every lock, and both
+ * sides release them (as alloc.c's cache lock). An update may take the cache lock and others
+ * inside, so these must be taken before them: fork handlers are called newest first, and these
+ * are installed on the first backward, after the library's constructors installed theirs. */
+static void grad_locks_fork_prepare(void)
+{
+    for (int i = 0; i < GRAD_LOCKS; i++)
+        pthread_mutex_lock(&grad_locks[i].mu);
+}
+static void grad_locks_fork_release(void)
+{
+    for (int i = GRAD_LOCKS - 1; i >= 0; i--)
+        pthread_mutex_unlock(&grad_locks[i].mu);
+}
+
+static void grad_locks_init(void)
+{
+    for (int i = 0; i < GRAD_LOCKS; i++)
+        pthread_mutex_init(&grad_locks[i].mu, NULL);
+    pthread_atfork(grad_locks_fork_prepare, grad_locks_fork_release, grad_locks_fork_release);
+}
+
+static pthread_mutex_t *grad_lock_of(const tg_tensor *t)
+{
+    pthread_once(&grad_locks_once, grad_locks_init);
+    /* Fibonacci hashing: headers are a few cache lines apart, so the top bits of the product
+     * spread them where the low bits of the address would not. */
+    uint64_t h = (uint64_t)(uintptr_t)t * 0x9E3779B97F4A7C15u;
+    return &grad_locks[h >> (64 - GRAD_LOCK_BITS)].mu;
+}
+
 /* Adds g into t->grad (a leaf, or a non-leaf that retains its grad). Borrows g. The stored grad
  * is always a tensor of its own, so zeroing it later cannot touch another tensor's values. Once
  * there, it is added to in place, as PyTorch does: a reference the program keeps (tg_retain of
  * tg_grad, or a view of it) sees the sum, instead of the grad being swapped for a new tensor. */
-static tg_status accumulate_grad(tg_tensor *t, tg_tensor *g)
+static tg_status update_grad(tg_tensor *t, tg_tensor *g)
 {
     if (!tg_same_shape(t, g)) {
         char a[160], b[160];
@@ -157,6 +206,16 @@ static tg_status accumulate_grad(tg_tensor *t, tg_tensor *g)
     }
     t->grad = tg_contiguous_copy(g);
     return t->grad ? TG_OK : tg_last_status();
+}
+
+/* update_grad under t's lock: another thread sharing t may be adding its own gradient. */
+static tg_status accumulate_grad(tg_tensor *t, tg_tensor *g)
+{
+    pthread_mutex_t *mu = grad_lock_of(t);
+    pthread_mutex_lock(mu);
+    tg_status st = update_grad(t, g);
+    pthread_mutex_unlock(mu);
+    return st;
 }
 
 static tg_status check_saved(const tg_node *n)
