@@ -234,10 +234,8 @@ static void autograd_loss_grad(const dataset *s, const double *w, double b, doub
     for (int64_t j = 0; j < s->d; j++)
         gw[j] = g[j];
     *gb = tg_item(tg_grad(B));
-    tg_release(W);
-    tg_release(B);
     free(wf);
-    tg_scope_end();
+    tg_scope_end(); /* releases W and B with the rest */
 }
 
 static void check_against_autograd(int64_t n, int64_t d, double pw)
