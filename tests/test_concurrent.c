@@ -559,6 +559,10 @@ static int child_work(void)
 static void test_fork_while_threads_use_the_cache(void **state)
 {
     (void)state;
+    if (getenv("TG_TEST_EMULATED")) { /* tests/CMakeLists.txt says why */
+        print_message("skipped: fork of a threaded process under qemu-user\n");
+        skip();
+    }
     atomic_int stop = 0;
     pthread_t churner;
     assert_int_equal(pthread_create(&churner, NULL, churn_cache, &stop), 0);
