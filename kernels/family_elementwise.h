@@ -39,11 +39,13 @@ ALWAYS_INLINE vf f_div(vf a, vf b)
         map1(x, y, n, op);                                                                         \
     }
 
-#define DEF_BINARY(name, op)                                                                       \
+/* A two-input entry (a binary op, or a backward of v and gy) that runs mapper with op. */
+#define DEF_TWO_INPUTS(name, mapper, op)                                                           \
     static void name(const float *a, const float *b, float *y, int64_t n)                          \
     {                                                                                              \
-        map2(a, b, y, n, op);                                                                      \
+        mapper(a, b, y, n, op);                                                                    \
     }
+#define DEF_BINARY(name, op) DEF_TWO_INPUTS(name, map2, op)
 
 DEF_UNARY(v_neg, f_neg)
 DEF_UNARY(v_abs, f_abs)
@@ -203,11 +205,7 @@ ALWAYS_INLINE vf b_sqrt(vf y, vf gy)
     return dvd(gy, mul(set1(2.0f), y));
 }
 
-#define DEF_BWD(name, op)                                                                          \
-    static void name(const float *v, const float *gy, float *gx, int64_t n)                        \
-    {                                                                                              \
-        map_bwd(v, gy, gx, n, op);                                                                 \
-    }
+#define DEF_BWD(name, op) DEF_TWO_INPUTS(name, map_bwd, op)
 
 /* v is x or y, whichever the formula reads (map_bwd) */
 DEF_BWD(v_sigmoid_bwd, b_sigmoid)
