@@ -77,6 +77,21 @@ bool tg_test_close(double got, double want, double rtol, double atol)
     return fabs(got - want) <= atol + rtol * fabs(want);
 }
 
+void tg_test_matmul_ref(const float *a, const float *b, int64_t M, int64_t K, int64_t N,
+                        double *want, double *mag)
+{
+    for (int64_t i = 0; i < M; i++)
+        for (int64_t j = 0; j < N; j++) {
+            double s = 0, m = 0;
+            for (int64_t k = 0; k < K; k++) {
+                double p = (double)a[i * K + k] * b[k * N + j];
+                s += p, m += fabs(p);
+            }
+            want[i * N + j] = s;
+            mag[i * N + j] = m;
+        }
+}
+
 /* ---- inputs ---- */
 
 /* The base tensor's shape for an input of the given layout. Returns its ndim, or -1 when the

@@ -79,4 +79,9 @@ float *tg_test_values(const tg_tensor *t);
 /* Is |got - want| <= atol + rtol * |want|? NaNs match NaNs; equal infinities match. */
 bool tg_test_close(double got, double want, double rtol, double atol);
 
+/* The row-major product of a [M, K] and b [K, N] in double: want[i N + j] = sum_k a_ik b_kj and
+ * mag[i N + j] = sum_k |a_ik b_kj|, the scale of a float sum's rounding error. */
+void tg_test_matmul_ref(const float *a, const float *b, int64_t M, int64_t K, int64_t N,
+                        double *want, double *mag);
+
 #endif

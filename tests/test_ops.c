@@ -865,16 +865,7 @@ static void check_matmul(tg_tensor *a, tg_tensor *b)
     float *av = tg_test_values(a), *bv = tg_test_values(b);
     double *want = alloc_doubles(M * N);
     double *mag = alloc_doubles(M * N);
-    for (int64_t i = 0; i < M; i++)
-        for (int64_t j = 0; j < N; j++) {
-            double s = 0, m = 0;
-            for (int64_t k = 0; k < K; k++) {
-                double p = (double)av[i * K + k] * bv[k * N + j];
-                s += p, m += fabs(p);
-            }
-            want[i * N + j] = s;
-            mag[i * N + j] = m;
-        }
+    tg_test_matmul_ref(av, bv, M, K, N, want, mag);
     tg_tensor *out = tg_matmul(a, b);
     assert_non_null(out);
     int on = (an == 2) + (bn == 2);
