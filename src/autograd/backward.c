@@ -9,6 +9,7 @@
 
 #include "../../kernels/kernels.h"
 #include "../core/thread_exit.h"
+#include "../core/tls.h"
 #include "../ops/ops.h" /* tg_uniform_view_, tg_uniform_grad_, tg_run_vv */
 #include "node.h"
 
@@ -18,14 +19,14 @@ typedef struct {
 } node_stack;
 
 /* Reused across calls so a steady-state backward does no malloc. */
-static _Thread_local node_stack work, visited;
+static TG_TLS node_stack work, visited;
 /* The traversal's mark. Epochs are drawn from one process-wide counter: a node keeps the mark of
  * the last backward that reached it, and a per-thread count would let another thread's backward
  * through the same graph (built or first run on one thread, run again on another) start at a
  * number the nodes already carry, skip them as visited and lose their gradients. */
 static _Atomic uint64_t epoch_counter;
-static _Thread_local uint64_t epoch;
-static _Thread_local bool armed; /* release_stacks runs when this thread exits */
+static TG_TLS uint64_t epoch;
+static TG_TLS bool armed; /* release_stacks runs when this thread exits */
 
 /* Runs at thread exit (thread_exit.h). The stacks only hold borrowed pointers to nodes, which
  * belong to their graphs: only the arrays are freed. */

@@ -2,7 +2,9 @@
  * another thread records. */
 #include "grad_mode.h"
 
-static _Thread_local bool grad_disabled; /* zero-initialized: grad is on by default */
+#include "../core/tls.h"
+
+static TG_TLS bool grad_disabled; /* zero-initialized: grad is on by default */
 
 bool tg_grad_enabled(void) { return !grad_disabled; }
 

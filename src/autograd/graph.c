@@ -4,17 +4,18 @@
 #include <string.h>
 
 #include "../core/thread_exit.h"
+#include "../core/tls.h"
 #include "grad_mode.h"
 #include "node.h"
 
-static _Thread_local tg_node *free_nodes;
-static _Thread_local int n_free_nodes;
+static TG_TLS tg_node *free_nodes;
+static TG_TLS int n_free_nodes;
 /* Nodes the list keeps; more go back to malloc, so a thread that frees graphs built by other
  * threads does not grow its list for ever (as alloc.c's lists). */
 #define FREE_NODES_MAX 16384
-static _Thread_local tg_node *pending_release;
-static _Thread_local bool draining;
-static _Thread_local bool armed; /* release_free_nodes runs when this thread exits */
+static TG_TLS tg_node *pending_release;
+static TG_TLS bool draining;
+static TG_TLS bool armed; /* release_free_nodes runs when this thread exits */
 
 /* Runs at thread exit (thread_exit.h). A node on the free list was already emptied by node_free:
  * it owns nothing and nothing owns it. pending_release is empty outside tg_node_release. */

@@ -11,13 +11,14 @@
 #include "fork_guard.h"
 #include "tensor.h"
 #include "thread_exit.h"
+#include "tls.h"
 
 /* Free-list entries stay reachable from thread-local roots while the thread lives, so leak
  * checkers see no leak; release_free_lists frees them when the thread exits. */
-static _Thread_local tg_storage *free_storages;
-static _Thread_local tg_tensor *free_tensors;
-static _Thread_local int n_free_storages, n_free_tensors;
-static _Thread_local bool armed; /* release_free_lists runs when this thread exits */
+static TG_TLS tg_storage *free_storages;
+static TG_TLS tg_tensor *free_tensors;
+static TG_TLS int n_free_storages, n_free_tensors;
+static TG_TLS bool armed; /* release_free_lists runs when this thread exits */
 
 /* Entries a list keeps; more go back to malloc. Without a bound a thread that only releases
  * what other threads made (the consumer of a pipeline) would grow its lists for ever, since it

@@ -14,6 +14,7 @@
 #define _GNU_SOURCE /* sched_getaffinity, CPU_COUNT */
 #include "fork_guard.h"
 #include "parallel.h"
+#include "tls.h"
 
 #include <cblas.h> /* openblas_set_num_threads */
 
@@ -60,8 +61,8 @@ static pthread_mutex_t call_mu = PTHREAD_MUTEX_INITIALIZER;
 static atomic_int requested;     /* tg_set_num_threads value, 0 = default */
 static atomic_int default_cache; /* CPUs available, 0 = not looked up yet */
 static int hooks_installed;      /* under call_mu */
-static _Thread_local int inside; /* this thread is running a chunk: nested calls run inline */
-static _Thread_local int shared; /* ... and other threads are running chunks of the same loop */
+static TG_TLS int inside;        /* this thread is running a chunk: nested calls run inline */
+static TG_TLS int shared;        /* ... and other threads are running chunks of the same loop */
 
 static _Atomic int64_t grain_set; /* tg_parallel_set_grain's value, 0 = the default */
 

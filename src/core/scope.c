@@ -5,12 +5,13 @@
 
 #include "tensor.h"
 #include "thread_exit.h"
+#include "tls.h"
 
-_Thread_local int tg_api_depth;
+TG_TLS int tg_api_depth;
 
 /* The first scopes' marks need no allocation, so the outermost tg_scope_begin cannot fail: a
  * scope that could not be opened at depth 0 would leave its results tracked by none. */
-#define INLINE_MARKS 16
+#define INLINE_MARKS 4
 
 typedef struct {
     tg_tensor **items;
@@ -20,14 +21,14 @@ typedef struct {
     size_t merged; /* innermost begins that could not get a mark (see tg_scope_begin) */
 } scope_stack;
 
-static _Thread_local scope_stack scopes;
-static _Thread_local size_t inline_marks[INLINE_MARKS];
+static TG_TLS scope_stack scopes;
+static TG_TLS size_t inline_marks[INLINE_MARKS];
 
 static size_t *mark_at(size_t i)
 {
     return i < INLINE_MARKS ? &inline_marks[i] : &scopes.marks[i - INLINE_MARKS];
 }
-static _Thread_local bool armed; /* release_stack runs when this thread exits */
+static TG_TLS bool armed; /* release_stack runs when this thread exits */
 
 /* Runs at thread exit (thread_exit.h). Only the arrays go. A scope left open holds references
  * the user may still share with other threads, so its tensors are not released here: exiting

@@ -8,6 +8,7 @@
 
 #include "error.h"
 #include "tapegrad.h"
+#include "tls.h"
 
 /* Storages of up to this many floats live inside the storage header itself, so a scalar tensor
  * costs two free-list pops and no malloc. 16 floats = one cache line. */
@@ -120,7 +121,7 @@ tg_tensor *tg_as_contiguous(tg_tensor *t);
 void tg_tensor_destroy(tg_tensor *t);
 
 /* ---- API boundary (scope.c): scopes track results handed to the user, never internals ---- */
-extern _Thread_local int tg_api_depth;
+extern TG_TLS int tg_api_depth;
 static inline void tg_api_enter(void)
 {
     if (tg_api_depth++ == 0)

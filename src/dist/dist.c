@@ -9,6 +9,7 @@
 
 #include "../core/error.h"
 #include "../core/tensor.h"
+#include "../core/tls.h"
 #include "comm.h"
 #include "tapegrad/dist.h"
 
@@ -16,7 +17,7 @@
 #include <mpi.h>
 #endif
 
-static _Thread_local int failed_rank = -1;
+static TG_TLS int failed_rank = -1;
 
 int tg_dist_failed_rank(void)
 {
