@@ -409,6 +409,13 @@ static inline uint64_t prefix_xor(uint64_t x)
     return x;
 }
 
+/* The split is the first pass over the input and does little work per byte, so it waits on
+ * memory: asking for the block 4 KB ahead took a 1M x 32 file's one-thread read from 296 to 283
+ * ms (Intel Xeon VM; 512 bytes ahead gave 291, 8 and 16 KB the same as 4). A prefetch past the
+ * end of the input is harmless: it never faults (the address is formed as an integer, since a
+ * pointer that far past the input would be undefined). */
+#define SPLIT_AHEAD 4096
+
 /* Takes the row after every line feed outside quotes from p on; returns where the split
  * stopped. The last partial block is copied out, so nothing at or after end is read. */
 static const char *scan_rows(splitter *s, const char *p)
@@ -418,6 +425,7 @@ static const char *scan_rows(splitter *s, const char *p)
     for (size_t off = 0; off < len; off += 64) {
         uint64_t nl, qt;
         if (len - off >= 64) {
+            __builtin_prefetch((const void *)((uintptr_t)(p + off) + SPLIT_AHEAD));
             scan_block(p + off, &nl, &qt);
         } else {
             char tail[64] = {0};
