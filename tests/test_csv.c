@@ -20,6 +20,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "io/csv_fast.h"
 #include "io/csv_split.h"
 #include "tapegrad.h"
 #include "tapegrad/io.h"
@@ -1072,18 +1073,103 @@ static void random_tables(void)
     free(wy);
 }
 
-/* The tables through the row parser this CPU picks (AVX-512 when it has it), then through the
- * SSE2 one, which any kernel family other than avx512 selects (scalar always exists). */
+/* The tables through the row parser this CPU picks (AVX-512, built with VBMI2 when the CPU has
+ * that), through the AVX-512 one without VBMI2, then through the SSE2 one, which any kernel
+ * family other than avx512 selects (scalar always exists). */
 static void test_fast_path_random(void **state)
 {
     (void)state;
     char saved[16];
     snprintf(saved, sizeof saved, "%s", tg_isa());
     random_tables();
+    tg_csv_allow_vbmi2_(false);
+    random_tables();
+    tg_csv_allow_vbmi2_(true);
     assert_int_equal(tg_set_isa("scalar"), TG_OK);
     random_tables();
     assert_int_equal(tg_set_isa(saved), TG_OK);
 }
+
+#if defined(TG_HAVE_CSV_AVX512)
+typedef bool (*row_parser)(const csv_fast_plan *, csv_fast_scratch *, const char *, float *,
+                           float *);
+
+/* One row through a row parser, the label last; returns its verdict. */
+static bool parse_one_row(row_parser f, const char *row, const char *end, int ncols, float *x,
+                          float *y)
+{
+    int role[80];
+    int64_t ends[80 + 1 + 64];
+    float vals[80 + 8];
+    for (int c = 0; c < ncols; c++)
+        role[c] = c < ncols - 1 ? c : -1;
+    csv_fast_plan pl = {.end = end,
+                        .delim = ',',
+                        .ncols = ncols,
+                        .nconv = ncols - 1,
+                        .role = role,
+                        .label_col = ncols - 1,
+                        .direct = true};
+    csv_fast_scratch sc = {ends, vals, 0, 0};
+    return f(&pl, &sc, row, x, y);
+}
+
+/* The AVX-512 row parsers themselves, not through the reader (which redoes any row they refuse,
+ * so a parser that refused rows it should take would go unnoticed there): rows of 1 to 70
+ * features, dense ones whose 64-byte windows hold up to 32 delimiters, must be taken, with
+ * strtof's bits; a row with one field too many or too few must be refused. Both builds, the
+ * plain one and the VBMI2 one, where the CPU has them. */
+static void test_avx512_row_parsers(void **state)
+{
+    (void)state;
+    __builtin_cpu_init();
+    if (!__builtin_cpu_supports("avx512f") || !__builtin_cpu_supports("avx512bw") ||
+        !__builtin_cpu_supports("avx512dq") || !__builtin_cpu_supports("avx512vl"))
+        skip();
+    row_parser fns[2] = {csv_fast_row_avx512, NULL};
+#if defined(TG_HAVE_CSV_VBMI2)
+    if (__builtin_cpu_supports("avx512vbmi2"))
+        fns[1] = csv_fast_row_avx512_vbmi2;
+#endif
+    static char buf[16 + 72 * 20 + 256];
+    for (int trial = 0; trial < 3000; trial++) {
+        const int nfeat = 1 + (int)rnd(70), dense = trial % 3 == 0;
+        const int extra = trial % 7 == 1 ? 1 : trial % 7 == 2 ? -1 : 0; /* fields too many/few */
+        float want[72];
+        size_t n = (size_t)sprintf(buf, "%015d\n", trial); /* rows start 16 bytes in */
+        const char *row = buf + n;
+        for (int c = 0; c < nfeat + extra; c++) {
+            char f[24];
+            if (dense)
+                snprintf(f, sizeof f, "%u", rnd(10));
+            else
+                snprintf(f, sizeof f, "%s%u.%0*u", rnd(3) ? "" : "-", rnd(100000), 1 + (int)rnd(6),
+                         rnd(1000000));
+            if (c < 72)
+                want[c] = strtof(f, NULL);
+            n += (size_t)sprintf(buf + n, "%s,", f);
+        }
+        n += (size_t)sprintf(buf + n, "%d%s", trial & 1, rnd(2) ? "\r\n" : "\n");
+        memset(buf + n, '7', 80); /* the parsers want 64 bytes after the row */
+        const char *end = buf + n + 80;
+        for (int k = 0; k < 2; k++) {
+            if (!fns[k])
+                continue;
+            float x[80], y = -1.0f;
+            bool ok = parse_one_row(fns[k], row, end, nfeat + 1, x, &y);
+            if (extra != 0) {
+                assert_false(ok);
+                continue;
+            }
+            if (!ok)
+                print_error("parser %d refused row %.*s\n", k, (int)(end - row - 80), row);
+            assert_true(ok);
+            same_bits(x, want, nfeat);
+            assert_true(y == (float)(trial & 1));
+        }
+    }
+}
+#endif
 
 /* ---- step 1 (row starts) against a reference ------------------------------------------------ */
 
@@ -1215,6 +1301,9 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_basic),
+#if defined(TG_HAVE_CSV_AVX512)
+        cmocka_unit_test(test_avx512_row_parsers),
+#endif
         cmocka_unit_test(test_quotes),
         cmocka_unit_test(test_quote_errors),
         cmocka_unit_test(test_crlf_bom_blank_lines),

@@ -1252,7 +1252,8 @@ typedef struct {
     atomic_llong next_block;
     atomic_llong first_error; /* lowest block with an error; later blocks need not run */
     bool fast;                /* plain-number rows may take a fast row parser (fast_rows_ok) */
-    bool avx512;              /* fast rows go to csv_fast_row_avx512 with this plan */
+    bool avx512;              /* fast rows go to avx512_row with this plan */
+    bool (*avx512_row)(const csv_fast_plan *, csv_fast_scratch *, const char *, float *, float *);
     csv_fast_plan plan;
     atomic_llong blocks_done;
     void (*progress)(int64_t rows_done, int64_t rows_total, void *user); /* caller's thread */
@@ -1271,6 +1272,23 @@ static bool avx512_rows_ok(void)
     return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") &&
            __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512bw") &&
            __builtin_cpu_supports("bmi") && __builtin_cpu_supports("popcnt");
+}
+#endif
+
+static atomic_bool vbmi2_allowed = true;
+
+void tg_csv_allow_vbmi2_(bool allow)
+{
+    atomic_store(&vbmi2_allowed, allow);
+}
+
+#if defined(TG_HAVE_CSV_VBMI2)
+/* The AVX-512 row parser built with VBMI2 when the CPU has that too: a byte compress finds the
+ * field ends in fewer instructions (see csv_avx512.c). */
+static bool vbmi2_rows_ok(void)
+{
+    __builtin_cpu_init();
+    return atomic_load(&vbmi2_allowed) && __builtin_cpu_supports("avx512vbmi2");
 }
 #endif
 
@@ -1301,6 +1319,11 @@ static void plan_fast_rows(job *j)
     for (int c = 0; c < pl->nconv; c++)
         pl->direct &= cx->role[c] == c;
     j->avx512 = true;
+    j->avx512_row = csv_fast_row_avx512;
+#if defined(TG_HAVE_CSV_VBMI2)
+    if (vbmi2_rows_ok())
+        j->avx512_row = csv_fast_row_avx512_vbmi2;
+#endif
 #else
     (void)cx;
 #endif
@@ -1331,7 +1354,7 @@ static inline bool try_fast_row(const job *j, csv_fast_scratch *sc, const char *
 {
 #if defined(TG_HAVE_CSV_AVX512)
     if (sc->ends && sc->rest == 0 && p - j->cx->base >= 16)
-        return csv_fast_row_avx512(&j->plan, sc, p, x, y);
+        return j->avx512_row(&j->plan, sc, p, x, y);
     sc->rest -= sc->rest > 0;
 #else
     (void)sc;

@@ -44,5 +44,13 @@ static inline int64_t csv_fast_vals_len(int ncols)
  * many rows before it tries again. Either way the results are the same. */
 bool csv_fast_row_avx512(const csv_fast_plan *pl, csv_fast_scratch *sc, const char *p, float *x,
                          float *y);
+/* The same, built with AVX512-VBMI2 as well (csv_avx512_vbmi2.c): same results, for CPUs that
+ * have it. */
+bool csv_fast_row_avx512_vbmi2(const csv_fast_plan *pl, csv_fast_scratch *sc, const char *p,
+                               float *x, float *y);
+
+/* Lets the reader pick the VBMI2 row parser when the CPU has it (the default); tests turn it
+ * off to reach the other one on such CPUs. */
+void tg_csv_allow_vbmi2_(bool allow);
 
 #endif
