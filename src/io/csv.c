@@ -1363,18 +1363,26 @@ static inline bool try_fast_row(const job *j, csv_fast_scratch *sc, const char *
 }
 #endif
 
-/* Index of the first ±inf in x[0, n), or -1. Counting the matches lets the compiler vectorize
- * the loop; NaN (a missing value's marker) does not match. */
+/* Index of the first ±inf in x[0, n), or -1. The matches are counted, in 32-bit lanes over
+ * chunks that cannot overflow them, so that the compiler vectorizes the loop without widening
+ * every comparison to 64 bits (which made this check 7 ms of a 1M x 32 file's 290 ms read); NaN
+ * (a missing value's marker) does not match. */
 static int64_t find_infinite(const float *x, int64_t n)
 {
-    int64_t hits = 0;
-    for (int64_t i = 0; i < n; i++)
-        hits += fabsf(x[i]) == INFINITY;
-    if (hits == 0)
-        return -1;
-    for (int64_t i = 0;; i++)
-        if (fabsf(x[i]) == INFINITY)
-            return i;
+    const int64_t chunk = (int64_t)1 << 30;
+    for (int64_t at = 0; at < n; at += chunk) {
+        const float *c = x + at;
+        const int64_t m = n - at < chunk ? n - at : chunk;
+        int32_t hits = 0;
+        for (int64_t i = 0; i < m; i++)
+            hits += fabsf(c[i]) == INFINITY;
+        if (hits == 0)
+            continue;
+        for (int64_t i = 0;; i++)
+            if (fabsf(c[i]) == INFINITY)
+                return at + i;
+    }
+    return -1;
 }
 
 /* Records an error at the first field of row r, in file order, whose feature in x (the row's
