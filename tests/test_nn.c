@@ -659,6 +659,48 @@ static void test_adam_matches_pytorch_bits(void **state)
     }
 }
 
+/* Without weight decay PyTorch adds nothing to the gradient, so an infinite parameter stays
+ * infinite; adding 0 * p would make it NaN. Two steps with grads {1, -1, 0.5, 0.25}; the values
+ * PyTorch 1.13 gives for SGD(lr=0.125), SGD(lr=0.125, momentum=0.5), the same with
+ * nesterov=True, and Adam(lr=0.1). */
+static void test_no_weight_decay_keeps_infinite_parameters(void **state)
+{
+    (void)state;
+    static const float p0[4] = {INFINITY, -INFINITY, 1.0f, 0.5f};
+    static const float g[4] = {1.0f, -1.0f, 0.5f, 0.25f};
+    static const float want[4][4] = {{INFINITY, -INFINITY, 0x1.cp-1f, 0x1.cp-2f},
+                                     {INFINITY, -INFINITY, 0x1.bp-1f, 0x1.bp-2f},
+                                     {INFINITY, -INFINITY, 0x1.98p-1f, 0x1.98p-2f},
+                                     {INFINITY, -INFINITY, 0x1.99999ap-1f, 0x1.333334p-2f}};
+    for (int c = 0; c < 4; c++) {
+        tg_tensor *p = tg_requires_grad_(tg_from_data(p0, 1, (int64_t[]){4}), true);
+        tg_sgd_options so;
+        tg_sgd_options_init(&so);
+        so.lr = 0.125, so.momentum = c == 1 || c == 2 ? 0.5 : 0.0, so.nesterov = c == 2;
+        tg_adam_options ao;
+        tg_adam_options_init(&ao);
+        ao.lr = 0.1;
+        tg_optimizer *opt = c < 3 ? tg_sgd_new(&p, 1, &so) : tg_adam_new(&p, 1, &ao);
+        assert_non_null(opt);
+        for (int t = 1; t <= 2; t++) {
+            tg_scope_begin(); /* d/dp sum(p * g) = g, exactly */
+            assert_int_equal(
+                tg_backward(tg_sum(tg_mul(p, tg_from_data(g, 1, (int64_t[]){4}))), NULL, false),
+                TG_OK);
+            tg_scope_end();
+            assert_int_equal(tg_optimizer_step(opt), TG_OK);
+            tg_optimizer_zero_grad(opt, true);
+        }
+        float got[4];
+        tg_copy_to(p, got, 4);
+        for (int k = 0; k < 4; k++)
+            if (memcmp(&got[k], &want[c][k], sizeof(float)) != 0)
+                fail_msg("case %d element %d: %a, PyTorch %a", c, k, got[k], want[c][k]);
+        tg_optimizer_free(opt);
+        tg_release(p);
+    }
+}
+
 /* A large parameter's update is split across threads; every element must come out with the
  * same bits as on one thread, through several steps of SGD with Nesterov momentum and AdamW. */
 static float *trained_bits(bool adam, int threads, int64_t n)
@@ -926,6 +968,7 @@ int main(void)
         cmocka_unit_test(test_adam_variants),
         cmocka_unit_test(test_optimizers_match_float_formulas),
         cmocka_unit_test(test_adam_matches_pytorch_bits),
+        cmocka_unit_test(test_no_weight_decay_keeps_infinite_parameters),
         cmocka_unit_test(test_optimizers_same_bits_on_threads),
         cmocka_unit_test(test_optimizer_errors_and_zero_grad),
         cmocka_unit_test(test_save_load_resumes_exactly),

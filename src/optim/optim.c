@@ -181,7 +181,9 @@ typedef struct {
  * d = nesterov ? d + mu b : b; p -= lr d. One loop per case, with the options in locals and
  * restrict pointers: with the options read through a pointer the stores could alias, the
  * compiler reloaded them and branched on every element and did not vectorize (1M floats took
- * 1.17 ms, four times PyTorch). The same operations in the same order: the same floats. */
+ * 1.17 ms, four times PyTorch). The same operations in the same order: the same floats.
+ * PyTorch adds wd p only when weight_decay != 0; adding 0 * p would turn an infinite
+ * parameter into NaN, which PyTorch leaves infinite. */
 static void sgd_range(void *ctx, int64_t begin, int64_t end)
 {
     const update_job *j = ctx;
@@ -189,26 +191,27 @@ static void sgd_range(void *ctx, int64_t begin, int64_t end)
     /* PyTorch rounds each scalar to float once; 1 - dampening it computes in double first */
     const float wd = (float)s.weight_decay, mu = (float)s.momentum, lr = (float)s.lr;
     const float keep = (float)(1.0 - s.dampening);
+    const bool decay = s.weight_decay != 0.0;
     float *restrict p = j->p, *restrict b = j->b1;
     const float *restrict g = j->g;
     if (!b) {
         for (int64_t k = begin; k < end; k++)
-            p[k] -= lr * (g[k] + wd * p[k]);
+            p[k] -= lr * (decay ? g[k] + wd * p[k] : g[k]);
     } else if (j->first) { /* b = d */
         for (int64_t k = begin; k < end; k++) {
-            float d = g[k] + wd * p[k];
+            float d = decay ? g[k] + wd * p[k] : g[k];
             b[k] = d;
             p[k] -= lr * (s.nesterov ? d + mu * d : d);
         }
     } else if (s.nesterov) {
         for (int64_t k = begin; k < end; k++) {
-            float d = g[k] + wd * p[k], bk = mu * b[k] + keep * d;
+            float d = decay ? g[k] + wd * p[k] : g[k], bk = mu * b[k] + keep * d;
             b[k] = bk;
             p[k] -= lr * (d + mu * bk);
         }
     } else {
         for (int64_t k = begin; k < end; k++) {
-            float d = g[k] + wd * p[k], bk = mu * b[k] + keep * d;
+            float d = decay ? g[k] + wd * p[k] : g[k], bk = mu * b[k] + keep * d;
             b[k] = bk;
             p[k] -= lr * bk;
         }
@@ -229,7 +232,8 @@ static bool sgd_update(tg_optimizer *o, int i, float *p, const float *g, int64_t
  * p += (-step_size * m) / (sqrt(v) / sqrt(1 - b2^t) + eps), step_size = lr / (1 - b1^t).
  * PyTorch computes the scalars 1 - lr wd and step_size in double (Python floats) and rounds
  * them to float once, and its addcdiv multiplies before it divides; any other order gives
- * results a few ulp away that drift further apart over the steps. */
+ * results a few ulp away that drift further apart over the steps. Adam adds wd p only when
+ * weight_decay != 0, as PyTorch does (0 * p is NaN for an infinite parameter). */
 static void adam_range(void *ctx, int64_t begin, int64_t end)
 {
     const update_job *j = ctx;
@@ -237,6 +241,7 @@ static void adam_range(void *ctx, int64_t begin, int64_t end)
     const float b1 = (float)a.beta1, b2 = (float)a.beta2;
     const float c1 = (float)(1.0 - a.beta1), c2 = (float)(1.0 - a.beta2);
     const float eps = (float)a.eps, wd = (float)a.weight_decay, shrink = j->shrink;
+    const bool decay = a.weight_decay != 0.0;
     const float bc2_sqrt = j->bc2_sqrt, step_size = j->step_size;
     float *restrict p = j->p, *restrict m = j->b1, *restrict v = j->b2;
     const float *restrict g = j->g;
@@ -244,7 +249,7 @@ static void adam_range(void *ctx, int64_t begin, int64_t end)
         float gk = g[k], pk = p[k];
         if (a.decoupled)
             pk *= shrink;
-        else
+        else if (decay)
             gk += wd * pk;
         float mk = b1 * m[k] + c1 * gk, vk = b2 * v[k] + c2 * gk * gk;
         m[k] = mk, v[k] = vk;
