@@ -659,6 +659,58 @@ static void test_adam_matches_pytorch_bits(void **state)
     }
 }
 
+/* Ten steps of SGD on exact gradients, against the bits PyTorch 1.13 gives (with
+ * ATEN_CPU_CAPABILITY=default, as above) for torch.optim.SGD(lr=0.05, momentum=0.9,
+ * dampening=0.1, weight_decay=0.01), the same with nesterov=True and no dampening, and
+ * SGD(lr=0.1, weight_decay=0.05). A multiply and add fused by the compiler (clang does it within
+ * an expression on a target with FMA) changes these bits. */
+static void test_sgd_matches_pytorch_bits(void **state)
+{
+    (void)state;
+    static const float p0[8] = {0.5f, -1.0f, 2.0f, 0.0f, -0.25f, 1.5f, -3.0f, 0.75f};
+    static const float want[3][8] = {
+        {0x1.c198fep-2f, -0x1.05c75ap+0f, 0x1.d4017ep+0f, 0x1.79a1cep-3f, -0x1.5c1db6p-2f,
+         0x1.82f86cp+0f, -0x1.6c1edap+1f, 0x1.84e14cp-1f},
+        {0x1.9702d0p-2f, -0x1.f83c44p-1f, 0x1.cfa592p+0f, 0x1.9f0d44p-3f, -0x1.437692p-2f,
+         0x1.7c55e4p+0f, -0x1.69477cp+1f, 0x1.892aeep-1f},
+        {0x1.a75aacp-2f, -0x1.d9c412p-1f, 0x1.e10eaap+0f, 0x1.ec59e8p-5f, -0x1.ca78f4p-3f,
+         0x1.636796p+0f, -0x1.66f796p+1f, 0x1.6ce1a0p-1f}};
+    for (int c = 0; c < 3; c++) {
+        tg_sgd_options o;
+        tg_sgd_options_init(&o);
+        if (c < 2)
+            o.lr = 0.05, o.momentum = 0.9, o.weight_decay = 0.01;
+        if (c == 0)
+            o.dampening = 0.1;
+        if (c == 1)
+            o.nesterov = true;
+        if (c == 2)
+            o.lr = 0.1, o.weight_decay = 0.05;
+        tg_tensor *p = tg_requires_grad_(tg_from_data(p0, 1, (int64_t[]){8}), true);
+        tg_optimizer *opt = tg_sgd_new(&p, 1, &o);
+        assert_non_null(opt);
+        for (int t = 1; t <= 10; t++) {
+            float g[8];
+            for (int k = 0; k < 8; k++)
+                g[k] = (float)((k * 7 + t * 3) % 11 - 5) * 0.125f;
+            tg_scope_begin(); /* d/dp sum(p * g) = g, exactly */
+            assert_int_equal(
+                tg_backward(tg_sum(tg_mul(p, tg_from_data(g, 1, (int64_t[]){8}))), NULL, false),
+                TG_OK);
+            tg_scope_end();
+            assert_int_equal(tg_optimizer_step(opt), TG_OK);
+            tg_optimizer_zero_grad(opt, true);
+        }
+        float got[8];
+        tg_copy_to(p, got, 8);
+        for (int k = 0; k < 8; k++)
+            if (memcmp(&got[k], &want[c][k], sizeof(float)) != 0)
+                fail_msg("case %d element %d: %a, PyTorch %a", c, k, got[k], want[c][k]);
+        tg_optimizer_free(opt);
+        tg_release(p);
+    }
+}
+
 /* Without weight decay PyTorch adds nothing to the gradient, so an infinite parameter stays
  * infinite; adding 0 * p would make it NaN. Two steps with grads {1, -1, 0.5, 0.25}; the values
  * PyTorch 1.13 gives for SGD(lr=0.125), SGD(lr=0.125, momentum=0.5), the same with
@@ -968,6 +1020,7 @@ int main(void)
         cmocka_unit_test(test_adam_variants),
         cmocka_unit_test(test_optimizers_match_float_formulas),
         cmocka_unit_test(test_adam_matches_pytorch_bits),
+        cmocka_unit_test(test_sgd_matches_pytorch_bits),
         cmocka_unit_test(test_no_weight_decay_keeps_infinite_parameters),
         cmocka_unit_test(test_optimizers_same_bits_on_threads),
         cmocka_unit_test(test_optimizer_errors_and_zero_grad),
