@@ -918,6 +918,46 @@ static void test_gradients_at_special_points(void **state)
     tg_release(a), tg_release(b);
 }
 
+/* Asserts that t's row-major values are exactly want, bit for bit: a -0 must stay -0. */
+static void assert_same_bits(const tg_tensor *t, const float *want, int64_t n)
+{
+    assert_non_null(t);
+    assert_int_equal(tg_numel(t), n);
+    float *v = tg_test_values(t);
+    assert_non_null(v);
+    for (int64_t i = 0; i < n; i++)
+        if (memcmp(&v[i], &want[i], sizeof(float)) != 0)
+            fail_msg("element %lld: got %g, want %g", (long long)i, (double)v[i], (double)want[i]);
+    free(v);
+}
+
+/* Where torch.matmul is a dot or an mv, PyTorch takes the gradient as one product per element
+ * (grad * other, and ger for the matrix of an mv), so -0 * 1 stays -0. Values printed by
+ * PyTorch 1.13, e.g. x = torch.tensor([-0., 1.], requires_grad=True); ...; print(x.grad). */
+static void test_matmul_outer_gradients_keep_negative_zero(void **state)
+{
+    (void)state;
+    tg_tensor *x = leaf((float[]){-0.0f, 1}, 2), *v = leaf((float[]){1, 2}, 2);
+    tg_tensor *A =
+        tg_requires_grad_(tg_from_data((float[]){1, 2, 3, 4}, 2, (int64_t[]){2, 2}), true);
+    tg_tensor *B =
+        tg_requires_grad_(tg_from_data((float[]){1, 2, 3, 4}, 3, (int64_t[]){1, 2, 2}), true);
+    tg_scope_begin();
+    /* dot: v.grad = grad * x = [-0., 1.] */
+    assert_int_equal(tg_backward(tg_matmul(x, v), NULL, false), TG_OK);
+    assert_same_bits(tg_grad(v), (float[]){-0.0f, 1}, 2);
+    /* mv: A.grad = ger(grad, x) with grad = [1, -0] gives [[-0., 1.], [0., -0.]] */
+    tg_tensor *g = tg_from_data((float[]){1, -0.0f}, 1, (int64_t[]){2});
+    assert_int_equal(tg_backward(tg_matmul(A, x), g, false), TG_OK);
+    assert_same_bits(tg_grad(A), (float[]){-0.0f, 1, 0, -0.0f}, 4);
+    /* vector @ batch, folded into an mv: B.grad = [[[-0., 0.], [1., -0.]]] */
+    tg_tensor *gb = tg_from_data((float[]){1, -0.0f}, 2, (int64_t[]){1, 2});
+    assert_int_equal(tg_backward(tg_matmul(x, B), gb, false), TG_OK);
+    assert_same_bits(tg_grad(B), (float[]){-0.0f, 0, 1, -0.0f}, 4);
+    tg_scope_end();
+    tg_release(x), tg_release(v), tg_release(A), tg_release(B);
+}
+
 /* ---- graph shapes ---- */
 
 static void test_long_chain(void **state)
@@ -1084,6 +1124,7 @@ int main(void)
         cmocka_unit_test(test_backward_argument_errors),
         cmocka_unit_test(test_backward_of_a_leaf_root),
         cmocka_unit_test(test_gradients_at_special_points),
+        cmocka_unit_test(test_matmul_outer_gradients_keep_negative_zero),
         cmocka_unit_test(test_long_chain),
         cmocka_unit_test(test_diamond_and_shared_inputs),
         cmocka_unit_test(test_intermediates_released_early),

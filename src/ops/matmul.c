@@ -420,10 +420,12 @@ static tg_tensor *transpose_last(tg_tensor *t) { return tg_transpose(t, -1, -2);
 
 /* ---- backward: ga = g @ b^T, gb = a^T @ g, each summed over broadcast batch dims ---- */
 
-static tg_tensor *operand_grad(tg_tensor *x, tg_tensor *y, tg_tensor *target2,
+/* x @ y, or with outer (an inner dim of 1) x * y broadcast: the one product per element that
+ * PyTorch computes there, where a product with K = 1 would add it to 0 and turn -0 into +0. */
+static tg_tensor *operand_grad(tg_tensor *x, tg_tensor *y, bool outer, tg_tensor *target2,
                                const tg_tensor *orig)
 {
-    tg_tensor *p = bmm_forward(x, y);
+    tg_tensor *p = outer ? tg_mul(x, y) : bmm_forward(x, y);
     tg_tensor *r = p ? tg_reduce_to(p, target2->ndim, target2->shape) : NULL;
     tg_tensor *out = r ? tg_reshape(r, orig->ndim, orig->shape) : NULL;
     tg_release(p), tg_release(r);
@@ -457,16 +459,21 @@ static tg_status matmul_backward(tg_node *n, tg_tensor *g, const bool *needs, tg
         tg_release(g2);
         g2 = c;
     }
+    /* Where PyTorch takes a gradient elementwise: a vector on the right makes torch.matmul a
+     * dot (grad * other) or an mv (its matrix gradient is ger, the outer product of grad and
+     * the vector), and a vector on the left of a batch is folded into an mv on the batch's
+     * transpose. A vector on the left of a matrix goes to mm, a sum of products as here. */
+    bool outer_a = b->ndim == 1, outer_b = a->ndim == 1 && b->ndim != 2;
     tg_status st = g2 ? TG_OK : tg_last_status();
     if (needs[0] && st == TG_OK) {
         tg_tensor *bt = transpose_last(b2);
-        gin[0] = bt ? operand_grad(g2, bt, a2, a) : NULL;
+        gin[0] = bt ? operand_grad(g2, bt, outer_a, a2, a) : NULL;
         tg_release(bt);
         st = gin[0] ? TG_OK : tg_last_status();
     }
     if (needs[1] && st == TG_OK) {
         tg_tensor *at = transpose_last(a2);
-        gin[1] = at ? operand_grad(at, g2, b2, b) : NULL;
+        gin[1] = at ? operand_grad(at, g2, outer_b, b2, b) : NULL;
         tg_release(at);
         st = gin[1] ? TG_OK : tg_last_status();
     }
