@@ -97,7 +97,8 @@ typedef struct tg_kernels {
 
     /* Fused logistic loss on logits z and targets t, weight pw on positives (1 = none):
      * loss[i] = pw*t*softplus(-z) + (1-t)*softplus(z)  (stable form),
-     * grad[i] = (pw*t + 1 - t) * sigmoid(z) - pw*t.
+     * grad[i] = (pw*t + 1 - t) * sigmoid(z) - pw*t, where sigmoid(z) is 1 / (1 + exp(-z)),
+     * PyTorch's form: exactly 0 where exp(-z) overflows (z <= -TG_EXP_OVERFLOW).
      * Either output may be NULL to skip it. Returns the sum of the losses. */
     float (*bce_logits)(const float *z, const float *t, float *loss, float *grad, int64_t n,
                         float pw);
@@ -126,6 +127,9 @@ typedef struct tg_kernels {
     void (*transpose)(const float *x, int64_t ldx, float *y, int64_t ldy, int64_t rows,
                       int64_t cols);
 } tg_kernels;
+
+/* The least float x whose expf(x) overflows to inf. */
+#define TG_EXP_OVERFLOW 0x1.62e430p+6f
 
 #define TG_ROW_SUMS_MAX 64
 #define TG_COL_SUMS_MAX 64

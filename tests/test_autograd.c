@@ -958,6 +958,35 @@ static void test_matmul_outer_gradients_keep_negative_zero(void **state)
     tg_release(x), tg_release(v), tg_release(A), tg_release(B);
 }
 
+/* The logistic loss's gradient is sigmoid(z) - t with PyTorch's sigmoid, 1 / (1 + exp(-z)): 0
+ * where exp(-z) overflows (z <= -88.7228394), in every kernel family. PyTorch 1.13:
+ * z = torch.tensor([-100., -89., -104., -88.7228394, -1000.] * 4, requires_grad=True)
+ * F.binary_cross_entropy_with_logits(z, torch.zeros(20), reduction='sum').backward()
+ * gives z.grad = 0 everywhere, and with reduction='none' and a gradient of inf, NaN (0 * inf). */
+static void test_bce_with_logits_gradient_underflows_as_pytorch(void **state)
+{
+    (void)state;
+    float zv[20];
+    for (int i = 0; i < 20; i++)
+        zv[i] = (float[]){-100, -89, -104, -88.7228394f, -1000}[i % 5];
+    tg_tensor *z = leaf(zv, 20), *t = tg_zeros(1, (int64_t[]){20});
+    tg_scope_begin();
+    assert_int_equal(tg_backward(tg_bce_with_logits(z, t, NULL, TG_REDUCE_SUM), NULL, false),
+                     TG_OK);
+    float zeros[20] = {0};
+    assert_same_bits(tg_grad(z), zeros, 20);
+    tg_grad_reset(z);
+    tg_tensor *g = tg_full(1, (int64_t[]){20}, INFINITY);
+    assert_int_equal(tg_backward(tg_bce_with_logits(z, t, NULL, TG_REDUCE_NONE), g, false), TG_OK);
+    float *gv = tg_test_values(tg_grad(z));
+    for (int i = 0; i < 20; i++)
+        if (!isnan(gv[i]))
+            fail_msg("z = %g, gradient inf: got %g, PyTorch nan", (double)zv[i], (double)gv[i]);
+    free(gv);
+    tg_scope_end();
+    tg_release(z), tg_release(t);
+}
+
 /* ---- graph shapes ---- */
 
 static void test_long_chain(void **state)
@@ -1125,6 +1154,7 @@ int main(void)
         cmocka_unit_test(test_backward_of_a_leaf_root),
         cmocka_unit_test(test_gradients_at_special_points),
         cmocka_unit_test(test_matmul_outer_gradients_keep_negative_zero),
+        cmocka_unit_test(test_bce_with_logits_gradient_underflows_as_pytorch),
         cmocka_unit_test(test_long_chain),
         cmocka_unit_test(test_diamond_and_shared_inputs),
         cmocka_unit_test(test_intermediates_released_early),

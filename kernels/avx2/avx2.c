@@ -512,6 +512,16 @@ ALWAYS_INLINE double hsum_pd(__m256d v)
     return _mm_cvtsd_f64(_mm_add_sd(q, _mm_unpackhi_pd(q, q)));
 }
 
+/* The numerator of sigmoid(z) = num / (1 + e), e = exp(-|z|), in the logistic loss's gradient: 1
+ * for z >= 0, else e, and 0 where exp(-z) overflows, where 1 / (1 + exp(-z)) (the scalar
+ * family's form and PyTorch's) is 0; e / (1 + e) would still be a subnormal there, down to
+ * z = -104. NaN z keeps e, NaN. */
+ALWAYS_INLINE vf sigmoid_num(vf z, vf e)
+{
+    vf num = sel(_mm256_cmp_ps(z, zero(), _CMP_GE_OQ), set1(1.0f), e);
+    return sel(_mm256_cmp_ps(z, set1(-TG_EXP_OVERFLOW), _CMP_LE_OQ), zero(), num);
+}
+
 static float v_bce_logits(const float *z, const float *t, float *loss, float *grad, int64_t n,
                           float pw)
 {
@@ -532,8 +542,7 @@ static float v_bce_logits(const float *z, const float *t, float *loss, float *gr
         if (loss)
             st(loss + i, l, r);
         if (grad) {
-            vf num = sel(_mm256_cmp_ps(zi, zero(), _CMP_GE_OQ), one, e);
-            vf s = dvd(num, add(one, e));
+            vf s = dvd(sigmoid_num(zi, e), add(one, e));
             st(grad + i, sub(mul(add(pt, omt), s), pt), r);
         }
         acc_double(&acc_lo, &acc_hi, keep(_mm256_castsi256_ps(lanes(r)), l));
@@ -590,8 +599,7 @@ ALWAYS_INLINE vf lr_bce8(vf z, vf t, vf vpw, vmask live, vf *r)
     vf sp_pos = add(_mm256_max_ps(z, zero()), lp);
     vf sp_neg = add(_mm256_max_ps(neg(z), zero()), lp);
     vf pt = mul(vpw, t), omt = sub(one, t);
-    vf num = sel(_mm256_cmp_ps(z, zero(), _CMP_GE_OQ), one, e);
-    vf s = dvd(num, add(one, e));
+    vf s = dvd(sigmoid_num(z, e), add(one, e));
     *r = keep(live, sub(mul(add(pt, omt), s), pt));
     return keep(live, add(mul(pt, sp_neg), mul(omt, sp_pos)));
 }

@@ -528,6 +528,17 @@ ALWAYS_INLINE void acc_double(__m512d *lo, __m512d *hi, vf v)
     *hi = _mm512_add_pd(*hi, _mm512_cvtps_pd(_mm512_extractf32x8_ps(v, 1)));
 }
 
+/* The numerator of sigmoid(z) = num / (1 + e), e = exp(-|z|), in the logistic loss's gradient: 1
+ * for z >= 0, else e, and 0 where exp(-z) overflows, where 1 / (1 + exp(-z)) (the scalar
+ * family's form and PyTorch's) is 0; e / (1 + e) would still be a subnormal there, down to
+ * z = -104. NaN z keeps e, NaN. */
+ALWAYS_INLINE vf sigmoid_num(vf z, vf e)
+{
+    vf num = _mm512_mask_mov_ps(e, _mm512_cmp_ps_mask(z, zero(), _CMP_GE_OQ), set1(1.0f));
+    return _mm512_mask_mov_ps(num, _mm512_cmp_ps_mask(z, set1(-TG_EXP_OVERFLOW), _CMP_LE_OQ),
+                              zero());
+}
+
 static float v_bce_logits(const float *z, const float *t, float *loss, float *grad, int64_t n,
                           float pw)
 {
@@ -548,8 +559,7 @@ static float v_bce_logits(const float *z, const float *t, float *loss, float *gr
         if (loss)
             st(loss + i, l, r);
         if (grad) {
-            vf num = _mm512_mask_mov_ps(e, _mm512_cmp_ps_mask(zi, zero(), _CMP_GE_OQ), one);
-            vf s = dvd(num, add(one, e));
+            vf s = dvd(sigmoid_num(zi, e), add(one, e));
             st(grad + i, sub(mul(add(pt, omt), s), pt), r);
         }
         acc_double(&acc_lo, &acc_hi, _mm512_maskz_mov_ps(lanes(r), l));
@@ -614,8 +624,7 @@ ALWAYS_INLINE vf lr_bce16(vf z, vf t, vf vpw, __mmask16 live, vf *r)
     vf sp_pos = add(_mm512_max_ps(z, zero()), lp);
     vf sp_neg = add(_mm512_max_ps(neg(z), zero()), lp);
     vf pt = mul(vpw, t), omt = sub(one, t);
-    vf num = _mm512_mask_mov_ps(e, _mm512_cmp_ps_mask(z, zero(), _CMP_GE_OQ), one);
-    vf s = dvd(num, add(one, e));
+    vf s = dvd(sigmoid_num(z, e), add(one, e));
     *r = _mm512_maskz_mov_ps(live, sub(mul(add(pt, omt), s), pt));
     return _mm512_maskz_mov_ps(live, add(mul(pt, sp_neg), mul(omt, sp_pos)));
 }

@@ -341,6 +341,16 @@ ALWAYS_INLINE void acc_double(float64x2_t *lo, float64x2_t *hi, vf v)
     *hi = vaddq_f64(*hi, vcvt_high_f64_f32(v));
 }
 
+/* The numerator of sigmoid(z) = num / (1 + e), e = exp(-|z|), in the logistic loss's gradient: 1
+ * for z >= 0, else e, and 0 where exp(-z) overflows, where 1 / (1 + exp(-z)) (the scalar
+ * family's form and PyTorch's) is 0; e / (1 + e) would still be a subnormal there, down to
+ * z = -104. NaN z keeps e, NaN. */
+ALWAYS_INLINE vf sigmoid_num(vf z, vf e)
+{
+    vf num = sel(vcgezq_f32(z), set1(1.0f), e);
+    return sel(vcleq_f32(z, set1(-TG_EXP_OVERFLOW)), zero(), num);
+}
+
 /* The loss of bce_logits and r = dloss/dz for four logits. softplus(z) and softplus(-z) share
  * log1p(exp(-|z|)); sigmoid(z) comes from the same exp(-|z|) as 1/(1+e) or e/(1+e), which
  * cannot overflow. */
@@ -352,7 +362,7 @@ ALWAYS_INLINE vf bce4(vf z, vf t, vf vpw, vf *r)
     vf sp_pos = add(vmaxq_f32(z, zero()), lp);
     vf sp_neg = add(vmaxq_f32(neg(z), zero()), lp);
     vf pt = mul(vpw, t), omt = sub(one, t);
-    vf s = dvd(sel(vcgezq_f32(z), one, e), add(one, e));
+    vf s = dvd(sigmoid_num(z, e), add(one, e));
     *r = sub(mul(add(pt, omt), s), pt);
     return add(mul(pt, sp_neg), mul(omt, sp_pos));
 }
