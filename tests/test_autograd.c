@@ -927,7 +927,8 @@ static void assert_same_bits(const tg_tensor *t, const float *want, int64_t n)
     assert_non_null(v);
     for (int64_t i = 0; i < n; i++)
         if (memcmp(&v[i], &want[i], sizeof(float)) != 0)
-            fail_msg("element %lld: got %g, want %g", (long long)i, (double)v[i], (double)want[i]);
+            fail_msg("element %lld: got %.9g, want %.9g", (long long)i, (double)v[i],
+                     (double)want[i]);
     free(v);
 }
 
@@ -984,6 +985,39 @@ static void test_bce_with_logits_gradient_underflows_as_pytorch(void **state)
             fail_msg("z = %g, gradient inf: got %g, PyTorch nan", (double)zv[i], (double)gv[i]);
     free(gv);
     tg_scope_end();
+    tg_release(z), tg_release(t);
+}
+
+/* A 'mean' logistic loss passes each element d * g / n, in that order, as PyTorch does: d * (g /
+ * n) rounds differently. PyTorch 1.13:
+ * z = torch.tensor([100., 1., -2.5] * 5, requires_grad=True)
+ * t = torch.tensor([0., 0.3, 0.9] * 5, requires_grad=True)
+ * F.binary_cross_entropy_with_logits(z, t).backward(g) gives t.grad (-z g / 15) and z.grad[0]. */
+static void test_bce_with_logits_mean_gradient_rounds_as_pytorch(void **state)
+{
+    (void)state;
+    float zv[15], tv[15];
+    for (int i = 0; i < 15; i++) {
+        zv[i] = (float[]){100, 1, -2.5f}[i % 3];
+        tv[i] = (float[]){0, 0.3f, 0.9f}[i % 3];
+    }
+    const float gs[2] = {1, 2.5f};
+    const float want_t[2][3] = {{-6.66666651f, -0.0666666701f, 0.166666672f},
+                                {-16.666666f, -0.166666672f, 0.416666657f}};
+    const float want_z0[2] = {0.0666666701f, 0.166666672f};
+    tg_tensor *z = leaf(zv, 15), *t = leaf(tv, 15);
+    for (int k = 0; k < 2; k++) {
+        tg_scope_begin();
+        tg_grad_reset(z), tg_grad_reset(t);
+        tg_tensor *loss = tg_bce_with_logits(z, t, NULL, TG_REDUCE_MEAN);
+        assert_int_equal(tg_backward(loss, tg_scalar(gs[k]), false), TG_OK);
+        float want[15];
+        for (int i = 0; i < 15; i++)
+            want[i] = want_t[k][i % 3];
+        assert_same_bits(tg_grad(t), want, 15);
+        assert_same_bits(tg_narrow(tg_grad(z), 0, 0, 1), &want_z0[k], 1);
+        tg_scope_end();
+    }
     tg_release(z), tg_release(t);
 }
 
@@ -1155,6 +1189,7 @@ int main(void)
         cmocka_unit_test(test_gradients_at_special_points),
         cmocka_unit_test(test_matmul_outer_gradients_keep_negative_zero),
         cmocka_unit_test(test_bce_with_logits_gradient_underflows_as_pytorch),
+        cmocka_unit_test(test_bce_with_logits_mean_gradient_rounds_as_pytorch),
         cmocka_unit_test(test_long_chain),
         cmocka_unit_test(test_diamond_and_shared_inputs),
         cmocka_unit_test(test_intermediates_released_early),

@@ -51,24 +51,25 @@ static tg_tensor *reduce_loss(tg_tensor *elem, tg_reduction r, const char *fn)
     return out;
 }
 
-/* The one value a reduced loss passes to each of its n elements: g for 'sum', g / n for 'mean'. */
-static float reduced_grad(const tg_tensor *g, tg_reduction r, int64_t n)
-{
-    float gv = tg_ptr(g)[0];
-    return r == TG_REDUCE_MEAN ? gv / (float)n : gv;
-}
-
 /* Multiplies the elementwise derivative d (consumed, contiguous, input-shaped) by the incoming
- * gradient: g itself for 'none', reduced_grad otherwise. */
+ * gradient: g itself for 'none', its one value for 'sum' and 'mean', and for 'mean' then divides
+ * by n. That is PyTorch's order; d * (g / n) rounds differently (-100 / 15 is -6.66666651, -100 *
+ * (1 / 15) is -6.66666698). Times 1 changes nothing, so the usual g = 1 costs one pass. */
 static tg_tensor *chain(tg_tensor *d, tg_tensor *g, tg_reduction r)
 {
     if (!d)
         return NULL;
     const tg_kernels *k = tg_kern();
-    if (r == TG_REDUCE_NONE)
-        tg_run_vv(k->mul_vv, tg_ptr(d), tg_ptr(g), tg_ptr(d), d->numel);
-    else
-        tg_run_vs(k->mul_vs, tg_ptr(d), reduced_grad(g, r, d->numel), tg_ptr(d), d->numel);
+    float *p = tg_ptr(d);
+    if (r == TG_REDUCE_NONE) {
+        tg_run_vv(k->mul_vv, p, tg_ptr(g), p, d->numel);
+        return d;
+    }
+    float gv = tg_ptr(g)[0];
+    if (r == TG_REDUCE_SUM || gv != 1.0f)
+        tg_run_vs(k->mul_vs, p, gv, p, d->numel);
+    if (r == TG_REDUCE_MEAN)
+        tg_run_vs(k->div_vs, p, (float)d->numel, p, d->numel);
     return d;
 }
 
