@@ -602,6 +602,33 @@ static void test_optimizers_match_float_formulas(void **state)
     free(want), free(b1), free(b2), free(g), free(got);
 }
 
+/* Ten steps of opt on p (8 values) with the exact gradients g[k] = ((7k + 3t) % 11 - 5) / 8 of
+ * step t: d/dp sum(p * g) = g, exactly. */
+static void ten_exact_steps(tg_optimizer *opt, tg_tensor *p)
+{
+    for (int t = 1; t <= 10; t++) {
+        float g[8];
+        for (int k = 0; k < 8; k++)
+            g[k] = (float)((k * 7 + t * 3) % 11 - 5) * 0.125f;
+        tg_scope_begin();
+        assert_int_equal(
+            tg_backward(tg_sum(tg_mul(p, tg_from_data(g, 1, (int64_t[]){8}))), NULL, false), TG_OK);
+        tg_scope_end();
+        assert_int_equal(tg_optimizer_step(opt), TG_OK);
+        tg_optimizer_zero_grad(opt, true);
+    }
+}
+
+/* p's 8 values must have the bits PyTorch gave. */
+static void expect_bits(tg_tensor *p, const float *want, const char *what, int c)
+{
+    float got[8];
+    tg_copy_to(p, got, 8);
+    for (int k = 0; k < 8; k++)
+        if (memcmp(&got[k], &want[k], sizeof(float)) != 0)
+            fail_msg("case %d (%s) element %d: %a, PyTorch %a", c, what, k, got[k], want[k]);
+}
+
 /* Ten steps of Adam and AdamW on exact gradients, against the bits PyTorch 1.13 gives for
  * torch.optim.Adam(lr=0.05, weight_decay=0.1) and torch.optim.AdamW(lr=0.3, betas=(0.6, 0.7),
  * eps=1e-2, weight_decay=0.33), each option given the float below as a Python float, and for
@@ -636,24 +663,8 @@ static void test_adam_matches_pytorch_bits(void **state)
         tg_tensor *p = tg_requires_grad_(tg_from_data(p0, 1, (int64_t[]){8}), true);
         tg_optimizer *opt = tg_adam_new(&p, 1, &o);
         assert_non_null(opt);
-        for (int t = 1; t <= 10; t++) {
-            float g[8];
-            for (int k = 0; k < 8; k++)
-                g[k] = (float)((k * 7 + t * 3) % 11 - 5) * 0.125f;
-            tg_scope_begin(); /* d/dp sum(p * g) = g, exactly */
-            assert_int_equal(
-                tg_backward(tg_sum(tg_mul(p, tg_from_data(g, 1, (int64_t[]){8}))), NULL, false),
-                TG_OK);
-            tg_scope_end();
-            assert_int_equal(tg_optimizer_step(opt), TG_OK);
-            tg_optimizer_zero_grad(opt, true);
-        }
-        float got[8];
-        tg_copy_to(p, got, 8);
-        for (int k = 0; k < 8; k++)
-            if (memcmp(&got[k], &want[w][k], sizeof(float)) != 0)
-                fail_msg("case %d (%s) element %d: %a, PyTorch %a", w,
-                         o.decoupled ? "AdamW" : "Adam", k, got[k], want[w][k]);
+        ten_exact_steps(opt, p);
+        expect_bits(p, want[w], o.decoupled ? "AdamW" : "Adam", w);
         tg_optimizer_free(opt);
         tg_release(p);
     }
@@ -689,23 +700,8 @@ static void test_sgd_matches_pytorch_bits(void **state)
         tg_tensor *p = tg_requires_grad_(tg_from_data(p0, 1, (int64_t[]){8}), true);
         tg_optimizer *opt = tg_sgd_new(&p, 1, &o);
         assert_non_null(opt);
-        for (int t = 1; t <= 10; t++) {
-            float g[8];
-            for (int k = 0; k < 8; k++)
-                g[k] = (float)((k * 7 + t * 3) % 11 - 5) * 0.125f;
-            tg_scope_begin(); /* d/dp sum(p * g) = g, exactly */
-            assert_int_equal(
-                tg_backward(tg_sum(tg_mul(p, tg_from_data(g, 1, (int64_t[]){8}))), NULL, false),
-                TG_OK);
-            tg_scope_end();
-            assert_int_equal(tg_optimizer_step(opt), TG_OK);
-            tg_optimizer_zero_grad(opt, true);
-        }
-        float got[8];
-        tg_copy_to(p, got, 8);
-        for (int k = 0; k < 8; k++)
-            if (memcmp(&got[k], &want[c][k], sizeof(float)) != 0)
-                fail_msg("case %d element %d: %a, PyTorch %a", c, k, got[k], want[c][k]);
+        ten_exact_steps(opt, p);
+        expect_bits(p, want[c], "SGD", c);
         tg_optimizer_free(opt);
         tg_release(p);
     }
