@@ -1252,7 +1252,7 @@ typedef struct {
     atomic_llong next_block;
     atomic_llong first_error; /* lowest block with an error; later blocks need not run */
     bool fast;                /* plain-number rows may take a fast row parser (fast_rows_ok) */
-    bool avx512;              /* fast rows go to avx512_row with this plan */
+    /* The AVX-512 row parser fast rows go to, with this plan; NULL when the CPU has none. */
     bool (*avx512_row)(const csv_fast_plan *, csv_fast_scratch *, const char *, float *, float *);
     csv_fast_plan plan;
     atomic_llong blocks_done;
@@ -1297,7 +1297,7 @@ static bool vbmi2_rows_ok(void)
 static void plan_fast_rows(job *j)
 {
     const csv_ctx *cx = j->cx;
-    j->avx512 = false;
+    j->avx512_row = NULL;
 #if CSV_FAST_ROWS
     j->fast = fast_rows_ok(cx);
 #else
@@ -1318,7 +1318,6 @@ static void plan_fast_rows(job *j)
     pl->direct = true;
     for (int c = 0; c < pl->nconv; c++)
         pl->direct &= cx->role[c] == c;
-    j->avx512 = true;
     j->avx512_row = csv_fast_row_avx512;
 #if defined(TG_HAVE_CSV_VBMI2)
     if (vbmi2_rows_ok())
@@ -1329,11 +1328,11 @@ static void plan_fast_rows(job *j)
 #endif
 }
 
-/* Scratch for csv_fast_row_avx512, one per thread; all NULL when it is not used. */
+/* Scratch for the AVX-512 row parser, one per thread; all NULL when it is not used. */
 static csv_fast_scratch scratch_new(const job *j)
 {
     csv_fast_scratch sc = {NULL, NULL, 0, 0};
-    if (!j->avx512)
+    if (!j->avx512_row)
         return sc;
     sc.ends = calloc((size_t)csv_fast_ends_len(j->cx->ncols), sizeof *sc.ends);
     sc.vals = calloc((size_t)csv_fast_vals_len(j->cx->ncols), sizeof *sc.vals);

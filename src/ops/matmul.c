@@ -122,9 +122,14 @@ static void gemm_range(void *ctx, int64_t begin, int64_t end)
  * know the CPU and falls back to its generic kernels. One output column stays with sgemm
  * ([1024, 32] @ [32, 1]: 2.4 us against 4.0), and so does the wide counterpart (M and K small,
  * N large), where sgemm was 10-20% faster. */
+static bool tall_cols(int64_t K, int64_t N)
+{
+    return N > 1 && N <= SMALL_DIM && K <= SMALL_DIM;
+}
+
 static bool tall(const bmm_job *j)
 {
-    return j->M > SMALL_DIM && j->N > 1 && j->N <= SMALL_DIM && j->K <= SMALL_DIM;
+    return j->M > SMALL_DIM && tall_cols(j->K, j->N);
 }
 
 /* ---- tg_linear's product on top of its bias ---- */
@@ -153,7 +158,7 @@ void tg_gemm_nt_acc(const float *x, const float *W, float *y, int64_t rows, int6
 {
     if (rows == 0 || N == 0 || K == 0)
         return;
-    if (K <= SMALL_DIM && N > 1 && N <= SMALL_DIM) { /* tall (or small): as tall() */
+    if (tall_cols(K, N)) { /* tall (or small): as tg_matmul runs it */
         acc_job a = {x, W, y, rows, K, N};
         tg_parallel_tasks((rows + SMALL_DIM - 1) / SMALL_DIM,
                           tg_parallel_grain() / (SMALL_DIM * N * K) + 1, acc_blocks, &a);
@@ -373,10 +378,11 @@ static tg_tensor *bmm_forward(tg_tensor *a, tg_tensor *b)
     } else {
         /* Small matrices and blocks of tall ones: threads over the tasks. Large ones: OpenBLAS
          * threads each product. */
-        j.rows = tall(&j) ? SMALL_DIM : j.M;
+        const bool blocks = tall(&j);
+        j.rows = blocks ? SMALL_DIM : j.M;
         int64_t tasks = j.batch * row_blocks(&j);
         int64_t grain =
-            small || tall(&j) ? tg_parallel_grain() / (j.rows * j.N * j.K) + 1 : tasks + 1;
+            small || blocks ? tg_parallel_grain() / (j.rows * j.N * j.K) + 1 : tasks + 1;
         tg_parallel_tasks(tasks, grain, gemm_range, &j);
     }
     tg_release(j.A.copy);

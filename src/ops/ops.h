@@ -34,12 +34,12 @@ void tg_broadcast_strides(const tg_tensor *t, int ndim, const int64_t *shape, in
 /* Sums g over the dimensions that broadcasting added or stretched, giving a new tensor of
  * exactly [ndim, shape] (g itself, retained, when shapes already agree). This is the one place
  * broadcast gradients are reduced. */
-/* y [rows, N] += x [rows, K] @ W^T for dense row-major x and W [N, K]: tg_linear's product on
- * top of its bias. Tall shapes (K, N <= 64) run as tg_matmul runs them (matmul.c). */
-void tg_gemm_nt_acc(const float *x, const float *W, float *y, int64_t rows, int64_t K, int64_t N);
 tg_tensor *tg_reduce_to(tg_tensor *g, int ndim, const int64_t *shape);
 /* tg_reduce_to for input i of node n. */
 tg_tensor *tg_reduce_to_input(const tg_node *n, int i, tg_tensor *g);
+/* y [rows, N] += x [rows, K] @ W^T for dense row-major x and W [N, K]: tg_linear's product on
+ * top of its bias. Tall shapes (K, N <= 64) run as tg_matmul runs them (matmul.c). */
+void tg_gemm_nt_acc(const float *x, const float *W, float *y, int64_t rows, int64_t K, int64_t N);
 
 /* Runs a unary kernel over n contiguous elements, split across threads from grain elements on
  * (tg_parallel_grain(), or tg_parallel_grain_heavy() for the costly kernels). A
