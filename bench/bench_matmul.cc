@@ -19,36 +19,45 @@ static void set_flops(benchmark::State &state, double per_iter)
         benchmark::Counter(per_iter * (double)state.iterations(), benchmark::Counter::kIsRate);
 }
 
-static void BM_cblas_sgemm(benchmark::State &state)
+// [m, k] @ [k, n] as one raw sgemm call into a preallocated output.
+static void time_sgemm(benchmark::State &state, int64_t m, int64_t k, int64_t n)
 {
-    int64_t n = state.range(0);
-    int64_t shape[2] = {n, n};
-    tg_tensor *a = randn2(n, n, 1), *b = randn2(n, n, 2), *c = tg_zeros(2, shape);
+    int64_t shape[2] = {m, n};
+    tg_tensor *a = randn2(m, k, 1), *b = randn2(k, n, 2), *c = tg_zeros(2, shape);
     for (auto _ : state) {
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)n, (int)n, (int)n, 1.0f,
-                    tg_data(a), (int)n, tg_data(b), (int)n, 0.0f, tg_data(c), (int)n);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)m, (int)n, (int)k, 1.0f,
+                    tg_data(a), (int)k, tg_data(b), (int)n, 0.0f, tg_data(c), (int)n);
         benchmark::ClobberMemory();
     }
-    set_flops(state, 2.0 * n * n * n);
+    set_flops(state, 2.0 * m * n * k);
     tg_release(a), tg_release(b), tg_release(c);
 }
-BENCHMARK(BM_cblas_sgemm)->Arg(256)->Arg(1024)->Arg(2048)->UseRealTime();
 
-static void BM_matmul(benchmark::State &state)
+// The same product through the API, a new output tensor per call.
+static void time_matmul(benchmark::State &state, int64_t m, int64_t k, int64_t n)
 {
-    int64_t n = state.range(0);
-    tg_tensor *a = randn2(n, n, 1), *b = randn2(n, n, 2);
+    tg_tensor *a = randn2(m, k, 1), *b = randn2(k, n, 2);
     for (auto _ : state) {
         tg_tensor *c = tg_matmul(a, b);
         benchmark::DoNotOptimize(tg_data(c));
         tg_release(c);
     }
-    set_flops(state, 2.0 * n * n * n);
+    set_flops(state, 2.0 * m * n * k);
     tg_release(a), tg_release(b);
+}
+
+static void BM_cblas_sgemm(benchmark::State &state)
+{
+    time_sgemm(state, state.range(0), state.range(0), state.range(0));
+}
+BENCHMARK(BM_cblas_sgemm)->Arg(256)->Arg(1024)->Arg(2048)->UseRealTime();
+
+static void BM_matmul(benchmark::State &state)
+{
+    time_matmul(state, state.range(0), state.range(0), state.range(0));
 }
 BENCHMARK(BM_matmul)->Arg(256)->Arg(1024)->Arg(2048)->UseRealTime();
 
-// Forward and backward through sum(a @ b): three products of the same size.
 // Products with two small dims of three, through the API and as one sgemm call, side by side:
 // tall ones, [M, K] @ [K, N] with K and N small (a layer of a small network over a batch), and
 // deep ones, M and N small and a long K (that layer's weight gradient, x^T @ g).
@@ -61,33 +70,17 @@ static void skinny_args(benchmark::internal::Benchmark *b)
 
 static void BM_cblas_sgemm_skinny(benchmark::State &state)
 {
-    int64_t m = state.range(0), k = state.range(1), n = state.range(2);
-    int64_t shape[2] = {m, n};
-    tg_tensor *a = randn2(m, k, 1), *b = randn2(k, n, 2), *c = tg_zeros(2, shape);
-    for (auto _ : state) {
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)m, (int)n, (int)k, 1.0f,
-                    tg_data(a), (int)k, tg_data(b), (int)n, 0.0f, tg_data(c), (int)n);
-        benchmark::ClobberMemory();
-    }
-    set_flops(state, 2.0 * m * n * k);
-    tg_release(a), tg_release(b), tg_release(c);
+    time_sgemm(state, state.range(0), state.range(1), state.range(2));
 }
 BENCHMARK(BM_cblas_sgemm_skinny)->Apply(skinny_args);
 
 static void BM_matmul_skinny(benchmark::State &state)
 {
-    int64_t m = state.range(0), k = state.range(1), n = state.range(2);
-    tg_tensor *a = randn2(m, k, 1), *b = randn2(k, n, 2);
-    for (auto _ : state) {
-        tg_tensor *c = tg_matmul(a, b);
-        benchmark::DoNotOptimize(tg_data(c));
-        tg_release(c);
-    }
-    set_flops(state, 2.0 * m * n * k);
-    tg_release(a), tg_release(b);
+    time_matmul(state, state.range(0), state.range(1), state.range(2));
 }
 BENCHMARK(BM_matmul_skinny)->Apply(skinny_args);
 
+// Forward and backward through sum(a @ b): three products of the same size.
 static void BM_matmul_fwd_bwd(benchmark::State &state)
 {
     int64_t n = state.range(0);
