@@ -1006,6 +1006,33 @@ static void test_trig_nt(void **state)
     free(x), free(a), free(b);
 }
 
+/* Every unary kernel gives the same bits on TG_STREAM_MIN elements and beyond, where the large
+ * loops ask for their input ahead and (out of place) stream their stores, as it gives a short
+ * run at a time: out of place into an output off the 64-byte grid, and in place. */
+static void test_unary_large(void **state)
+{
+    (void)state;
+    const tg_kernels *k = &cur->k;
+    const int64_t n = TG_STREAM_MIN + 37, run = 67;
+    const tg_unary_fn ops[] = {k->neg, k->abs,  k->relu, k->exp,     k->log,    k->sin,
+                               k->cos, k->tanh, k->sqrt, k->sigmoid, k->sin_nt, k->cos_nt};
+    float *x = alloc_f(n), *want = alloc_f(n), *got = alloc_f(n + 2);
+    for (int64_t i = 0; i < n; i++)
+        x[i] = (float)uniform(-30.0, 30.0);
+    for (size_t o = 0; o < sizeof ops / sizeof ops[0]; o++) {
+        for (int64_t i = 0; i < n; i += run)
+            ops[o](x + i, want + i, n - i < run ? n - i : run);
+        got[0] = got[n + 1] = GUARD;
+        ops[o](x, got + 1, n);
+        assert_true(got[0] == GUARD && got[n + 1] == GUARD);
+        assert_memory_equal(got + 1, want, sizeof(float) * (size_t)n);
+        memcpy(got, x, sizeof(float) * (size_t)n);
+        ops[o](got, got, n);
+        assert_memory_equal(got, want, sizeof(float) * (size_t)n);
+    }
+    free(x), free(want), free(got);
+}
+
 static void test_sigmoid_limits(void **state)
 {
     (void)state;
@@ -2130,6 +2157,7 @@ static const struct CMUnitTest kernel_tests[] = {
     cmocka_unit_test(test_sigmoid_bwd_from_output),
     cmocka_unit_test(test_sigmoid_bwd_streamed),
     cmocka_unit_test(test_trig_nt),
+    cmocka_unit_test(test_unary_large),
     cmocka_unit_test(test_trig_large),
     cmocka_unit_test(test_sum),
     cmocka_unit_test(test_row_sums),

@@ -253,6 +253,7 @@ ALWAYS_INLINE vf vcos(vf x)
 /* ---- whole vectors and streaming stores, for family_map.h ---------------------------------- */
 
 #define FAMILY_STREAMS 1
+#define FAMILY_PREFETCH 1
 
 ALWAYS_INLINE vf ldu(const float *p)
 {

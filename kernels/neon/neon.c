@@ -109,6 +109,7 @@ ALWAYS_INLINE vf keep(vmask m, vf v)
 /* ---- whole vectors, for family_map.h: no streaming stores here ------------------------------ */
 
 #define FAMILY_STREAMS 0
+#define FAMILY_PREFETCH 0
 
 ALWAYS_INLINE vf ldu(const float *p)
 {
