@@ -167,11 +167,10 @@ std::vector<Case> kernel_cases(const tg_kernels *k)
         const char *name;
         tg_unary_fn fn;
         Range x;
-    } unary[] = {
-        {"neg", k->neg, wide},         {"abs", k->abs, wide},       {"relu", k->relu, wide},
-        {"exp", k->exp, wide},         {"log", k->log, pos},        {"sin", k->sin, wide},
-        {"cos", k->cos, wide},         {"tanh", k->tanh, wide},     {"sqrt", k->sqrt, pos},
-        {"sigmoid", k->sigmoid, wide}, {"sin_nt", k->sin_nt, wide}, {"cos_nt", k->cos_nt, wide}};
+    } unary[] = {{"neg", k->neg, wide},        {"abs", k->abs, wide},   {"relu", k->relu, wide},
+                 {"exp", k->exp, wide},        {"log", k->log, pos},    {"sin", k->sin, wide},
+                 {"cos", k->cos, wide},        {"tanh", k->tanh, wide}, {"sqrt", k->sqrt, pos},
+                 {"sigmoid", k->sigmoid, wide}};
     for (const auto &u : unary)
         cs.push_back(
             {u.name, {u.x, out}, 2, [f = u.fn](float *const *a, int64_t n) { f(a[0], a[1], n); }});
@@ -395,9 +394,7 @@ struct SinJob {
 void sin_range(void *ctx, int64_t begin, int64_t end)
 {
     const SinJob *j = static_cast<const SinJob *>(ctx);
-    // the choice tg_sin makes: the streaming form when other threads share the memory bus
-    tg_unary_fn f = tg_parallel_shared() ? j->k->sin_nt : j->k->sin;
-    f(j->x + begin, j->y + begin, end - begin);
+    j->k->sin(j->x + begin, j->y + begin, end - begin);
 }
 
 // sin over 16M elements split by tg_parallel_for across state.range(0) threads.

@@ -48,9 +48,8 @@ typedef vf (*vop1)(vf);
 typedef vf (*vop2)(vf, vf);
 
 /* y = op(x). Always inlined so `op` (a constant at every call) is inlined into the loop.
- * stream = 0 for compute-bound ops: sin at 16M on one thread ran at 2.2 G/s with streaming
- * stores and 2.75 without on AVX-512 (its 64K in-cache rate is 3.1), so the stores only got in
- * the way there. Two threads are held back by memory instead; see sin_nt in kernels.h. */
+ * stream = 0 keeps a large output's stores in the caches (AVX2's sin and cos: their arithmetic
+ * is the limit there, and streaming measured the same). */
 ALWAYS_INLINE void map1s(const float *x, float *y, int64_t n, vop1 op, int stream)
 {
     int64_t i = 0;

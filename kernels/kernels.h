@@ -32,13 +32,6 @@ typedef struct tg_kernels {
     tg_unary_fn neg, abs, relu, exp, log, sin, cos, tanh, sqrt, sigmoid;
     void (*clamp)(const float *x, float *y, int64_t n, float lo, float hi); /* NaN x stays NaN */
     void (*pow_scalar)(const float *x, float *y, int64_t n, float e);
-    /* sin and cos, bit for bit, in the form for a thread that shares the memory bus with
-     * others (tg_parallel_shared): AVX-512 writes outputs from TG_STREAM_MIN on with
-     * non-temporal stores. On one thread its sin keeps pace with memory and plain stores were
-     * faster (16M: 6.1 ms against 6.6); on two the bus is the limit, and skipping the output's
-     * read-for-ownership cuts its traffic by a third (16M: 3.83 ms against 3.44, medians of 8
-     * alternating runs on 2 Zen 4 cores). Other families: the same function as sin and cos. */
-    tg_unary_fn sin_nt, cos_nt;
 
     /* binary forward: same length, vector-scalar, scalar-vector */
     tg_binary_vv_fn add_vv, sub_vv, mul_vv, div_vv, pow_vv;

@@ -984,28 +984,6 @@ static void test_sigmoid_bwd_streamed(void **state)
     free(x), free(y), free(g), free(a), free(b);
 }
 
-/* sin_nt and cos_nt give sin's and cos's bits at every length, up to TG_STREAM_MIN and beyond,
- * where the x86 families stream them out, into an output off the 64-byte grid. */
-static void test_trig_nt(void **state)
-{
-    (void)state;
-    const tg_kernels *k = &cur->k;
-    const int64_t n = TG_STREAM_MIN + 37, lens[] = {1, 16, 67, BIG, n};
-    float *x = alloc_f(n), *a = alloc_f(n + 2), *b = alloc_f(n + 2);
-    for (int64_t i = 0; i < n; i++) /* both sides of the inlined range's bound, |x| ~ 6432 */
-        x[i] = (float)uniform(-1e4, 1e4);
-    for (int want_cos = 0; want_cos < 2; want_cos++)
-        for (size_t l = 0; l < sizeof lens / sizeof lens[0]; l++) {
-            int64_t m = lens[l];
-            b[0] = b[m + 1] = GUARD;
-            (want_cos ? k->cos : k->sin)(x, a + 1, m);
-            (want_cos ? k->cos_nt : k->sin_nt)(x, b + 1, m);
-            assert_true(b[0] == GUARD && b[m + 1] == GUARD);
-            assert_memory_equal(a + 1, b + 1, sizeof(float) * (size_t)m);
-        }
-    free(x), free(a), free(b);
-}
-
 /* Every unary kernel gives the same bits on TG_STREAM_MIN elements and beyond, where the large
  * loops ask for their input ahead and (out of place) stream their stores, as it gives a short
  * run at a time: out of place into an output off the 64-byte grid, and in place. */
@@ -1014,8 +992,8 @@ static void test_unary_large(void **state)
     (void)state;
     const tg_kernels *k = &cur->k;
     const int64_t n = TG_STREAM_MIN + 37, run = 67;
-    const tg_unary_fn ops[] = {k->neg, k->abs,  k->relu, k->exp,     k->log,    k->sin,
-                               k->cos, k->tanh, k->sqrt, k->sigmoid, k->sin_nt, k->cos_nt};
+    const tg_unary_fn ops[] = {k->neg, k->abs, k->relu, k->exp,  k->log,
+                               k->sin, k->cos, k->tanh, k->sqrt, k->sigmoid};
     float *x = alloc_f(n), *want = alloc_f(n), *got = alloc_f(n + 2);
     for (int64_t i = 0; i < n; i++)
         x[i] = (float)uniform(-30.0, 30.0);
@@ -2001,39 +1979,6 @@ static void test_parallel_split(void **state)
     assert_true(tg_parallel_grain() == TG_PARALLEL_GRAIN_DEFAULT);
 }
 
-/* tg_parallel_shared holds in every chunk of a loop that runs on several threads, and only
- * there: not on one thread, not below the grain, not outside a loop. */
-static void note_shared(void *p, int64_t begin, int64_t end)
-{
-    int *flag = p;
-    for (int64_t i = begin; i < end; i++)
-        flag[i] = tg_parallel_shared() ? 1 : 2;
-}
-
-static void test_parallel_shared(void **state)
-{
-    (void)state;
-    int flag[64];
-    assert_false(tg_parallel_shared());
-    for (int th = 1; th <= 2; th++) {
-        tg_set_num_threads(th);
-        memset(flag, 0, sizeof flag);
-        tg_parallel_for(64, 1, note_shared, flag);
-        for (int i = 0; i < 64; i++)
-            assert_int_equal(flag[i], th == 2 ? 1 : 2);
-        memset(flag, 0, sizeof flag); /* two tasks reach two threads */
-        tg_parallel_tasks(2, 1, note_shared, flag);
-        for (int i = 0; i < 2; i++)
-            assert_int_equal(flag[i], th == 2 ? 1 : 2);
-        memset(flag, 0, sizeof flag);
-        tg_parallel_for(8, 16, note_shared, flag);
-        for (int i = 0; i < 8; i++)
-            assert_int_equal(flag[i], 2);
-        assert_false(tg_parallel_shared());
-    }
-    tg_set_num_threads(0);
-}
-
 /* Loops after the workers have gone to sleep (past their polling time) and loops straight
  * after each other (caught while polling) both cover every index once, on 2 and 3 threads. */
 static void test_parallel_after_idle(void **state)
@@ -2156,7 +2101,6 @@ static const struct CMUnitTest kernel_tests[] = {
     cmocka_unit_test(test_sigmoid_limits),
     cmocka_unit_test(test_sigmoid_bwd_from_output),
     cmocka_unit_test(test_sigmoid_bwd_streamed),
-    cmocka_unit_test(test_trig_nt),
     cmocka_unit_test(test_unary_large),
     cmocka_unit_test(test_trig_large),
     cmocka_unit_test(test_sum),
@@ -2174,11 +2118,8 @@ static const struct CMUnitTest kernel_tests[] = {
 };
 
 static const struct CMUnitTest pool_tests[] = {
-    cmocka_unit_test(test_parallel_split),
-    cmocka_unit_test(test_parallel_visits),
-    cmocka_unit_test(test_parallel_nested),
-    cmocka_unit_test(test_parallel_shared),
-    cmocka_unit_test(test_parallel_after_idle),
+    cmocka_unit_test(test_parallel_split),  cmocka_unit_test(test_parallel_visits),
+    cmocka_unit_test(test_parallel_nested), cmocka_unit_test(test_parallel_after_idle),
     cmocka_unit_test(test_parallel_sum),
 };
 

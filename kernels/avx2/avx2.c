@@ -997,8 +997,6 @@ int tg_kernels_init_avx2(tg_kernels *k)
     k->cos = v_cos;
     /* At 8 lanes sin stays compute-bound on two threads as well: streaming its output there
      * gained nothing (16M on 2 Zen 4 cores: 6.0 ms median against 5.8 ms, within the noise). */
-    k->sin_nt = v_sin;
-    k->cos_nt = v_cos;
     k->clamp = v_clamp;
     k->sigmoid_bwd_y = v_sigmoid_bwd_y;
     k->clamp_bwd = v_clamp_bwd;

@@ -630,8 +630,6 @@ int tg_kernels_init_neon(tg_kernels *k)
     family_elementwise_table(k);
     k->sin = v_sin;
     k->cos = v_cos;
-    k->sin_nt = v_sin; /* no streaming stores here */
-    k->cos_nt = v_cos;
     k->clamp = v_clamp;
     k->sigmoid_bwd_y = v_sigmoid_bwd_y;
     k->clamp_bwd = v_clamp_bwd;

@@ -419,8 +419,6 @@ void tg_kernels_init_scalar(tg_kernels *k)
     k->log = s_log;
     k->sin = s_sin;
     k->cos = s_cos;
-    k->sin_nt = s_sin; /* no streaming stores here */
-    k->cos_nt = s_cos;
     k->tanh = s_tanh;
     k->sqrt = s_sqrt;
     k->sigmoid = s_sigmoid;

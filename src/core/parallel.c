@@ -62,7 +62,6 @@ static atomic_int requested;     /* tg_set_num_threads value, 0 = default */
 static atomic_int default_cache; /* CPUs available, 0 = not looked up yet */
 static int hooks_installed;      /* under call_mu */
 static TG_TLS int inside;        /* this thread is running a chunk: nested calls run inline */
-static TG_TLS int shared;        /* ... and other threads are running chunks of the same loop */
 
 static _Atomic int64_t grain_set; /* tg_parallel_set_grain's value, 0 = the default */
 
@@ -154,11 +153,6 @@ int tg_get_num_threads(void)
     return r > 0 ? r : default_threads();
 }
 
-bool tg_parallel_shared(void)
-{
-    return shared != 0;
-}
-
 static void run_chunk(const job *j, int c)
 {
     int64_t begin = (int64_t)c * j->size;
@@ -230,7 +224,6 @@ static void *worker_main(void *arg)
 {
     int id = (int)(intptr_t)arg;
     inside = 1;
-    shared = 1;
     pthread_mutex_lock(&pool.mu);
     /* Not pool.generation: the first job may already be posted before this thread runs. */
     uint64_t seen = pool.base;
@@ -365,9 +358,9 @@ static void parallel_run(int64_t n, int64_t grain, int64_t align, tg_range_fn fn
         pthread_cond_broadcast(&pool.wake);
     pthread_mutex_unlock(&pool.mu);
 
-    inside = shared = 1;
+    inside = 1;
     run_chunk(&j, 0);
-    inside = shared = 0;
+    inside = 0;
 
     /* The workers' chunks are as long as ours: they are usually done, or nearly. A worker that
      * brings pending to 0 signals done under mu, so checking pending under mu loses no wake. */

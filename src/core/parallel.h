@@ -29,12 +29,6 @@ typedef void (*tg_range_fn)(void *ctx, int64_t begin, int64_t end);
 void tg_parallel_for(int64_t n, int64_t grain, tg_range_fn fn, void *ctx);
 void tg_parallel_tasks(int64_t n, int64_t grain, tg_range_fn fn, void *ctx);
 
-/* True while this thread runs a chunk of a tg_parallel_for that other threads work on at the
- * same time (also in loops nested inside one): a memory-bound kernel then shares the memory bus
- * and may choose its form for that (sin_nt in kernels.h). False outside loops and when a loop
- * runs all its chunks on the calling thread. */
-bool tg_parallel_shared(void);
-
 /* Default grain for cheap elementwise ops (an add or a multiply per element): below 262144
  * elements (1 MB of floats) no thread is woken. In a chain of split ops each thread keeps its
  * part in its own cache, and splitting paid from 32768 elements; but ops usually read what a

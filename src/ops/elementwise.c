@@ -10,7 +10,7 @@
 enum { BWD_PLAIN, BWD_CLAMP, BWD_POW };
 
 typedef struct {
-    tg_unary_fn f, f_shared;
+    tg_unary_fn f;
     tg_unary_bwd_fn b;
     tg_binary_vv_fn vv;
     tg_binary_vs_fn vs;
@@ -37,18 +37,16 @@ static void split(int64_t n, int64_t grain, tg_range_fn chunk, elem_job *j)
 static void unary_chunk(void *ctx, int64_t begin, int64_t end)
 {
     const elem_job *j = ctx;
-    tg_unary_fn f = j->f_shared && tg_parallel_shared() ? j->f_shared : j->f;
-    f(j->x + begin, j->y + begin, end - begin);
+    j->f(j->x + begin, j->y + begin, end - begin);
 }
 
-void tg_run_unary(tg_unary_fn f, tg_unary_fn f_shared, const float *x, float *y, int64_t n,
-                  int64_t grain)
+void tg_run_unary(tg_unary_fn f, const float *x, float *y, int64_t n, int64_t grain)
 {
     if (n < grain) {
         f(x, y, n);
         return;
     }
-    split(n, grain, unary_chunk, &(elem_job){.f = f, .f_shared = f_shared, .x = x, .y = y});
+    split(n, grain, unary_chunk, &(elem_job){.f = f, .x = x, .y = y});
 }
 
 static void vv_chunk(void *ctx, int64_t begin, int64_t end)

@@ -42,11 +42,8 @@ tg_tensor *tg_reduce_to_input(const tg_node *n, int i, tg_tensor *g);
 void tg_gemm_nt_acc(const float *x, const float *W, float *y, int64_t rows, int64_t K, int64_t N);
 
 /* Runs a unary kernel over n contiguous elements, split across threads from grain elements on
- * (tg_parallel_grain(), or tg_parallel_grain_heavy() for the costly kernels). A
- * chunk that runs beside others uses f_shared instead where it is not NULL (sin_nt in
- * kernels.h says why). */
-void tg_run_unary(tg_unary_fn f, tg_unary_fn f_shared, const float *x, float *y, int64_t n,
-                  int64_t grain);
+ * (tg_parallel_grain(), or tg_parallel_grain_heavy() for the costly kernels). */
+void tg_run_unary(tg_unary_fn f, const float *x, float *y, int64_t n, int64_t grain);
 /* The same for the binary kernels (same length, vector-scalar, scalar-vector) and the two unary
  * kernels with a scalar parameter. Every elementwise op reaches its kernels through these. */
 void tg_run_vv(tg_binary_vv_fn f, const float *a, const float *b, float *y, int64_t n);

@@ -14,8 +14,7 @@ typedef struct {
     size_t fwd; /* offsetof(tg_kernels, ...) of the forward kernel */
     size_t bwd; /* offsetof(tg_kernels, ...) of the backward kernel, 0 = special */
     int save;
-    size_t fwd_shared; /* offsetof the kernel's form for threads sharing memory, 0 = none */
-    int heavy;         /* HEAVY_FWD, HEAVY_BWD: kernels that split at tg_parallel_grain_heavy() */
+    int heavy; /* HEAVY_FWD, HEAVY_BWD: kernels that split at tg_parallel_grain_heavy() */
 } unary_def;
 
 enum { HEAVY_FWD = 1, HEAVY_BWD = 2 };
@@ -38,29 +37,26 @@ static const unary_def NEG = {{"NegBackward0", neg_backward, true}, "tg_neg", K(
 /* exp's and log's backward are one broadcasting tg_mul / tg_div, which takes a uniform g (the
  * gradient of a sum) as the scalar operand of mul_vs / div_sv: no tensor of it is written. */
 static const unary_def EXP = {
-    {"ExpBackward0", exp_backward, true}, "tg_exp", K(exp), 0, SAVE_OUTPUT, 0, HEAVY_FWD};
+    {"ExpBackward0", exp_backward, true}, "tg_exp", K(exp), 0, SAVE_OUTPUT, HEAVY_FWD};
 static const unary_def LOG = {
-    {"LogBackward0", log_backward, true}, "tg_log", K(log), 0, SAVE_INPUT, 0, HEAVY_FWD};
+    {"LogBackward0", log_backward, true}, "tg_log", K(log), 0, SAVE_INPUT, HEAVY_FWD};
 static const unary_def SIN = {{"SinBackward0", unary_backward, true},
                               "tg_sin",
                               K(sin),
                               K(sin_bwd),
                               SAVE_INPUT,
-                              K(sin_nt),
                               HEAVY_FWD | HEAVY_BWD};
 static const unary_def COS = {{"CosBackward0", unary_backward, true},
                               "tg_cos",
                               K(cos),
                               K(cos_bwd),
                               SAVE_INPUT,
-                              K(cos_nt),
                               HEAVY_FWD | HEAVY_BWD};
 static const unary_def TANH = {{"TanhBackward0", unary_backward, true},
                                "tg_tanh",
                                K(tanh),
                                K(tanh_bwd),
                                SAVE_OUTPUT,
-                               0,
                                HEAVY_FWD};
 /* Saves its output as PyTorch does (the backward then reads y, not x, and computes no exp) and
  * its input for the rare lanes where y rounds to 1. */
@@ -69,7 +65,6 @@ static const unary_def SIGMOID = {{"SigmoidBackward0", sigmoid_backward, true},
                                   K(sigmoid),
                                   0,
                                   SAVE_BOTH,
-                                  0,
                                   HEAVY_FWD};
 static const unary_def RELU = {
     {"ReluBackward0", unary_backward, true}, "tg_relu", K(relu), K(relu_bwd), SAVE_OUTPUT};
@@ -97,9 +92,8 @@ static tg_tensor *map_unary(tg_tensor *a, const unary_def *d)
 {
     tg_tensor *out = tg_new(a->ndim, a->shape, d->fn);
     if (out)
-        tg_run_unary(KERN(d->fwd, tg_unary_fn),
-                     d->fwd_shared ? KERN(d->fwd_shared, tg_unary_fn) : NULL, forward_input(a, out),
-                     tg_ptr(out), out->numel, grain_of(d, HEAVY_FWD));
+        tg_run_unary(KERN(d->fwd, tg_unary_fn), forward_input(a, out), tg_ptr(out), out->numel,
+                     grain_of(d, HEAVY_FWD));
     return out;
 }
 
