@@ -1011,6 +1011,39 @@ static void test_unary_large(void **state)
     free(x), free(want), free(got);
 }
 
+/* The same for the backward kernels of map_bwd: on TG_STREAM_MIN elements and beyond (where gx
+ * streams out unless it aliases an input) the bits of short runs, into an output off the 64-byte
+ * grid and in place over either input. */
+static void test_unary_bwd_large(void **state)
+{
+    (void)state;
+    const tg_kernels *k = &cur->k;
+    const int64_t n = TG_STREAM_MIN + 37, run = 67;
+    const tg_unary_bwd_fn ops[] = {k->sigmoid_bwd, k->tanh_bwd, k->sqrt_bwd, k->relu_bwd,
+                                   k->sin_bwd,     k->cos_bwd,  k->abs_bwd};
+    float *v = alloc_f(n), *g = alloc_f(n), *want = alloc_f(n), *got = alloc_f(n + 2);
+    for (int64_t i = 0; i < n; i++) {
+        v[i] = (float)uniform(-3.0, 3.0);
+        g[i] = (float)uniform(-2.0, 2.0);
+    }
+    const size_t bytes = sizeof(float) * (size_t)n;
+    for (size_t o = 0; o < sizeof ops / sizeof ops[0]; o++) {
+        for (int64_t i = 0; i < n; i += run)
+            ops[o](v + i, g + i, want + i, n - i < run ? n - i : run);
+        got[0] = got[n + 1] = GUARD;
+        ops[o](v, g, got + 1, n);
+        assert_true(got[0] == GUARD && got[n + 1] == GUARD);
+        assert_memory_equal(got + 1, want, bytes);
+        memcpy(got, v, bytes);
+        ops[o](got, g, got, n);
+        assert_memory_equal(got, want, bytes);
+        memcpy(got, g, bytes);
+        ops[o](v, got, got, n);
+        assert_memory_equal(got, want, bytes);
+    }
+    free(v), free(g), free(want), free(got);
+}
+
 static void test_sigmoid_limits(void **state)
 {
     (void)state;
@@ -2102,6 +2135,7 @@ static const struct CMUnitTest kernel_tests[] = {
     cmocka_unit_test(test_sigmoid_bwd_from_output),
     cmocka_unit_test(test_sigmoid_bwd_streamed),
     cmocka_unit_test(test_unary_large),
+    cmocka_unit_test(test_unary_bwd_large),
     cmocka_unit_test(test_trig_large),
     cmocka_unit_test(test_sum),
     cmocka_unit_test(test_row_sums),
