@@ -31,9 +31,9 @@ ALWAYS_INLINE int64_t stream_head(const float *y, int64_t n)
  * 4.99-5.21 ms with the lines asked 4 KB ahead (exp 8.1-8.6 -> 4.3, sin 11.0-11.6 -> 7.5; AVX2
  * exp 10.9-11.6 -> 7.9-8.1; bench_kernels, alternating rounds). Two-input loops that only move
  * data (add_vv, mul_vv) gained nothing (within the noise, or a little slower), so they have
- * none. In-cache sizes never take these loops. A prefetch past the end of an
- * array never faults. FAMILY_PREFETCH is 0 in a family where no machine here could measure it
- * (NEON, which runs only under emulation). */
+ * none; map_bwd (family_elementwise.h) has its own. In-cache sizes never take these loops. A
+ * prefetch past the end of an array never faults. FAMILY_PREFETCH is 0 in a family where no
+ * machine here could measure it (NEON, which runs only under emulation). */
 #define PREFETCH_AHEAD 4096
 
 ALWAYS_INLINE void ahead(const float *p)

@@ -332,6 +332,9 @@ ALWAYS_INLINE vf f_pow(vf a, vf b)
     return Sleef_finz_powf8_u10avx2(a, b);
 }
 
+/* At 8 lanes sin is compute-bound on one thread and on two, so its output is not streamed:
+ * streaming gained nothing (16M on 2 Zen 4 cores: 6.0 ms median against 5.8 ms, within the
+ * noise; on one thread of the Intel Xeon VM, family 6 model 207, 13.0-14.2 against 13.5-14.5). */
 static void v_sin(const float *x, float *y, int64_t n)
 {
     map1s(x, y, n, f_sin, 0);
@@ -995,8 +998,6 @@ int tg_kernels_init_avx2(tg_kernels *k)
     family_elementwise_table(k);
     k->sin = v_sin;
     k->cos = v_cos;
-    /* At 8 lanes sin stays compute-bound on two threads as well: streaming its output there
-     * gained nothing (16M on 2 Zen 4 cores: 6.0 ms median against 5.8 ms, within the noise). */
     k->clamp = v_clamp;
     k->sigmoid_bwd_y = v_sigmoid_bwd_y;
     k->clamp_bwd = v_clamp_bwd;
