@@ -66,6 +66,14 @@ typedef struct tg_kernels {
 
     /* reductions and BLAS-1 style helpers */
     float (*sum)(const float *x, int64_t n); /* pairwise/blocked: error O(log n) ulps */
+    /* y = f(x) for an elementwise f, and sums[k] = sum(block k of y) with the bits sum gives,
+     * for blocks of `block` values (the last may be shorter). Each leaf of the sum is added up
+     * while its values are still in registers, and y is written out (streamed where the family
+     * streams and y is aligned to its vectors), so a large output is not read back from memory
+     * to be summed. For outputs of TG_STREAM_MIN and more, whose sum a caller keeps in case it
+     * is asked for. y may be x. */
+    void (*map_sums)(tg_unary_fn f, const float *x, float *y, int64_t n, int64_t block,
+                     float *sums);
     /* out[i] = the sum of row i of the row-major x [rows, len], len <= TG_ROW_SUMS_MAX: a sum
      * along a short last dim without a call per row. Each row is summed in one fixed order that
      * depends on len alone, not on the other rows or the row's place in the call. A row of -0s

@@ -1903,6 +1903,83 @@ static void test_threads_same_bits(void **state)
     tg_release(x), tg_release(c);
 }
 
+/* ---- sums kept by large unary ops ----
+ * A unary op with TG_STREAM_MIN or more outputs, recorded in a graph, keeps the sum of its
+ * output, and a tg_sum or tg_mean of all of it returns that instead of reading it again. It
+ * must have exactly the bits of a sum read from memory, on every family and thread count, and
+ * no write may leave it stale. */
+#define KEPT_N (((int64_t)1 << 22) + 1234) /* past TG_STREAM_MIN, ending in a short leaf */
+
+typedef tg_tensor *(*unary_op)(tg_tensor *);
+
+static void expect_same_float(float got, float want, const char *what, int op)
+{
+    if (memcmp(&got, &want, sizeof got) != 0)
+        fail_msg("%s, op %d: %a, from memory %a", what, op, got, want);
+}
+
+static void test_large_unary_keeps_exact_sum(void **state)
+{
+    (void)state;
+    const unary_op ops[] = {tg_sigmoid, tg_exp,  tg_sin,  tg_cos, tg_tanh,
+                            tg_log,     tg_sqrt, tg_relu, tg_abs, tg_neg};
+    const int64_t shape[1] = {KEPT_N}, halves[2] = {2, KEPT_N / 2};
+    tg_scope_begin();
+    /* (-3, 3) for most; log and sqrt get (0.01, 3.01) */
+    tg_tensor *x = tg_keep(
+        tg_requires_grad_(tg_add_scalar(tg_mul_scalar(tg_rand(1, shape, 21), 6.0f), -3.0f), true));
+    tg_tensor *pos = tg_keep(
+        tg_requires_grad_(tg_add_scalar(tg_mul_scalar(tg_rand(1, shape, 22), 3.0f), 0.01f), true));
+    tg_scope_end();
+    for (int o = 0; o < (int)(sizeof ops / sizeof ops[0]); o++) {
+        tg_tensor *in = ops[o] == tg_log || ops[o] == tg_sqrt ? pos : x;
+        for (int th = 1; th <= 2; th++) {
+            tg_set_num_threads(th);
+            tg_scope_begin();
+            tg_tensor *y = ops[o](in);
+            bool prev = tg_set_grad_enabled(false);
+            tg_tensor *plain = ops[o](in); /* records nothing, keeps nothing */
+            tg_set_grad_enabled(prev);
+            assert_non_null(y), assert_non_null(plain);
+            float *a = tg_test_values(y), *b = tg_test_values(plain);
+            assert_memory_equal(a, b, sizeof(float) * KEPT_N);
+            free(a), free(b);
+            float want = tg_item(tg_sum(plain));
+            expect_same_float(tg_item(tg_sum(y)), want, "sum", o);
+            expect_same_float(tg_item(tg_mean(y)), tg_item(tg_mean(plain)), "mean", o);
+            /* a contiguous view of all of it has the same sum; a part is summed from memory */
+            expect_same_float(tg_item(tg_sum(tg_reshape(y, 2, halves))), want, "reshape", o);
+            expect_same_float(tg_item(tg_sum(tg_narrow(y, 0, 1, KEPT_N - 1))),
+                              tg_item(tg_sum(tg_narrow(plain, 0, 1, KEPT_N - 1))), "narrow", o);
+            tg_scope_end();
+        }
+    }
+    tg_set_num_threads(0);
+    tg_release(x), tg_release(pos);
+}
+
+/* Writes that leave the version alone (through tg_data's pointer) and writes that bump it
+ * (in place, through a detached alias) both make the next sum read memory. */
+static void test_kept_sum_follows_writes(void **state)
+{
+    (void)state;
+    const int64_t shape[1] = {KEPT_N};
+    tg_scope_begin();
+    tg_tensor *x = tg_requires_grad_(tg_rand(1, shape, 23), true);
+    tg_tensor *y = tg_sigmoid(x);
+    float *p = tg_data(y);
+    assert_non_null(p);
+    p[5] = 1000.0f;
+    expect_same_float(tg_item(tg_sum(y)), tg_item(tg_sum(tg_clone(y))), "after tg_data", 0);
+
+    tg_tensor *z = tg_exp(x);
+    assert_non_null(tg_mul_scalar_(tg_detach(z), 2.0f));
+    float after = tg_item(tg_sum(z));
+    expect_same_float(after, tg_item(tg_sum(tg_clone(z))), "after an in-place op", 1);
+    assert_true(after > 2.5f * (float)KEPT_N); /* mean of 2 e^U[0,1) is about 3.44 */
+    tg_scope_end();
+}
+
 static void test_repr_and_print(void **state)
 {
     (void)state;
@@ -1980,6 +2057,8 @@ int main(void)
         cmocka_unit_test(test_fill_of_expanded_view),
         cmocka_unit_test(test_inplace_add_of_overlapping_input),
         cmocka_unit_test(test_threads_same_bits),
+        cmocka_unit_test(test_large_unary_keeps_exact_sum),
+        cmocka_unit_test(test_kept_sum_follows_writes),
         cmocka_unit_test(test_repr_and_print),
     };
     /* Ops split across threads from 32768 elements here, not from the default grain, so that

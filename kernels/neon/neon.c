@@ -634,6 +634,7 @@ int tg_kernels_init_neon(tg_kernels *k)
     k->sigmoid_bwd_y = v_sigmoid_bwd_y;
     k->clamp_bwd = v_clamp_bwd;
     k->sum = v_sum;
+    k->map_sums = v_map_sums;
     k->row_sums = v_row_sums;
     k->col_sums = v_col_sums;
     k->dot = v_dot;

@@ -248,6 +248,15 @@ static float s_sum(const float *x, int64_t n)
     return s_sum(x, half) + s_sum(x + half, n - half);
 }
 
+/* kernels.h: the reference writes y whole and sums it. */
+static void s_map_sums(tg_unary_fn f, const float *x, float *y, int64_t n, int64_t block,
+                       float *sums)
+{
+    f(x, y, n);
+    for (int64_t start = 0; start < n; start += block)
+        *sums++ = s_sum(y + start, n - start < block ? n - start : block);
+}
+
 static void s_row_sums(const float *x, int64_t rows, int64_t len, float *out)
 {
     for (int64_t i = 0; i < rows; i++)
@@ -447,6 +456,7 @@ void tg_kernels_init_scalar(tg_kernels *k)
     k->clamp_bwd = s_clamp_bwd;
     k->pow_scalar_bwd = s_pow_scalar_bwd;
     k->sum = s_sum;
+    k->map_sums = s_map_sums;
     k->row_sums = s_row_sums;
     k->col_sums = s_col_sums;
     k->axpy = s_axpy;

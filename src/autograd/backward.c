@@ -115,6 +115,7 @@ static tg_status accumulate(tg_tensor **acc, tg_tensor *g)
     }
     if (exclusively_owned(*acc) && tg_same_shape(*acc, g) && g->contiguous) {
         tg_run_vv(tg_kern()->add_vv, tg_ptr(*acc), tg_ptr(g), tg_ptr(*acc), g->numel);
+        tg_drop_sum((*acc)->storage);
         tg_release(g);
         return TG_OK;
     }

@@ -202,6 +202,7 @@ tg_storage *tg_storage_new(int64_t n)
     tg_ref_init(&s->refcount, 1);
     s->version = 0;
     s->last_writer = NULL;
+    atomic_store_explicit(&s->known_n, 0, memory_order_relaxed);
     s->next_free = NULL;
     if (n <= TG_SMALL_FLOATS) {
         s->data = s->small;

@@ -309,6 +309,7 @@ float *tg_data(tg_tensor *t)
         tg_set_error(TG_EINVAL, "tg_data: tensor is not contiguous (use tg_contiguous)");
         return NULL;
     }
+    tg_drop_sum(t->storage); /* the caller may write through the pointer */
     return tg_ptr(t);
 }
 

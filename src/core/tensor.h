@@ -62,6 +62,14 @@ typedef struct tg_storage {
     tg_refcount refcount;
     uint32_t version;    /* bumped by in-place writes; saved tensors compare against it */
     const char *last_writer; /* name of the last in-place op, for error messages */
+    /* The sum of the first known_n floats, kept by the unary op that wrote them (a large one
+     * computes it while the values pass through L1 anyway), so that a tg_sum or tg_mean right
+     * after does not read them all back from memory. 0: none kept. Atomic because tg_data,
+     * which drops it, may be called on one storage from several threads at once. */
+    _Atomic int64_t known_n;
+    float known_sum;
+    uint32_t known_version;    /* the version it was computed at */
+    const void *known_kernels; /* the kernel table that computed it (a sum's bits depend on it) */
     struct tg_storage *next_free;
     _Alignas(64) float small[TG_SMALL_FLOATS];
 } tg_storage;
@@ -106,6 +114,37 @@ void tg_set_contiguous_strides(tg_tensor *t);
 bool tg_compute_contiguous(const tg_tensor *t);
 /* Pointer to element [0,...,0]. */
 static inline float *tg_ptr(const tg_tensor *t) { return t->storage->data + t->offset; }
+/* ---- a storage's known sum (see tg_storage.known_n) ----
+ * Kept only for a fresh contiguous output; dropped by every write that does not bump the
+ * version (tg_data's pointer, backward's accumulation into a buffer it owns), and ignored after
+ * one that does. */
+static inline void tg_keep_sum(tg_tensor *t, float sum, const void *kernels)
+{
+    t->storage->known_sum = sum;
+    t->storage->known_version = t->storage->version;
+    t->storage->known_kernels = kernels;
+    atomic_store_explicit(&t->storage->known_n, t->numel, memory_order_relaxed);
+}
+
+static inline void tg_drop_sum(tg_storage *s)
+{
+    if (atomic_load_explicit(&s->known_n, memory_order_relaxed) != 0)
+        atomic_store_explicit(&s->known_n, 0, memory_order_relaxed);
+}
+
+/* The kept sum of all of t's elements, if t covers exactly the floats it was computed over, in
+ * the same order, and nothing has written them since. */
+static inline bool tg_known_sum(const tg_tensor *t, const void *kernels, float *sum)
+{
+    const tg_storage *s = t->storage;
+    if (!t->contiguous || t->offset != 0 || t->numel == 0 ||
+        atomic_load_explicit(&s->known_n, memory_order_relaxed) != t->numel ||
+        s->known_version != s->version || s->known_kernels != kernels)
+        return false;
+    *sum = s->known_sum;
+    return true;
+}
+
 /* Bumps the storage version after an in-place write by op `name`. */
 void tg_bump_version(tg_tensor *t, const char *name);
 /* Validates a shape (ndim range, non-negative sizes) and returns its element count, or -1. */

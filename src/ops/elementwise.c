@@ -240,7 +240,9 @@ typedef struct {
     const float *x; /* the array, or NULL when make produces each block */
     tg_block_fn make;
     void *ctx;
-    int64_t n, block;
+    tg_unary_fn f; /* when set: y = f(x), and the sum is of y */
+    float *y;
+    int64_t n, block, grain;
     float *partial;
     _Atomic bool failed; /* a chunk could not get its block buffer */
 } sum_job;
@@ -249,6 +251,11 @@ static void sum_blocks(void *ctx, int64_t begin, int64_t end)
 {
     sum_job *j = ctx;
     const tg_kernels *k = tg_kern();
+    if (j->f) { /* blocks [begin, end) of y made and summed in one call */
+        int64_t start = begin * j->block, stop = end * j->block < j->n ? end * j->block : j->n;
+        k->map_sums(j->f, j->x + start, j->y + start, stop - start, j->block, j->partial + begin);
+        return;
+    }
     float *buf = j->make ? malloc((size_t)j->block * sizeof *buf) : NULL;
     if (j->make && !buf) {
         j->failed = true;
@@ -279,7 +286,8 @@ static bool sum_in_blocks(sum_job *j, float *out)
     j->partial = partial;
     int64_t nb = n > 0 ? (n + j->block - 1) / j->block : 0;
     /* grain in blocks: below the default grain of work a thread is not worth waking */
-    tg_parallel_tasks(nb, (tg_parallel_grain() + j->block - 1) / j->block, sum_blocks, j);
+    int64_t grain = j->grain ? j->grain : tg_parallel_grain();
+    tg_parallel_tasks(nb, (grain + j->block - 1) / j->block, sum_blocks, j);
     if (j->failed)
         return false;
     if (nb == 1) {
@@ -302,6 +310,18 @@ float tg_sum_floats(const float *x, int64_t n)
     if (n <= MIN_BLOCK)
         return tg_kern()->sum(x, n);
     sum_job j = {.x = x, .n = n};
+    float s = 0.0f;
+    sum_in_blocks(&j, &s); /* no buffers to allocate: cannot fail */
+    return s;
+}
+
+float tg_run_unary_sum(tg_unary_fn f, const float *x, float *y, int64_t n, int64_t grain)
+{
+    if (n <= MIN_BLOCK) { /* one block: the sum is the kernel's own */
+        f(x, y, n);
+        return tg_kern()->sum(y, n);
+    }
+    sum_job j = {.x = x, .f = f, .y = y, .n = n, .grain = grain};
     float s = 0.0f;
     sum_in_blocks(&j, &s); /* no buffers to allocate: cannot fail */
     return s;

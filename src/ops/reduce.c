@@ -89,7 +89,9 @@ static tg_tensor *reduce_all(tg_tensor *a, bool mean, const char *fn)
     tg_tensor *x = a->contiguous || dense_span(a) ? tg_retain(a) : tg_as_contiguous(a);
     tg_tensor *out = x ? tg_new(0, NULL, fn) : NULL;
     if (out) {
-        float s = tg_sum_floats(tg_ptr(x), x->numel);
+        float s;
+        if (!tg_known_sum(x, tg_kern(), &s))
+            s = tg_sum_floats(tg_ptr(x), x->numel);
         /* mean of an empty tensor is NaN (0/0), as in PyTorch */
         tg_ptr(out)[0] = mean ? s / (float)x->numel : s;
     }
