@@ -45,7 +45,7 @@ static float v_sum(const float *x, int64_t n)
     return pairwise_total(&p);
 }
 
-/* Stores one vector of map_sum's output: streamed when stream (y then vector-aligned). */
+/* Stores one vector of map_sums' output: streamed when stream (y then vector-aligned). */
 ALWAYS_INLINE void put(float *y, vf v, bool stream)
 {
     if (stream)
@@ -57,7 +57,7 @@ ALWAYS_INLINE void put(float *y, vf v, bool stream)
 /* y = op(x) over one whole leaf (SUM_LEAF values), returning sum_leaf(y, SUM_LEAF) without
  * reading y back: every family's sum_leaf adds a whole leaf into four accumulators, vector i
  * of each group of 4 into accumulator i, and returns (a0 + a1) + (a2 + a3); the same adds in
- * the same order here give the same bits (test_reduce checks them against tg_sum of a copy).
+ * the same order here give the same bits (test_ops checks them against a sum read from memory).
  * Loads, arithmetic and stores interleave vector by vector, as in map1s: a leaf made by a call
  * to the kernel and then copied out ran in bursts (all loads waiting, then all stores) and
  * took the AVX-512 sigmoid of 16M floats from 4.8 to 7.2 ms. */

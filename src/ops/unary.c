@@ -104,7 +104,7 @@ static tg_tensor *map_unary(tg_tensor *a, const unary_def *d)
      * spares it a read of the whole output (tg_known_sum). Sigmoid forward + backward through
      * a sum of 16M floats, one thread, Intel Xeon VM: 16.4-17.7 -> 12.9-13.6 ms; the forward
      * alone pays for the adds, 4.9-5.1 -> 5.4-5.5 ms (sin 5.9-6.2 -> 6.6-7.0), so an op that
-     * records nothing (inference, tg_no_grad) does not take this path. */
+     * records nothing (inference, grad mode off) does not take this path. */
     float s = tg_run_unary_sum(f, x, tg_ptr(out), out->numel, grain_of(d, HEAVY_FWD));
     tg_keep_sum(out, s, tg_kern());
     return out;
