@@ -11,7 +11,7 @@
 //   bench_kernels --benchmark_filter='avx512/gemm_small' --benchmark_repetitions=5
 //   bench_kernels --benchmark_filter='/16M' --benchmark_min_time=0.05    # every kernel, quickly
 //
-// A full run at default settings takes about 7 minutes on an AVX-512 machine (333 benchmarks,
+// A full run at default settings takes about 7 minutes on an AVX-512 machine (339 benchmarks,
 // mostly the 16M cases and their buffer fills); CI runs only the names bench/compare/run.py asks
 // for.
 //
@@ -39,6 +39,7 @@ namespace
 
 constexpr int64_t kSmall = int64_t{1} << 16;
 constexpr int64_t kLarge = int64_t{1} << 24;
+constexpr int64_t kMapSumsBlock = 16384;
 
 // A 64-byte aligned float buffer, filled so no page fault lands inside a timed loop.
 struct Buffer {
@@ -174,6 +175,20 @@ std::vector<Case> kernel_cases(const tg_kernels *k)
     for (const auto &u : unary)
         cs.push_back(
             {u.name, {u.x, out}, 2, [f = u.fn](float *const *a, int64_t n) { f(a[0], a[1], n); }});
+    // map_sums with the family's own kernel (its op inlined, the sums taken in registers) in
+    // the blocks of 16K floats that tg_sum uses for 16M: against the plain kernel, the cost of
+    // keeping a large output's sum.
+    for (const auto &u : unary) {
+        if (u.fn != k->sigmoid && u.fn != k->sin && u.fn != k->exp)
+            continue;
+        auto sums = std::make_shared<std::vector<float>>(kLarge / kMapSumsBlock + 1);
+        cs.push_back({std::string("map_sums_") + u.name,
+                      {u.x, out},
+                      2,
+                      [m = k->map_sums, f = u.fn, sums](float *const *a, int64_t n) {
+                          m(f, a[0], a[1], n, kMapSumsBlock, sums->data());
+                      }});
+    }
     // x spans both bounds, so both clamps and the pass-through all occur.
     cs.push_back({"clamp", {{-2, 2}, out}, 2, [f = k->clamp](float *const *a, int64_t n) {
                       f(a[0], a[1], n, -1.0f, 1.0f);
