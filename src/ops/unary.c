@@ -137,17 +137,27 @@ static tg_tensor *unary(const unary_def *d, tg_tensor *a)
     TG_API_RETURN(out ? finish(&d->node, out, a, d->save) : NULL);
 }
 
+/* A saved tensor's floats in row-major order: s itself when it is contiguous (borrowed: the node
+ * holds it through its backward), else a contiguous copy, which *copy then owns; *copy is NULL
+ * otherwise, so tg_release(*copy) is always right. Retaining s for the call instead, as
+ * tg_as_contiguous does, cost each node two atomic read-modify-writes of its count. */
+static tg_tensor *dense_saved(tg_tensor *s, tg_tensor **copy)
+{
+    *copy = s->contiguous ? NULL : tg_contiguous_copy(s);
+    return s->contiguous ? s : *copy;
+}
+
 /* gx = bwd(v, g) for the rows whose derivative depends on one saved value. */
 static tg_status unary_backward(tg_node *n, tg_tensor *g, const bool *needs, tg_tensor **gin)
 {
     const unary_def *d = (const unary_def *)n->ops;
     (void)needs;
-    tg_tensor *v = tg_as_contiguous(n->saved[0]);
+    tg_tensor *vc, *v = dense_saved(n->saved[0], &vc);
     tg_tensor *gx = v ? tg_new(v->ndim, v->shape, n->ops->name) : NULL;
     if (gx)
         tg_run_unary_bwd(KERN(d->bwd, tg_unary_bwd_fn), tg_ptr(v), tg_ptr(g), !g->contiguous,
                          tg_ptr(gx), v->numel, grain_of(d, HEAVY_BWD));
-    tg_release(v);
+    tg_release(vc);
     gin[0] = gx;
     return gx ? TG_OK : tg_last_status();
 }
@@ -156,13 +166,13 @@ static tg_status unary_backward(tg_node *n, tg_tensor *g, const bool *needs, tg_
 static tg_status sigmoid_backward(tg_node *n, tg_tensor *g, const bool *needs, tg_tensor **gin)
 {
     (void)needs;
-    tg_tensor *x = tg_as_contiguous(n->saved[0]);
-    tg_tensor *y = x ? tg_as_contiguous(n->saved[1]) : NULL;
+    tg_tensor *xc, *yc = NULL, *x = dense_saved(n->saved[0], &xc);
+    tg_tensor *y = x ? dense_saved(n->saved[1], &yc) : NULL;
     tg_tensor *gx = y ? tg_new(x->ndim, x->shape, n->ops->name) : NULL;
     if (gx)
         tg_run_sigmoid_bwd(tg_ptr(y), tg_ptr(x), tg_ptr(g), !g->contiguous, tg_ptr(gx), x->numel);
-    tg_release(y);
-    tg_release(x);
+    tg_release(yc);
+    tg_release(xc);
     gin[0] = gx;
     return gx ? TG_OK : tg_last_status();
 }
@@ -207,12 +217,12 @@ tg_tensor *tg_abs(tg_tensor *a) { return unary(&ABS, a); }
 static tg_status clamp_backward(tg_node *n, tg_tensor *g, const bool *needs, tg_tensor **gin)
 {
     (void)needs;
-    tg_tensor *x = tg_as_contiguous(n->saved[0]);
+    tg_tensor *xc, *x = dense_saved(n->saved[0], &xc);
     tg_tensor *gx = x ? tg_new(x->ndim, x->shape, "ClampBackward1") : NULL;
     if (gx)
         tg_run_clamp_bwd(tg_ptr(x), tg_ptr(g), !g->contiguous, tg_ptr(gx), x->numel, n->fargs[0],
                          n->fargs[1]);
-    tg_release(x);
+    tg_release(xc);
     gin[0] = gx;
     return gx ? TG_OK : tg_last_status();
 }
@@ -245,12 +255,12 @@ tg_tensor *tg_clamp(tg_tensor *a, float lo, float hi)
 static tg_status pow_scalar_backward(tg_node *n, tg_tensor *g, const bool *needs, tg_tensor **gin)
 {
     (void)needs;
-    tg_tensor *x = tg_as_contiguous(n->saved[0]);
+    tg_tensor *xc, *x = dense_saved(n->saved[0], &xc);
     tg_tensor *gx = x ? tg_new(x->ndim, x->shape, "PowBackward0") : NULL;
     if (gx)
         tg_run_pow_scalar_bwd(tg_ptr(x), tg_ptr(g), !g->contiguous, tg_ptr(gx), x->numel,
                               n->fargs[0]);
-    tg_release(x);
+    tg_release(xc);
     gin[0] = gx;
     return gx ? TG_OK : tg_last_status();
 }
