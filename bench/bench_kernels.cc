@@ -11,7 +11,7 @@
 //   bench_kernels --benchmark_filter='avx512/gemm_small' --benchmark_repetitions=5
 //   bench_kernels --benchmark_filter='/16M' --benchmark_min_time=0.05    # every kernel, quickly
 //
-// A full run at default settings takes about 7 minutes on an AVX-512 machine (339 benchmarks,
+// A full run at default settings takes about 7 minutes on an AVX-512 machine (381 benchmarks,
 // mostly the 16M cases and their buffer fills); CI runs only the names bench/compare/run.py asks
 // for.
 //
@@ -259,6 +259,15 @@ std::vector<Case> kernel_cases(const tg_kernels *k)
                       {b.v, unit, out},
                       3,
                       [f = b.fn](float *const *a, int64_t n) { f(a[0], a[1], a[2], n); },
+                      b.setup});
+    // The same through bwd_uniform, the backward of a sum: one gradient value, two arrays moved.
+    for (const auto &b : bwd)
+        cs.push_back({std::string(b.name) + "_uniform",
+                      {b.v, out},
+                      2,
+                      [u = k->bwd_uniform, f = b.fn](float *const *a, int64_t n) {
+                          u(f, a[0], 0.5f, a[1], n);
+                      },
                       b.setup});
     // y = sigmoid(x) of x in [-8, 8] stays below 1, so the kernel reads y and gy only, never x:
     // three arrays moved, as sigmoid_bwd.

@@ -190,8 +190,7 @@ typedef vf (*vbwd)(vf v, vf gy);
  * map2's outputs do, and v is asked for ahead. One thread, 16M floats, the Intel Xeon VM: AVX-512
  * tanh_bwd 13.1-13.7 -> 6.8-9.1 ms, relu_bwd 12.5-13.8 -> 5.8-8.5, sin_bwd 15.4-16.3 -> 9.7-11.8;
  * AVX2 tanh_bwd 12.5-13.1 -> 7.7-8.3 (bench_kernels, alternating rounds); in-cache unchanged. The
- * prefetch alone took sin_bwd to 13.4-13.7. Blocks of a uniform gy (tg_run_unary_bwd) are too
- * short to stream. */
+ * prefetch alone took sin_bwd to 13.4-13.7. A uniform gy goes to map_bwd_uniform. */
 ALWAYS_INLINE void map_bwd(const float *v, const float *gy, float *gx, int64_t n, vbwd op)
 {
     int64_t i = 0;
@@ -232,6 +231,49 @@ DEF_BWD(v_relu_bwd, b_relu)
 DEF_BWD(v_sin_bwd, b_sin)
 DEF_BWD(v_cos_bwd, b_cos)
 DEF_BWD(v_abs_bwd, b_abs)
+
+/* gx = op(v, g) for one g: map_bwd with gy a vector of g, so the floats are those of map_bwd on
+ * an array filled with g, and a large gx streams out as there. */
+ALWAYS_INLINE void map_bwd_uniform(const float *v, float g, float *gx, int64_t n, vbwd op)
+{
+    vf gv = set1(g);
+    int64_t i = 0;
+    int64_t head = gx != v ? stream_head(gx, n) : -1;
+    if (head >= 0) {
+        if (head > 0)
+            st(gx, op(ld(v, head), gv), head);
+        for (i = head; i + W <= n; i += W) {
+            ahead(v + i);
+            stream_st(gx + i, op(ldu(v + i), gv));
+        }
+        stream_fence();
+    }
+    for (; i < n; i += W) {
+        int64_t r = n - i;
+        ahead(v + i);
+        st(gx + i, op(ld(v + i, r), gv), r);
+    }
+}
+
+/* kernels.h. The backward kernels above get their op inlined; any other f runs on blocks of a
+ * small buffer filled with g. */
+static void v_bwd_uniform(tg_unary_bwd_fn f, const float *v, float g, float *gx, int64_t n)
+{
+#define BWD_UNIFORM_CASE(k, o)                                                                     \
+    if (f == k) {                                                                                  \
+        map_bwd_uniform(v, g, gx, n, o);                                                           \
+        return;                                                                                    \
+    }
+    BWD_UNIFORM_CASE(v_sigmoid_bwd, b_sigmoid)
+    BWD_UNIFORM_CASE(v_tanh_bwd, b_tanh)
+    BWD_UNIFORM_CASE(v_sqrt_bwd, b_sqrt)
+    BWD_UNIFORM_CASE(v_relu_bwd, b_relu)
+    BWD_UNIFORM_CASE(v_sin_bwd, b_sin)
+    BWD_UNIFORM_CASE(v_cos_bwd, b_cos)
+    BWD_UNIFORM_CASE(v_abs_bwd, b_abs)
+#undef BWD_UNIFORM_CASE
+    tg_bwd_uniform_blocks(f, v, g, gx, n);
+}
 
 static void v_pow_scalar_bwd(const float *x, const float *gy, float *gx, int64_t n, float e)
 {
@@ -293,6 +335,7 @@ static void family_elementwise_table(tg_kernels *k)
     k->sin_bwd = v_sin_bwd;
     k->cos_bwd = v_cos_bwd;
     k->abs_bwd = v_abs_bwd;
+    k->bwd_uniform = v_bwd_uniform;
     k->pow_scalar_bwd = v_pow_scalar_bwd;
     k->axpy = v_axpy;
 }

@@ -25,6 +25,13 @@ typedef void (*tg_unary_bwd_fn)(const float *v, const float *gy, float *gx, int6
  * Not when the output is also an input: its lines are in the cache already. */
 #define TG_STREAM_MIN ((int64_t)1 << 22)
 
+/* bwd_uniform by blocks: f on pieces of at most TG_UNIFORM_BLOCK values, reading one small buffer
+ * filled with g (scalar.c). The scalar family's entry, and the SIMD families' for a kernel
+ * they did not write. */
+#define TG_UNIFORM_BLOCK 2048
+void tg_bwd_uniform_blocks(void (*f)(const float *, const float *, float *, int64_t),
+                           const float *v, float g, float *gx, int64_t n);
+
 typedef struct tg_kernels {
     const char *name;
 
@@ -59,6 +66,10 @@ typedef struct tg_kernels {
     tg_unary_bwd_fn sin_bwd;  /* v = x: gx = gy * cos(x) */
     tg_unary_bwd_fn cos_bwd;  /* v = x: gx = -gy * sin(x) */
     tg_unary_bwd_fn abs_bwd;  /* v = x: gx = gy * sign(x), sign(0) = 0 */
+    /* gx = f(v, gy) with every gy equal to g (the gradient of a sum or mean), for f one of this
+     * table's unary backward kernels above: the floats f gives on an array filled with g,
+     * without one, and a large gx streams out as f's would (TG_STREAM_MIN). gx may be v. */
+    void (*bwd_uniform)(tg_unary_bwd_fn f, const float *v, float g, float *gx, int64_t n);
     /* v = x: gx = gy where lo <= x <= hi (bounds inclusive, as PyTorch), else 0 */
     void (*clamp_bwd)(const float *x, const float *gy, float *gx, int64_t n, float lo, float hi);
     /* v = x: gx = gy * e * x^(e-1), and 0 where e == 0 */

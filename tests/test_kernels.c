@@ -1044,6 +1044,47 @@ static void test_unary_bwd_large(void **state)
     free(v), free(g), free(want), free(got);
 }
 
+/* Not a kernel of any table: bwd_uniform must take it by blocks. */
+static void scaled_product(const float *v, const float *gy, float *gx, int64_t n)
+{
+    for (int64_t i = 0; i < n; i++)
+        gx[i] = 0.75f * v[i] * gy[i];
+}
+
+/* bwd_uniform(f, v, g) gives the floats of f on an array filled with g: short lengths, a large
+ * one (streamed), an output off the 64-byte grid, in place over v, and a foreign f. */
+static void test_bwd_uniform(void **state)
+{
+    (void)state;
+    const tg_kernels *k = &cur->k;
+    const int64_t big = TG_STREAM_MIN + 37;
+    const tg_unary_bwd_fn ops[] = {k->sigmoid_bwd, k->tanh_bwd, k->sqrt_bwd, k->relu_bwd,
+                                   k->sin_bwd,     k->cos_bwd,  k->abs_bwd,  scaled_product};
+    float *v = alloc_f(big), *g = alloc_f(big), *want = alloc_f(big), *got = alloc_f(big + 2);
+    const float gval = -1.375f;
+    for (int64_t i = 0; i < big; i++) {
+        v[i] = (float)uniform(0.05, 3.0) * (i % 3 == 0 ? -1.0f : 1.0f);
+        g[i] = gval;
+    }
+    const int64_t lengths[] = {0, 1, 15, 16, 17, 67, 2049, big};
+    for (size_t o = 0; o < sizeof ops / sizeof ops[0]; o++)
+        for (size_t l = 0; l < sizeof lengths / sizeof lengths[0]; l++) {
+            int64_t n = lengths[l];
+            size_t bytes = sizeof(float) * (size_t)n;
+            ops[o](v, g, want, n);
+            got[0] = got[n + 1] = GUARD;
+            k->bwd_uniform(ops[o], v, gval, got + 1, n);
+            assert_true(got[0] == GUARD && got[n + 1] == GUARD);
+            if (n > 0)
+                assert_memory_equal(got + 1, want, bytes);
+            memcpy(got, v, bytes);
+            k->bwd_uniform(ops[o], got, gval, got, n);
+            if (n > 0)
+                assert_memory_equal(got, want, bytes);
+        }
+    free(v), free(g), free(want), free(got);
+}
+
 static void test_sigmoid_limits(void **state)
 {
     (void)state;
@@ -2136,6 +2177,7 @@ static const struct CMUnitTest kernel_tests[] = {
     cmocka_unit_test(test_sigmoid_bwd_streamed),
     cmocka_unit_test(test_unary_large),
     cmocka_unit_test(test_unary_bwd_large),
+    cmocka_unit_test(test_bwd_uniform),
     cmocka_unit_test(test_trig_large),
     cmocka_unit_test(test_sum),
     cmocka_unit_test(test_row_sums),

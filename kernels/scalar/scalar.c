@@ -248,6 +248,18 @@ static float s_sum(const float *x, int64_t n)
     return s_sum(x, half) + s_sum(x + half, n - half);
 }
 
+/* kernels.h: f reads g from a buffer small enough to stay in L1; no full-size array of it is
+ * ever written. */
+void tg_bwd_uniform_blocks(tg_unary_bwd_fn f, const float *v, float g, float *gx, int64_t n)
+{
+    float buf[TG_UNIFORM_BLOCK];
+    int64_t fill = n < TG_UNIFORM_BLOCK ? n : TG_UNIFORM_BLOCK;
+    for (int64_t i = 0; i < fill; i++)
+        buf[i] = g;
+    for (int64_t i = 0; i < n; i += TG_UNIFORM_BLOCK)
+        f(v + i, buf, gx + i, n - i < TG_UNIFORM_BLOCK ? n - i : TG_UNIFORM_BLOCK);
+}
+
 /* kernels.h: the reference writes y whole and sums it. */
 static void s_map_sums(tg_unary_fn f, const float *x, float *y, int64_t n, int64_t block,
                        float *sums)
@@ -453,6 +465,7 @@ void tg_kernels_init_scalar(tg_kernels *k)
     k->sin_bwd = s_sin_bwd;
     k->cos_bwd = s_cos_bwd;
     k->abs_bwd = s_abs_bwd;
+    k->bwd_uniform = tg_bwd_uniform_blocks;
     k->clamp_bwd = s_clamp_bwd;
     k->pow_scalar_bwd = s_pow_scalar_bwd;
     k->sum = s_sum;

@@ -143,9 +143,9 @@ void tg_run_bce_logits(const float *z, const float *t, float *loss, float *grad,
     split(n, grain, bce_chunk, &(elem_job){.x = z, .x2 = t, .y = loss, .y2 = grad, .s = pw});
 }
 
-/* The uniform gradient is read from a small L1-resident buffer filled with the one value, so
- * the kernel keeps its vector form and no full-size tensor of g is ever written. */
-#define UNIFORM_BLOCK 2048
+/* A uniform gradient is never written out whole: the plain kernels take it through the table's
+ * bwd_uniform, clamp's and pow's from a small L1-resident buffer filled with the one value. */
+#define UNIFORM_BLOCK TG_UNIFORM_BLOCK
 
 static void bwd_call(const elem_job *j, const float *v, const float *g, float *gx, int64_t n)
 {
@@ -157,13 +157,18 @@ static void bwd_call(const elem_job *j, const float *v, const float *g, float *g
         j->b(v, g, gx, n);
 }
 
-/* gx = b(v, g) over [begin, end): in one go when the gradient is a full array, or in pieces of at
- * most UNIFORM_BLOCK reading one buffer filled with the uniform value. */
+/* gx = b(v, g) over [begin, end): in one go when the gradient is a full array; for a uniform one
+ * through bwd_uniform, or for clamp and pow in pieces of at most UNIFORM_BLOCK reading one
+ * buffer filled with the value. */
 static void unary_bwd_chunk(void *ctx, int64_t begin, int64_t end)
 {
     const elem_job *j = ctx;
     if (!j->uniform) {
         bwd_call(j, j->x + begin, j->gy + begin, j->y + begin, end - begin);
+        return;
+    }
+    if (j->bwd == BWD_PLAIN) {
+        tg_kern()->bwd_uniform(j->b, j->x + begin, j->gy[0], j->y + begin, end - begin);
         return;
     }
     float g[UNIFORM_BLOCK];
