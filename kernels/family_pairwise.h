@@ -95,8 +95,8 @@ ALWAYS_INLINE vf map_short_leaf(const float *x, float *y, int64_t len, vop1 op)
 }
 
 /* y = op(x), and sums[k] = v_sum of block k of y (blocks of `block` values, the last one
- * shorter): the same leaves, carried by the same pairwise counter. One fence at the end: one
- * per block (of 16K floats) cost the sigmoid of 16M floats 4%. */
+ * shorter): the same leaves, carried by the same pairwise counter. One fence for the whole
+ * call, after the last streamed store, not one per block. */
 ALWAYS_INLINE void map1_sums(const float *x, float *y, int64_t n, int64_t block, float *sums,
                              vop1 op)
 {

@@ -29,8 +29,7 @@ typedef void (*tg_unary_bwd_fn)(const float *v, const float *gy, float *gx, int6
  * filled with g (scalar.c). The scalar family's entry, and the SIMD families' for a kernel
  * they did not write. */
 #define TG_UNIFORM_BLOCK 2048
-void tg_bwd_uniform_blocks(void (*f)(const float *, const float *, float *, int64_t),
-                           const float *v, float g, float *gx, int64_t n);
+void tg_bwd_uniform_blocks(tg_unary_bwd_fn f, const float *v, float g, float *gx, int64_t n);
 
 typedef struct tg_kernels {
     const char *name;

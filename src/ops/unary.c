@@ -102,7 +102,7 @@ static tg_tensor *map_unary(tg_tensor *a, const unary_def *d)
     /* A large output goes to memory before anything reads it again. In a graph being recorded
      * for training, a sum or mean into the loss often comes next: the sum taken on the way
      * spares it a read of the whole output (tg_known_sum). Sigmoid forward + backward through
-     * a sum of 16M floats, one thread, Intel Xeon VM: 16.4-17.7 -> 12.9-13.6 ms; the forward
+     * a sum of 16M floats, one thread, Intel Xeon VM: 16.4-17.8 -> 12.9-13.6 ms; the forward
      * alone pays for the adds, 4.9-5.1 -> 5.4-5.5 ms (sin 5.9-6.2 -> 6.6-7.0), so an op that
      * records nothing (inference, grad mode off) does not take this path. */
     float s = tg_run_unary_sum(f, x, tg_ptr(out), out->numel, grain_of(d, HEAVY_FWD));
