@@ -190,25 +190,32 @@ typedef vf (*vbwd)(vf v, vf gy);
  * map2's outputs do, and v is asked for ahead. One thread, 16M floats, the Intel Xeon VM: AVX-512
  * tanh_bwd 13.1-13.7 -> 6.8-9.1 ms, relu_bwd 12.5-13.8 -> 5.8-8.5, sin_bwd 15.4-16.3 -> 9.7-11.8;
  * AVX2 tanh_bwd 12.5-13.1 -> 7.7-8.3 (bench_kernels, alternating rounds); in-cache unchanged. The
- * prefetch alone took sin_bwd to 13.4-13.7. A uniform gy goes to map_bwd_uniform. */
-ALWAYS_INLINE void map_bwd(const float *v, const float *gy, float *gx, int64_t n, vbwd op)
+ * prefetch alone took sin_bwd to 13.4-13.7. With uniform (a constant at every call, so the
+ * tests fold away) gy is not read and every gy is g: map_bwd_uniform. */
+ALWAYS_INLINE void map_bwd_g(const float *v, const float *gy, bool uniform, vf g, float *gx,
+                             int64_t n, vbwd op)
 {
     int64_t i = 0;
-    int64_t head = gx != v && gx != gy ? stream_head(gx, n) : -1;
+    int64_t head = gx != v && (uniform || gx != gy) ? stream_head(gx, n) : -1;
     if (head >= 0) {
         if (head > 0)
-            st(gx, op(ld(v, head), ld(gy, head)), head);
+            st(gx, op(ld(v, head), uniform ? g : ld(gy, head)), head);
         for (i = head; i + W <= n; i += W) {
             ahead(v + i);
-            stream_st(gx + i, op(ldu(v + i), ldu(gy + i)));
+            stream_st(gx + i, op(ldu(v + i), uniform ? g : ldu(gy + i)));
         }
         stream_fence();
     }
     for (; i < n; i += W) {
         int64_t r = n - i;
         ahead(v + i);
-        st(gx + i, op(ld(v + i, r), ld(gy + i, r)), r);
+        st(gx + i, op(ld(v + i, r), uniform ? g : ld(gy + i, r)), r);
     }
+}
+
+ALWAYS_INLINE void map_bwd(const float *v, const float *gy, float *gx, int64_t n, vbwd op)
+{
+    map_bwd_g(v, gy, false, zero(), gx, n, op);
 }
 
 ALWAYS_INLINE vf b_tanh(vf y, vf gy)
@@ -232,27 +239,10 @@ DEF_BWD(v_sin_bwd, b_sin)
 DEF_BWD(v_cos_bwd, b_cos)
 DEF_BWD(v_abs_bwd, b_abs)
 
-/* gx = op(v, g) for one g: map_bwd with gy a vector of g, so the floats are those of map_bwd on
- * an array filled with g, and a large gx streams out as there. */
+/* gx = op(v, g) for one g: the floats of map_bwd on an array filled with g, streamed as there. */
 ALWAYS_INLINE void map_bwd_uniform(const float *v, float g, float *gx, int64_t n, vbwd op)
 {
-    vf gv = set1(g);
-    int64_t i = 0;
-    int64_t head = gx != v ? stream_head(gx, n) : -1;
-    if (head >= 0) {
-        if (head > 0)
-            st(gx, op(ld(v, head), gv), head);
-        for (i = head; i + W <= n; i += W) {
-            ahead(v + i);
-            stream_st(gx + i, op(ldu(v + i), gv));
-        }
-        stream_fence();
-    }
-    for (; i < n; i += W) {
-        int64_t r = n - i;
-        ahead(v + i);
-        st(gx + i, op(ld(v + i, r), gv), r);
-    }
+    map_bwd_g(v, NULL, true, set1(g), gx, n, op);
 }
 
 /* kernels.h. The backward kernels above get their op inlined; any other f runs on blocks of a

@@ -71,7 +71,7 @@ void tg_run_sigmoid_bwd(const float *y, const float *x, const float *gy, bool gy
  * threads, partials combined in a fixed order: the same bits for every thread count. */
 float tg_sum_floats(const float *x, int64_t n);
 /* tg_run_unary that also returns tg_sum_floats(y, n), bit for bit, from sums taken while each
- * block of y is still in L1 (the kernels' map_sum), so y is not read again to be summed. */
+ * block of y is still in registers (the kernels' map_sums), so y is not read again to be summed. */
 float tg_run_unary_sum(tg_unary_fn f, const float *x, float *y, int64_t n, int64_t grain);
 /* tg_sum_floats of n values that are never stored whole: make(ctx, start, len, buf) writes
  * values [start, start + len) into buf, one block at a time (so a block stays in the cache),
