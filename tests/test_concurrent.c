@@ -556,6 +556,47 @@ static int child_work(void)
     return ok ? 0 : 1;
 }
 
+/* ---- many small backward passes into one leaf ------------------------------------------ */
+
+enum { SUM_PASSES = 20000 };
+
+/* Each pass adds 1 to every entry of the shared leaf's .grad: small tensors, so no pool call
+ * orders the threads for ThreadSanitizer, and a backward short enough that unlocked updates
+ * would overlap (and lose counts) many times in this many passes. */
+static void *add_ones_into_grad(void *arg)
+{
+    tg_tensor *x = arg;
+    bool ok = true;
+    for (int i = 0; i < SUM_PASSES && ok; i++) {
+        tg_tensor *s = tg_sum(x);
+        ok = s && tg_backward(s, NULL, false) == TG_OK;
+        tg_release(s);
+    }
+    return ok ? x : NULL;
+}
+
+static void test_threads_add_into_one_grad(void **state)
+{
+    (void)state;
+    int64_t n = 4;
+    tg_tensor *x = tg_requires_grad_(tg_zeros(1, &n), true);
+    pthread_t th[WORKERS];
+    for (int i = 0; i < WORKERS; i++)
+        assert_int_equal(pthread_create(&th[i], NULL, add_ones_into_grad, x), 0);
+    int failed = 0;
+    for (int i = 0; i < WORKERS; i++) {
+        void *r = NULL;
+        assert_int_equal(pthread_join(th[i], &r), 0);
+        failed += r == NULL;
+    }
+    assert_int_equal(failed, 0);
+    float g[4];
+    assert_int_equal(tg_copy_to(tg_grad(x), g, 4), 4);
+    for (int i = 0; i < 4; i++)
+        assert_float_equal(g[i], (float)(WORKERS * SUM_PASSES), 0.0f); /* exact below 2^24 */
+    tg_release(x);
+}
+
 static void test_fork_while_threads_use_the_cache(void **state)
 {
     (void)state;
@@ -590,6 +631,7 @@ int main(void)
         cmocka_unit_test(test_fork_while_threads_use_the_cache),
         cmocka_unit_test(test_threads_compute_at_once),
         cmocka_unit_test(test_threads_share_inputs),
+        cmocka_unit_test(test_threads_add_into_one_grad),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

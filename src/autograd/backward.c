@@ -2,12 +2,14 @@
  * nodes in topological order (a node runs once all its consumers have sent their gradient).
  * No recursion anywhere, so a million-node chain needs no deep C stack. */
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "../../kernels/kernels.h"
+#include "../core/parallel.h" /* tg_cpu_relax */
 #include "../core/thread_exit.h"
 #include "../core/tls.h"
 #include "../ops/ops.h" /* tg_uniform_view_, tg_uniform_grad_, tg_run_vv */
@@ -133,15 +135,38 @@ static tg_status accumulate(tg_tensor **acc, tg_tensor *g)
  * into its .grad; the lock makes those updates one after another. A mutex in every header would
  * grow every tensor for the few that are shared, so the tensor's address picks one of a set.
  * A thread holds one of them at a time, across the whole update (which may allocate and use the
- * pool), so they cannot deadlock among themselves. Uncontended, a lock and unlock cost two
- * atomic operations per leaf per backward. */
+ * pool), so they cannot deadlock among themselves.
+ * Every backward takes one per leaf, nearly always uncontended, so each is a flag rather than a
+ * pthread mutex: taking it is one atomic exchange and dropping it a plain release store, where a
+ * mutex costs a second atomic on unlock plus two calls (about 4% of the seed graph). A waiter
+ * spins briefly, then yields its core: the holder may be in a long, pooled addition. */
 #define GRAD_LOCK_BITS 6
 #define GRAD_LOCKS     (1 << GRAD_LOCK_BITS)
+#define GRAD_LOCK_SPINS 64
 
 static struct {
-    _Alignas(64) pthread_mutex_t mu; /* a cache line each: neighbours do not contend */
+    _Alignas(64) atomic_bool held; /* a cache line each: neighbours do not contend */
 } grad_locks[GRAD_LOCKS];
 static pthread_once_t grad_locks_once = PTHREAD_ONCE_INIT;
+
+static void grad_lock(atomic_bool *l)
+{
+    for (;;) {
+        if (!atomic_exchange_explicit(l, true, memory_order_acquire))
+            return;
+        for (int i = 0; atomic_load_explicit(l, memory_order_relaxed); i++) {
+            if (i < GRAD_LOCK_SPINS)
+                tg_cpu_relax();
+            else
+                sched_yield();
+        }
+    }
+}
+
+static void grad_unlock(atomic_bool *l)
+{
+    atomic_store_explicit(l, false, memory_order_release);
+}
 
 /* A fork while another thread updates a .grad must not leave its lock held in the child, whose
  * backward into a leaf of that set would wait for ever: the fork waits for every lock, and both
@@ -151,28 +176,26 @@ static pthread_once_t grad_locks_once = PTHREAD_ONCE_INIT;
 static void grad_locks_fork_prepare(void)
 {
     for (int i = 0; i < GRAD_LOCKS; i++)
-        pthread_mutex_lock(&grad_locks[i].mu);
+        grad_lock(&grad_locks[i].held);
 }
 static void grad_locks_fork_release(void)
 {
     for (int i = GRAD_LOCKS - 1; i >= 0; i--)
-        pthread_mutex_unlock(&grad_locks[i].mu);
+        grad_unlock(&grad_locks[i].held);
 }
 
 static void grad_locks_init(void)
 {
-    for (int i = 0; i < GRAD_LOCKS; i++)
-        pthread_mutex_init(&grad_locks[i].mu, NULL);
     pthread_atfork(grad_locks_fork_prepare, grad_locks_fork_release, grad_locks_fork_release);
 }
 
-static pthread_mutex_t *grad_lock_of(const tg_tensor *t)
+static atomic_bool *grad_lock_of(const tg_tensor *t)
 {
     pthread_once(&grad_locks_once, grad_locks_init);
     /* Fibonacci hashing: headers are a few cache lines apart, so the top bits of the product
      * spread them where the low bits of the address would not. */
     uint64_t h = (uint64_t)(uintptr_t)t * 0x9E3779B97F4A7C15u;
-    return &grad_locks[h >> (64 - GRAD_LOCK_BITS)].mu;
+    return &grad_locks[h >> (64 - GRAD_LOCK_BITS)].held;
 }
 
 /* Adds g into t->grad (a leaf, or a non-leaf that retains its grad). Borrows g. The stored grad
@@ -213,10 +236,10 @@ static tg_status update_grad(tg_tensor *t, tg_tensor *g)
 /* update_grad under t's lock: another thread sharing t may be adding its own gradient. */
 static tg_status accumulate_grad(tg_tensor *t, tg_tensor *g)
 {
-    pthread_mutex_t *mu = grad_lock_of(t);
-    pthread_mutex_lock(mu);
+    atomic_bool *l = grad_lock_of(t);
+    grad_lock(l);
     tg_status st = update_grad(t, g);
-    pthread_mutex_unlock(mu);
+    grad_unlock(l);
     return st;
 }
 

@@ -177,15 +177,6 @@ static int64_t now_ns(void)
     return (int64_t)t.tv_sec * 1000000000 + t.tv_nsec;
 }
 
-static void cpu_relax(void)
-{
-#if defined(__x86_64__) || defined(__i386__)
-    __builtin_ia32_pause();
-#elif defined(__aarch64__)
-    __asm__ __volatile__("yield");
-#endif
-}
-
 /* Polls until done(arg) holds or SPIN_NS pass; true if it holds. The core is offered to other
  * threads every SPIN_CHECK polls, so a poller never keeps a runnable thread (an OpenBLAS
  * worker, another process) off its CPU for long. */
@@ -195,7 +186,7 @@ static bool spin_until(bool (*done)(const void *), const void *arg)
     for (int i = 1;; i++) {
         if (done(arg))
             return true;
-        cpu_relax();
+        tg_cpu_relax();
         if (i % SPIN_CHECK == 0) {
             int64_t t = now_ns();
             if (!start)

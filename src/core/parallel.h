@@ -24,6 +24,16 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+/* Tells the core this thread is polling, so a sibling hyperthread or the VM gets the time. */
+static inline void tg_cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    __asm__ __volatile__("yield");
+#endif
+}
+
 typedef void (*tg_range_fn)(void *ctx, int64_t begin, int64_t end);
 
 void tg_parallel_for(int64_t n, int64_t grain, tg_range_fn fn, void *ctx);
