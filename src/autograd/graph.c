@@ -79,10 +79,10 @@ static void node_free(tg_node *n)
     tg_thread_exit_arm_once(&armed, release_free_nodes);
 }
 
-void tg_node_release(tg_node *n)
+/* Frees n, whose last reference was just dropped, and every node that frees in turn. Kept out of
+ * tg_node_release so that its common case, a count that does not reach zero, opens no frame. */
+__attribute__((noinline)) static void node_drain(tg_node *n)
 {
-    if (!n || !tg_ref_dec(&n->refcount))
-        return;
     n->next_free = pending_release;
     pending_release = n;
     if (draining)
@@ -94,6 +94,12 @@ void tg_node_release(tg_node *n)
         node_free(m);
     }
     draining = false;
+}
+
+void tg_node_release(tg_node *n)
+{
+    if (n && tg_ref_dec(&n->refcount))
+        node_drain(n);
 }
 
 bool tg_needs_graph(int n, tg_tensor *const *inputs)

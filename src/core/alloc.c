@@ -131,7 +131,10 @@ static int oldest_slot(void)
 
 /* Keeps the buffer for reuse, evicting the oldest ones while it does not fit; a buffer larger
  * than the whole cache is freed. Evicted buffers are freed after the lock is dropped. */
-static void cache_put(float *ptr, int64_t capacity)
+/* Not inlined, here and in large_alloc: inlined, their locks and loops made tg_storage_release and
+ * tg_storage_new save six registers and open a stack frame on every call, for the small
+ * storages (a scalar's) that never reach them too. */
+__attribute__((noinline)) static void cache_put(float *ptr, int64_t capacity)
 {
     size_t bytes = (size_t)capacity * sizeof(float);
     float *evicted[CACHE_SLOTS];
@@ -162,7 +165,7 @@ static void cache_put(float *ptr, int64_t capacity)
         free(evicted[i]);
 }
 
-static float *large_alloc(int64_t n, int64_t *capacity)
+__attribute__((noinline)) static float *large_alloc(int64_t n, int64_t *capacity)
 {
     float *p = cache_take(n, capacity);
     if (p)
