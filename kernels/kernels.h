@@ -25,10 +25,16 @@ typedef void (*tg_unary_bwd_fn)(const float *v, const float *gy, float *gx, int6
  * Not when the output is also an input: its lines are in the cache already. */
 #define TG_STREAM_MIN ((int64_t)1 << 22)
 
-/* bwd_uniform by blocks: f on pieces of at most TG_UNIFORM_BLOCK values, reading one small buffer
- * filled with g (scalar.c). The scalar family's entry, and the SIMD families' for a kernel
- * they did not write. */
+/* A backward over a uniform gradient by blocks: fn(ctx, ...) on pieces of at most
+ * TG_UNIFORM_BLOCK values, each reading one small buffer filled with g, so no full-size array of
+ * g is ever written (scalar.c). tg_bwd_uniform_blocks is it for a plain unary backward kernel:
+ * the scalar family's bwd_uniform, and the SIMD families' for a kernel they did not write; the
+ * ops layer uses tg_uniform_blocks for clamp and pow, whose kernels take parameters. */
 #define TG_UNIFORM_BLOCK 2048
+typedef void (*tg_block_bwd_fn)(const void *ctx, const float *v, const float *g, float *gx,
+                                int64_t n);
+void tg_uniform_blocks(tg_block_bwd_fn fn, const void *ctx, const float *v, float g, float *gx,
+                       int64_t n);
 void tg_bwd_uniform_blocks(tg_unary_bwd_fn f, const float *v, float g, float *gx, int64_t n);
 
 typedef struct tg_kernels {

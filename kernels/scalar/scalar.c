@@ -248,16 +248,27 @@ static float s_sum(const float *x, int64_t n)
     return s_sum(x, half) + s_sum(x + half, n - half);
 }
 
-/* kernels.h: f reads g from a buffer small enough to stay in L1; no full-size array of it is
- * ever written. */
-void tg_bwd_uniform_blocks(tg_unary_bwd_fn f, const float *v, float g, float *gx, int64_t n)
+/* kernels.h: fn reads g from a buffer small enough to stay in L1. */
+void tg_uniform_blocks(tg_block_bwd_fn fn, const void *ctx, const float *v, float g, float *gx,
+                       int64_t n)
 {
     float buf[TG_UNIFORM_BLOCK];
     int64_t fill = n < TG_UNIFORM_BLOCK ? n : TG_UNIFORM_BLOCK;
     for (int64_t i = 0; i < fill; i++)
         buf[i] = g;
     for (int64_t i = 0; i < n; i += TG_UNIFORM_BLOCK)
-        f(v + i, buf, gx + i, n - i < TG_UNIFORM_BLOCK ? n - i : TG_UNIFORM_BLOCK);
+        fn(ctx, v + i, buf, gx + i, n - i < TG_UNIFORM_BLOCK ? n - i : TG_UNIFORM_BLOCK);
+}
+
+/* ctx points at the kernel: C has no conversion between function and object pointers. */
+static void plain_bwd_block(const void *ctx, const float *v, const float *g, float *gx, int64_t n)
+{
+    (*(const tg_unary_bwd_fn *)ctx)(v, g, gx, n);
+}
+
+void tg_bwd_uniform_blocks(tg_unary_bwd_fn f, const float *v, float g, float *gx, int64_t n)
+{
+    tg_uniform_blocks(plain_bwd_block, &f, v, g, gx, n);
 }
 
 /* kernels.h: the reference writes y whole and sums it. */

@@ -130,8 +130,8 @@ static int oldest_slot(void)
 }
 
 /* Keeps the buffer for reuse, evicting the oldest ones while it does not fit; a buffer larger
- * than the whole cache is freed. Evicted buffers are freed after the lock is dropped. */
-/* Not inlined, here and in large_alloc: inlined, their locks and loops made tg_storage_release and
+ * than the whole cache is freed. Evicted buffers are freed after the lock is dropped.
+ * Not inlined, nor is large_alloc: inlined, their locks and loops made tg_storage_release and
  * tg_storage_new save six registers and open a stack frame on every call, for the small
  * storages (a scalar's) that never reach them too. */
 __attribute__((noinline)) static void cache_put(float *ptr, int64_t capacity)

@@ -144,11 +144,10 @@ void tg_run_bce_logits(const float *z, const float *t, float *loss, float *grad,
 }
 
 /* A uniform gradient is never written out whole: the plain kernels take it through the table's
- * bwd_uniform, clamp's and pow's from a small L1-resident buffer filled with the one value. */
-#define UNIFORM_BLOCK TG_UNIFORM_BLOCK
-
-static void bwd_call(const elem_job *j, const float *v, const float *g, float *gx, int64_t n)
+ * bwd_uniform, clamp's and pow's through tg_uniform_blocks. ctx is the elem_job. */
+static void bwd_call(const void *ctx, const float *v, const float *g, float *gx, int64_t n)
 {
+    const elem_job *j = ctx;
     if (j->bwd == BWD_CLAMP)
         tg_kern()->clamp_bwd(v, g, gx, n, j->lo, j->hi);
     else if (j->bwd == BWD_POW)
@@ -158,8 +157,7 @@ static void bwd_call(const elem_job *j, const float *v, const float *g, float *g
 }
 
 /* gx = b(v, g) over [begin, end): in one go when the gradient is a full array; for a uniform one
- * through bwd_uniform, or for clamp and pow in pieces of at most UNIFORM_BLOCK reading one
- * buffer filled with the value. */
+ * through bwd_uniform, or for clamp and pow by tg_uniform_blocks. */
 static void unary_bwd_chunk(void *ctx, int64_t begin, int64_t end)
 {
     const elem_job *j = ctx;
@@ -171,12 +169,7 @@ static void unary_bwd_chunk(void *ctx, int64_t begin, int64_t end)
         tg_kern()->bwd_uniform(j->b, j->x + begin, j->gy[0], j->y + begin, end - begin);
         return;
     }
-    float g[UNIFORM_BLOCK];
-    int64_t fill = end - begin < UNIFORM_BLOCK ? end - begin : UNIFORM_BLOCK;
-    for (int64_t i = 0; i < fill; i++)
-        g[i] = j->gy[0];
-    for (int64_t i = begin; i < end; i += UNIFORM_BLOCK)
-        bwd_call(j, j->x + i, g, j->y + i, end - i < UNIFORM_BLOCK ? end - i : UNIFORM_BLOCK);
+    tg_uniform_blocks(bwd_call, j, j->x + begin, j->gy[0], j->y + begin, end - begin);
 }
 
 void tg_run_unary_bwd(tg_unary_bwd_fn f, const float *v, const float *gy, bool gy_uniform,
