@@ -608,6 +608,8 @@ ALWAYS_INLINE vf lr_bce8(vf z, vf t, vf vpw, vmask live, vf *r)
     return keep(live, add(mul(pt, sp_neg), mul(omt, sp_pos)));
 }
 
+#include "../family_lr.h"
+
 /* Column vector c of the row at q: whole, or the live lanes of the last one. */
 ALWAYS_INLINE vf lr_col(const float *q, int c, int nc, __m256i tail)
 {
@@ -622,6 +624,7 @@ ALWAYS_INLINE vf lr_dots_reg(const float *x, int64_t rows, int64_t d, int nc, __
     vf acc[W];
     const float *q = x;
     for (int i = 0; i < W; i++) {
+        lr_prefetch_row(x, i, (nc + 1) / 2, W * d * 4);
         acc[i] = mul(lr_col(q, 0, nc, tail), lr_col(w, 0, nc, tail));
         for (int c = 1; c < nc; c++)
             acc[i] = _mm256_fmadd_ps(lr_col(q, c, nc, tail), lr_col(w, c, nc, tail), acc[i]);
@@ -650,7 +653,9 @@ ALWAYS_INLINE vf lr_dots_grad_reg(const float *xn, const float *xg, int64_t d, i
                                   const float *w, const float *rb, vf *gacc)
 {
     vf acc[W];
+    const float *x = xn;
     for (int i = 0; i < W; i++, xn += d, xg += d) {
+        lr_prefetch_row(x, i, (nc + 1) / 2, W * d * 4);
         acc[i] = mul(lr_col(xn, 0, nc, tail), lr_col(w, 0, nc, tail));
         for (int c = 1; c < nc; c++)
             acc[i] = _mm256_fmadd_ps(lr_col(xn, c, nc, tail), lr_col(w, c, nc, tail), acc[i]);
@@ -659,13 +664,6 @@ ALWAYS_INLINE vf lr_dots_grad_reg(const float *xn, const float *xg, int64_t d, i
             gacc[c] = _mm256_fmadd_ps(ri, lr_col(xg, c, nc, tail), gacc[c]);
     }
     return sum_rows8(acc);
-}
-
-/* Live rows of group j of a block of m rows (0 outside it). */
-ALWAYS_INLINE int64_t lr_rows(int64_t m, int64_t j)
-{
-    int64_t left = m - j * W;
-    return j < 0 || left <= 0 ? 0 : left < W ? left : W;
 }
 
 /* lr_block for d <= 8 nc (nc a constant after inlining), software-pipelined as the AVX-512

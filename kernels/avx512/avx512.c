@@ -609,6 +609,8 @@ ALWAYS_INLINE vf sum_rows16(const vf *a)
 #define FAMILY_SUM_TREE(acc) sum_rows16(acc)
 #include "../family_sums.h"
 
+#include "../family_lr.h"
+
 /* The loss of bce_logits and r = dloss/dz for 16 logits; both 0 outside the live lanes. */
 ALWAYS_INLINE vf lr_bce16(vf z, vf t, vf vpw, __mmask16 live, vf *r)
 {
@@ -623,10 +625,13 @@ ALWAYS_INLINE vf lr_bce16(vf z, vf t, vf vpw, __mmask16 live, vf *r)
     return _mm512_maskz_mov_ps(live, add(mul(pt, sp_neg), mul(omt, sp_pos)));
 }
 
-/* Column vector c of the row at q: whole, or the live lanes of the last one. */
+/* Column vector c of the row at q: whole, or the live lanes of the last one. A tail known at
+ * compile time to be whole (d a multiple of 16) gives plain loads that fold into the FMAs: a
+ * masked load is an extra vector uop each (13% of the pass's time with X in cache). */
 ALWAYS_INLINE vf lr_col(const float *q, int c, int nc, __mmask16 tail)
 {
-    return c < nc - 1 ? _mm512_loadu_ps(q + c * W) : _mm512_maskz_loadu_ps(tail, q + c * W);
+    bool whole = c < nc - 1 || (__builtin_constant_p(tail) && tail == (__mmask16)0xFFFF);
+    return whole ? _mm512_loadu_ps(q + c * W) : _mm512_maskz_loadu_ps(tail, q + c * W);
 }
 
 /* x_i . w for the 16 rows at x + i d, i < rows (<= 16), with nc <= LR_NC_MAX column vectors
@@ -638,6 +643,7 @@ ALWAYS_INLINE vf lr_dots_reg(const float *x, int64_t rows, int64_t d, int nc, __
     vf acc[W];
     const float *q = x;
     for (int i = 0; i < W; i++) {
+        lr_prefetch_row(x, i, nc, W * d * 4);
         acc[i] = mul(lr_col(q, 0, nc, tail), wv[0]);
         for (int c = 1; c < nc; c++)
             acc[i] = _mm512_fmadd_ps(lr_col(q, c, nc, tail), wv[c], acc[i]);
@@ -669,7 +675,9 @@ ALWAYS_INLINE vf lr_dots_grad_reg(const float *xn, const float *xg, int64_t d, i
                                   __mmask16 tail, const vf *wv, const float *rb, vf *gacc)
 {
     vf acc[W];
+    const float *x = xn;
     for (int i = 0; i < W; i++, xn += d, xg += d) {
+        lr_prefetch_row(x, i, nc, W * d * 4);
         acc[i] = mul(lr_col(xn, 0, nc, tail), wv[0]);
         for (int c = 1; c < nc; c++)
             acc[i] = _mm512_fmadd_ps(lr_col(xn, c, nc, tail), wv[c], acc[i]);
@@ -680,38 +688,16 @@ ALWAYS_INLINE vf lr_dots_grad_reg(const float *xn, const float *xg, int64_t d, i
     return sum_rows16(acc);
 }
 
-/* Live rows of group j of a block of m rows (0 outside it). */
-ALWAYS_INLINE int64_t lr_rows(int64_t m, int64_t j)
-{
-    int64_t left = m - j * W;
-    return j < 0 || left <= 0 ? 0 : left < W ? left : W;
-}
-
 /* lr_block for d <= 16 nc (nc a constant after inlining), w and g in registers throughout.
  * Software-pipelined over groups of 16 rows: one iteration takes the loss of group j - 1, the
  * gradient of group j - 2 and the dots of group j. The loss of a group is a chain of some 150
  * cycles of latency; with the three stages independent the core overlaps it with the other
  * two, and X keeps streaming in at a steady rate (one phase after another over a panel of
- * rows ran at the sum of the memory and the compute time). */
-/* Group j of X is requested LR_PREFETCH_GROUPS groups before the loop reads it: the hardware
- * prefetcher alone left one core's pass at 56% of the memcpy rate on a Xeon VM (1M x 32:
- * 11.5-12.0 ms, against 10.3-10.6 with 4 groups, 9.7-11.0 with 2, 11.1-11.3 with 8 groups
- * ahead; bench_logreg, three alternating runs). */
-#define LR_PREFETCH_GROUPS 4
-
-ALWAYS_INLINE void lr_prefetch(const float *X, int64_t j, int64_t ng, int64_t d)
+ * rows ran at the sum of the memory and the compute time). `full`: d is 16 nc, a constant. */
+ALWAYS_INLINE double lr_block_reg(const float *X, int64_t m, int64_t d, int nc, bool full,
+                                  const float *w, float b, const float *y, float pw, float *g)
 {
-    if (j >= ng)
-        return;
-    const char *p = (const char *)(X + j * W * d);
-    for (int64_t o = 0; o < W * d * (int64_t)sizeof(float); o += 64)
-        _mm_prefetch(p + o, _MM_HINT_T0);
-}
-
-ALWAYS_INLINE double lr_block_reg(const float *X, int64_t m, int64_t d, int nc, const float *w,
-                                  float b, const float *y, float pw, float *g)
-{
-    __mmask16 tail = lanes(d - (int64_t)(nc - 1) * W);
+    __mmask16 tail = full ? (__mmask16)0xFFFF : lanes(d - (int64_t)(nc - 1) * W);
     vf wv[LR_NC_MAX], gacc[LR_NC_MAX], vb = set1(b), vpw = set1(pw), rsum = zero();
     vf z = zero();  /* dots of group j - 1 */
     float rb[2][W]; /* r of the last two groups, by parity */
@@ -730,7 +716,6 @@ ALWAYS_INLINE double lr_block_reg(const float *X, int64_t m, int64_t d, int nc, 
             _mm512_storeu_ps(rb[(j - 1) & 1], r);
         }
         if (g && r2 == W && rj == W) { /* the steady state: whole groups on both sides */
-            lr_prefetch(X, j + LR_PREFETCH_GROUPS, ng, d);
             z = lr_dots_grad_reg(X + j * W * d, X + (j - 2) * W * d, d, nc, tail, wv, rb[j & 1],
                                  gacc);
             continue;
@@ -806,19 +791,27 @@ static double lr_block_wide(const float *X, int64_t m, int64_t d, const float *w
     return _mm512_reduce_add_pd(_mm512_add_pd(acc_lo, acc_hi));
 }
 
+/* lr_block_reg for nc column vectors, with plain loads when the rows fill them. */
+ALWAYS_INLINE double lr_block_nc(const float *X, int64_t m, int64_t d, int nc, const float *w,
+                                 float b, const float *y, float pw, float *g)
+{
+    return d == nc * W ? lr_block_reg(X, m, d, nc, true, w, b, y, pw, g)
+                       : lr_block_reg(X, m, d, nc, false, w, b, y, pw, g);
+}
+
 static double v_lr_block(const float *X, int64_t m, int64_t d, const float *w, float b,
                          const float *y, float pw, float *g)
 {
     switch ((d + W - 1) / W) {
     case 0:
     case 1:
-        return lr_block_reg(X, m, d, 1, w, b, y, pw, g);
+        return lr_block_nc(X, m, d, 1, w, b, y, pw, g);
     case 2:
-        return lr_block_reg(X, m, d, 2, w, b, y, pw, g);
+        return lr_block_nc(X, m, d, 2, w, b, y, pw, g);
     case 3:
-        return lr_block_reg(X, m, d, 3, w, b, y, pw, g);
+        return lr_block_nc(X, m, d, 3, w, b, y, pw, g);
     case 4:
-        return lr_block_reg(X, m, d, 4, w, b, y, pw, g);
+        return lr_block_nc(X, m, d, 4, w, b, y, pw, g);
     default:
         return lr_block_wide(X, m, d, w, b, y, pw, g);
     }
