@@ -1,6 +1,7 @@
 /* Several user threads calling the library at once, each on tensors of its own: large graphs
  * (whose ops want the shared pool at the same time), small ones (no thread woken), errors, grad
- * mode and scopes per thread, the CSV reader, the logistic-regression trainer and optimizers,
+ * mode and scopes per thread, the CSV reader, the logistic-regression trainer, its model files
+ * and optimizers,
  * while another thread changes the pool size; and threads that share tensors as inputs to
  * graphs of their own. Every result must be bit-identical to the one the main thread computes
  * alone first. The ThreadSanitizer build (.ci/tsan) runs this test to catch races that give no
@@ -159,6 +160,20 @@ static bool run_csv(const char *text, size_t len, float *X, float *y)
     return ok;
 }
 
+/* The model through its JSON text and back: the same numbers (every thread parses at once). */
+static bool json_round_trip(const tg_logreg_model *m)
+{
+    char *text = tg_logreg_to_json(m);
+    tg_logreg_model back;
+    tg_logreg_model_init(&back);
+    bool ok = text && tg_logreg_from_json(&back, "conc.json", text, strlen(text)) == TG_OK &&
+              back.n_features == m->n_features && back.bias == m->bias &&
+              memcmp(back.weights, m->weights, (size_t)m->n_features * sizeof *m->weights) == 0;
+    tg_logreg_model_free(&back);
+    free(text);
+    return ok;
+}
+
 /* L-BFGS with a validation split on seeded data (the shuffle and split come from opt.seed). */
 static bool run_fit(tg_tensor *X, tg_tensor *y, double *w, double *b, int *iters)
 {
@@ -169,6 +184,8 @@ static bool run_fit(tg_tensor *X, tg_tensor *y, double *w, double *b, int *iters
     tg_logreg_model m;
     tg_logreg_model_init(&m);
     bool ok = tg_logreg_fit(X, y, &o, &m, NULL) == TG_OK;
+    for (int i = 0; i < 50 && ok; i++)
+        ok = json_round_trip(&m);
     if (ok) {
         memcpy(w, m.weights, FIT_COLS * sizeof *w);
         *b = m.bias;

@@ -12,6 +12,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <math.h>
+#include <pthread.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,6 +24,7 @@
 
 #include "../core/error.h"
 #include "../core/file_replace.h"
+#include "../core/fork_guard.h"
 #include "tapegrad/train.h"
 
 #define FORMAT_NAME    "tapegrad-logreg"
@@ -525,13 +527,32 @@ static ptrdiff_t first_nul(const char *json, const char *end)
     return -1;
 }
 
+/* cJSON's parser records where it failed in a process-wide variable, written on every call
+ * (cJSON 1.7.15), so two threads loading models at once would race on it. Parses take turns;
+ * the error position comes from return_parse_end, never from that variable. */
+static pthread_mutex_t parse_lock = PTHREAD_MUTEX_INITIALIZER;
+
+/* A fork during another thread's parse must not leave the child's lock held (fork_guard.h). */
+__attribute__((constructor)) static void parse_fork_guard(void)
+{
+    tg_fork_guard(&parse_lock);
+}
+
+static cJSON *parse_json(const char *json, size_t len, const char **end)
+{
+    pthread_mutex_lock(&parse_lock);
+    cJSON *root = cJSON_ParseWithLengthOpts(json, len, end, false);
+    pthread_mutex_unlock(&parse_lock);
+    return root;
+}
+
 tg_status tg_logreg_from_json(tg_logreg_model *m, const char *name, const char *json, size_t len)
 {
     reader r = {name ? name : "<buffer>", TG_OK};
     if (!m || !json)
         return tg_set_error(TG_EINVAL, "tg_logreg_from_json: NULL argument");
     const char *end = NULL;
-    cJSON *root = cJSON_ParseWithLengthOpts(json, len, &end, false);
+    cJSON *root = parse_json(json, len, &end);
     if (!root) {
         int64_t line, col;
         size_t off = end && end >= json && end <= json + len ? (size_t)(end - json) : 0;
