@@ -610,15 +610,23 @@ ALWAYS_INLINE vf lr_bce8(vf z, vf t, vf vpw, vmask live, vf *r)
 
 #include "../family_lr.h"
 
+/* The live lanes of a row's last column vector; whole (a constant at every call) when d is a
+ * multiple of 8, so that its loads need no mask: AVX2's masked load does not fold into an FMA. */
+typedef struct {
+    __m256i mask;
+    bool whole;
+} lr_tail;
+
 /* Column vector c of the row at q: whole, or the live lanes of the last one. */
-ALWAYS_INLINE vf lr_col(const float *q, int c, int nc, __m256i tail)
+ALWAYS_INLINE vf lr_col(const float *q, int c, int nc, lr_tail tail)
 {
-    return c < nc - 1 ? _mm256_loadu_ps(q + c * W) : _mm256_maskload_ps(q + c * W, tail);
+    return c < nc - 1 || tail.whole ? _mm256_loadu_ps(q + c * W)
+                                    : _mm256_maskload_ps(q + c * W, tail.mask);
 }
 
 /* x_i . w for the 8 rows at x + i d, i < rows (<= 8), nc <= LR_NC_MAX column vectors. Rows
  * past the live ones repeat the last, so every load stays inside X; the caller drops them. */
-ALWAYS_INLINE vf lr_dots_reg(const float *x, int64_t rows, int64_t d, int nc, __m256i tail,
+ALWAYS_INLINE vf lr_dots_reg(const float *x, int64_t rows, int64_t d, int nc, lr_tail tail,
                              const float *w)
 {
     vf acc[W];
@@ -635,7 +643,7 @@ ALWAYS_INLINE vf lr_dots_reg(const float *x, int64_t rows, int64_t d, int nc, __
 }
 
 /* gacc += sum_i rb[i] x_i over the rows x + i d, i < rows (<= 8), in row order. */
-ALWAYS_INLINE void lr_grad_reg(const float *x, int64_t rows, int64_t d, int nc, __m256i tail,
+ALWAYS_INLINE void lr_grad_reg(const float *x, int64_t rows, int64_t d, int nc, lr_tail tail,
                                const float *rb, vf *gacc)
 {
     for (int i = 0; i < W; i++, x += d) {
@@ -649,7 +657,7 @@ ALWAYS_INLINE void lr_grad_reg(const float *x, int64_t rows, int64_t d, int nc, 
 
 /* lr_dots_reg of 8 whole rows at xn and lr_grad_reg of 8 whole rows at xg in one loop, row by
  * row, so that the loads of new rows spread out among the cached ones (as the AVX-512 family). */
-ALWAYS_INLINE vf lr_dots_grad_reg(const float *xn, const float *xg, int64_t d, int nc, __m256i tail,
+ALWAYS_INLINE vf lr_dots_grad_reg(const float *xn, const float *xg, int64_t d, int nc, lr_tail tail,
                                   const float *w, const float *rb, vf *gacc)
 {
     vf acc[W];
@@ -668,11 +676,11 @@ ALWAYS_INLINE vf lr_dots_grad_reg(const float *xn, const float *xg, int64_t d, i
 
 /* lr_block for d <= 8 nc (nc a constant after inlining), software-pipelined as the AVX-512
  * family's: one iteration takes the loss of group j - 1, the gradient of group j - 2 and the
- * dots of group j, three independent chains the core can overlap. */
-ALWAYS_INLINE double lr_block_reg(const float *X, int64_t m, int64_t d, int nc, const float *w,
-                                  float b, const float *y, float pw, float *g)
+ * dots of group j, three independent chains the core can overlap. `full`: d is 8 nc. */
+ALWAYS_INLINE double lr_block_reg(const float *X, int64_t m, int64_t d, int nc, bool full,
+                                  const float *w, float b, const float *y, float pw, float *g)
 {
-    __m256i tail = lanes(d - (int64_t)(nc - 1) * W);
+    lr_tail tail = {full ? _mm256_set1_epi32(-1) : lanes(d - (int64_t)(nc - 1) * W), full};
     vf gacc[LR_NC_MAX], vb = set1(b), vpw = set1(pw), rsum = zero();
     vf z = zero();  /* dots of group j - 1 */
     float rb[2][W]; /* r of the last two groups, by parity */
@@ -760,19 +768,27 @@ static double lr_block_wide(const float *X, int64_t m, int64_t d, const float *w
     return hsum_pd(_mm256_add_pd(acc_lo, acc_hi));
 }
 
+/* lr_block_reg for nc column vectors, with plain loads when the rows fill them. */
+ALWAYS_INLINE double lr_block_nc(const float *X, int64_t m, int64_t d, int nc, const float *w,
+                                 float b, const float *y, float pw, float *g)
+{
+    return d == nc * W ? lr_block_reg(X, m, d, nc, true, w, b, y, pw, g)
+                       : lr_block_reg(X, m, d, nc, false, w, b, y, pw, g);
+}
+
 static double v_lr_block(const float *X, int64_t m, int64_t d, const float *w, float b,
                          const float *y, float pw, float *g)
 {
     switch ((d + W - 1) / W) {
     case 0:
     case 1:
-        return lr_block_reg(X, m, d, 1, w, b, y, pw, g);
+        return lr_block_nc(X, m, d, 1, w, b, y, pw, g);
     case 2:
-        return lr_block_reg(X, m, d, 2, w, b, y, pw, g);
+        return lr_block_nc(X, m, d, 2, w, b, y, pw, g);
     case 3:
-        return lr_block_reg(X, m, d, 3, w, b, y, pw, g);
+        return lr_block_nc(X, m, d, 3, w, b, y, pw, g);
     case 4:
-        return lr_block_reg(X, m, d, 4, w, b, y, pw, g);
+        return lr_block_nc(X, m, d, 4, w, b, y, pw, g);
     default:
         return lr_block_wide(X, m, d, w, b, y, pw, g);
     }
