@@ -625,19 +625,25 @@ ALWAYS_INLINE vf lr_bce16(vf z, vf t, vf vpw, __mmask16 live, vf *r)
     return _mm512_maskz_mov_ps(live, add(mul(pt, sp_neg), mul(omt, sp_pos)));
 }
 
-/* Column vector c of the row at q: whole, or the live lanes of the last one. A tail known at
- * compile time to be whole (d a multiple of 16) gives plain loads that fold into the FMAs: a
- * masked load is an extra vector uop each (13% of the pass's time with X in cache). */
-ALWAYS_INLINE vf lr_col(const float *q, int c, int nc, __mmask16 tail)
+/* The live lanes of a row's last column vector; whole (a constant at every call) when d is a
+ * multiple of 16, so that its loads need no mask and fold into the FMAs: a masked load is an
+ * extra vector uop each (13% of the pass's time with X in cache). */
+typedef struct {
+    __mmask16 mask;
+    bool whole;
+} lr_tail;
+
+/* Column vector c of the row at q: whole, or the live lanes of the last one. */
+ALWAYS_INLINE vf lr_col(const float *q, int c, int nc, lr_tail tail)
 {
-    bool whole = c < nc - 1 || (__builtin_constant_p(tail) && tail == (__mmask16)0xFFFF);
-    return whole ? _mm512_loadu_ps(q + c * W) : _mm512_maskz_loadu_ps(tail, q + c * W);
+    return c < nc - 1 || tail.whole ? _mm512_loadu_ps(q + c * W)
+                                    : _mm512_maskz_loadu_ps(tail.mask, q + c * W);
 }
 
 /* x_i . w for the 16 rows at x + i d, i < rows (<= 16), with nc <= LR_NC_MAX column vectors
  * and w in wv. Rows past the live ones repeat the last, so every load stays inside X; the
  * caller drops their lanes. */
-ALWAYS_INLINE vf lr_dots_reg(const float *x, int64_t rows, int64_t d, int nc, __mmask16 tail,
+ALWAYS_INLINE vf lr_dots_reg(const float *x, int64_t rows, int64_t d, int nc, lr_tail tail,
                              const vf *wv)
 {
     vf acc[W];
@@ -656,7 +662,7 @@ ALWAYS_INLINE vf lr_dots_reg(const float *x, int64_t rows, int64_t d, int nc, __
 /* gacc += sum_i rb[i] x_i over the rows x + i d, i < rows (<= 16), in row order. One chain of
  * FMAs per column vector: two interleaved ones would be shorter, but the extra registers made
  * the compiler spill g to memory, which cost more. */
-ALWAYS_INLINE void lr_grad_reg(const float *x, int64_t rows, int64_t d, int nc, __mmask16 tail,
+ALWAYS_INLINE void lr_grad_reg(const float *x, int64_t rows, int64_t d, int nc, lr_tail tail,
                                const float *rb, vf *gacc)
 {
     for (int i = 0; i < W; i++, x += d) {
@@ -671,8 +677,8 @@ ALWAYS_INLINE void lr_grad_reg(const float *x, int64_t rows, int64_t d, int nc, 
 /* lr_dots_reg of 16 whole rows at xn and lr_grad_reg of 16 whole rows at xg in one loop, row
  * by row: the loads of new rows, which may wait on memory, spread out among the cached ones
  * instead of coming in a burst (measured: about 7% less time for a pass over 128 MB). */
-ALWAYS_INLINE vf lr_dots_grad_reg(const float *xn, const float *xg, int64_t d, int nc,
-                                  __mmask16 tail, const vf *wv, const float *rb, vf *gacc)
+ALWAYS_INLINE vf lr_dots_grad_reg(const float *xn, const float *xg, int64_t d, int nc, lr_tail tail,
+                                  const vf *wv, const float *rb, vf *gacc)
 {
     vf acc[W];
     const float *x = xn;
@@ -697,7 +703,7 @@ ALWAYS_INLINE vf lr_dots_grad_reg(const float *xn, const float *xg, int64_t d, i
 ALWAYS_INLINE double lr_block_reg(const float *X, int64_t m, int64_t d, int nc, bool full,
                                   const float *w, float b, const float *y, float pw, float *g)
 {
-    __mmask16 tail = full ? (__mmask16)0xFFFF : lanes(d - (int64_t)(nc - 1) * W);
+    lr_tail tail = {full ? (__mmask16)0xFFFF : lanes(d - (int64_t)(nc - 1) * W), full};
     vf wv[LR_NC_MAX], gacc[LR_NC_MAX], vb = set1(b), vpw = set1(pw), rsum = zero();
     vf z = zero();  /* dots of group j - 1 */
     float rb[2][W]; /* r of the last two groups, by parity */
@@ -734,7 +740,7 @@ ALWAYS_INLINE double lr_block_reg(const float *X, int64_t m, int64_t d, int nc, 
     }
     if (g) {
         for (int c = 0; c < nc; c++)
-            _mm512_mask_storeu_ps(g + c * W, c < nc - 1 ? (__mmask16)0xFFFF : tail, gacc[c]);
+            _mm512_mask_storeu_ps(g + c * W, c < nc - 1 ? (__mmask16)0xFFFF : tail.mask, gacc[c]);
         g[d] = hsum(rsum);
     }
     return _mm512_reduce_add_pd(_mm512_add_pd(acc_lo, acc_hi));
