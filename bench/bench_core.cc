@@ -380,6 +380,23 @@ static void BM_sum_dim_permuted(benchmark::State &state)
 }
 BENCHMARK(BM_sum_dim_permuted)->Arg(64)->Arg(128)->UseRealTime();
 
+// Two columns narrowed out of a [1M, 4] matrix: the sum along dim 0 (arg 0, read in place), the
+// sum along dim 1 (arg 1, rows of two floats: copied first) and the contiguous copy (arg 2).
+static void BM_narrowed_columns(benchmark::State &state)
+{
+    int64_t shape[2] = {1 << 20, 4};
+    tg_tensor *x = tg_randn(2, shape, 21), *v = tg_narrow(x, 1, 0, 2);
+    int op = (int)state.range(0);
+    for (auto _ : state) {
+        tg_tensor *s = op == 2 ? tg_contiguous(v) : tg_sum_dim(v, op, false);
+        benchmark::DoNotOptimize(tg_data(s));
+        tg_release(s);
+    }
+    tg_release(v), tg_release(x);
+    state.SetItemsProcessed(state.iterations() * shape[0] * 2);
+}
+BENCHMARK(BM_narrowed_columns)->Arg(0)->Arg(1)->Arg(2)->ArgName("op")->UseRealTime();
+
 // Forward and backward of sum(a + b), a [1024, 1024] and b a [1024] row broadcast over it: the
 // one-value gradient of the sum reaches a.grad as a fill and b.grad as a sum of a broadcast value.
 static void BM_add_row_fwd_bwd(benchmark::State &state)

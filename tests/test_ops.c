@@ -798,6 +798,42 @@ static void test_sum_dim_of_transpose(void **state)
     tg_set_num_threads(0);
 }
 
+/* The sum of view v along dim against a double-precision sum of the elements under it, and bit
+ * for bit the sum of the view's contiguous copy. v's first element is base's element off0
+ * (base contiguous), and its strides say where the others are. */
+static void check_sum_dim_of_view(tg_tensor *base, tg_tensor *v, int64_t off0, int dim,
+                                  const char *what)
+{
+    int nd = tg_ndim(v);
+    const int64_t *vs = tg_shape(v), *st = tg_strides(v);
+    int64_t n = tg_numel(v), on = n / vs[dim];
+    const float *xv = tg_data(base);
+    double *want = alloc_doubles(on);
+    for (int64_t o = 0; o < on; o++)
+        want[o] = 0;
+    for (int64_t i = 0; i < n; i++) { /* i walks the view in row-major order */
+        int64_t rem = i, off = off0, o = 0, scale = 1;
+        for (int d = nd - 1; d >= 0; d--) {
+            int64_t idx = rem % vs[d];
+            rem /= vs[d];
+            off += idx * st[d];
+            if (d != dim)
+                o += idx * scale, scale *= vs[d];
+        }
+        want[o] += xv[off];
+    }
+    int64_t os[4];
+    for (int d = 0, m = 0; d < nd; d++)
+        if (d != dim)
+            os[m++] = vs[d];
+    tg_tensor *got = tg_sum_dim(v, dim, false);
+    expect_values(got, nd - 1, os, want, 1e-5, 1e-5, what);
+    float *g = tg_test_values(got);
+    float *cp = tg_test_values(tg_sum_dim(tg_contiguous(v), dim, false));
+    assert_memory_equal(g, cp, sizeof(float) * (size_t)on);
+    free(g), free(cp), free(want);
+}
+
 /* A sum along a dim of a permuted view whose other dims keep their memory order is read in
  * place: against a double-precision sum, and bit for bit the sum of the view's contiguous copy,
  * on 1 and 3 threads (3-d and 4-d, the summed dim first, in the middle, outermost in memory). */
@@ -821,34 +857,104 @@ static void test_sum_dim_of_permuted_view(void **state)
         for (size_t k = 0; k < sizeof cases / sizeof *cases; k++) {
             const pcase *c = &cases[k];
             tg_scope_begin();
-            tg_tensor *x = tg_randn(c->ndim, c->shape, 40 + k), *v = tg_permute(x, c->perm);
-            const int64_t *vs = tg_shape(v), *st = tg_strides(v);
-            int64_t n = tg_numel(v), on = n / vs[c->dim];
-            const float *xv = tg_data(x);
-            double *want = alloc_doubles(on);
-            for (int64_t o = 0; o < on; o++)
-                want[o] = 0;
-            for (int64_t i = 0; i < n; i++) { /* i walks the view in row-major order */
-                int64_t rem = i, off = 0, o = 0, scale = 1;
-                for (int d = c->ndim - 1; d >= 0; d--) {
-                    int64_t idx = rem % vs[d];
-                    rem /= vs[d];
-                    off += idx * st[d];
-                    if (d != c->dim)
-                        o += idx * scale, scale *= vs[d];
+            tg_tensor *x = tg_randn(c->ndim, c->shape, 40 + k);
+            check_sum_dim_of_view(x, tg_permute(x, c->perm), 0, c->dim, "permuted sum_dim");
+            tg_scope_end();
+        }
+    }
+    tg_set_num_threads(0);
+}
+
+/* Views with gaps between rows or between slices (narrowed ones, an expanded batch) are summed
+ * in place when the dims after the summed one are one dense block: every path of the threaded
+ * sum (slices, bands of columns, halves of one long sum) on 1 and 3 threads, and the views that
+ * still go through a copy (rows of one float, outer dims that do not step by one stride). */
+static void test_sum_dim_of_narrowed_view(void **state)
+{
+    (void)state;
+    typedef struct {
+        int ndim;
+        int64_t shape[4];
+        int ndim_narrowed, start;
+        int64_t length;
+        int dim;
+    } ncase;
+    const ncase cases[] = {
+        {2, {40000, 4}, 1, 0, 2, 0},      /* column sums of two columns: halves */
+        {2, {40000, 20}, 1, 3, 3, 0},     /* three columns from the middle */
+        {2, {40, 2100}, 1, 5, 1100, 0},   /* wide: bands of columns */
+        {3, {6, 300, 40}, 1, 10, 200, 1}, /* slices with gaps between them */
+        {3, {6, 300, 40}, 2, 3, 30, 1},   /* gaps between rows and slices */
+        {3, {6, 300, 40}, 2, 3, 30, 0},   /* the outermost dim */
+        {4, {4, 5, 60, 8}, 3, 0, 6, 2},   /* two outer dims that step by one stride */
+        {4, {4, 10, 60, 8}, 1, 0, 5, 2},  /* two that do not: copied */
+        {2, {40000, 4}, 1, 1, 2, 1},      /* rows of two floats, summed along them */
+        {3, {6, 300, 40}, 2, 3, 1, 1},    /* one column: copied */
+    };
+    for (int th = 1; th <= 3; th += 2) {
+        tg_set_num_threads(th);
+        for (size_t k = 0; k < sizeof cases / sizeof *cases; k++) {
+            const ncase *c = &cases[k];
+            tg_scope_begin();
+            tg_tensor *x = tg_randn(c->ndim, c->shape, 60 + k);
+            tg_tensor *v = tg_narrow(x, c->ndim_narrowed, c->start, c->length);
+            assert_false(tg_is_contiguous(v));
+            int64_t off0 = c->start * tg_strides(x)[c->ndim_narrowed];
+            check_sum_dim_of_view(x, v, off0, c->dim, "narrowed sum_dim");
+            tg_scope_end();
+        }
+        tg_scope_begin(); /* an expanded batch: every slice reads the same memory */
+        tg_tensor *x = tg_randn(3, (int64_t[]){1, 500, 70}, 71);
+        check_sum_dim_of_view(x, tg_expand(x, 3, (int64_t[]){3, 500, 70}), 0, 1,
+                              "expanded sum_dim");
+        tg_scope_end();
+    }
+    tg_set_num_threads(0);
+}
+
+/* Copies of views whose rows are a few floats (narrowed columns, the last dim of a 3-d tensor)
+ * take the short-row loop; every element must land where the view's strides say, on 1 and 3
+ * threads, and so must a narrowed tensor's gradient, written into its window of a zero tensor. */
+static void test_copy_of_short_rows(void **state)
+{
+    (void)state;
+    const struct {
+        int ndim;
+        int64_t shape[3];
+        int start;
+        int64_t length;
+    } cases[] = {{2, {40000, 4}, 0, 2},
+                 {2, {30000, 20}, 3, 3},
+                 {3, {7, 9000, 6}, 1, 4},
+                 {2, {50, 17}, 0, 15}};
+    for (int th = 1; th <= 3; th += 2) {
+        tg_set_num_threads(th);
+        for (size_t k = 0; k < sizeof cases / sizeof *cases; k++) {
+            tg_scope_begin();
+            int nd = cases[k].ndim;
+            tg_tensor *x = tg_requires_grad_(tg_randn(nd, cases[k].shape, 80 + k), true);
+            tg_tensor *v = tg_narrow(x, nd - 1, cases[k].start, cases[k].length);
+            tg_tensor *c = tg_contiguous(v);
+            assert_true(tg_is_contiguous(c));
+            const float *xv = tg_data(x), *cv = tg_data(c);
+            int64_t w = cases[k].shape[nd - 1], len = cases[k].length;
+            int64_t rows = tg_numel(c) / len;
+            for (int64_t r = 0; r < rows; r++)
+                for (int64_t i = 0; i < len; i++)
+                    if (memcmp(&cv[r * len + i], &xv[r * w + cases[k].start + i], 4) != 0)
+                        fail_msg("case %zu threads %d: row %lld col %lld", k, th, (long long)r,
+                                 (long long)i);
+            /* the gradient of sum(v * v): 2 x inside the window, 0 outside */
+            assert_int_equal(tg_backward(tg_sum(tg_mul(c, c)), NULL, false), TG_OK);
+            const float *gv = tg_data(tg_grad(x));
+            for (int64_t r = 0; r < rows; r++)
+                for (int64_t i = 0; i < w; i++) {
+                    bool in = i >= cases[k].start && i < cases[k].start + len;
+                    float want = in ? 2.0f * xv[r * w + i] : 0.0f;
+                    if (memcmp(&gv[r * w + i], &want, 4) != 0)
+                        fail_msg("case %zu threads %d: grad row %lld col %lld", k, th, (long long)r,
+                                 (long long)i);
                 }
-                want[o] += xv[off];
-            }
-            int64_t os[4];
-            for (int d = 0, m = 0; d < c->ndim; d++)
-                if (d != c->dim)
-                    os[m++] = vs[d];
-            tg_tensor *got = tg_sum_dim(v, c->dim, false);
-            expect_values(got, c->ndim - 1, os, want, 1e-5, 1e-5, "permuted sum_dim");
-            float *g = tg_test_values(got);
-            float *cp = tg_test_values(tg_sum_dim(tg_contiguous(v), c->dim, false));
-            assert_memory_equal(g, cp, sizeof(float) * (size_t)on);
-            free(g), free(cp), free(want);
             tg_scope_end();
         }
     }
@@ -2036,6 +2142,8 @@ int main(void)
         cmocka_unit_test(test_sum_of_permuted_views),
         cmocka_unit_test(test_sum_dim_of_transpose),
         cmocka_unit_test(test_sum_dim_of_permuted_view),
+        cmocka_unit_test(test_sum_dim_of_narrowed_view),
+        cmocka_unit_test(test_copy_of_short_rows),
         cmocka_unit_test(test_sum_dim_of_broadcast_value),
         cmocka_unit_test(test_matmul_values),
         cmocka_unit_test(test_matmul_dot_lengths),

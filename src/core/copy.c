@@ -19,6 +19,27 @@ static void copy_run(void *ctx, float *const *p, const int64_t *s, int64_t n)
         p[0][i * s[0]] = p[1][i * s[1]];
 }
 
+/* Runs shorter than this are copied by a plain loop rather than one kernel call each. */
+#define SHORT_RUN 16
+
+/* Blocks of runs (tg_iter_rows): a view with short rows (two columns narrowed out of four) is
+ * many runs of a few floats, and a call and a walker step per run made copying a [1M, 2] slice
+ * of a [1M, 4] matrix take 8.7 ms, 4.5 times PyTorch's time. */
+static void copy_rows(void *ctx, float *const *p, const int64_t *s, int64_t n, const int64_t *rs,
+                      int64_t rows)
+{
+    float *y = p[0];
+    const float *x = p[1];
+    if (s[0] == 1 && s[1] == 1 && n < SHORT_RUN) {
+        for (int64_t r = 0; r < rows; r++)
+            for (int64_t i = 0; i < n; i++)
+                y[r * rs[0] + i] = x[r * rs[1] + i];
+        return;
+    }
+    for (int64_t r = 0; r < rows; r++)
+        copy_run(ctx, (float *const[2]){y + r * rs[0], p[1] + r * rs[1]}, s, n);
+}
+
 /* ---- transposes ----
  * A transposed source walked in the destination's order reads one element per cache line and
  * touches a new page every few reads: copying a [32, 512K] transpose of a contiguous [512K, 32]
@@ -103,5 +124,5 @@ void tg_copy_strided(tg_tensor *dst, const tg_tensor *src)
         return;
     float *base[2] = {tg_ptr(dst), tg_ptr(src)};
     const int64_t *strides[2] = {dst->strides, src->strides};
-    tg_iter(2, dst->ndim, dst->shape, base, strides, copy_run, NULL);
+    tg_iter_rows(2, dst->ndim, dst->shape, base, strides, copy_rows, NULL);
 }
