@@ -60,11 +60,13 @@ BENCHMARK(BM_matmul)->Arg(256)->Arg(1024)->Arg(2048)->UseRealTime();
 
 // Products with two small dims of three, through the API and as one sgemm call, side by side:
 // tall ones, [M, K] @ [K, N] with K and N small (a layer of a small network over a batch), and
-// deep ones, M and N small and a long K (that layer's weight gradient, x^T @ g).
+// deep ones, M and N small and a long K (that layer's weight gradient, x^T @ g), and one output
+// column of short rows (a linear model's logits, X @ w).
 static void skinny_args(benchmark::internal::Benchmark *b)
 {
     b->Args({1024, 10, 32})->Args({1024, 32, 32})->Args({4096, 64, 16})->Args({100000, 32, 32});
     b->Args({10, 1024, 32})->Args({64, 4096, 64})->Args({32, 100000, 32});
+    b->Args({1024, 32, 1})->Args({100000, 8, 1})->Args({1000000, 32, 1});
     b->ArgNames({"M", "K", "N"})->UseRealTime();
 }
 

@@ -1825,6 +1825,62 @@ static void test_lr_block(void **state)
     free(y);
 }
 
+/* row_dots of rows ld apart: every out[i] within (d + 2) 2^-24 sum |x w| of the exact dot,
+ * nothing written past out[m - 1], and each row's float the same when the row comes alone (the
+ * order depends on d alone). X ends where its buffer ends, so an over-read shows under the
+ * sanitizers. */
+static void check_row_dots(const float *X, int64_t m, int64_t d, int64_t ld, const float *w)
+{
+    float *out = alloc_f(m + 2), one;
+    out[0] = out[m + 1] = GUARD;
+    cur->k.row_dots(X, m, d, ld, w, out + 1);
+    assert_true(out[0] == GUARD && out[m + 1] == GUARD);
+    for (int64_t i = 0; i < m; i++) {
+        double z = 0, mag = 0;
+        for (int64_t j = 0; j < d; j++) {
+            z += (double)X[i * ld + j] * w[j];
+            mag += fabs((double)X[i * ld + j] * w[j]);
+        }
+        if (!(fabs(out[1 + i] - z) <= (double)(d + 2) * 0x1p-24 * mag + 1e-43))
+            fail_msg("%s row_dots m=%lld d=%lld ld=%lld row %lld: %a, exact %a", cur->name,
+                     (long long)m, (long long)d, (long long)ld, (long long)i, out[1 + i], z);
+        cur->k.row_dots(X + i * ld, 1, d, ld, w, &one);
+        if (memcmp(&one, &out[1 + i], sizeof one) != 0)
+            fail_msg("%s row_dots m=%lld d=%lld row %lld: %a alone, %a among the others", cur->name,
+                     (long long)m, (long long)d, (long long)i, one, out[1 + i]);
+    }
+    free(out);
+}
+
+static void test_row_dots(void **state)
+{
+    (void)state;
+    float w[257];
+    const int64_t wide[] = {63, 64, 65, 100, 257};
+    for (int regime = 0; regime < 3; regime += 2) {
+        for (int64_t d = 0; d <= 40; d++)
+            for (int64_t m = 0; m <= 40; m++) {
+                float *buf = malloc(sizeof(float) * (size_t)(m * d + 1));
+                assert_true(buf != NULL);
+                float *X = buf + 1 - (m + d) % 2; /* then unaligned */
+                lr_fill(X, m, d, w, regime);
+                check_row_dots(X, m, d, d, w);
+                /* the first d - d / 3 floats of each row: rows with gaps between them */
+                if (d > 0)
+                    check_row_dots(X, m, d - d / 3, d, w);
+                free(buf);
+            }
+        for (size_t k = 0; k < sizeof wide / sizeof wide[0]; k++)
+            for (int64_t m = 1; m <= 1031; m += 515) {
+                float *X = malloc(sizeof(float) * (size_t)(m * wide[k]));
+                assert_true(X != NULL);
+                lr_fill(X, m, wide[k], w, regime);
+                check_row_dots(X, m, wide[k], wide[k], w);
+                free(X);
+            }
+    }
+}
+
 /* ---- small matrix product ---------------------------------------------------------------- */
 
 /* op(X)(r, c) of a row-major X with leading dimension ld, transposed or not. */
@@ -2192,6 +2248,7 @@ static const struct CMUnitTest kernel_tests[] = {
     cmocka_unit_test(test_transpose),
     cmocka_unit_test(test_trig_lanes),
     cmocka_unit_test(test_lr_block),
+    cmocka_unit_test(test_row_dots),
     cmocka_unit_test(test_exp_exhaustive),
     cmocka_unit_test(test_trig_exhaustive),
 };

@@ -1102,8 +1102,10 @@ static void test_matmul_dot_lengths(void **state)
 static void test_matmul_matrix_vector(void **state)
 {
     (void)state;
+    /* K < 64 with dense rows: row_dots, many rows a call (from K = 1, and split over threads) */
     const int64_t shapes[][2] = {{65, 64},   {100, 65},  {3, 1000},  {1000, 1000},
-                                 {4097, 67}, {64, 4099}, {7, 40003}, {200, 63}};
+                                 {4097, 67}, {64, 4099}, {7, 40003}, {200, 63},
+                                 {1000, 1},  {129, 32},  {70001, 17}};
     char what[96];
     for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
         int64_t M = shapes[s][0], K = shapes[s][1];
@@ -1138,6 +1140,7 @@ static void test_matmul_matrix_vector(void **state)
         {3, 3, {5, 1, 200}, {5, 200, 1}},    /* batched dots */
         {3, 3, {2, 33, 4097}, {1, 4097, 1}}, /* long rows */
         {3, 3, {3, 64, 64}, {3, 64, 1}},     /* gemm_small */
+        {3, 3, {3, 70, 9}, {3, 9, 1}},       /* short rows: row_dots per matrix */
     };
     for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++)
         for (int la = 0; la < 3; la++) {

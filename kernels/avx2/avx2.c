@@ -624,20 +624,20 @@ ALWAYS_INLINE vf lr_col(const float *q, int c, int nc, lr_tail tail)
                                     : _mm256_maskload_ps(q + c * W, tail.mask);
 }
 
-/* x_i . w for the 8 rows at x + i d, i < rows (<= 8), nc <= LR_NC_MAX column vectors. Rows
+/* x_i . w for the 8 rows at x + i stride, i < rows (<= 8), nc <= LR_NC_MAX column vectors. Rows
  * past the live ones repeat the last, so every load stays inside X; the caller drops them. */
-ALWAYS_INLINE vf lr_dots_reg(const float *x, int64_t rows, int64_t d, int nc, lr_tail tail,
+ALWAYS_INLINE vf lr_dots_reg(const float *x, int64_t rows, int64_t stride, int nc, lr_tail tail,
                              const float *w)
 {
     vf acc[W];
     const float *q = x;
     for (int i = 0; i < W; i++) {
-        lr_prefetch_row(x, i, (nc + 1) / 2, W * d * 4);
+        lr_prefetch_row(x, i, (nc + 1) / 2, W * stride * 4);
         acc[i] = mul(lr_col(q, 0, nc, tail), lr_col(w, 0, nc, tail));
         for (int c = 1; c < nc; c++)
             acc[i] = _mm256_fmadd_ps(lr_col(q, c, nc, tail), lr_col(w, c, nc, tail), acc[i]);
         if (i + 1 < rows) /* a running pointer: 8 row addresses would not fit in registers */
-            q += d;
+            q += stride;
     }
     return sum_rows8(acc);
 }
@@ -723,12 +723,13 @@ ALWAYS_INLINE double lr_block_reg(const float *X, int64_t m, int64_t d, int nc, 
     return hsum_pd(_mm256_add_pd(acc_lo, acc_hi));
 }
 
-/* The dots of 8 rows (as lr_dots_reg) for any d. */
-ALWAYS_INLINE vf lr_dots_wide(const float *x, int64_t rows, int64_t d, const float *w)
+/* The dots of 8 rows of d floats, stride apart (as lr_dots_reg), for any d. */
+ALWAYS_INLINE vf lr_dots_wide(const float *x, int64_t rows, int64_t d, int64_t stride,
+                              const float *w)
 {
     vf acc[W];
     for (int i = 0; i < W; i++) {
-        const float *q = x + (i < rows ? i : rows - 1) * d;
+        const float *q = x + (i < rows ? i : rows - 1) * stride;
         vf a = zero();
         for (int64_t c = 0; c < d; c += W)
             a = _mm256_fmadd_ps(ld(q + c, d - c), ld(w + c, d - c), a);
@@ -748,7 +749,7 @@ static double lr_block_wide(const float *X, int64_t m, int64_t d, const float *w
     for (int64_t i = 0; i < m; i += W) {
         const float *x = X + i * d;
         int64_t rows = m - i < W ? m - i : W;
-        vf l = lr_bce8(add(lr_dots_wide(x, rows, d, w), vb), ld(y + i, rows), vpw,
+        vf l = lr_bce8(add(lr_dots_wide(x, rows, d, d, w), vb), ld(y + i, rows), vpw,
                        _mm256_castsi256_ps(lanes(rows)), &r);
         acc_double(&acc_lo, &acc_hi, l);
         if (!g)
@@ -793,6 +794,22 @@ static double v_lr_block(const float *X, int64_t m, int64_t d, const float *w, f
         return lr_block_wide(X, m, d, w, b, y, pw, g);
     }
 }
+
+/* row_dots for d <= 8 nc: lr_block_reg's dots alone. */
+ALWAYS_INLINE void row_dots_reg(const float *X, int64_t m, int64_t d, int64_t stride, int nc,
+                                bool full, const float *w, float *out)
+{
+    lr_tail tail = {full ? _mm256_set1_epi32(-1) : lanes(d - (int64_t)(nc - 1) * W), full};
+    for (int64_t i = 0; i < m; i += W) {
+        const float *x = X + i * stride;
+        if (m - i >= W)
+            _mm256_storeu_ps(out + i, lr_dots_reg(x, W, stride, nc, tail, w));
+        else
+            st(out + i, lr_dots_reg(x, m - i, stride, nc, tail, w), m - i);
+    }
+}
+
+#include "../family_row_dots.h"
 
 /* ---- small matrix product -------------------------------------------------------------
  * C = op(A) op(B) for M, N, K <= 64 in register blocks, as in the AVX-512 family: a block of
@@ -1024,6 +1041,7 @@ int tg_kernels_init_avx2(tg_kernels *k)
     /* copy stays the scalar memmove: libc's is already vectorised and picks its own stores */
     k->bce_logits = v_bce_logits;
     k->lr_block = v_lr_block;
+    k->row_dots = v_row_dots;
     k->gemm_small = v_gemm_small;
     k->transpose = v_transpose;
     return 1;

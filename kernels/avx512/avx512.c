@@ -640,21 +640,21 @@ ALWAYS_INLINE vf lr_col(const float *q, int c, int nc, lr_tail tail)
                                     : _mm512_maskz_loadu_ps(tail.mask, q + c * W);
 }
 
-/* x_i . w for the 16 rows at x + i d, i < rows (<= 16), with nc <= LR_NC_MAX column vectors
+/* x_i . w for the 16 rows at x + i stride, i < rows (<= 16), with nc <= LR_NC_MAX column vectors
  * and w in wv. Rows past the live ones repeat the last, so every load stays inside X; the
  * caller drops their lanes. */
-ALWAYS_INLINE vf lr_dots_reg(const float *x, int64_t rows, int64_t d, int nc, lr_tail tail,
+ALWAYS_INLINE vf lr_dots_reg(const float *x, int64_t rows, int64_t stride, int nc, lr_tail tail,
                              const vf *wv)
 {
     vf acc[W];
     const float *q = x;
     for (int i = 0; i < W; i++) {
-        lr_prefetch_row(x, i, nc, W * d * 4);
+        lr_prefetch_row(x, i, nc, W * stride * 4);
         acc[i] = mul(lr_col(q, 0, nc, tail), wv[0]);
         for (int c = 1; c < nc; c++)
             acc[i] = _mm512_fmadd_ps(lr_col(q, c, nc, tail), wv[c], acc[i]);
         if (i + 1 < rows) /* a running pointer: 16 row addresses would not fit in registers */
-            q += d;
+            q += stride;
     }
     return sum_rows16(acc);
 }
@@ -746,12 +746,13 @@ ALWAYS_INLINE double lr_block_reg(const float *X, int64_t m, int64_t d, int nc, 
     return _mm512_reduce_add_pd(_mm512_add_pd(acc_lo, acc_hi));
 }
 
-/* The dots of 16 rows (as lr_dots_reg) for any d, w read from memory. */
-ALWAYS_INLINE vf lr_dots_wide(const float *x, int64_t rows, int64_t d, const float *w)
+/* The dots of 16 rows of d floats, stride apart (as lr_dots_reg), for any d, w read from memory. */
+ALWAYS_INLINE vf lr_dots_wide(const float *x, int64_t rows, int64_t d, int64_t stride,
+                              const float *w)
 {
     vf acc[W];
     for (int i = 0; i < W; i++) {
-        const float *q = x + (i < rows ? i : rows - 1) * d;
+        const float *q = x + (i < rows ? i : rows - 1) * stride;
         vf a = zero();
         for (int64_t c = 0; c < d; c += W)
             a = _mm512_fmadd_ps(ld(q + c, d - c), ld(w + c, d - c), a);
@@ -773,8 +774,8 @@ static double lr_block_wide(const float *X, int64_t m, int64_t d, const float *w
     for (int64_t i = 0; i < m; i += W) {
         const float *x = X + i * d;
         int64_t rows = m - i < W ? m - i : W;
-        vf l =
-            lr_bce16(add(lr_dots_wide(x, rows, d, w), vb), ld(y + i, rows), vpw, lanes(rows), &r);
+        vf l = lr_bce16(add(lr_dots_wide(x, rows, d, d, w), vb), ld(y + i, rows), vpw, lanes(rows),
+                        &r);
         acc_double(&acc_lo, &acc_hi, l);
         if (!g)
             continue;
@@ -822,6 +823,25 @@ static double v_lr_block(const float *X, int64_t m, int64_t d, const float *w, f
         return lr_block_wide(X, m, d, w, b, y, pw, g);
     }
 }
+
+/* row_dots for d <= 16 nc: lr_block_reg's dots alone, w in registers. */
+ALWAYS_INLINE void row_dots_reg(const float *X, int64_t m, int64_t d, int64_t stride, int nc,
+                                bool full, const float *w, float *out)
+{
+    lr_tail tail = {full ? (__mmask16)0xFFFF : lanes(d - (int64_t)(nc - 1) * W), full};
+    vf wv[LR_NC_MAX];
+    for (int c = 0; c < nc; c++)
+        wv[c] = lr_col(w, c, nc, tail);
+    for (int64_t i = 0; i < m; i += W) {
+        const float *x = X + i * stride;
+        if (m - i >= W)
+            _mm512_storeu_ps(out + i, lr_dots_reg(x, W, stride, nc, tail, wv));
+        else
+            st(out + i, lr_dots_reg(x, m - i, stride, nc, tail, wv), m - i);
+    }
+}
+
+#include "../family_row_dots.h"
 
 /* ---- small matrix product -------------------------------------------------------------
  * C = op(A) op(B) for M, N, K <= 64, as register blocks: a block of up to 8 rows of C by up to
@@ -1094,6 +1114,7 @@ int tg_kernels_init_avx512(tg_kernels *k)
     /* copy stays the scalar memmove: libc's is already vectorised and picks its own stores */
     k->bce_logits = v_bce_logits;
     k->lr_block = v_lr_block;
+    k->row_dots = v_row_dots;
     k->gemm_small = v_gemm_small;
     k->transpose = v_transpose;
     return 1;

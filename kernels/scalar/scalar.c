@@ -398,6 +398,17 @@ static double s_lr_block(const float *X, int64_t m, int64_t d, const float *w, f
     return total;
 }
 
+static void s_row_dots(const float *X, int64_t m, int64_t d, int64_t ld, const float *w, float *out)
+{
+    for (int64_t i = 0; i < m; i++) {
+        const float *x = X + i * ld;
+        float z = 0.0f;
+        for (int64_t j = 0; j < d; j++)
+            z += x[j] * w[j];
+        out[i] = z;
+    }
+}
+
 static void s_gemm_small(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, int ta,
                          const float *B, int64_t ldb, int tb, float *C, int64_t ldc)
 {
@@ -489,6 +500,7 @@ void tg_kernels_init_scalar(tg_kernels *k)
     k->copy = s_copy;
     k->bce_logits = s_bce_logits;
     k->lr_block = s_lr_block;
+    k->row_dots = s_row_dots;
     k->gemm_small = s_gemm_small;
     k->transpose = s_transpose;
 }

@@ -119,9 +119,9 @@ static void gemm_range(void *ctx, int64_t begin, int64_t end)
  * (OpenBLAS 0.3.21 with its Cooperlake kernels, best of 200 calls): [1024, 32] @ [32, 32]
  * 13.8 us against 22.1, [4096, 64] @ [64, 16] 64 against 98, [100000, 32] @ [32, 32] 1.5 ms
  * against 2.3, [1024, 10] @ [10, 32] a tie (5.2 against 5.4); 5-6x where OpenBLAS does not
- * know the CPU and falls back to its generic kernels. One output column stays with sgemm
- * ([1024, 32] @ [32, 1]: 2.4 us against 4.0), and so does the wide counterpart (M and K small,
- * N large), where sgemm was 10-20% faster. */
+ * know the CPU and falls back to its generic kernels. One output column goes to row_dots (see
+ * MV_MIN_K); the wide counterpart (M and K small, N large) stays with sgemm, which was 10-20%
+ * faster. */
 static bool tall_cols(int64_t K, int64_t N)
 {
     return N > 1 && N <= SMALL_DIM && K <= SMALL_DIM;
@@ -251,12 +251,15 @@ static bool deep_product(const bmm_job *j)
  * per block, the partials added by the table's pairwise sum in block order. 64 KB per operand
  * per block: 64 blocks for 1M floats, enough to keep 2 threads busy and few enough partials. */
 #define DOT_BLOCK ((int64_t)1 << 14)
-/* Below this row length a matrix @ vector is not done by dots: a dot call per row of a few
- * floats costs more than the row. 1M floats as [M, K] @ [K] on one Zen 4 core: K = 16 sgemm
- * 0.22 ms, dots 0.38-0.68; K = 32 0.19 against 0.21-0.37; K = 64 a tie (0.18, 0.11-0.18);
- * K = 128 dots 0.08-0.11 against sgemm 0.20. Such a product is tall (see tall()): gemm_small by
- * row blocks, which on one core of a Xeon VM took 0.8 to 1.02 times sgemm's time for
- * [10^6, K] @ [K], K = 8, 16, 32. */
+/* Below this row length a matrix @ vector is not done by a dot per row, which costs more than a
+ * row of a few floats (1M floats as [M, K] @ [K] on one Zen 4 core: K = 16 dots 0.38-0.68 ms
+ * against sgemm's 0.22; K = 64 a tie; K = 128 dots 0.08-0.11 against 0.20), but by row_dots,
+ * the fused logistic pass's dots of 16 rows at a time (8 on AVX2). It was sgemm before, which
+ * packs the matrix first when OpenBLAS has no gemv shortcut for one column: on one core of the
+ * Intel Xeon VM (OpenBLAS 0.3.21, generic kernels; PyTorch 1.13 side by side), [10^6, 32] @
+ * [32] 25.2 -> 5.9-7.7 ms (PyTorch 10.2), [10^5, 8] @ [8, 1] 0.60 -> 0.135 ms (PyTorch 0.40),
+ * [1024, 32] @ [32, 1] 15.2 -> 2.0 us (PyTorch 13.1; sgemm with OpenBLAS's Cooperlake kernels
+ * 1.8). Each output is one row's dot in an order fixed by K, whatever the thread count. */
 #define MV_MIN_K 64
 
 typedef struct {
@@ -295,7 +298,8 @@ static bool blocked_dot(const float *x, const float *y, int64_t n, float *out)
     return true;
 }
 
-/* Output t of a batched matrix @ vector: row t % M of matrix t / M dotted with its vector. */
+/* Output t of a batched matrix @ vector: row t % M of matrix t / M dotted with its vector.
+ * Rows shorter than MV_MIN_K go to row_dots, many rows a call; longer ones get a dot each. */
 static void mv_rows(void *ctx, int64_t begin, int64_t end)
 {
     const bmm_job *j = ctx;
@@ -305,6 +309,10 @@ static void mv_rows(void *ctx, int64_t begin, int64_t end)
         int64_t last = (m + 1) * j->M < end ? (m + 1) * j->M : end;
         batch_offsets(j, m, &oa, &ob);
         const float *a = j->A.p + oa + row * j->A.ld, *x = j->B.p + ob;
+        if (j->K < MV_MIN_K) {
+            k->row_dots(a, last - t, j->K, j->A.ld, x, j->C + t);
+            t = last;
+        }
         for (; t < last; t++, a += j->A.ld)
             j->C[t] = k->dot(a, x, j->K);
     }
@@ -351,8 +359,9 @@ static tg_tensor *bmm_forward(tg_tensor *a, tg_tensor *b)
     bool small = j.M <= SMALL_DIM && j.N <= SMALL_DIM && j.K <= SMALL_DIM;
     /* One output column of rows that BLAS would get today: dots of contiguous rows (a
      * transposed matrix stays with sgemm, which reads it down its columns). A vector on the
-     * left (M = 1) counts as one row; its copy and the right vector's, when strided, are small. */
-    bool dots = j.N == 1 && !small && j.K >= MV_MIN_K && (j.M == 1 || !j.A.trans);
+     * left (M = 1) counts as one row; its copy and the right vector's, when strided, are small.
+     * Short rows (K < MV_MIN_K) too, for row_dots. */
+    bool dots = j.N == 1 && !small && (j.M == 1 || !j.A.trans);
     if (dots &&
         ((j.A.trans && !recopy(a, &j.A)) || ((j.B.trans || j.B.ld != 1) && !recopy(b, &j.B)))) {
         tg_release(j.A.copy);
