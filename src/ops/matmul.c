@@ -256,10 +256,11 @@ static bool deep_product(const bmm_job *j)
  * against sgemm's 0.22; K = 64 a tie; K = 128 dots 0.08-0.11 against 0.20), but by row_dots,
  * the fused logistic pass's dots of 16 rows at a time (8 on AVX2). It was sgemm before, which
  * packs the matrix first when OpenBLAS has no gemv shortcut for one column: on one core of the
- * Intel Xeon VM (OpenBLAS 0.3.21, generic kernels; PyTorch 1.13 side by side), [10^6, 32] @
- * [32] 25.2 -> 5.9-7.7 ms (PyTorch 10.2), [10^5, 8] @ [8, 1] 0.60 -> 0.135 ms (PyTorch 0.40),
- * [1024, 32] @ [32, 1] 15.2 -> 2.0 us (PyTorch 13.1; sgemm with OpenBLAS's Cooperlake kernels
- * 1.8). Each output is one row's dot in an order fixed by K, whatever the thread count. */
+ * Intel Xeon VM (OpenBLAS 0.3.21, generic kernels; bench_matmul's BM_matmul_skinny beside
+ * BM_cblas_sgemm_skinny, medians of 5, and PyTorch 1.13 in between), [10^6, 32] @ [32, 1]
+ * 24.4-25.5 -> 6.6-7.9 ms (PyTorch 9.0-9.8), [10^5, 8] @ [8, 1] 0.69 -> 0.136 ms (PyTorch
+ * 0.163), [1024, 32] @ [32, 1] 15.1 -> 2.0 us (PyTorch 12.9; sgemm with OpenBLAS's Cooperlake
+ * kernels 1.8). Each output is one row's dot in an order fixed by K, whatever the thread count. */
 #define MV_MIN_K 64
 
 typedef struct {
