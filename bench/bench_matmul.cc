@@ -58,6 +58,36 @@ static void BM_matmul(benchmark::State &state)
 }
 BENCHMARK(BM_matmul)->Arg(256)->Arg(1024)->Arg(2048)->UseRealTime();
 
+// X^T @ r for X [rows, 32] and r [rows, 1] (the gradient of X @ w with respect to w), through
+// the API and as one sgemm call.
+static void BM_cblas_sgemm_xt_r(benchmark::State &state)
+{
+    int64_t m = state.range(0), shape[2] = {32, 1};
+    tg_tensor *x = randn2(m, 32, 1), *r = randn2(m, 1, 2), *c = tg_zeros(2, shape);
+    for (auto _ : state) {
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, 32, 1, (int)m, 1.0f, tg_data(x), 32,
+                    tg_data(r), 1, 0.0f, tg_data(c), 1);
+        benchmark::ClobberMemory();
+    }
+    set_flops(state, 2.0 * m * 32);
+    tg_release(x), tg_release(r), tg_release(c);
+}
+BENCHMARK(BM_cblas_sgemm_xt_r)->Arg(4096)->Arg(1000000)->UseRealTime();
+
+static void BM_matmul_xt_r(benchmark::State &state)
+{
+    int64_t m = state.range(0);
+    tg_tensor *x = randn2(m, 32, 1), *r = randn2(m, 1, 2), *xt = tg_transpose(x, 0, 1);
+    for (auto _ : state) {
+        tg_tensor *c = tg_matmul(xt, r);
+        benchmark::DoNotOptimize(tg_data(c));
+        tg_release(c);
+    }
+    set_flops(state, 2.0 * m * 32);
+    tg_release(xt), tg_release(x), tg_release(r);
+}
+BENCHMARK(BM_matmul_xt_r)->Arg(4096)->Arg(1000000)->UseRealTime();
+
 // Products with two small dims of three, through the API and as one sgemm call, side by side:
 // tall ones, [M, K] @ [K, N] with K and N small (a layer of a small network over a batch), and
 // deep ones, M and N small and a long K (that layer's weight gradient, x^T @ g), and one output

@@ -132,6 +132,9 @@ typedef struct tg_kernels {
      * lr_block's dots without the loss, a tall matrix times a vector whose rows are too short
      * for a dot call each. Each row's sum runs in an order fixed by d alone. */
     void (*row_dots)(const float *X, int64_t m, int64_t d, int64_t ld, const float *w, float *out);
+    /* out[c] = sum_i r[i] x_i[c], c < d, over the same rows (X^T r): the gradient of X w with
+     * respect to w. Each column's sum adds the rows in order, so it depends on m and d alone. */
+    void (*col_dots)(const float *X, int64_t m, int64_t d, int64_t ld, const float *r, float *out);
 
     /* Small matrix product C[M,N] = op(A)[M,K] · op(B)[K,N] (C overwritten, row-major, ldc).
      * op(A) is A (row-major, lda) or, with ta, A^T of a row-major [K,M] A; likewise B.

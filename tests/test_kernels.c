@@ -1852,6 +1852,57 @@ static void check_row_dots(const float *X, int64_t m, int64_t d, int64_t ld, con
     free(out);
 }
 
+/* col_dots of rows ld apart: every out[c] within (m + 2) 2^-24 sum |r x| of the exact sum,
+ * nothing written past out[d - 1]. */
+static void check_col_dots(const float *X, int64_t m, int64_t d, int64_t ld, const float *r)
+{
+    float *out = alloc_f(d + 2);
+    out[0] = out[d + 1] = GUARD;
+    cur->k.col_dots(X, m, d, ld, r, out + 1);
+    assert_true(out[0] == GUARD && out[d + 1] == GUARD);
+    for (int64_t c = 0; c < d; c++) {
+        double s = 0, mag = 0;
+        for (int64_t i = 0; i < m; i++) {
+            s += (double)r[i] * X[i * ld + c];
+            mag += fabs((double)r[i] * X[i * ld + c]);
+        }
+        if (!(fabs(out[1 + c] - s) <= (double)(m + 2) * 0x1p-24 * mag + 1e-43))
+            fail_msg("%s col_dots m=%lld d=%lld ld=%lld col %lld: %a, exact %a", cur->name,
+                     (long long)m, (long long)d, (long long)ld, (long long)c, out[1 + c], s);
+    }
+    free(out);
+}
+
+static void test_col_dots(void **state)
+{
+    (void)state;
+    float w[257], *r = alloc_f(1031);
+    for (int64_t i = 0; i < 1031; i++)
+        r[i] = (float)uniform(-1, 1);
+    for (int regime = 0; regime < 3; regime += 2) {
+        for (int64_t d = 0; d <= 70; d++)
+            for (int64_t m = 0; m <= 40; m += (m < 20 ? 1 : 7)) {
+                float *buf = malloc(sizeof(float) * (size_t)(m * d + 1));
+                assert_true(buf != NULL);
+                float *X = buf + 1 - (m + d) % 2;
+                lr_fill(X, m, d, w, regime);
+                check_col_dots(X, m, d, d, r);
+                if (d > 0) /* the first d - d / 3 floats of each row */
+                    check_col_dots(X, m, d - d / 3, d, r);
+                free(buf);
+            }
+        const int64_t wide[] = {100, 257};
+        for (size_t k = 0; k < 2; k++) {
+            float *X = malloc(sizeof(float) * (size_t)(1031 * wide[k]));
+            assert_true(X != NULL);
+            lr_fill(X, 1031, wide[k], w, regime);
+            check_col_dots(X, 1031, wide[k], wide[k], r);
+            free(X);
+        }
+    }
+    free(r);
+}
+
 static void test_row_dots(void **state)
 {
     (void)state;
@@ -2249,6 +2300,7 @@ static const struct CMUnitTest kernel_tests[] = {
     cmocka_unit_test(test_trig_lanes),
     cmocka_unit_test(test_lr_block),
     cmocka_unit_test(test_row_dots),
+    cmocka_unit_test(test_col_dots),
     cmocka_unit_test(test_exp_exhaustive),
     cmocka_unit_test(test_trig_exhaustive),
 };

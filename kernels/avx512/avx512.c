@@ -824,11 +824,17 @@ static double v_lr_block(const float *X, int64_t m, int64_t d, const float *w, f
     }
 }
 
+/* The tail of rows of d floats in nc column vectors; full: d is 16 nc. */
+ALWAYS_INLINE lr_tail lr_tail_of(int64_t d, int nc, bool full)
+{
+    return (lr_tail){full ? (__mmask16)0xFFFF : lanes(d - (int64_t)(nc - 1) * W), full};
+}
+
 /* row_dots for d <= 16 nc: lr_block_reg's dots alone, w in registers. */
 ALWAYS_INLINE void row_dots_reg(const float *X, int64_t m, int64_t d, int64_t stride, int nc,
                                 bool full, const float *w, float *out)
 {
-    lr_tail tail = {full ? (__mmask16)0xFFFF : lanes(d - (int64_t)(nc - 1) * W), full};
+    lr_tail tail = lr_tail_of(d, nc, full);
     vf wv[LR_NC_MAX];
     for (int c = 0; c < nc; c++)
         wv[c] = lr_col(w, c, nc, tail);
@@ -841,7 +847,7 @@ ALWAYS_INLINE void row_dots_reg(const float *X, int64_t m, int64_t d, int64_t st
     }
 }
 
-#include "../family_row_dots.h"
+#include "../family_dots.h"
 
 /* ---- small matrix product -------------------------------------------------------------
  * C = op(A) op(B) for M, N, K <= 64, as register blocks: a block of up to 8 rows of C by up to
@@ -1115,6 +1121,7 @@ int tg_kernels_init_avx512(tg_kernels *k)
     k->bce_logits = v_bce_logits;
     k->lr_block = v_lr_block;
     k->row_dots = v_row_dots;
+    k->col_dots = v_col_dots;
     k->gemm_small = v_gemm_small;
     k->transpose = v_transpose;
     return 1;

@@ -409,6 +409,15 @@ static void s_row_dots(const float *X, int64_t m, int64_t d, int64_t ld, const f
     }
 }
 
+static void s_col_dots(const float *X, int64_t m, int64_t d, int64_t ld, const float *r, float *out)
+{
+    for (int64_t c = 0; c < d; c++)
+        out[c] = 0.0f;
+    for (int64_t i = 0; i < m; i++)
+        for (int64_t c = 0; c < d; c++)
+            out[c] += r[i] * X[i * ld + c];
+}
+
 static void s_gemm_small(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, int ta,
                          const float *B, int64_t ldb, int tb, float *C, int64_t ldc)
 {
@@ -501,6 +510,7 @@ void tg_kernels_init_scalar(tg_kernels *k)
     k->bce_logits = s_bce_logits;
     k->lr_block = s_lr_block;
     k->row_dots = s_row_dots;
+    k->col_dots = s_col_dots;
     k->gemm_small = s_gemm_small;
     k->transpose = s_transpose;
 }

@@ -187,9 +187,21 @@ typedef struct {
     float *partial; /* [batch, parts, M, N] when parts > 1 */
 } deep_job;
 
+/* One output column of a transposed matrix, X^T @ r (the gradient of X @ w with respect to w),
+ * with r a dense column: col_dots over each part, the rows of X read in memory order. sgemm
+ * packed X first. One core of the Intel Xeon VM (bench_matmul's BM_matmul_xt_r beside
+ * BM_cblas_sgemm_xt_r with OpenBLAS's generic kernels, medians of 5, PyTorch 1.13 in between):
+ * [1M, 32]^T @ [1M, 1] 21-24 -> 8.1-9.2 ms (PyTorch 12.1-12.8), [4096, 32]^T @ [4096, 1]
+ * 49 -> 7.7 us (PyTorch 25.2; sgemm with OpenBLAS's Cooperlake kernels 6.0). */
+static bool col_dots_column(const bmm_job *j)
+{
+    return j->N == 1 && j->A.trans && (j->B.trans || j->B.ld == 1);
+}
+
 static bool deep(const bmm_job *j)
 {
-    return j->M <= SMALL_DIM && j->N <= SMALL_DIM && j->K > SMALL_DIM && j->M > 1 && j->N > 1;
+    return j->M <= SMALL_DIM && j->N <= SMALL_DIM && j->K > SMALL_DIM && j->M > 1 &&
+           (j->N > 1 || col_dots_column(j));
 }
 
 /* dst[M, N] = the product over K rows k0 .. k0 + len of matrix pair (a, b). */
@@ -197,6 +209,10 @@ static void deep_part(const bmm_job *j, const float *a, const float *b, int64_t 
                       float *dst)
 {
     const tg_kernels *kt = tg_kern();
+    if (j->N == 1) { /* col_dots_column: op(B)'s column is b[k] whether B is [K, 1] or [1, K] */
+        kt->col_dots(a + k0 * j->A.ld, len, j->M, j->A.ld, b + k0, dst);
+        return;
+    }
     float tmp[SMALL_DIM * SMALL_DIM];
     for (int64_t k = k0; k < k0 + len; k += SMALL_DIM) {
         int64_t kk = k0 + len - k < SMALL_DIM ? k0 + len - k : SMALL_DIM;
@@ -363,8 +379,13 @@ static tg_tensor *bmm_forward(tg_tensor *a, tg_tensor *b)
      * left (M = 1) counts as one row; its copy and the right vector's, when strided, are small.
      * Short rows (K < MV_MIN_K) too, for row_dots. */
     bool dots = j.N == 1 && !small && (j.M == 1 || !j.A.trans);
-    if (dots &&
-        ((j.A.trans && !recopy(a, &j.A)) || ((j.B.trans || j.B.ld != 1) && !recopy(b, &j.B)))) {
+    /* X^T @ r for col_dots (see col_dots_column) with a strided r: a dense copy of r, K floats
+     * against the K M of X. */
+    bool dense_r = j.N == 1 && j.A.trans && j.M > 1 && j.M <= SMALL_DIM && j.K > SMALL_DIM &&
+                   !j.B.trans && j.B.ld != 1;
+    if ((dots &&
+         ((j.A.trans && !recopy(a, &j.A)) || ((j.B.trans || j.B.ld != 1) && !recopy(b, &j.B)))) ||
+        (dense_r && !recopy(b, &j.B))) {
         tg_release(j.A.copy);
         tg_release(j.B.copy);
         tg_release(out);
