@@ -128,9 +128,10 @@ typedef struct tg_kernels {
      * and d alone, so a block's result never depends on where or on which thread it runs. */
     double (*lr_block)(const float *X, int64_t m, int64_t d, const float *w, float b,
                        const float *y, float pw, float *g);
-    /* out[i] = x_i . w for the m rows x_i of d floats at X + i ld (ld >= d), any m, d >= 0:
-     * lr_block's dots without the loss, a tall matrix times a vector whose rows are too short
-     * for a dot call each. Each row's sum runs in an order fixed by d alone. */
+    /* out[i] = x_i . w for the m rows x_i of d floats at X + i ld, any m, d, ld >= 0 (rows may
+     * overlap: they are only read): lr_block's dots without the loss, a tall matrix times a
+     * vector whose rows are too short for a dot call each. Each row's sum runs in an order
+     * fixed by d alone. */
     void (*row_dots)(const float *X, int64_t m, int64_t d, int64_t ld, const float *w, float *out);
     /* out[c] = sum_i r[i] x_i[c], c < d, over the same rows (X^T r): the gradient of X w with
      * respect to w. Each column's sum adds the rows in order, so it depends on m and d alone. */

@@ -374,10 +374,10 @@ static tg_tensor *bmm_forward(tg_tensor *a, tg_tensor *b)
         return NULL;
     }
     bool small = j.M <= SMALL_DIM && j.N <= SMALL_DIM && j.K <= SMALL_DIM;
-    /* One output column of rows that BLAS would get today: dots of contiguous rows (a
-     * transposed matrix stays with sgemm, which reads it down its columns). A vector on the
-     * left (M = 1) counts as one row; its copy and the right vector's, when strided, are small.
-     * Short rows (K < MV_MIN_K) too, for row_dots. */
+    /* One output column of rows that BLAS would get today: dots of contiguous rows, or
+     * row_dots for rows shorter than MV_MIN_K (a transposed matrix goes to sgemm, which reads
+     * it down its columns, or to col_dots: see col_dots_column). A vector on the left (M = 1)
+     * counts as one row; its copy and the right vector's, when strided, are small. */
     bool dots = j.N == 1 && !small && (j.M == 1 || !j.A.trans);
     /* X^T @ r for col_dots (see col_dots_column) with a strided r: a dense copy of r, K floats
      * against the K M of X. */
