@@ -633,6 +633,12 @@ typedef struct {
     bool whole;
 } lr_tail;
 
+/* The tail of rows of d floats in nc column vectors; full: d is 16 nc. */
+ALWAYS_INLINE lr_tail lr_tail_of(int64_t d, int nc, bool full)
+{
+    return (lr_tail){full ? (__mmask16)0xFFFF : lanes(d - (int64_t)(nc - 1) * W), full};
+}
+
 /* Column vector c of the row at q: whole, or the live lanes of the last one. */
 ALWAYS_INLINE vf lr_col(const float *q, int c, int nc, lr_tail tail)
 {
@@ -703,7 +709,7 @@ ALWAYS_INLINE vf lr_dots_grad_reg(const float *xn, const float *xg, int64_t d, i
 ALWAYS_INLINE double lr_block_reg(const float *X, int64_t m, int64_t d, int nc, bool full,
                                   const float *w, float b, const float *y, float pw, float *g)
 {
-    lr_tail tail = {full ? (__mmask16)0xFFFF : lanes(d - (int64_t)(nc - 1) * W), full};
+    lr_tail tail = lr_tail_of(d, nc, full);
     vf wv[LR_NC_MAX], gacc[LR_NC_MAX], vb = set1(b), vpw = set1(pw), rsum = zero();
     vf z = zero();  /* dots of group j - 1 */
     float rb[2][W]; /* r of the last two groups, by parity */
@@ -822,12 +828,6 @@ static double v_lr_block(const float *X, int64_t m, int64_t d, const float *w, f
     default:
         return lr_block_wide(X, m, d, w, b, y, pw, g);
     }
-}
-
-/* The tail of rows of d floats in nc column vectors; full: d is 16 nc. */
-ALWAYS_INLINE lr_tail lr_tail_of(int64_t d, int nc, bool full)
-{
-    return (lr_tail){full ? (__mmask16)0xFFFF : lanes(d - (int64_t)(nc - 1) * W), full};
 }
 
 /* row_dots for d <= 16 nc: lr_block_reg's dots alone, w in registers. */

@@ -198,10 +198,15 @@ static bool col_dots_column(const bmm_job *j)
     return j->N == 1 && j->A.trans && (j->B.trans || j->B.ld == 1);
 }
 
+/* Few rows and columns (M > 1) over a long K. */
+static bool deep_shape(const bmm_job *j)
+{
+    return j->M <= SMALL_DIM && j->N <= SMALL_DIM && j->K > SMALL_DIM && j->M > 1;
+}
+
 static bool deep(const bmm_job *j)
 {
-    return j->M <= SMALL_DIM && j->N <= SMALL_DIM && j->K > SMALL_DIM && j->M > 1 &&
-           (j->N > 1 || col_dots_column(j));
+    return deep_shape(j) && (j->N > 1 || col_dots_column(j));
 }
 
 /* dst[M, N] = the product over K rows k0 .. k0 + len of matrix pair (a, b). */
@@ -381,8 +386,7 @@ static tg_tensor *bmm_forward(tg_tensor *a, tg_tensor *b)
     bool dots = j.N == 1 && !small && (j.M == 1 || !j.A.trans);
     /* X^T @ r for col_dots (see col_dots_column) with a strided r: a dense copy of r, K floats
      * against the K M of X. */
-    bool dense_r = j.N == 1 && j.A.trans && j.M > 1 && j.M <= SMALL_DIM && j.K > SMALL_DIM &&
-                   !j.B.trans && j.B.ld != 1;
+    bool dense_r = j.N == 1 && j.A.trans && !j.B.trans && j.B.ld != 1 && deep_shape(&j);
     if ((dots &&
          ((j.A.trans && !recopy(a, &j.A)) || ((j.B.trans || j.B.ld != 1) && !recopy(b, &j.B)))) ||
         (dense_r && !recopy(b, &j.B))) {
