@@ -179,6 +179,10 @@ const char *tg_isa(void);           /* "scalar", "avx2", "avx512", "neon" */
 /* Process-wide; may be called while other threads compute (each kernel call uses one whole
  * family, old or new). TAPEGRAD_ISA does the same at start-up. */
 tg_status tg_set_isa(const char *name);
+/* What runs large matrix products under the family in force: "tiles" (tapegrad's own packed
+ * kernels, where OpenBLAS's kernels fall below the family's) or "openblas". TAPEGRAD_GEMM=tiles
+ * or =blas at start-up forces one. */
+const char *tg_matmul_backend(void);
 const char *tg_version_string(void);
 
 /* Writes v as Python's repr(float(v)) does: the shortest digits that read back to the same

@@ -143,6 +143,16 @@ typedef struct tg_kernels {
     void (*gemm_small)(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, int ta,
                        const float *B, int64_t ldb, int tb, float *C, int64_t ldc);
 
+    /* One gemm_mr x gemm_nr tile of a large product from packed panels (src/ops/gemm.c packs
+     * and blocks): c[i * ldc + j] = sum over p < k of a[p * gemm_mr + i] * b[p * gemm_nr + j],
+     * one FMA chain per element in the order of p (the first product exact), plus the c already
+     * there when accumulate (the chain's sum + c, one rounding). a and b are 64-byte aligned and
+     * padded with zeros to whole tiles; k >= 1. gemm_mr == 0: the family has no tile and large
+     * products go to BLAS. */
+    int gemm_mr, gemm_nr;
+    void (*gemm_tile)(int64_t k, const float *a, const float *b, float *c, int64_t ldc,
+                      int accumulate);
+
     /* y[c * ldy + r] = x[r * ldx + c] for r < rows, c < cols: the transpose of the row-major
      * rows x cols block x (row stride ldx) into y (row stride ldy), any rows, cols >= 0. The
      * floats are moved, not computed, so every family writes the same bits. x and y must not

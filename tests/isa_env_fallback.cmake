@@ -9,7 +9,7 @@ execute_process(COMMAND ${EMULATOR} ${PROGRAM} version OUTPUT_VARIABLE plain ERR
 if(NOT rc EQUAL 0 OR NOT plain_err STREQUAL "")
   message(FATAL_ERROR "${PROGRAM} version exited with ${rc}, stderr:\n${plain_err}")
 endif()
-if(NOT plain MATCHES "\\(kernels: ([a-z0-9]+)\\)\n$")
+if(NOT plain MATCHES "\\(kernels: ([a-z0-9]+), matrix products: [a-z]+\\)\n$")
   message(FATAL_ERROR "no kernel family in the output of ${PROGRAM} version:\n${plain}")
 endif()
 set(best ${CMAKE_MATCH_1})

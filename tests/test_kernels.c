@@ -2032,6 +2032,55 @@ static void test_gemm_small(void **state)
     free(A0), free(B0), free(C), free(Cs);
 }
 
+/* gemm_tile, bit for bit: each element is the FMA chain over p in order (fmaf, one rounding per
+ * step, the first product exact), plus the c already there when accumulating, for depths
+ * across the unrolled and short cases; the rows of C past the tile's columns (ldc > nr) and the
+ * floats after the last row are untouched. Families without a tile declare none. */
+static void test_gemm_tile(void **state)
+{
+    (void)state;
+    const tg_kernels *k = &cur->k;
+    if (k->gemm_mr == 0) {
+        assert_null(k->gemm_tile);
+        assert_int_equal(k->gemm_nr, 0);
+        return;
+    }
+    const int64_t mr = k->gemm_mr, nr = k->gemm_nr, ldc = nr + 3, depths[] = {1, 2, 3, 17, 256};
+    for (size_t d = 0; d < sizeof depths / sizeof depths[0]; d++)
+        for (int acc = 0; acc < 2; acc++) {
+            int64_t kk = depths[d];
+            /* aligned_alloc wants a size in whole alignments */
+            float *a = aligned_alloc(64, (sizeof(float) * (size_t)(kk * mr) + 63) / 64 * 64);
+            float *b = aligned_alloc(64, (sizeof(float) * (size_t)(kk * nr) + 63) / 64 * 64);
+            float *c = alloc_f(mr * ldc + 1), *c0 = alloc_f(mr * ldc);
+            assert_true(a && b);
+            for (int64_t i = 0; i < kk * mr; i++)
+                a[i] = (float)uniform(-2, 2);
+            for (int64_t i = 0; i < kk * nr; i++)
+                b[i] = (float)uniform(-2, 2);
+            for (int64_t i = 0; i < mr * ldc; i++)
+                c[i] = c0[i] = i % ldc < nr ? (float)uniform(-2, 2) : GUARD;
+            c[mr * ldc] = GUARD;
+            k->gemm_tile(kk, a, b, c, ldc, acc);
+            for (int64_t i = 0; i < mr; i++)
+                for (int64_t j = 0; j < ldc; j++) {
+                    float want = GUARD;
+                    if (j < nr) {
+                        float s = 0.0f;
+                        for (int64_t p = 0; p < kk; p++)
+                            s = fmaf(a[p * mr + i], b[p * nr + j], s);
+                        want = acc ? s + c0[i * ldc + j] : s;
+                    }
+                    if (c[i * ldc + j] != want)
+                        fail_msg("%s gemm_tile k=%lld acc=%d C[%lld,%lld] = %a, want %a", cur->name,
+                                 (long long)kk, acc, (long long)i, (long long)j, c[i * ldc + j],
+                                 want);
+                }
+            assert_true(c[mr * ldc] == GUARD);
+            free(a), free(b), free(c), free(c0);
+        }
+}
+
 /* ---- transpose ------------------------------------------------------------------------- */
 
 /* Every block from 1 x 1 to 17 x 17 (the partial squares of each family and one past its
@@ -2296,6 +2345,7 @@ static const struct CMUnitTest kernel_tests[] = {
     cmocka_unit_test(test_blas1),
     cmocka_unit_test(test_bce_logits),
     cmocka_unit_test(test_gemm_small),
+    cmocka_unit_test(test_gemm_tile),
     cmocka_unit_test(test_transpose),
     cmocka_unit_test(test_trig_lanes),
     cmocka_unit_test(test_lr_block),

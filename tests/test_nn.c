@@ -14,6 +14,7 @@
 
 #include "gradcheck.h"
 #include "parallel.h"
+#include "ops/ops.h"
 
 /* ---- matmul against a double-precision reference ---- */
 
@@ -187,23 +188,22 @@ static void test_matmul_deep(void **state)
     same_product_on_threads(16, 20000, 24, true);
 }
 
-/* tg_linear with a bias over a tall batch (the product in blocks of rows, the bias added on
- * top): against a double sum, bit for bit the floats of matmul(x, W^T) + b, and the same bits
- * at 1 and 3 threads. */
-static float *linear_tall_values(int threads)
+/* tg_linear(x [rows, in], W [out, in], b) against a double sum to within float rounding of the
+ * sum of |terms|, and with as_matmul bit for bit the floats of matmul(x, W^T) + b (a large
+ * product is added onto the bias instead, as addmm does); returns y's values (caller frees). */
+static float *linear_values(int64_t rows, int64_t in, int64_t out, uint64_t seed, bool as_matmul)
 {
-    tg_set_num_threads(threads);
     tg_scope_begin();
-    const int64_t rows = 300, in = 20, out = 17;
-    tg_tensor *x = tg_test_tensor(2, (int64_t[]){rows, in}, 21, -1, 1);
-    tg_tensor *W = tg_test_tensor(2, (int64_t[]){out, in}, 22, -1, 1);
-    tg_tensor *b = tg_test_tensor(1, (int64_t[]){out}, 23, -1, 1);
+    tg_tensor *x = tg_test_tensor(2, (int64_t[]){rows, in}, seed, -1, 1);
+    tg_tensor *W = tg_test_tensor(2, (int64_t[]){out, in}, seed + 1, -1, 1);
+    tg_tensor *b = tg_test_tensor(1, (int64_t[]){out}, seed + 2, -1, 1);
     tg_tensor *y = tg_linear(x, W, b), *ref = tg_add(tg_matmul(x, tg_transpose(W, 0, 1)), b);
     assert_non_null(y);
     assert_non_null(ref);
     float *xv = tg_test_values(x), *wv = tg_test_values(W), *bv = tg_test_values(b);
     float *yv = tg_test_values(y), *rv = tg_test_values(ref);
-    assert_memory_equal(yv, rv, sizeof(float) * rows * out);
+    if (as_matmul)
+        assert_memory_equal(yv, rv, sizeof(float) * (size_t)(rows * out));
     for (int64_t i = 0; i < rows; i++)
         for (int64_t j = 0; j < out; j++) {
             double s = bv[j], mag = fabs(bv[j]);
@@ -214,8 +214,73 @@ static float *linear_tall_values(int threads)
         }
     free(xv), free(wv), free(bv), free(rv);
     tg_scope_end();
+    return yv;
+}
+
+/* tg_linear with a bias over a tall batch (the product in blocks of rows, the bias added on
+ * top), and the same bits at 1 and 3 threads. */
+static float *linear_tall_values(int threads)
+{
+    tg_set_num_threads(threads);
+    float *yv = linear_values(300, 20, 17, 21, true);
     tg_set_num_threads(0);
     return yv;
+}
+
+/* [M, K] @ [K, N] with either operand read through a transposed view, against a double sum to
+ * within float rounding of the sum of |products|; returns the result's values (caller frees). */
+static float *large_product(int64_t M, int64_t K, int64_t N, bool ta, bool tb)
+{
+    tg_scope_begin();
+    tg_tensor *a = ta ? tg_transpose(tg_test_tensor(2, (int64_t[]){K, M}, 31, -1, 1), 0, 1)
+                      : tg_test_tensor(2, (int64_t[]){M, K}, 31, -1, 1);
+    tg_tensor *b = tb ? tg_transpose(tg_test_tensor(2, (int64_t[]){N, K}, 32, -1, 1), 0, 1)
+                      : tg_test_tensor(2, (int64_t[]){K, N}, 32, -1, 1);
+    tg_tensor *c = tg_matmul(a, b);
+    assert_non_null(c);
+    float *av = tg_test_values(tg_contiguous(a)), *bv = tg_test_values(tg_contiguous(b));
+    float *cv = tg_test_values(c);
+    double *want = malloc(sizeof(double) * (size_t)(M * N)),
+           *mag = malloc(sizeof(double) * (size_t)(M * N));
+    assert_true(want && mag);
+    tg_test_matmul_ref(av, bv, M, K, N, want, mag);
+    for (int64_t i = 0; i < M * N; i++)
+        if (!(fabs(cv[i] - want[i]) <= 1e-5 * mag[i] + 1e-6))
+            fail_msg("[%lld, %lld] @ [%lld, %lld] (ta %d, tb %d): C[%lld] = %g, exact %g",
+                     (long long)M, (long long)K, (long long)K, (long long)N, ta, tb, (long long)i,
+                     cv[i], want[i]);
+    free(av), free(bv), free(want), free(mag);
+    tg_scope_end();
+    return cv;
+}
+
+/* Large products on the kernel table's tiles (src/ops/gemm.c), forced on whatever OpenBLAS
+ * runs (a family without tiles still goes to OpenBLAS): tiles cut at both edges, the inner
+ * dimension past one block (256), more columns than one packed block of B (4096) and more rows
+ * than one of A (3072), each operand transposed or not; the same floats at 1 and 3 threads;
+ * tg_linear adding the product onto its bias; then the same products on OpenBLAS. */
+static void test_matmul_tiles(void **state)
+{
+    (void)state;
+    for (int mode = 1; mode >= 0; mode--) {
+        tg_gemm_force_(mode);
+        for (int ta = 0; ta < 2; ta++)
+            for (int tb = 0; tb < 2; tb++)
+                free(large_product(131, 520, 97, ta, tb));
+        free(large_product(67, 260, 4100, false, true));
+        free(large_product(3100, 70, 90, true, false));
+        tg_set_num_threads(1);
+        float *one = large_product(131, 520, 97, false, false);
+        tg_set_num_threads(3);
+        float *three = large_product(131, 520, 97, false, false);
+        tg_set_num_threads(0);
+        if (mode == 1 && tg_kern()->gemm_mr > 0) /* OpenBLAS's bits move with its threads */
+            assert_memory_equal(one, three, sizeof(float) * 131 * 97);
+        free(one), free(three);
+
+        free(linear_values(130, 300, 90, 33, false));
+    }
+    tg_gemm_force_(-1);
 }
 
 static void test_linear_tall(void **state)
@@ -1008,6 +1073,7 @@ int main(void)
         cmocka_unit_test(test_matmul_values),
         cmocka_unit_test(test_matmul_tall),
         cmocka_unit_test(test_matmul_deep),
+        cmocka_unit_test(test_matmul_tiles),
         cmocka_unit_test(test_matmul_names_and_errors),
         cmocka_unit_test(test_matmul_gradcheck),
         cmocka_unit_test(test_linear),

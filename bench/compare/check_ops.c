@@ -118,8 +118,10 @@ static unary_fn unary_named(const char *name)
 
 static int cmd_info(void)
 {
-    printf("{\"isa\": \"%s\", \"threads\": %d, \"tapegrad\": \"%s\", \"openblas\": \"%s\"}\n",
-           tg_isa(), tg_get_num_threads(), tg_version_string(), openblas_get_config());
+    printf("{\"isa\": \"%s\", \"threads\": %d, \"tapegrad\": \"%s\", \"openblas\": \"%s\", "
+           "\"openblas_core\": \"%s\", \"matmul_backend\": \"%s\"}\n",
+           tg_isa(), tg_get_num_threads(), tg_version_string(), openblas_get_config(),
+           openblas_get_corename(), tg_matmul_backend());
     return 0;
 }
 

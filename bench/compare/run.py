@@ -1105,8 +1105,15 @@ def write_report(out_dir, results, data, threads, args, elapsed):
         for pd in data["peers"].get(k, {}).values():
             versions.update(pd.get("versions") or {})
     L.append("| tapegrad | %s, %s |" % (tgi.get("tapegrad", "?"), m.get("cc", "")))
-    L.append("| OpenBLAS | %s; PyTorch's BLAS: %s |" % (tgi.get("openblas", "?"),
-                                                      m.get("libblas") or "?"))
+    L.append("| OpenBLAS | %s; kernels picked at load: %s; PyTorch's BLAS: %s |" % (
+        tgi.get("openblas", "?"), tgi.get("openblas_core", "?"), m.get("libblas") or "?"))
+    backend = tgi.get("matmul_backend", "?")
+    L.append("| tapegrad's large matrix products | %s (`tg_matmul_backend()`; `TAPEGRAD_GEMM` %s) |"
+             % ("tapegrad's own `%s` tiles, as OpenBLAS's %s kernels are below that family" % (
+                 tgi.get("isa", "?"), tgi.get("openblas_core", "?")) if backend == "tiles"
+                else "OpenBLAS's sgemm" if backend == "openblas" else "?",
+                "= " + os.environ["TAPEGRAD_GEMM"] if os.environ.get("TAPEGRAD_GEMM")
+                else "unset"))
     L.append("| SLEEF, Google Benchmark | %s, %s |" % (m.get("sleef") or "?",
                                                       m.get("benchmark") or "?"))
     L.append("| Python side | Python %s, PyTorch %s, NumPy %s, pandas %s, scikit-learn %s |" % (

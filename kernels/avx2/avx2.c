@@ -1006,6 +1006,40 @@ static void v_gemm_small(int64_t M, int64_t N, int64_t K, const float *A, int64_
     }
 }
 
+/* ---- gemm_tile ----
+ * 6 rows x 16 columns: 12 accumulators (two vectors per row), and per step of k two vector
+ * loads of b and 6 broadcasts of a feeding 12 FMAs; 12 + 2 + 1 of the 16 registers. */
+#define TILE_MR 6
+#define TILE_NR (2 * W)
+
+static void v_gemm_tile(int64_t k, const float *a, const float *b, float *c, int64_t ldc,
+                        int accumulate)
+{
+    vf c0[TILE_MR], c1[TILE_MR];
+#pragma GCC unroll 6
+    for (int i = 0; i < TILE_MR; i++)
+        c0[i] = c1[i] = zero();
+    for (int64_t p = 0; p < k; p++) {
+        vf b0 = _mm256_load_ps(b + p * TILE_NR), b1 = _mm256_load_ps(b + p * TILE_NR + W);
+#pragma GCC unroll 6
+        for (int i = 0; i < TILE_MR; i++) {
+            vf av = _mm256_broadcast_ss(a + p * TILE_MR + i);
+            c0[i] = _mm256_fmadd_ps(av, b0, c0[i]);
+            c1[i] = _mm256_fmadd_ps(av, b1, c1[i]);
+        }
+    }
+#pragma GCC unroll 6
+    for (int i = 0; i < TILE_MR; i++) {
+        float *r = c + i * ldc;
+        if (accumulate) {
+            c0[i] = add(c0[i], _mm256_loadu_ps(r));
+            c1[i] = add(c1[i], _mm256_loadu_ps(r + W));
+        }
+        _mm256_storeu_ps(r, c0[i]);
+        _mm256_storeu_ps(r + W, c1[i]);
+    }
+}
+
 /* ---- transpose ----
  * 8 x 8 squares through transpose8: 8 row loads, 24 shuffles and 8 row stores, where a scalar
  * loop moves one float per load and per store. A square at the edge loads its rows with the
@@ -1050,6 +1084,9 @@ int tg_kernels_init_avx2(tg_kernels *k)
     k->row_dots = v_row_dots;
     k->col_dots = v_col_dots;
     k->gemm_small = v_gemm_small;
+    k->gemm_mr = TILE_MR;
+    k->gemm_nr = TILE_NR;
+    k->gemm_tile = v_gemm_tile;
     k->transpose = v_transpose;
     return 1;
 }

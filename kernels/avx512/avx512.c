@@ -1078,6 +1078,45 @@ static void v_gemm_small(int64_t M, int64_t N, int64_t K, const float *A, int64_
     }
 }
 
+/* ---- gemm_tile ----
+ * 12 rows x 32 columns: 24 accumulators (two vectors per row), and per step of k two vector
+ * loads of b and 12 broadcasts of a feeding 24 FMAs, so the two FMA ports stay busy while the
+ * loads fit in the load ports; 24 + 2 + 1 of the 32 registers. Measured on one core of the Xeon
+ * VM, 1344^3 through src/ops/gemm.c: 142 GFLOP/s, against 138 for 14 x 32 and 141 for 8 x 32. */
+#define TILE_MR 12
+#define TILE_NR (2 * W)
+
+static void v_gemm_tile(int64_t k, const float *a, const float *b, float *c, int64_t ldc,
+                        int accumulate)
+{
+    vf c0[TILE_MR], c1[TILE_MR];
+#pragma GCC unroll 12
+    for (int i = 0; i < TILE_MR; i++) {
+        c0[i] = c1[i] = zero();
+        _mm_prefetch((const char *)(c + i * ldc), _MM_HINT_T0);
+        _mm_prefetch((const char *)(c + i * ldc + TILE_NR - 1), _MM_HINT_T0);
+    }
+    for (int64_t p = 0; p < k; p++) {
+        vf b0 = _mm512_load_ps(b + p * TILE_NR), b1 = _mm512_load_ps(b + p * TILE_NR + W);
+#pragma GCC unroll 12
+        for (int i = 0; i < TILE_MR; i++) {
+            vf av = set1(a[p * TILE_MR + i]);
+            c0[i] = _mm512_fmadd_ps(av, b0, c0[i]);
+            c1[i] = _mm512_fmadd_ps(av, b1, c1[i]);
+        }
+    }
+#pragma GCC unroll 12
+    for (int i = 0; i < TILE_MR; i++) {
+        float *r = c + i * ldc;
+        if (accumulate) {
+            c0[i] = add(c0[i], _mm512_loadu_ps(r));
+            c1[i] = add(c1[i], _mm512_loadu_ps(r + W));
+        }
+        _mm512_storeu_ps(r, c0[i]);
+        _mm512_storeu_ps(r + W, c1[i]);
+    }
+}
+
 /* ---- transpose ----
  * 16 x 16 squares through transpose16: 16 row loads, 64 shuffles and 16 row stores, where a
  * scalar loop moves one float per load and per store; each square reads 16 whole lines of x
@@ -1123,6 +1162,9 @@ int tg_kernels_init_avx512(tg_kernels *k)
     k->row_dots = v_row_dots;
     k->col_dots = v_col_dots;
     k->gemm_small = v_gemm_small;
+    k->gemm_mr = TILE_MR;
+    k->gemm_nr = TILE_NR;
+    k->gemm_tile = v_gemm_tile;
     k->transpose = v_transpose;
     return 1;
 }

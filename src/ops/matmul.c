@@ -3,14 +3,14 @@
  * Every case is lifted to one batched form, a [..., M, K] @ b [..., K, N]: a 1-D left operand
  * becomes [1, K], a 1-D right operand [K, 1], and the lifted dims are dropped from the result.
  * Transposed views reach BLAS as a transpose flag plus a leading dimension (no copy); other
- * strides are copied once. Large matrices go to OpenBLAS; batches of small ones go to the kernel
+ * strides are copied once. Large matrices go to tg_sgemm_ (gemm.c: OpenBLAS, or the kernel table's
+ * tiles where OpenBLAS's kernels fall below the family's); batches of small ones go to the kernel
  * table's gemm_small, threaded across the batch, because a BLAS call per tiny matrix costs more
  * than its arithmetic, and so do products with two small dims of three, cut into small ones
  * (tall(), deep()), where sgemm runs far below its speed. Products with one output column (matrix @
  * vector, vector . vector) are dots of rows with the vector, done with the table's dot on the
  * thread pool: OpenBLAS's sgemm with N = 1 runs far below memory speed there (see DOT_BLOCK and
  * MV_MIN_K). */
-#include <cblas.h>
 #include <string.h>
 
 #include "../core/parallel.h"
@@ -101,9 +101,7 @@ static void gemm_task(const bmm_job *j, int64_t t)
                               j->N);
         return;
     }
-    cblas_sgemm(CblasRowMajor, j->A.trans ? CblasTrans : CblasNoTrans,
-                j->B.trans ? CblasTrans : CblasNoTrans, (int)m, (int)j->N, (int)j->K, 1.0f, a,
-                (int)j->A.ld, b, (int)j->B.ld, 0.0f, c, (int)j->N);
+    tg_sgemm_(j->A.trans, j->B.trans, m, j->N, j->K, a, j->A.ld, b, j->B.ld, 0.0f, c, j->N);
 }
 
 static void gemm_range(void *ctx, int64_t begin, int64_t end)
@@ -164,8 +162,7 @@ void tg_gemm_nt_acc(const float *x, const float *W, float *y, int64_t rows, int6
                           tg_parallel_grain() / (SMALL_DIM * N * K) + 1, acc_blocks, &a);
         return;
     }
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)rows, (int)N, (int)K, 1.0f, x, (int)K,
-                W, (int)K, 1.0f, y, (int)N);
+    tg_sgemm_(false, true, rows, N, K, x, K, W, K, 1.0f, y, N);
 }
 
 /* ---- deep products: few rows and columns, a long inner dimension ---- */
@@ -411,8 +408,8 @@ static tg_tensor *bmm_forward(tg_tensor *a, tg_tensor *b)
         /* every output its own dot, the outputs spread over the threads */
         tg_parallel_tasks(j.batch * j.M, tg_parallel_grain() / j.K + 1, mv_rows, &j);
     } else {
-        /* Small matrices and blocks of tall ones: threads over the tasks. Large ones: OpenBLAS
-         * threads each product. */
+        /* Small matrices and blocks of tall ones: threads over the tasks. Large ones: one after
+         * another, each product threaded by tg_sgemm_ (the pool, or OpenBLAS's threads). */
         const bool blocks = tall(&j);
         j.rows = blocks ? SMALL_DIM : j.M;
         int64_t tasks = j.batch * row_blocks(&j);

@@ -33,7 +33,8 @@ int main(int argc, char **argv)
     if (strcmp(cmd, "eval") == 0)
         return cmd_eval(argc - 2, argv + 2);
     if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
-        printf("tapegrad %s (kernels: %s)\n", tg_version_string(), tg_isa());
+        printf("tapegrad %s (kernels: %s, matrix products: %s)\n", tg_version_string(), tg_isa(),
+               tg_matmul_backend());
         return cli_stdout_done("version") ? EXIT_OK : EXIT_FAIL;
     }
     if (strcmp(cmd, "help") == 0 || strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0) {

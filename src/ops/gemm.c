@@ -1,0 +1,283 @@
+/* Large matrix products: OpenBLAS's sgemm, or the kernel table's gemm_tile over packed panels
+ * when OpenBLAS runs kernels below the CPU's.
+ *
+ * Why both: Debian's OpenBLAS picks its kernels for the CPU model at load time, and a model newer
+ * than the library (OpenBLAS 0.3.21 and the Xeon of family 6 model 207 here) gets its generic
+ * "Prescott" SSE kernels, 32 GFLOP/s on one core where its AVX-512 ones reach 152. The tiles
+ * reach 142 there (1344^3, one core), so tapegrad uses them when OpenBLAS's kernels are below
+ * the family in force, and OpenBLAS otherwise. TAPEGRAD_GEMM=blas or =tiles forces one side.
+ *
+ * The blocking is the usual one for packed products. For each block of NC columns and KC of
+ * the inner dimension, op(B)'s block is packed once into panels of gemm_nr columns (k-major,
+ * zero-padded); for each block of up to MS rows, op(A)'s block is packed into panels of gemm_mr
+ * rows; then tasks of MC rows by a share of the panels run the tiles, each B panel
+ * (KC x gemm_nr) staying in L1 while the MC rows of A stay in L2. Packing reads either layout:
+ * a transposed operand costs nothing extra.
+ *
+ * Every element of C is the KC-long FMA chains of its row and column, added to C in the order of
+ * the inner blocks; which thread ran a tile, or how the rows and columns were cut, does not
+ * change a bit, so results do not depend on the thread count. */
+#include <cblas.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../core/parallel.h"
+#include "ops.h"
+
+#define KC       ((int64_t)256) /* inner dimension per block: a 32-column B panel is 32 KB */
+#define MC       ((int64_t)192) /* rows of A per task: 192 KB packed, in L2; a multiple of every mr */
+#define NC       ((int64_t)4096) /* columns of B per packed block (4 MB at KC) */
+#define MS       ((int64_t)3072) /* rows of A packed at once (3 MB at KC) */
+#define TILE_MAX 512             /* floats of the largest tile a family may declare */
+
+/* ---- which side runs a product ---- */
+
+enum { AUTO = -1, BLAS = 0, TILES = 1 };
+
+static atomic_int forced = AUTO;    /* tg_gemm_force_ (tests) */
+static int env_mode = AUTO;         /* TAPEGRAD_GEMM */
+static bool blas_avx512, blas_avx2; /* OpenBLAS runs kernels of that width and FMA */
+static pthread_once_t mode_once = PTHREAD_ONCE_INIT;
+
+static bool same_name(const char *a, const char *b)
+{
+    for (; *a && *b; a++, b++) {
+        char x = *a >= 'A' && *a <= 'Z' ? (char)(*a + 32) : *a;
+        char y = *b >= 'A' && *b <= 'Z' ? (char)(*b + 32) : *b;
+        if (x != y)
+            return false;
+    }
+    return *a == *b;
+}
+
+static bool core_in(const char *core, const char *const *names)
+{
+    for (; *names; names++)
+        if (same_name(core, *names))
+            return true;
+    return false;
+}
+
+static void read_mode(void)
+{
+    static const char *const wide[] = {"skylakex", "cooperlake", "sapphirerapids", NULL};
+    static const char *const fma[] = {"haswell",        "zen", "skylakex", "cooperlake",
+                                      "sapphirerapids", NULL};
+    const char *core = openblas_get_corename();
+    core = core ? core : "";
+    blas_avx512 = core_in(core, wide);
+    blas_avx2 = core_in(core, fma);
+    const char *env = getenv("TAPEGRAD_GEMM");
+    if (!env || !*env)
+        return;
+    if (same_name(env, "blas"))
+        env_mode = BLAS;
+    else if (same_name(env, "tiles"))
+        env_mode = TILES;
+    else
+        fprintf(stderr,
+                "tapegrad: warning: TAPEGRAD_GEMM=%s is neither blas nor tiles; choosing "
+                "by OpenBLAS's kernels (%s)\n",
+                env, core);
+}
+
+static bool use_tiles(const tg_kernels *k)
+{
+    pthread_once(&mode_once, read_mode); /* first, so a bad TAPEGRAD_GEMM is always reported */
+    if (k->gemm_mr <= 0 || k->gemm_mr * k->gemm_nr > TILE_MAX)
+        return false;
+    int f = atomic_load(&forced);
+    if (f != AUTO)
+        return f == TILES;
+    if (env_mode != AUTO)
+        return env_mode == TILES;
+    if (strcmp(k->name, "avx512") == 0)
+        return !blas_avx512;
+    return !blas_avx2;
+}
+
+const char *tg_matmul_backend(void)
+{
+    return use_tiles(tg_kern()) ? "tiles" : "openblas";
+}
+
+void tg_gemm_force_(int mode)
+{
+    atomic_store(&forced, mode < 0 ? AUTO : mode ? TILES : BLAS);
+}
+
+/* ---- packing ---- */
+
+typedef struct {
+    const tg_kernels *k;
+    bool ta, tb;
+    int64_t M, N, lda, ldb, ldc;
+    const float *A, *B;
+    float *C, *ap, *bp;
+    bool accumulate;                /* add to C in this inner block */
+    int64_t jc, nc, pc, kc, is, ms; /* the blocks being worked on */
+    int64_t rows, split; /* a task: `rows` rows (at most MC) by one of `split` column shares */
+} gemm_job;
+
+/* Panel q of op(A)'s block: rows is + q mr.., k-major, rows past M as zeros. */
+static void pack_a(void *ctx, int64_t begin, int64_t end)
+{
+    const gemm_job *g = ctx;
+    int64_t mr = g->k->gemm_mr;
+    for (int64_t q = begin; q < end; q++) {
+        int64_t r0 = g->is + q * mr, rows = g->M - r0 < mr ? g->M - r0 : mr;
+        float *dst = g->ap + q * mr * g->kc;
+        if (g->ta) /* op(A)[r][p] = A[p lda + r]: rows of the panel are runs of A */
+            for (int64_t p = 0; p < g->kc; p++)
+                memcpy(dst + p * mr, g->A + (g->pc + p) * g->lda + r0, (size_t)rows * 4);
+        else
+            g->k->transpose(g->A + r0 * g->lda + g->pc, g->lda, dst, mr, rows, g->kc);
+        if (rows < mr) /* only edge tiles read these, into rows they drop; zeros keep them
+                        * defined (no stray subnormals or NaNs slowing the FMAs) */
+            for (int64_t p = 0; p < g->kc; p++)
+                memset(dst + p * mr + rows, 0, (size_t)(mr - rows) * 4);
+    }
+}
+
+/* Panel q of op(B)'s block: columns jc + q nr.., k-major, columns past N as zeros. */
+static void pack_b(void *ctx, int64_t begin, int64_t end)
+{
+    const gemm_job *g = ctx;
+    int64_t nr = g->k->gemm_nr;
+    for (int64_t q = begin; q < end; q++) {
+        int64_t c0 = g->jc + q * nr, cols = g->jc + g->nc - c0 < nr ? g->jc + g->nc - c0 : nr;
+        float *dst = g->bp + q * nr * g->kc;
+        if (g->tb) /* op(B)[p][j] = B[j ldb + p] */
+            g->k->transpose(g->B + c0 * g->ldb + g->pc, g->ldb, dst, nr, cols, g->kc);
+        else
+            for (int64_t p = 0; p < g->kc; p++)
+                memcpy(dst + p * nr, g->B + (g->pc + p) * g->ldb + c0, (size_t)cols * 4);
+        if (cols < nr) /* read by edge tiles only, as in pack_a */
+            for (int64_t p = 0; p < g->kc; p++)
+                memset(dst + p * nr + cols, 0, (size_t)(nr - cols) * 4);
+    }
+}
+
+/* ---- tiles ---- */
+
+/* A tile at C's edge: the whole tile into a buffer, then its part of C, added as the kernel
+ * adds (sum + c), so edge elements round as the others do. */
+static void edge_tile(const gemm_job *g, const float *a, const float *b, float *c, int64_t rows,
+                      int64_t cols)
+{
+    int64_t nr = g->k->gemm_nr;
+    float t[TILE_MAX] __attribute__((aligned(64)));
+    g->k->gemm_tile(g->kc, a, b, t, nr, 0);
+    for (int64_t i = 0; i < rows; i++)
+        for (int64_t j = 0; j < cols; j++)
+            c[i * g->ldc + j] = g->accumulate ? t[i * nr + j] + c[i * g->ldc + j] : t[i * nr + j];
+}
+
+static int64_t panels(int64_t n, int64_t width)
+{
+    return (n + width - 1) / width;
+}
+
+/* Task t: rows block t / split of the packed block by share t % split of the B panels. */
+static void tiles(void *ctx, int64_t begin, int64_t end)
+{
+    const gemm_job *g = ctx;
+    int64_t mr = g->k->gemm_mr, nr = g->k->gemm_nr, np = panels(g->nc, nr);
+    int64_t share = panels(np, g->split);
+    for (int64_t t = begin; t < end; t++) {
+        int64_t i0 = t / g->split * g->rows, i1 = i0 + g->rows < g->ms ? i0 + g->rows : g->ms;
+        int64_t q0 = t % g->split * share, q1 = q0 + share < np ? q0 + share : np;
+        for (int64_t q = q0; q < q1; q++) {
+            int64_t c0 = g->jc + q * nr, cols = g->jc + g->nc - c0 < nr ? g->jc + g->nc - c0 : nr;
+            const float *b = g->bp + q * nr * g->kc;
+            for (int64_t i = i0; i < i1; i += mr) {
+                int64_t rows = i1 - i < mr ? i1 - i : mr;
+                const float *a = g->ap + i / mr * mr * g->kc;
+                float *c = g->C + (g->is + i) * g->ldc + c0;
+                if (rows == mr && cols == nr)
+                    g->k->gemm_tile(g->kc, a, b, c, g->ldc, g->accumulate);
+                else
+                    edge_tile(g, a, b, c, rows, cols);
+            }
+        }
+    }
+}
+
+/* The packed rows of one block against the packed B block, on the thread pool: row blocks of
+ * equal size (whole tiles, at most MC), and enough column shares that every thread has two
+ * tasks even when the rows make one block. */
+static void run_tiles(gemm_job *g)
+{
+    int64_t mr = g->k->gemm_mr, np = panels(g->nc, g->k->gemm_nr), blocks = panels(g->ms, MC);
+    g->rows = panels(panels(g->ms, blocks), mr) * mr;
+    blocks = panels(g->ms, g->rows);
+    int64_t want = 2 * (int64_t)tg_get_num_threads();
+    g->split = blocks >= want ? 1 : panels(want, blocks);
+    g->split = g->split < np ? g->split : np;
+    int64_t tasks = blocks * g->split;
+    int64_t work = g->ms * g->nc * g->kc / tasks; /* multiply-adds per task */
+    tg_parallel_tasks(tasks, tg_parallel_grain() / (work + 1) + 1, tiles, g);
+}
+
+static bool tiled(gemm_job *g, int64_t K, float beta)
+{
+    int64_t mr = g->k->gemm_mr, nr = g->k->gemm_nr, kmax = K < KC ? K : KC;
+    int64_t rows = (g->M < MS ? g->M : MS), cols = (g->N < NC ? g->N : NC);
+    /* Storages: 64-byte aligned, and recycled by the buffer cache, so a loop of products does
+     * not page-fault fresh panels every call. */
+    tg_storage *sa = tg_storage_new(panels(rows, mr) * mr * kmax);
+    tg_storage *sb = sa ? tg_storage_new(panels(cols, nr) * nr * kmax) : NULL;
+    if (!sb) {
+        tg_storage_release(sa);
+        return false;
+    }
+    g->ap = sa->data;
+    g->bp = sb->data;
+    for (g->jc = 0; g->jc < g->N; g->jc += NC) {
+        g->nc = g->N - g->jc < NC ? g->N - g->jc : NC;
+        for (g->pc = 0; g->pc < K; g->pc += KC) {
+            g->kc = K - g->pc < KC ? K - g->pc : KC;
+            g->accumulate = g->pc > 0 || beta != 0.0f;
+            int64_t np = panels(g->nc, nr);
+            tg_parallel_tasks(np, tg_parallel_grain() / (nr * g->kc) + 1, pack_b, g);
+            for (g->is = 0; g->is < g->M; g->is += MS) {
+                g->ms = g->M - g->is < MS ? g->M - g->is : MS;
+                int64_t mp = panels(g->ms, mr);
+                tg_parallel_tasks(mp, tg_parallel_grain() / (mr * g->kc) + 1, pack_a, g);
+                run_tiles(g);
+            }
+        }
+    }
+    tg_storage_release(sa);
+    tg_storage_release(sb);
+    return true;
+}
+
+void tg_sgemm_(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const float *A, int64_t lda,
+               const float *B, int64_t ldb, float beta, float *C, int64_t ldc)
+{
+    if (M <= 0 || N <= 0)
+        return;
+    const tg_kernels *k = tg_kern();
+    if (K > 0 && use_tiles(k)) {
+        gemm_job g = {.k = k,
+                      .ta = ta,
+                      .tb = tb,
+                      .M = M,
+                      .N = N,
+                      .lda = lda,
+                      .ldb = ldb,
+                      .ldc = ldc,
+                      .A = A,
+                      .B = B,
+                      .C = C};
+        if (tiled(&g, K, beta))
+            return;
+        /* no memory for the panels: OpenBLAS, which packs into its own buffers */
+    }
+    cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans,
+                (int)M, (int)N, (int)K, 1.0f, A, (int)lda, B, (int)ldb, beta, C, (int)ldc);
+}
