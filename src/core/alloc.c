@@ -191,6 +191,17 @@ __attribute__((noinline)) static float *large_alloc(int64_t n, int64_t *capacity
     return p;
 }
 
+float *tg_scratch_alloc(int64_t n, int64_t *capacity)
+{
+    return large_alloc(n > 0 ? n : 1, capacity);
+}
+
+void tg_scratch_free(float *p, int64_t capacity)
+{
+    if (p)
+        cache_put(p, capacity);
+}
+
 tg_storage *tg_storage_new(int64_t n)
 {
     tg_storage *s = free_storages;

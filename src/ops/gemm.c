@@ -241,16 +241,14 @@ static bool tiled(gemm_job *g, int64_t K, float beta)
 {
     int64_t mr = g->k->gemm_mr, nr = g->k->gemm_nr, kmax = K < KC ? K : KC;
     int64_t rows = (g->M < MS ? g->M : MS), cols = (g->N < NC ? g->N : NC);
-    /* Storages: 64-byte aligned, and recycled by the buffer cache, so a loop of products does
-     * not page-fault fresh panels every call. */
-    tg_storage *sa = tg_storage_new(panels(rows, mr) * mr * kmax);
-    tg_storage *sb = sa ? tg_storage_new(panels(cols, nr) * nr * kmax) : NULL;
-    if (!sb) {
-        tg_storage_release(sa);
+    /* From the buffer cache, so a loop of products does not page-fault fresh panels. */
+    int64_t ca = 0, cb = 0;
+    g->ap = tg_scratch_alloc(panels(rows, mr) * mr * kmax, &ca);
+    g->bp = g->ap ? tg_scratch_alloc(panels(cols, nr) * nr * kmax, &cb) : NULL;
+    if (!g->bp) {
+        tg_scratch_free(g->ap, ca);
         return false;
     }
-    g->ap = sa->data;
-    g->bp = sb->data;
     for (g->jc = 0; g->jc < g->N; g->jc += NC) {
         g->nc = g->N - g->jc < NC ? g->N - g->jc : NC;
         for (g->pc = 0; g->pc < K; g->pc += KC) {
@@ -269,8 +267,8 @@ static bool tiled(gemm_job *g, int64_t K, float beta)
             }
         }
     }
-    tg_storage_release(sa);
-    tg_storage_release(sb);
+    tg_scratch_free(g->ap, ca);
+    tg_scratch_free(g->bp, cb);
     return true;
 }
 
