@@ -132,40 +132,49 @@ static void copy_runs(const float *x, int64_t ldx, float *y, int64_t ldy, int64_
             y[p * ldy + i] = x[p * ldx + i];
 }
 
-/* Panel q of op(A)'s block: rows is + q mr.., k-major, rows past M as zeros. */
+static int64_t least(int64_t a, int64_t b)
+{
+    return a < b ? a : b;
+}
+
+/* One k-major panel: dst[p * w + i] for p < kc and i < n, zeros for n <= i < w. Its rows are
+ * runs of the source (x[p * ld + i]) when `runs`, or its columns are (x[i * ld + p]), which
+ * the table's transpose moves. Only edge tiles read the padding, into rows or columns they
+ * drop; zeros keep it defined (no stray subnormals or NaNs slowing the FMAs). */
+static void pack_panel(const tg_kernels *k, const float *x, int64_t ld, bool runs, int64_t n,
+                       int64_t w, int64_t kc, float *dst)
+{
+    if (runs)
+        copy_runs(x, ld, dst, w, kc, n);
+    else
+        k->transpose(x, ld, dst, w, n, kc);
+    if (n < w)
+        for (int64_t p = 0; p < kc; p++)
+            memset(dst + p * w + n, 0, (size_t)(w - n) * 4);
+}
+
+/* Panel q of op(A)'s block: rows is + q mr.. (op(A)[r][p] is A[p lda + r] when ta). */
 static void pack_a(void *ctx, int64_t begin, int64_t end)
 {
     const gemm_job *g = ctx;
     int64_t mr = g->k->gemm_mr;
     for (int64_t q = begin; q < end; q++) {
-        int64_t r0 = g->is + q * mr, rows = g->M - r0 < mr ? g->M - r0 : mr;
-        float *dst = g->ap + q * mr * g->kc;
-        if (g->ta) /* op(A)[r][p] = A[p lda + r]: rows of the panel are runs of A */
-            copy_runs(g->A + g->pc * g->lda + r0, g->lda, dst, mr, g->kc, rows);
-        else
-            g->k->transpose(g->A + r0 * g->lda + g->pc, g->lda, dst, mr, rows, g->kc);
-        if (rows < mr) /* only edge tiles read these, into rows they drop; zeros keep them
-                        * defined (no stray subnormals or NaNs slowing the FMAs) */
-            for (int64_t p = 0; p < g->kc; p++)
-                memset(dst + p * mr + rows, 0, (size_t)(mr - rows) * 4);
+        int64_t r0 = g->is + q * mr;
+        const float *x = g->ta ? g->A + g->pc * g->lda + r0 : g->A + r0 * g->lda + g->pc;
+        pack_panel(g->k, x, g->lda, g->ta, least(g->M - r0, mr), mr, g->kc, g->ap + q * mr * g->kc);
     }
 }
 
-/* Panel q of op(B)'s block: columns jc + q nr.., k-major, columns past N as zeros. */
+/* Panel q of op(B)'s block: columns jc + q nr.. (op(B)[p][j] is B[j ldb + p] when tb). */
 static void pack_b(void *ctx, int64_t begin, int64_t end)
 {
     const gemm_job *g = ctx;
     int64_t nr = g->k->gemm_nr;
     for (int64_t q = begin; q < end; q++) {
-        int64_t c0 = g->jc + q * nr, cols = g->jc + g->nc - c0 < nr ? g->jc + g->nc - c0 : nr;
-        float *dst = g->bp + q * nr * g->kc;
-        if (g->tb) /* op(B)[p][j] = B[j ldb + p] */
-            g->k->transpose(g->B + c0 * g->ldb + g->pc, g->ldb, dst, nr, cols, g->kc);
-        else
-            copy_runs(g->B + g->pc * g->ldb + c0, g->ldb, dst, nr, g->kc, cols);
-        if (cols < nr) /* read by edge tiles only, as in pack_a */
-            for (int64_t p = 0; p < g->kc; p++)
-                memset(dst + p * nr + cols, 0, (size_t)(nr - cols) * 4);
+        int64_t c0 = g->jc + q * nr;
+        const float *x = g->tb ? g->B + c0 * g->ldb + g->pc : g->B + g->pc * g->ldb + c0;
+        pack_panel(g->k, x, g->ldb, !g->tb, least(g->jc + g->nc - c0, nr), nr, g->kc,
+                   g->bp + q * nr * g->kc);
     }
 }
 
@@ -196,13 +205,13 @@ static void tiles(void *ctx, int64_t begin, int64_t end)
     int64_t mr = g->k->gemm_mr, nr = g->k->gemm_nr, np = panels(g->nc, nr);
     int64_t share = panels(np, g->split);
     for (int64_t t = begin; t < end; t++) {
-        int64_t i0 = t / g->split * g->rows, i1 = i0 + g->rows < g->ms ? i0 + g->rows : g->ms;
-        int64_t q0 = t % g->split * share, q1 = q0 + share < np ? q0 + share : np;
+        int64_t i0 = t / g->split * g->rows, i1 = least(i0 + g->rows, g->ms);
+        int64_t q0 = t % g->split * share, q1 = least(q0 + share, np);
         for (int64_t q = q0; q < q1; q++) {
-            int64_t c0 = g->jc + q * nr, cols = g->jc + g->nc - c0 < nr ? g->jc + g->nc - c0 : nr;
+            int64_t c0 = g->jc + q * nr, cols = least(g->jc + g->nc - c0, nr);
             const float *b = g->bp + q * nr * g->kc;
             for (int64_t i = i0; i < i1; i += mr) {
-                int64_t rows = i1 - i < mr ? i1 - i : mr;
+                int64_t rows = least(i1 - i, mr);
                 const float *a = g->ap + i / mr * mr * g->kc;
                 float *c = g->C + (g->is + i) * g->ldc + c0;
                 if (rows == mr && cols == nr)
@@ -224,7 +233,7 @@ static void run_tiles(gemm_job *g)
     blocks = panels(g->ms, g->rows);
     int64_t want = 2 * (int64_t)tg_get_num_threads();
     g->split = blocks >= want ? 1 : panels(want, blocks);
-    g->split = g->split < np ? g->split : np;
+    g->split = least(g->split, np);
     int64_t tasks = blocks * g->split;
     int64_t work = g->ms * g->nc * g->kc / tasks; /* multiply-adds per task */
     tg_parallel_tasks(tasks, tg_parallel_grain() / (work + 1) + 1, tiles, g);
@@ -239,8 +248,8 @@ static int64_t pack_grain(const gemm_job *g, int64_t rows, int64_t n)
 
 static bool tiled(gemm_job *g, int64_t K, float beta)
 {
-    int64_t mr = g->k->gemm_mr, nr = g->k->gemm_nr, kmax = K < KC ? K : KC;
-    int64_t rows = (g->M < MS ? g->M : MS), cols = (g->N < NC ? g->N : NC);
+    int64_t mr = g->k->gemm_mr, nr = g->k->gemm_nr, kmax = least(K, KC);
+    int64_t rows = least(g->M, MS), cols = least(g->N, NC);
     /* From the buffer cache, so a loop of products does not page-fault fresh panels. */
     int64_t ca = 0, cb = 0;
     g->ap = tg_scratch_alloc(panels(rows, mr) * mr * kmax, &ca);
@@ -250,9 +259,9 @@ static bool tiled(gemm_job *g, int64_t K, float beta)
         return false;
     }
     for (g->jc = 0; g->jc < g->N; g->jc += NC) {
-        g->nc = g->N - g->jc < NC ? g->N - g->jc : NC;
+        g->nc = least(g->N - g->jc, NC);
         for (g->pc = 0; g->pc < K; g->pc += KC) {
-            g->kc = K - g->pc < KC ? K - g->pc : KC;
+            g->kc = least(K - g->pc, KC);
             g->accumulate = g->pc > 0 || beta != 0.0f;
             /* The packing is shared out whenever the tiles will be (see run_tiles): both
              * threads then read what they packed, and a serial pack left one core idle for
@@ -260,7 +269,7 @@ static bool tiled(gemm_job *g, int64_t K, float beta)
             int64_t np = panels(g->nc, nr);
             tg_parallel_tasks(np, pack_grain(g, rows, np), pack_b, g);
             for (g->is = 0; g->is < g->M; g->is += MS) {
-                g->ms = g->M - g->is < MS ? g->M - g->is : MS;
+                g->ms = least(g->M - g->is, MS);
                 int64_t mp = panels(g->ms, mr);
                 tg_parallel_tasks(mp, pack_grain(g, g->ms, mp), pack_a, g);
                 run_tiles(g);
