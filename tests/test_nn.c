@@ -283,6 +283,75 @@ static void test_matmul_tiles(void **state)
     tg_gemm_force_(-1);
 }
 
+static void same_values(tg_tensor *x, tg_tensor *y)
+{
+    assert_non_null(y);
+    assert_int_equal(tg_numel(x), tg_numel(y));
+    assert_memory_equal(tg_data(x), tg_data(y), sizeof(float) * (size_t)tg_numel(y));
+}
+
+/* x @ y against the product of their dense copies, bit for bit. */
+static void same_as_dense(tg_tensor *x, tg_tensor *y)
+{
+    tg_tensor *p = tg_matmul(x, y);
+    assert_non_null(p);
+    same_values(p, tg_matmul(tg_contiguous(x), tg_contiguous(y)));
+}
+
+/* The gradients of a (and of b when it requires one) through sum(a @ b), whose gradient
+ * reaches the product as one value broadcast, against the same backward from dense ones. */
+static void uniform_backward(int64_t m, int64_t k, int64_t n, bool b_grad)
+{
+    tg_tensor *a = tg_requires_grad_(tg_randn(2, (int64_t[]){m, k}, 41), true);
+    tg_tensor *b = tg_requires_grad_(tg_randn(2, (int64_t[]){k, n}, 42), b_grad);
+    assert_int_equal(tg_backward(tg_sum(tg_matmul(a, b)), NULL, false), TG_OK);
+    tg_tensor *ga = tg_clone(tg_grad(a)), *gb = b_grad ? tg_clone(tg_grad(b)) : NULL;
+    tg_grad_reset(a), tg_grad_reset(b);
+    assert_int_equal(tg_backward(tg_matmul(a, b), tg_ones(2, (int64_t[]){m, n}), false), TG_OK);
+    assert_memory_equal(tg_data(ga), tg_data(tg_grad(a)), sizeof(float) * (size_t)(m * k));
+    if (b_grad)
+        assert_memory_equal(tg_data(gb), tg_data(tg_grad(b)), sizeof(float) * (size_t)(k * n));
+}
+
+/* A matrix that is one value broadcast, as the gradient of a sum is: the tiles fill their
+ * panels with the value, OpenBLAS gets it written out (gemm.c), and paths other than
+ * tg_sgemm_ (deep, tall, one column, small) read a dense copy. All give the floats of the
+ * dense copy: on the left, on the right, one value per matrix of a batch, transposed. */
+static void test_matmul_uniform(void **state)
+{
+    (void)state;
+    tg_scope_begin();
+    tg_tensor *two = tg_from_data((float[]){1.5f, -0.3f}, 3, (int64_t[]){2, 1, 1});
+    for (int mode = 1; mode >= 0; mode--) {
+        tg_gemm_force_(mode);
+        tg_tensor *u = tg_expand(tg_scalar(0.37f), 2, (int64_t[]){70, 80});
+        tg_tensor *r = tg_randn(2, (int64_t[]){80, 90}, 7);
+        same_as_dense(u, r);
+        same_as_dense(tg_randn(2, (int64_t[]){90, 70}, 8), u);
+        same_as_dense(tg_transpose(u, 0, 1), tg_randn(2, (int64_t[]){70, 300}, 9));
+        same_as_dense(tg_expand(two, 3, (int64_t[]){2, 70, 80}), r);
+        same_as_dense(u, tg_expand(tg_scalar(-2.0f), 2, (int64_t[]){80, 90}));
+        same_as_dense(tg_narrow(u, 0, 0, 10), tg_randn(2, (int64_t[]){80, 5}, 10)); /* deep */
+        same_as_dense(u, tg_randn(2, (int64_t[]){80, 1}, 11));                      /* a column */
+        same_as_dense(tg_randn(2, (int64_t[]){100, 10}, 12),                        /* tall */
+                      tg_expand(tg_scalar(0.5f), 2, (int64_t[]){10, 20}));
+        same_as_dense(tg_narrow(u, 0, 0, 3), tg_narrow(r, 1, 0, 4)); /* small */
+        /* tg_sgemm_ itself, a uniform operand given as leading dimension 0 */
+        float *d = tg_data(r), v = -1.25f;
+        tg_tensor *c0 = tg_zeros(2, (int64_t[]){70, 90}), *c1 = tg_zeros(2, (int64_t[]){80, 80});
+        assert_true(tg_sgemm_(false, false, 70, 90, 80, &v, 0, d, 90, 0.0f, tg_data(c0), 90));
+        assert_true(tg_sgemm_(false, true, 80, 80, 90, d, 90, &v, 0, 0.0f, tg_data(c1), 80));
+        tg_tensor *full = tg_full(2, (int64_t[]){90, 90}, v);
+        same_values(c0, tg_matmul(tg_narrow(tg_narrow(full, 0, 0, 70), 1, 0, 80), r));
+        same_values(c1, tg_matmul(r, tg_narrow(full, 1, 0, 80)));
+        uniform_backward(70, 80, 90, true);
+        uniform_backward(300, 130, 70, false);
+        uniform_backward(10, 100, 5, true); /* deep and tall products */
+    }
+    tg_gemm_force_(-1);
+    tg_scope_end();
+}
+
 static void test_linear_tall(void **state)
 {
     (void)state;
@@ -1074,6 +1143,7 @@ int main(void)
         cmocka_unit_test(test_matmul_tall),
         cmocka_unit_test(test_matmul_deep),
         cmocka_unit_test(test_matmul_tiles),
+        cmocka_unit_test(test_matmul_uniform),
         cmocka_unit_test(test_matmul_names_and_errors),
         cmocka_unit_test(test_matmul_gradcheck),
         cmocka_unit_test(test_linear),

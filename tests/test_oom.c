@@ -20,6 +20,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "ops/ops.h" /* tg_gemm_force_ */
 #include "tapegrad.h"
 
 void *__real_malloc(size_t n);
@@ -253,6 +254,56 @@ static bool sum_of_long_wide_rows(outcome *o)
     return s != NULL;
 }
 
+/* Fills the large-buffer cache with buffers too big for any request of the scenario after it
+ * (the cache hands out at most twice the size asked), so that its buffers, and the tiles'
+ * panels, are allocated afresh on every run, where the injected failure can reach them. */
+static bool crowd_out_cache(void)
+{
+    enum { DECOYS = 64 }; /* more than the cache's slots */
+    tg_tensor *t[DECOYS];
+    int n = 0;
+    while (n < DECOYS && (t[n] = tg_zeros(1, (int64_t[]){1 << 16})))
+        n++;
+    bool ok = n == DECOYS; /* else tg_zeros's error stands: tg_release sets none */
+    while (n > 0)
+        tg_release(t[--n]);
+    return ok;
+}
+
+/* Products that go to tg_sgemm_, run on the tiles (test_tiled_products): one on operands the
+ * library did not allocate, the forward and the backward of sum(a @ b), which reads its
+ * gradient as one value, and tg_linear's product on its bias. Every buffer and panel is fresh
+ * (crowd_out_cache), so each one's failure is injected in turn. The cache retries a failed
+ * buffer once, so a panel's failure is absorbed here; past the retry, tg_sgemm_ reports it
+ * rather than turn to OpenBLAS, whose floats differ. */
+static bool tiled_products(outcome *o)
+{
+    /* Operands outside the library's allocations, so the panels are the product's only ones. */
+    static float xa[66 * 30], yb[30 * 70], z[66 * 70];
+    for (int i = 0; i < 66 * 30; i++)
+        xa[i] = (float)((i * 37) % 101) / 50.0f - 1.0f;
+    for (int i = 0; i < 30 * 70; i++)
+        yb[i] = (float)((i * 53) % 97) / 48.0f - 1.0f;
+    if (!crowd_out_cache() || !tg_sgemm_(false, false, 66, 70, 30, xa, 30, yb, 70, 0.0f, z, 70))
+        return false;
+    for (int i = 0; i < 66 * 70; i++)
+        push(o, z[i]);
+    tg_scope_begin();
+    tg_tensor *a = tg_requires_grad_(tg_randn(2, (int64_t[]){66, 30}, 3), true);
+    tg_tensor *b = a ? tg_requires_grad_(tg_randn(2, (int64_t[]){30, 70}, 4), true) : NULL;
+    tg_tensor *s = b ? tg_sum(tg_matmul(a, b)) : NULL;
+    bool ok = s && tg_backward(s, NULL, false) == TG_OK;
+    tg_tensor *x = ok ? tg_randn(2, (int64_t[]){60, 40}, 5) : NULL;
+    tg_tensor *W = x ? tg_randn(2, (int64_t[]){65, 40}, 6) : NULL;
+    tg_tensor *y = W ? tg_linear(x, W, tg_zeros(1, (int64_t[]){65})) : NULL;
+    if (y) {
+        push_tensor(o, tg_grad(a));
+        push_tensor(o, y);
+    }
+    tg_scope_end();
+    return y != NULL;
+}
+
 /* Dropping rows with a missing value copies the kept rows into new tensors. */
 static bool csv_drop_missing(outcome *o)
 {
@@ -387,6 +438,14 @@ static void test_sum_of_long_wide_rows(void **state)
     sweep(sum_of_long_wide_rows);
 }
 
+static void test_tiled_products(void **state)
+{
+    (void)state;
+    tg_gemm_force_(1); /* families without tiles stay on OpenBLAS */
+    sweep(tiled_products);
+    tg_gemm_force_(-1);
+}
+
 static void test_csv_drop_missing(void **state)
 {
     (void)state;
@@ -445,13 +504,10 @@ int main(void)
     /* one thread: every allocation happens on the scenario's thread, in the same order */
     tg_set_num_threads(1);
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_graph_of_every_op),
-        cmocka_unit_test(test_sum_of_long_wide_rows),
-        cmocka_unit_test(test_csv_drop_missing),
-        cmocka_unit_test(test_logreg_standardized),
-        cmocka_unit_test(test_nested_scopes),
-        cmocka_unit_test(test_optimizer_load),
-        cmocka_unit_test(test_saves),
+        cmocka_unit_test(test_graph_of_every_op),   cmocka_unit_test(test_sum_of_long_wide_rows),
+        cmocka_unit_test(test_tiled_products),      cmocka_unit_test(test_csv_drop_missing),
+        cmocka_unit_test(test_logreg_standardized), cmocka_unit_test(test_nested_scopes),
+        cmocka_unit_test(test_optimizer_load),      cmocka_unit_test(test_saves),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

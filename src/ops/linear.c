@@ -71,7 +71,10 @@ static tg_tensor *addmm_forward(tg_tensor *x, tg_tensor *W, tg_tensor *b)
     tg_tensor *out = xc && wc && bc ? tg_new(2, (int64_t[]){rows, outf}, "tg_linear") : NULL;
     if (out) {
         fill_rows(tg_ptr(bc), tg_ptr(out), rows, outf);
-        tg_gemm_nt_acc(tg_ptr(xc), tg_ptr(wc), tg_ptr(out), rows, in, outf);
+        if (!tg_gemm_nt_acc(tg_ptr(xc), tg_ptr(wc), tg_ptr(out), rows, in, outf)) {
+            tg_release(out);
+            out = NULL;
+        }
     }
     tg_release(xc), tg_release(wc), tg_release(bc);
     return out;

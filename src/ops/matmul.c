@@ -2,8 +2,9 @@
  *
  * Every case is lifted to one batched form, a [..., M, K] @ b [..., K, N]: a 1-D left operand
  * becomes [1, K], a 1-D right operand [K, 1], and the lifted dims are dropped from the result.
- * Transposed views reach BLAS as a transpose flag plus a leading dimension (no copy); other
- * strides are copied once. Large matrices go to tg_sgemm_ (gemm.c: OpenBLAS, or the kernel table's
+ * Transposed views reach BLAS as a transpose flag plus a leading dimension (no copy); one value
+ * broadcast (the gradient of a sum) reaches the tiles as leading dimension 0; other strides are
+ * copied once. Large matrices go to tg_sgemm_ (gemm.c: OpenBLAS, or the kernel table's
  * tiles where OpenBLAS's kernels fall below the family's); batches of small ones go to the kernel
  * table's gemm_small, threaded across the batch, because a BLAS call per tiny matrix costs more
  * than its arithmetic, and so do products with two small dims of three, cut into small ones
@@ -11,6 +12,7 @@
  * vector, vector . vector) are dots of rows with the vector, done with the table's dot on the
  * thread pool: OpenBLAS's sgemm with N = 1 runs far below memory speed there (see DOT_BLOCK and
  * MV_MIN_K). */
+#include <stdatomic.h>
 #include <string.h>
 
 #include "../core/parallel.h"
@@ -19,10 +21,12 @@
 #define SMALL_DIM 64
 
 /* How to read the matrices (last two dims) of a tensor: base pointer, transpose flag and
- * leading dimension; `copy` owns a dense copy when the strides were not BLAS-compatible. */
+ * leading dimension; `copy` owns a dense copy when the strides were not BLAS-compatible.
+ * `uniform`: each matrix is one value broadcast (the gradient of a sum), ld 0, read as such by
+ * tg_sgemm_'s tiles; other paths get a dense copy (see sgemm_route). */
 typedef struct {
     const float *p;
-    bool trans;
+    bool trans, uniform;
     int64_t ld;
     tg_tensor *copy;
     const int64_t *strides; /* of the tensor actually read (t or copy) */
@@ -51,11 +55,28 @@ static bool classify(const tg_tensor *t, mat_operand *op)
     return false;
 }
 
+/* Is each matrix of t one value: strides 0 in its last two dims? */
+static bool matrix_uniform(const tg_tensor *t)
+{
+    int nd = t->ndim;
+    return (t->strides[nd - 2] == 0 || t->shape[nd - 2] == 1) &&
+           (t->strides[nd - 1] == 0 || t->shape[nd - 1] == 1);
+}
+
 static bool as_operand(tg_tensor *t, mat_operand *op)
 {
     op->copy = NULL;
+    op->uniform = false;
     if (classify(t, op))
         return true;
+    if (matrix_uniform(t) && tg_sgemm_fills_uniform_()) {
+        op->p = tg_ptr(t);
+        op->strides = t->strides;
+        op->trans = false;
+        op->ld = 0;
+        op->uniform = true;
+        return true;
+    }
     op->copy = tg_contiguous_copy(t);
     return op->copy && classify(op->copy, op);
 }
@@ -66,7 +87,8 @@ typedef struct {
     int64_t bshape[TG_MAX_DIMS], astr[TG_MAX_DIMS], bstr[TG_MAX_DIMS];
     mat_operand A, B;
     float *C;
-    int64_t rows; /* rows of a matrix per task (gemm_task) */
+    int64_t rows;       /* rows of a matrix per task (gemm_task) */
+    atomic_bool failed; /* a task could not run its product (error set) */
 } bmm_job;
 
 /* Offsets of matrix number `index` of the batch in A and B (row-major batch order). */
@@ -88,7 +110,7 @@ static int64_t row_blocks(const bmm_job *j)
     return (j->M + j->rows - 1) / j->rows;
 }
 
-static void gemm_task(const bmm_job *j, int64_t t)
+static void gemm_task(bmm_job *j, int64_t t)
 {
     int64_t blocks = row_blocks(j), index = t / blocks, i0 = t % blocks * j->rows;
     int64_t m = j->M - i0 < j->rows ? j->M - i0 : j->rows;
@@ -101,7 +123,8 @@ static void gemm_task(const bmm_job *j, int64_t t)
                               j->N);
         return;
     }
-    tg_sgemm_(j->A.trans, j->B.trans, m, j->N, j->K, a, j->A.ld, b, j->B.ld, 0.0f, c, j->N);
+    if (!tg_sgemm_(j->A.trans, j->B.trans, m, j->N, j->K, a, j->A.ld, b, j->B.ld, 0.0f, c, j->N))
+        atomic_store(&j->failed, true);
 }
 
 static void gemm_range(void *ctx, int64_t begin, int64_t end)
@@ -152,17 +175,17 @@ static void acc_blocks(void *ctx, int64_t begin, int64_t end)
     }
 }
 
-void tg_gemm_nt_acc(const float *x, const float *W, float *y, int64_t rows, int64_t K, int64_t N)
+bool tg_gemm_nt_acc(const float *x, const float *W, float *y, int64_t rows, int64_t K, int64_t N)
 {
     if (rows == 0 || N == 0 || K == 0)
-        return;
+        return true;
     if (tall_cols(K, N)) { /* tall (or small): as tg_matmul runs it */
         acc_job a = {x, W, y, rows, K, N};
         tg_parallel_tasks((rows + SMALL_DIM - 1) / SMALL_DIM,
                           tg_parallel_grain() / (SMALL_DIM * N * K) + 1, acc_blocks, &a);
-        return;
+        return true;
     }
-    tg_sgemm_(false, true, rows, N, K, x, K, W, K, 1.0f, y, N);
+    return tg_sgemm_(false, true, rows, N, K, x, K, W, K, 1.0f, y, N);
 }
 
 /* ---- deep products: few rows and columns, a long inner dimension ---- */
@@ -196,9 +219,23 @@ static bool col_dots_column(const bmm_job *j)
 }
 
 /* Few rows and columns (M > 1) over a long K. */
+static bool deep_dims(int64_t M, int64_t K, int64_t N)
+{
+    return M <= SMALL_DIM && N <= SMALL_DIM && K > SMALL_DIM && M > 1;
+}
+
 static bool deep_shape(const bmm_job *j)
 {
-    return j->M <= SMALL_DIM && j->N <= SMALL_DIM && j->K > SMALL_DIM && j->M > 1;
+    return deep_dims(j->M, j->K, j->N);
+}
+
+/* Does each [M, K] @ [K, N] matrix of a product go to tg_sgemm_ whatever its operands' layout:
+ * more than one column, and neither small, tall nor deep? (One column takes the dots, or
+ * sgemm, by layout.) */
+static bool sgemm_route(int64_t M, int64_t K, int64_t N)
+{
+    bool small = M <= SMALL_DIM && N <= SMALL_DIM && K <= SMALL_DIM;
+    return N > 1 && !small && !(M > SMALL_DIM && tall_cols(K, N)) && !deep_dims(M, K, N);
 }
 
 static bool deep(const bmm_job *j)
@@ -342,13 +379,24 @@ static bool recopy(tg_tensor *t, mat_operand *op)
 {
     tg_release(op->copy);
     op->copy = tg_contiguous_copy(t);
+    op->uniform = false;
     return op->copy && classify(op->copy, op);
+}
+
+/* bmm_forward's way out when an operand could not be copied (error set). */
+static tg_tensor *drop_product(bmm_job *j, tg_tensor *out)
+{
+    tg_release(j->A.copy);
+    tg_release(j->B.copy);
+    tg_release(out);
+    return NULL;
 }
 
 /* Batched product of lifted operands (ndim >= 2); shapes already checked. */
 static tg_tensor *bmm_forward(tg_tensor *a, tg_tensor *b)
 {
     bmm_job j = {.M = a->shape[a->ndim - 2], .K = a->shape[a->ndim - 1], .N = b->shape[b->ndim - 1]};
+    atomic_init(&j.failed, false);
     j.nb = (a->ndim > b->ndim ? a->ndim : b->ndim) - 2;
     int64_t shape[TG_MAX_DIMS];
     j.batch = 1;
@@ -369,13 +417,13 @@ static tg_tensor *bmm_forward(tg_tensor *a, tg_tensor *b)
         tg_kern()->fill(tg_ptr(out), 0.0f, out->numel);
         return out;
     }
-    if (!as_operand(a, &j.A) || !as_operand(b, &j.B)) {
-        tg_release(j.A.copy);
-        tg_release(j.B.copy);
-        tg_release(out);
-        return NULL;
-    }
+    if (!as_operand(a, &j.A) || !as_operand(b, &j.B))
+        return drop_product(&j, out);
     bool small = j.M <= SMALL_DIM && j.N <= SMALL_DIM && j.K <= SMALL_DIM;
+    /* A uniform operand stays one value only on the way to tg_sgemm_. */
+    if (!sgemm_route(j.M, j.K, j.N) &&
+        ((j.A.uniform && !recopy(a, &j.A)) || (j.B.uniform && !recopy(b, &j.B))))
+        return drop_product(&j, out);
     /* One output column of rows that BLAS would get today: dots of contiguous rows, or
      * row_dots for rows shorter than MV_MIN_K (a transposed matrix goes to sgemm, which reads
      * it down its columns, or to col_dots: see col_dots_column). A vector on the left (M = 1)
@@ -386,12 +434,8 @@ static tg_tensor *bmm_forward(tg_tensor *a, tg_tensor *b)
     bool dense_r = j.N == 1 && j.A.trans && !j.B.trans && j.B.ld != 1 && deep_shape(&j);
     if ((dots &&
          ((j.A.trans && !recopy(a, &j.A)) || ((j.B.trans || j.B.ld != 1) && !recopy(b, &j.B)))) ||
-        (dense_r && !recopy(b, &j.B))) {
-        tg_release(j.A.copy);
-        tg_release(j.B.copy);
-        tg_release(out);
-        return NULL;
-    }
+        (dense_r && !recopy(b, &j.B)))
+        return drop_product(&j, out);
     for (int d = 0; d < j.nb; d++) {
         int ia = a->ndim - 2 - j.nb + d, ib = b->ndim - 2 - j.nb + d;
         j.astr[d] = ia < 0 || a->shape[ia] == 1 ? 0 : j.A.strides[ia];
@@ -419,6 +463,7 @@ static tg_tensor *bmm_forward(tg_tensor *a, tg_tensor *b)
     }
     tg_release(j.A.copy);
     tg_release(j.B.copy);
+    ok = ok && !atomic_load(&j.failed);
     if (!ok)
         tg_release(out);
     return ok ? out : NULL;
@@ -470,6 +515,15 @@ static tg_tensor *operand_grad(tg_tensor *x, tg_tensor *y, bool outer, tg_tensor
     return out;
 }
 
+/* Do both products of the backward, g @ b^T and a^T @ g, read a uniform g as one value (each
+ * matrix of it one value, both products on tg_sgemm_'s tiles)? */
+static bool uniform_products(const tg_tensor *a2, const tg_tensor *b2, const tg_tensor *g2)
+{
+    int64_t M = a2->shape[a2->ndim - 2], K = a2->shape[a2->ndim - 1], N = b2->shape[b2->ndim - 1];
+    return matrix_uniform(g2) && sgemm_route(M, N, K) && sgemm_route(K, M, N) &&
+           tg_sgemm_fills_uniform_();
+}
+
 static tg_status matmul_backward(tg_node *n, tg_tensor *g, const bool *needs, tg_tensor **gin)
 {
     /* An operand that was not saved is only needed for its shape: one value broadcast to it. */
@@ -491,7 +545,7 @@ static tg_status matmul_backward(tg_node *n, tg_tensor *g, const bool *needs, tg
         shape[nb + 1] = b2->shape[b2->ndim - 1];
         g2 = tg_reshape(g, nb + 2, shape);
     }
-    if (g2 && !g2->contiguous && needs[0] && needs[1]) {
+    if (g2 && !g2->contiguous && needs[0] && needs[1] && !uniform_products(a2, b2, g2)) {
         /* Both products would copy an expanded g (the gradient of a sum) for BLAS: copy once. */
         tg_tensor *c = tg_as_contiguous(g2);
         tg_release(g2);
@@ -520,13 +574,13 @@ static tg_status matmul_backward(tg_node *n, tg_tensor *g, const bool *needs, tg
 }
 
 /* PyTorch names the node after the path torch.matmul takes for each rank combination. */
-static const tg_node_ops MM = {"MmBackward0", matmul_backward};
-static const tg_node_ops MV = {"MvBackward0", matmul_backward};
-static const tg_node_ops DOT = {"DotBackward0", matmul_backward};
-static const tg_node_ops VM = {"SqueezeBackward3", matmul_backward};
-static const tg_node_ops BATCHED = {"UnsafeViewBackward0", matmul_backward};
-static const tg_node_ops MAT_BATCHED = {"CloneBackward0", matmul_backward};
-static const tg_node_ops MAT_BATCHED_T = {"TransposeBackward0", matmul_backward};
+static const tg_node_ops MM = {"MmBackward0", matmul_backward, true};
+static const tg_node_ops MV = {"MvBackward0", matmul_backward, true};
+static const tg_node_ops DOT = {"DotBackward0", matmul_backward, true};
+static const tg_node_ops VM = {"SqueezeBackward3", matmul_backward, true};
+static const tg_node_ops BATCHED = {"UnsafeViewBackward0", matmul_backward, true};
+static const tg_node_ops MAT_BATCHED = {"CloneBackward0", matmul_backward, true};
+static const tg_node_ops MAT_BATCHED_T = {"TransposeBackward0", matmul_backward, true};
 
 static const tg_node_ops *node_ops_for(const tg_tensor *a, const tg_tensor *b, const tg_tensor *out)
 {

@@ -39,15 +39,19 @@ tg_tensor *tg_reduce_to(tg_tensor *g, int ndim, const int64_t *shape);
 tg_tensor *tg_reduce_to_input(const tg_node *n, int i, tg_tensor *g);
 /* C [M, N] = op(A) op(B) (beta 0) or C += op(A) op(B) (beta 1), row-major as cblas_sgemm with
  * alpha 1: OpenBLAS, or the kernel table's tiles where OpenBLAS's kernels fall below the
- * family's (gemm.c). */
-void tg_sgemm_(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const float *A, int64_t lda,
+ * family's (gemm.c). lda (ldb) 0: every element of op(A) (op(B)) is A[0] (B[0]). false (error
+ * set) when out of memory for the tiles' panels, or to write such an operand out for OpenBLAS. */
+bool tg_sgemm_(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const float *A, int64_t lda,
                const float *B, int64_t ldb, float beta, float *C, int64_t ldc);
+/* Does tg_sgemm_ read a uniform operand (ld 0) without writing it out (on the tiles)? */
+bool tg_sgemm_fills_uniform_(void);
 /* For tests: 1 runs every tg_sgemm_ on the tiles (families that have them), 0 on OpenBLAS, -1
  * the choice by OpenBLAS's kernels and TAPEGRAD_GEMM again. */
 void tg_gemm_force_(int mode);
 /* y [rows, N] += x [rows, K] @ W^T for dense row-major x and W [N, K]: tg_linear's product on
- * top of its bias. Tall shapes (K, N <= 64) run as tg_matmul runs them (matmul.c). */
-void tg_gemm_nt_acc(const float *x, const float *W, float *y, int64_t rows, int64_t K, int64_t N);
+ * top of its bias. Tall shapes (K, N <= 64) run as tg_matmul runs them (matmul.c). false (error
+ * set) when out of memory. */
+bool tg_gemm_nt_acc(const float *x, const float *W, float *y, int64_t rows, int64_t K, int64_t N);
 
 /* Runs a unary kernel over n contiguous elements, split across threads from grain elements on
  * (tg_parallel_grain(), or tg_parallel_grain_heavy() for the costly kernels). */
