@@ -143,6 +143,15 @@ static void copy_runs(const float *x, int64_t ldx, float *y, int64_t ldy, int64_
             y[p * ldy + i] = x[p * ldx + i];
 }
 
+/* y[p * ldy + i] = v for p < n, i < len. v is a value, not a pointer: a store through y could
+ * change what a pointer reads, so x[0] in the loop was reloaded per float and not vectorized. */
+static void fill_runs(float v, float *y, int64_t ldy, int64_t n, int64_t len)
+{
+    for (int64_t p = 0; p < n; p++)
+        for (int64_t i = 0; i < len; i++)
+            y[p * ldy + i] = v;
+}
+
 static int64_t least(int64_t a, int64_t b)
 {
     return a < b ? a : b;
@@ -156,10 +165,10 @@ static int64_t least(int64_t a, int64_t b)
 static void pack_panel(const tg_kernels *k, const float *x, int64_t ld, bool runs, int64_t n,
                        int64_t w, int64_t kc, float *dst)
 {
-    if (ld == 0)
-        for (int64_t p = 0; p < kc; p++)
-            for (int64_t i = 0; i < n; i++)
-                dst[p * w + i] = x[0];
+    if (ld == 0 && n == w)
+        k->fill(dst, x[0], kc * w); /* a whole panel is one run */
+    else if (ld == 0)
+        fill_runs(x[0], dst, w, kc, n);
     else if (runs)
         copy_runs(x, ld, dst, w, kc, n);
     else
