@@ -33,15 +33,17 @@ void *__wrap_realloc(void *p, size_t n);
 void *__wrap_aligned_alloc(size_t align, size_t n);
 
 static atomic_long calls;   /* allocations counted since arming */
-static atomic_long fail_at; /* the call that fails; 0 = none */
-static atomic_bool hit;     /* the failure was injected */
+static atomic_long fail_at; /* the first call that fails; 0 = none */
+static atomic_long fail_len = 1; /* how many calls in a row fail from there */
+static atomic_bool hit;          /* the failure was injected */
 
 static bool fail_now(void)
 {
     long at = atomic_load(&fail_at);
     if (at <= 0)
         return false;
-    if (atomic_fetch_add(&calls, 1) + 1 != at)
+    long call = atomic_fetch_add(&calls, 1) + 1;
+    if (call < at || call >= at + atomic_load(&fail_len))
         return false;
     atomic_store(&hit, true);
     return true;
@@ -86,6 +88,14 @@ static void push(outcome *o, double v)
 {
     if (o->n < MAX_VALUES)
         o->v[o->n++] = v;
+}
+
+/* Every fifth of n values: enough of a product to tell its floats from another's, with room
+ * for more in the outcome. */
+static void push_every(outcome *o, const float *v, int n)
+{
+    for (int i = 0; i < n; i += 5)
+        push(o, v[i]);
 }
 
 static void push_tensor(outcome *o, const tg_tensor *t)
@@ -136,7 +146,7 @@ static void run_once(scenario_fn fn, outcome *o, long n)
     pthread_join(t, NULL);
 }
 
-static void sweep(scenario_fn fn)
+static void sweep_len(scenario_fn fn)
 {
     static outcome ref, got;
     run_once(fn, &ref, 0);
@@ -168,6 +178,18 @@ static void sweep(scenario_fn fn)
     assert_int_equal(got.status, TG_OK);
     assert_int_equal(got.n, ref.n);
     assert_memory_equal(got.v, ref.v, (size_t)ref.n * sizeof(double));
+}
+
+/* Each allocation fails in turn, alone and then with the one after it: the large-buffer cache
+ * retries a failed buffer once, after dropping what it holds, so only two failures in a row
+ * reach the error paths of large buffers (and of the tiles' panels). */
+static void sweep(scenario_fn fn)
+{
+    for (long len = 1; len <= 2; len++) {
+        atomic_store(&fail_len, len);
+        sweep_len(fn);
+    }
+    atomic_store(&fail_len, 1);
 }
 
 /* ---- scenarios ---- */
@@ -257,7 +279,7 @@ static bool sum_of_long_wide_rows(outcome *o)
 /* Fills the large-buffer cache with buffers too big for any request of the scenario after it
  * (the cache hands out at most twice the size asked), so that its buffers, and the tiles'
  * panels, are allocated afresh on every run, where the injected failure can reach them. */
-static bool crowd_out_cache(void)
+static bool crowd_out_cache(void) /* outside any scope: it releases its decoys itself */
 {
     enum { DECOYS = 64 }; /* more than the cache's slots */
     tg_tensor *t[DECOYS];
@@ -286,20 +308,25 @@ static bool tiled_products(outcome *o)
         yb[i] = (float)((i * 53) % 97) / 48.0f - 1.0f;
     if (!crowd_out_cache() || !tg_sgemm_(false, false, 66, 70, 30, xa, 30, yb, 70, 0.0f, z, 70))
         return false;
-    for (int i = 0; i < 66 * 70; i++)
-        push(o, z[i]);
+    push_every(o, z, 66 * 70);
     tg_scope_begin();
     tg_tensor *a = tg_requires_grad_(tg_randn(2, (int64_t[]){66, 30}, 3), true);
     tg_tensor *b = a ? tg_requires_grad_(tg_randn(2, (int64_t[]){30, 70}, 4), true) : NULL;
     tg_tensor *s = b ? tg_sum(tg_matmul(a, b)) : NULL;
     bool ok = s && tg_backward(s, NULL, false) == TG_OK;
-    tg_tensor *x = ok ? tg_randn(2, (int64_t[]){60, 40}, 5) : NULL;
+    if (ok)
+        push_every(o, tg_data(tg_grad(a)), 66 * 30);
+    tg_scope_end();
+    /* the linear's panels fresh too, not the backward's from the cache */
+    if (!ok || !crowd_out_cache())
+        return false;
+    tg_scope_begin();
+    tg_tensor *x = tg_randn(2, (int64_t[]){60, 40}, 5);
     tg_tensor *W = x ? tg_randn(2, (int64_t[]){65, 40}, 6) : NULL;
-    tg_tensor *y = W ? tg_linear(x, W, tg_zeros(1, (int64_t[]){65})) : NULL;
-    if (y) {
-        push_tensor(o, tg_grad(a));
-        push_tensor(o, y);
-    }
+    tg_tensor *bias = W ? tg_zeros(1, (int64_t[]){65}) : NULL;
+    tg_tensor *y = bias ? tg_linear(x, W, bias) : NULL;
+    if (y)
+        push_every(o, tg_data(y), 60 * 65);
     tg_scope_end();
     return y != NULL;
 }
