@@ -178,30 +178,33 @@ static void pack_panel(const tg_kernels *k, const float *x, int64_t ld, bool run
             memset(dst + p * w + n, 0, (size_t)(w - n) * 4);
 }
 
-/* Panel q of op(A)'s block: rows is + q mr.. (op(A)[r][p] is A[p lda + r] when ta). */
+/* Where element (r, c) of op(X) is, for X stored with leading dimension ld and transposed when
+ * trans (op(X)[r][c] is X[c ld + r]); every element of a uniform operand (ld 0) is X[0]. */
+static const float *element(const float *x, int64_t ld, bool trans, int64_t r, int64_t c)
+{
+    return ld == 0 ? x : trans ? x + c * ld + r : x + r * ld + c;
+}
+
+/* Panel q of op(A)'s block: rows is + q mr.. */
 static void pack_a(void *ctx, int64_t begin, int64_t end)
 {
     const gemm_job *g = ctx;
     int64_t mr = g->k->gemm_mr;
     for (int64_t q = begin; q < end; q++) {
         int64_t r0 = g->is + q * mr;
-        const float *x = g->lda == 0 ? g->A
-                         : g->ta     ? g->A + g->pc * g->lda + r0
-                                     : g->A + r0 * g->lda + g->pc;
+        const float *x = element(g->A, g->lda, g->ta, r0, g->pc);
         pack_panel(g->k, x, g->lda, g->ta, least(g->M - r0, mr), mr, g->kc, g->ap + q * mr * g->kc);
     }
 }
 
-/* Panel q of op(B)'s block: columns jc + q nr.. (op(B)[p][j] is B[j ldb + p] when tb). */
+/* Panel q of op(B)'s block: columns jc + q nr.. */
 static void pack_b(void *ctx, int64_t begin, int64_t end)
 {
     const gemm_job *g = ctx;
     int64_t nr = g->k->gemm_nr;
     for (int64_t q = begin; q < end; q++) {
         int64_t c0 = g->jc + q * nr;
-        const float *x = g->ldb == 0 ? g->B
-                         : g->tb     ? g->B + c0 * g->ldb + g->pc
-                                     : g->B + g->pc * g->ldb + c0;
+        const float *x = element(g->B, g->ldb, g->tb, g->pc, c0);
         pack_panel(g->k, x, g->ldb, !g->tb, least(g->jc + g->nc - c0, nr), nr, g->kc,
                    g->bp + q * nr * g->kc);
     }
