@@ -99,16 +99,35 @@ void tg_retain_grad(tg_tensor *t);  /* keep .grad on a non-leaf */
 bool tg_grad_enabled(void);
 bool tg_set_grad_enabled(bool on); /* thread-local; returns the previous mode */
 
-/* TG_NO_GRAD { ... } runs the block with grad disabled and restores the mode on normal exit
- * (do not leave the block with return/goto/break). */
+/* TG_NO_GRAD { ... } runs the block with grad disabled and restores the previous mode when the
+ * block is left. With GCC and Clang that holds however it is left (return, break and goto
+ * too): the saved mode is a variable whose cleanup restores it. Other compilers restore it on
+ * normal exit only, so code meant for them should not leave the block with return/goto/break. */
+/* clang-format off */
 #define TG_NO_GRAD_CAT2(a, b) a##b
 #define TG_NO_GRAD_CAT(a, b) TG_NO_GRAD_CAT2(a, b)
+#if defined(__GNUC__) || defined(__clang__)
+static inline void tg_no_grad_restore_(bool *prev)
+{
+    tg_set_grad_enabled(*prev);
+}
+/* __COUNTER__ names each block's variables apart, even two blocks on one line. */
+#define TG_NO_GRAD TG_NO_GRAD_AT(__COUNTER__)
+#define TG_NO_GRAD_AT(n)                                                                    \
+    for (bool TG_NO_GRAD_CAT(tg_ng_prev_, n)                                                \
+             __attribute__((cleanup(tg_no_grad_restore_), unused)) =                        \
+             tg_set_grad_enabled(false),                                                    \
+         TG_NO_GRAD_CAT(tg_ng_once_, n) = false;                                            \
+         !TG_NO_GRAD_CAT(tg_ng_once_, n); TG_NO_GRAD_CAT(tg_ng_once_, n) = true)
+#else
 #define TG_NO_GRAD                                                                          \
     for (int TG_NO_GRAD_CAT(tg_ng_once_, __LINE__) = 0,                                     \
              TG_NO_GRAD_CAT(tg_ng_prev_, __LINE__) = tg_set_grad_enabled(false);            \
          !TG_NO_GRAD_CAT(tg_ng_once_, __LINE__);                                            \
          TG_NO_GRAD_CAT(tg_ng_once_, __LINE__) = 1,                                         \
              tg_set_grad_enabled(TG_NO_GRAD_CAT(tg_ng_prev_, __LINE__)))
+#endif
+/* clang-format on */
 
 /* ---- Operations (new tensors; NumPy broadcasting; differentiable unless noted) ------------- */
 typedef enum { TG_REDUCE_MEAN = 0, TG_REDUCE_SUM, TG_REDUCE_NONE } tg_reduction;

@@ -400,6 +400,16 @@ static void test_retained_grad_is_not_aliased(void **state)
     tg_release(x);
 }
 
+/* Leaves a TG_NO_GRAD block by return; reports the mode seen inside. */
+static bool return_from_no_grad(void)
+{
+    TG_NO_GRAD
+    {
+        return tg_grad_enabled();
+    }
+    return true;
+}
+
 static void test_grad_mode(void **state)
 {
     (void)state;
@@ -428,6 +438,30 @@ static void test_grad_mode(void **state)
     TG_NO_GRAD {}
     assert_false(tg_grad_enabled());
     assert_false(tg_set_grad_enabled(true));
+    assert_true(tg_grad_enabled());
+    /* however the block is left, the mode before it comes back */
+    assert_false(return_from_no_grad());
+    assert_true(tg_grad_enabled());
+    for (int i = 0; i < 3; i++)
+        TG_NO_GRAD
+        {
+            if (i == 1)
+                break;
+        }
+    assert_true(tg_grad_enabled());
+    for (int i = 0; i < 3; i++) {
+        TG_NO_GRAD
+        {
+            assert_false(tg_grad_enabled());
+            break; /* leaves the block, not this loop */
+        }
+        assert_true(tg_grad_enabled());
+    }
+    TG_NO_GRAD
+    {
+        goto left;
+    }
+left:
     assert_true(tg_grad_enabled());
     tg_release(a), tg_release(b), tg_release(x);
 }
