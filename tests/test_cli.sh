@@ -43,7 +43,7 @@ one_line_error() {
 no_file() {
     checks=$((checks + 1))
     [ ! -e "$2" ] || fail "$1: $2 was written"
-    ls "$TMP" | grep -q '\.tmp\.' && fail "$1: a temporary file was left behind"
+    ls -a "$TMP" | grep -q '\.tmp$' && fail "$1: a temporary file was left behind"
 }
 
 # ---- the happy path ---------------------------------------------------------------------------
@@ -190,7 +190,64 @@ if [ -w /dev/full ]; then
     ${TG_EMULATOR:-} "$BIN" predict --model "$M" "$TMP/many.csv" >/dev/full 2>"$TMP/err"
     [ $? -eq 1 ] || fail "predict to a full disk: exit status not 1"
     one_line_error "predict to a full disk" "standard output: No space left"
+    # a device among the outputs is written before any file is renamed into place
+    expect 1 "model to a full disk, with curves" -- "$BIN" train --quiet --model /dev/full \
+        --history "$TMP/dev-h.csv" --plot "$TMP/dev-p.svg"
+    one_line_error "model to a full disk, with curves" "/dev/full"
+    no_file "model to a full disk, with curves" "$TMP/dev-h.csv"
+    no_file "model to a full disk, with curves" "$TMP/dev-p.svg"
 fi
+# a closed stdout: the summary must not land in the model file (the lowest free descriptor);
+# not under an emulator, whose own files would take that descriptor first
+if [ -z "${TG_EMULATOR:-}" ]; then
+    checks=$((checks + 1))
+    "$BIN" train --model "$TMP/closed.json" >&- 2>"$TMP/err"
+    [ $? -eq 1 ] || fail "train with stdout closed: exit status not 1"
+    one_line_error "train with stdout closed" "standard output"
+    no_file "train with stdout closed" "$TMP/closed.json"
+fi
+# a reader that has gone (the sleep lets it go first): EPIPE, exit 1, no file left behind
+checks=$((checks + 1))
+{
+    sleep 1
+    ${TG_EMULATOR:-} "$BIN" train --model "$TMP/pipe.json" --history "$TMP/pipe.csv" 2>"$TMP/err"
+    echo $? >"$TMP/pipe.rc"
+} | true
+[ "$(cat "$TMP/pipe.rc")" = 1 ] || fail "train into a closed pipe: exit status $(cat "$TMP/pipe.rc")"
+one_line_error "train into a closed pipe" "Broken pipe"
+no_file "train into a closed pipe" "$TMP/pipe.json"
+no_file "train into a closed pipe" "$TMP/pipe.csv"
+# a name close to the file system's limit still gets a temporary file of its own
+LONG=$TMP/$(printf '%0245d' 0).json
+expect 0 "model with a 250-byte name" -- "$BIN" train --quiet --model "$LONG"
+cmp -s "$LONG" "$M" || fail "model with a 250-byte name: not the model"
+# JSON and SVG are UTF-8 even when a file name or a header is not
+BADNAME=$TMP/$(printf 'bad\377name').csv
+cp "$DATA" "$BADNAME"
+expect 0 "data file name that is not UTF-8" -- "$BIN" train "$BADNAME" --json --quiet \
+    --plot "$TMP/badname.svg"
+grep -q "bad$(printf '\357\277\275')name" "$TMP/out" ||
+    fail "a file name that is not UTF-8: not replaced by U+FFFD in --json"
+grep -q "bad$(printf '\377')name" "$TMP/out" "$TMP/badname.svg" &&
+    fail "a file name that is not UTF-8 went into --json or the SVG as it was"
+printf 'a,\377\376,y\n1,2,0\n2,3,1\n3,1,0\n' >"$TMP/latin1.csv"
+expect 1 "header that is not UTF-8" -- "$BIN" train "$TMP/latin1.csv" --model "$OUT"
+one_line_error "header that is not UTF-8" "not valid UTF-8"
+no_file "header that is not UTF-8" "$OUT"
+# a model trained without a header names its columns "0", "1", ...: on a file with a header
+# those are not positions
+tail -n +2 "$DATA" >"$TMP/nohead.csv"
+expect 0 "train --no-header" -- "$BIN" train "$TMP/nohead.csv" --no-header --model "$TMP/nh.json" \
+    --quiet
+expect 1 "positional model on a file with a header" -- "$BIN" eval --model "$TMP/nh.json" "$DATA"
+one_line_error "positional model on a file with a header" "no column named '0'"
+expect 0 "positional model with --no-header" -- "$BIN" eval --model "$TMP/nh.json" \
+    "$TMP/nohead.csv" --no-header
+# a logit beyond the float range: the log loss of a row that is right with certainty is 0
+head -1 "$DATA" >"$TMP/huge.csv"
+sed -n 2p "$DATA" | awk -F, 'BEGIN { OFS = "," } { $1 = "3e38"; $NF = "1"; print }' >>"$TMP/huge.csv"
+expect 0 "eval with an overflowing logit" -- "$BIN" eval --model "$M" "$TMP/huge.csv" --json
+grep -q '"log_loss":0[,}]' "$TMP/out" || fail "eval with an overflowing logit: $(cat "$TMP/out")"
 # a model path that is a symlink: the file it names is replaced, the link stays
 ln -s model-target.json "$TMP/link.json"
 expect 0 "model through a symlink" -- "$BIN" train --model "$TMP/link.json" --quiet
@@ -239,6 +296,24 @@ one_line_error "bad --missing value" "sometimes"
 no_file "bad --missing value" "$OUT"
 expect 2 "bad --delimiter" -- "$BIN" eval --model "$M" "$DATA" --label placement --delimiter ab
 one_line_error "bad --delimiter" "--delimiter"
+expect 2 "an option where a value belongs" -- "$BIN" train --model --json
+one_line_error "an option where a value belongs" "--model needs a value"
+expect 2 "--lr with lbfgs" -- "$BIN" train --lr 0.5
+one_line_error "--lr with lbfgs" "lbfgs"
+expect 2 "--batch-size with gd" -- "$BIN" train --solver gd --batch-size 3
+one_line_error "--batch-size with gd" "--batch-size"
+expect 2 "number with a leading space" -- "$BIN" train --epochs ' 5'
+expect 2 "two outputs in one file" -- "$BIN" train --model "$OUT" --history "$OUT"
+one_line_error "two outputs in one file" "the same file"
+no_file "two outputs in one file" "$OUT"
+cp "$DATA" "$TMP/data-copy.csv"
+expect 2 "model over the data" -- "$BIN" train "$TMP/data-copy.csv" --model "$TMP/data-copy.csv"
+cmp -s "$DATA" "$TMP/data-copy.csv" || fail "model over the data: the data was replaced"
+expect 2 "unknown command, one line" -- "$BIN" TRAIN
+one_line_error "unknown command, one line" "unknown command 'TRAIN'"
+expect 2 "version with an argument" -- "$BIN" version extra
+expect 0 "help train" -- "$BIN" help train
+grep -q -- '--val-split' "$TMP/out" || fail "help train: not train's options"
 expect 0 "help" -- "$BIN" train --help
 grep -q -- '--val-split' "$TMP/out" || fail "train --help lacks the options"
 
@@ -249,6 +324,11 @@ one_line_error "truncated model" "broken.json:"
 printf '{"format": "tapegrad-logreg", "version": 1, "features": ["zz"], "weights": [1], "bias": 0, "solver": {"name": "lbfgs"}}' >"$TMP/other.json"
 expect 1 "model features not in the file" -- "$BIN" predict --model "$TMP/other.json" "$DATA"
 one_line_error "model features not in the file" "zz"
+# finite as a double, infinite as the float the kernels use
+sed 's/"bias":[[:space:]]*[-0-9.e]*/"bias": 1e300/' "$M" >"$TMP/huge-bias.json"
+grep -q '"bias": 1e300' "$TMP/huge-bias.json" || fail "huge-bias.json: no bias to replace"
+expect 1 "model with a bias beyond float" -- "$BIN" predict --model "$TMP/huge-bias.json" "$DATA"
+one_line_error "model with a bias beyond float" "float32 range"
 expect 1 "eval with non-binary labels" -- "$BIN" eval --model "$M" "$TMP/nonbinary.csv" --label y
 one_line_error "eval with non-binary labels" "nope\|cgpa\|nonbinary.csv"
 

@@ -189,7 +189,7 @@ expect_failure() {
     cmp -s "$d/ours" "$TMP/$name.want" ||
         fail "$name -np $np: error '$(cat "$d/ours")', single process: '$(cat "$TMP/$name.want")'"
     [ ! -e "$d/model.json" ] || fail "$name -np $np: a model was written"
-    ls "$d" | grep -q '\.tmp\.' && fail "$name -np $np: a temporary file was left behind"
+    ls -a "$d" | grep -q '\.tmp$' && fail "$name -np $np: a temporary file was left behind"
 }
 
 # Row 3400 of 4000: far into the last rank's part for 2 and 3 ranks.

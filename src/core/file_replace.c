@@ -53,16 +53,19 @@ static int open_in_place(tg_replace *r)
     return r->fd < 0 ? errno : 0;
 }
 
-/* A new file beside dest with a unique name; keeps the mode of the file it will replace. */
+/* A new file beside dest with a unique name of its own, so that a target whose name is near
+ * the length limit still gets one; keeps the mode of the file it will replace. */
 static int open_temp(tg_replace *r, const struct stat *old)
 {
     static unsigned counter;
-    size_t cap = strlen(r->dest) + 48;
+    const char *slash = strrchr(r->dest, '/');
+    int dir = slash ? (int)(slash - r->dest) + 1 : 0;
+    size_t cap = (size_t)dir + 64;
     r->tmp = malloc(cap);
     if (!r->tmp)
         return ENOMEM;
     for (int attempt = 0; attempt < 100; attempt++) {
-        snprintf(r->tmp, cap, "%s.tmp.%ld.%u", r->dest, (long)getpid(),
+        snprintf(r->tmp, cap, "%.*s.tapegrad-%ld-%u.tmp", dir, r->dest, (long)getpid(),
                  __atomic_fetch_add(&counter, 1, __ATOMIC_RELAXED));
         /* 0666 and the umask: the permissions a plain fopen would give a new file */
         r->fd = open(r->tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);

@@ -222,6 +222,27 @@ typedef struct {
     bool nan;
 } block_sums;
 
+/* log(1 + e^x) in double, exact at both infinities. */
+static double softplus_d(double x)
+{
+    return fmax(x, 0.0) + log1p(exp(-fabs(x)));
+}
+
+/* The loss of rows whose logits overflowed to ±inf (a model applied to data far beyond what it
+ * was trained on). The kernel weighs both softplus terms of a row, so a row that is right with
+ * certainty gets 0 · inf = NaN; here a term whose weight is 0 is left out: 0 for that row, and
+ * inf for a row that is wrong with certainty. */
+static double loss_with_infinities(const float *z, const float *y, int64_t m)
+{
+    double total = 0.0;
+    for (int64_t i = 0; i < m; i++) {
+        double t = y[i];
+        total += (t > 0.0 ? t * softplus_d(-(double)z[i]) : 0.0) +
+                 (t < 1.0 ? (1.0 - t) * softplus_d(z[i]) : 0.0);
+    }
+    return total;
+}
+
 typedef struct {
     const float *y, *z;
     int64_t n, rows;
@@ -240,6 +261,8 @@ static void metric_blocks(void *ctx, int64_t begin, int64_t end)
         /* The kernel's stable BCE (float per element, double sum) is accurate to a few ulps
          * and an order of magnitude faster than libm in double. */
         s->loss = tg_kern()->bce_logits(z, y, NULL, NULL, m, 1.0f);
+        if (isnan(s->loss))
+            s->loss = loss_with_infinities(z, y, m);
         for (int64_t i = 0; i < m; i++) {
             bool pos = y[i] > 0.5f, says_pos = z[i] > 0.0f;
             s->nan |= isnan(z[i]);

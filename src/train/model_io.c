@@ -10,6 +10,7 @@
  * range-checked, and errors name the file and the field. */
 #include <errno.h>
 #include <fcntl.h>
+#include <float.h>
 #include <limits.h>
 #include <math.h>
 #include <pthread.h>
@@ -279,11 +280,18 @@ static bool known_fields(reader *r, const cJSON *obj, const char *where, const c
     return true;
 }
 
+/* A number the float32 kernels can use: a weight of 1e300 is finite as a double but infinite
+ * once it is a float, and every prediction would be NaN or certain. */
+static bool float_range(const cJSON *v)
+{
+    return cJSON_IsNumber(v) && fabs(v->valuedouble) <= FLT_MAX;
+}
+
 static bool get_finite(reader *r, const cJSON *obj, const char *key, double *out)
 {
     const cJSON *v = field(obj, key);
-    if (!cJSON_IsNumber(v) || !isfinite(v->valuedouble))
-        return fail(r, key, "expected a finite number%s", "");
+    if (!float_range(v))
+        return fail(r, key, "expected a finite number in the float32 range%s", "");
     *out = v->valuedouble;
     return true;
 }
@@ -331,12 +339,13 @@ static double *get_numbers(reader *r, const cJSON *obj, const char *key, int64_t
     }
     int64_t i = 0;
     for (const cJSON *x = a->child; x; x = x->next, i++) {
-        bool ok =
-            cJSON_IsNumber(x) && isfinite(x->valuedouble) && (!positive || x->valuedouble > 0.0);
+        bool ok = float_range(x) && (!positive || x->valuedouble > 0.0);
         if (!ok) {
             free(v);
             fail(r, key,
-                 positive ? "expected positive finite numbers%s" : "expected finite numbers%s", "");
+                 positive ? "expected positive numbers in the float32 range%s"
+                          : "expected finite numbers in the float32 range%s",
+                 "");
             return NULL;
         }
         v[i] = x->valuedouble;

@@ -15,8 +15,17 @@ static const cli_opt *find_opt(const cli_opt *opts, const char *name, size_t len
     return NULL;
 }
 
+/* strtoll and strtod skip leading white space; a value with white space at either end is
+ * refused alike. */
+static bool starts_blank(const char *s)
+{
+    return *s == ' ' || (*s >= '\t' && *s <= '\r');
+}
+
 static bool parse_int64(const char *s, int64_t *out)
 {
+    if (starts_blank(s))
+        return false;
     char *end = NULL;
     errno = 0;
     long long v = strtoll(s, &end, 10);
@@ -28,6 +37,8 @@ static bool parse_int64(const char *s, int64_t *out)
 
 static bool parse_double(const char *s, double *out)
 {
+    if (starts_blank(s))
+        return false;
     char *end = NULL;
     errno = 0;
     double v = strtod(s, &end);
@@ -122,6 +133,14 @@ bool cli_parse(const char *cmd, int argc, char **argv, const cli_opt *opts, cons
                 return false;
             }
             value = argv[++i];
+            /* "--model --json" is a forgotten value far more often than a file named --json */
+            if (value[0] == '-' && value[1] == '-' && value[2] != '\0') {
+                cli_error(cmd,
+                          "--%s needs a value, got the option '%s' (write --%s=%s if it is "
+                          "the value)",
+                          o->name, value, o->name, value);
+                return false;
+            }
         }
         if (!store(cmd, o, value))
             return false;

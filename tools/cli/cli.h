@@ -11,6 +11,7 @@
 #include "tapegrad.h"
 #include "tapegrad/dist.h"
 #include "tapegrad/train.h"
+#include "utf8.h"
 
 /* Exit codes: documented in `tapegrad --help`. */
 enum { EXIT_OK = 0, EXIT_FAIL = 1, EXIT_USAGE = 2 };
@@ -84,8 +85,8 @@ bool cli_stdout_done(const char *cmd);
  * temporary beside its target and syncs it (on failure it removes them all, with a message);
  * the caller then does whatever else can still fail (standard output), and cli_files_commit
  * renames them into place in order, or cli_files_discard removes them. A device or FIFO target
- * (/dev/stdout) cannot be staged: it is written at commit. Entries with a NULL path are
- * skipped. */
+ * (/dev/stdout) cannot be staged: it is written at commit, before any rename, so a failed
+ * device write leaves no file in place. Entries with a NULL path are skipped. */
 typedef struct cli_file {
     const char *path;
     const char *data;

@@ -19,6 +19,23 @@ static const char USAGE[] =
     "                       training mean (drop is refused: every row gets a line)\n"
     "  --no-header, --skip-rows N, --delimiter C  as for train\n";
 
+/* The reader takes a column spec that names no header column as a 0-based index. A model
+ * trained on a file without a header has features "0", "1", ...; on a file with a header
+ * these must not quietly pick columns by position. */
+static bool names_match(const char *cmd, const char *model_path, const char *data_path,
+                        const tg_logreg_model *m, const tg_csv_data *data)
+{
+    for (int64_t j = 0; j < m->n_features; j++)
+        if (strcmp(data->names[j], m->feature_names[j]) != 0) {
+            cli_error(cmd,
+                      "%s: no column named '%s' (feature %lld of %s); a model trained with "
+                      "--no-header names columns by position: read this file with --no-header",
+                      data_path, m->feature_names[j], (long long)j, model_path);
+            return false;
+        }
+    return true;
+}
+
 bool cli_load_for_model(const char *cmd, const char *model_path, const char *data_path,
                         const cli_csv *csv, const char *label, tg_logreg_model *m,
                         tg_csv_data *data)
@@ -72,7 +89,7 @@ bool cli_load_for_model(const char *cmd, const char *model_path, const char *dat
                   data->n_features, model_path, (long long)m->n_features);
         return false;
     }
-    return true;
+    return csv->no_header || names_match(cmd, model_path, data_path, m, data);
 }
 
 /* Large outputs: format into one buffer and write it in big pieces. */

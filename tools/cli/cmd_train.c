@@ -1,5 +1,6 @@
 /* tapegrad train: CSV in, logistic-regression model out (plus curves and a summary). */
 #include <math.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -28,8 +29,8 @@ static const char USAGE[] =
     "training:\n"
     "  --solver S           lbfgs (default), gd, sgd or adam\n"
     "  --epochs N           iteration limit (lbfgs 100, gd 1000, sgd/adam 50 epochs)\n"
-    "  --lr F               step size (gd: fixed step instead of line search; sgd 0.01,\n"
-    "                       adam 0.001)\n"
+    "  --lr F               step size of gd, sgd and adam (gd: a fixed step instead of\n"
+    "                       its line search; sgd 0.01, adam 0.001)\n"
     "  --batch-size N       rows per step for sgd/adam (64)\n"
     "  --l2 F               penalty (l2/2)*|w|^2 on the mean loss (default 1/n, which is\n"
     "                       scikit-learn's C=1)\n"
@@ -61,7 +62,7 @@ typedef struct {
     int epochs, threads, patience;
     int64_t batch_size, seed;
     double lr, l2, pos_weight, val_split, tol;
-    bool l2_seen, no_standardize, json, quiet, distributed;
+    bool l2_seen, lr_seen, batch_seen, no_standardize, json, quiet, distributed;
     int rank; /* 0 unless distributed */
 } train_args;
 
@@ -120,8 +121,8 @@ static bool parse_train(int argc, char **argv, train_args *a, bool *help)
         CLI_CSV_OPTIONS(a->csv),
         {"solver", OPT_STRING, &a->solver, 0, 0, NULL},
         {"epochs", OPT_INT, &a->epochs, 1, 1e9, NULL},
-        {"lr", OPT_DOUBLE, &a->lr, 1e-12, 1e6, NULL},
-        {"batch-size", OPT_INT64, &a->batch_size, 1, big, NULL},
+        {"lr", OPT_DOUBLE, &a->lr, 1e-12, 1e6, &a->lr_seen},
+        {"batch-size", OPT_INT64, &a->batch_size, 1, big, &a->batch_seen},
         {"l2", OPT_DOUBLE, &a->l2, 0, 1e12, &a->l2_seen},
         {"pos-weight", OPT_DOUBLE, &a->pos_weight, 1e-12, 1e12, NULL},
         {"tol", OPT_DOUBLE, &a->tol, 0, 1e12, NULL},
@@ -162,6 +163,18 @@ static bool fit_options(const train_args *a, tg_logreg_options *o)
     o->in_place = true; /* the loaded table is ours: standardize it without a 2nd copy */
     if (a->patience > 0 && a->val_split <= 0.0) {
         cli_error("train", "--patience needs a validation split (--val-split F)");
+        return false;
+    }
+    /* A setting the solver would not use is refused rather than recorded in the model as if
+     * it had shaped it. */
+    if (a->lr_seen && o->solver == TG_SOLVER_LBFGS) {
+        cli_error("train", "--lr does not apply to the lbfgs solver (its line search picks the "
+                           "steps); use it with gd, sgd or adam");
+        return false;
+    }
+    if (a->batch_seen && o->solver != TG_SOLVER_SGD && o->solver != TG_SOLVER_ADAM) {
+        cli_error("train", "--batch-size applies to the sgd and adam solvers, not %s",
+                  tg_solver_name(o->solver));
         return false;
     }
     /* Mini-batches and a held-out split would shuffle rows across the ranks. */
@@ -252,6 +265,26 @@ static bool check_classes(const char *path, const tg_csv_data *data, bool dist, 
               "%s: the label column '%s' has only one class (%s) in %lld rows; "
               "need both 0 and 1",
               path, data->label_name ? data->label_name : "?", pos ? "1" : "0", (long long)rows);
+    return false;
+}
+
+/* The model file is JSON, so the names it keeps must be UTF-8: a header in Latin-1 would make
+ * a model file that JSON readers refuse. Checked before training, not after it. */
+static bool names_utf8(const char *path, const tg_csv_data *data)
+{
+    const char *bad =
+        data->label_name && !cli_utf8_valid(data->label_name) ? data->label_name : NULL;
+    for (int j = 0; !bad && j < data->n_features; j++)
+        if (!cli_utf8_valid(data->names[j]))
+            bad = data->names[j];
+    if (!bad)
+        return true;
+    char *shown = cli_utf8_clean(bad);
+    cli_error("train",
+              "%s: the column name '%s' is not valid UTF-8, which the model file (JSON) needs; "
+              "convert the file, e.g. iconv -f latin1 -t utf-8",
+              path, shown ? shown : "?");
+    free(shown);
     return false;
 }
 
@@ -403,6 +436,9 @@ static int write_outputs(const train_args *a, const summary *s, tg_logreg_model 
         files[i].data = text[i];
         files[i].len = len[i];
     }
+    /* A reader that went away (`| head`) makes writes to stdout fail with EPIPE instead of
+     * killing the process with the staged files still on disk. */
+    (void)signal(SIGPIPE, SIG_IGN);
     if (!cli_files_stage("train", files, N_FILES))
         goto done;
     bool printed = true;
@@ -432,7 +468,7 @@ static int run(const train_args *a, const char *path, tg_csv_data *data, tg_logr
     if (!load(a, path, &pg, data))
         return EXIT_FAIL;
     int64_t rows = a->distributed ? cli_dist_sum(data->rows) : data->rows;
-    if (!check_classes(path, data, a->distributed, rows))
+    if (!check_classes(path, data, a->distributed, rows) || (a->model && !names_utf8(path, data)))
         return EXIT_FAIL;
     double t1 = cli_now();
     o.progress = on_step;
@@ -451,6 +487,38 @@ static int run(const train_args *a, const char *path, tg_csv_data *data, tg_logr
     int rc = a->rank == 0 ? write_outputs(a, &s, m) : EXIT_OK;
     tg_logreg_result_free(&r);
     return rc;
+}
+
+/* Whether two paths name one file: one regular file, or the same name for a file not there
+ * yet. Devices such as /dev/stdout may be named twice. */
+static bool same_file(const char *p, const char *q)
+{
+    struct stat a, b;
+    bool pa = stat(p, &a) == 0, qb = stat(q, &b) == 0;
+    if (pa && qb)
+        return S_ISREG(a.st_mode) && a.st_dev == b.st_dev && a.st_ino == b.st_ino;
+    return !pa && !qb && strcmp(p, q) == 0;
+}
+
+/* An output that names another output or the data would replace it without a word. */
+static bool outputs_apart(const train_args *a, const char *data)
+{
+    const char *flag[] = {"--model", "--history", "--plot"};
+    const char *path[] = {a->model, a->history, a->plot};
+    for (int i = 0; i < 3; i++) {
+        if (!path[i])
+            continue;
+        if (same_file(path[i], data)) {
+            cli_error("train", "%s %s would replace the data file", flag[i], path[i]);
+            return false;
+        }
+        for (int j = i + 1; j < 3; j++)
+            if (path[j] && same_file(path[i], path[j])) {
+                cli_error("train", "%s and %s name the same file, %s", flag[i], flag[j], path[j]);
+                return false;
+            }
+    }
+    return true;
 }
 
 /* The command once MPI is up (when distributed). */
@@ -477,6 +545,8 @@ static int train(int argc, char **argv)
         if (!a.label)
             a.label = "placement";
     }
+    if (!outputs_apart(&a, path))
+        return EXIT_USAGE;
     if (a.threads > 0)
         tg_set_num_threads(a.threads);
     tg_csv_data data;

@@ -79,8 +79,14 @@ static void xml_text(cli_buf *b, const char *s)
             cli_buf_printf(b, "&quot;");
             break;
         default:
-            if ((unsigned char)*s >= 0x20)
-                cli_buf_printf(b, "%c", *s);
+            if ((unsigned char)*s < 0x20)
+                break;
+            size_t n = cli_utf8_len(s);
+            if (!n) /* SVG is XML, which must be well-formed UTF-8 */
+                cli_buf_printf(b, "\xEF\xBF\xBD");
+            else
+                cli_buf_printf(b, "%.*s", (int)n, s);
+            s += n ? n - 1 : 0;
         }
     }
 }

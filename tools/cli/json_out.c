@@ -3,6 +3,9 @@
 
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
+
+#include "utf8.h"
 
 json_out json_begin(void)
 {
@@ -36,8 +39,13 @@ void json_str(json_out *j, const char *key, const char *s)
 {
     if (!j->o)
         return;
+    /* a file name need not be UTF-8; the JSON must be (the bad bytes become U+FFFD) */
+    char *clean = s && !cli_utf8_valid(s) ? cli_utf8_clean(s) : NULL;
+    if (clean)
+        s = clean;
     cJSON *item = s ? cJSON_AddStringToObject(j->o, key, s) : cJSON_AddNullToObject(j->o, key);
     j->ok = j->ok && item != NULL;
+    free(clean);
 }
 
 bool json_print(json_out *j)

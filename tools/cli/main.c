@@ -1,5 +1,8 @@
 /* tapegrad: train, apply and evaluate logistic-regression models on CSV files. */
+#include <errno.h>
+#include <fcntl.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cli.h"
 
@@ -19,28 +22,69 @@ static const char USAGE[] =
     "exit status: 0 success, 1 bad input or a failed read/write (one-line message on stderr,\n"
     "no model file written), 2 bad command-line usage.\n";
 
+/* A descriptor 0-2 the caller closed (`tapegrad train >&-`) would be handed to the next file
+ * opened, and the summary meant for stdout would land in the model file. Each closed one gets
+ * /dev/null opened read-only, so reads see end of file and writes fail (EBADF) as they did. */
+static void hold_std_fds(void)
+{
+    for (int fd = 0; fd <= 2; fd++)
+        if (fcntl(fd, F_GETFD) == -1 && errno == EBADF) {
+            int got = open("/dev/null", O_RDONLY);
+            if (got >= 0 && got != fd)
+                close(got); /* a lower one was free after all; leave things as they were */
+        }
+}
+
+/* args are what follows the command's name. */
+static int version(int argc, char **args)
+{
+    if (argc > 0 && (strcmp(args[0], "--help") == 0 || strcmp(args[0], "-h") == 0)) {
+        puts("usage: tapegrad version\n\nPrints the version, the kernel family in use and the "
+             "matrix-product backend.");
+        return cli_stdout_done("version") ? EXIT_OK : EXIT_FAIL;
+    }
+    if (argc > 0) {
+        cli_error("version", "takes no arguments, got '%s'", args[0]);
+        return EXIT_USAGE;
+    }
+    printf("tapegrad %s (kernels: %s, matrix products: %s)\n", tg_version_string(), tg_isa(),
+           tg_matmul_backend());
+    return cli_stdout_done("version") ? EXIT_OK : EXIT_FAIL;
+}
+
+static int run_command(const char *cmd, int argc, char **args)
+{
+    if (strcmp(cmd, "train") == 0)
+        return cmd_train(argc, args);
+    if (strcmp(cmd, "predict") == 0)
+        return cmd_predict(argc, args);
+    if (strcmp(cmd, "eval") == 0)
+        return cmd_eval(argc, args);
+    if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0)
+        return version(argc, args);
+    fprintf(stderr,
+            "tapegrad: unknown command '%s' (commands: train, predict, eval, version; see "
+            "tapegrad --help)\n",
+            cmd);
+    return EXIT_USAGE;
+}
+
 int main(int argc, char **argv)
 {
+    hold_std_fds();
     if (argc < 2) {
         fputs(USAGE, stderr);
         return EXIT_USAGE;
     }
     const char *cmd = argv[1];
-    if (strcmp(cmd, "train") == 0)
-        return cmd_train(argc - 2, argv + 2);
-    if (strcmp(cmd, "predict") == 0)
-        return cmd_predict(argc - 2, argv + 2);
-    if (strcmp(cmd, "eval") == 0)
-        return cmd_eval(argc - 2, argv + 2);
-    if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
-        printf("tapegrad %s (kernels: %s, matrix products: %s)\n", tg_version_string(), tg_isa(),
-               tg_matmul_backend());
-        return cli_stdout_done("version") ? EXIT_OK : EXIT_FAIL;
-    }
     if (strcmp(cmd, "help") == 0 || strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0) {
+        if (argc > 2) { /* tapegrad help train: that command's own help */
+            char flag[] = "--help";
+            char *args[] = {flag, NULL};
+            return run_command(argv[2], 1, args);
+        }
         fputs(USAGE, stdout);
         return cli_stdout_done("help") ? EXIT_OK : EXIT_FAIL;
     }
-    fprintf(stderr, "tapegrad: unknown command '%s'\n%s", cmd, USAGE);
-    return EXIT_USAGE;
+    return run_command(cmd, argc - 2, argv + 2);
 }

@@ -163,22 +163,32 @@ bool cli_files_stage(const char *cmd, cli_file *files, int n)
     return true;
 }
 
-bool cli_files_commit(const char *cmd, cli_file *files, int n)
+/* Finishes the staged files for which in_place says whether they are written in place (a
+ * device or FIFO: written now) or were staged to a temporary (renamed now). */
+static bool finish_files(const char *cmd, cli_file *files, int n, bool in_place)
 {
     for (int i = 0; i < n; i++) {
         cli_file *f = &files[i];
-        if (!f->staged)
+        if (!f->staged || (f->r.tmp == NULL) != in_place)
             continue;
-        int err = f->r.tmp ? 0 : tg_replace_write(&f->r, f->data, f->len);
+        int err = in_place ? tg_replace_write(&f->r, f->data, f->len) : 0;
         int fin = tg_replace_finish(&f->r, err == 0);
         f->staged = false;
         if (err || fin) {
             cli_error(cmd, "%s: cannot write: %s", f->path, strerror(err ? err : fin));
-            cli_files_discard(files, n); /* the later ones: the model is last, so no model */
+            cli_files_discard(files, n);
             return false;
         }
     }
     return true;
+}
+
+bool cli_files_commit(const char *cmd, cli_file *files, int n)
+{
+    /* Devices first: they are the writes that can still fail (/dev/full), and until the
+     * renames nothing is in place. A failed rename removes the later temporaries: the model
+     * is last, so no model. */
+    return finish_files(cmd, files, n, true) && finish_files(cmd, files, n, false);
 }
 
 void cli_buf_printf(cli_buf *b, const char *fmt, ...)
