@@ -373,6 +373,31 @@ static bool read_header(reader *r, const cJSON *root)
     return true;
 }
 
+static int by_name(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* Columns are found by name when the model is applied, so a name listed twice would pick one
+ * column for two weights; said here rather than later as a fault of the data file. */
+static bool names_distinct(reader *r, const char **names, int n)
+{
+    const char **sorted = malloc((size_t)n * sizeof(char *));
+    if (!sorted) {
+        r->st = tg_set_error(TG_ENOMEM, "%s: out of memory", r->name);
+        return false;
+    }
+    memcpy(sorted, names, (size_t)n * sizeof(char *));
+    qsort(sorted, (size_t)n, sizeof(char *), by_name);
+    const char *twice = NULL;
+    for (int i = 1; i < n && !twice; i++)
+        if (strcmp(sorted[i - 1], sorted[i]) == 0)
+            twice = sorted[i];
+    bool ok = !twice || fail(r, "features", "'%s' is listed more than once", twice);
+    free(sorted);
+    return ok;
+}
+
 static bool read_names(reader *r, const cJSON *root, tg_logreg_model *m)
 {
     const cJSON *a = field(root, "features");
@@ -393,8 +418,8 @@ static bool read_names(reader *r, const cJSON *root, tg_logreg_model *m)
         names[i] = x->valuestring;
     }
     const cJSON *label = field(root, "label");
-    bool ok = true;
-    if (label && !cJSON_IsNull(label) && !cJSON_IsString(label))
+    bool ok = names_distinct(r, names, n);
+    if (ok && label && !cJSON_IsNull(label) && !cJSON_IsString(label))
         ok = fail(r, "label", "expected a string or null%s", "");
     if (ok && tg_logreg_model_set_names(m, names, n,
                                         cJSON_IsString(label) ? label->valuestring : NULL) != TG_OK)
