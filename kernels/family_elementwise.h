@@ -267,6 +267,8 @@ static void v_bwd_uniform(tg_unary_bwd_fn f, const float *v, float g, float *gx,
 
 static void v_pow_scalar_bwd(const float *x, const float *gy, float *gx, int64_t n, float e)
 {
+    if (tg_pow_bwd_wide(x, gy, gx, n, e))
+        return;
     if (e == 0.0f) {
         for (int64_t i = 0; i < n; i += W)
             st(gx + i, zero(), n - i);

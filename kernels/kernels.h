@@ -176,6 +176,20 @@ const tg_kernels *tg_kern(void);
 /* Family tables. tg_kernels_scalar always exists; the others return 0 when the family is not
  * compiled in; every table is complete (SIMD families copy the scalar table first). */
 void tg_kernels_init_scalar(tg_kernels *k);
+/* pow_scalar_bwd for |e| >= 2^24, shared by every family. There each float e is an even
+ * integer and e - 1 an odd one that float cannot hold: it rounds back to e, and x^(e-1) loses
+ * its sign for x < 0 (the gradient of x^16777218 at -1 came out +16777218). PyTorch forms
+ * e - 1 as a double, so this does too, then scales in float as PyTorch does. Returns false,
+ * doing nothing, for the other exponents. */
+static inline bool tg_pow_bwd_wide(const float *x, const float *gy, float *gx, int64_t n, float e)
+{
+    if (!(__builtin_fabsf(e) >= 16777216.0f))
+        return false;
+    for (int64_t i = 0; i < n; i++)
+        gx[i] = gy[i] * (e * (float)__builtin_pow((double)x[i], (double)e - 1.0));
+    return true;
+}
+
 int tg_kernels_init_avx2(tg_kernels *k);
 int tg_kernels_init_avx512(tg_kernels *k);
 int tg_kernels_init_neon(tg_kernels *k);

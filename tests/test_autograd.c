@@ -928,6 +928,12 @@ static void test_gradients_at_special_points(void **state)
                                {1, 1, 1}};
     for (int e = 0; e < 7; e++)
         expect_grad_of_sum(f_pow_scalar, (void *)&exps[e], x0, 3, want[e]);
+    /* |e| >= 2^24: e - 1 is odd but not a float, and PyTorch forms it in double:
+     * x = torch.tensor([-1., -2., -1.5, 3.], requires_grad=True); (x ** e).sum().backward() */
+    const float xw[4] = {-1, -2, -1.5f, 3}, wide[2] = {16777218.0f, 1e10f};
+    expect_grad_of_sum(f_pow_scalar, (void *)&wide[0], xw, 4,
+                       (double[]){-16777218.0, -inf, -inf, inf});
+    expect_grad_of_sum(f_pow_scalar, (void *)&wide[1], xw, 4, (double[]){-1e10, -inf, -inf, inf});
     expect_grad_of_sum(f_abs, NULL, (float[]){0, 1, -1}, 3, (double[]){0, 1, -1});
     expect_grad_of_sum(f_relu, NULL, (float[]){0, 1, -1}, 3, (double[]){0, 1, 0});
     /* clamp's bounds are inclusive */

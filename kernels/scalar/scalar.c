@@ -215,6 +215,8 @@ static void s_clamp_bwd(const float *x, const float *gy, float *gx, int64_t n, f
 
 static void s_pow_scalar_bwd(const float *x, const float *gy, float *gx, int64_t n, float e)
 {
+    if (tg_pow_bwd_wide(x, gy, gx, n, e))
+        return;
     for (int64_t i = 0; i < n; i++) {
         if (e == 0.0f)
             gx[i] = 0.0f;
