@@ -7,7 +7,9 @@
  *  - a NULL tensor argument makes a function return NULL (or an error status) as well, so errors
  *    flow through an expression and can be checked once at the end; when the call just before
  *    failed, its status and message stay (tg_backward(tg_sum(tg_add(a, b)), ...) reports
- *    tg_add's shape error);
+ *    tg_add's shape error); not so for an optional argument, where NULL means "none"
+ *    (tg_linear's b, tg_bce_with_logits's pos_weight, tg_backward's grad_output): check the
+ *    call that makes one before passing its result, or a failure there goes unnoticed;
  *  - failures never abort: they set a thread-local status and message (tg_last_status,
  *    tg_last_error) naming the function and the offending shapes or values; a call that
  *    returns a value clears them on success, while void calls (tg_release, tg_scope_end, the

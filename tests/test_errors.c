@@ -14,6 +14,8 @@
 
 #include "gradcheck.h"
 #include "tapegrad.h"
+#include "tapegrad/nn.h"
+#include "tapegrad/train.h"
 
 /* Asserts the last call failed with `status` and a message containing every listed part. */
 static void expect_error(tg_status status, const char *p1, const char *p2, const char *p3)
@@ -470,6 +472,67 @@ static void test_errors_flow_through_expressions(void **state)
     tg_scope_end();
 }
 
+/* The functions past the ops (autograd's void calls, training, optimizers, metrics) keep the
+ * cause of a NULL input too, and a NULL of the caller's own still names the function. */
+static void test_null_inputs_keep_the_cause(void **state)
+{
+    (void)state;
+    tg_scope_begin();
+    /* the other arguments are made first: sibling arguments are evaluated in any order */
+    tg_tensor *v2 = vec(2), *v3 = vec(3);
+    tg_retain_grad(tg_add(mat(2, 3), vec(4)));
+    expect_error(TG_ESHAPE, "tg_add", "[2, 3]", "[4]");
+    tg_binary_metrics bm;
+    assert_int_equal(tg_binary_metrics_compute(v3, tg_add(mat(2, 3), vec(4)), &bm), TG_ESHAPE);
+    expect_error(TG_ESHAPE, "tg_add", "[2, 3]", "[4]");
+    double w[3] = {0, 0, 0}, loss;
+    assert_int_equal(
+        tg_logreg_loss_grad(tg_add(mat(2, 3), vec(4)), v2, w, 0, 0, 1, &loss, NULL, NULL),
+        TG_ESHAPE);
+    expect_error(TG_ESHAPE, "tg_add", "[2, 3]", "[4]");
+    tg_logreg_model m;
+    tg_logreg_model_init(&m);
+    assert_null(tg_logreg_predict(&m, tg_add(mat(2, 3), vec(4))));
+    expect_error(TG_ESHAPE, "tg_add", "[2, 3]", "[4]");
+    tg_logreg_options o;
+    tg_logreg_options_init(&o);
+    assert_int_equal(tg_logreg_fit(tg_add(mat(2, 3), vec(4)), v2, &o, &m, NULL), TG_ESHAPE);
+    expect_error(TG_ESHAPE, "tg_add", "[2, 3]", "[4]");
+    tg_tensor *params[1] = {tg_add(mat(2, 3), vec(4))};
+    assert_null(tg_sgd_new(params, 1, NULL));
+    expect_error(TG_ESHAPE, "tg_add", "[2, 3]", "[4]");
+    /* after a successful call the NULL is the caller's own */
+    assert_non_null(vec(1));
+    tg_retain_grad(NULL);
+    expect_error(TG_EINVAL, "tg_retain_grad", NULL, NULL);
+    assert_non_null(vec(1));
+    assert_null(tg_logreg_predict(&m, NULL));
+    expect_error(TG_EINVAL, "tg_logreg_predict", "X is NULL", NULL);
+    assert_non_null(vec(1));
+    assert_int_equal(tg_binary_metrics_compute(v3, NULL, &bm), TG_EINVAL);
+    expect_error(TG_EINVAL, "tg_binary_metrics_compute", "logits is NULL", NULL);
+    /* an optional argument's NULL means "none", even right after a failure (documented) */
+    tg_tensor *W = mat(2, 3), *x = mat(4, 3);
+    assert_null(tg_add(mat(2, 3), vec(4)));
+    tg_tensor *y = tg_linear(x, W, NULL);
+    assert_non_null(y);
+    expect_ok();
+    tg_logreg_model_free(&m);
+    tg_scope_end();
+}
+
+static void test_permute_dims(void **state)
+{
+    (void)state;
+    tg_scope_begin();
+    tg_tensor *s = tg_permute(tg_scalar(2), NULL); /* a 0-d tensor has no dims to list */
+    assert_non_null(s);
+    assert_int_equal(tg_ndim(s), 0);
+    assert_null(tg_permute(mat(2, 3), NULL));
+    expect_error(TG_EINVAL, "tg_permute", "dims is NULL", NULL);
+    tg_scope_end();
+}
+
 /* ---- success resets the status ---- */
 
 static void test_success_clears_error(void **state)
@@ -558,6 +621,8 @@ int main(void)
         cmocka_unit_test(test_null_outputs),
         cmocka_unit_test(test_messages_name_the_call),
         cmocka_unit_test(test_errors_flow_through_expressions),
+        cmocka_unit_test(test_null_inputs_keep_the_cause),
+        cmocka_unit_test(test_permute_dims),
         cmocka_unit_test(test_success_clears_error),
         cmocka_unit_test(test_zero_grad_keeps_the_error),
     };

@@ -371,9 +371,7 @@ tg_status tg_backward(tg_tensor *root, const tg_tensor *grad_output, bool retain
     if (!root) {
         /* As for an op's NULL argument: a root that a failed call returned (the loss of
          * tg_backward(tg_mean(tg_add(a, b)), ...)) keeps that call's message, the cause. */
-        st = tg_api_depth == 1 && tg_restore_previous_error()
-                 ? tg_last_status()
-                 : tg_set_error(TG_EINVAL, "tg_backward: root is NULL");
+        st = tg_null_input(TG_EINVAL, "tg_backward: root is NULL");
     } else if (!root->requires_grad) {
         st = tg_set_error(TG_EGRAPH, "tg_backward: element 0 of tensors does not require grad "
                                      "and does not have a grad_fn (no path to a leaf that "

@@ -231,8 +231,7 @@ void tg_retain_grad(tg_tensor *t)
 {
     tg_clear_error();
     if (!t) {
-        tg_set_error(TG_EINVAL, "tg_retain_grad: tensor is NULL");
-        tg_mark_null_arg(); /* no cause for a later call that receives a NULL */
+        (void)tg_null_input(TG_EINVAL, "tg_retain_grad: tensor is NULL");
         return;
     }
     if (!t->requires_grad) {

@@ -1,6 +1,8 @@
 /* Scopes: every tensor handed to the user between tg_scope_begin and tg_scope_end is released at
  * the end unless tg_keep takes it out. Only results crossing the public API boundary are
  * tracked (tg_api_depth == 0), never the library's own temporaries. */
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 
 #include "tensor.h"
@@ -51,6 +53,22 @@ static bool grow(void **ptr, size_t *cap, size_t elem)
     *ptr = p;
     *cap = ncap;
     return true;
+}
+
+tg_status tg_null_input(tg_status s, const char *fmt, ...)
+{
+    /* only the outermost call cleared the status on entry: there "the call before" is the
+     * caller's last call, the one whose failure may have produced this NULL */
+    if (tg_api_depth <= 1 && tg_restore_previous_error())
+        return tg_last_status();
+    char msg[400];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    tg_set_error(s, "%s", msg);
+    tg_mark_null_arg();
+    return s;
 }
 
 tg_tensor *tg_api_leave(tg_tensor *t)

@@ -173,6 +173,14 @@ static inline void tg_api_enter(void)
         tg_clear_error();
 }
 tg_tensor *tg_api_leave(tg_tensor *t);
+/* A NULL input a function cannot do without: the failure of the caller's previous call when
+ * that produced it (so f(g(x)) reports g's cause), else status s with the message. Returns the
+ * status set. For the functions outside the ops (training, optimizers, metrics, MPI). */
+tg_status tg_null_input(tg_status s, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 2, 3)))
+#endif
+    ;
 #define TG_API_BEGIN tg_api_enter()
 #define TG_API_RETURN(expr)                                                                 \
     do {                                                                                    \

@@ -505,7 +505,7 @@ static tg_tensor *usable_grad(tg_tensor *p, int i, tg_status *st)
     if (*st != TG_OK)
         return NULL;
     if (!p)
-        *st = tg_set_error(TG_EINVAL, "tg_dist_allreduce_grads: params[%d] is NULL", i);
+        *st = tg_null_input(TG_EINVAL, "tg_dist_allreduce_grads: params[%d] is NULL", i);
     else if (!g)
         *st = tg_set_error(TG_EINVAL,
                            "tg_dist_allreduce_grads: params[%d] has no gradient (run tg_backward "

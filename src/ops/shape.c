@@ -210,8 +210,13 @@ static tg_tensor *permute_with(const tg_node_ops *ops, tg_tensor *a, const int *
 tg_tensor *tg_permute(tg_tensor *a, const int *dims)
 {
     TG_API_BEGIN;
-    if (!a || !dims)
+    if (!a)
         TG_API_RETURN(tg_null_arg("tg_permute"));
+    if (!dims && a->ndim > 0) { /* a 0-d tensor has no dims to list, as tg_reshape takes it */
+        tg_set_error(TG_EINVAL, "tg_permute: dims is NULL for a %d-d tensor", a->ndim);
+        tg_mark_null_arg(); /* the caller's own NULL: no cause for the next call */
+        TG_API_RETURN(NULL);
+    }
     int perm[TG_MAX_DIMS];
     bool seen[TG_MAX_DIMS] = {false};
     for (int i = 0; i < a->ndim; i++) {

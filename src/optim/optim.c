@@ -59,7 +59,7 @@ static bool check_params(tg_tensor *const *params, int n, const char *fn)
     }
     for (int i = 0; i < n; i++) {
         if (!params[i]) {
-            tg_set_error(TG_EINVAL, "%s: parameter %d is NULL", fn, i);
+            tg_null_input(TG_EINVAL, "%s: parameter %d is NULL", fn, i);
             return false;
         }
         if (!params[i]->requires_grad || params[i]->grad_fn) {

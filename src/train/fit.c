@@ -643,7 +643,7 @@ static tg_status check_inputs(tg_tensor *X, tg_tensor *y, bool dist)
     char a[160], b[160];
     const char *fn = dist ? "tg_logreg_fit_distributed" : "tg_logreg_fit";
     if (!X || !y)
-        return tg_set_error(TG_EINVAL, "%s: X or y is NULL", fn);
+        return tg_null_input(TG_EINVAL, "%s: X or y is NULL", fn);
     if (X->ndim != 2 || y->ndim != 1 || y->shape[0] != X->shape[0])
         return tg_set_error(TG_ESHAPE, "%s: X must be [n, d] and y [n]; got X %s, y %s", fn,
                             tg_shape_str(a, sizeof a, X->ndim, X->shape),

@@ -169,8 +169,10 @@ tg_status tg_logreg_loss_grad(tg_tensor *X, tg_tensor *y, const double *w, doubl
     tg_api_enter();
     tg_status st = TG_OK;
     char a[160], c[160];
-    if (!X || !y || !w || !loss)
-        st = tg_set_error(TG_EINVAL, "%s: NULL argument", fn);
+    if (!X || !y)
+        st = tg_null_input(TG_EINVAL, "%s: %s is NULL", fn, X ? "y" : "X");
+    else if (!w || !loss)
+        st = tg_set_error(TG_EINVAL, "%s: %s is NULL", fn, w ? "loss" : "w");
     else if (X->ndim != 2 || y->ndim != 1 || y->shape[0] != X->shape[0] || X->shape[0] < 1)
         st = tg_set_error(TG_ESHAPE, "%s: X must be [n, d] and y [n], n >= 1; got X %s, y %s", fn,
                           tg_shape_str(a, sizeof a, X->ndim, X->shape),
@@ -245,7 +247,7 @@ static tg_tensor *logits(const tg_logreg_model *m, tg_tensor *X, const char *fn)
 {
     char a[160];
     if (!X) {
-        tg_set_error(TG_EINVAL, "%s: X is NULL", fn);
+        tg_null_input(TG_EINVAL, "%s: X is NULL", fn);
         return NULL;
     }
     if (!model_ok(m, fn))

@@ -358,8 +358,10 @@ tg_status tg_binary_metrics_compute(tg_tensor *y, tg_tensor *logits, tg_binary_m
     tg_api_enter();
     tg_status st = TG_OK;
     tg_tensor *yc = NULL, *zc = NULL;
-    if (!y || !logits || !out) {
-        st = tg_set_error(TG_EINVAL, "%s: NULL argument", fn);
+    if (!y || !logits) {
+        st = tg_null_input(TG_EINVAL, "%s: %s is NULL", fn, y ? "logits" : "y");
+    } else if (!out) {
+        st = tg_set_error(TG_EINVAL, "%s: out is NULL", fn);
     } else if (y->ndim != 1 || logits->ndim != 1 || y->numel != logits->numel) {
         char a[160], b[160];
         st = tg_set_error(TG_ESHAPE, "%s: y %s and logits %s must be two vectors of one length", fn,
