@@ -102,9 +102,10 @@ bool tg_grad_enabled(void);
 bool tg_set_grad_enabled(bool on); /* thread-local; returns the previous mode */
 
 /* TG_NO_GRAD { ... } runs the block with grad disabled and restores the previous mode when the
- * block is left. With GCC and Clang that holds however it is left (return, break and goto
- * too): the saved mode is a variable whose cleanup restores it. Other compilers restore it on
- * normal exit only, so code meant for them should not leave the block with return/goto/break. */
+ * block is left. With GCC and Clang that holds however it is left (return, goto, break): the
+ * saved mode is a variable whose cleanup restores it. The block is a one-pass loop, so break
+ * and continue inside it leave the block only, not an enclosing loop. Other compilers restore
+ * the mode on normal exit only: code meant for them should not leave the block early. */
 /* clang-format off */
 #define TG_NO_GRAD_CAT2(a, b) a##b
 #define TG_NO_GRAD_CAT(a, b) TG_NO_GRAD_CAT2(a, b)

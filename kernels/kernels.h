@@ -177,8 +177,9 @@ const tg_kernels *tg_kern(void);
  * compiled in; every table is complete (SIMD families copy the scalar table first). */
 void tg_kernels_init_scalar(tg_kernels *k);
 /* pow_scalar_bwd for |e| >= 2^24, shared by every family. There each float e is an even
- * integer and e - 1 an odd one that float cannot hold: it rounds back to e, and x^(e-1) loses
- * its sign for x < 0 (the gradient of x^16777218 at -1 came out +16777218). PyTorch forms
+ * integer and e - 1 an odd one that float cannot hold: it rounds to an even neighbour
+ * (16777218 - 1 gives 16777216), and x^(e-1) loses its sign for x < 0 (the gradient of
+ * x^16777218 at -1 came out +16777218). PyTorch forms
  * e - 1 as a double, so this does too, then scales in float as PyTorch does. Returns false,
  * doing nothing, for the other exponents. */
 static inline bool tg_pow_bwd_wide(const float *x, const float *gy, float *gx, int64_t n, float e)

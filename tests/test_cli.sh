@@ -205,6 +205,12 @@ if [ -z "${TG_EMULATOR:-}" ]; then
     [ $? -eq 1 ] || fail "train with stdout closed: exit status not 1"
     one_line_error "train with stdout closed" "standard output"
     no_file "train with stdout closed" "$TMP/closed.json"
+    # nor may an output naming the closed descriptor vanish into what holds its place
+    checks=$((checks + 1))
+    "$BIN" train --quiet --model "$TMP/closed.json" --history /dev/stdout >&- 2>"$TMP/err"
+    [ $? -eq 1 ] || fail "--history /dev/stdout with stdout closed: exit status not 1"
+    one_line_error "--history /dev/stdout with stdout closed" "/dev/stdout: cannot write"
+    no_file "--history /dev/stdout with stdout closed" "$TMP/closed.json"
 fi
 # a reader that has gone (the sleep lets it go first): EPIPE, exit 1, no file left behind
 checks=$((checks + 1))
@@ -230,6 +236,16 @@ grep -q "bad$(printf '\357\277\275')name" "$TMP/out" ||
     fail "a file name that is not UTF-8: not replaced by U+FFFD in --json"
 grep -q "bad$(printf '\377')name" "$TMP/out" "$TMP/badname.svg" &&
     fail "a file name that is not UTF-8 went into --json or the SVG as it was"
+NONCHAR=$TMP/$(printf 'non\357\277\277char').csv # U+FFFF: UTF-8, but not allowed in XML
+cp "$DATA" "$NONCHAR"
+expect 0 "data file name with U+FFFF" -- "$BIN" train "$NONCHAR" --quiet --plot "$TMP/nonchar.svg"
+grep -q "non$(printf '\357\277\275')char" "$TMP/nonchar.svg" ||
+    fail "U+FFFF in a file name: not replaced by U+FFFD in the SVG"
+printf 'a,b,ok\n1,2,s\355\n2,1,no\n3,3,s\355\n1,1,no\n' >"$TMP/latin1-label.csv"
+expect 1 "--positive that is not UTF-8" -- "$BIN" train "$TMP/latin1-label.csv" \
+    --positive "$(printf 's\355')" --model "$OUT"
+one_line_error "--positive that is not UTF-8" "not valid UTF-8"
+no_file "--positive that is not UTF-8" "$OUT"
 printf 'a,\377\376,y\n1,2,0\n2,3,1\n3,1,0\n' >"$TMP/latin1.csv"
 expect 1 "header that is not UTF-8" -- "$BIN" train "$TMP/latin1.csv" --model "$OUT"
 one_line_error "header that is not UTF-8" "not valid UTF-8"
@@ -243,6 +259,15 @@ expect 1 "positional model on a file with a header" -- "$BIN" eval --model "$TMP
 one_line_error "positional model on a file with a header" "no column named '0'"
 expect 0 "positional model with --no-header" -- "$BIN" eval --model "$TMP/nh.json" \
     "$TMP/nohead.csv" --no-header
+# names that are digits in a real header are names: no advice about --no-header
+printf '1,0,y\n1,2,0\n2,3,1\n3,1,0\n0,0,1\n' >"$TMP/digits.csv"
+expect 0 "train with digit column names" -- "$BIN" train "$TMP/digits.csv" --model "$TMP/dg.json" \
+    --quiet
+printf 'a,b,y\n1,2,0\n2,3,1\n' >"$TMP/letters.csv"
+expect 1 "digit-named model on other columns" -- "$BIN" predict --model "$TMP/dg.json" \
+    "$TMP/letters.csv"
+one_line_error "digit-named model on other columns" "no column named '1'"
+grep -q -- "--no-header" "$TMP/err" && fail "digit-named model: advises --no-header"
 # a logit beyond the float range: the log loss of a row that is right with certainty is 0
 head -1 "$DATA" >"$TMP/huge.csv"
 sed -n 2p "$DATA" | awk -F, 'BEGIN { OFS = "," } { $1 = "3e38"; $NF = "1"; print }' >>"$TMP/huge.csv"
@@ -306,6 +331,14 @@ expect 2 "number with a leading space" -- "$BIN" train --epochs ' 5'
 expect 2 "two outputs in one file" -- "$BIN" train --model "$OUT" --history "$OUT"
 one_line_error "two outputs in one file" "the same file"
 no_file "two outputs in one file" "$OUT"
+# the same file spelled two ways, not there yet: through ./, and through a dangling symlink
+expect 2 "two outputs in one file, two spellings" -- "$BIN" train --model "$OUT" \
+    --plot "$(dirname "$OUT")/./$(basename "$OUT")"
+no_file "two outputs in one file, two spellings" "$OUT"
+ln -s never-h.csv "$TMP/dangling.csv"
+expect 2 "an output through a dangling symlink" -- "$BIN" train --model "$TMP/dangling.csv" \
+    --history "$TMP/never-h.csv"
+no_file "an output through a dangling symlink" "$TMP/never-h.csv"
 cp "$DATA" "$TMP/data-copy.csv"
 expect 2 "model over the data" -- "$BIN" train "$TMP/data-copy.csv" --model "$TMP/data-copy.csv"
 cmp -s "$DATA" "$TMP/data-copy.csv" || fail "model over the data: the data was replaced"

@@ -65,6 +65,11 @@ bool cli_csv_options(const char *cmd, const cli_csv *in, tg_csv_options *opt);
 bool cli_csv_valid(const char *cmd, const cli_csv *in);
 
 /* ---- output helpers (util.c) ------------------------------------------------------------- */
+/* A descriptor 0-2 the caller closed (`tapegrad train >&-`) would be handed to the next file
+ * opened, and the summary meant for stdout would land in the model file. Each closed one gets
+ * /dev/null opened read-only, so reads see end of file and writes fail (EBADF) as they did;
+ * an output path naming one (/dev/stdout) fails too. Called first thing in main. */
+void cli_hold_std_fds(void);
 /* "tapegrad CMD: message" on stderr, one line. */
 void cli_error(const char *cmd, const char *fmt, ...)
 #if defined(__GNUC__)

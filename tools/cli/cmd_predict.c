@@ -25,12 +25,19 @@ static const char USAGE[] =
 static bool names_match(const char *cmd, const char *model_path, const char *data_path,
                         const tg_logreg_model *m, const tg_csv_data *data)
 {
+    bool by_position = true; /* names "0", "1", ...: the model was trained with --no-header */
+    char num[24];
+    for (int64_t j = 0; j < m->n_features && by_position; j++) {
+        snprintf(num, sizeof num, "%lld", (long long)j);
+        by_position = strcmp(m->feature_names[j], num) == 0;
+    }
     for (int64_t j = 0; j < m->n_features; j++)
         if (strcmp(data->names[j], m->feature_names[j]) != 0) {
-            cli_error(cmd,
-                      "%s: no column named '%s' (feature %lld of %s); a model trained with "
-                      "--no-header names columns by position: read this file with --no-header",
-                      data_path, m->feature_names[j], (long long)j, model_path);
+            cli_error(cmd, "%s: no column named '%s' (feature %lld of %s)%s", data_path,
+                      m->feature_names[j], (long long)j, model_path,
+                      by_position ? "; a model trained with --no-header names columns by "
+                                    "position: read this file with --no-header"
+                                  : "");
             return false;
         }
     return true;

@@ -270,8 +270,13 @@ static bool check_classes(const char *path, const tg_csv_data *data, bool dist, 
 
 /* The model file is JSON, so the names it keeps must be UTF-8: a header in Latin-1 would make
  * a model file that JSON readers refuse. Checked before training, not after it. */
-static bool names_utf8(const char *path, const tg_csv_data *data)
+static bool names_utf8(const char *path, const tg_csv_data *data, const char *positive)
 {
+    if (positive && !cli_utf8_valid(positive)) { /* kept in the model as the label's 1 */
+        cli_error("train", "the --positive value is not valid UTF-8, which the model file (JSON) "
+                           "needs; convert the file, e.g. iconv -f latin1 -t utf-8");
+        return false;
+    }
     const char *bad =
         data->label_name && !cli_utf8_valid(data->label_name) ? data->label_name : NULL;
     for (int j = 0; !bad && j < data->n_features; j++)
@@ -468,7 +473,8 @@ static int run(const train_args *a, const char *path, tg_csv_data *data, tg_logr
     if (!load(a, path, &pg, data))
         return EXIT_FAIL;
     int64_t rows = a->distributed ? cli_dist_sum(data->rows) : data->rows;
-    if (!check_classes(path, data, a->distributed, rows) || (a->model && !names_utf8(path, data)))
+    if (!check_classes(path, data, a->distributed, rows) ||
+        (a->model && !names_utf8(path, data, a->csv.positive)))
         return EXIT_FAIL;
     double t1 = cli_now();
     o.progress = on_step;
@@ -489,15 +495,62 @@ static int run(const train_args *a, const char *path, tg_csv_data *data, tg_logr
     return rc;
 }
 
-/* Whether two paths name one file: one regular file, or the same name for a file not there
- * yet. Devices such as /dev/stdout may be named twice. */
+/* Where a path's file is, or would be created: the file itself when it exists, else its
+ * directory and name, a dangling symlink counting as the path it points to. */
+typedef struct {
+    bool exists, regular;
+    dev_t dev;
+    ino_t ino;
+    const char *name; /* in the directory dev/ino, when !exists (in the caller's buffer) */
+} file_id;
+
+static bool file_id_of(const char *path, file_id *id, char *buf, size_t cap, int depth)
+{
+    struct stat st;
+    memset(id, 0, sizeof *id);
+    if (stat(path, &st) == 0) {
+        *id = (file_id){true, S_ISREG(st.st_mode), st.st_dev, st.st_ino, NULL};
+        return true;
+    }
+    const char *slash = strrchr(path, '/');
+    size_t dir = slash ? (size_t)(slash - path) + 1 : 0; /* with its slash */
+    if (depth < 8 && lstat(path, &st) == 0 && S_ISLNK(st.st_mode)) {
+        char target[4096];
+        ssize_t n = readlink(path, target, sizeof target - 1);
+        if (n <= 0)
+            return false;
+        target[n] = '\0';
+        if (target[0] == '/')
+            dir = 0; /* an absolute target; a relative one is relative to the link */
+        int w = snprintf(buf, cap, "%.*s%s", (int)dir, path, target);
+        if (w < 0 || (size_t)w >= cap)
+            return false;
+        char next[4096];
+        memcpy(next, buf, (size_t)w + 1);
+        return file_id_of(next, id, buf, cap, depth + 1);
+    }
+    char parent[4096];
+    int w = snprintf(parent, sizeof parent, "%.*s", dir ? (int)dir : 1, dir ? path : ".");
+    if (w < 0 || (size_t)w >= sizeof parent || stat(parent, &st) != 0)
+        return false;
+    w = snprintf(buf, cap, "%s", path + dir); /* path may be the caller's scratch: copy */
+    if (w < 0 || (size_t)w >= cap)
+        return false;
+    *id = (file_id){false, false, st.st_dev, st.st_ino, buf};
+    return true;
+}
+
+/* Whether two paths name one file: one regular file (devices such as /dev/stdout may be named
+ * twice), or one name in one directory for a file not there yet. */
 static bool same_file(const char *p, const char *q)
 {
-    struct stat a, b;
-    bool pa = stat(p, &a) == 0, qb = stat(q, &b) == 0;
-    if (pa && qb)
-        return S_ISREG(a.st_mode) && a.st_dev == b.st_dev && a.st_ino == b.st_ino;
-    return !pa && !qb && strcmp(p, q) == 0;
+    file_id a, b;
+    char pb[4096], qb[4096];
+    if (!file_id_of(p, &a, pb, sizeof pb, 0) || !file_id_of(q, &b, qb, sizeof qb, 0))
+        return strcmp(p, q) == 0; /* a missing directory: writing will fail anyway */
+    if (a.exists != b.exists || a.dev != b.dev || a.ino != b.ino)
+        return false;
+    return a.exists ? a.regular : strcmp(a.name, b.name) == 0;
 }
 
 /* An output that names another output or the data would replace it without a word. */

@@ -82,7 +82,9 @@ static void xml_text(cli_buf *b, const char *s)
             if ((unsigned char)*s < 0x20)
                 break;
             size_t n = cli_utf8_len(s);
-            if (!n) /* SVG is XML, which must be well-formed UTF-8 */
+            /* SVG is XML: well-formed UTF-8, and no U+FFFE or U+FFFF (EF BF BE, EF BF BF) */
+            bool nonchar = n == 3 && memcmp(s, "\xEF\xBF", 2) == 0 && (unsigned char)s[2] >= 0xBE;
+            if (!n || nonchar)
                 cli_buf_printf(b, "\xEF\xBF\xBD");
             else
                 cli_buf_printf(b, "%.*s", (int)n, s);

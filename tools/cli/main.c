@@ -1,8 +1,5 @@
 /* tapegrad: train, apply and evaluate logistic-regression models on CSV files. */
-#include <errno.h>
-#include <fcntl.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "cli.h"
 
@@ -21,19 +18,6 @@ static const char USAGE[] =
     "\n"
     "exit status: 0 success, 1 bad input or a failed read/write (one-line message on stderr,\n"
     "no model file written), 2 bad command-line usage.\n";
-
-/* A descriptor 0-2 the caller closed (`tapegrad train >&-`) would be handed to the next file
- * opened, and the summary meant for stdout would land in the model file. Each closed one gets
- * /dev/null opened read-only, so reads see end of file and writes fail (EBADF) as they did. */
-static void hold_std_fds(void)
-{
-    for (int fd = 0; fd <= 2; fd++)
-        if (fcntl(fd, F_GETFD) == -1 && errno == EBADF) {
-            int got = open("/dev/null", O_RDONLY);
-            if (got >= 0 && got != fd)
-                close(got); /* a lower one was free after all; leave things as they were */
-        }
-}
 
 /* args are what follows the command's name. */
 static int version(int argc, char **args)
@@ -71,7 +55,7 @@ static int run_command(const char *cmd, int argc, char **args)
 
 int main(int argc, char **argv)
 {
-    hold_std_fds();
+    cli_hold_std_fds();
     if (argc < 2) {
         fputs(USAGE, stderr);
         return EXIT_USAGE;

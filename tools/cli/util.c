@@ -129,6 +129,38 @@ bool cli_stdout_done(const char *cmd)
     return false;
 }
 
+static bool std_held[3]; /* descriptors 0-2 that were closed at start and now hold /dev/null */
+
+void cli_hold_std_fds(void)
+{
+    for (int fd = 0; fd <= 2; fd++)
+        if (fcntl(fd, F_GETFD) == -1 && errno == EBADF) {
+            int got = open("/dev/null", O_RDONLY);
+            if (got == fd)
+                std_held[fd] = true;
+            else if (got >= 0)
+                close(got); /* a lower one was free after all; leave things as they were */
+        }
+}
+
+/* The standard descriptor a path names (/dev/stdout, /dev/fd/1, /proc/self/fd/1, ...), or -1.
+ * Such a path reaches whatever the descriptor holds: for a held one, /dev/null. */
+static int std_fd_named(const char *path)
+{
+    static const char *const names[3] = {"/dev/stdin", "/dev/stdout", "/dev/stderr"};
+    static const char *const dirs[] = {"/dev/fd/", "/proc/self/fd/"};
+    for (int fd = 0; fd <= 2; fd++)
+        if (strcmp(path, names[fd]) == 0)
+            return fd;
+    for (size_t i = 0; i < sizeof dirs / sizeof dirs[0]; i++) {
+        size_t len = strlen(dirs[i]);
+        if (strncmp(path, dirs[i], len) == 0 && path[len] >= '0' && path[len] <= '2' &&
+            path[len + 1] == '\0')
+            return path[len] - '0';
+    }
+    return -1;
+}
+
 void cli_files_discard(cli_file *files, int n)
 {
     for (int i = 0; i < n; i++)
@@ -145,7 +177,9 @@ bool cli_files_stage(const char *cmd, cli_file *files, int n)
         f->staged = false;
         if (!f->path)
             continue;
-        int err = tg_replace_open(&f->r, f->path);
+        int std = std_fd_named(f->path);
+        /* the caller closed it: writing must fail as it would have, not vanish into /dev/null */
+        int err = std >= 0 && std_held[std] ? EBADF : tg_replace_open(&f->r, f->path);
         if (!err) {
             f->staged = true;
             /* Sync now, so that a full disk shows here, while every file can still be
