@@ -211,6 +211,15 @@ if [ -z "${TG_EMULATOR:-}" ]; then
     [ $? -eq 1 ] || fail "--history /dev/stdout with stdout closed: exit status not 1"
     one_line_error "--history /dev/stdout with stdout closed" "/dev/stdout: cannot write"
     no_file "--history /dev/stdout with stdout closed" "$TMP/closed.json"
+    # '-' with stdin closed is said as such, not as an empty file
+    checks=$((checks + 1))
+    "$BIN" train - --model "$TMP/closed.json" <&- 2>"$TMP/err"
+    [ $? -eq 1 ] || fail "train - with stdin closed: exit status not 1"
+    one_line_error "train - with stdin closed" "standard input is closed"
+    checks=$((checks + 1))
+    "$BIN" predict --model "$M" - <&- >"$TMP/out" 2>"$TMP/err"
+    [ $? -eq 1 ] || fail "predict - with stdin closed: exit status not 1"
+    one_line_error "predict - with stdin closed" "standard input is closed"
 fi
 # a reader that has gone (the sleep lets it go first): EPIPE, exit 1, no file left behind
 checks=$((checks + 1))

@@ -70,6 +70,9 @@ bool cli_csv_valid(const char *cmd, const cli_csv *in);
  * /dev/null opened read-only, so reads see end of file and writes fail (EBADF) as they did;
  * an output path naming one (/dev/stdout) fails too. Called first thing in main. */
 void cli_hold_std_fds(void);
+/* Whether path names one of the descriptors cli_hold_std_fds filled (/dev/stdin, /dev/fd/1,
+ * ...): a closed descriptor, whatever now holds its number. */
+bool cli_std_closed(const char *path);
 /* "tapegrad CMD: message" on stderr, one line. */
 void cli_error(const char *cmd, const char *fmt, ...)
 #if defined(__GNUC__)

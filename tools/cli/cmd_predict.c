@@ -48,6 +48,10 @@ bool cli_load_for_model(const char *cmd, const char *model_path, const char *dat
                         tg_csv_data *data)
 {
     data_path = cli_data_path(data_path);
+    if (cli_std_closed(data_path)) {
+        cli_error(cmd, "%s: cannot read: standard input is closed", data_path);
+        return false;
+    }
     if (tg_logreg_load(m, model_path) != TG_OK) {
         cli_lib_error(cmd, NULL, NULL);
         return false;

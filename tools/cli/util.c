@@ -161,6 +161,12 @@ static int std_fd_named(const char *path)
     return -1;
 }
 
+bool cli_std_closed(const char *path)
+{
+    int fd = std_fd_named(path);
+    return fd >= 0 && std_held[fd];
+}
+
 void cli_files_discard(cli_file *files, int n)
 {
     for (int i = 0; i < n; i++)
@@ -177,9 +183,8 @@ bool cli_files_stage(const char *cmd, cli_file *files, int n)
         f->staged = false;
         if (!f->path)
             continue;
-        int std = std_fd_named(f->path);
         /* the caller closed it: writing must fail as it would have, not vanish into /dev/null */
-        int err = std >= 0 && std_held[std] ? EBADF : tg_replace_open(&f->r, f->path);
+        int err = cli_std_closed(f->path) ? EBADF : tg_replace_open(&f->r, f->path);
         if (!err) {
             f->staged = true;
             /* Sync now, so that a full disk shows here, while every file can still be
