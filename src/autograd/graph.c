@@ -180,8 +180,7 @@ tg_tensor *tg_requires_grad_(tg_tensor *t, bool on)
 {
     tg_clear_error();
     if (!t) {
-        if (!tg_restore_previous_error()) /* keep the cause of a NULL from a failed call */
-            tg_set_null_arg_error("tg_requires_grad_");
+        tg_null_input(TG_EINVAL, "tg_requires_grad_: a tensor argument is NULL");
         return NULL;
     }
     if (t->grad_fn) {
@@ -220,8 +219,7 @@ tg_tensor *tg_detach(tg_tensor *t)
 {
     TG_API_BEGIN;
     if (!t) {
-        if (!tg_restore_previous_error()) /* keep the cause of a NULL from a failed call */
-            tg_set_null_arg_error("tg_detach");
+        tg_null_input(TG_EINVAL, "tg_detach: a tensor argument is NULL");
         TG_API_RETURN(NULL);
     }
     TG_API_RETURN(tg_view_of(t, t->ndim, t->shape, t->strides, t->offset));

@@ -85,12 +85,6 @@ bool tg_restore_previous_error(void)
     return true;
 }
 
-void tg_set_null_arg_error(const char *fn)
-{
-    tg_set_error(TG_EINVAL, "%s: a tensor argument is NULL", fn);
-    last_is_null_arg = true;
-}
-
 void tg_mark_null_arg(void)
 {
     last_is_null_arg = true;

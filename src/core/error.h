@@ -18,10 +18,8 @@ void tg_clear_error(void);
 /* Brings back the status and message that the last tg_clear_error replaced, if they were an
  * error other than a NULL argument; returns whether it did. */
 bool tg_restore_previous_error(void);
-/* Sets TG_EINVAL "fn: a tensor argument is NULL", marked so it is never restored as a cause. */
-void tg_set_null_arg_error(const char *fn);
-/* Marks the error just set as a NULL argument of the caller's own (never restored as a cause):
- * for messages that say more than tg_set_null_arg_error's. */
+/* Marks the error just set as a NULL argument of the caller's own (never restored as a cause);
+ * tg_null_input (tensor.h) sets and marks in one call. */
 void tg_mark_null_arg(void);
 /* Formats a shape as "[2, 3]" into buf (always NUL-terminated); returns buf. */
 const char *tg_shape_str(char *buf, size_t cap, int ndim, const int64_t *shape);

@@ -12,10 +12,7 @@ static char *repr(const tg_tensor *t, const char *fn)
     tg_clear_error();
     if (!t) {
         /* t is what a failed call returned (tg_print(tg_add(a, b))): keep its cause */
-        if (!tg_restore_previous_error()) {
-            tg_set_error(TG_EINVAL, "%s: tensor is NULL", fn);
-            tg_mark_null_arg();
-        }
+        tg_null_input(TG_EINVAL, "%s: tensor is NULL", fn);
         return NULL;
     }
     char suffix[96];

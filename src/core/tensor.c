@@ -278,10 +278,7 @@ float tg_item(const tg_tensor *t)
     tg_clear_error();
     if (!t) {
         /* t is what a failed call returned (tg_item(tg_sum(tg_add(a, b)))): keep its cause */
-        if (!tg_restore_previous_error()) {
-            tg_set_error(TG_EINVAL, "tg_item: tensor is NULL");
-            tg_mark_null_arg();
-        }
+        tg_null_input(TG_EINVAL, "tg_item: tensor is NULL");
         return NAN;
     }
     if (t->numel != 1) {
@@ -299,10 +296,7 @@ float *tg_data(tg_tensor *t)
 {
     tg_clear_error();
     if (!t) {
-        if (!tg_restore_previous_error()) { /* keep the cause of a NULL from a failed call */
-            tg_set_error(TG_EINVAL, "tg_data: tensor is NULL");
-            tg_mark_null_arg();
-        }
+        tg_null_input(TG_EINVAL, "tg_data: tensor is NULL");
         return NULL;
     }
     if (!t->contiguous) {
@@ -317,8 +311,10 @@ int64_t tg_copy_to(const tg_tensor *t, float *out, int64_t capacity)
 {
     tg_clear_error();
     if (!t || !out) {
-        if (t || !tg_restore_previous_error()) { /* keep the cause of a NULL from a failed call */
-            tg_set_error(TG_EINVAL, "tg_copy_to: %s is NULL", t ? "out" : "tensor");
+        if (!t) {
+            tg_null_input(TG_EINVAL, "tg_copy_to: tensor is NULL");
+        } else {
+            tg_set_error(TG_EINVAL, "tg_copy_to: out is NULL");
             tg_mark_null_arg();
         }
         return -1;

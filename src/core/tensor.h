@@ -174,8 +174,9 @@ static inline void tg_api_enter(void)
 }
 tg_tensor *tg_api_leave(tg_tensor *t);
 /* A NULL input a function cannot do without: the failure of the caller's previous call when
- * that produced it (so f(g(x)) reports g's cause), else status s with the message. Returns the
- * status set. For the functions outside the ops (training, optimizers, metrics, MPI). */
+ * that produced it (so f(g(x)) reports g's cause), else status s with the message, marked as
+ * the caller's own NULL (never restored as a cause). Returns the status set. Every public
+ * function that receives a NULL tensor reports it through this (the ops via tg_null_arg). */
 tg_status tg_null_input(tg_status s, const char *fmt, ...)
 #if defined(__GNUC__)
     __attribute__((format(printf, 2, 3)))

@@ -8,8 +8,8 @@ tg_tensor *tg_null_arg(const char *fn)
     /* A NULL that came out of a failed call keeps that call's message: it names the cause. The
      * outermost call cleared the status on entry, so it brings back what the call before it
      * (the one that produced the NULL, in f(g(x))) reported. */
-    if (tg_last_status() == TG_OK && !(tg_api_depth == 1 && tg_restore_previous_error()))
-        tg_set_null_arg_error(fn);
+    if (tg_last_status() == TG_OK)
+        tg_null_input(TG_EINVAL, "%s: a tensor argument is NULL", fn);
     return NULL;
 }
 

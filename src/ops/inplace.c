@@ -11,8 +11,7 @@ static bool writable(tg_tensor *t, bool fill, const char *fn)
     tg_clear_error();
     if (!t) {
         /* t is what a failed call returned: keep that call's cause, as the ops do */
-        if (!tg_restore_previous_error())
-            tg_set_null_arg_error(fn);
+        tg_null_input(TG_EINVAL, "%s: a tensor argument is NULL", fn);
         return false;
     }
     if (t->no_grad_base && t->no_grad_base->requires_grad && tg_grad_enabled()) {
@@ -174,8 +173,7 @@ static tg_tensor *axpy_as(tg_tensor *t, float alpha, tg_tensor *x, const char *f
     if (!writable(t, false, fn))
         return NULL;
     if (!x) {
-        if (!tg_restore_previous_error()) /* x came from a failed call: keep its cause */
-            tg_set_null_arg_error(fn);
+        tg_null_input(TG_EINVAL, "%s: a tensor argument is NULL", fn); /* keeps x's cause */
         return NULL;
     }
     /* PyTorch records t += x in the graph when x requires grad (t gets an AddBackward0). In-place
