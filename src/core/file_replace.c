@@ -34,7 +34,7 @@ static char *link_target(const char *path)
 
 /* The file a path names: a symlink's target, so that the rename replaces that file and keeps
  * the link (a link to a file not yet there names where the file is to be created). */
-static char *destination(const char *path)
+char *tg_replace_destination(const char *path)
 {
     struct stat st;
     if (lstat(path, &st) == 0 && S_ISLNK(st.st_mode)) {
@@ -87,7 +87,7 @@ int tg_replace_open(tg_replace *r, const char *path)
 {
     r->fd = -1;
     r->tmp = NULL;
-    r->dest = destination(path);
+    r->dest = tg_replace_destination(path);
     if (!r->dest)
         return ENOMEM;
     struct stat st;

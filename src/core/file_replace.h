@@ -19,6 +19,9 @@ typedef struct tg_replace {
 } tg_replace;
 
 int tg_replace_open(tg_replace *r, const char *path);
+/* The file a write to path replaces: a symlink's target (where it points, when that is not
+ * there yet), else path itself. malloc'd; NULL when out of memory. */
+char *tg_replace_destination(const char *path);
 int tg_replace_write(tg_replace *r, const void *data, size_t len);
 /* ok: sync, close and rename into place; !ok (or any failure): close and remove the temporary.
  * Frees what tg_replace_open allocated in both cases. */

@@ -499,49 +499,38 @@ static int run(const train_args *a, const char *path, tg_csv_data *data, tg_logr
     return rc;
 }
 
-/* Where a path's file is, or would be created: the file itself when it exists, else its
- * directory and name, a dangling symlink counting as the path it points to. */
+/* Where a write to a path lands (tg_replace_destination: through a symlink), known by the file
+ * itself when it exists, else by its directory and name. */
 typedef struct {
     bool exists, regular;
     dev_t dev;
     ino_t ino;
-    const char *name; /* in the directory dev/ino, when !exists (in the caller's buffer) */
+    char name[256]; /* in the directory dev/ino, when !exists */
 } file_id;
 
-static bool file_id_of(const char *path, file_id *id, char *buf, size_t cap, int depth)
+static bool file_id_of(const char *path, file_id *id)
 {
+    char *dest = tg_replace_destination(path);
+    if (!dest)
+        return false;
     struct stat st;
     memset(id, 0, sizeof *id);
-    if (stat(path, &st) == 0) {
-        *id = (file_id){true, S_ISREG(st.st_mode), st.st_dev, st.st_ino, NULL};
-        return true;
+    bool ok = true;
+    if (stat(dest, &st) == 0) {
+        id->exists = true;
+        id->regular = S_ISREG(st.st_mode);
+    } else {
+        char *slash = strrchr(dest, '/');
+        const char *name = slash ? slash + 1 : dest;
+        int w = snprintf(id->name, sizeof id->name, "%s", name);
+        if (slash)
+            slash[1] = '\0'; /* dest becomes its directory */
+        ok = w >= 0 && (size_t)w < sizeof id->name && stat(slash ? dest : ".", &st) == 0;
     }
-    const char *slash = strrchr(path, '/');
-    size_t dir = slash ? (size_t)(slash - path) + 1 : 0; /* with its slash */
-    if (depth < 8 && lstat(path, &st) == 0 && S_ISLNK(st.st_mode)) {
-        char target[4096];
-        ssize_t n = readlink(path, target, sizeof target - 1);
-        if (n <= 0)
-            return false;
-        target[n] = '\0';
-        if (target[0] == '/')
-            dir = 0; /* an absolute target; a relative one is relative to the link */
-        int w = snprintf(buf, cap, "%.*s%s", (int)dir, path, target);
-        if (w < 0 || (size_t)w >= cap)
-            return false;
-        char next[4096];
-        memcpy(next, buf, (size_t)w + 1);
-        return file_id_of(next, id, buf, cap, depth + 1);
-    }
-    char parent[4096];
-    int w = snprintf(parent, sizeof parent, "%.*s", dir ? (int)dir : 1, dir ? path : ".");
-    if (w < 0 || (size_t)w >= sizeof parent || stat(parent, &st) != 0)
-        return false;
-    w = snprintf(buf, cap, "%s", path + dir); /* path may be the caller's scratch: copy */
-    if (w < 0 || (size_t)w >= cap)
-        return false;
-    *id = (file_id){false, false, st.st_dev, st.st_ino, buf};
-    return true;
+    id->dev = st.st_dev;
+    id->ino = st.st_ino;
+    free(dest);
+    return ok;
 }
 
 /* Whether two paths name one file: one regular file (devices such as /dev/stdout may be named
@@ -549,8 +538,7 @@ static bool file_id_of(const char *path, file_id *id, char *buf, size_t cap, int
 static bool same_file(const char *p, const char *q)
 {
     file_id a, b;
-    char pb[4096], qb[4096];
-    if (!file_id_of(p, &a, pb, sizeof pb, 0) || !file_id_of(q, &b, qb, sizeof qb, 0))
+    if (!file_id_of(p, &a) || !file_id_of(q, &b))
         return strcmp(p, q) == 0; /* a missing directory: writing will fail anyway */
     if (a.exists != b.exists || a.dev != b.dev || a.ino != b.ino)
         return false;
