@@ -188,17 +188,16 @@ static uint64_t read_generic(const char *p, size_t len)
 }
 
 #ifdef PROBE_X86
-/* Each line is asked into L2 32 KB and into L1 2 KB before the loop reads it, as the fused
- * logistic pass does (kernels/family_lr.h): with the hardware prefetcher alone one core read
- * 128 MB in 8.8 ms in the run where that pass took 5.6 ms, so a plain loop is no floor. */
+/* Each line is asked into L1 16 KB before the loop reads it, one request per line, as the fused
+ * logistic pass does (kernels/family_lr.h, LR_PF_DIST): with the hardware prefetcher alone one
+ * core of the Intel Xeon VM read 128 MB in 8.8 ms in the run where that pass took 5.6 ms, so a
+ * plain loop is no floor there. */
 __attribute__((target("avx2"))) static uint64_t read_avx2(const char *p, size_t len)
 {
     __m256i a = _mm256_setzero_si256(), b = a, c = a, d = a;
     for (size_t i = 0; i + 128 <= len; i += 128) {
-        for (size_t l = 0; l < 128; l += 64) {
-            __builtin_prefetch(p + i + l + 32768, 0, 1);
-            __builtin_prefetch(p + i + l + 2048, 0, 3);
-        }
+        for (size_t l = 0; l < 128; l += 64)
+            __builtin_prefetch(p + i + l + 16384, 0, 3);
         a = _mm256_xor_si256(a, _mm256_load_si256((const __m256i *)(const void *)(p + i)));
         b = _mm256_xor_si256(b, _mm256_load_si256((const __m256i *)(const void *)(p + i + 32)));
         c = _mm256_xor_si256(c, _mm256_load_si256((const __m256i *)(const void *)(p + i + 64)));
