@@ -23,8 +23,8 @@ ALWAYS_INLINE int64_t lr_rows(int64_t m, int64_t j)
  *  - AMD EPYC VM (Zen 5, family 26 model 2), 2026-11-28: AVX-512 5.1 ms against 5.7 ms with
  *    the two stages used before (into L2 32 KB ahead and into L1 2 KB ahead), AVX2 5.6 ms
  *    against 7.0 ms; an 8-32 KB distance, or a prefetcht2/prefetchnta hint, moved it by less
- *    than the noise. With X in L2 the two-stage requests took 30% of the pass's time, one
- *    stage 9%: on these cores every hint fills L1, so the second stage only repeated the first.
+ *    than the noise. With X in L2 the two-stage requests took 30% of the pass's time, the one
+ *    stage 9%: there the second request cost more time than it saved.
  *  - Intel Xeon VM (family 6 model 207), with the two stages: AVX-512 from 9.4-11.0 ms (whole
  *    groups 4 groups ahead, within the block) to 6.3-7.8 ms, AVX2 from 13.3-14.8 ms (no
  *    software prefetch) to 8.1-9.1 ms; the L2 stage alone (prefetcht2, 32 KB) gave 8.1-9.4 ms.
