@@ -73,6 +73,9 @@ void cli_hold_std_fds(void);
 /* Whether path names one of the descriptors cli_hold_std_fds filled (/dev/stdin, /dev/fd/1,
  * ...): a closed descriptor, whatever now holds its number. */
 bool cli_std_closed(const char *path);
+/* False, with "PATH: cannot read: standard input is closed", when the data path names a
+ * descriptor the caller closed (`-` with stdin closed); otherwise true. */
+bool cli_input_open(const char *cmd, const char *path);
 /* "tapegrad CMD: message" on stderr, one line. */
 void cli_error(const char *cmd, const char *fmt, ...)
 #if defined(__GNUC__)

@@ -22,22 +22,28 @@ static const char USAGE[] =
 /* The reader takes a column spec that names no header column as a 0-based index. A model
  * trained on a file without a header has features "0", "1", ...; on a file with a header
  * these must not quietly pick columns by position. */
+/* Whether the model's features are named "0", "1", ...: it was trained with --no-header. */
+static bool named_by_position(const tg_logreg_model *m)
+{
+    char num[24];
+    for (int64_t j = 0; j < m->n_features; j++) {
+        snprintf(num, sizeof num, "%lld", (long long)j);
+        if (strcmp(m->feature_names[j], num) != 0)
+            return false;
+    }
+    return true;
+}
+
 static bool names_match(const char *cmd, const char *model_path, const char *data_path,
                         const tg_logreg_model *m, const tg_csv_data *data)
 {
-    bool by_position = true; /* names "0", "1", ...: the model was trained with --no-header */
-    char num[24];
-    for (int64_t j = 0; j < m->n_features && by_position; j++) {
-        snprintf(num, sizeof num, "%lld", (long long)j);
-        by_position = strcmp(m->feature_names[j], num) == 0;
-    }
     for (int64_t j = 0; j < m->n_features; j++)
         if (strcmp(data->names[j], m->feature_names[j]) != 0) {
             cli_error(cmd, "%s: no column named '%s' (feature %lld of %s)%s", data_path,
                       m->feature_names[j], (long long)j, model_path,
-                      by_position ? "; a model trained with --no-header names columns by "
-                                    "position: read this file with --no-header"
-                                  : "");
+                      named_by_position(m) ? "; a model trained with --no-header names columns "
+                                             "by position: read this file with --no-header"
+                                           : "");
             return false;
         }
     return true;
@@ -48,10 +54,8 @@ bool cli_load_for_model(const char *cmd, const char *model_path, const char *dat
                         tg_csv_data *data)
 {
     data_path = cli_data_path(data_path);
-    if (cli_std_closed(data_path)) {
-        cli_error(cmd, "%s: cannot read: standard input is closed", data_path);
+    if (!cli_input_open(cmd, data_path))
         return false;
-    }
     if (tg_logreg_load(m, model_path) != TG_OK) {
         cli_lib_error(cmd, NULL, NULL);
         return false;

@@ -212,10 +212,8 @@ static void on_rows(int64_t done, int64_t total, void *user)
 
 static bool load(const train_args *a, const char *path, cli_progress *pg, tg_csv_data *data)
 {
-    if (cli_std_closed(path)) {
-        cli_error("train", "%s: cannot read: standard input is closed", path);
+    if (!cli_input_open("train", path))
         return false;
-    }
     tg_csv_options co;
     tg_csv_options_init(&co);
     if (!cli_csv_options("train", &a->csv, &co))

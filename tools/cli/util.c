@@ -167,6 +167,14 @@ bool cli_std_closed(const char *path)
     return fd >= 0 && std_held[fd];
 }
 
+bool cli_input_open(const char *cmd, const char *path)
+{
+    if (!cli_std_closed(path))
+        return true;
+    cli_error(cmd, "%s: cannot read: standard input is closed", path);
+    return false;
+}
+
 void cli_files_discard(cli_file *files, int n)
 {
     for (int i = 0; i < n; i++)
