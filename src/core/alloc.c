@@ -5,10 +5,15 @@
  * small size-bucketed cache, so a loop that creates and drops a 64 MB tensor each step does not
  * page-fault 64 MB of fresh memory every time. */
 #include <pthread.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#if defined(__linux__)
+#include <sys/mman.h>
+#endif
 
 #include "fork_guard.h"
+#include "pages.h"
 #include "tensor.h"
 #include "thread_exit.h"
 #include "tls.h"
@@ -165,6 +170,22 @@ __attribute__((noinline)) static void cache_put(float *ptr, int64_t capacity)
         free(evicted[i]);
 }
 
+/* Asks for 2 MB pages under a fresh buffer of 4 MB or more: a hint, which Linux follows when
+ * transparent huge pages are set to "madvise" or "always". A pass over the 128 MB X of a
+ * 1M x 32 problem then needs 64 TLB entries instead of 32768 (the fused loss pass on one Zen 5
+ * core: 4.6-4.7 -> 4.3 ms), and a fresh buffer takes one fault per 2 MB instead of 512, which
+ * matters most on a VM where every fault traps to the host (12 us per 4 KB page measured on
+ * one). */
+static void huge_page_hint(void *p, size_t bytes)
+{
+#if defined(MADV_HUGEPAGE)
+    if (bytes >= ((size_t)4 << 20))
+        tg_advise_pages(p, bytes, MADV_HUGEPAGE);
+#else
+    (void)p, (void)bytes;
+#endif
+}
+
 __attribute__((noinline)) static float *large_alloc(int64_t n, int64_t *capacity)
 {
     float *p = cache_take(n, capacity);
@@ -187,6 +208,8 @@ __attribute__((noinline)) static float *large_alloc(int64_t n, int64_t *capacity
         pthread_mutex_unlock(&cache_lock);
         p = aligned_alloc(64, bytes);
     }
+    if (p)
+        huge_page_hint(p, bytes);
     *capacity = cap;
     return p;
 }

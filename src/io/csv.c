@@ -41,6 +41,7 @@
 #endif
 
 #include "../core/error.h"
+#include "../core/pages.h"
 #include "csv_fast.h"
 #include "csv_part.h"
 #include "csv_split.h"
@@ -1670,11 +1671,8 @@ static void reader_free(reader *rd)
 static void prefault(void *p, size_t bytes)
 {
 #if defined(MADV_POPULATE_WRITE)
-    const uintptr_t page = 4096;
-    uintptr_t lo = ((uintptr_t)p + page - 1) & ~(page - 1);
-    uintptr_t hi = ((uintptr_t)p + bytes) & ~(page - 1);
-    if (bytes >= ((size_t)8 << 20) && hi > lo)
-        (void)madvise((void *)lo, hi - lo, MADV_POPULATE_WRITE);
+    if (bytes >= ((size_t)8 << 20))
+        tg_advise_pages(p, bytes, MADV_POPULATE_WRITE);
 #else
     (void)p, (void)bytes;
 #endif

@@ -1,0 +1,11 @@
+/* Hints to the kernel about the pages under a buffer. */
+#ifndef TG_CORE_PAGES_H
+#define TG_CORE_PAGES_H
+
+#include <stddef.h>
+
+/* madvise(advice) over the whole pages inside [p, p + bytes), on Linux: a hint, so a failure
+ * (an advice this kernel does not know) is ignored; nothing elsewhere. */
+void tg_advise_pages(void *p, size_t bytes, int advice);
+
+#endif
