@@ -750,6 +750,43 @@ static void test_predict(void **state)
     free_data(&s);
 }
 
+/* ROC AUC against the pairwise definition on scores that stress the sort: every pass of its
+ * radix sort decides (scores from -1e30 to 1e30 and tiny ones), many ties between and within
+ * the classes, both zeros (one score) and both infinities. */
+static void test_auc_matches_pairs(void **state)
+{
+    (void)state;
+    enum { N = 3000 };
+    static float yv[N], zv[N];
+    const float special[] = {0.0f, -0.0f, INFINITY, -INFINITY, 1e-30f, -1e-30f, 1e30f, -1e30f};
+    uint64_t s = 42;
+    for (int i = 0; i < N; i++) {
+        s = s * 6364136223846793005ULL + 1442695040888963407ULL;
+        uint32_t r = (uint32_t)(s >> 33);
+        yv[i] = (float)(r & 1);
+        if (r % 7 == 0)
+            zv[i] = special[(r >> 3) % 8];
+        else if (r % 3 == 0)
+            zv[i] = (float)((int)(r >> 8) % 41 - 20) * 0.25f; /* few values: ties */
+        else
+            zv[i] =
+                ldexpf((float)((int)(r >> 8) % 2001 - 1000) / 1000.0f, (int)(r >> 20) % 120 - 60);
+    }
+    double wins = 0.0, pairs = 0.0;
+    for (int i = 0; i < N; i++)
+        for (int j = 0; j < N; j++)
+            if (yv[i] == 1.0f && yv[j] == 0.0f) {
+                pairs += 1.0;
+                wins += zv[i] > zv[j] ? 1.0 : zv[i] == zv[j] ? 0.5 : 0.0;
+            }
+    int64_t n = N;
+    tg_tensor *y = tg_from_data(yv, 1, &n), *z = tg_from_data(zv, 1, &n);
+    tg_binary_metrics m;
+    assert_int_equal(tg_binary_metrics_compute(y, z, &m), TG_OK);
+    assert_true(m.auc == wins / pairs);
+    tg_release(y), tg_release(z);
+}
+
 static void test_metrics_by_hand(void **state)
 {
     (void)state;
@@ -1154,6 +1191,7 @@ int main(void)
         cmocka_unit_test(test_in_place),
         cmocka_unit_test(test_predict),
         cmocka_unit_test(test_metrics_by_hand),
+        cmocka_unit_test(test_auc_matches_pairs),
         cmocka_unit_test(test_model_round_trip),
         cmocka_unit_test(test_model_load_errors),
         cmocka_unit_test(test_save_special_targets),
