@@ -603,6 +603,35 @@ static char *make_big(int rows, int bad_row)
     return t;
 }
 
+/* Rows whose length changes after the first 64 KB, from which the reader sizes its row list:
+ * the list must hold every row whether the estimate falls short (rows get shorter) or runs
+ * long (rows get longer). Large enough for the estimate to be used (4 MB of row pointers). */
+static void test_row_estimate(void **state)
+{
+    (void)state;
+    const int first = 20000, rest = 700000;
+    for (int shorter = 0; shorter < 2; shorter++) {
+        size_t cap = (size_t)(first + rest) * 12 + 16, n = 0;
+        char *t = malloc(cap);
+        n += (size_t)snprintf(t + n, cap - n, "x,y\n");
+        for (int r = 0; r < first; r++)
+            n += (size_t)snprintf(t + n, cap - n, "%d,%d\n", shorter ? 10 + r % 90 : r % 10, r & 1);
+        for (int r = 0; r < rest; r++)
+            n += (size_t)snprintf(t + n, cap - n, "%d,%d\n", shorter ? r % 10 : 1000000 + r, r & 1);
+        tg_csv_data d;
+        assert_int_equal(tg_csv_read_buffer("rows", t, n, NULL, &d), TG_OK);
+        assert_int_equal(d.rows, first + rest);
+        const float *x = tg_data(d.X), *y = tg_data(d.y);
+        assert_true(x[0] == (shorter ? 10.0f : 0.0f));
+        assert_true(x[first] == (shorter ? 0.0f : 1000000.0f));
+        assert_true(x[first + rest - 1] ==
+                    (shorter ? (float)((rest - 1) % 10) : (float)(1000000 + rest - 1)));
+        assert_true(y[first + rest - 1] == (float)((rest - 1) & 1));
+        tg_csv_data_free(&d);
+        free(t);
+    }
+}
+
 static void test_threads_identical(void **state)
 {
     (void)state;
@@ -1330,6 +1359,7 @@ int main(void)
         cmocka_unit_test(test_fast_path_errors),
         cmocka_unit_test(test_fast_path_random),
         cmocka_unit_test(test_split_rows_random),
+        cmocka_unit_test(test_row_estimate),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
