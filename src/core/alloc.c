@@ -171,11 +171,10 @@ __attribute__((noinline)) static void cache_put(float *ptr, int64_t capacity)
 }
 
 /* Asks for 2 MB pages under a fresh buffer of 4 MB or more: a hint, which Linux follows when
- * transparent huge pages are set to "madvise" or "always". A pass over the 128 MB X of a
- * 1M x 32 problem then needs 64 TLB entries instead of 32768 (the fused loss pass on one Zen 5
- * core: 4.6-4.7 -> 4.3 ms), and a fresh buffer takes one fault per 2 MB instead of 512, which
- * matters most on a VM where every fault traps to the host (12 us per 4 KB page measured on
- * one). */
+ * transparent huge pages are set to "madvise" or "always". The buffer then takes one page fault
+ * per 2 MB instead of 512. On a VM that traps every fault to its host (12 us per 4 KB page
+ * measured on one), `tapegrad train` on a 1M x 32 CSV took 0.400 s instead of 0.540 s when run
+ * back to back; passes over a buffer already in memory ran within 3% either way there. */
 static void huge_page_hint(void *p, size_t bytes)
 {
 #if defined(MADV_HUGEPAGE)
