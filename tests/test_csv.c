@@ -632,6 +632,71 @@ static void test_row_estimate(void **state)
     }
 }
 
+/* Rows split on several threads: each thread's range of bytes may begin inside a quoted field
+ * (here most bytes are quoted and hold line feeds, so nearly every cut does), or inside a field
+ * whose quote never closes. Every thread count gives the one-thread rows, values and errors. */
+static char *make_quoted(int rows, int bad_row, bool unclosed)
+{
+    size_t cap = (size_t)rows * 300 + 64, n = 0;
+    char *t = malloc(cap);
+    n += (size_t)snprintf(t + n, cap - n, "a,text,y\n");
+    for (int r = 0; r < rows; r++) {
+        n += (size_t)snprintf(t + n, cap - n, "%d,\"", r == bad_row ? -1 : r);
+        for (int k = 0; k < 200; k++) /* a line feed, a doubled quote, a comma among letters */
+            t[n++] = k % 53 == 7 ? '\n' : k % 61 == 3 ? ',' : (char)('a' + (r + k) % 26);
+        n += (size_t)snprintf(t + n, cap - n, "\"\"x\",%s\n",
+                              r == bad_row ? "maybe"
+                              : r % 3      ? "1"
+                                           : "0");
+        if (unclosed && r == rows / 3)
+            n += (size_t)snprintf(t + n, cap - n, "%d,\"never closed,", r);
+    }
+    t[n] = '\0';
+    return t;
+}
+
+static tg_status read_threads(const char *text, int threads, tg_csv_data *d, char *err, size_t cap)
+{
+    tg_csv_options o = defaults();
+    o.threads = threads;
+    o.features = (const char *const[]){"a"};
+    o.n_features = 1;
+    tg_status st = tg_csv_read_buffer("quoted", text, strlen(text), &o, d);
+    snprintf(err, cap, "%s", st == TG_OK ? "" : tg_last_error());
+    return st;
+}
+
+static void test_split_threads(void **state)
+{
+    (void)state;
+    const int rows = 12000; /* 2.7 MB: ranges of 256 KB or more for up to 10 threads */
+    char *text = make_quoted(rows, -1, false);
+    tg_csv_data one, d;
+    char e1[512], e[512];
+    assert_int_equal(read_threads(text, 1, &one, e1, sizeof e1), TG_OK);
+    assert_int_equal(one.rows, rows);
+    assert_true(((const float *)tg_data(one.X))[rows - 1] == (float)(rows - 1));
+    for (int t = 2; t <= 9; t++) {
+        assert_int_equal(read_threads(text, t, &d, e, sizeof e), TG_OK);
+        assert_int_equal(d.rows, rows);
+        assert_memory_equal(tg_data(one.X), tg_data(d.X), (size_t)rows * sizeof(float));
+        assert_memory_equal(tg_data(one.y), tg_data(d.y), (size_t)rows * sizeof(float));
+        tg_csv_data_free(&d);
+    }
+    tg_csv_data_free(&one);
+    free(text);
+    for (int unclosed = 0; unclosed < 2; unclosed++) {
+        text = make_quoted(rows, unclosed ? -1 : rows - 50, unclosed);
+        assert_int_equal(read_threads(text, 1, &one, e1, sizeof e1), TG_EPARSE);
+        assert_non_null(strstr(e1, unclosed ? "quote" : "maybe"));
+        for (int t = 2; t <= 9; t++) {
+            assert_int_equal(read_threads(text, t, &d, e, sizeof e), TG_EPARSE);
+            assert_string_equal(e, e1);
+        }
+        free(text);
+    }
+}
+
 static void test_threads_identical(void **state)
 {
     (void)state;
@@ -1360,6 +1425,7 @@ int main(void)
         cmocka_unit_test(test_fast_path_random),
         cmocka_unit_test(test_split_rows_random),
         cmocka_unit_test(test_row_estimate),
+        cmocka_unit_test(test_split_threads),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
