@@ -29,8 +29,6 @@
 #include <string>
 #include <vector>
 
-#include <sys/mman.h>
-
 extern "C" {
 #include "core/pages.h"
 #include "core/parallel.h"
@@ -45,15 +43,15 @@ constexpr int64_t kLarge = int64_t{1} << 24;
 constexpr int64_t kMapSumsBlock = 16384;
 
 // A 64-byte aligned float buffer, filled so no page fault lands inside a timed loop. Asks for
-// 2 MB pages from 4 MB up, as the library's own large buffers do, so that a kernel and the
+// 2 MB pages from 2 MB up, as the library's own large buffers do, so that a kernel and the
 // memcpy it is held against run on the pages a tensor of that size would have.
 struct Buffer {
     explicit Buffer(int64_t n, float lo, float hi, uint32_t seed)
         : p(static_cast<float *>(
               std::aligned_alloc(64, (static_cast<size_t>(n) * 4 + 63) / 64 * 64)))
     {
-        if (static_cast<size_t>(n) * 4 >= (size_t(4) << 20))
-            tg_advise_pages(p, static_cast<size_t>(n) * 4, MADV_HUGEPAGE);
+        if (static_cast<size_t>(n) * 4 >= (size_t(2) << 20))
+            tg_advise_huge_pages(p, static_cast<size_t>(n) * 4);
         std::mt19937 rng(seed);
         std::uniform_real_distribution<float> d(lo, hi);
         for (int64_t i = 0; i < n; i++)

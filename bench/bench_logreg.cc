@@ -13,8 +13,6 @@
 #include <cstring>
 #include <vector>
 
-#include <sys/mman.h>
-
 extern "C" {
 #include "core/pages.h"
 #include "tapegrad.h"
@@ -30,7 +28,7 @@ constexpr int64_t kBytes = kRows * kCols * int64_t(sizeof(float));
 
 // Floats aligned as tapegrad aligns its own tensors (64 bytes): a std::vector's buffer can sit
 // 16 bytes off a cache line, and then every 64-byte load of a row straddles two lines, which
-// no tensor that tapegrad or its CSV reader allocates would do. From 4 MB up they ask for 2 MB
+// no tensor that tapegrad or its CSV reader allocates would do. From 2 MB up they ask for 2 MB
 // pages, as tapegrad's large buffers (X from the CSV reader among them) do.
 struct Floats {
     explicit Floats(size_t n)
@@ -39,8 +37,8 @@ struct Floats {
     {
         if (!p_)
             std::abort();
-        if (n * sizeof(float) >= (size_t(4) << 20))
-            tg_advise_pages(p_, n * sizeof(float), MADV_HUGEPAGE);
+        if (n * sizeof(float) >= (size_t(2) << 20))
+            tg_advise_huge_pages(p_, n * sizeof(float));
     }
     ~Floats() { std::free(p_); }
     Floats(const Floats &) = delete;

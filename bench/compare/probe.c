@@ -9,7 +9,7 @@
  *
  * The FMA loop keeps 12 independent accumulators per thread (enough to cover the latency of
  * every current x86 and Arm core), so it runs at the issue rate of the FMA units. Threads are
- * plain pthreads; the CPUs they may use are the process's affinity mask. Buffers of 4 MB or more
+ * plain pthreads; the CPUs they may use are the process's affinity mask. Buffers of 2 MB or more
  * ask for 2 MB pages, as tapegrad's own large buffers do. */
 #define _GNU_SOURCE
 #include <pthread.h>
@@ -248,13 +248,13 @@ static int cmp_double(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
-/* The 2 MB page hint of tapegrad's allocator, over the whole pages of a buffer of 4 MB or more. */
+/* The 2 MB page hint of tapegrad's allocator, over the whole pages of a buffer of 2 MB or more. */
 static void huge_pages(char *p, size_t bytes)
 {
 #ifdef MADV_HUGEPAGE
     uintptr_t lo = ((uintptr_t)p + 4095) & ~(uintptr_t)4095,
               hi = ((uintptr_t)p + bytes) & ~(uintptr_t)4095;
-    if (bytes >= ((size_t)4 << 20) && hi > lo)
+    if (bytes >= ((size_t)2 << 20) && hi > lo)
         (void)madvise((void *)lo, hi - lo, MADV_HUGEPAGE);
 #else
     (void)p, (void)bytes;

@@ -8,9 +8,6 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-#if defined(__linux__)
-#include <sys/mman.h>
-#endif
 
 #include "fork_guard.h"
 #include "pages.h"
@@ -179,15 +176,6 @@ __attribute__((noinline)) static void cache_put(float *ptr, int64_t capacity)
  * sits on two 2 MB pages instead of 977 small ones. */
 #define HUGE_PAGE ((size_t)2 << 20)
 
-static void huge_page_hint(void *p, size_t bytes)
-{
-#if defined(MADV_HUGEPAGE)
-    tg_advise_pages(p, bytes, MADV_HUGEPAGE);
-#else
-    (void)p, (void)bytes;
-#endif
-}
-
 __attribute__((noinline)) static float *large_alloc(int64_t n, int64_t *capacity)
 {
     float *p = cache_take(n, capacity);
@@ -216,7 +204,7 @@ __attribute__((noinline)) static float *large_alloc(int64_t n, int64_t *capacity
         p = aligned_alloc(align, bytes);
     }
     if (p && align == HUGE_PAGE)
-        huge_page_hint(p, bytes);
+        tg_advise_huge_pages(p, bytes);
     *capacity = cap;
     return p;
 }

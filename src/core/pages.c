@@ -19,3 +19,12 @@ void tg_advise_pages(void *p, size_t bytes, int advice)
     (void)p, (void)bytes, (void)advice;
 #endif
 }
+
+void tg_advise_huge_pages(void *p, size_t bytes)
+{
+#if defined(MADV_HUGEPAGE)
+    tg_advise_pages(p, bytes, MADV_HUGEPAGE);
+#else
+    (void)p, (void)bytes;
+#endif
+}

@@ -8,4 +8,8 @@
  * (an advice this kernel does not know) is ignored; nothing elsewhere. */
 void tg_advise_pages(void *p, size_t bytes, int advice);
 
+/* Asks for 2 MB (transparent huge) pages under [p, p + bytes): tg_advise_pages with
+ * MADV_HUGEPAGE where the system has it, nothing elsewhere. */
+void tg_advise_huge_pages(void *p, size_t bytes);
+
 #endif

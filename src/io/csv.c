@@ -366,9 +366,7 @@ static void reserve_rows(row_list *r, const char *p, const char *end)
     const char **v = realloc(r->v, bytes);
     if (!v)
         return; /* the doubling will try with less */
-#if defined(MADV_HUGEPAGE)
-    tg_advise_pages(v, bytes, MADV_HUGEPAGE);
-#endif
+    tg_advise_huge_pages(v, bytes);
     r->v = v;
     r->cap = cap;
 }

@@ -74,7 +74,7 @@ static void scatter(const uint32_t *src, uint32_t *dst, int64_t lo, int64_t hi, 
         dst[at[digit(src[i], pass)]++] = src[i];
 }
 
-static bool sort_split(item_fn item, const void *src, int64_t n, int64_t pos, split_keys *out)
+static bool sort_split(item_fn item, const void *src, int64_t n, split_keys *out)
 {
     int64_t cap_b = 0;
     radix_at *at = calloc(1, sizeof *at);
@@ -91,6 +91,9 @@ static bool sort_split(item_fn item, const void *src, int64_t n, int64_t pos, sp
         for (int p = 0; p < RADIX_PASSES; p++)
             (*at)[it & 1][p][digit((uint32_t)(it >> 1), p)]++;
     }
+    int64_t pos = 0; /* the positives: the first pass's counts of label 1 */
+    for (int d = 0; d < RADIX_BUCKETS; d++)
+        pos += (*at)[1][0][d];
     radix_offsets(at, pos);
     for (int64_t i = 0; i < n; i++) {
         uint64_t it = item(src, i);
@@ -116,8 +119,8 @@ static void split_keys_free(split_keys *k)
 
 /* Mann-Whitney sum over sorted keys: each positive counts the negatives below it, plus half of
  * those tied with it; below counts negatives under every key of k that k does not hold (those
- * of lower-ranked processes). Every term is a multiple of 1/2 below
- * 2^52, so the sum is exact and does not depend on how it is split up. */
+ * of lower-ranked processes). Every term is a multiple of 1/2 below 2^52, so the sum is exact
+ * and does not depend on how it is split up. */
 static double mann_whitney(const split_keys *k, double below)
 {
     const uint32_t *p = k->keys, *q = k->keys + k->pos;
@@ -158,7 +161,7 @@ static bool roc_auc(const float *y, const float *z, int64_t n, int64_t pos, doub
     }
     scores src = {y, z};
     split_keys k;
-    if (!sort_split(score_item, &src, n, pos, &k))
+    if (!sort_split(score_item, &src, n, &k))
         return false;
     *auc = mann_whitney(&k, 0.0) / ((double)pos * (double)neg);
     split_keys_free(&k);
@@ -226,14 +229,6 @@ static uint64_t stored_item(const void *src, int64_t i)
     return ((const uint64_t *)src)[i];
 }
 
-static int64_t positives(const uint64_t *items, int64_t n)
-{
-    int64_t p = 0;
-    for (int64_t i = 0; i < n; i++)
-        p += (int64_t)(items[i] & 1);
-    return p;
-}
-
 static bool dist_roc_auc(const float *y, const float *z, int64_t n, int64_t pos, int64_t n_global,
                          double *auc)
 {
@@ -272,7 +267,7 @@ static bool dist_roc_auc(const float *y, const float *z, int64_t n, int64_t pos,
     split_keys keys = {0};
     if (!tgd_alltoallv_u64(x.send, x.counts, &x.recv, &x.n_recv)) /* agreed inside */
         st = tg_last_status();
-    else if (!sort_split(stored_item, x.recv, x.n_recv, positives(x.recv, x.n_recv), &keys))
+    else if (!sort_split(stored_item, x.recv, x.n_recv, &keys))
         st = tg_set_error(TG_ENOMEM, "tg_logreg_fit: out of memory sorting scores");
     if (st == TG_OK || x.recv) /* every rank got here with the exchange done: agree */
         st = tgd_agree(st);
