@@ -25,7 +25,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "tapegrad.h"
@@ -535,8 +537,21 @@ static void test_threads_share_inputs(void **state)
 enum {
     CACHED_FLOATS = 300000, /* a large buffer: through the shared cache and its lock */
     FORKS = 40,
-    CHILD_SECONDS = 20, /* a child that has not finished by then waits on a lock for ever */
+    /* A child that has not finished by then waits on a lock for ever. Generous: the child needs
+     * well under a second, but a CI machine shared with other jobs has run whole tests 5x
+     * slower than usual. */
+    CHILD_SECONDS = 60,
 };
+
+/* How far the child got, in memory shared with the parent: a stuck child's report names the
+ * last step it finished. */
+enum child_stage { STAGE_FORKED = 1, STAGE_ALLOCATED, STAGE_POOL_SET, STAGE_FORWARD, STAGE_DONE };
+static const char *const stage_names[] = {"fork (no step yet)",
+                                          "signal handlers reset",
+                                          "large buffer taken and returned",
+                                          "pool size set",
+                                          "forward graph run",
+                                          "backward run"};
 
 /* Takes a buffer from the cache and puts it back, over and over: most of its time is spent
  * holding the cache's lock, so nearly every fork happens while this thread holds it. */
@@ -556,21 +571,73 @@ const char *__tsan_default_options(void)
     return "die_after_fork=0";
 }
 
-/* The child, alone in its process: large buffers, a pool size, a graph on the pool. */
-static int child_work(void)
+/* The child, alone in its process: large buffers, a pool size, a graph on the pool. cmocka's
+ * handlers for crashes are put back to the defaults first: in a child they would jump back into
+ * the test runner, which would go on running the next tests in the child, and the parent would
+ * see a hang where there was a crash. */
+static int child_work(volatile int *stage)
 {
-    alarm(CHILD_SECONDS);
+    const int crashes[] = {SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGABRT};
+    for (size_t i = 0; i < sizeof crashes / sizeof crashes[0]; i++)
+        signal(crashes[i], SIG_DFL);
+    *stage = STAGE_FORKED;
     tg_storage *s = tg_storage_new(CACHED_FLOATS);
     if (!s)
         return 1;
     tg_storage_release(s);
+    *stage = STAGE_ALLOCATED;
     tg_set_num_threads(2);
+    *stage = STAGE_POOL_SET;
     int64_t n = BIG;
     tg_tensor *x = tg_requires_grad_(tg_ones(1, &n), true);
     tg_tensor *y = tg_sum(tg_mul_scalar(x, 3.0f));
+    *stage = STAGE_FORWARD;
     bool ok = y && tg_backward(y, NULL, false) == TG_OK && tg_item(y) == 3.0f * (float)BIG &&
               tg_data(tg_grad(x))[BIG - 1] == 3.0f;
+    *stage = STAGE_DONE;
     return ok ? 0 : 1;
+}
+
+/* Prints every thread's stack of a stuck child, when gdb is there to attach, so that a hang in
+ * CI says where it waits; then kills it. */
+static void report_stuck_child(pid_t pid, int stage)
+{
+    print_message("child %d stuck after: %s\n", (int)pid, stage_names[stage]);
+    char cmd[160];
+    snprintf(cmd, sizeof cmd,
+             "command -v gdb >/dev/null && gdb -q -batch -p %d -ex 'thread apply all bt' "
+             "</dev/null 1>&2",
+             (int)pid);
+    fflush(stdout);
+    if (system(cmd) != 0)
+        print_message("(no stacks: gdb missing or could not attach)\n");
+    kill(pid, SIGKILL);
+}
+
+/* Waits for the child for up to CHILD_SECONDS. Returns 0 when it exited 0, 1 when it failed or
+ * crashed, 2 when it was stuck (and has been killed). */
+static int wait_child(pid_t pid, volatile int *stage)
+{
+    const struct timespec tick = {0, 10 * 1000 * 1000};
+    struct timespec start, t;
+    clock_gettime(CLOCK_MONOTONIC, &start);
+    for (t = start; t.tv_sec - start.tv_sec < CHILD_SECONDS; clock_gettime(CLOCK_MONOTONIC, &t)) {
+        int st = 0;
+        pid_t r = waitpid(pid, &st, WNOHANG);
+        if (r == pid && WIFEXITED(st))
+            return WEXITSTATUS(st) == 0 ? 0 : 1;
+        if (r == pid) {
+            print_message("child killed by signal %d after: %s\n", WTERMSIG(st),
+                          stage_names[*stage]);
+            return 1;
+        }
+        if (r < 0)
+            return 1;
+        nanosleep(&tick, NULL);
+    }
+    report_stuck_child(pid, *stage);
+    waitpid(pid, NULL, 0);
+    return 2;
 }
 
 /* ---- many small backward passes into one leaf ------------------------------------------ */
@@ -624,19 +691,23 @@ static void test_fork_while_threads_use_the_cache(void **state)
     atomic_int stop = 0;
     pthread_t churner;
     assert_int_equal(pthread_create(&churner, NULL, churn_cache, &stop), 0);
+    volatile int *stage =
+        mmap(NULL, sizeof(int), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    assert_true(stage != MAP_FAILED);
     int hung = 0, failed = 0, forks = 0;
     for (; forks < FORKS && !hung && !failed; forks++) {
+        *stage = 0;
         pid_t pid = fork();
         if (pid == 0)
-            _exit(child_work());
+            _exit(child_work(stage));
         assert_true(pid > 0);
-        int st = 0;
-        assert_int_equal(waitpid(pid, &st, 0), pid);
-        hung += WIFSIGNALED(st) && WTERMSIG(st) == SIGALRM;
-        failed += !WIFEXITED(st) || WEXITSTATUS(st) != 0;
+        int r = wait_child(pid, stage);
+        hung += r == 2;
+        failed += r != 0;
     }
     atomic_store(&stop, 1);
     assert_int_equal(pthread_join(churner, NULL), 0);
+    munmap((void *)stage, sizeof(int));
     print_message("%d forks, %d children stuck, %d failed\n", forks, hung, failed);
     assert_int_equal(hung, 0);
     assert_int_equal(failed, 0);
