@@ -50,8 +50,7 @@ struct Buffer {
         : p(static_cast<float *>(
               std::aligned_alloc(64, (static_cast<size_t>(n) * 4 + 63) / 64 * 64)))
     {
-        if (static_cast<size_t>(n) * 4 >= (size_t(2) << 20))
-            tg_advise_huge_pages(p, static_cast<size_t>(n) * 4);
+        tg_advise_huge_pages(p, static_cast<size_t>(n) * 4);
         std::mt19937 rng(seed);
         std::uniform_real_distribution<float> d(lo, hi);
         for (int64_t i = 0; i < n; i++)

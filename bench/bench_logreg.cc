@@ -37,8 +37,7 @@ struct Floats {
     {
         if (!p_)
             std::abort();
-        if (n * sizeof(float) >= (size_t(2) << 20))
-            tg_advise_huge_pages(p_, n * sizeof(float));
+        tg_advise_huge_pages(p_, n * sizeof(float));
     }
     ~Floats() { std::free(p_); }
     Floats(const Floats &) = delete;

@@ -248,7 +248,9 @@ static int cmp_double(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
-/* The 2 MB page hint of tapegrad's allocator, over the whole pages of a buffer of 2 MB or more. */
+/* The 2 MB page hint of tapegrad's allocator (core/pages.c), over the whole pages of a buffer of
+ * 2 MB or more. Written out here because the probe stands alone: run.py may compile it without
+ * the library. */
 static void huge_pages(char *p, size_t bytes)
 {
 #ifdef MADV_HUGEPAGE

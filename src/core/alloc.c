@@ -174,8 +174,6 @@ __attribute__((noinline)) static void cache_put(float *ptr, int64_t capacity)
  * CSV took 0.400 s instead of 0.540 s when run back to back; passes over a buffer already in
  * memory ran within 3% either way there. Aligned and rounded, a million-float vector (4 MB)
  * sits on two 2 MB pages instead of 977 small ones. */
-#define HUGE_PAGE ((size_t)2 << 20)
-
 __attribute__((noinline)) static float *large_alloc(int64_t n, int64_t *capacity)
 {
     float *p = cache_take(n, capacity);
@@ -183,13 +181,13 @@ __attribute__((noinline)) static float *large_alloc(int64_t n, int64_t *capacity
         return p;
     fresh_allocs++;
     int64_t cap = (n + LARGE_ROUND - 1) / LARGE_ROUND * LARGE_ROUND;
-    if ((uint64_t)cap > (SIZE_MAX - HUGE_PAGE) / sizeof(float))
+    if ((uint64_t)cap > (SIZE_MAX - TG_HUGE_PAGE) / sizeof(float))
         return NULL;
     size_t bytes = (size_t)cap * sizeof(float), align = 64;
-    if (bytes >= HUGE_PAGE) {
-        bytes = (bytes + HUGE_PAGE - 1) / HUGE_PAGE * HUGE_PAGE;
+    if (bytes >= TG_HUGE_PAGE) {
+        bytes = (bytes + TG_HUGE_PAGE - 1) / TG_HUGE_PAGE * TG_HUGE_PAGE;
         cap = (int64_t)(bytes / sizeof(float));
-        align = HUGE_PAGE;
+        align = TG_HUGE_PAGE;
     }
     p = aligned_alloc(align, bytes);
     if (!p) {
@@ -203,7 +201,7 @@ __attribute__((noinline)) static float *large_alloc(int64_t n, int64_t *capacity
         pthread_mutex_unlock(&cache_lock);
         p = aligned_alloc(align, bytes);
     }
-    if (p && align == HUGE_PAGE)
+    if (p)
         tg_advise_huge_pages(p, bytes);
     *capacity = cap;
     return p;

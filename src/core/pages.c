@@ -23,7 +23,8 @@ void tg_advise_pages(void *p, size_t bytes, int advice)
 void tg_advise_huge_pages(void *p, size_t bytes)
 {
 #if defined(MADV_HUGEPAGE)
-    tg_advise_pages(p, bytes, MADV_HUGEPAGE);
+    if (bytes >= TG_HUGE_PAGE)
+        tg_advise_pages(p, bytes, MADV_HUGEPAGE);
 #else
     (void)p, (void)bytes;
 #endif
