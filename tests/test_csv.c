@@ -764,7 +764,7 @@ static void test_threads_identical(void **state)
 typedef struct {
     int calls;
     int64_t last, total;
-    bool decreased, other_thread;
+    bool decreased, other_thread, beyond; /* beyond: more rows done than the total given */
     pthread_t self;
 } progress_log;
 
@@ -773,6 +773,7 @@ static void log_progress(int64_t done, int64_t total, void *user)
     progress_log *l = user;
     l->calls++;
     l->decreased |= done < l->last;
+    l->beyond |= done > total;
     l->other_thread |= !pthread_equal(pthread_self(), l->self);
     l->last = done;
     l->total = total;
@@ -1391,7 +1392,119 @@ static void test_split_rows_random(void **state)
     }
 }
 
-int main(void)
+/* ---- one thread: parsing while reading (csv.c, "one thread") -------------------------------- */
+
+typedef struct {
+    bool shorter; /* rows get shorter after the first 64 KB: the outputs, sized from them, fill */
+    int inf_row;  /* a field that reads as inf there, or -1 */
+    int bad_row;  /* an extra field there, or -1 */
+    int from;     /* rows from here on hold what the stream leaves to the split, by kind: */
+    int kind;     /* 0 none, 1 quotes, 2 missing values, 3 blank lines, 4 exponents */
+} numeric_file;
+
+/* The third field of row r: a number, or what nf asks for there. */
+static void numeric_field(const numeric_file *nf, int r, uint32_t x, bool small, char *c, size_t n)
+{
+    snprintf(c, n, "%.*f", small ? 1 : 6, (x % 2000000) / 1e3 - 1000.0);
+    if (r == nf->inf_row)
+        snprintf(c, n, "1e39");
+    else if (r >= nf->from && nf->kind == 1 && r % 7 == 0)
+        snprintf(c, n, "\"%d\"", r);
+    else if (r >= nf->from && nf->kind == 2 && r % 5 == 0)
+        c[0] = '\0';
+    else if (r >= nf->from && nf->kind == 4)
+        snprintf(c, n, "%ue-%u", x % 1000, x % 7);
+}
+
+/* Rows of numbers and a 0/1 label, as nf describes, some ending in CRLF, the last one without a
+ * line feed. Over 1 MB, so rows straddle the stream's chunks. */
+static char *make_numeric(const numeric_file *nf, int rows, size_t *len)
+{
+    size_t cap = (size_t)rows * 64 + 64, n = 0;
+    char *t = malloc(cap);
+    n += (size_t)snprintf(t + n, cap - n, "a,b,c,y\n");
+    uint64_t s = 11;
+    for (int r = 0; r < rows; r++) {
+        s = s * 6364136223846793005u + 1442695040888963407u;
+        const uint32_t x = (uint32_t)(s >> 33);
+        const bool small = nf->shorter && r > 3000;
+        char c[32];
+        numeric_field(nf, r, x, small, c, sizeof c);
+        n += (size_t)snprintf(t + n, cap - n, "%d,%s,%s,%u%s%s", small ? r % 10 : r,
+                              small ? "7" : "-0.015625", c, x & 1, r == nf->bad_row ? ",9" : "",
+                              r % 1777 == 3 ? "\r\n" : "\n");
+        if (r >= nf->from && nf->kind == 3 && r % 11 == 0)
+            n += (size_t)snprintf(t + n, cap - n, "  \n");
+    }
+    *len = n - 1; /* no line feed after the last row */
+    return t;
+}
+
+static size_t stream_min_default = (size_t)4 << 20; /* 0 with --stream */
+
+/* Reads text on one thread, streamed or split first, from a file (which the stream reads with
+ * pread) or a buffer; err gets the message, from the file name on. */
+static tg_status read_one_thread(const char *text, size_t len, bool stream, bool file,
+                                 tg_csv_data *d, char *err, size_t cap, progress_log *l)
+{
+    tg_csv_options o = defaults();
+    o.threads = 1;
+    o.missing = TG_MISSING_MEAN;
+    o.progress = log_progress;
+    o.progress_user = l;
+    tg_csv_set_stream_min_(stream ? 0 : SIZE_MAX);
+    tg_status st = file ? tg_csv_read(write_bytes("num.csv", text, len), &o, d)
+                        : tg_csv_read_buffer("num.csv", text, len, &o, d);
+    tg_csv_set_stream_min_(stream_min_default);
+    const char *msg = st == TG_OK ? "" : strstr(tg_last_error(), "num.csv");
+    snprintf(err, cap, "%s", msg ? msg : tg_last_error());
+    return st;
+}
+
+/* The stream gives the split's rows, values and errors, whatever ends it and wherever. */
+static void test_stream_matches_split(void **state)
+{
+    (void)state;
+    const int rows = 40000;
+    const numeric_file files[] = {
+        {false, -1, -1, 0, 0},     {true, -1, -1, 0, 0},      {false, 20000, 30000, 0, 0},
+        {false, -1, 30000, 0, 0},  {false, -1, -1, 15000, 1}, {false, -1, -1, 15000, 2},
+        {false, -1, -1, 15000, 3}, {false, -1, -1, 15000, 4}, {true, 25000, -1, 15000, 4},
+    };
+    for (size_t v = 0; v < sizeof files / sizeof files[0]; v++) {
+        size_t len;
+        char *text = make_numeric(&files[v], rows, &len);
+        for (int file = 0; file < 2; file++) {
+            tg_csv_data a, b;
+            char ea[600], eb[600];
+            progress_log la = {.self = pthread_self()}, lb = la;
+            const tg_status sa = read_one_thread(text, len, true, file, &a, ea, sizeof ea, &la);
+            const tg_status sb = read_one_thread(text, len, false, file, &b, eb, sizeof eb, &lb);
+            /* While streaming, the total is an estimate, but never below the rows done. */
+            assert_false(la.decreased || la.beyond || la.other_thread);
+            assert_int_equal(sa, sb);
+            assert_string_equal(ea, eb);
+            if (files[v].inf_row >= 0 || files[v].bad_row >= 0) {
+                assert_int_equal(sa, TG_EPARSE);
+                assert_non_null(strstr(ea, files[v].inf_row >= 0 ? "'1e39'" : "found 5"));
+                continue;
+            }
+            assert_int_equal(sa, TG_OK);
+            assert_true(la.calls >= rows / 4096 && la.last == rows && la.total == rows);
+            assert_int_equal(a.rows, rows);
+            assert_int_equal(tg_shape(a.X)[0], rows);
+            assert_int_equal(tg_shape(a.y)[0], rows);
+            assert_true(tg_is_contiguous(a.X));
+            assert_memory_equal(tg_data(a.X), tg_data(b.X), (size_t)rows * 3 * sizeof(float));
+            assert_memory_equal(tg_data(a.y), tg_data(b.y), (size_t)rows * sizeof(float));
+            tg_csv_data_free(&a);
+            tg_csv_data_free(&b);
+        }
+        free(text);
+    }
+}
+
+int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_basic),
@@ -1426,6 +1539,14 @@ int main(void)
         cmocka_unit_test(test_split_rows_random),
         cmocka_unit_test(test_row_estimate),
         cmocka_unit_test(test_split_threads),
+        cmocka_unit_test(test_stream_matches_split),
     };
+    /* --stream: every read that may (one thread by default, any size) is parsed as it is read,
+     * so that every case above also checks the stream against its expected results. */
+    if (argc > 1 && strcmp(argv[1], "--stream") == 0) {
+        tg_set_num_threads(1);
+        stream_min_default = 0;
+        tg_csv_set_stream_min_(0);
+    }
     return cmocka_run_group_tests(tests, setup, teardown);
 }

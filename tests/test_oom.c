@@ -16,11 +16,13 @@
 
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
-#include "ops/ops.h" /* tg_gemm_force_ */
+#include "io/csv_fast.h" /* tg_csv_set_stream_min_ */
+#include "ops/ops.h"     /* tg_gemm_force_ */
 #include "tapegrad.h"
 
 void *__real_malloc(size_t n);
@@ -351,6 +353,32 @@ static bool csv_drop_missing(outcome *o)
     return true;
 }
 
+/* One thread parses the rows as it reads them, until a missing value leaves the rest to the
+ * split; then the outputs are cut to the rows read and the mean filled in. */
+static bool csv_streamed(outcome *o)
+{
+    char text[4096];
+    int n = snprintf(text, sizeof text, "a,b,label\n");
+    for (int r = 0; r < 60; r++)
+        n += snprintf(text + n, sizeof text - (size_t)n, "%d,%s,%d\n", r, r == 50 ? "" : "0.25",
+                      r % 3 == 0);
+    tg_csv_options opt;
+    tg_csv_options_init(&opt);
+    opt.missing = TG_MISSING_MEAN;
+    opt.threads = 1;
+    tg_csv_set_stream_min_(0);
+    tg_csv_data d;
+    tg_status st = tg_csv_read_buffer("s.csv", text, (size_t)n, &opt, &d);
+    tg_csv_set_stream_min_((size_t)4 << 20);
+    if (st != TG_OK)
+        return false;
+    push(o, (double)d.rows);
+    push_tensor(o, d.X);
+    push_tensor(o, d.y);
+    tg_csv_data_free(&d);
+    return true;
+}
+
 /* Standardized features: the model must not depend on whether memory was short. */
 static bool logreg_standardized(outcome *o)
 {
@@ -479,6 +507,12 @@ static void test_csv_drop_missing(void **state)
     sweep(csv_drop_missing);
 }
 
+static void test_csv_streamed(void **state)
+{
+    (void)state;
+    sweep(csv_streamed);
+}
+
 static void test_logreg_standardized(void **state)
 {
     (void)state;
@@ -531,10 +565,15 @@ int main(void)
     /* one thread: every allocation happens on the scenario's thread, in the same order */
     tg_set_num_threads(1);
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_graph_of_every_op),   cmocka_unit_test(test_sum_of_long_wide_rows),
-        cmocka_unit_test(test_tiled_products),      cmocka_unit_test(test_csv_drop_missing),
-        cmocka_unit_test(test_logreg_standardized), cmocka_unit_test(test_nested_scopes),
-        cmocka_unit_test(test_optimizer_load),      cmocka_unit_test(test_saves),
+        cmocka_unit_test(test_graph_of_every_op),
+        cmocka_unit_test(test_sum_of_long_wide_rows),
+        cmocka_unit_test(test_tiled_products),
+        cmocka_unit_test(test_csv_drop_missing),
+        cmocka_unit_test(test_csv_streamed),
+        cmocka_unit_test(test_logreg_standardized),
+        cmocka_unit_test(test_nested_scopes),
+        cmocka_unit_test(test_optimizer_load),
+        cmocka_unit_test(test_saves),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

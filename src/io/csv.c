@@ -11,6 +11,9 @@
  *     fast path (fast_row; on AVX-512 CPUs csv_fast_row_avx512, in csv_avx512.c, which
  *     converts eight fields at a time); any other row, and any row it fails on, the general
  *     one, which alone reports errors.
+ * With one thread and an input of 4 MB or more, step 1 stops after the first rows, and on
+ * AVX-512 CPUs the data rows are then parsed as they are read, a chunk at a time, until the first
+ * row the AVX-512 parser leaves; steps 1 and 3 take the rest (see "one thread" below).
  *
  * Quotes are only special at the start of a field; a quote anywhere else in an unquoted field is
  * an error. That keeps step 1 (which toggles on every quote) in agreement with step 3 on every
@@ -347,19 +350,26 @@ static int64_t count_byte(const char *p, const char *end, char c)
     return n;
 }
 
-/* Room in rows for the whole of [p, end), estimated from its first 64 KB, when that comes to
- * 4 MB of row pointers or more: the list is then allocated once, on 2 MB pages, instead of
- * doubled into fresh memory ten times (a 1M-row file's 8 MB list took 2048 page faults, which a
- * VM that traps them to its host spent 25 ms on). An estimate that falls short is made up by
- * the doubling; one that runs long only reserves pages that are never touched. */
-static void reserve_rows(row_list *r, const char *p, const char *end)
+/* Rows for [p, end), estimated from its first 64 KB with a margin of 1/16 and 1024 rows, and
+ * never more than a row per two bytes (a byte and its line feed). */
+static int64_t estimate_rows(const char *p, const char *end)
 {
     enum { SAMPLE = 65536 };
     const size_t len = (size_t)(end - p), sample = len < SAMPLE ? len : SAMPLE;
     const double lines = (double)count_byte(p, p + sample, '\n') + 1.0;
-    const double est = (double)len / (double)sample * lines * 1.0625 + 1024.0;
-    const double most = (double)len / 2.0 + 1.0; /* a row takes a byte and its line feed */
-    const int64_t cap = (int64_t)(est < most ? est : most);
+    const double est = (double)len / (double)(sample ? sample : 1) * lines * 1.0625 + 1024.0;
+    const double most = (double)len / 2.0 + 1.0;
+    return (int64_t)(est < most ? est : most);
+}
+
+/* Room in rows for the whole of [p, end), estimated, when that comes to 4 MB of row pointers
+ * or more: the list is then allocated once, on 2 MB pages, instead of doubled into fresh memory
+ * ten times (a 1M-row file's 8 MB list took 2048 page faults, which a VM that traps them to its
+ * host spent 25 ms on). An estimate that falls short is made up by the doubling; one that runs
+ * long only reserves pages that are never touched. */
+static void reserve_rows(row_list *r, const char *p, const char *end)
+{
+    const int64_t cap = estimate_rows(p, end);
     const size_t bytes = (size_t)cap * sizeof *r->v;
     if (r->cap >= cap || bytes < ((size_t)4 << 20))
         return;
@@ -1404,6 +1414,7 @@ typedef struct {
     atomic_llong blocks_done;
     void (*progress)(int64_t rows_done, int64_t rows_total, void *user); /* caller's thread */
     void *progress_user;
+    int64_t progress_at; /* data rows before these (read by the one-thread stream) */
 } job;
 
 #if CSV_FAST_ROWS && defined(TG_HAVE_CSV_AVX512)
@@ -1618,7 +1629,8 @@ static void run_blocks(job *j, bool caller)
         long long done = atomic_fetch_add(&j->blocks_done, 1) + 1;
         /* The last block is left to parse_data's final call, made once every row is in. */
         if (caller && j->progress && done * BLOCK_ROWS < j->nrows)
-            j->progress(done * BLOCK_ROWS, j->nrows, j->progress_user);
+            j->progress(j->progress_at + done * BLOCK_ROWS, j->progress_at + j->nrows,
+                        j->progress_user);
     }
     free(sc.ends);
     free(sc.vals);
@@ -1839,25 +1851,36 @@ static int reader_threads(const tg_csv_options *opt)
     return threads < 1 ? 1 : threads;
 }
 
-static tg_status parse_data(reader *rd, const tg_csv_options *opt, int64_t first, bool *missing)
+/* X and y for nrows data rows, owned by rd. */
+static tg_status alloc_outputs(reader *rd, int64_t nrows, bool populate)
 {
-    csv_ctx *cx = &rd->cx;
-    int64_t nrows = rd->rows.n - first;
-    int64_t shape[2] = {nrows, cx->nfeat};
-    rd->X = owned_empty(2, shape);
+    int64_t shape[2] = {nrows, rd->cx.nfeat};
+    rd->X = populate ? owned_empty(2, shape) : tg_keep(tg_empty(2, shape));
     if (!rd->X)
         return tg_last_status();
-    if (cx->label_col >= 0 && !(rd->y = owned_empty(1, shape)))
+    if (rd->cx.label_col >= 0 &&
+        !(rd->y = populate ? owned_empty(1, shape) : tg_keep(tg_empty(1, shape))))
         return tg_last_status();
-    job j = {.cx = cx, .rows = rd->rows.v + first, .nrows = nrows};
-    j.X = tg_data(rd->X);
-    j.y = rd->y ? tg_data(rd->y) : NULL;
+    return TG_OK;
+}
+
+/* Parses rows[0, nrows) into data rows [at, at + nrows) of rd->X and rd->y, in blocks on the
+ * reader's threads. */
+static tg_status parse_rows_at(reader *rd, const tg_csv_options *opt, const char *const *rows,
+                               int64_t nrows, int64_t at, bool *missing)
+{
+    csv_ctx *cx = &rd->cx;
+    job j = {.cx = cx, .rows = rows, .nrows = nrows};
+    j.X = (float *)tg_data(rd->X) + at * cx->nfeat;
+    j.y = rd->y ? (float *)tg_data(rd->y) + at : NULL;
     j.nblocks = (nrows + BLOCK_ROWS - 1) / BLOCK_ROWS;
     atomic_init(&j.next_block, 0);
     atomic_init(&j.first_error, j.nblocks);
     atomic_init(&j.blocks_done, 0);
     j.progress = opt->progress;
     j.progress_user = opt->progress_user;
+    j.progress_at = at;
+    free(rd->bs);
     rd->bs = calloc((size_t)(j.nblocks > 0 ? j.nblocks : 1), sizeof *rd->bs);
     if (!rd->bs)
         return tg_set_error(TG_ENOMEM, "%s: out of memory", cx->name);
@@ -1868,7 +1891,212 @@ static tg_status parse_data(reader *rd, const tg_csv_options *opt, int64_t first
     run_parallel(&j, reader_threads(opt));
     tg_status st = merge_blocks(cx, &j, missing);
     if (st == TG_OK && j.progress)
-        j.progress(nrows, nrows, j.progress_user); /* the last word: every row is in */
+        j.progress(at + nrows, at + nrows, j.progress_user); /* the last word: every row is in */
+    return st;
+}
+
+static tg_status parse_data(reader *rd, const tg_csv_options *opt, int64_t first, bool *missing)
+{
+    int64_t nrows = rd->rows.n - first;
+    tg_status st = alloc_outputs(rd, nrows, true);
+    return st != TG_OK ? st : parse_rows_at(rd, opt, rd->rows.v + first, nrows, 0, missing);
+}
+
+/* ---- one thread: parsing the rows as they are read ------------------------------------------
+ * With one thread, and a file whose rows the AVX-512 row parser takes, the data rows are parsed
+ * as the input is read, a chunk at a time through a small buffer, with no split before. That
+ * saves the split's pass, and the first touch of every page of a mapped file: on the AMD EPYC
+ * VM (Zen 5) of 2026-11-28, whose host takes those first touches, reading a mapped 279 MB file
+ * took 68-105 ms the first time, and pread through a buffer of 1 MB 30-42 ms. The first row the
+ * parser leaves (a quote, a missing value, a number it cannot take, the last rows of the input,
+ * or the outputs full) ends the stream: the rows from there on are split and parsed as they are
+ * without it, so results and errors are the same. */
+
+typedef struct {
+    const char *data; /* the whole input, in memory or mapped */
+    size_t len;
+    int fd; /* >= 0: the stream reads the bytes with pread, and leaves the mapping untouched */
+} csv_input;
+
+#define STREAM_CHUNK  ((size_t)1 << 20)
+#define STREAM_BEFORE 64 /* readable bytes before the chunk: the parser reads 16 before a field */
+
+static _Atomic size_t stream_min_bytes = (size_t)4 << 20; /* smaller inputs: split, then parse */
+
+void tg_csv_set_stream_min_(size_t bytes)
+{
+    atomic_store(&stream_min_bytes, bytes);
+}
+
+/* Copies input bytes [off, off + n) (fewer at its end) to dst; returns how many. A failed read
+ * ends the stream early, and the mapping then gives the rest. */
+static size_t input_bytes(const csv_input *in, size_t off, char *dst, size_t n)
+{
+    if (off >= in->len)
+        return 0;
+    if (n > in->len - off)
+        n = in->len - off;
+    if (in->fd < 0) {
+        memcpy(dst, in->data + off, n);
+        return n;
+    }
+    size_t got = 0;
+    while (got < n) {
+        ssize_t r = pread(in->fd, dst + got, n - got, (off_t)(off + got));
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            break;
+        got += (size_t)r;
+    }
+    return got;
+}
+
+/* Progress while streaming: the total is estimated from the bytes read so far. */
+static void stream_progress(const job *j, const csv_input *in, size_t start, size_t at,
+                            int64_t rows)
+{
+    const double est = (double)rows * (double)(in->len - start) / (double)(at - start);
+    const int64_t total = est > (double)rows ? (int64_t)est : rows + 1;
+    j->progress(rows, total, j->progress_user);
+}
+
+/* Parses data rows from input offset start on into j's outputs, which hold cap rows, until the
+ * row parser leaves one; returns the rows parsed, and *stop gets the offset of the first one
+ * left (a row start). */
+static int64_t stream_rows(job *j, const csv_input *in, size_t start, int64_t cap, size_t *stop)
+{
+    const int64_t nf = j->cx->nfeat;
+    const int last = j->cx->ncols;
+    csv_fast_scratch sc = scratch_new(j);
+    char *buf = malloc(STREAM_BEFORE + STREAM_CHUNK);
+    size_t off = start, have = 0; /* input offset of chunk[0]; bytes in the chunk */
+    int64_t k = 0;
+    for (bool more = buf && sc.ends; more;) {
+        char *chunk = buf + STREAM_BEFORE;
+        if (have == 0)
+            memset(buf, 0, STREAM_BEFORE);
+        const size_t want = STREAM_CHUNK - have;
+        const size_t got = input_bytes(in, off + have, chunk + have, want);
+        have += got;
+        j->plan.end = chunk + have;
+        const char *p = chunk;
+        while (k < cap && sc.rest == 0 &&
+               j->avx512_row(&j->plan, &sc, p, j->X + k * nf, j->y ? j->y + k : NULL)) {
+            const char *e = p + sc.ends[last]; /* the row's '\r' or '\n' */
+            p = e + (*e == '\r' ? 2 : 1);
+            if (++k % BLOCK_ROWS == 0 && j->progress)
+                stream_progress(j, in, start, off + (size_t)(p - chunk), k);
+        }
+        const size_t used = (size_t)(p - chunk);
+        /* More input helps only a row the parser left for want of bytes after it. */
+        more = got == want && used > 0 && k < cap && sc.rest == 0;
+        memmove(chunk, p, have - used);
+        off += used;
+        have -= used;
+    }
+    *stop = off;
+    free(buf);
+    free(sc.ends);
+    free(sc.vals);
+    return k;
+}
+
+/* The error for the first infinity in the streamed rows, at X's element k; start is the first
+ * data row. */
+static tg_status streamed_infinite(reader *rd, const char *start, int64_t k)
+{
+    const csv_ctx *cx = &rd->cx;
+    const int64_t r = k / cx->nfeat;
+    row_list rows = {NULL, 0, 0};
+    block_state bs = {.err.row = -1};
+    if (!split_rows(start, cx->end, cx->end, r + 1, &rows, NULL) || rows.n <= r) {
+        free(rows.v);
+        return tg_set_error(TG_ENOMEM, "%s: out of memory", cx->name);
+    }
+    infinite_error(cx, &bs, r, rows.v[r], (const float *)tg_data(rd->X) + r * cx->nfeat);
+    free(rows.v);
+    return report(cx, &bs.err);
+}
+
+/* Makes X and y hold exactly rows data rows: a larger copy when the estimate fell short (the
+ * first done rows kept), a view of the first rows when it ran long. */
+static tg_status fit_outputs(reader *rd, int64_t rows, int64_t done)
+{
+    tg_tensor *X = rd->X, *y = rd->y;
+    const int64_t nf = rd->cx.nfeat, have = tg_shape(X)[0];
+    if (rows == have)
+        return TG_OK;
+    rd->X = rd->y = NULL;
+    tg_status st = rows > have ? alloc_outputs(rd, rows, true) : TG_OK;
+    if (st == TG_OK && rows > have) {
+        memcpy(tg_data(rd->X), tg_data(X), (size_t)(done * nf) * sizeof(float));
+        if (y)
+            memcpy(tg_data(rd->y), tg_data(y), (size_t)done * sizeof(float));
+    } else if (st == TG_OK) {
+        if (!(rd->X = tg_keep(tg_narrow(X, 0, 0, rows))) ||
+            (y && !(rd->y = tg_keep(tg_narrow(y, 0, 0, rows)))))
+            st = tg_last_status();
+    }
+    tg_release(X);
+    tg_release(y);
+    return st;
+}
+
+/* Faults in the pages of a long stretch of a mapped input in one call, before the split reads
+ * it: with one thread the file is mapped without MAP_POPULATE, for the stream, whose rows are
+ * read with pread; what it leaves is read from the mapping. A hint, as in prefault(). */
+static void populate(const char *p, const char *end)
+{
+#if defined(MADV_POPULATE_READ)
+    if (end - p >= ((ptrdiff_t)8 << 20))
+        tg_advise_pages((void *)(uintptr_t)p, (size_t)(end - p), MADV_POPULATE_READ);
+#else
+    (void)p, (void)end;
+#endif
+}
+
+/* Whether the data rows may be streamed: one thread, and rows the AVX-512 parser takes. */
+static bool streams(const csv_ctx *cx)
+{
+    job probe = {.cx = cx};
+    plan_fast_rows(&probe);
+    return probe.fast && probe.avx512_row;
+}
+
+/* The one-thread read of the data rows from start on: the stream, then the split and the
+ * blocks for the rows it left. *nrows gets the data rows. */
+static tg_status stream_data(reader *rd, const tg_csv_options *opt, const csv_input *in,
+                             const char *start, bool *missing, int64_t *nrows)
+{
+    csv_ctx *cx = &rd->cx;
+    const int64_t cap = estimate_rows(start, cx->end);
+    /* Not pre-faulted: the rows fill it in order, and pages past the last are never touched. */
+    tg_status st = alloc_outputs(rd, cap, false);
+    if (st != TG_OK)
+        return st;
+    job j = {.cx = cx, .X = tg_data(rd->X), .y = rd->y ? tg_data(rd->y) : NULL};
+    j.progress = opt->progress;
+    j.progress_user = opt->progress_user;
+    plan_fast_rows(&j);
+    size_t stop;
+    const int64_t done = stream_rows(&j, in, (size_t)(start - in->data), cap, &stop);
+    /* An infinity in a streamed row comes before anything in the rows left. */
+    const int64_t inf = find_infinite(j.X, done * cx->nfeat);
+    if (inf >= 0)
+        return streamed_infinite(rd, start, inf);
+    const char *rest = in->data + stop;
+    populate(rest, cx->end);
+    row_list left = {NULL, 0, 0};
+    reserve_rows(&left, rest, cx->end);
+    if (!split_rows(rest, cx->end, cx->end, INT64_MAX, &left, NULL))
+        st = tg_set_error(TG_ENOMEM, "%s: out of memory", cx->name);
+    if (st == TG_OK)
+        st = fit_outputs(rd, done + left.n, done);
+    if (st == TG_OK)
+        st = parse_rows_at(rd, opt, left.v, left.n, done, missing);
+    *nrows = done + left.n;
+    free(left.v);
     return st;
 }
 
@@ -1961,13 +2189,43 @@ static bool lone_cr(const char *p, const char *end)
     return false;
 }
 
-static tg_status read_all(reader *rd, const char *data, size_t len, const tg_csv_options *opt,
+/* Splits the input into rows: all of them, or with one thread and an input the stream may take,
+ * only the first few (the header and the delimiter need no more); *resume gets where the split
+ * stopped (end when it went through). */
+static bool split_input(reader *rd, const tg_csv_options *opt, const char *p, const char *end,
+                        const char **resume)
+{
+    *resume = end;
+    if (reader_threads(opt) == 1 && (size_t)(end - p) >= atomic_load(&stream_min_bytes))
+        return split_rows(p, end, end, SNIFF_ROWS + 1, &rd->rows, resume);
+    reserve_rows(&rd->rows, p, end);
+    return split_all(p, end, reader_threads(opt), &rd->rows);
+}
+
+/* Parses the data rows, from rows.v[first] on; *rows gets their count. */
+static tg_status read_data(reader *rd, const csv_input *in, const tg_csv_options *opt,
+                           int64_t first, const char *resume, bool *missing, int64_t *rows)
+{
+    const char *end = rd->cx.end;
+    if (resume < end && streams(&rd->cx))
+        return stream_data(rd, opt, in, rd->rows.v[first], missing, rows);
+    if (resume < end) { /* the split stopped after the first rows: the rest */
+        populate(resume, end);
+        reserve_rows(&rd->rows, resume, end);
+        if (!split_rows(resume, end, end, INT64_MAX, &rd->rows, NULL))
+            return tg_set_error(TG_ENOMEM, "%s: out of memory", rd->cx.name);
+    }
+    *rows = rd->rows.n - first;
+    return parse_data(rd, opt, first, missing);
+}
+
+static tg_status read_all(reader *rd, const csv_input *in, const tg_csv_options *opt,
                           tg_csv_data *out)
 {
     csv_ctx *cx = &rd->cx;
-    const char *end = data + len, *p = skip_preamble(data, end, opt->skip_rows);
-    reserve_rows(&rd->rows, p, end);
-    if (!split_all(p, end, reader_threads(opt), &rd->rows))
+    const char *end = in->data + in->len, *p = skip_preamble(in->data, end, opt->skip_rows);
+    const char *resume;
+    if (!split_input(rd, opt, p, end, &resume))
         return tg_set_error(TG_ENOMEM, "%s: out of memory", cx->name);
     if (rd->rows.n == 0)
         return tg_set_error(TG_EPARSE, "%s: the file is empty%s", cx->name,
@@ -1986,23 +2244,22 @@ static tg_status read_all(reader *rd, const char *data, size_t len, const tg_csv
         return tg_set_error(TG_EPARSE, "%s:%lld: the file has a header but no data rows", cx->name,
                             (long long)line_of(cx, rd->rows.v[0]));
     bool missing = false;
-    if ((st = parse_data(rd, opt, first, &missing)) != TG_OK)
+    int64_t rows = 0, dropped = 0;
+    if ((st = read_data(rd, in, opt, first, resume, &missing, &rows)) != TG_OK)
         return st;
-    int64_t rows = rd->rows.n - first, dropped = 0;
     if (missing && (st = resolve_missing(rd, &rows, &dropped)) != TG_OK)
         return st;
     return fill_output(rd, rows, dropped, out);
 }
 
-tg_status tg_csv_read_buffer(const char *name, const char *data, size_t len,
-                             const tg_csv_options *opt, tg_csv_data *out)
+/* tg_csv_read_buffer, with the file's descriptor when there is one (see csv_input). */
+static tg_status read_input(const char *name, const csv_input *in, const tg_csv_options *opt,
+                            tg_csv_data *out)
 {
-    if (!name)
-        name = "<buffer>";
     if (!out)
         return tg_set_error(TG_EINVAL, "%s: tg_csv_read: out is NULL", name);
     memset(out, 0, sizeof *out);
-    if (!data && len)
+    if (!in->data && in->len)
         return tg_set_error(TG_EINVAL, "%s: tg_csv_read: data is NULL", name);
     tg_csv_options defaults;
     if (!opt) {
@@ -2015,16 +2272,17 @@ tg_status tg_csv_read_buffer(const char *name, const char *data, size_t len,
     reader rd;
     memset(&rd, 0, sizeof rd);
     rd.cx.name = name;
-    rd.cx.base = data ? data : "";
-    rd.cx.end = rd.cx.base + len;
+    rd.cx.base = in->data ? in->data : "";
+    rd.cx.end = rd.cx.base + in->len;
     rd.cx.missing = opt->missing;
     rd.cx.fill = opt->fill;
-    rd.cx.sentinel = len > 0 && tg_float_sentinel_ok_(rd.cx.end);
+    rd.cx.sentinel = in->len > 0 && tg_float_sentinel_ok_(rd.cx.end);
     if (opt->positive) {
         rd.cx.positive = (field){opt->positive, strlen(opt->positive), false, false};
         rd.cx.has_positive = true;
     }
-    st = read_all(&rd, rd.cx.base, len, opt, out);
+    const csv_input whole = {rd.cx.base, in->len, in->fd};
+    st = read_all(&rd, &whole, opt, out);
     reader_free(&rd);
     if (st != TG_OK) {
         tg_csv_data_free(out);
@@ -2034,12 +2292,20 @@ tg_status tg_csv_read_buffer(const char *name, const char *data, size_t len,
     return TG_OK;
 }
 
+tg_status tg_csv_read_buffer(const char *name, const char *data, size_t len,
+                             const tg_csv_options *opt, tg_csv_data *out)
+{
+    const csv_input in = {data, len, -1};
+    return read_input(name ? name : "<buffer>", &in, opt, out);
+}
+
 /* ---- files ------------------------------------------------------------------------------- */
 
 typedef struct {
     char *data;
     size_t len;
     bool mapped;
+    int fd; /* kept open for the one-thread stream (csv_input); -1 when not */
 } file_data;
 
 /* Pipes, terminals and /proc files have no usable size: read them to the end. */
@@ -2075,7 +2341,10 @@ static tg_status read_stream(const char *path, int fd, file_data *fd_out)
     return TG_OK;
 }
 
-static tg_status load_file(const char *path, file_data *f)
+/* Maps a regular file, else reads it whole. With stream (one thread), the descriptor stays open
+ * in f->fd and the pages are left to be read on demand: the stream reads the bytes with pread.
+ * Otherwise they are faulted in at once, in bulk, not one by one while splitting. */
+static tg_status load_file(const char *path, bool stream, file_data *f)
 {
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
@@ -2089,14 +2358,18 @@ static tg_status load_file(const char *path, file_data *f)
         (uintmax_t)st.st_size <= SIZE_MAX) {
         int flags = MAP_PRIVATE;
 #ifdef MAP_POPULATE
-        flags |= MAP_POPULATE; /* fault the pages in now, in bulk, not one by one while parsing */
+        if (!stream)
+            flags |= MAP_POPULATE;
 #endif
         void *m = mmap(NULL, (size_t)st.st_size, PROT_READ, flags, fd, 0);
         if (m != MAP_FAILED) {
-            close(fd);
             f->data = m;
             f->len = (size_t)st.st_size;
             f->mapped = true;
+            if (stream)
+                f->fd = fd;
+            else
+                close(fd);
             return TG_OK;
         }
     }
@@ -2113,11 +2386,19 @@ tg_status tg_csv_read(const char *path, const tg_csv_options *opt, tg_csv_data *
         return tg_set_error(TG_EINVAL, "tg_csv_read: path is NULL");
     if (!out)
         return tg_set_error(TG_EINVAL, "%s: tg_csv_read: out is NULL", path);
-    file_data f = {NULL, 0, false};
-    tg_status st = load_file(path, &f);
+    tg_csv_options defaults;
+    if (!opt) {
+        tg_csv_options_init(&defaults);
+        opt = &defaults;
+    }
+    file_data f = {NULL, 0, false, -1};
+    tg_status st = load_file(path, reader_threads(opt) == 1, &f);
     if (st != TG_OK)
         return st;
-    st = tg_csv_read_buffer(path, f.data, f.len, opt, out);
+    const csv_input in = {f.data, f.len, f.fd};
+    st = read_input(path, &in, opt, out);
+    if (f.fd >= 0)
+        close(f.fd);
     if (f.mapped)
         munmap(f.data, f.len);
     else

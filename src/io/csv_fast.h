@@ -5,6 +5,7 @@
 #define TG_IO_CSV_FAST_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 /* What the row parser needs to know about the file, fixed for a whole read. */
@@ -52,5 +53,10 @@ bool csv_fast_row_avx512_vbmi2(const csv_fast_plan *pl, csv_fast_scratch *sc, co
 /* Lets the reader pick the VBMI2 row parser when the CPU has it (the default); tests turn it
  * off to reach the other one on such CPUs. */
 void tg_csv_allow_vbmi2_(bool allow);
+
+/* With one thread, inputs of at least this many bytes (after the preamble) are parsed as they
+ * are read (csv.c, "one thread"); 4 MB unless changed. Tests lower it to reach that path with
+ * small inputs, and raise it to compare against the split. */
+void tg_csv_set_stream_min_(size_t bytes);
 
 #endif
