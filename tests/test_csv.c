@@ -1392,14 +1392,15 @@ static void test_split_rows_random(void **state)
     }
 }
 
-/* ---- one thread: parsing while reading (csv.c, "one thread") -------------------------------- */
+/* ---- parsing while reading (csv.c, "the stream") ------------------------------------------ */
 
 typedef struct {
     bool shorter; /* rows get shorter after the first 64 KB: the outputs, sized from them, fill */
     int inf_row;  /* a field that reads as inf there, or -1 */
     int bad_row;  /* an extra field there, or -1 */
     int from;     /* rows from here on hold what the stream leaves to the split, by kind: */
-    int kind;     /* 0 none, 1 quotes, 2 missing values, 3 blank lines, 4 exponents */
+    int kind;     /* 0 none, 1 quotes, 2 missing values, 3 blank lines, 4 exponents, 5 line
+                   * feeds in quotes */
 } numeric_file;
 
 /* The third field of row r: a number, or what nf asks for there. */
@@ -1416,13 +1417,13 @@ static void numeric_field(const numeric_file *nf, int r, uint32_t x, bool small,
         snprintf(c, n, "%ue-%u", x % 1000, x % 7);
 }
 
-/* Rows of numbers and a 0/1 label, as nf describes, some ending in CRLF, the last one without a
- * line feed. Over 1 MB, so rows straddle the stream's chunks. */
+/* Rows of numbers, a note (text, not read) and a 0/1 label, as nf describes, some ending in
+ * CRLF, the last one without a line feed. Over 1 MB, so rows straddle the stream's chunks. */
 static char *make_numeric(const numeric_file *nf, int rows, size_t *len)
 {
     size_t cap = (size_t)rows * 64 + 64, n = 0;
     char *t = malloc(cap);
-    n += (size_t)snprintf(t + n, cap - n, "a,b,c,y\n");
+    n += (size_t)snprintf(t + n, cap - n, "a,b,c,note,y\n");
     uint64_t s = 11;
     for (int r = 0; r < rows; r++) {
         s = s * 6364136223846793005u + 1442695040888963407u;
@@ -1430,9 +1431,10 @@ static char *make_numeric(const numeric_file *nf, int rows, size_t *len)
         const bool small = nf->shorter && r > 3000;
         char c[32];
         numeric_field(nf, r, x, small, c, sizeof c);
-        n += (size_t)snprintf(t + n, cap - n, "%d,%s,%s,%u%s%s", small ? r % 10 : r,
-                              small ? "7" : "-0.015625", c, x & 1, r == nf->bad_row ? ",9" : "",
-                              r % 1777 == 3 ? "\r\n" : "\n");
+        const bool quoted = r >= nf->from && nf->kind == 5 && r % 3 == 0;
+        n += (size_t)snprintf(t + n, cap - n, "%d,%s,%s,%s,%u%s%s", small ? r % 10 : r,
+                              small ? "7" : "-0.015625", c, quoted ? "\"x\n,\ny\"" : "n", x & 1,
+                              r == nf->bad_row ? ",9" : "", r % 1777 == 3 ? "\r\n" : "\n");
         if (r >= nf->from && nf->kind == 3 && r % 11 == 0)
             n += (size_t)snprintf(t + n, cap - n, "  \n");
     }
@@ -1442,14 +1444,16 @@ static char *make_numeric(const numeric_file *nf, int rows, size_t *len)
 
 static size_t stream_min_default = (size_t)4 << 20; /* 0 with --stream */
 
-/* Reads text on one thread, streamed or split first, from a file (which the stream reads with
+/* Reads text on some threads, streamed or split first, from a file (which the stream reads with
  * pread) or a buffer; err gets the message, from the file name on. */
-static tg_status read_one_thread(const char *text, size_t len, bool stream, bool file,
-                                 tg_csv_data *d, char *err, size_t cap, progress_log *l)
+static tg_status read_streamed(const char *text, size_t len, int threads, bool stream, bool file,
+                               tg_csv_data *d, char *err, size_t cap, progress_log *l)
 {
     tg_csv_options o = defaults();
-    o.threads = 1;
+    o.threads = threads;
     o.missing = TG_MISSING_MEAN;
+    o.features = (const char *const[]){"a", "b", "c"}; /* not the note */
+    o.n_features = 3;
     o.progress = log_progress;
     o.progress_user = l;
     tg_csv_set_stream_min_(stream ? 0 : SIZE_MAX);
@@ -1461,7 +1465,8 @@ static tg_status read_one_thread(const char *text, size_t len, bool stream, bool
     return st;
 }
 
-/* The stream gives the split's rows, values and errors, whatever ends it and wherever. */
+/* The stream gives the split's rows, values and errors, whatever ends it and wherever, on one
+ * thread or on several (whose ranges may begin inside quotes). */
 static void test_stream_matches_split(void **state)
 {
     (void)state;
@@ -1470,27 +1475,32 @@ static void test_stream_matches_split(void **state)
         {false, -1, -1, 0, 0},     {true, -1, -1, 0, 0},      {false, 20000, 30000, 0, 0},
         {false, -1, 30000, 0, 0},  {false, -1, -1, 15000, 1}, {false, -1, -1, 15000, 2},
         {false, -1, -1, 15000, 3}, {false, -1, -1, 15000, 4}, {true, 25000, -1, 15000, 4},
+        {false, -1, -1, 38000, 5}, {false, -1, -1, 9000, 5},  {false, 35000, 39000, 0, 0},
     };
     for (size_t v = 0; v < sizeof files / sizeof files[0]; v++) {
         size_t len;
         char *text = make_numeric(&files[v], rows, &len);
-        for (int file = 0; file < 2; file++) {
+        for (int k = 0; k < 6; k++) {
+            const int threads = k < 2 ? 1 : k - 1, file = k % 2;
             tg_csv_data a, b;
             char ea[600], eb[600];
             progress_log la = {.self = pthread_self()}, lb = la;
-            const tg_status sa = read_one_thread(text, len, true, file, &a, ea, sizeof ea, &la);
-            const tg_status sb = read_one_thread(text, len, false, file, &b, eb, sizeof eb, &lb);
+            const tg_status sa =
+                read_streamed(text, len, threads, true, file, &a, ea, sizeof ea, &la);
+            const tg_status sb = read_streamed(text, len, 1, false, file, &b, eb, sizeof eb, &lb);
             /* While streaming, the total is an estimate, but never below the rows done. */
             assert_false(la.decreased || la.beyond || la.other_thread);
             assert_int_equal(sa, sb);
             assert_string_equal(ea, eb);
             if (files[v].inf_row >= 0 || files[v].bad_row >= 0) {
                 assert_int_equal(sa, TG_EPARSE);
-                assert_non_null(strstr(ea, files[v].inf_row >= 0 ? "'1e39'" : "found 5"));
+                assert_non_null(strstr(ea, files[v].inf_row >= 0 ? "'1e39'" : "found 6"));
                 continue;
             }
             assert_int_equal(sa, TG_OK);
-            assert_true(la.calls >= rows / 4096 && la.last == rows && la.total == rows);
+            /* one thread reports each block; with more, only the caller's range does */
+            assert_true(la.calls >= (threads == 1 ? rows / 4096 : 1));
+            assert_true(la.last == rows && la.total == rows);
             assert_int_equal(a.rows, rows);
             assert_int_equal(tg_shape(a.X)[0], rows);
             assert_int_equal(tg_shape(a.y)[0], rows);
@@ -1541,10 +1551,9 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_split_threads),
         cmocka_unit_test(test_stream_matches_split),
     };
-    /* --stream: every read that may (one thread by default, any size) is parsed as it is read,
-     * so that every case above also checks the stream against its expected results. */
+    /* --stream: every read that may, whatever its size, is parsed as it is read, so that every
+     * case above also checks the stream against its expected results. */
     if (argc > 1 && strcmp(argv[1], "--stream") == 0) {
-        tg_set_num_threads(1);
         stream_min_default = 0;
         tg_csv_set_stream_min_(0);
     }

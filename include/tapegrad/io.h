@@ -25,9 +25,9 @@ typedef struct tg_csv_options {
                                 * may be a feature and y is NULL; label is ignored */
     /* Progress of the parse, for displays: called on the calling thread with the data rows
      * parsed so far and the data rows in the input, after each block of rows it finishes and
-     * once at the end; NULL = none. While one thread parses rows as it reads them (inputs of
-     * 4 MB or more), the rows in the input are estimated from the bytes read, and never fewer
-     * than the rows parsed; the last call gives the exact count. */
+     * once at the end; NULL = none. While rows are parsed as they are read (inputs of 4 MB or
+     * more), the rows in the input are estimated from the bytes read, and never fewer than the
+     * rows counted as done (the calling thread's own); the last call gives the exact count. */
     void (*progress)(int64_t rows_done, int64_t rows_total, void *user);
     void *progress_user;
     /* With TG_MISSING_MEAN: the value for each feature (n_features of them, in X's column

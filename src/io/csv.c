@@ -11,16 +11,17 @@
  *     fast path (fast_row; on AVX-512 CPUs csv_fast_row_avx512, in csv_avx512.c, which
  *     converts eight fields at a time); any other row, and any row it fails on, the general
  *     one, which alone reports errors.
- * With one thread and an input of 4 MB or more, step 1 stops after the first rows, and on
- * AVX-512 CPUs the data rows are then parsed as they are read, a chunk at a time, until the first
- * row the AVX-512 parser leaves; steps 1 and 3 take the rest (see "one thread" below).
+ * With an input of 4 MB or more, step 1 stops after the first rows, and on AVX-512 CPUs the data
+ * rows are then parsed as they are read, a chunk at a time, each thread over its own byte range,
+ * until the first row the AVX-512 parser leaves; steps 1 and 3 take the rest (see "the stream"
+ * below).
  *
  * Quotes are only special at the start of a field; a quote anywhere else in an unquoted field is
  * an error. That keeps step 1 (which toggles on every quote) in agreement with step 3 on every
  * file that parses, and an input where they disagree always produces an error in step 3 at or
  * before the first point of disagreement. */
 #ifndef _DEFAULT_SOURCE
-#define _DEFAULT_SOURCE /* MAP_POPULATE */
+#define _DEFAULT_SOURCE /* MADV_POPULATE_*, pread */
 #endif
 
 #include <errno.h>
@@ -387,6 +388,28 @@ static const char *find(const char *p, const char *end, char c)
     return q ? q : end;
 }
 
+/* Most threads the reader starts for its split or its stream. */
+#define READER_MAX_THREADS 64
+
+/* Runs fn on each of the n (<= READER_MAX_THREADS) items of size bytes at items: the first on
+ * the calling thread, the others on threads of their own, or on the caller after the first
+ * when a thread cannot be started. */
+static void run_each(void *(*fn)(void *), void *items, size_t size, int n)
+{
+    pthread_t tid[READER_MAX_THREADS];
+    bool started[READER_MAX_THREADS] = {false};
+    char *it = items;
+    for (int t = 1; t < n; t++)
+        started[t] = pthread_create(&tid[t], NULL, fn, it + (size_t)t * size) == 0;
+    fn(it);
+    for (int t = 1; t < n; t++) {
+        if (started[t])
+            pthread_join(tid[t], NULL);
+        else
+            fn(it + (size_t)t * size);
+    }
+}
+
 #if defined(__SSE2__)
 /* One pass over the input, 64 bytes at a time, finds the line feeds and the quotes together
  * (the memchr version below passes over a quote-free file twice: once for the first quote,
@@ -516,7 +539,7 @@ static bool split_rows(const char *p, const char *end, const char *stop, int64_t
  * took 113-127 ms the first time and 9-12 ms the second. Two threads shared it out only in
  * part there (split 159-171 -> 110-152 ms). */
 #define SPLIT_MIN_BYTES   ((size_t)256 << 10) /* per thread: less is not worth a thread */
-#define SPLIT_MAX_THREADS 64
+#define SPLIT_MAX_THREADS READER_MAX_THREADS
 
 typedef struct {
     const char *end, *lo, *hi; /* the input's end; this range */
@@ -581,8 +604,6 @@ static bool split_all(const char *p, const char *end, int threads, row_list *row
     if (n < 2)
         return split_rows(p, end, end, INT64_MAX, rows, NULL);
     split_range part[SPLIT_MAX_THREADS];
-    pthread_t tid[SPLIT_MAX_THREADS];
-    bool started[SPLIT_MAX_THREADS] = {false};
     for (int t = 0; t < n; t++) {
         part[t] = (split_range){end, p + len * (size_t)t / (size_t)n,
                                 p + len * (size_t)(t + 1) / (size_t)n};
@@ -592,15 +613,7 @@ static bool split_all(const char *p, const char *end, int threads, row_list *row
         else
             reserve_rows(&part[t].rows, part[t].lo, part[t].hi);
     }
-    for (int t = 1; t < n; t++)
-        started[t] = pthread_create(&tid[t], NULL, split_range_thread, &part[t]) == 0;
-    split_range_run(&part[0]);
-    for (int t = 1; t < n; t++) {
-        if (started[t])
-            pthread_join(tid[t], NULL);
-        else
-            split_range_run(&part[t]);
-    }
+    run_each(split_range_thread, part, sizeof part[0], n);
     bool ok = join_ranges(part, n);
     *rows = part[0].rows;
     for (int t = 1; t < n; t++)
@@ -1414,7 +1427,7 @@ typedef struct {
     atomic_llong blocks_done;
     void (*progress)(int64_t rows_done, int64_t rows_total, void *user); /* caller's thread */
     void *progress_user;
-    int64_t progress_at; /* data rows before these (read by the one-thread stream) */
+    int64_t progress_at; /* data rows before these (read by the stream) */
 } job;
 
 #if CSV_FAST_ROWS && defined(TG_HAVE_CSV_AVX512)
@@ -1902,8 +1915,8 @@ static tg_status parse_data(reader *rd, const tg_csv_options *opt, int64_t first
     return st != TG_OK ? st : parse_rows_at(rd, opt, rd->rows.v + first, nrows, 0, missing);
 }
 
-/* ---- one thread: parsing the rows as they are read ------------------------------------------
- * With one thread, and a file whose rows the AVX-512 row parser takes, the data rows are parsed
+/* ---- the stream: parsing the rows as they are read ------------------------------------------
+ * For a file whose rows the AVX-512 row parser takes, the data rows are parsed
  * as the input is read, a chunk at a time through a small buffer, with no split before. That
  * saves the split's pass, and the first touch of every page of a mapped file: on the AMD EPYC
  * VM (Zen 5) of 2026-11-28, whose host takes those first touches, reading a mapped 279 MB file
@@ -1962,9 +1975,10 @@ static void stream_progress(const job *j, const csv_input *in, size_t start, siz
 }
 
 /* Parses data rows from input offset start on into j's outputs, which hold cap rows, until the
- * row parser leaves one; returns the rows parsed, and *stop gets the offset of the first one
- * left (a row start). */
-static int64_t stream_rows(job *j, const csv_input *in, size_t start, int64_t cap, size_t *stop)
+ * row parser leaves one or the next row starts at limit; returns the rows parsed, and *stop gets
+ * the offset of the first one left (a row start; limit when every row before it was taken). */
+static int64_t stream_rows(job *j, const csv_input *in, size_t start, size_t limit, int64_t cap,
+                           size_t *stop)
 {
     const int64_t nf = j->cx->nfeat;
     const int last = j->cx->ncols;
@@ -1972,7 +1986,7 @@ static int64_t stream_rows(job *j, const csv_input *in, size_t start, int64_t ca
     char *buf = malloc(STREAM_BEFORE + STREAM_CHUNK);
     size_t off = start, have = 0; /* input offset of chunk[0]; bytes in the chunk */
     int64_t k = 0;
-    for (bool more = buf && sc.ends; more;) {
+    for (bool more = buf && sc.ends && start < limit; more;) {
         char *chunk = buf + STREAM_BEFORE;
         if (have == 0)
             memset(buf, 0, STREAM_BEFORE);
@@ -1981,7 +1995,7 @@ static int64_t stream_rows(job *j, const csv_input *in, size_t start, int64_t ca
         have += got;
         j->plan.end = chunk + have;
         const char *p = chunk;
-        while (k < cap && sc.rest == 0 &&
+        while (off + (size_t)(p - chunk) < limit && k < cap && sc.rest == 0 &&
                j->avx512_row(&j->plan, &sc, p, j->X + k * nf, j->y ? j->y + k : NULL)) {
             const char *e = p + sc.ends[last]; /* the row's '\r' or '\n' */
             p = e + (*e == '\r' ? 2 : 1);
@@ -1990,7 +2004,7 @@ static int64_t stream_rows(job *j, const csv_input *in, size_t start, int64_t ca
         }
         const size_t used = (size_t)(p - chunk);
         /* More input helps only a row the parser left for want of bytes after it. */
-        more = got == want && used > 0 && k < cap && sc.rest == 0;
+        more = got == want && used > 0 && off + used < limit && k < cap && sc.rest == 0;
         memmove(chunk, p, have - used);
         off += used;
         have -= used;
@@ -2002,11 +2016,10 @@ static int64_t stream_rows(job *j, const csv_input *in, size_t start, int64_t ca
     return k;
 }
 
-/* The error for the first infinity in the streamed rows, at X's element k; start is the first
- * data row. */
-static tg_status streamed_infinite(reader *rd, const char *start, int64_t k)
+/* The error for an infinity in streamed rows: element k of x, which holds the rows from start
+ * on. */
+static tg_status streamed_infinite(const csv_ctx *cx, const char *start, const float *x, int64_t k)
 {
-    const csv_ctx *cx = &rd->cx;
     const int64_t r = k / cx->nfeat;
     row_list rows = {NULL, 0, 0};
     block_state bs = {.err.row = -1};
@@ -2014,7 +2027,7 @@ static tg_status streamed_infinite(reader *rd, const char *start, int64_t k)
         free(rows.v);
         return tg_set_error(TG_ENOMEM, "%s: out of memory", cx->name);
     }
-    infinite_error(cx, &bs, r, rows.v[r], (const float *)tg_data(rd->X) + r * cx->nfeat);
+    infinite_error(cx, &bs, r, rows.v[r], x + r * cx->nfeat);
     free(rows.v);
     return report(cx, &bs.err);
 }
@@ -2044,8 +2057,8 @@ static tg_status fit_outputs(reader *rd, int64_t rows, int64_t done)
 }
 
 /* Faults in the pages of a long stretch of a mapped input in one call, before the split reads
- * it: with one thread the file is mapped without MAP_POPULATE, for the stream, whose rows are
- * read with pread; what it leaves is read from the mapping. A hint, as in prefault(). */
+ * it: the file is mapped without MAP_POPULATE, for the stream, whose rows are read with pread;
+ * what it leaves is read from the mapping. A hint, as in prefault(). */
 static void populate(const char *p, const char *end)
 {
 #if defined(MADV_POPULATE_READ)
@@ -2056,7 +2069,7 @@ static void populate(const char *p, const char *end)
 #endif
 }
 
-/* Whether the data rows may be streamed: one thread, and rows the AVX-512 parser takes. */
+/* Whether the data rows may be streamed: rows the AVX-512 parser takes. */
 static bool streams(const csv_ctx *cx)
 {
     job probe = {.cx = cx};
@@ -2064,32 +2077,128 @@ static bool streams(const csv_ctx *cx)
     return probe.fast && probe.avx512_row;
 }
 
-/* The one-thread read of the data rows from start on: the stream, then the split and the
- * blocks for the rows it left. *nrows gets the data rows. */
+/* ---- several threads: a range of the input each ----
+ * Each thread streams the rows that start in its own byte range of the data, the first from the
+ * first data row, the others from the first line start in their range, which they take to lie
+ * outside quotes. A thread that streams up to the next one's first row has shown that row to be
+ * a true row start (the rows it took hold no quotes), so the ranges hold from the first on until
+ * one stops early; the rows from there on, whatever later threads made of them, go to the split
+ * and the blocks, as with one thread. Each range fills its own stretch of X, sized from its
+ * first 64 KB, and the stretches are moved together afterwards. */
+#define STREAM_MAX_THREADS READER_MAX_THREADS
+
+typedef struct {
+    job j; /* a copy per range: its own outputs, and its own plan, whose end moves with the chunk */
+    const csv_input *in;
+    size_t start, limit; /* this range's first row start, and the next range's */
+    int64_t at, cap;     /* where its stretch of X starts (rows), and the rows it holds */
+    int64_t rows;        /* rows parsed */
+    size_t stop;         /* the first row not parsed: limit when the range went through */
+} stream_range;
+
+static void *stream_range_thread(void *arg)
+{
+    stream_range *r = arg;
+    r->rows = stream_rows(&r->j, r->in, r->start, r->limit, r->cap, &r->stop);
+    return NULL;
+}
+
+/* Threads for the stream: the reader's, each with at least half the stream's minimum input. */
+static int stream_threads(const tg_csv_options *opt, size_t bytes)
+{
+    size_t per = atomic_load(&stream_min_bytes) / 2;
+    size_t most = bytes / (per ? per : 1);
+    int n = reader_threads(opt);
+    n = n < STREAM_MAX_THREADS ? n : STREAM_MAX_THREADS;
+    return (size_t)n < most ? n : most > 0 ? (int)most : 1;
+}
+
+/* Cuts [start, len) into n ranges at line starts and sizes their stretches of X. */
+static int64_t plan_ranges(const csv_input *in, const job *j, size_t start, stream_range *r, int n)
+{
+    const size_t len = in->len, bytes = len - start;
+    int64_t at = 0;
+    for (int t = 0; t < n; t++) {
+        r[t] = (stream_range){.j = *j, .in = in, .start = start, .limit = len};
+        if (t > 0) {
+            const char *lo = in->data + start + bytes * (size_t)t / (size_t)n;
+            const char *nl = find(lo - 1, in->data + len, '\n');
+            r[t].start = nl < in->data + len ? (size_t)(nl + 1 - in->data) : len;
+            r[t - 1].limit = r[t].start;
+        }
+    }
+    for (int t = 0; t < n; t++) {
+        r[t].cap = estimate_rows(in->data + r[t].start, in->data + r[t].limit);
+        r[t].at = at;
+        at += r[t].cap;
+        if (t > 0)
+            r[t].j.progress = NULL; /* only the caller's thread reports */
+    }
+    return at;
+}
+
+/* Runs the ranges on their threads (run_each), each into its own stretch of X and y. */
+static void run_ranges(stream_range *r, int n, float *X, float *y, int64_t nf)
+{
+    for (int t = 0; t < n; t++) {
+        r[t].j.X = X + r[t].at * nf;
+        r[t].j.y = y ? y + r[t].at : NULL;
+    }
+    run_each(stream_range_thread, r, sizeof r[0], n);
+}
+
+/* Moves the ranges' rows together, from the first range on to the first that stopped early,
+ * checking each for infinities in file order; *done gets the rows kept and *stop where the rest
+ * starts. */
+static tg_status join_streams(reader *rd, const csv_input *in, const stream_range *r, int n,
+                              int64_t *done, size_t *stop)
+{
+    const csv_ctx *cx = &rd->cx;
+    const int64_t nf = cx->nfeat;
+    float *X = tg_data(rd->X), *y = rd->y ? tg_data(rd->y) : NULL;
+    *done = 0;
+    for (int t = 0; t < n; t++) {
+        if (r[t].at != *done) {
+            memmove(X + *done * nf, X + r[t].at * nf, (size_t)(r[t].rows * nf) * sizeof(float));
+            if (y)
+                memmove(y + *done, y + r[t].at, (size_t)r[t].rows * sizeof(float));
+        }
+        const int64_t inf = find_infinite(X + *done * nf, r[t].rows * nf);
+        if (inf >= 0)
+            return streamed_infinite(cx, in->data + r[t].start, X + *done * nf, inf);
+        *done += r[t].rows;
+        *stop = r[t].stop;
+        if (r[t].stop != r[t].limit)
+            break;
+    }
+    return TG_OK;
+}
+
+/* Reads the data rows from start on: the stream, then the split and the blocks for the rows it
+ * left. *nrows gets the data rows. */
 static tg_status stream_data(reader *rd, const tg_csv_options *opt, const csv_input *in,
                              const char *start, bool *missing, int64_t *nrows)
 {
     csv_ctx *cx = &rd->cx;
-    const int64_t cap = estimate_rows(start, cx->end);
+    stream_range r[STREAM_MAX_THREADS];
+    job j = {.cx = cx, .progress = opt->progress, .progress_user = opt->progress_user};
+    plan_fast_rows(&j);
+    const size_t from = (size_t)(start - in->data);
+    const int n = stream_threads(opt, in->len - from);
     /* Not pre-faulted: the rows fill it in order, and pages past the last are never touched. */
-    tg_status st = alloc_outputs(rd, cap, false);
+    tg_status st = alloc_outputs(rd, plan_ranges(in, &j, from, r, n), false);
     if (st != TG_OK)
         return st;
-    job j = {.cx = cx, .X = tg_data(rd->X), .y = rd->y ? tg_data(rd->y) : NULL};
-    j.progress = opt->progress;
-    j.progress_user = opt->progress_user;
-    plan_fast_rows(&j);
-    size_t stop;
-    const int64_t done = stream_rows(&j, in, (size_t)(start - in->data), cap, &stop);
-    /* An infinity in a streamed row comes before anything in the rows left. */
-    const int64_t inf = find_infinite(j.X, done * cx->nfeat);
-    if (inf >= 0)
-        return streamed_infinite(rd, start, inf);
+    run_ranges(r, n, tg_data(rd->X), rd->y ? tg_data(rd->y) : NULL, cx->nfeat);
+    int64_t done;
+    size_t stop = from;
+    if ((st = join_streams(rd, in, r, n, &done, &stop)) != TG_OK)
+        return st;
     const char *rest = in->data + stop;
     populate(rest, cx->end);
     row_list left = {NULL, 0, 0};
     reserve_rows(&left, rest, cx->end);
-    if (!split_rows(rest, cx->end, cx->end, INT64_MAX, &left, NULL))
+    if (!split_all(rest, cx->end, reader_threads(opt), &left))
         st = tg_set_error(TG_ENOMEM, "%s: out of memory", cx->name);
     if (st == TG_OK)
         st = fit_outputs(rd, done + left.n, done);
@@ -2189,30 +2298,33 @@ static bool lone_cr(const char *p, const char *end)
     return false;
 }
 
-/* Splits the input into rows: all of them, or with one thread and an input the stream may take,
- * only the first few (the header and the delimiter need no more); *resume gets where the split
- * stopped (end when it went through). */
+/* Splits the input into rows: all of them, or with an input the stream may take, only the first
+ * few (the header and the delimiter need no more); *resume gets where the split stopped (end
+ * when it went through). */
 static bool split_input(reader *rd, const tg_csv_options *opt, const char *p, const char *end,
                         const char **resume)
 {
     *resume = end;
-    if (reader_threads(opt) == 1 && (size_t)(end - p) >= atomic_load(&stream_min_bytes))
+    if ((size_t)(end - p) >= atomic_load(&stream_min_bytes))
         return split_rows(p, end, end, SNIFF_ROWS + 1, &rd->rows, resume);
     reserve_rows(&rd->rows, p, end);
     return split_all(p, end, reader_threads(opt), &rd->rows);
 }
 
-/* Parses the data rows, from rows.v[first] on; *rows gets their count. */
+/* Parses the data rows, from rows.v[first] on; *rows gets their count. p is where the split
+ * began, resume where it stopped. */
 static tg_status read_data(reader *rd, const csv_input *in, const tg_csv_options *opt,
-                           int64_t first, const char *resume, bool *missing, int64_t *rows)
+                           int64_t first, const char *p, const char *resume, bool *missing,
+                           int64_t *rows)
 {
     const char *end = rd->cx.end;
     if (resume < end && streams(&rd->cx))
         return stream_data(rd, opt, in, rd->rows.v[first], missing, rows);
-    if (resume < end) { /* the split stopped after the first rows: the rest */
-        populate(resume, end);
-        reserve_rows(&rd->rows, resume, end);
-        if (!split_rows(resume, end, end, INT64_MAX, &rd->rows, NULL))
+    if (resume < end) { /* the split stopped after the first rows: all of it, on the threads */
+        populate(p, end);
+        rd->rows.n = 0;
+        reserve_rows(&rd->rows, p, end);
+        if (!split_all(p, end, reader_threads(opt), &rd->rows))
             return tg_set_error(TG_ENOMEM, "%s: out of memory", rd->cx.name);
     }
     *rows = rd->rows.n - first;
@@ -2245,7 +2357,7 @@ static tg_status read_all(reader *rd, const csv_input *in, const tg_csv_options 
                             (long long)line_of(cx, rd->rows.v[0]));
     bool missing = false;
     int64_t rows = 0, dropped = 0;
-    if ((st = read_data(rd, in, opt, first, resume, &missing, &rows)) != TG_OK)
+    if ((st = read_data(rd, in, opt, first, p, resume, &missing, &rows)) != TG_OK)
         return st;
     if (missing && (st = resolve_missing(rd, &rows, &dropped)) != TG_OK)
         return st;
@@ -2305,7 +2417,7 @@ typedef struct {
     char *data;
     size_t len;
     bool mapped;
-    int fd; /* kept open for the one-thread stream (csv_input); -1 when not */
+    int fd; /* a mapped file's, kept open for the stream (csv_input); -1 when not mapped */
 } file_data;
 
 /* Pipes, terminals and /proc files have no usable size: read them to the end. */
@@ -2341,10 +2453,10 @@ static tg_status read_stream(const char *path, int fd, file_data *fd_out)
     return TG_OK;
 }
 
-/* Maps a regular file, else reads it whole. With stream (one thread), the descriptor stays open
- * in f->fd and the pages are left to be read on demand: the stream reads the bytes with pread.
- * Otherwise they are faulted in at once, in bulk, not one by one while splitting. */
-static tg_status load_file(const char *path, bool stream, file_data *f)
+/* Maps a regular file, else reads it whole. The descriptor of a mapped file stays open in f->fd
+ * for the stream (csv_input), which reads its rows with pread; the mapping's pages are left to
+ * be read on demand, and populate() faults in, in bulk, what the split will read. */
+static tg_status load_file(const char *path, file_data *f)
 {
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
@@ -2356,20 +2468,12 @@ static tg_status load_file(const char *path, bool stream, file_data *f)
     }
     if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_size > 0 &&
         (uintmax_t)st.st_size <= SIZE_MAX) {
-        int flags = MAP_PRIVATE;
-#ifdef MAP_POPULATE
-        if (!stream)
-            flags |= MAP_POPULATE;
-#endif
-        void *m = mmap(NULL, (size_t)st.st_size, PROT_READ, flags, fd, 0);
+        void *m = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
         if (m != MAP_FAILED) {
             f->data = m;
             f->len = (size_t)st.st_size;
             f->mapped = true;
-            if (stream)
-                f->fd = fd;
-            else
-                close(fd);
+            f->fd = fd;
             return TG_OK;
         }
     }
@@ -2386,13 +2490,8 @@ tg_status tg_csv_read(const char *path, const tg_csv_options *opt, tg_csv_data *
         return tg_set_error(TG_EINVAL, "tg_csv_read: path is NULL");
     if (!out)
         return tg_set_error(TG_EINVAL, "%s: tg_csv_read: out is NULL", path);
-    tg_csv_options defaults;
-    if (!opt) {
-        tg_csv_options_init(&defaults);
-        opt = &defaults;
-    }
     file_data f = {NULL, 0, false, -1};
-    tg_status st = load_file(path, reader_threads(opt) == 1, &f);
+    tg_status st = load_file(path, &f);
     if (st != TG_OK)
         return st;
     const csv_input in = {f.data, f.len, f.fd};

@@ -54,9 +54,9 @@ bool csv_fast_row_avx512_vbmi2(const csv_fast_plan *pl, csv_fast_scratch *sc, co
  * off to reach the other one on such CPUs. */
 void tg_csv_allow_vbmi2_(bool allow);
 
-/* With one thread, inputs of at least this many bytes (after the preamble) are parsed as they
- * are read (csv.c, "one thread"); 4 MB unless changed. Tests lower it to reach that path with
- * small inputs, and raise it to compare against the split. */
+/* Inputs of at least this many bytes (after the preamble) are parsed as they are read, each
+ * thread taking at least half as many (csv.c, "the stream"); 4 MB unless changed. Tests lower
+ * it to reach that path with small inputs, and raise it to compare against the split. */
 void tg_csv_set_stream_min_(size_t bytes);
 
 #endif

@@ -1,7 +1,8 @@
 /* libFuzzer target for the CSV reader: any bytes, several option sets; the reader must never
  * crash, leak or read out of bounds, its results must be self-consistent, and 1 or 3 threads
- * must give identical results and messages. Option sets 0 and 4 also take the one-thread stream
- * (rows parsed as they are read, at any input size), which set 0 checks against 3 threads.
+ * must give identical results and messages. Option sets 0 and 4 take the stream (rows parsed as
+ * they are read, at any input size); set 0's one-thread stream is checked against 3 threads,
+ * streamed and split.
  *
  *   clang -std=c11 -g -O1 -fsanitize=fuzzer,address,undefined -DTG_CSV_BLOCK_ROWS=2 \
  *       -Iinclude tests/fuzz/fuzz_csv.c src/io/csv.c src/io/float_parse.c \
@@ -56,9 +57,11 @@ static void check_result(tg_status s, tg_csv_data *d, const tg_csv_options *o)
 /* Threads must not change anything: same status, message and data. Build with
  * -DTG_CSV_BLOCK_ROWS=2 so that small inputs are split into many blocks. */
 static void check_same_with_threads(const char *text, size_t size, tg_csv_options o,
-                                    const tg_csv_data *d1, tg_status s1, const char *msg1)
+                                    const tg_csv_data *d1, tg_status s1, const char *msg1,
+                                    bool stream)
 {
     o.threads = 3;
+    tg_csv_set_stream_min_(stream ? 0 : SIZE_MAX);
     tg_csv_data d3;
     tg_status s3 = tg_csv_read_buffer("fuzz", text, size, &o, &d3);
     check(s1 == s3 && strcmp(msg1, tg_last_error()) == 0);
@@ -114,7 +117,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             char msg[600];
             strncpy(msg, tg_last_error(), sizeof msg - 1);
             msg[sizeof msg - 1] = '\0';
-            check_same_with_threads(text, size, o, &d, s, msg);
+            check_same_with_threads(text, size, o, &d, s, msg, false);
+            check_same_with_threads(text, size, o, &d, s, msg, combo == 0);
         }
         tg_csv_data_free(&d);
     }
