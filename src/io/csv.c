@@ -1834,26 +1834,31 @@ static void reader_free(reader *rd)
     tg_release(rd->y);
 }
 
-/* Pre-faults a fresh output buffer in one call: X of a 1M x 32 file is 128 MB that the parse
- * touches once, and taking its 32768 page faults one trap at a time cost about a fifth of the
- * load. Only a hint: a buffer from the cache is already mapped, and kernels without
- * MADV_POPULATE_WRITE (before Linux 5.14) just return an error that is ignored. */
-static void prefault(void *p, size_t bytes)
+/* Faults in the pages of [p, p + bytes) in one call when they are 8 MB or more, so that the
+ * work that follows does not take them one trap at a time. write: MADV_POPULATE_WRITE, for an
+ * output buffer (X of a 1M x 32 file is 128 MB that the parse touches once, and taking its 32768
+ * page faults one at a time cost about a fifth of the load); otherwise MADV_POPULATE_READ, for
+ * the part of a mapped file the split will read (the file is mapped without MAP_POPULATE, for
+ * the stream, which reads its rows with pread). Only a hint: kernels without these advices
+ * (before Linux 5.14) just return an error that is ignored. */
+static void populate(const void *p, size_t bytes, bool write)
 {
-#if defined(MADV_POPULATE_WRITE)
+#if defined(MADV_POPULATE_WRITE) && defined(MADV_POPULATE_READ)
     if (bytes >= ((size_t)8 << 20))
-        tg_advise_pages(p, bytes, MADV_POPULATE_WRITE);
+        tg_advise_pages((void *)(uintptr_t)p, bytes,
+                        write ? MADV_POPULATE_WRITE : MADV_POPULATE_READ);
 #else
-    (void)p, (void)bytes;
+    (void)p, (void)bytes, (void)write;
 #endif
 }
 
-/* New tensor owned by the caller even inside a tg_scope. */
-static tg_tensor *owned_empty(int ndim, const int64_t *shape)
+/* New tensor owned by the caller even inside a tg_scope; prefault: its pages faulted in now
+ * (a buffer from the cache is already mapped). */
+static tg_tensor *owned_empty(int ndim, const int64_t *shape, bool prefault)
 {
     tg_tensor *t = tg_keep(tg_empty(ndim, shape));
-    if (t)
-        prefault(tg_data(t), (size_t)tg_numel(t) * sizeof(float));
+    if (t && prefault)
+        populate(tg_data(t), (size_t)tg_numel(t) * sizeof(float), true);
     return t;
 }
 
@@ -1865,14 +1870,13 @@ static int reader_threads(const tg_csv_options *opt)
 }
 
 /* X and y for nrows data rows, owned by rd. */
-static tg_status alloc_outputs(reader *rd, int64_t nrows, bool populate)
+static tg_status alloc_outputs(reader *rd, int64_t nrows, bool prefault)
 {
     int64_t shape[2] = {nrows, rd->cx.nfeat};
-    rd->X = populate ? owned_empty(2, shape) : tg_keep(tg_empty(2, shape));
+    rd->X = owned_empty(2, shape, prefault);
     if (!rd->X)
         return tg_last_status();
-    if (rd->cx.label_col >= 0 &&
-        !(rd->y = populate ? owned_empty(1, shape) : tg_keep(tg_empty(1, shape))))
+    if (rd->cx.label_col >= 0 && !(rd->y = owned_empty(1, shape, prefault)))
         return tg_last_status();
     return TG_OK;
 }
@@ -2056,19 +2060,6 @@ static tg_status fit_outputs(reader *rd, int64_t rows, int64_t done)
     return st;
 }
 
-/* Faults in the pages of a long stretch of a mapped input in one call, before the split reads
- * it: the file is mapped without MAP_POPULATE, for the stream, whose rows are read with pread;
- * what it leaves is read from the mapping. A hint, as in prefault(). */
-static void populate(const char *p, const char *end)
-{
-#if defined(MADV_POPULATE_READ)
-    if (end - p >= ((ptrdiff_t)8 << 20))
-        tg_advise_pages((void *)(uintptr_t)p, (size_t)(end - p), MADV_POPULATE_READ);
-#else
-    (void)p, (void)end;
-#endif
-}
-
 /* Whether the data rows may be streamed: rows the AVX-512 parser takes. */
 static bool streams(const csv_ctx *cx)
 {
@@ -2195,7 +2186,7 @@ static tg_status stream_data(reader *rd, const tg_csv_options *opt, const csv_in
     if ((st = join_streams(rd, in, r, n, &done, &stop)) != TG_OK)
         return st;
     const char *rest = in->data + stop;
-    populate(rest, cx->end);
+    populate(rest, (size_t)(cx->end - rest), false);
     row_list left = {NULL, 0, 0};
     reserve_rows(&left, rest, cx->end);
     if (!split_all(rest, cx->end, reader_threads(opt), &left))
@@ -2321,7 +2312,7 @@ static tg_status read_data(reader *rd, const csv_input *in, const tg_csv_options
     if (resume < end && streams(&rd->cx))
         return stream_data(rd, opt, in, rd->rows.v[first], missing, rows);
     if (resume < end) { /* the split stopped after the first rows: all of it, on the threads */
-        populate(p, end);
+        populate(p, (size_t)(end - p), false);
         rd->rows.n = 0;
         reserve_rows(&rd->rows, p, end);
         if (!split_all(p, end, reader_threads(opt), &rd->rows))
