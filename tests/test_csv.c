@@ -1398,9 +1398,9 @@ typedef struct {
     bool shorter; /* rows get shorter after the first 64 KB: the outputs, sized from them, fill */
     int inf_row;  /* a field that reads as inf there, or -1 */
     int bad_row;  /* an extra field there, or -1 */
-    int from;     /* rows from here on hold what the stream leaves to the split, by kind: */
-    int kind;     /* 0 none, 1 quotes, 2 missing values, 3 blank lines, 4 exponents, 5 line
-                   * feeds in quotes */
+    int from;     /* rows from here on hold what the AVX-512 row parser leaves, by kind: */
+    int kind;     /* 0 none, 1 quotes, 2 empty fields, 3 blank lines, 4 exponents, 5 line feeds
+                   * in quotes, 6 NA and NaN; the stream ends at kind 5, the others it takes */
 } numeric_file;
 
 /* The third field of row r: a number, or what nf asks for there. */
@@ -1415,6 +1415,8 @@ static void numeric_field(const numeric_file *nf, int r, uint32_t x, bool small,
         c[0] = '\0';
     else if (r >= nf->from && nf->kind == 4)
         snprintf(c, n, "%ue-%u", x % 1000, x % 7);
+    else if (r >= nf->from && nf->kind == 6 && r % 4 == 1)
+        snprintf(c, n, "%s", r % 8 == 1 ? "NA" : "NaN");
 }
 
 /* Rows of numbers, a note (text, not read) and a 0/1 label, as nf describes, some ending in
@@ -1447,11 +1449,12 @@ static size_t stream_min_default = (size_t)4 << 20; /* 0 with --stream */
 /* Reads text on some threads, streamed or split first, from a file (which the stream reads with
  * pread) or a buffer; err gets the message, from the file name on. */
 static tg_status read_streamed(const char *text, size_t len, int threads, bool stream, bool file,
-                               tg_csv_data *d, char *err, size_t cap, progress_log *l)
+                               tg_missing_policy missing, tg_csv_data *d, char *err, size_t cap,
+                               progress_log *l)
 {
     tg_csv_options o = defaults();
     o.threads = threads;
-    o.missing = TG_MISSING_MEAN;
+    o.missing = missing;
     o.features = (const char *const[]){"a", "b", "c"}; /* not the note */
     o.n_features = 3;
     o.progress = log_progress;
@@ -1459,14 +1462,63 @@ static tg_status read_streamed(const char *text, size_t len, int threads, bool s
     tg_csv_set_stream_min_(stream ? 0 : SIZE_MAX);
     tg_status st = file ? tg_csv_read(write_bytes("num.csv", text, len), &o, d)
                         : tg_csv_read_buffer("num.csv", text, len, &o, d);
+    if (file)
+        unlink(path); /* the group's teardown removes the directory, which must be empty */
     tg_csv_set_stream_min_(stream_min_default);
     const char *msg = st == TG_OK ? "" : strstr(tg_last_error(), "num.csv");
     snprintf(err, cap, "%s", msg ? msg : tg_last_error());
     return st;
 }
 
+/* Rows the stream should have kept from nf's file, whose last row has no line feed (and so is
+ * left to the split); -1 when the outputs may fill first. */
+static int64_t rows_streamed_at_most(const numeric_file *nf, int rows, tg_missing_policy missing)
+{
+    int64_t most = rows - 1;
+    if (nf->bad_row >= 0)
+        most = nf->bad_row;
+    if (nf->kind == 5) /* the first line feed in quotes */
+        most = nf->from + (3 - nf->from % 3) % 3;
+    if (missing == TG_MISSING_ERROR && (nf->kind == 2 || nf->kind == 6))
+        most = nf->from + 5; /* at most: the first missing value */
+    return most;
+}
+
+/* Compares a stream's result with the split's. */
+static void check_stream_read(const numeric_file *nf, int rows, tg_missing_policy missing,
+                              int threads, tg_status sa, const char *ea, tg_csv_data *a,
+                              tg_status sb, const char *eb, tg_csv_data *b, const progress_log *la)
+{
+    /* While streaming, the total is an estimate, but never below the rows done. */
+    assert_false(la->decreased || la->beyond || la->other_thread);
+    assert_int_equal(sa, sb);
+    assert_string_equal(ea, eb);
+    /* In these files the missing values start before any infinity or extra field. */
+    const bool missing_error = missing == TG_MISSING_ERROR && (nf->kind == 2 || nf->kind == 6);
+    if (nf->inf_row >= 0 || nf->bad_row >= 0 || missing_error) {
+        assert_int_equal(sa, TG_EPARSE);
+        assert_non_null(strstr(ea, missing_error      ? "missing value"
+                                   : nf->inf_row >= 0 ? "'1e39'"
+                                                      : "found 6"));
+        return;
+    }
+    assert_int_equal(sa, TG_OK);
+    const int64_t n = b->rows;
+    assert_true(missing == TG_MISSING_DROP || n == rows);
+    /* one thread reports each block; with more, only the caller's range does */
+    assert_true(la->calls >= (threads == 1 ? rows / 4096 : 1));
+    assert_true(la->last == rows && la->total == rows); /* rows read, before any are dropped */
+    assert_int_equal(a->rows, n);
+    assert_int_equal(tg_shape(a->X)[0], n);
+    assert_int_equal(tg_shape(a->y)[0], n);
+    assert_true(tg_is_contiguous(a->X));
+    assert_memory_equal(tg_data(a->X), tg_data(b->X), (size_t)n * 3 * sizeof(float));
+    assert_memory_equal(tg_data(a->y), tg_data(b->y), (size_t)n * sizeof(float));
+}
+
 /* The stream gives the split's rows, values and errors, whatever ends it and wherever, on one
- * thread or on several (whose ranges may begin inside quotes). */
+ * thread or on several (whose ranges may begin inside quotes), and it goes on through every row
+ * its general row parser can take. */
 static void test_stream_matches_split(void **state)
 {
     (void)state;
@@ -1476,39 +1528,38 @@ static void test_stream_matches_split(void **state)
         {false, -1, 30000, 0, 0},  {false, -1, -1, 15000, 1}, {false, -1, -1, 15000, 2},
         {false, -1, -1, 15000, 3}, {false, -1, -1, 15000, 4}, {true, 25000, -1, 15000, 4},
         {false, -1, -1, 38000, 5}, {false, -1, -1, 9000, 5},  {false, 35000, 39000, 0, 0},
+        {false, -1, -1, 5, 1},     {false, -1, -1, 5, 2},     {false, -1, -1, 5, 3},
+        {false, -1, -1, 5, 4},     {false, -1, -1, 5, 6},     {false, 30000, -1, 5, 6},
+        {false, -1, 20000, 5, 2},
     };
+    const tg_missing_policy policies[] = {TG_MISSING_MEAN, TG_MISSING_DROP, TG_MISSING_ERROR};
     for (size_t v = 0; v < sizeof files / sizeof files[0]; v++) {
+        const numeric_file *nf = &files[v];
         size_t len;
-        char *text = make_numeric(&files[v], rows, &len);
-        for (int k = 0; k < 6; k++) {
-            const int threads = k < 2 ? 1 : k - 1, file = k % 2;
-            tg_csv_data a, b;
-            char ea[600], eb[600];
-            progress_log la = {.self = pthread_self()}, lb = la;
-            const tg_status sa =
-                read_streamed(text, len, threads, true, file, &a, ea, sizeof ea, &la);
-            const tg_status sb = read_streamed(text, len, 1, false, file, &b, eb, sizeof eb, &lb);
-            /* While streaming, the total is an estimate, but never below the rows done. */
-            assert_false(la.decreased || la.beyond || la.other_thread);
-            assert_int_equal(sa, sb);
-            assert_string_equal(ea, eb);
-            if (files[v].inf_row >= 0 || files[v].bad_row >= 0) {
-                assert_int_equal(sa, TG_EPARSE);
-                assert_non_null(strstr(ea, files[v].inf_row >= 0 ? "'1e39'" : "found 6"));
-                continue;
+        char *text = make_numeric(nf, rows, &len);
+        const bool missing_values = nf->kind == 2 || nf->kind == 6;
+        for (int m = 0; m < (missing_values ? 3 : 1); m++) {
+            for (int k = 0; k < 6; k++) {
+                const int threads = k < 2 ? 1 : k - 1, file = k % 2;
+                tg_csv_data a, b;
+                char ea[600], eb[600];
+                progress_log la = {.self = pthread_self()}, lb = la;
+                const tg_status sa = read_streamed(text, len, threads, true, file, policies[m], &a,
+                                                   ea, sizeof ea, &la);
+                const int64_t streamed = tg_csv_streamed_rows_();
+                const tg_status sb =
+                    read_streamed(text, len, 1, false, file, policies[m], &b, eb, sizeof eb, &lb);
+                assert_int_equal(tg_csv_streamed_rows_(), 0);
+                check_stream_read(nf, rows, policies[m], threads, sa, ea, &a, sb, eb, &b, &la);
+                const int64_t most = rows_streamed_at_most(nf, rows, policies[m]);
+                assert_true(streamed <= most);
+                if (sa == TG_OK && !nf->shorter && nf->kind != 5)
+                    assert_int_equal(streamed, most); /* every row but the last */
+                if (sa == TG_OK) {
+                    tg_csv_data_free(&a);
+                    tg_csv_data_free(&b);
+                }
             }
-            assert_int_equal(sa, TG_OK);
-            /* one thread reports each block; with more, only the caller's range does */
-            assert_true(la.calls >= (threads == 1 ? rows / 4096 : 1));
-            assert_true(la.last == rows && la.total == rows);
-            assert_int_equal(a.rows, rows);
-            assert_int_equal(tg_shape(a.X)[0], rows);
-            assert_int_equal(tg_shape(a.y)[0], rows);
-            assert_true(tg_is_contiguous(a.X));
-            assert_memory_equal(tg_data(a.X), tg_data(b.X), (size_t)rows * 3 * sizeof(float));
-            assert_memory_equal(tg_data(a.y), tg_data(b.y), (size_t)rows * sizeof(float));
-            tg_csv_data_free(&a);
-            tg_csv_data_free(&b);
         }
         free(text);
     }

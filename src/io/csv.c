@@ -13,8 +13,8 @@
  *     one, which alone reports errors.
  * With an input of 4 MB or more, step 1 stops after the first rows, and on AVX-512 CPUs the data
  * rows are then parsed as they are read, a chunk at a time, each thread over its own byte range,
- * until the first row the AVX-512 parser leaves; steps 1 and 3 take the rest (see "the stream"
- * below).
+ * until the first row that does not end at its line feed, or does not parse; steps 1 and 3
+ * take the rest (see "the stream" below).
  *
  * Quotes are only special at the start of a field; a quote anywhere else in an unquoted field is
  * an error. That keeps step 1 (which toggles on every quote) in agreement with step 3 on every
@@ -1924,10 +1924,12 @@ static tg_status parse_data(reader *rd, const tg_csv_options *opt, int64_t first
  * as the input is read, a chunk at a time through a small buffer, with no split before. That
  * saves the split's pass, and the first touch of every page of a mapped file: on the AMD EPYC
  * VM (Zen 5) of 2026-11-28, whose host takes those first touches, reading a mapped 279 MB file
- * took 68-105 ms the first time, and pread through a buffer of 1 MB 30-42 ms. The first row the
- * parser leaves (a quote, a missing value, a number it cannot take, the last rows of the input,
- * or the outputs full) ends the stream: the rows from there on are split and parsed as they are
- * without it, so results and errors are the same. */
+ * took 68-105 ms the first time, and pread through a buffer of 1 MB 30-42 ms. A row the AVX-512
+ * parser leaves (a missing value, a number it cannot take, a quoted field) goes to the general
+ * row parser, bounded by its line (stream_other_row). The first row neither takes (a line feed
+ * inside quotes, an error of any kind, the last row without a line feed, or the outputs full)
+ * ends the stream: the rows from there on are split and parsed as they are without it, so
+ * results and errors are the same. */
 
 typedef struct {
     const char *data; /* the whole input, in memory or mapped */
@@ -1943,6 +1945,15 @@ static _Atomic size_t stream_min_bytes = (size_t)4 << 20; /* smaller inputs: spl
 void tg_csv_set_stream_min_(size_t bytes)
 {
     atomic_store(&stream_min_bytes, bytes);
+}
+
+/* A test hook's figure: not worth a thread-local slot (tls.h), so reads on other threads at the
+ * same time overwrite it. */
+static _Atomic int64_t streamed_rows;
+
+int64_t tg_csv_streamed_rows_(void)
+{
+    return atomic_load(&streamed_rows);
 }
 
 /* Copies input bytes [off, off + n) (fewer at its end) to dst; returns how many. A failed read
@@ -1978,11 +1989,39 @@ static void stream_progress(const job *j, const csv_input *in, size_t start, siz
     j->progress(rows, total, j->progress_user);
 }
 
-/* Parses data rows from input offset start on into j's outputs, which hold cap rows, until the
- * row parser leaves one or the next row starts at limit; returns the rows parsed, and *stop gets
- * the offset of the first one left (a row start; limit when every row before it was taken). */
+/* A row the AVX-512 parser left (or was not asked to take), at p in a chunk whose bytes end at
+ * end: the general row parser takes it when its line is whole in the chunk, given that line
+ * alone as its input. It then succeeds only for a row that ends at the line's line feed, every
+ * quoted field closed before it (p is a row start: every row before it ended so). That keeps
+ * the stream going past a missing value (a NaN marker in x, *missing set), numbers the batches
+ * cannot take, quoted fields, or a blank line (*took false: no row). Returns where the next row
+ * starts, or NULL where the stream must stop: a line feed inside quotes, an error (the split and
+ * the blocks then report it, with its line), or a line not yet read in full. */
+static const char *stream_other_row(const job *j, const char *p, const char *end, float *x,
+                                    float *y, int64_t k, bool *took, bool *missing)
+{
+    const char *nl = memchr(p, '\n', (size_t)(end - p));
+    if (!nl)
+        return NULL;
+    *took = !blank_row(p, nl);
+    if (!*took)
+        return nl + 1;
+    csv_ctx line = *j->cx; /* bounded by this line, which ends in a byte no number continues */
+    line.end = nl + 1;
+    line.sentinel = true;
+    block_state bs = {.err.row = -1};
+    if (!parse_row(&line, &bs, k, p, x, y) || bs.has_other)
+        return NULL;
+    *missing |= bs.any_missing;
+    return nl + 1;
+}
+
+/* Parses data rows from input offset start on into j's outputs, which hold cap rows, until a
+ * row neither parser takes (stream_other_row) or the next row starts at limit; returns the rows
+ * parsed, and *stop gets the offset of the first one left (a row start; limit when every row
+ * before it was taken). *missing is set when a missing value was marked. */
 static int64_t stream_rows(job *j, const csv_input *in, size_t start, size_t limit, int64_t cap,
-                           size_t *stop)
+                           size_t *stop, bool *missing)
 {
     const int64_t nf = j->cx->nfeat;
     const int last = j->cx->ncols;
@@ -1999,16 +2038,24 @@ static int64_t stream_rows(job *j, const csv_input *in, size_t start, size_t lim
         have += got;
         j->plan.end = chunk + have;
         const char *p = chunk;
-        while (off + (size_t)(p - chunk) < limit && k < cap && sc.rest == 0 &&
-               j->avx512_row(&j->plan, &sc, p, j->X + k * nf, j->y ? j->y + k : NULL)) {
-            const char *e = p + sc.ends[last]; /* the row's '\r' or '\n' */
-            p = e + (*e == '\r' ? 2 : 1);
-            if (++k % BLOCK_ROWS == 0 && j->progress)
+        while (off + (size_t)(p - chunk) < limit && k < cap) {
+            float *x = j->X + k * nf, *y = j->y ? j->y + k : NULL;
+            const char *next;
+            bool took = true;
+            sc.rest -= sc.rest > 0;
+            if (sc.rest == 0 && j->avx512_row(&j->plan, &sc, p, x, y)) {
+                const char *e = p + sc.ends[last]; /* the row's '\r' or '\n' */
+                next = e + (*e == '\r' ? 2 : 1);
+            } else if (!(next = stream_other_row(j, p, chunk + have, x, y, k, &took, missing))) {
+                break;
+            }
+            p = next;
+            if (took && ++k % BLOCK_ROWS == 0 && j->progress)
                 stream_progress(j, in, start, off + (size_t)(p - chunk), k);
         }
         const size_t used = (size_t)(p - chunk);
         /* More input helps only a row the parser left for want of bytes after it. */
-        more = got == want && used > 0 && off + used < limit && k < cap && sc.rest == 0;
+        more = got == want && used > 0 && off + used < limit && k < cap;
         memmove(chunk, p, have - used);
         off += used;
         have -= used;
@@ -2072,9 +2119,9 @@ static bool streams(const csv_ctx *cx)
  * Each thread streams the rows that start in its own byte range of the data, the first from the
  * first data row, the others from the first line start in their range, which they take to lie
  * outside quotes. A thread that streams up to the next one's first row has shown that row to be
- * a true row start (the rows it took hold no quotes), so the ranges hold from the first on until
- * one stops early; the rows from there on, whatever later threads made of them, go to the split
- * and the blocks, as with one thread. Each range fills its own stretch of X, sized from its
+ * a true row start (each row it took ended at its line feed), so the ranges hold from the first on
+ * until one stops early; the rows from there on, whatever later threads made of them, go to the
+ * split and the blocks, as with one thread. Each range fills its own stretch of X, sized from its
  * first 64 KB, and the stretches are moved together afterwards. */
 #define STREAM_MAX_THREADS READER_MAX_THREADS
 
@@ -2085,12 +2132,13 @@ typedef struct {
     int64_t at, cap;     /* where its stretch of X starts (rows), and the rows it holds */
     int64_t rows;        /* rows parsed */
     size_t stop;         /* the first row not parsed: limit when the range went through */
+    bool missing;        /* a missing value was marked in its rows */
 } stream_range;
 
 static void *stream_range_thread(void *arg)
 {
     stream_range *r = arg;
-    r->rows = stream_rows(&r->j, r->in, r->start, r->limit, r->cap, &r->stop);
+    r->rows = stream_rows(&r->j, r->in, r->start, r->limit, r->cap, &r->stop, &r->missing);
     return NULL;
 }
 
@@ -2139,10 +2187,10 @@ static void run_ranges(stream_range *r, int n, float *X, float *y, int64_t nf)
 }
 
 /* Moves the ranges' rows together, from the first range on to the first that stopped early,
- * checking each for infinities in file order; *done gets the rows kept and *stop where the rest
- * starts. */
+ * checking each for infinities in file order; *done gets the rows kept, *stop where the rest
+ * starts, and *missing whether the rows kept hold a missing value. */
 static tg_status join_streams(reader *rd, const csv_input *in, const stream_range *r, int n,
-                              int64_t *done, size_t *stop)
+                              int64_t *done, size_t *stop, bool *missing)
 {
     const csv_ctx *cx = &rd->cx;
     const int64_t nf = cx->nfeat;
@@ -2159,6 +2207,7 @@ static tg_status join_streams(reader *rd, const csv_input *in, const stream_rang
             return streamed_infinite(cx, in->data + r[t].start, X + *done * nf, inf);
         *done += r[t].rows;
         *stop = r[t].stop;
+        *missing |= r[t].missing;
         if (r[t].stop != r[t].limit)
             break;
     }
@@ -2183,8 +2232,10 @@ static tg_status stream_data(reader *rd, const tg_csv_options *opt, const csv_in
     run_ranges(r, n, tg_data(rd->X), rd->y ? tg_data(rd->y) : NULL, cx->nfeat);
     int64_t done;
     size_t stop = from;
-    if ((st = join_streams(rd, in, r, n, &done, &stop)) != TG_OK)
+    bool streamed_missing = false;
+    if ((st = join_streams(rd, in, r, n, &done, &stop, &streamed_missing)) != TG_OK)
         return st;
+    atomic_store(&streamed_rows, done);
     const char *rest = in->data + stop;
     populate(rest, (size_t)(cx->end - rest), false);
     row_list left = {NULL, 0, 0};
@@ -2195,6 +2246,7 @@ static tg_status stream_data(reader *rd, const tg_csv_options *opt, const csv_in
         st = fit_outputs(rd, done + left.n, done);
     if (st == TG_OK)
         st = parse_rows_at(rd, opt, left.v, left.n, done, missing);
+    *missing |= streamed_missing;
     *nrows = done + left.n;
     free(left.v);
     return st;
@@ -2309,6 +2361,7 @@ static tg_status read_data(reader *rd, const csv_input *in, const tg_csv_options
                            int64_t *rows)
 {
     const char *end = rd->cx.end;
+    atomic_store(&streamed_rows, 0);
     if (resume < end && streams(&rd->cx))
         return stream_data(rd, opt, in, rd->rows.v[first], missing, rows);
     if (resume < end) { /* the split stopped after the first rows: all of it, on the threads */

@@ -59,4 +59,9 @@ void tg_csv_allow_vbmi2_(bool allow);
  * it to reach that path with small inputs, and raise it to compare against the split. */
 void tg_csv_set_stream_min_(size_t bytes);
 
+/* Data rows the stream kept in the process's last read (0 when it did not stream): lets tests,
+ * which read on one thread, check how far it went, since the rows it leaves give the same
+ * results. */
+int64_t tg_csv_streamed_rows_(void);
+
 #endif
