@@ -1,7 +1,7 @@
 // CSV parsing throughput: 1M rows x 32 float columns plus a 0/1 label, generated once into a
-// temporary file (or read from TAPEGRAD_BENCH_CSV), and the same table with a missing value in
-// every 100th row, read with the column means filled in. Bytes per second counts the file's
-// bytes.
+// temporary file (or read from TAPEGRAD_BENCH_CSV); the same table with a missing value in
+// every 100th row, read with the column means filled in; and with the labels written as "yes"
+// and "no". Bytes per second counts the file's bytes.
 #include <benchmark/benchmark.h>
 
 #include <cstdio>
@@ -17,9 +17,11 @@ struct csv_file {
     int64_t bytes;
 };
 
-// Values like the ones real tables hold: 6 significant digits, mixed signs and exponents. With
-// gaps, the first field of every 100th row is left empty.
-static bool write_csv(const std::string &path, int64_t rows, int cols, bool gaps)
+enum table { kPlain, kGaps, kStrings };
+
+// Values like the ones real tables hold: 6 significant digits, mixed signs and exponents. kGaps
+// leaves the first field of every 100th row empty; kStrings writes the labels as yes and no.
+static bool write_csv(const std::string &path, int64_t rows, int cols, table kind)
 {
     FILE *f = std::fopen(path.c_str(), "w");
     if (!f)
@@ -32,27 +34,31 @@ static bool write_csv(const std::string &path, int64_t rows, int cols, bool gaps
         for (int c = 0; c < cols; c++) {
             s ^= s << 13, s ^= s >> 7, s ^= s << 17;
             double v = ((double)(s >> 11) * 0x1p-53 - 0.5) * (c % 4 == 0 ? 2000.0 : 2.0);
-            if (gaps && c == 0 && r % 100 == 99)
+            if (kind == kGaps && c == 0 && r % 100 == 99)
                 std::fputc(',', f);
             else
                 std::fprintf(f, c % 3 == 0 ? "%.6g," : "%.6f,", v);
         }
-        std::fprintf(f, "%d\n", (int)(s & 1));
+        if (kind == kStrings)
+            std::fprintf(f, "%s\n", s & 1 ? "yes" : "no");
+        else
+            std::fprintf(f, "%d\n", (int)(s & 1));
     }
     return std::fclose(f) == 0;
 }
 
-// The file to read: generated on first use, or TAPEGRAD_BENCH_CSV for the one without gaps.
-static bool ensure_file(csv_file &file, bool gaps)
+// The file to read: generated on first use, or TAPEGRAD_BENCH_CSV for the plain one.
+static bool ensure_file(csv_file &file, table kind)
 {
+    static const char *const names[] = {"/tmp/tapegrad_bench_1Mx32.csv",
+                                        "/tmp/tapegrad_bench_1Mx32_gaps.csv",
+                                        "/tmp/tapegrad_bench_1Mx32_yes_no.csv"};
     if (!file.path.empty())
         return true;
-    const char *env = gaps ? nullptr : std::getenv("TAPEGRAD_BENCH_CSV");
-    file.path = env    ? env
-                : gaps ? "/tmp/tapegrad_bench_1Mx32_gaps.csv"
-                       : "/tmp/tapegrad_bench_1Mx32.csv";
+    const char *env = kind == kPlain ? std::getenv("TAPEGRAD_BENCH_CSV") : nullptr;
+    file.path = env ? env : names[kind];
     FILE *f = std::fopen(file.path.c_str(), "r");
-    if (!f && !write_csv(file.path, 1000000, 32, gaps))
+    if (!f && !write_csv(file.path, 1000000, 32, kind))
         return false;
     if (!f)
         f = std::fopen(file.path.c_str(), "r");
@@ -64,11 +70,11 @@ static bool ensure_file(csv_file &file, bool gaps)
     return true;
 }
 
-static void read_csv(benchmark::State &state, bool gaps)
+static void read_csv(benchmark::State &state, table kind)
 {
-    static csv_file files[2];
-    csv_file &file = files[gaps];
-    if (!ensure_file(file, gaps)) {
+    static csv_file files[3];
+    csv_file &file = files[kind];
+    if (!ensure_file(file, kind)) {
         state.SkipWithError("cannot write the CSV file");
         return;
     }
@@ -76,7 +82,8 @@ static void read_csv(benchmark::State &state, bool gaps)
     tg_csv_options_init(&opt);
     opt.label = "label";
     opt.threads = (int)state.range(0);
-    opt.missing = gaps ? TG_MISSING_MEAN : TG_MISSING_ERROR;
+    opt.missing = kind == kGaps ? TG_MISSING_MEAN : TG_MISSING_ERROR;
+    opt.positive = kind == kStrings ? "yes" : nullptr;
     for (auto _ : state) {
         tg_csv_data d;
         if (tg_csv_read(file.path.c_str(), &opt, &d) != TG_OK) {
@@ -91,15 +98,22 @@ static void read_csv(benchmark::State &state, bool gaps)
 
 static void BM_csv_read(benchmark::State &state)
 {
-    read_csv(state, false);
+    read_csv(state, kPlain);
 }
 BENCHMARK(BM_csv_read)->Arg(1)->Arg(2)->UseRealTime()->Unit(benchmark::kMillisecond);
 
 // Missing values: rows the stream hands to the general row parser.
 static void BM_csv_read_missing(benchmark::State &state)
 {
-    read_csv(state, true);
+    read_csv(state, kGaps);
 }
 BENCHMARK(BM_csv_read_missing)->Arg(1)->Arg(2)->UseRealTime()->Unit(benchmark::kMillisecond);
+
+// Labels as two strings (positive = "yes").
+static void BM_csv_read_string_labels(benchmark::State &state)
+{
+    read_csv(state, kStrings);
+}
+BENCHMARK(BM_csv_read_string_labels)->Arg(1)->Arg(2)->UseRealTime()->Unit(benchmark::kMillisecond);
 
 BENCHMARK_MAIN();

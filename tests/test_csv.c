@@ -479,6 +479,46 @@ static void test_label_and_features(void **state)
     tg_csv_data_free(&d);
 }
 
+/* Rows "i.5,<a>" and "i.5,<b>" in turn after a header, enough for the fast row parsers. */
+static char *two_label_rows(const char *a, const char *b)
+{
+    const int rows = 300;
+    size_t cap = (size_t)rows * 32 + 16, n = 0;
+    char *t = malloc(cap);
+    assert_non_null(t);
+    n += (size_t)snprintf(t + n, cap - n, "x,y\n");
+    for (int i = 0; i < rows; i++)
+        n += (size_t)snprintf(t + n, cap - n, "%d.5,%s\n", i, i % 2 ? b : a);
+    return t;
+}
+
+/* String labels in rows the fast parsers take: they match the positive value byte for byte
+ * only where the general parser reads the same bytes as it, never a missing-value marker nor
+ * a value with blanks at its ends (which fields lose). */
+static void test_fast_string_labels(void **state)
+{
+    (void)state;
+    tg_csv_options o = defaults();
+    o.positive = "yes";
+    char *t = two_label_rows("yes", "no");
+    tg_csv_data d = read_ok(t, o);
+    assert_int_equal(d.rows, 300);
+    for (int i = 0; i < 300; i++)
+        assert_true(((const float *)tg_data(d.y))[i] == (i % 2 ? 0.0f : 1.0f));
+    tg_csv_data_free(&d);
+    free(t);
+    /* "yes " as the positive value: the field "yes " reads as "yes", another value */
+    o.positive = "yes ";
+    t = two_label_rows("yes ", "no");
+    read_fails(t, o, TG_EPARSE, ":3:", "values 'yes' and 'no' besides the positive value 'yes '");
+    free(t);
+    /* "NA" as the positive value: a field NA is a missing label all the same */
+    o.positive = "NA";
+    t = two_label_rows("NA", "no");
+    read_fails(t, o, TG_EPARSE, ":2:", "is missing");
+    free(t);
+}
+
 static void test_label_values(void **state)
 {
     (void)state;
@@ -1400,7 +1440,11 @@ typedef struct {
     int bad_row;  /* an extra field there, or -1 */
     int from;     /* rows from here on hold what the AVX-512 row parser leaves, by kind: */
     int kind;     /* 0 none, 1 quotes, 2 empty fields, 3 blank lines, 4 exponents, 5 line feeds
-                   * in quotes, 6 NA and NaN; the stream ends at kind 5, the others it takes */
+                   * in quotes, 6 NA and NaN; the stream ends at kind 5, the others it takes.
+                   * String labels (positive "yes") throughout: 7 yes/no, 8 the same with a third
+                   * value at row from, 9 with no quoted or after a blank too, 10 "nah" for no
+                   * from row from on, and only yes in the 2000 rows before (so that a stream
+                   * range starting there sees no other value than "nah"). */
 } numeric_file;
 
 /* The third field of row r: a number, or what nf asks for there. */
@@ -1419,8 +1463,27 @@ static void numeric_field(const numeric_file *nf, int r, uint32_t x, bool small,
         snprintf(c, n, "%s", r % 8 == 1 ? "NA" : "NaN");
 }
 
-/* Rows of numbers, a note (text, not read) and a 0/1 label, as nf describes, some ending in
- * CRLF, the last one without a line feed. Over 1 MB, so rows straddle the stream's chunks. */
+/* The label of row r, whose random bit is b. */
+static void numeric_label(const numeric_file *nf, int r, unsigned b, char *c, size_t n)
+{
+    if (nf->kind < 7)
+        snprintf(c, n, "%u", b);
+    else if (nf->kind == 8 && r == nf->from)
+        snprintf(c, n, "No");
+    else if (nf->kind == 9 && !b && r % 7 == 0)
+        snprintf(c, n, "\"no\"");
+    else if (nf->kind == 9 && !b && r % 11 == 0)
+        snprintf(c, n, " no");
+    else if (nf->kind == 10 && !b && r >= nf->from)
+        snprintf(c, n, "nah");
+    else if (nf->kind == 10 && r >= nf->from - 2000)
+        snprintf(c, n, "yes");
+    else
+        snprintf(c, n, "%s", b ? "yes" : "no");
+}
+
+/* Rows of numbers, a note (text, not read) and a label, as nf describes, some ending in CRLF,
+ * the last one without a line feed. Over 1 MB, so rows straddle the stream's chunks. */
 static char *make_numeric(const numeric_file *nf, int rows, size_t *len)
 {
     size_t cap = (size_t)rows * 64 + 64, n = 0;
@@ -1431,11 +1494,12 @@ static char *make_numeric(const numeric_file *nf, int rows, size_t *len)
         s = s * 6364136223846793005u + 1442695040888963407u;
         const uint32_t x = (uint32_t)(s >> 33);
         const bool small = nf->shorter && r > 3000;
-        char c[32];
+        char c[32], label[8];
         numeric_field(nf, r, x, small, c, sizeof c);
+        numeric_label(nf, r, x & 1, label, sizeof label);
         const bool quoted = r >= nf->from && nf->kind == 5 && r % 3 == 0;
-        n += (size_t)snprintf(t + n, cap - n, "%d,%s,%s,%s,%u%s%s", small ? r % 10 : r,
-                              small ? "7" : "-0.015625", c, quoted ? "\"x\n,\ny\"" : "n", x & 1,
+        n += (size_t)snprintf(t + n, cap - n, "%d,%s,%s,%s,%s%s%s", small ? r % 10 : r,
+                              small ? "7" : "-0.015625", c, quoted ? "\"x\n,\ny\"" : "n", label,
                               r == nf->bad_row ? ",9" : "", r % 1777 == 3 ? "\r\n" : "\n");
         if (r >= nf->from && nf->kind == 3 && r % 11 == 0)
             n += (size_t)snprintf(t + n, cap - n, "  \n");
@@ -1446,15 +1510,16 @@ static char *make_numeric(const numeric_file *nf, int rows, size_t *len)
 
 static size_t stream_min_default = (size_t)4 << 20; /* 0 with --stream */
 
-/* Reads text on some threads, streamed or split first, from a file (which the stream reads with
- * pread) or a buffer; err gets the message, from the file name on. */
-static tg_status read_streamed(const char *text, size_t len, int threads, bool stream, bool file,
-                               tg_missing_policy missing, tg_csv_data *d, char *err, size_t cap,
-                               progress_log *l)
+/* Reads nf's text on some threads, streamed or split first, from a file (which the stream reads
+ * with pread) or a buffer; err gets the message, from the file name on. */
+static tg_status read_streamed(const numeric_file *nf, const char *text, size_t len, int threads,
+                               bool stream, bool file, tg_missing_policy missing, tg_csv_data *d,
+                               char *err, size_t cap, progress_log *l)
 {
     tg_csv_options o = defaults();
     o.threads = threads;
     o.missing = missing;
+    o.positive = nf->kind >= 7 ? "yes" : NULL;
     o.features = (const char *const[]){"a", "b", "c"}; /* not the note */
     o.n_features = 3;
     o.progress = log_progress;
@@ -1477,6 +1542,8 @@ static int64_t rows_streamed_at_most(const numeric_file *nf, int rows, tg_missin
     int64_t most = rows - 1;
     if (nf->bad_row >= 0)
         most = nf->bad_row;
+    if (nf->kind == 8 || nf->kind == 10) /* the third label value (at most: 10's first nah) */
+        most = nf->from + (nf->kind == 10 ? 100 : 0);
     if (nf->kind == 5) /* the first line feed in quotes */
         most = nf->from + (3 - nf->from % 3) % 3;
     if (missing == TG_MISSING_ERROR && (nf->kind == 2 || nf->kind == 6))
@@ -1495,9 +1562,11 @@ static void check_stream_read(const numeric_file *nf, int rows, tg_missing_polic
     assert_string_equal(ea, eb);
     /* In these files the missing values start before any infinity or extra field. */
     const bool missing_error = missing == TG_MISSING_ERROR && (nf->kind == 2 || nf->kind == 6);
-    if (nf->inf_row >= 0 || nf->bad_row >= 0 || missing_error) {
+    if (nf->inf_row >= 0 || nf->bad_row >= 0 || missing_error || nf->kind == 8 || nf->kind == 10) {
         assert_int_equal(sa, TG_EPARSE);
         assert_non_null(strstr(ea, missing_error      ? "missing value"
+                                   : nf->kind == 8    ? "values 'no' and 'No' besides"
+                                   : nf->kind == 10   ? "values 'no' and 'nah' besides"
                                    : nf->inf_row >= 0 ? "'1e39'"
                                                       : "found 6"));
         return;
@@ -1524,13 +1593,15 @@ static void test_stream_matches_split(void **state)
     (void)state;
     const int rows = 40000;
     const numeric_file files[] = {
-        {false, -1, -1, 0, 0},     {true, -1, -1, 0, 0},      {false, 20000, 30000, 0, 0},
-        {false, -1, 30000, 0, 0},  {false, -1, -1, 15000, 1}, {false, -1, -1, 15000, 2},
-        {false, -1, -1, 15000, 3}, {false, -1, -1, 15000, 4}, {true, 25000, -1, 15000, 4},
-        {false, -1, -1, 38000, 5}, {false, -1, -1, 9000, 5},  {false, 35000, 39000, 0, 0},
-        {false, -1, -1, 5, 1},     {false, -1, -1, 5, 2},     {false, -1, -1, 5, 3},
-        {false, -1, -1, 5, 4},     {false, -1, -1, 5, 6},     {false, 30000, -1, 5, 6},
-        {false, -1, 20000, 5, 2},
+        {false, -1, -1, 0, 0},      {true, -1, -1, 0, 0},       {false, 20000, 30000, 0, 0},
+        {false, -1, 30000, 0, 0},   {false, -1, -1, 15000, 1},  {false, -1, -1, 15000, 2},
+        {false, -1, -1, 15000, 3},  {false, -1, -1, 15000, 4},  {true, 25000, -1, 15000, 4},
+        {false, -1, -1, 38000, 5},  {false, -1, -1, 9000, 5},   {false, 35000, 39000, 0, 0},
+        {false, -1, -1, 5, 1},      {false, -1, -1, 5, 2},      {false, -1, -1, 5, 3},
+        {false, -1, -1, 5, 4},      {false, -1, -1, 5, 6},      {false, 30000, -1, 5, 6},
+        {false, -1, 20000, 5, 2},   {false, -1, -1, 0, 7},      {false, -1, -1, 30000, 8},
+        {false, -1, -1, 100, 8},    {false, -1, -1, 0, 9},      {false, 20000, -1, 0, 9},
+        {false, -1, -1, 21000, 10}, {false, -1, -1, 31000, 10},
     };
     const tg_missing_policy policies[] = {TG_MISSING_MEAN, TG_MISSING_DROP, TG_MISSING_ERROR};
     for (size_t v = 0; v < sizeof files / sizeof files[0]; v++) {
@@ -1544,11 +1615,11 @@ static void test_stream_matches_split(void **state)
                 tg_csv_data a, b;
                 char ea[600], eb[600];
                 progress_log la = {.self = pthread_self()}, lb = la;
-                const tg_status sa = read_streamed(text, len, threads, true, file, policies[m], &a,
-                                                   ea, sizeof ea, &la);
+                const tg_status sa = read_streamed(nf, text, len, threads, true, file, policies[m],
+                                                   &a, ea, sizeof ea, &la);
                 const int64_t streamed = tg_csv_streamed_rows_();
-                const tg_status sb =
-                    read_streamed(text, len, 1, false, file, policies[m], &b, eb, sizeof eb, &lb);
+                const tg_status sb = read_streamed(nf, text, len, 1, false, file, policies[m], &b,
+                                                   eb, sizeof eb, &lb);
                 assert_int_equal(tg_csv_streamed_rows_(), 0);
                 check_stream_read(nf, rows, policies[m], threads, sa, ea, &a, sb, eb, &b, &la);
                 const int64_t most = rows_streamed_at_most(nf, rows, policies[m]);
@@ -1585,6 +1656,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_delimiter_detection),
         cmocka_unit_test(test_label_and_features),
         cmocka_unit_test(test_label_values),
+        cmocka_unit_test(test_fast_string_labels),
         cmocka_unit_test(test_missing),
         cmocka_unit_test(test_buffer_and_pipe),
         cmocka_unit_test(test_threads_identical),

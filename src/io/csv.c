@@ -7,8 +7,9 @@
  *  2. the header (or first row) fixes the delimiter and the columns;
  *  3. blocks of rows are parsed in parallel straight into the output tensor. Each block keeps its
  *     own first error and label bookkeeping, and the blocks are merged in file order, so results
- *     and error messages do not depend on the number of threads. A row of plain numbers takes a
- *     fast path (fast_row; on AVX-512 CPUs csv_fast_row_avx512, in csv_avx512.c, which
+ *     and error messages do not depend on the number of threads. A row of plain numbers (its
+ *     label 0 or 1, or byte for byte the positive label string or the other one the block has
+ *     met) takes a fast path (fast_row; on AVX-512 CPUs csv_fast_row_avx512, in csv_avx512.c, which
  *     converts eight fields at a time); any other row, and any row it fails on, the general
  *     one, which alone reports errors.
  * With an input of 4 MB or more, step 1 stops after the first rows, and on AVX-512 CPUs the data
@@ -410,6 +411,14 @@ static void run_each(void *(*fn)(void *), void *items, size_t size, int n)
     }
 }
 
+/* A row that holds only ' ' and '\r' before its '\n' (or the end). */
+static inline bool blank_row(const char *p, const char *end)
+{
+    while (p < end && (*p == ' ' || *p == '\r'))
+        p++;
+    return p == end || *p == '\n';
+}
+
 #if defined(__SSE2__)
 /* One pass over the input, 64 bytes at a time, finds the line feeds and the quotes together
  * (the memchr version below passes over a quote-free file twice: once for the first quote,
@@ -423,14 +432,6 @@ typedef struct {
     row_list *rows;
     bool oom;
 } splitter;
-
-/* A row that holds only ' ' and '\r' before its '\n' (or the end). */
-static inline bool blank_row(const char *p, const char *end)
-{
-    while (p < end && (*p == ' ' || *p == '\r'))
-        p++;
-    return p == end || *p == '\n';
-}
 
 /* Takes the row that starts at r: false when the split stops there. */
 static inline bool take_row(splitter *s, const char *r)
@@ -621,14 +622,6 @@ static bool split_all(const char *p, const char *end, int threads, row_list *row
     return ok;
 }
 #else
-static bool blank_line(const char *p, const char *line_end)
-{
-    for (; p < line_end; p++)
-        if (*p != ' ' && *p != '\r')
-            return false;
-    return true;
-}
-
 /* Records the start of every row that is not a blank line, from p (a row start) on; see
  * tg_csv_split_rows_ in csv_split.h. Jumps from quote to quote and line feed to line feed with
  * memchr. */
@@ -640,7 +633,7 @@ static bool split_rows(const char *p, const char *end, const char *stop, int64_t
     while (p < end && p < stop && added < max_rows) {
         const char *line_end = find(p, end, '\n');
         if ((*p == ' ' || *p == '\r' || *p == '\n') && quote >= line_end &&
-            blank_line(p, line_end)) {
+            blank_row(p, line_end)) {
             p = line_end + (line_end < end);
             continue;
         }
@@ -1244,13 +1237,30 @@ static bool parse_row(const csv_ctx *cx, block_state *bs, int64_t r, const char 
 /* ---- step 3, fast path: whole rows of plain numbers ---------------------------------------- */
 
 #if CSV_FAST_ROWS
-/* Whether fast_row may be tried: it handles neither blank-separated fields, nor string labels,
- * nor a delimiter that could be read as part of a number. */
+/* Whether the fast parsers may match the positive label value byte for byte (csv_fast_label):
+ * the general parser must read a field of exactly those bytes as that value, so the value may
+ * not start or end with a blank (trimmed), be a missing-value marker, or hold a byte that ends
+ * or quotes a field. */
+static bool fast_positive_ok(const csv_ctx *cx)
+{
+    const field *f = &cx->positive;
+    if (f->n == 0 || is_missing(f) || is_blank(cx, f->s[0]) || is_blank(cx, f->s[f->n - 1]))
+        return false;
+    for (size_t i = 0; i < f->n; i++)
+        if (f->s[i] == cx->delim || f->s[i] == '"' || f->s[i] == '\n' || f->s[i] == '\r')
+            return false;
+    return true;
+}
+
+/* Whether fast_row may be tried: it handles neither blank-separated fields, nor a positive
+ * label value it cannot match byte for byte, nor a delimiter that could be read as part of a
+ * number. */
 static bool fast_rows_ok(const csv_ctx *cx)
 {
     const char d = cx->delim;
-    return !cx->spaces && !cx->has_positive && !tg_is_digit_(d) && d != '.' && d != '+' &&
-           d != '-' && (d | 0x20) != 'e' && d != '\n' && d != '\r' && d != '"' && d != ' ';
+    return !cx->spaces && (!cx->has_positive || fast_positive_ok(cx)) && !tg_is_digit_(d) &&
+           d != '.' && d != '+' && d != '-' && (d | 0x20) != 'e' && d != '\n' && d != '\r' &&
+           d != '"' && d != ' ';
 }
 
 /* Loading 16 bytes at last_tab + k gives a mask of the last k bytes (0 <= k <= 16). */
@@ -1344,10 +1354,11 @@ static inline bool row_window(const csv_ctx *cx, const char *b, window *w)
     return (w->quote & upto) == 0;
 }
 
-/* One field [s, e) of fast_row; false when it is not a plain number (or a 0/1 label). x and y
- * are written either way: the row is redone when anything fails. */
-static inline bool fast_field(const csv_ctx *cx, int c, const char *s, const char *e, float *x,
-                              float *y, bool far)
+/* One field [s, e) of fast_row; false when it is not a plain number (or a label csv_fast_label
+ * takes). x and y are written either way: the row is redone when anything fails. */
+static inline bool fast_field(const csv_ctx *cx, const csv_fast_plan *pl,
+                              const csv_fast_scratch *sc, int c, const char *s, const char *e,
+                              float *x, float *y, bool far)
 {
     const int role = cx->role[c];
     if (role >= 0) {
@@ -1360,20 +1371,19 @@ static inline bool fast_field(const csv_ctx *cx, int c, const char *s, const cha
         x[role] = v;
         return good;
     }
-    if (role == ROLE_LABEL) {
-        *y = *s == '1' ? 1.0f : 0.0f;
-        return e - s == 1 && (*s == '0' || *s == '1');
-    }
+    if (role == ROLE_LABEL)
+        return csv_fast_label(pl, sc, s, e, y);
     return true; /* a skipped column: any text without quotes is fine */
 }
 
 /* Parses the row at p when it is the common case: no quotes, exactly ncols fields that are all
- * plain numbers (or a 0/1 label), ending in "\n" or "\r\n" at least 64 bytes before the end of
- * the input. Returns false otherwise (x and y may be partly written); parse_row then redoes
- * the row and reports any error. Field ends come from bit masks of 64-byte windows, so each
- * number is parsed from a known start: the parses do not wait on each other, and there is no
+ * plain numbers (or a label csv_fast_label takes), ending in "\n" or "\r\n" at least 64 bytes
+ * before the end of the input. Returns false otherwise (x and y may be partly written); parse_row
+ * then redoes the row and reports any error. Field ends come from bit masks of 64-byte windows, so
+ * each number is parsed from a known start: the parses do not wait on each other, and there is no
  * byte loop whose exit the processor would mispredict. */
-static bool fast_row(const csv_ctx *cx, const char *p, float *x, float *y)
+static bool fast_row(const csv_ctx *cx, const csv_fast_plan *pl, const csv_fast_scratch *sc,
+                     const char *p, float *x, float *y)
 {
     const int last = cx->ncols - 1;
     const char *b = p, *s = p;
@@ -1392,7 +1402,7 @@ static bool fast_row(const csv_ctx *cx, const char *p, float *x, float *y)
         }
         const char *e = b + __builtin_ctzll(w.delim);
         w.delim &= w.delim - 1;
-        ok &= fast_field(cx, c, s, e, x, y, far);
+        ok &= fast_field(cx, pl, sc, c, s, e, x, y, far);
         s = e + 1;
     }
     while (w.line == 0) {
@@ -1407,7 +1417,7 @@ static bool fast_row(const csv_ctx *cx, const char *p, float *x, float *y)
     const char *e = b + __builtin_ctzll(w.line);
     if (e > s && e[-1] == '\r')
         e--;
-    return fast_field(cx, last, s, e, x, y, far) && ok;
+    return fast_field(cx, pl, sc, last, s, e, x, y, far) && ok;
 }
 #endif
 
@@ -1468,6 +1478,8 @@ static void plan_fast_rows(job *j)
 {
     const csv_ctx *cx = j->cx;
     j->avx512_row = NULL;
+    j->plan = (csv_fast_plan){.positive = cx->has_positive ? cx->positive.s : NULL,
+                              .positive_len = cx->has_positive ? cx->positive.n : 0};
 #if CSV_FAST_ROWS
     j->fast = fast_rows_ok(cx);
 #else
@@ -1477,11 +1489,11 @@ static void plan_fast_rows(job *j)
     if (!j->fast || !avx512_rows_ok())
         return;
     csv_fast_plan *pl = &j->plan;
-    *pl = (csv_fast_plan){.end = cx->end,
-                          .delim = cx->delim,
-                          .ncols = cx->ncols,
-                          .role = cx->role,
-                          .label_col = cx->label_col};
+    pl->end = cx->end;
+    pl->delim = cx->delim;
+    pl->ncols = cx->ncols;
+    pl->role = cx->role;
+    pl->label_col = cx->label_col;
     for (int c = 0; c < cx->ncols; c++)
         if (cx->role[c] >= 0)
             pl->nconv = c + 1;
@@ -1501,7 +1513,7 @@ static void plan_fast_rows(job *j)
 /* Scratch for the AVX-512 row parser, one per thread; all NULL when it is not used. */
 static csv_fast_scratch scratch_new(const job *j)
 {
-    csv_fast_scratch sc = {NULL, NULL, 0, 0};
+    csv_fast_scratch sc = {.ends = NULL};
     if (!j->avx512_row)
         return sc;
     sc.ends = calloc((size_t)csv_fast_ends_len(j->cx->ncols), sizeof *sc.ends);
@@ -1528,7 +1540,7 @@ static inline bool try_fast_row(const job *j, csv_fast_scratch *sc, const char *
 #else
     (void)sc;
 #endif
-    return fast_row(j->cx, p, x, y);
+    return fast_row(j->cx, &j->plan, sc, p, x, y);
 }
 #endif
 
@@ -1591,11 +1603,23 @@ static bool infinite_error_at(const job *j, block_state *bs, int64_t r0, int64_t
 }
 
 /* Parses the rows of block b; false at the first error (recorded in the block's state). */
+/* With string labels, hands the fast parsers the other label value once the general parser has
+ * met it (bs), so that they take its rows too. An escaped one holds a quote, which no field they
+ * take does. */
+static void learn_other(csv_fast_scratch *sc, const field *other)
+{
+    if (!sc->other && !other->escaped) {
+        sc->other = other->s;
+        sc->other_len = other->n;
+    }
+}
+
 static bool parse_block_rows(job *j, int64_t b, csv_fast_scratch *sc)
 {
     const csv_ctx *cx = j->cx;
     block_state *bs = &j->bs[b];
     int64_t r0 = b * BLOCK_ROWS, r1 = r0 + BLOCK_ROWS < j->nrows ? r0 + BLOCK_ROWS : j->nrows;
+    sc->other = NULL; /* the other label value is the block's own until the blocks merge */
     for (int64_t r = r0; r < r1; r++) {
         float *y = j->y ? j->y + r : NULL;
         float *x = j->X + r * cx->nfeat;
@@ -1613,6 +1637,8 @@ static bool parse_block_rows(job *j, int64_t b, csv_fast_scratch *sc)
                 infinite_error_at(j, bs, r0, k);
             return false;
         }
+        if (bs->has_other)
+            learn_other(sc, &bs->other);
     }
     const int64_t nf = cx->nfeat;
     int64_t k = find_infinite(j->X + r0 * nf, (r1 - r0) * nf);
@@ -1672,10 +1698,12 @@ static void run_parallel(job *j, int threads)
 }
 
 /* Walks the blocks in file order and reports the first problem: a block's own error, or a label
- * string that differs from the one other label seen in earlier blocks. */
-static tg_status merge_blocks(const csv_ctx *cx, const job *j, bool *any_missing)
+ * string that differs from the one other label seen in earlier blocks, or in the rows before
+ * them (seed: the stream's, or NULL). */
+static tg_status merge_blocks(const csv_ctx *cx, const job *j, const block_state *seed,
+                              bool *any_missing)
 {
-    const block_state *other = NULL;
+    const block_state *other = seed && seed->has_other ? seed : NULL;
     *any_missing = false;
     for (int64_t b = 0; b < j->nblocks; b++) {
         const block_state *bs = &j->bs[b];
@@ -1882,9 +1910,9 @@ static tg_status alloc_outputs(reader *rd, int64_t nrows, bool prefault)
 }
 
 /* Parses rows[0, nrows) into data rows [at, at + nrows) of rd->X and rd->y, in blocks on the
- * reader's threads. */
+ * reader's threads; seed holds the other label value of the rows before them, if any. */
 static tg_status parse_rows_at(reader *rd, const tg_csv_options *opt, const char *const *rows,
-                               int64_t nrows, int64_t at, bool *missing)
+                               int64_t nrows, int64_t at, const block_state *seed, bool *missing)
 {
     csv_ctx *cx = &rd->cx;
     job j = {.cx = cx, .rows = rows, .nrows = nrows};
@@ -1906,7 +1934,7 @@ static tg_status parse_rows_at(reader *rd, const tg_csv_options *opt, const char
     j.bs = rd->bs;
     plan_fast_rows(&j);
     run_parallel(&j, reader_threads(opt));
-    tg_status st = merge_blocks(cx, &j, missing);
+    tg_status st = merge_blocks(cx, &j, seed, missing);
     if (st == TG_OK && j.progress)
         j.progress(at + nrows, at + nrows, j.progress_user); /* the last word: every row is in */
     return st;
@@ -1916,7 +1944,7 @@ static tg_status parse_data(reader *rd, const tg_csv_options *opt, int64_t first
 {
     int64_t nrows = rd->rows.n - first;
     tg_status st = alloc_outputs(rd, nrows, true);
-    return st != TG_OK ? st : parse_rows_at(rd, opt, rd->rows.v + first, nrows, 0, missing);
+    return st != TG_OK ? st : parse_rows_at(rd, opt, rd->rows.v + first, nrows, 0, NULL, missing);
 }
 
 /* ---- the stream: parsing the rows as they are read ------------------------------------------
@@ -1989,16 +2017,26 @@ static void stream_progress(const job *j, const csv_input *in, size_t start, siz
     j->progress(rows, total, j->progress_user);
 }
 
+/* What a stream leaves besides its rows. */
+typedef struct {
+    size_t stop;    /* input offset of the first row not parsed: limit when all were */
+    bool missing;   /* a missing value was marked (a NaN in X) */
+    bool has_other; /* with string labels: the other value met, as in block_state */
+    field other;    /* pointing into the input, not the chunk */
+} stream_result;
+
 /* A row the AVX-512 parser left (or was not asked to take), at p in a chunk whose bytes end at
- * end: the general row parser takes it when its line is whole in the chunk, given that line
- * alone as its input. It then succeeds only for a row that ends at the line's line feed, every
- * quoted field closed before it (p is a row start: every row before it ended so). That keeps
- * the stream going past a missing value (a NaN marker in x, *missing set), numbers the batches
- * cannot take, quoted fields, or a blank line (*took false: no row). Returns where the next row
- * starts, or NULL where the stream must stop: a line feed inside quotes, an error (the split and
- * the blocks then report it, with its line), or a line not yet read in full. */
-static const char *stream_other_row(const job *j, const char *p, const char *end, float *x,
-                                    float *y, int64_t k, bool *took, bool *missing)
+ * end, and at in_p in the input: the general row parser takes it when its line is whole in the
+ * chunk, given that line alone as its input. It then succeeds only for a row that ends at the
+ * line's line feed, every quoted field closed before it (p is a row start: every row before it
+ * ended so). That keeps the stream going past a missing value, numbers the batches cannot take,
+ * quoted fields, a label string met for the first time (the other value, which the fast parser
+ * then takes too: sc), or a blank line (*took false: no row). Returns where the next row starts,
+ * or NULL where the stream must stop: a line feed inside quotes, an error or a third label value
+ * (the split and the blocks then report it, with its line), or a line not yet read in full. */
+static const char *stream_other_row(const job *j, csv_fast_scratch *sc, const char *p,
+                                    const char *end, const char *in_p, float *x, float *y,
+                                    int64_t k, bool *took, stream_result *res)
 {
     const char *nl = memchr(p, '\n', (size_t)(end - p));
     if (!nl)
@@ -2010,18 +2048,28 @@ static const char *stream_other_row(const job *j, const char *p, const char *end
     line.end = nl + 1;
     line.sentinel = true;
     block_state bs = {.err.row = -1};
-    if (!parse_row(&line, &bs, k, p, x, y) || bs.has_other)
+    if (!parse_row(&line, &bs, k, p, x, y))
         return NULL;
-    *missing |= bs.any_missing;
+    if (bs.has_other) {
+        field other = bs.other; /* the chunk moves on: keep where the value is in the input */
+        other.s = in_p + (bs.other.s - p);
+        if (res->has_other && !field_eq(&res->other, &other))
+            return NULL;
+        if (!res->has_other) {
+            res->has_other = true;
+            res->other = other;
+            learn_other(sc, &other);
+        }
+    }
+    res->missing |= bs.any_missing;
     return nl + 1;
 }
 
 /* Parses data rows from input offset start on into j's outputs, which hold cap rows, until a
  * row neither parser takes (stream_other_row) or the next row starts at limit; returns the rows
- * parsed, and *stop gets the offset of the first one left (a row start; limit when every row
- * before it was taken). *missing is set when a missing value was marked. */
+ * parsed, and res gets the rest of the outcome. */
 static int64_t stream_rows(job *j, const csv_input *in, size_t start, size_t limit, int64_t cap,
-                           size_t *stop, bool *missing)
+                           stream_result *res)
 {
     const int64_t nf = j->cx->nfeat;
     const int last = j->cx->ncols;
@@ -2046,7 +2094,9 @@ static int64_t stream_rows(job *j, const csv_input *in, size_t start, size_t lim
             if (sc.rest == 0 && j->avx512_row(&j->plan, &sc, p, x, y)) {
                 const char *e = p + sc.ends[last]; /* the row's '\r' or '\n' */
                 next = e + (*e == '\r' ? 2 : 1);
-            } else if (!(next = stream_other_row(j, p, chunk + have, x, y, k, &took, missing))) {
+            } else if (!(next = stream_other_row(j, &sc, p, chunk + have,
+                                                 in->data + off + (size_t)(p - chunk), x, y, k,
+                                                 &took, res))) {
                 break;
             }
             p = next;
@@ -2060,7 +2110,7 @@ static int64_t stream_rows(job *j, const csv_input *in, size_t start, size_t lim
         off += used;
         have -= used;
     }
-    *stop = off;
+    res->stop = off;
     free(buf);
     free(sc.ends);
     free(sc.vals);
@@ -2131,14 +2181,13 @@ typedef struct {
     size_t start, limit; /* this range's first row start, and the next range's */
     int64_t at, cap;     /* where its stretch of X starts (rows), and the rows it holds */
     int64_t rows;        /* rows parsed */
-    size_t stop;         /* the first row not parsed: limit when the range went through */
-    bool missing;        /* a missing value was marked in its rows */
+    stream_result res;   /* res.stop: limit when the range went through */
 } stream_range;
 
 static void *stream_range_thread(void *arg)
 {
     stream_range *r = arg;
-    r->rows = stream_rows(&r->j, r->in, r->start, r->limit, r->cap, &r->stop, &r->missing);
+    r->rows = stream_rows(&r->j, r->in, r->start, r->limit, r->cap, &r->res);
     return NULL;
 }
 
@@ -2186,17 +2235,22 @@ static void run_ranges(stream_range *r, int n, float *X, float *y, int64_t nf)
     run_each(stream_range_thread, r, sizeof r[0], n);
 }
 
-/* Moves the ranges' rows together, from the first range on to the first that stopped early,
- * checking each for infinities in file order; *done gets the rows kept, *stop where the rest
- * starts, and *missing whether the rows kept hold a missing value. */
+/* Moves the ranges' rows together, from the first range on to the first that stopped early, or
+ * up to the first that met another other label value than the ranges before (the split and the
+ * blocks then report the third value), checking each for infinities in file order. *done gets
+ * the rows kept and kept what they leave: where the rest starts (kept->stop, which the caller
+ * sets to the first range's start), missing values, and the other label value. */
 static tg_status join_streams(reader *rd, const csv_input *in, const stream_range *r, int n,
-                              int64_t *done, size_t *stop, bool *missing)
+                              int64_t *done, stream_result *kept)
 {
     const csv_ctx *cx = &rd->cx;
     const int64_t nf = cx->nfeat;
     float *X = tg_data(rd->X), *y = rd->y ? tg_data(rd->y) : NULL;
     *done = 0;
     for (int t = 0; t < n; t++) {
+        const stream_result *res = &r[t].res;
+        if (res->has_other && kept->has_other && !field_eq(&kept->other, &res->other))
+            break;
         if (r[t].at != *done) {
             memmove(X + *done * nf, X + r[t].at * nf, (size_t)(r[t].rows * nf) * sizeof(float));
             if (y)
@@ -2206,9 +2260,13 @@ static tg_status join_streams(reader *rd, const csv_input *in, const stream_rang
         if (inf >= 0)
             return streamed_infinite(cx, in->data + r[t].start, X + *done * nf, inf);
         *done += r[t].rows;
-        *stop = r[t].stop;
-        *missing |= r[t].missing;
-        if (r[t].stop != r[t].limit)
+        kept->stop = res->stop;
+        kept->missing |= res->missing;
+        if (res->has_other && !kept->has_other) {
+            kept->has_other = true;
+            kept->other = res->other;
+        }
+        if (res->stop != r[t].limit)
             break;
     }
     return TG_OK;
@@ -2231,12 +2289,11 @@ static tg_status stream_data(reader *rd, const tg_csv_options *opt, const csv_in
         return st;
     run_ranges(r, n, tg_data(rd->X), rd->y ? tg_data(rd->y) : NULL, cx->nfeat);
     int64_t done;
-    size_t stop = from;
-    bool streamed_missing = false;
-    if ((st = join_streams(rd, in, r, n, &done, &stop, &streamed_missing)) != TG_OK)
+    stream_result kept = {.stop = from};
+    if ((st = join_streams(rd, in, r, n, &done, &kept)) != TG_OK)
         return st;
     atomic_store(&streamed_rows, done);
-    const char *rest = in->data + stop;
+    const char *rest = in->data + kept.stop;
     populate(rest, (size_t)(cx->end - rest), false);
     row_list left = {NULL, 0, 0};
     reserve_rows(&left, rest, cx->end);
@@ -2244,9 +2301,11 @@ static tg_status stream_data(reader *rd, const tg_csv_options *opt, const csv_in
         st = tg_set_error(TG_ENOMEM, "%s: out of memory", cx->name);
     if (st == TG_OK)
         st = fit_outputs(rd, done + left.n, done);
+    /* The streamed rows' other label value, against which the blocks' are checked. */
+    const block_state seed = {.err.row = -1, .has_other = kept.has_other, .other = kept.other};
     if (st == TG_OK)
-        st = parse_rows_at(rd, opt, left.v, left.n, done, missing);
-    *missing |= streamed_missing;
+        st = parse_rows_at(rd, opt, left.v, left.n, done, &seed, missing);
+    *missing |= kept.missing;
     *nrows = done + left.n;
     free(left.v);
     return st;

@@ -262,11 +262,8 @@ bool CSV_FAST_ROW(const csv_fast_plan *pl, csv_fast_scratch *sc, const char *p, 
         for (int c = 0; c < pl->nconv; c++)
             if (pl->role[c] >= 0)
                 x[pl->role[c]] = sc->vals[c];
-    if (pl->label_col >= 0) {
-        const char *s = p + ends[pl->label_col] + 1, *e = p + ends[pl->label_col + 1];
-        *y = *s == '1' ? 1.0f : 0.0f;
-        return e - s == 1 && (*s == '0' || *s == '1');
-    }
+    if (pl->label_col >= 0)
+        return csv_fast_label(pl, sc, p + ends[pl->label_col] + 1, p + ends[pl->label_col + 1], y);
     return true;
 }
 

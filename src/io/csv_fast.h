@@ -7,6 +7,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 /* What the row parser needs to know about the file, fixed for a whole read. */
 typedef struct {
@@ -17,6 +18,10 @@ typedef struct {
     const int *role; /* per column: feature index (>= 0), or < 0 for the label or a skipped one */
     int label_col;   /* -1: no label */
     bool direct;     /* role[c] == c for c < nconv: numbers go straight into the row of X */
+    /* Labels given as two strings: the positive value (NULL: labels are 0 or 1), never one
+     * the general parser would read otherwise (csv.c, fast_positive_ok). */
+    const char *positive;
+    size_t positive_len;
 } csv_fast_plan;
 
 /* Per-thread scratch space and state of csv_fast_row_avx512(). */
@@ -25,7 +30,30 @@ typedef struct {
     float *vals;   /* csv_fast_vals_len(ncols) entries */
     int misses;    /* rows in a row where most numbers needed the scalar parser */
     int rest;      /* rows left for which the caller should use its other fast path */
+    /* With string labels: the one other value, once the general parser has met it in the
+     * block (or stream) at hand, unquoted and trimmed; NULL before. */
+    const char *other;
+    size_t other_len;
 } csv_fast_scratch;
+
+/* The label field [s, e) of a row the fast parsers take, into *y. Labels 0 or 1 as one byte;
+ * string labels only as exactly the positive value or the other one already met, which the
+ * general parser would read the same way. False for anything else: the row is then redone. */
+static inline bool csv_fast_label(const csv_fast_plan *pl, const csv_fast_scratch *sc,
+                                  const char *s, const char *e, float *y)
+{
+    const size_t n = (size_t)(e - s);
+    if (!pl->positive) {
+        *y = *s == '1' ? 1.0f : 0.0f;
+        return n == 1 && (*s == '0' || *s == '1');
+    }
+    if (n == pl->positive_len && memcmp(s, pl->positive, n) == 0) {
+        *y = 1.0f;
+        return true;
+    }
+    *y = 0.0f;
+    return sc->other && n == sc->other_len && memcmp(s, sc->other, n) == 0;
+}
 
 static inline int64_t csv_fast_ends_len(int ncols)
 {
@@ -37,9 +65,9 @@ static inline int64_t csv_fast_vals_len(int ncols)
 }
 
 /* Parses the row at p, which must start at least 16 bytes into the input, when it is the common
- * case: no quotes, exactly ncols fields, every feature a plain number and the label 0 or 1,
- * ending in "\n" or "\r\n" at least 64 bytes before the end of the input. Returns false
- * otherwise (x and y may be partly written), and the general parser redoes the row.
+ * case: no quotes, exactly ncols fields, every feature a plain number and the label one
+ * csv_fast_label takes, ending in "\n" or "\r\n" at least 64 bytes before the end of the input.
+ * Returns false otherwise (x and y may be partly written), and the general parser redoes the row.
  * When rows keep coming whose numbers the batches cannot take (exponents, mostly), it sets
  * sc->rest: the batches only cost time there, and the caller uses its scalar fast path for that
  * many rows before it tries again. Either way the results are the same. */
