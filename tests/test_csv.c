@@ -1604,6 +1604,12 @@ static void test_stream_matches_split(void **state)
         {false, -1, -1, 21000, 10}, {false, -1, -1, 31000, 10},
     };
     const tg_missing_policy policies[] = {TG_MISSING_MEAN, TG_MISSING_DROP, TG_MISSING_ERROR};
+    /* The stream needs the AVX-512 row parser; elsewhere every read splits first. */
+#if defined(TG_HAVE_CSV_AVX512)
+    const bool streams = strcmp(tg_isa(), "avx512") == 0;
+#else
+    const bool streams = false;
+#endif
     for (size_t v = 0; v < sizeof files / sizeof files[0]; v++) {
         const numeric_file *nf = &files[v];
         size_t len;
@@ -1623,8 +1629,8 @@ static void test_stream_matches_split(void **state)
                 assert_int_equal(tg_csv_streamed_rows_(), 0);
                 check_stream_read(nf, rows, policies[m], threads, sa, ea, &a, sb, eb, &b, &la);
                 const int64_t most = rows_streamed_at_most(nf, rows, policies[m]);
-                assert_true(streamed <= most);
-                if (sa == TG_OK && !nf->shorter && nf->kind != 5)
+                assert_true(streamed <= most && (streams || streamed == 0));
+                if (streams && sa == TG_OK && !nf->shorter && nf->kind != 5)
                     assert_int_equal(streamed, most); /* every row but the last */
                 if (sa == TG_OK) {
                     tg_csv_data_free(&a);
