@@ -1081,6 +1081,50 @@ static void test_fast_path_errors(void **state)
     }
 }
 
+/* Blank-separated rows where splitting at each space would give the header's count of fields
+ * but the general parser, which splits at runs of blanks, finds another: each is an error, at
+ * its line, through every row parser (a fast one that took the row would put a value in the
+ * wrong column, or none). The skipped column a is where the fields go astray. */
+static void test_blank_separated_errors(void **state)
+{
+    (void)state;
+    static const struct {
+        /* a good row of the layout is before, the label, after */
+        const char *header, *before, *after, *row, *what;
+    } cases[] = {
+        {"a b c y", "x 0.123456 -649.075642 ", "\n", "x\t5 6 7 1\n", "found 5"},
+        {"a b c y", "x 0.123456 -649.075642 ", "\n", "x\r5 6 7 1\n", "found 5"},
+        {"a b c y", "x 0.123456 -649.075642 ", "\n", " 6 7 1\n", "found 3"},
+        {"b a c y", "0.123456 x -649.075642 ", "\n", "5  7 1\n", "found 3"},
+        {"b c y a", "0.123456 -649.075642 ", " x\n", "5 6 1 \n", "found 3"},
+        {"b c y a", "0.123456 -649.075642 ", " x\n", "5 6 1 \r\n", "found 3"},
+    };
+    const char *feats[] = {"b", "c"};
+    char saved[16];
+    snprintf(saved, sizeof saved, "%s", tg_isa());
+    for (int parser = 0; parser < 3; parser++) {
+        tg_csv_allow_vbmi2_(parser == 0);
+        assert_int_equal(tg_set_isa(parser == 2 ? "scalar" : saved), TG_OK);
+        for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+            char text[4096];
+            int n = sprintf(text, "%s\n", cases[i].header);
+            for (int r = -2; r < 40; r++)
+                if (r == -1)
+                    n += sprintf(text + n, "%s", cases[i].row);
+                else
+                    n += sprintf(text + n, "%s%d%s", cases[i].before, r & 1, cases[i].after);
+            tg_csv_options o = defaults();
+            o.label = "y";
+            o.delimiter = ' ';
+            o.features = feats;
+            o.n_features = 2;
+            read_fails(text, o, TG_EPARSE, ":3:", cases[i].what);
+        }
+    }
+    tg_csv_allow_vbmi2_(true);
+    assert_int_equal(tg_set_isa(saved), TG_OK);
+}
+
 /* ---- random plain numbers through every row path ------------------------------------------- */
 
 static uint64_t rng = 0x243f6a8885a308d3u;
@@ -1129,11 +1173,21 @@ static void same_bits(const float *got, const float *want, int64_t n)
         }
 }
 
+/* Between two fields of a blank-separated row: one space, or in a row set off otherwise, any
+ * run of blanks the general parser splits at. */
+static const char *blank_run(bool odd)
+{
+    static const char *const runs[] = {" ", "  ", "\t", " \t", "\r", "\t \r", "   "};
+    return odd ? runs[rnd(sizeof runs / sizeof *runs)] : " ";
+}
+
 /* Tables of random fields of every length 1..17, with signs, points in every position, zeros,
  * near-midpoint values and exponents (few or most), any number of columns (batches of eight and
  * their remainders), the label anywhere, features reordered or skipped, CRLF, a last row with and
- * without a line feed: every value must have strtof's bits, with 1 and 2 threads. */
-static void random_tables(void)
+ * without a line feed: every value must have strtof's bits, with 1 and 2 threads. With blanks,
+ * the fields are separated by spaces (the delimiter ' '), one space in most rows and in one row
+ * of four any runs of blanks, with blanks before the first field or after the last. */
+static void random_tables(bool blanks)
 {
     const int rows = 300;
     char *text = malloc((size_t)rows * 45 * 20 + 4096);
@@ -1151,9 +1205,10 @@ static void random_tables(void)
         const char *feats[45];
         int nf = 0;
         size_t n = 0;
+        const char *sep = blanks ? " " : ",";
         for (int c = 0; c < ncols; c++) {
             snprintf(names[c], sizeof names[c], c == label ? "y" : "c%d", c);
-            n += (size_t)sprintf(text + n, "%s%s", names[c], c == ncols - 1 ? "\n" : ",");
+            n += (size_t)sprintf(text + n, "%s%s", names[c], c == ncols - 1 ? "\n" : sep);
         }
         for (int c = 0; c < ncols; c++)
             if (c != label && !(mode == 2 && c == skip && ncols > 2))
@@ -1167,6 +1222,9 @@ static void random_tables(void)
         const bool final_lf = rnd(2);
         const bool expo = trial % 6 == 5; /* mostly exponents: the batches pause */
         for (int r = 0; r < rows; r++) {
+            const bool odd = blanks && rnd(4) == 0;
+            if (odd && rnd(2))
+                n += (size_t)sprintf(text + n, "%s", blank_run(true));
             for (int c = 0; c < ncols; c++) {
                 char f[40];
                 if (c == label) {
@@ -1178,13 +1236,17 @@ static void random_tables(void)
                         if (strcmp(feats[i], names[c]) == 0)
                             want[(size_t)r * (size_t)nf + (size_t)i] = strtof(f, NULL);
                 }
-                n += (size_t)sprintf(text + n, "%s%s", f, c < ncols - 1 ? "," : "");
+                n += (size_t)sprintf(text + n, "%s%s", f,
+                                     c < ncols - 1 ? (blanks ? blank_run(odd) : ",") : "");
             }
+            if (odd && rnd(2))
+                n += (size_t)sprintf(text + n, "%s", blank_run(true));
             if (r < rows - 1 || final_lf)
                 n += (size_t)sprintf(text + n, "%s", rnd(4) == 0 ? "\r\n" : "\n");
         }
         tg_csv_options o = defaults();
         o.label = "y";
+        o.delimiter = blanks ? ' ' : '\0';
         if (mode) {
             o.features = feats;
             o.n_features = nf;
@@ -1216,13 +1278,15 @@ static void test_fast_path_random(void **state)
     (void)state;
     char saved[16];
     snprintf(saved, sizeof saved, "%s", tg_isa());
-    random_tables();
-    tg_csv_allow_vbmi2_(false);
-    random_tables();
-    tg_csv_allow_vbmi2_(true);
-    assert_int_equal(tg_set_isa("scalar"), TG_OK);
-    random_tables();
-    assert_int_equal(tg_set_isa(saved), TG_OK);
+    for (int blanks = 0; blanks < 2; blanks++) {
+        random_tables(blanks);
+        tg_csv_allow_vbmi2_(false);
+        random_tables(blanks);
+        tg_csv_allow_vbmi2_(true);
+        assert_int_equal(tg_set_isa("scalar"), TG_OK);
+        random_tables(blanks);
+        assert_int_equal(tg_set_isa(saved), TG_OK);
+    }
 }
 
 #if defined(TG_HAVE_CSV_AVX512)
@@ -1249,6 +1313,23 @@ static bool parse_one_row(row_parser f, const char *row, const char *end, int nc
     return f(&pl, &sc, row, x, y);
 }
 
+/* The AVX-512 row parsers this CPU can run: the plain one, and the VBMI2 one (or NULL). False
+ * when it runs neither. */
+static bool avx512_row_parsers(row_parser fns[2])
+{
+    __builtin_cpu_init();
+    if (!__builtin_cpu_supports("avx512f") || !__builtin_cpu_supports("avx512bw") ||
+        !__builtin_cpu_supports("avx512dq") || !__builtin_cpu_supports("avx512vl"))
+        return false;
+    fns[0] = csv_fast_row_avx512;
+    fns[1] = NULL;
+#if defined(TG_HAVE_CSV_VBMI2)
+    if (__builtin_cpu_supports("avx512vbmi2"))
+        fns[1] = csv_fast_row_avx512_vbmi2;
+#endif
+    return true;
+}
+
 /* The AVX-512 row parsers themselves, not through the reader (which redoes any row they refuse,
  * so a parser that refused rows it should take would go unnoticed there): rows of 1 to 70
  * features, dense ones whose 64-byte windows hold up to 32 delimiters, must be taken, with
@@ -1257,15 +1338,9 @@ static bool parse_one_row(row_parser f, const char *row, const char *end, int nc
 static void test_avx512_row_parsers(void **state)
 {
     (void)state;
-    __builtin_cpu_init();
-    if (!__builtin_cpu_supports("avx512f") || !__builtin_cpu_supports("avx512bw") ||
-        !__builtin_cpu_supports("avx512dq") || !__builtin_cpu_supports("avx512vl"))
+    row_parser fns[2];
+    if (!avx512_row_parsers(fns))
         skip();
-    row_parser fns[2] = {csv_fast_row_avx512, NULL};
-#if defined(TG_HAVE_CSV_VBMI2)
-    if (__builtin_cpu_supports("avx512vbmi2"))
-        fns[1] = csv_fast_row_avx512_vbmi2;
-#endif
     static char buf[16 + 72 * 20 + 256];
     for (int trial = 0; trial < 3000; trial++) {
         const int nfeat = 1 + (int)rnd(70), dense = trial % 3 == 0;
@@ -1301,6 +1376,77 @@ static void test_avx512_row_parsers(void **state)
             assert_true(ok);
             same_bits(x, want, nfeat);
             assert_true(y == (float)(trial & 1));
+        }
+    }
+}
+
+/* Blank-separated rows through the AVX-512 row parsers: columns x, features (with one skipped
+ * column m among them), the label and z, so that a field the parsers do not convert can be set off
+ * wrongly without changing the count of spaces. Rows with one space between fields must be taken
+ * with strtof's bits; rows the general parser splits otherwise must be refused: a leading space
+ * (x empty), two spaces (m empty), a trailing one (z empty, before "\n" or "\r\n"), a tab or a
+ * carriage return inside x (which the general parser splits at). */
+static void test_avx512_blank_rows(void **state)
+{
+    (void)state;
+    row_parser fns[2];
+    if (!avx512_row_parsers(fns))
+        skip();
+    static char buf[16 + 80 * 20 + 256];
+    for (int trial = 0; trial < 3000; trial++) {
+        const int nfeat = 1 + (int)rnd(60), mid = 1 + (int)rnd((uint32_t)nfeat);
+        const int ncols = nfeat + 4, label = ncols - 2, kind = trial % 6; /* 0: one space */
+        int role[80];
+        float want[80];
+        size_t n = (size_t)sprintf(buf, "%015d\n", trial); /* rows start 16 bytes in */
+        const char *row = buf + n;
+        n += (size_t)sprintf(buf + n, "%s",
+                             kind == 1   ? ""
+                             : kind == 4 ? "x\tq"
+                             : kind == 5 ? "x\rq"
+                                         : "x");
+        role[0] = role[mid] = role[ncols - 1] = -1; /* skipped (the label's role is -2) */
+        role[label] = -2;
+        for (int c = 1, f = 0; c < label; c++) {
+            char fs[24] = "m";
+            if (c == mid) {
+                if (kind == 2)
+                    fs[0] = '\0';
+            } else {
+                snprintf(fs, sizeof fs, "%s%u.%0*u", rnd(3) ? "" : "-", rnd(100000),
+                         1 + (int)rnd(6), rnd(1000000));
+                want[f] = strtof(fs, NULL);
+                role[c] = f++;
+            }
+            n += (size_t)sprintf(buf + n, " %s", fs);
+        }
+        n += (size_t)sprintf(buf + n, " %d %s%s", trial & 1, kind == 3 ? "" : "z",
+                             rnd(2) ? "\r\n" : "\n");
+        memset(buf + n, '7', 80); /* the parsers want 64 bytes after the row */
+        int64_t ends[80 + 1 + 64];
+        float vals[80 + 8];
+        csv_fast_plan pl = {.end = buf + n + 80,
+                            .delim = ' ',
+                            .ncols = ncols,
+                            .nconv = label,
+                            .role = role,
+                            .label_col = label,
+                            .direct = false,
+                            .spaces = true};
+        for (int k = 0; k < 2; k++) {
+            if (!fns[k])
+                continue;
+            csv_fast_scratch sc = {ends, vals, 0, 0};
+            float x[80], y = -1.0f;
+            const bool ok = fns[k](&pl, &sc, row, x, &y);
+            if (ok != (kind == 0))
+                print_error("parser %d, kind %d: %s %.*s\n", k, kind, ok ? "took" : "refused",
+                            (int)(n - (size_t)(row - buf)), row);
+            assert_true(ok == (kind == 0));
+            if (ok) {
+                same_bits(x, want, nfeat);
+                assert_true(y == (float)(trial & 1));
+            }
         }
     }
 }
@@ -1444,7 +1590,9 @@ typedef struct {
                    * String labels (positive "yes") throughout: 7 yes/no, 8 the same with a third
                    * value at row from, 9 with no quoted or after a blank too, 10 "nah" for no
                    * from row from on, and only yes in the 2000 rows before (so that a stream
-                   * range starting there sees no other value than "nah"). */
+                   * range starting there sees no other value than "nah"). 11: yes/no labels
+                   * and fields set off by spaces (the delimiter ' '), every 13th row from row
+                   * from on by other runs of blanks, with blanks after the label. */
 } numeric_file;
 
 /* The third field of row r: a number, or what nf asks for there. */
@@ -1488,7 +1636,8 @@ static char *make_numeric(const numeric_file *nf, int rows, size_t *len)
 {
     size_t cap = (size_t)rows * 64 + 64, n = 0;
     char *t = malloc(cap);
-    n += (size_t)snprintf(t + n, cap - n, "a,b,c,note,y\n");
+    const bool blanks = nf->kind == 11;
+    n += (size_t)snprintf(t + n, cap - n, blanks ? "a b c note y\n" : "a,b,c,note,y\n");
     uint64_t s = 11;
     for (int r = 0; r < rows; r++) {
         s = s * 6364136223846793005u + 1442695040888963407u;
@@ -1498,9 +1647,13 @@ static char *make_numeric(const numeric_file *nf, int rows, size_t *len)
         numeric_field(nf, r, x, small, c, sizeof c);
         numeric_label(nf, r, x & 1, label, sizeof label);
         const bool quoted = r >= nf->from && nf->kind == 5 && r % 3 == 0;
-        n += (size_t)snprintf(t + n, cap - n, "%d,%s,%s,%s,%s%s%s", small ? r % 10 : r,
-                              small ? "7" : "-0.015625", c, quoted ? "\"x\n,\ny\"" : "n", label,
-                              r == nf->bad_row ? ",9" : "", r % 1777 == 3 ? "\r\n" : "\n");
+        const bool odd = blanks && r >= nf->from && r % 13 == 0;
+        const char *sep = blanks ? " " : ",", *run = odd ? " \t " : sep;
+        n += (size_t)snprintf(t + n, cap - n, "%d%s%s%s%s%s%s%s%s%s%s%s", small ? r % 10 : r, sep,
+                              small ? "7" : "-0.015625", run, c, sep, quoted ? "\"x\n,\ny\"" : "n",
+                              sep, label, r == nf->bad_row ? sep : "", r == nf->bad_row ? "9" : "",
+                              odd ? "  " : "");
+        n += (size_t)snprintf(t + n, cap - n, r % 1777 == 3 ? "\r\n" : "\n");
         if (r >= nf->from && nf->kind == 3 && r % 11 == 0)
             n += (size_t)snprintf(t + n, cap - n, "  \n");
     }
@@ -1520,6 +1673,7 @@ static tg_status read_streamed(const numeric_file *nf, const char *text, size_t 
     o.threads = threads;
     o.missing = missing;
     o.positive = nf->kind >= 7 ? "yes" : NULL;
+    o.delimiter = nf->kind == 11 ? ' ' : '\0';
     o.features = (const char *const[]){"a", "b", "c"}; /* not the note */
     o.n_features = 3;
     o.progress = log_progress;
@@ -1601,7 +1755,8 @@ static void test_stream_matches_split(void **state)
         {false, -1, -1, 5, 4},      {false, -1, -1, 5, 6},      {false, 30000, -1, 5, 6},
         {false, -1, 20000, 5, 2},   {false, -1, -1, 0, 7},      {false, -1, -1, 30000, 8},
         {false, -1, -1, 100, 8},    {false, -1, -1, 0, 9},      {false, 20000, -1, 0, 9},
-        {false, -1, -1, 21000, 10}, {false, -1, -1, 31000, 10},
+        {false, -1, -1, 21000, 10}, {false, -1, -1, 31000, 10}, {false, -1, -1, 0, 11},
+        {false, -1, -1, 20000, 11}, {false, 30000, -1, 5, 11},  {true, -1, -1, 5, 11},
     };
     const tg_missing_policy policies[] = {TG_MISSING_MEAN, TG_MISSING_DROP, TG_MISSING_ERROR};
     /* The stream needs the AVX-512 row parser; elsewhere every read splits first. */
@@ -1648,6 +1803,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_basic),
 #if defined(TG_HAVE_CSV_AVX512)
         cmocka_unit_test(test_avx512_row_parsers),
+        cmocka_unit_test(test_avx512_blank_rows),
 #endif
         cmocka_unit_test(test_quotes),
         cmocka_unit_test(test_quote_errors),
@@ -1674,6 +1830,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_progress_callback),
         cmocka_unit_test(test_fast_path_shapes),
         cmocka_unit_test(test_fast_path_errors),
+        cmocka_unit_test(test_blank_separated_errors),
         cmocka_unit_test(test_fast_path_random),
         cmocka_unit_test(test_split_rows_random),
         cmocka_unit_test(test_row_estimate),

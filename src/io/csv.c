@@ -1252,15 +1252,15 @@ static bool fast_positive_ok(const csv_ctx *cx)
     return true;
 }
 
-/* Whether fast_row may be tried: it handles neither blank-separated fields, nor a positive
- * label value it cannot match byte for byte, nor a delimiter that could be read as part of a
- * number. */
+/* Whether fast_row may be tried: it handles neither a positive label value it cannot match
+ * byte for byte, nor a delimiter that could be read as part of a number. Blank-separated
+ * fields take it with ' ' as the delimiter, row by row where csv_blank_window allows. */
 static bool fast_rows_ok(const csv_ctx *cx)
 {
     const char d = cx->delim;
-    return !cx->spaces && (!cx->has_positive || fast_positive_ok(cx)) && !tg_is_digit_(d) &&
-           d != '.' && d != '+' && d != '-' && (d | 0x20) != 'e' && d != '\n' && d != '\r' &&
-           d != '"' && d != ' ';
+    return (!cx->has_positive || fast_positive_ok(cx)) && !tg_is_digit_(d) && d != '.' &&
+           d != '+' && d != '-' && (d | 0x20) != 'e' && d != '\n' && d != '\r' && d != '"' &&
+           (d != ' ' || cx->spaces);
 }
 
 /* Loading 16 bytes at last_tab + k gives a mask of the last k bytes (0 <= k <= 16). */
@@ -1319,9 +1319,10 @@ static inline bool fast_number(const char *s, const char *e, float *out)
     return tg_decimal_to_float_(w, -nfrac, neg, out);
 }
 
-/* Where the delimiters, line feeds and quotes are in 64 bytes of input: bit i for byte i. */
+/* Where the delimiters, line feeds and quotes (and with blank-separated fields, the tabs and
+ * carriage returns) are in 64 bytes of input: bit i for byte i. */
 typedef struct {
-    uint64_t delim, line, quote;
+    uint64_t delim, line, quote, tab, cr;
 } window;
 
 static inline uint64_t mask16(__m128i v, __m128i c)
@@ -1329,28 +1330,37 @@ static inline uint64_t mask16(__m128i v, __m128i c)
     return (uint64_t)(unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(v, c));
 }
 
-static inline window scan_window(const char *b, char delim)
+static inline window scan_window(const char *b, char delim, bool spaces)
 {
     const __m128i vd = _mm_set1_epi8(delim), vn = _mm_set1_epi8('\n'), vq = _mm_set1_epi8('"');
-    window w = {0, 0, 0};
+    const __m128i vt = _mm_set1_epi8('\t'), vr = _mm_set1_epi8('\r');
+    window w = {0, 0, 0, 0, 0};
     for (int i = 0; i < 4; i++) {
         __m128i v = _mm_loadu_si128((const __m128i *)(const void *)(b + 16 * i));
         w.delim |= mask16(v, vd) << (16 * i);
         w.line |= mask16(v, vn) << (16 * i);
         w.quote |= mask16(v, vq) << (16 * i);
+        if (spaces) {
+            w.tab |= mask16(v, vt) << (16 * i);
+            w.cr |= mask16(v, vr) << (16 * i);
+        }
     }
     return w;
 }
 
-/* Loads the window at b for a row: false when it is too close to the end of the input or
- * has a quote before the row's line feed. Delimiters after the line feed are dropped. */
-static inline bool row_window(const csv_ctx *cx, const char *b, window *w)
+/* Loads the window at b for a row: false when it is too close to the end of the input, has a
+ * quote before the row's line feed, or (blank-separated fields) sets a field off in a way
+ * csv_blank_window refuses. Delimiters after the line feed are dropped. */
+static inline bool row_window(const csv_ctx *cx, const char *b, window *w, csv_blank_walk *bw)
 {
     if (cx->end - b < 64)
         return false;
-    *w = scan_window(b, cx->delim);
+    *w = scan_window(b, cx->delim, cx->spaces);
     const uint64_t upto = w->line ? (w->line & (0 - w->line)) - 1 : ~UINT64_C(0);
     w->delim &= upto;
+    /* upto stops short of the line feed: the '\r' before it is still in */
+    if (cx->spaces && !csv_blank_window(bw, w->delim, w->tab & upto, w->cr & upto))
+        return false;
     return (w->quote & upto) == 0;
 }
 
@@ -1389,7 +1399,8 @@ static bool fast_row(const csv_ctx *cx, const csv_fast_plan *pl, const csv_fast_
     const char *b = p, *s = p;
     const bool far = p - cx->base >= 16; /* fast_number may read 16 bytes before a field end */
     window w;
-    if (!row_window(cx, b, &w))
+    csv_blank_walk bw = csv_blank_start();
+    if (!row_window(cx, b, &w, &bw))
         return false;
     bool ok = true;
     for (int c = 0; c < last; c++) {
@@ -1397,7 +1408,7 @@ static bool fast_row(const csv_ctx *cx, const csv_fast_plan *pl, const csv_fast_
             if (w.line) /* the row ends early */
                 return false;
             b += 64;
-            if (!row_window(cx, b, &w))
+            if (!row_window(cx, b, &w, &bw))
                 return false;
         }
         const char *e = b + __builtin_ctzll(w.delim);
@@ -1409,14 +1420,16 @@ static bool fast_row(const csv_ctx *cx, const csv_fast_plan *pl, const csv_fast_
         if (w.delim) /* more fields than columns */
             return false;
         b += 64;
-        if (!row_window(cx, b, &w))
+        if (!row_window(cx, b, &w, &bw))
             return false;
     }
     if (w.delim)
         return false;
-    const char *e = b + __builtin_ctzll(w.line);
+    const char *lf = b + __builtin_ctzll(w.line), *e = lf;
     if (e > s && e[-1] == '\r')
         e--;
+    if (cx->spaces && !csv_blank_end(&bw, s, e, lf))
+        return false;
     return fast_field(cx, pl, sc, last, s, e, x, y, far) && ok;
 }
 #endif
@@ -1479,7 +1492,8 @@ static void plan_fast_rows(job *j)
     const csv_ctx *cx = j->cx;
     j->avx512_row = NULL;
     j->plan = (csv_fast_plan){.positive = cx->has_positive ? cx->positive.s : NULL,
-                              .positive_len = cx->has_positive ? cx->positive.n : 0};
+                              .positive_len = cx->has_positive ? cx->positive.n : 0,
+                              .spaces = cx->spaces};
 #if CSV_FAST_ROWS
     j->fast = fast_rows_ok(cx);
 #else

@@ -42,6 +42,7 @@ static inline bool find_fields(const csv_fast_plan *pl, const char *p, int64_t *
     const __m512i vd = _mm512_set1_epi8(pl->delim), vn = _mm512_set1_epi8('\n');
     const __m512i vq = _mm512_set1_epi8('"');
     const int want = pl->ncols - 1; /* delimiters in the row */
+    csv_blank_walk blanks = csv_blank_start();
 #if defined(CSV_AVX512_VBMI2)
     const __m512i iota = _mm512_set_epi8(
         63, 62, 61, 60, 59, 58, 57, 56, 55, 54, 53, 52, 51, 50, 49, 48, 47, 46, 45, 44, 43, 42, 41,
@@ -62,6 +63,10 @@ static inline bool find_fields(const csv_fast_plan *pl, const char *p, int64_t *
         uint64_t d = _mm512_cmpeq_epi8_mask(v, vd) & upto;
         const int cnt = __builtin_popcountll(d);
         if (k + cnt > want)
+            return false;
+        if (pl->spaces &&
+            !csv_blank_window(&blanks, d, _mm512_cmpeq_epi8_mask(v, _mm512_set1_epi8('\t')) & upto,
+                              _mm512_cmpeq_epi8_mask(v, _mm512_set1_epi8('\r')) & upto))
             return false;
         const int64_t off = b - p;
 #if defined(CSV_AVX512_VBMI2)
@@ -88,11 +93,12 @@ static inline bool find_fields(const csv_fast_plan *pl, const char *p, int64_t *
         if (line) {
             if (k != want)
                 return false;
-            int64_t e = off + (int64_t)_tzcnt_u64(line);
+            const int64_t lf = off + (int64_t)_tzcnt_u64(line);
+            int64_t e = lf;
             if (e > ends[want] + 1 && p[e - 1] == '\r')
                 e--;
             ends[want + 1] = e;
-            return true;
+            return !pl->spaces || csv_blank_end(&blanks, p + ends[want] + 1, p + e, p + lf);
         }
     }
 }

@@ -22,7 +22,41 @@ typedef struct {
      * the general parser would read otherwise (csv.c, fast_positive_ok). */
     const char *positive;
     size_t positive_len;
+    bool spaces; /* fields are separated by runs of blanks; delim is ' ' (csv_blank_walk) */
 } csv_fast_plan;
+
+/* Blank-separated rows take the fast parsers only where one space sets off each field: no tab,
+ * no '\r' but one before the line feed, no space at the row's start, before its end or next to
+ * another. Splitting at each space then gives the fields the general parser finds, which splits
+ * at runs of blanks; any other row is redone by it. The row's 64-byte windows are walked in
+ * order, through the line feed. */
+typedef struct {
+    uint64_t carry; /* 1: the byte before the window is a space, or the row starts there */
+    int cr;         /* '\r' bytes met */
+} csv_blank_walk;
+
+static inline csv_blank_walk csv_blank_start(void)
+{
+    return (csv_blank_walk){.carry = 1, .cr = 0};
+}
+
+/* One window's spaces, tabs and carriage returns, each masked to the row. */
+static inline bool csv_blank_window(csv_blank_walk *w, uint64_t space, uint64_t tab, uint64_t cr)
+{
+    if (tab || (space & ((space << 1) | w->carry)))
+        return false;
+    w->carry = space >> 63;
+    w->cr += __builtin_popcountll(cr);
+    return true;
+}
+
+/* At the row's end: its last field is [s, e), the line feed at lf (e is lf, or lf - 1 when a
+ * '\r' precedes it). */
+static inline bool csv_blank_end(const csv_blank_walk *w, const char *s, const char *e,
+                                 const char *lf)
+{
+    return e > s && w->cr == (e < lf);
+}
 
 /* Per-thread scratch space and state of csv_fast_row_avx512(). */
 typedef struct {
