@@ -1468,11 +1468,16 @@ static bool avx512_rows_ok(void)
 }
 #endif
 
-static atomic_bool vbmi2_allowed = true;
+static atomic_bool vbmi2_allowed = true, fast_rows_allowed = true;
 
 void tg_csv_allow_vbmi2_(bool allow)
 {
     atomic_store(&vbmi2_allowed, allow);
+}
+
+void tg_csv_allow_fast_rows_(bool allow)
+{
+    atomic_store(&fast_rows_allowed, allow);
 }
 
 #if defined(TG_HAVE_CSV_VBMI2)
@@ -1495,7 +1500,7 @@ static void plan_fast_rows(job *j)
                               .positive_len = cx->has_positive ? cx->positive.n : 0,
                               .spaces = cx->spaces};
 #if CSV_FAST_ROWS
-    j->fast = fast_rows_ok(cx);
+    j->fast = atomic_load(&fast_rows_allowed) && fast_rows_ok(cx);
 #else
     j->fast = false;
 #endif

@@ -116,6 +116,10 @@ bool csv_fast_row_avx512_vbmi2(const csv_fast_plan *pl, csv_fast_scratch *sc, co
  * off to reach the other one on such CPUs. */
 void tg_csv_allow_vbmi2_(bool allow);
 
+/* Lets the reader use its fast row parsers (the default) and with them the stream; with them
+ * off, every row goes to the general parser after the split. The fuzzer compares the two. */
+void tg_csv_allow_fast_rows_(bool allow);
+
 /* Inputs of at least this many bytes (after the preamble) are parsed as they are read, each
  * thread taking at least half as many (csv.c, "the stream"); 4 MB unless changed. Tests lower
  * it to reach that path with small inputs, and raise it to compare against the split. */
