@@ -1254,13 +1254,13 @@ static bool fast_positive_ok(const csv_ctx *cx)
 
 /* Whether fast_row may be tried: it handles neither a positive label value it cannot match
  * byte for byte, nor a delimiter that could be read as part of a number. Blank-separated
- * fields take it with ' ' as the delimiter, row by row where csv_blank_window allows. */
+ * fields (the delimiter ' ', always with cx->spaces) take it row by row where
+ * csv_blank_window allows. */
 static bool fast_rows_ok(const csv_ctx *cx)
 {
     const char d = cx->delim;
     return (!cx->has_positive || fast_positive_ok(cx)) && !tg_is_digit_(d) && d != '.' &&
-           d != '+' && d != '-' && (d | 0x20) != 'e' && d != '\n' && d != '\r' && d != '"' &&
-           (d != ' ' || cx->spaces);
+           d != '+' && d != '-' && (d | 0x20) != 'e' && d != '\n' && d != '\r' && d != '"';
 }
 
 /* Loading 16 bytes at last_tab + k gives a mask of the last k bytes (0 <= k <= 16). */
