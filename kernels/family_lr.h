@@ -11,6 +11,14 @@ ALWAYS_INLINE int64_t lr_rows(int64_t m, int64_t j)
     return j < 0 || left <= 0 ? 0 : left < W ? left : W;
 }
 
+/* Whether group j of a block of m rows of d floats in nc column vectors may be read loose (the
+ * last column vector of every row read whole, lanes past the row included): the last column
+ * vector of its last row ends inside the block. */
+ALWAYS_INLINE bool lr_inside(int64_t j, int64_t m, int64_t d, int nc)
+{
+    return (j * W + W - 1) * d + (int64_t)nc * W <= m * d;
+}
+
 /* ---- software prefetch of X ---------------------------------------------------------------
  * Each line of X is asked into L1 LR_PF_DIST bytes before the pass reads it, one request per
  * line. The requests are spread over the rows of a group, a few per row, because a burst of a

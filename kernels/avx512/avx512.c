@@ -656,13 +656,6 @@ ALWAYS_INLINE lr_tail lr_loose(lr_tail tail)
     return (lr_tail){tail.mask, tail.whole, !tail.whole};
 }
 
-/* Whether group j of a block of m rows of d floats in nc column vectors may be read loose: the
- * last column vector of its last row ends inside the block. */
-ALWAYS_INLINE bool lr_inside(int64_t j, int64_t m, int64_t d, int nc)
-{
-    return (j * W + W - 1) * d + (int64_t)nc * W <= m * d;
-}
-
 /* Column vector c of the row at q: whole, or the live lanes of the last one. */
 ALWAYS_INLINE vf lr_col(const float *q, int c, int nc, lr_tail tail)
 {
