@@ -1,7 +1,7 @@
 // Logistic regression on 1M x 32 float32 (128 MB): one fused loss + gradient pass (1 and 2
 // threads) against memcpy of the same bytes in the same binary, the same pass through autograd
 // (matmul + BCE-with-logits + backward), and full training to convergence (standardize +
-// L-BFGS).
+// L-BFGS). Also the pass on a small X at several row widths, for its arithmetic alone.
 //
 // bytes_per_second counts the 128 MB of X once per iteration for every benchmark, so the
 // numbers compare directly: the fused pass reads X once; memcpy reads and writes it.
@@ -137,6 +137,53 @@ BENCHMARK(BM_fused_loss_grad)
     ->Apply(thread_counts)
     ->ArgName("threads")
     ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
+
+// The pass's own arithmetic by row width: one thread, X of 512 KB (131072 floats, in L2 after
+// the first pass) cut into rows of d features. items_per_second counts rows. Widths that do
+// not fill their SIMD vectors read the last one whole in the steady state; those that do
+// (16, 32) show the cost without any mask.
+void BM_fused_pass_width(benchmark::State &state)
+{
+    const int64_t d = state.range(0), rows = 131072 / d;
+    Floats X{size_t(rows * d)}, y{size_t(rows)};
+    uint64_t s = 0x9e3779b97f4a7c15u;
+    auto uniform = [&s] {
+        s = s * 6364136223846793005ULL + 1442695040888963407ULL;
+        return float(double(s >> 11) * 0x1p-53);
+    };
+    for (int64_t i = 0; i < rows * d; i++)
+        X[size_t(i)] = 4.0f * uniform() - 2.0f;
+    for (int64_t i = 0; i < rows; i++)
+        y[size_t(i)] = uniform() < 0.5f ? 1.0f : 0.0f;
+    std::vector<float> w(static_cast<size_t>(d));
+    for (int64_t j = 0; j < d; j++)
+        w[size_t(j)] = 0.5f * uniform() - 0.25f;
+    int before = tg_get_num_threads();
+    tg_set_num_threads(1);
+    lr_pass pass;
+    if (!lr_pass_init(&pass, rows, d, 1.0f)) {
+        state.SkipWithError(tg_last_error());
+        tg_set_num_threads(before);
+        return;
+    }
+    lr_pass_bind(&pass, X.data(), y.data(), rows);
+    std::vector<double> g(size_t(d + 1));
+    for (auto _ : state)
+        benchmark::DoNotOptimize(lr_pass_run(&pass, w.data(), 0.1f, g.data()));
+    state.SetItemsProcessed(state.iterations() * rows);
+    lr_pass_free(&pass);
+    tg_set_num_threads(before);
+}
+BENCHMARK(BM_fused_pass_width)
+    ->ArgName("d")
+    ->Arg(2)
+    ->Arg(8)
+    ->Arg(12)
+    ->Arg(16)
+    ->Arg(24)
+    ->Arg(32)
+    ->Unit(benchmark::kMicrosecond)
     ->UseRealTime();
 
 // The same numbers through the public tensor API (allocates its work space every call).
