@@ -274,7 +274,8 @@ static void resolve_options(tg_logreg_options *o, int64_t n_train)
 typedef struct {
     tg_tensor *Xt, *yt; /* contiguous versions of the inputs (references) */
     float *X, *y;
-    float *X_own, *y_own; /* malloc'd copies, when made */
+    float *X_own, *y_own; /* private copies, when made (tg_scratch_alloc) */
+    int64_t X_cap, y_cap; /* their capacities */
     int64_t n, d;
     int64_t row0; /* index of the first row among every rank's (0 when not distributed) */
 } rows;
@@ -283,8 +284,8 @@ static void rows_free(rows *r)
 {
     tg_release(r->Xt);
     tg_release(r->yt);
-    free(r->X_own);
-    free(r->y_own);
+    tg_scratch_free(r->X_own, r->X_cap);
+    tg_scratch_free(r->y_own, r->y_cap);
 }
 
 /* Messages name rows by their index in the whole data set (row0 = the first one's). */
@@ -297,9 +298,12 @@ static tg_status check_labels(const float *y, int64_t n, int64_t row0)
     return TG_OK;
 }
 
-static float *copy_floats(const float *src, int64_t n)
+/* A copy from the large-buffer allocator, whose buffers sit on 2 MB pages: copied into malloc's
+ * 4 KB pages, a 1M x 32 X took 32768 page faults, and tg_logreg_fit 500 ms instead of 90 on a
+ * VM that traps each fault to its host. */
+static float *copy_floats(const float *src, int64_t n, int64_t *capacity)
 {
-    float *p = malloc((size_t)(n > 0 ? n : 1) * sizeof(float));
+    float *p = tg_scratch_alloc(n, capacity);
     if (p)
         memcpy(p, src, (size_t)n * sizeof(float));
     return p;
@@ -320,9 +324,9 @@ static tg_status rows_open(rows *r, tg_tensor *X, tg_tensor *y, bool copy, bool 
     r->y = tg_ptr(r->yt);
     /* A contiguous copy made just now is already private; otherwise copy when we will write. */
     if (copy && r->Xt == X)
-        r->X = r->X_own = copy_floats(r->X, r->n * r->d);
+        r->X = r->X_own = copy_floats(r->X, r->n * r->d, &r->X_cap);
     if (copy && r->yt == y)
-        r->y = r->y_own = copy_floats(r->y, r->n);
+        r->y = r->y_own = copy_floats(r->y, r->n, &r->y_cap);
     if (!r->X || !r->y)
         return tg_set_error(TG_ENOMEM, "tg_logreg_fit: out of memory copying X");
     /* Writing into the caller's tensors (in_place): saved copies of them must notice. */
