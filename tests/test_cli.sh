@@ -129,8 +129,12 @@ expect 1 "header only" -- "$BIN" train "$TMP/header.csv" --label y --model "$OUT
 one_line_error "header only" "header.csv:1"
 no_file "header only" "$OUT"
 expect 1 "one class" -- "$BIN" train "$TMP/oneclass.csv" --label y --model "$OUT"
-one_line_error "one class" "only one class"
+one_line_error "one class" "only one class (0) in 2 rows;"
 no_file "one class" "$OUT"
+printf 'a,b,y\n1,2,1\n' >"$TMP/onerow.csv"
+expect 1 "one row" -- "$BIN" train "$TMP/onerow.csv" --label y --model "$OUT"
+one_line_error "one row" "only one class (1) in 1 row;"
+no_file "one row" "$OUT"
 expect 1 "unknown feature" -- "$BIN" train "$DATA" --label placement --features cgpa,nope \
     --model "$OUT"
 one_line_error "unknown feature" "nope"

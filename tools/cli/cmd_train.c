@@ -264,9 +264,10 @@ static bool check_classes(const char *path, const tg_csv_data *data, bool dist, 
     if (pos > 0 && pos < rows)
         return true;
     cli_error("train",
-              "%s: the label column '%s' has only one class (%s) in %lld rows; "
+              "%s: the label column '%s' has only one class (%s) in %lld row%s; "
               "need both 0 and 1",
-              path, data->label_name ? data->label_name : "?", pos ? "1" : "0", (long long)rows);
+              path, data->label_name ? data->label_name : "?", pos ? "1" : "0", (long long)rows,
+              rows == 1 ? "" : "s");
     return false;
 }
 
