@@ -380,7 +380,7 @@ static bool csv_streamed(outcome *o)
 }
 
 /* Standardized features: the model must not depend on whether memory was short. */
-static bool logreg_standardized(outcome *o)
+static bool logreg_fit_with(outcome *o, tg_solver solver)
 {
     float X[40 * 2], y[40];
     for (int i = 0; i < 40; i++) {
@@ -394,6 +394,11 @@ static bool logreg_standardized(outcome *o)
     tg_logreg_options_init(&opt);
     opt.keep_history = false;
     opt.metrics = false;
+    opt.solver = solver;
+    if (solver == TG_SOLVER_ADAM) {
+        opt.max_iter = 3; /* epochs of mini-batches: the row order and the batch buffers */
+        opt.batch_size = 16;
+    }
     tg_logreg_model m;
     tg_logreg_model_init(&m);
     tg_status st = yt ? tg_logreg_fit(Xt, yt, &opt, &m, NULL) : tg_last_status();
@@ -406,6 +411,16 @@ static bool logreg_standardized(outcome *o)
     push(o, m.bias);
     tg_logreg_model_free(&m);
     return true;
+}
+
+static bool logreg_standardized(outcome *o)
+{
+    return logreg_fit_with(o, TG_SOLVER_LBFGS);
+}
+
+static bool logreg_adam(outcome *o)
+{
+    return logreg_fit_with(o, TG_SOLVER_ADAM);
 }
 
 /* An optimizer's state read back from a file written before the sweep: a buffer that cannot
@@ -519,6 +534,12 @@ static void test_logreg_standardized(void **state)
     sweep(logreg_standardized);
 }
 
+static void test_logreg_adam(void **state)
+{
+    (void)state;
+    sweep(logreg_adam);
+}
+
 static void test_optimizer_load(void **state)
 {
     (void)state;
@@ -565,15 +586,11 @@ int main(void)
     /* one thread: every allocation happens on the scenario's thread, in the same order */
     tg_set_num_threads(1);
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_graph_of_every_op),
-        cmocka_unit_test(test_sum_of_long_wide_rows),
-        cmocka_unit_test(test_tiled_products),
-        cmocka_unit_test(test_csv_drop_missing),
-        cmocka_unit_test(test_csv_streamed),
-        cmocka_unit_test(test_logreg_standardized),
-        cmocka_unit_test(test_nested_scopes),
-        cmocka_unit_test(test_optimizer_load),
-        cmocka_unit_test(test_saves),
+        cmocka_unit_test(test_graph_of_every_op), cmocka_unit_test(test_sum_of_long_wide_rows),
+        cmocka_unit_test(test_tiled_products),    cmocka_unit_test(test_csv_drop_missing),
+        cmocka_unit_test(test_csv_streamed),      cmocka_unit_test(test_logreg_standardized),
+        cmocka_unit_test(test_logreg_adam),       cmocka_unit_test(test_nested_scopes),
+        cmocka_unit_test(test_optimizer_load),    cmocka_unit_test(test_saves),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
