@@ -349,6 +349,13 @@ tg_tensor *tg_expand(tg_tensor *a, int ndim, const int64_t *shape)
         int ia = i - (ndim - a->ndim);
         int64_t have = ia >= 0 ? a->shape[ia] : 1;
         int64_t want = shape[i] == -1 && ia >= 0 ? have : shape[i];
+        if (want == -1) { /* -1 keeps a size, and a new leading dimension has none */
+            tg_set_error(TG_ESHAPE,
+                         "tg_expand: the expanded size (-1) isn't allowed in a leading, "
+                         "non-existing dimension %d",
+                         i);
+            TG_API_RETURN(NULL);
+        }
         if (want < 0 || (have != want && have != 1)) {
             tg_set_error(TG_ESHAPE,
                          "tg_expand: the expanded size (%lld) must match the existing size (%lld) "
