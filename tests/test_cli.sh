@@ -272,6 +272,36 @@ expect 1 "positional model on a file with a header" -- "$BIN" eval --model "$TMP
 one_line_error "positional model on a file with a header" "no column named '0'"
 expect 0 "positional model with --no-header" -- "$BIN" eval --model "$TMP/nh.json" \
     "$TMP/nohead.csv" --no-header
+# a positional model whose features are not the file's columns in order (the label first, the
+# features picked and reordered): eval on its own training file scores the training fit, and a
+# file of just its features in its order (from a pipe too: read once) gives the same predictions
+printf '0,1,50\n1,3,40\n0,5,30\n1,7,20\n0,2,60\n1,6,10\n0,4,45\n1,3,5\n' >"$TMP/nhpos.csv"
+expect 0 "train --no-header, features 2,1" -- "$BIN" train "$TMP/nhpos.csv" --no-header --label 0 \
+    --features 2,1 --model "$TMP/nhpos.json" --json
+train_ll=$(sed 's/.*"train_log_loss":\([^,]*\).*/\1/' "$TMP/out")
+expect 0 "eval a reordered positional model" -- "$BIN" eval --model "$TMP/nhpos.json" \
+    "$TMP/nhpos.csv" --no-header --json
+grep -q "\"log_loss\":$train_ll," "$TMP/out" ||
+    fail "eval a reordered positional model: $(cat "$TMP/out"), trained to $train_ll"
+expect 0 "predict by position" -- "$BIN" predict --model "$TMP/nhpos.json" "$TMP/nhpos.csv" \
+    --no-header --proba
+mv "$TMP/out" "$TMP/by_position"
+awk -F, '{ print $3 "," $2 }' "$TMP/nhpos.csv" >"$TMP/nhfeat.csv"
+expect 0 "predict on the features alone" -- "$BIN" predict --model "$TMP/nhpos.json" \
+    "$TMP/nhfeat.csv" --no-header --proba
+cmp -s "$TMP/out" "$TMP/by_position" || fail "predict on the features alone: other predictions"
+checks=$((checks + 1))
+cat "$TMP/nhfeat.csv" | ${TG_EMULATOR:-} "$BIN" predict --model "$TMP/nhpos.json" - --no-header \
+    --proba >"$TMP/out" 2>"$TMP/err"
+cmp -s "$TMP/out" "$TMP/by_position" || fail "predict on the features from a pipe: $(cat "$TMP/err")"
+expect 0 "train --no-header, one feature" -- "$BIN" train "$TMP/nhpos.csv" --no-header --label 0 \
+    --features 2 --model "$TMP/nhone.json" --quiet
+expect 0 "eval a one-feature positional model" -- "$BIN" eval --model "$TMP/nhone.json" \
+    "$TMP/nhpos.csv" --no-header
+awk -F, '{ print $2 }' "$TMP/nhpos.csv" >"$TMP/nhcol.csv"
+expect 1 "a positional model on too few columns" -- "$BIN" predict --model "$TMP/nhpos.json" \
+    "$TMP/nhcol.csv" --no-header
+one_line_error "a positional model on too few columns" "1 feature column, but the model"
 # names that are digits in a real header are names: no advice about --no-header
 printf '1,0,y\n1,2,0\n2,3,1\n3,1,0\n0,0,1\n' >"$TMP/digits.csv"
 expect 0 "train with digit column names" -- "$BIN" train "$TMP/digits.csv" --model "$TMP/dg.json" \

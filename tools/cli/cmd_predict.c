@@ -1,7 +1,9 @@
 /* tapegrad predict: one prediction per CSV row on stdout. Also the model + data loading that
  * eval shares. */
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "cli.h"
 
@@ -10,8 +12,10 @@ static const char USAGE[] =
     "\n"
     "Writes one line per data row to stdout: the predicted class (0 or 1), or with --proba\n"
     "the probability of class 1. Columns are picked by the model's feature names (other\n"
-    "columns, such as the label, are ignored); with --no-header the file must have exactly\n"
-    "the model's features, in order.\n"
+    "columns, such as the label, are ignored). A model trained with --no-header names its\n"
+    "features by their positions in the training file: read with --no-header, a file laid\n"
+    "out like that one gives them by position, and a file of exactly the model's features,\n"
+    "in the model's order, gives them in order.\n"
     "\n"
     "  --model M.json       a model written by tapegrad train\n"
     "  --proba              print P(y = 1) instead of the class\n"
@@ -49,6 +53,52 @@ static bool names_match(const char *cmd, const char *model_path, const char *dat
     return true;
 }
 
+/* The reader's error when a selected feature column does not exist (csv.c column_not_found):
+ * without a header, a position past the file's last column. */
+static bool position_beyond_file(const char *msg)
+{
+    return strstr(msg, ": feature column '") && strstr(msg, "' not found; ");
+}
+
+/* All of a stream (a pipe, standard input) in memory: it can be read only once, and a file
+ * without a header may take two reads (see cli_load_for_model). NULL with *err set on failure. */
+static char *slurp(const char *path, size_t *len, int *err)
+{
+    FILE *f = fopen(path, "rb");
+    char *buf = NULL;
+    size_t cap = 0, n = 0;
+    *err = f ? 0 : errno;
+    while (f && !*err) {
+        if (n == cap) {
+            char *b = realloc(buf, cap = cap ? 2 * cap : 1 << 16);
+            if (!b) {
+                *err = ENOMEM;
+                break;
+            }
+            buf = b;
+        }
+        n += fread(buf + n, 1, cap - n, f);
+        if (ferror(f))
+            *err = errno ? errno : EIO;
+        else if (feof(f))
+            break;
+    }
+    if (f)
+        fclose(f);
+    if (*err) {
+        free(buf);
+        return NULL;
+    }
+    *len = n;
+    return buf ? buf : calloc(1, 1);
+}
+
+static tg_status read_csv(const char *path, const char *buf, size_t len, const tg_csv_options *co,
+                          tg_csv_data *data)
+{
+    return buf ? tg_csv_read_buffer(path, buf, len, co, data) : tg_csv_read(path, co, data);
+}
+
 bool cli_load_for_model(const char *cmd, const char *model_path, const char *data_path,
                         const cli_csv *csv, const char *label, tg_logreg_model *m,
                         tg_csv_data *data)
@@ -64,11 +114,10 @@ bool cli_load_for_model(const char *cmd, const char *model_path, const char *dat
     tg_csv_options_init(&co);
     if (!cli_csv_options(cmd, csv, &co))
         return false;
-    /* With a header, select the model's columns by name; without one, take them in order. */
-    if (!csv->no_header) {
-        co.features = (const char *const *)m->feature_names;
-        co.n_features = (int)m->n_features;
-    }
+    /* The model's columns by name; without a header the names are the training file's
+     * positions, which select the same columns in a file laid out like it. */
+    co.features = (const char *const *)m->feature_names;
+    co.n_features = (int)m->n_features;
     co.no_label = label == NULL;
     co.label = label;
     if (!co.positive)
@@ -93,15 +142,35 @@ bool cli_load_for_model(const char *cmd, const char *model_path, const char *dat
             fill[j] = (float)m->mean[j];
         co.fill = fill;
     }
-    tg_status st = tg_csv_read(data_path, &co, data);
+    struct stat sb;
+    char *buf = NULL;
+    size_t len = 0;
+    if (csv->no_header && stat(data_path, &sb) == 0 && !S_ISREG(sb.st_mode)) {
+        int err;
+        buf = slurp(data_path, &len, &err);
+        if (!buf) {
+            free(fill);
+            cli_error(cmd, "%s: cannot read: %s", data_path, strerror(err));
+            return false;
+        }
+    }
+    tg_status st = read_csv(data_path, buf, len, &co, data);
+    if (st != TG_OK && csv->no_header && position_beyond_file(tg_last_error())) {
+        /* fewer columns than the positions: a file of just the features, in order */
+        co.features = NULL;
+        co.n_features = 0;
+        st = read_csv(data_path, buf, len, &co, data);
+    }
+    free(buf);
     free(fill);
     if (st != TG_OK) {
         cli_lib_error(cmd, NULL, NULL);
         return false;
     }
     if (data->n_features != m->n_features) {
-        cli_error(cmd, "%s: %d feature columns, but the model %s has %lld", data_path,
-                  data->n_features, model_path, (long long)m->n_features);
+        cli_error(cmd, "%s: %d feature column%s, but the model %s has %lld", data_path,
+                  data->n_features, data->n_features == 1 ? "" : "s", model_path,
+                  (long long)m->n_features);
         return false;
     }
     return csv->no_header || names_match(cmd, model_path, data_path, m, data);
