@@ -311,6 +311,13 @@ expect 1 "digit-named model on other columns" -- "$BIN" predict --model "$TMP/dg
     "$TMP/letters.csv"
 one_line_error "digit-named model on other columns" "no column named '1'"
 grep -q -- "--no-header" "$TMP/err" && fail "digit-named model: advises --no-header"
+# unstandardized features near the float32 limit overflow the first gradient: an error, not a
+# zero model written after "no progress"
+printf 'a,b,y\n3e38,1,0\n3e38,2,1\n-3e38,3,0\n3e38,4,1\n3.4e38,5,1\n' >"$TMP/near_max.csv"
+expect 1 "a gradient that overflows" -- "$BIN" train "$TMP/near_max.csv" --no-standardize \
+    --model "$OUT"
+one_line_error "a gradient that overflows" "gradient at the starting point is not finite"
+no_file "a gradient that overflows" "$OUT"
 # a logit beyond the float range: the log loss of a row that is right with certainty is 0
 head -1 "$DATA" >"$TMP/huge.csv"
 sed -n 2p "$DATA" | awk -F, 'BEGIN { OFS = "," } { $1 = "3e38"; $NF = "1"; print }' >>"$TMP/huge.csv"

@@ -1155,6 +1155,24 @@ static void test_fit_errors(void **state)
         tg_release(X6);
         tg_release(y6);
     }
+    /* unstandardized features near the float32 limit: the first gradient overflows, which is
+     * an error, not a stall at the zero model */
+    {
+        const float xs[5] = {3e38f, 3e38f, -3e38f, 3e38f, 3.4e38f}, ys[5] = {0, 1, 0, 1, 1};
+        int64_t n5 = 5, shape[2] = {5, 1};
+        tg_tensor *X5 = tg_from_data(xs, 2, shape), *y5 = tg_from_data(ys, 1, &n5);
+        const tg_solver full[2] = {TG_SOLVER_LBFGS, TG_SOLVER_GD};
+        for (int i = 0; i < 2; i++) {
+            o = quiet_options();
+            o.standardize = false;
+            o.solver = full[i];
+            assert_int_equal(tg_logreg_fit(X5, y5, &o, &m, NULL), TG_EINVAL);
+            assert_non_null(
+                strstr(tg_last_error(), "gradient at the starting point is not finite"));
+        }
+        tg_release(X5);
+        tg_release(y5);
+    }
     o = quiet_options();
     o.solver = TG_SOLVER_SGD;
     o.lr = 1e30; /* diverges */
