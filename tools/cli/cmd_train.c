@@ -26,6 +26,8 @@ static const char USAGE[] =
     "                       detect , ; tab or spaces)\n"
     "  --positive VALUE     label value that means 1 when labels are two strings\n"
     "  --missing M          empty/NA/NaN fields: error (default), drop the row, or mean\n"
+    "                       (the column's mean over every row read, --val-split's rows\n"
+    "                       too; predict/eval fill with the training rows' means)\n"
     "training:\n"
     "  --solver S           lbfgs (default), gd, sgd or adam\n"
     "  --epochs N           iteration limit (lbfgs 100, gd 1000, sgd/adam 50 epochs)\n"
