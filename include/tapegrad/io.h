@@ -50,7 +50,9 @@ typedef struct tg_csv_data {
 void tg_csv_options_init(tg_csv_options *opt);
 /* Reads path into out. On failure returns a status, leaves out empty, and tg_last_error() says
  * "FILE:LINE:COLUMN: message". A feature that reads as ±inf ("inf", or a number beyond the
- * float32 range such as 1e39) is such an error. */
+ * float32 range such as 1e39) is such an error. A regular file is mapped into memory: if another
+ * process truncates it during the read, the pages past its new end raise SIGBUS, as with any
+ * mapped file (the tapegrad command catches it and names the file). */
 tg_status tg_csv_read(const char *path, const tg_csv_options *opt, tg_csv_data *out);
 void tg_csv_data_free(tg_csv_data *d);
 /* Same as tg_csv_read, on len bytes in memory (need not be NUL-terminated); name is used in

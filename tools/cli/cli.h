@@ -76,6 +76,11 @@ bool cli_std_closed(const char *path);
 /* False, with "PATH: cannot read: standard input is closed", when the data path names a
  * descriptor the caller closed (`-` with stdin closed); otherwise true. */
 bool cli_input_open(const char *cmd, const char *path);
+/* The readers map their input, and a file cut short while it is read faults (SIGBUS) on the
+ * pages past its new end: from cli_reading(cmd, path) to cli_reading(NULL, NULL) that fault
+ * prints one line naming the file and exits with EXIT_FAIL instead of crashing. Nothing is
+ * staged while data is read, so no file is left behind. */
+void cli_reading(const char *cmd, const char *path);
 /* "tapegrad CMD: message" on stderr, one line. */
 void cli_error(const char *cmd, const char *fmt, ...)
 #if defined(__GNUC__)

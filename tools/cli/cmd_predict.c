@@ -93,10 +93,15 @@ static char *slurp(const char *path, size_t *len, int *err)
     return buf ? buf : calloc(1, 1);
 }
 
-static tg_status read_csv(const char *path, const char *buf, size_t len, const tg_csv_options *co,
-                          tg_csv_data *data)
+static tg_status read_csv(const char *cmd, const char *path, const char *buf, size_t len,
+                          const tg_csv_options *co, tg_csv_data *data)
 {
-    return buf ? tg_csv_read_buffer(path, buf, len, co, data) : tg_csv_read(path, co, data);
+    if (buf)
+        return tg_csv_read_buffer(path, buf, len, co, data);
+    cli_reading(cmd, path);
+    tg_status st = tg_csv_read(path, co, data);
+    cli_reading(NULL, NULL);
+    return st;
 }
 
 bool cli_load_for_model(const char *cmd, const char *model_path, const char *data_path,
@@ -154,12 +159,12 @@ bool cli_load_for_model(const char *cmd, const char *model_path, const char *dat
             return false;
         }
     }
-    tg_status st = read_csv(data_path, buf, len, &co, data);
+    tg_status st = read_csv(cmd, data_path, buf, len, &co, data);
     if (st != TG_OK && csv->no_header && position_beyond_file(tg_last_error())) {
         /* fewer columns than the positions: a file of just the features, in order */
         co.features = NULL;
         co.n_features = 0;
-        st = read_csv(data_path, buf, len, &co, data);
+        st = read_csv(cmd, data_path, buf, len, &co, data);
     }
     free(buf);
     free(fill);

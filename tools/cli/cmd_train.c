@@ -238,8 +238,10 @@ static bool load(const train_args *a, const char *path, cli_progress *pg, tg_csv
     load_progress lp = {pg, path, mb};
     co.progress = on_rows;
     co.progress_user = &lp;
+    cli_reading("train", path);
     tg_status st =
         a->distributed ? tg_dist_csv_read(path, &co, data) : tg_csv_read(path, &co, data);
+    cli_reading(NULL, NULL);
     cli_free_list(feats);
     cli_progress_done(pg);
     /* The same hint in both modes: a distributed error reads as the single-process one. */

@@ -1,6 +1,7 @@
 /* Output helpers: one-line errors, all-or-nothing file writes, a growable text buffer. */
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -173,6 +174,38 @@ bool cli_input_open(const char *cmd, const char *path)
         return true;
     cli_error(cmd, "%s: cannot read: standard input is closed", path);
     return false;
+}
+
+static const char *volatile reading_cmd, *volatile reading_path;
+
+static void put_err(const char *s)
+{
+    size_t n = 0;
+    while (s[n])
+        n++;
+    (void)!write(STDERR_FILENO, s, n);
+}
+
+static void on_sigbus(int sig)
+{
+    (void)sig;
+    put_err("tapegrad ");
+    put_err(reading_cmd);
+    put_err(": ");
+    put_err(reading_path);
+    put_err(": the file was cut short while it was being read\n");
+    _exit(EXIT_FAIL);
+}
+
+void cli_reading(const char *cmd, const char *path)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sigemptyset(&sa.sa_mask);
+    reading_cmd = cmd;
+    reading_path = path;
+    sa.sa_handler = path ? on_sigbus : SIG_DFL;
+    (void)sigaction(SIGBUS, &sa, NULL);
 }
 
 void cli_files_discard(cli_file *files, int n)
