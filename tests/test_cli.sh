@@ -134,6 +134,13 @@ no_file "one class" "$OUT"
 printf 'a,b,y\n1,2,1\n' >"$TMP/onerow.csv"
 expect 1 "one row" -- "$BIN" train "$TMP/onerow.csv" --label y --model "$OUT"
 one_line_error "one row" "only one class (1) in 1 row;"
+# counts of one are singular in the messages and the summary
+printf 'a,y\n1,1\n2,0\n' >"$TMP/tworows.csv"
+expect 1 "a split leaving one row" -- "$BIN" train "$TMP/tworows.csv" --val-split 0.5 --model "$OUT"
+one_line_error "a split leaving one row" "leaves 1 training row with only class"
+expect 0 "one iteration" -- "$BIN" train "$TMP/tworows.csv" --epochs 1 --model "$TMP/one.json"
+grep -q "^data .*: 2 rows x 1 feature -> 'y'" "$TMP/out" || fail "one feature: $(cat "$TMP/out")"
+grep -q " after 1 iteration " "$TMP/out" || fail "one iteration: $(cat "$TMP/out")"
 no_file "one row" "$OUT"
 expect 1 "unknown feature" -- "$BIN" train "$DATA" --label placement --features cgpa,nope \
     --model "$OUT"

@@ -581,10 +581,10 @@ static tg_status check_split_classes(const rows *r, int64_t n_val, const tg_logr
         return TG_OK;
     return tg_set_error(TG_EINVAL,
                         "tg_logreg_fit: the validation split (%g of the rows, seed %llu) "
-                        "leaves the %lld training rows with only class %d; use a smaller "
+                        "leaves %s%lld training row%s with only class %d; use a smaller "
                         "validation split or another seed",
-                        o->val_split, (unsigned long long)o->seed, (long long)n_train,
-                        pos_train > 0 ? 1 : 0);
+                        o->val_split, (unsigned long long)o->seed, n_train == 1 ? "" : "the ",
+                        (long long)n_train, n_train == 1 ? "" : "s", pos_train > 0 ? 1 : 0);
 }
 
 /* Labels, split, standardization: the working rows the solver will see. mean/scale are

@@ -365,22 +365,23 @@ static void print_summary(const train_args *a, const summary *s)
 {
     const tg_logreg_result *r = s->r;
     const tg_logreg_model *m = s->model;
-    printf("data        %s: %lld rows x %lld features -> '%s' (read in %.3f s)\n", s->path,
-           (long long)s->rows, (long long)s->data->n_features,
-           s->data->label_name ? s->data->label_name : "?", s->seconds_load);
+    printf("data        %s: %lld row%s x %lld feature%s -> '%s' (read in %.3f s)\n", s->path,
+           (long long)s->rows, s->rows == 1 ? "" : "s", (long long)s->data->n_features,
+           s->data->n_features == 1 ? "" : "s", s->data->label_name ? s->data->label_name : "?",
+           s->seconds_load);
     if (a->distributed)
         printf("ranks       %d (MPI), %d thread%s each\n", tg_dist_size(), tg_get_num_threads(),
                tg_get_num_threads() == 1 ? "" : "s");
     if (r->n_val > 0)
-        printf("split       %lld training rows, %lld validation rows\n", (long long)r->n_train,
-               (long long)r->n_val);
+        printf("split       %lld training row%s, %lld validation row%s\n", (long long)r->n_train,
+               r->n_train == 1 ? "" : "s", (long long)r->n_val, r->n_val == 1 ? "" : "s");
     static const char *const how[] = {"converged", "stopped at the iteration limit",
                                       "stopped early (validation loss)", "stopped (no progress)",
                                       "stopped by the callback"};
     bool epochs = m->options.solver == TG_SOLVER_SGD || m->options.solver == TG_SOLVER_ADAM;
-    printf("solver      %s, l2 %.4g: %s after %d %s", tg_solver_name(m->options.solver), r->l2,
+    printf("solver      %s, l2 %.4g: %s after %d %s%s", tg_solver_name(m->options.solver), r->l2,
            (unsigned)r->stop < 5 ? how[r->stop] : "stopped", r->iterations,
-           epochs ? "epochs" : "iterations");
+           epochs ? "epoch" : "iteration", r->iterations == 1 ? "" : "s");
     if (!epochs)
         printf(" (%lld loss+gradient passes)", (long long)r->evaluations);
     printf(", %.3f s\n", s->seconds_train);
