@@ -300,7 +300,8 @@ cmp -s "$TMP/out" "$TMP/by_position" || fail "predict on the features alone: oth
 checks=$((checks + 1))
 cat "$TMP/nhfeat.csv" | ${TG_EMULATOR:-} "$BIN" predict --model "$TMP/nhpos.json" - --no-header \
     --proba >"$TMP/out" 2>"$TMP/err"
-cmp -s "$TMP/out" "$TMP/by_position" || fail "predict on the features from a pipe: $(cat "$TMP/err")"
+cmp -s "$TMP/out" "$TMP/by_position" ||
+    fail "predict on the features from a pipe: $(cat "$TMP/err")"
 expect 0 "train --no-header, one feature" -- "$BIN" train "$TMP/nhpos.csv" --no-header --label 0 \
     --features 2 --model "$TMP/nhone.json" --quiet
 expect 0 "eval a one-feature positional model" -- "$BIN" eval --model "$TMP/nhone.json" \
@@ -442,10 +443,19 @@ one_line_error "rows longer than the header" "short_header.csv:2:3: expected 2 f
 no_file "rows longer than the header" "$OUT"
 expect 0 "--missing drop" -- "$BIN" train "$TMP/strings.csv" --label y --positive yes \
     --missing drop --json --quiet
-grep -q '"rows":4' "$TMP/out" || fail "--missing drop: expected 4 rows: $(cat "$TMP/out")"
+grep -q '"rows":4,"rows_dropped":1,' "$TMP/out" ||
+    fail "--missing drop: expected 4 rows, 1 dropped: $(cat "$TMP/out")"
+expect 0 "--missing drop, the summary" -- "$BIN" train "$TMP/strings.csv" --label y --positive yes \
+    --missing drop --model "$TMP/drop.json"
+grep -q "^ *1 row with missing values dropped$" "$TMP/out" ||
+    fail "--missing drop, the summary: $(cat "$TMP/out")"
 expect 0 "--missing mean" -- "$BIN" train "$TMP/strings.csv" --label y --positive yes \
     --missing mean --json --quiet
-grep -q '"rows":5' "$TMP/out" || fail "--missing mean: expected 5 rows: $(cat "$TMP/out")"
+grep -q '"rows":5,"rows_dropped":0,' "$TMP/out" ||
+    fail "--missing mean: expected 5 rows, none dropped: $(cat "$TMP/out")"
+expect 0 "eval --label by index" -- "$BIN" eval --model "$M" "$DATA" --label 5
+grep -q "^data .*: 1000 rows, label 'placement'$" "$TMP/out" ||
+    fail "eval --label by index: $(head -1 "$TMP/out")"
 # the model remembers which string meant 1, so eval needs no --positive
 expect 0 "train on string labels" -- "$BIN" train "$TMP/strings.csv" --label y --positive yes \
     --missing drop --model "$TMP/strings.json" --quiet

@@ -44,7 +44,8 @@ static bool print_json(const char *path, const tg_binary_metrics *m, int64_t dro
 static void print_table(const char *path, const char *label, const tg_binary_metrics *m,
                         int64_t dropped)
 {
-    printf("data       %s: %lld rows, label '%s'", path, (long long)m->n, label);
+    printf("data       %s: %lld row%s, label '%s'", path, (long long)m->n, m->n == 1 ? "" : "s",
+           label);
     if (dropped > 0)
         printf(" (%lld row%s with missing values dropped)", (long long)dropped,
                dropped == 1 ? "" : "s");
@@ -78,7 +79,8 @@ static int evaluate(const char *path, const char *label, const tg_logreg_model *
             return EXIT_FAIL;
         }
     } else {
-        print_table(path, label, &bm, data->rows_dropped);
+        /* the column's name, where --label gave an index */
+        print_table(path, data->label_name ? data->label_name : label, &bm, data->rows_dropped);
     }
     return cli_stdout_done("eval") ? EXIT_OK : EXIT_FAIL;
 }

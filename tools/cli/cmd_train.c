@@ -313,7 +313,7 @@ static int on_step(const tg_logreg_step *s, int max_iter, void *user)
 typedef struct {
     const char *path;
     const tg_csv_data *data;
-    int64_t rows; /* of every rank */
+    int64_t rows, rows_dropped; /* of every rank */
     const tg_logreg_model *model;
     const tg_logreg_result *r;
     double seconds_load, seconds_train;
@@ -326,6 +326,7 @@ static bool print_json(const train_args *a, const summary *s)
     json_out j = json_begin();
     json_str(&j, "data", s->path);
     json_num(&j, "rows", (double)s->rows);
+    json_num(&j, "rows_dropped", (double)s->rows_dropped);
     json_num(&j, "features", (double)s->data->n_features);
     json_str(&j, "label", s->data->label_name ? s->data->label_name : "");
     json_num(&j, "train_rows", (double)r->n_train);
@@ -369,6 +370,9 @@ static void print_summary(const train_args *a, const summary *s)
            (long long)s->rows, s->rows == 1 ? "" : "s", (long long)s->data->n_features,
            s->data->n_features == 1 ? "" : "s", s->data->label_name ? s->data->label_name : "?",
            s->seconds_load);
+    if (s->rows_dropped > 0)
+        printf("            %lld row%s with missing values dropped\n", (long long)s->rows_dropped,
+               s->rows_dropped == 1 ? "" : "s");
     if (a->distributed)
         printf("ranks       %d (MPI), %d thread%s each\n", tg_dist_size(), tg_get_num_threads(),
                tg_get_num_threads() == 1 ? "" : "s");
@@ -481,6 +485,7 @@ static int run(const train_args *a, const char *path, tg_csv_data *data, tg_logr
     if (!load(a, path, &pg, data))
         return EXIT_FAIL;
     int64_t rows = a->distributed ? cli_dist_sum(data->rows) : data->rows;
+    int64_t dropped = a->distributed ? cli_dist_sum(data->rows_dropped) : data->rows_dropped;
     if (!check_classes(path, data, a->distributed, rows) ||
         (a->model && !names_utf8(path, data, a->csv.positive)))
         return EXIT_FAIL;
@@ -497,7 +502,7 @@ static int run(const train_args *a, const char *path, tg_csv_data *data, tg_logr
         cli_lib_error("train", NULL, NULL);
     if (st != TG_OK)
         return EXIT_FAIL;
-    summary s = {path, data, rows, m, &r, t1 - t0, cli_now() - t1};
+    summary s = {path, data, rows, dropped, m, &r, t1 - t0, cli_now() - t1};
     int rc = a->rank == 0 ? write_outputs(a, &s, m) : EXIT_OK;
     tg_logreg_result_free(&r);
     return rc;
