@@ -1178,6 +1178,13 @@ static void test_fit_errors(void **state)
     o.lr = 1e30; /* diverges */
     assert_int_equal(tg_logreg_fit(X, y, &o, &m, NULL), TG_EINVAL);
     assert_non_null(strstr(tg_last_error(), "diverged"));
+    assert_null(strstr(tg_last_error(), "-nan")); /* a loss of NaN reads "nan" */
+    o.solver = TG_SOLVER_GD;
+    o.lr = 1e6;
+    o.max_iter = 1000;
+    assert_int_equal(tg_logreg_fit(X, y, &o, &m, NULL), TG_EINVAL);
+    assert_non_null(strstr(tg_last_error(), "gd diverged"));
+    assert_null(strstr(tg_last_error(), "-nan"));
 
     assert_true(m.weights[0] == w0); /* the model survived every failure */
     assert_int_equal(m.n_features, 3);

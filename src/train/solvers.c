@@ -160,7 +160,7 @@ tg_status solve_gd(fit_ctx *c, double *theta)
             st = tg_set_error(TG_EINVAL,
                               "tg_logreg_fit: gd diverged at iteration %d (loss %g); "
                               "try a smaller lr",
-                              it, ft);
+                              it, fabs(ft)); /* "nan", not "-nan" */
             goto done;
         }
         memcpy(theta, tt, (size_t)n * sizeof(double));
@@ -302,7 +302,7 @@ tg_status solve_minibatch(fit_ctx *c, double *theta)
                 st = tg_set_error(TG_EINVAL,
                                   "tg_logreg_fit: %s diverged in epoch %d (loss %g); "
                                   "try a smaller lr",
-                                  tg_solver_name(c->opt.solver), epoch, loss);
+                                  tg_solver_name(c->opt.solver), epoch, fabs(loss));
                 break;
             }
             c->iterations = epoch;
