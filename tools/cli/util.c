@@ -197,15 +197,22 @@ static void on_sigbus(int sig)
     _exit(EXIT_FAIL);
 }
 
+/* The handler in place before the read (Open MPI installs its own): put back after it. */
+static struct sigaction before_reading;
+
 void cli_reading(const char *cmd, const char *path)
 {
+    if (!path) {
+        (void)sigaction(SIGBUS, &before_reading, NULL);
+        return;
+    }
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sigemptyset(&sa.sa_mask);
     reading_cmd = cmd;
     reading_path = path;
-    sa.sa_handler = path ? on_sigbus : SIG_DFL;
-    (void)sigaction(SIGBUS, &sa, NULL);
+    sa.sa_handler = on_sigbus;
+    (void)sigaction(SIGBUS, &sa, &before_reading);
 }
 
 void cli_files_discard(cli_file *files, int n)
