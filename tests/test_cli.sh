@@ -134,10 +134,16 @@ no_file "one class" "$OUT"
 printf 'a,b,y\n1,2,1\n' >"$TMP/onerow.csv"
 expect 1 "one row" -- "$BIN" train "$TMP/onerow.csv" --label y --model "$OUT"
 one_line_error "one row" "only one class (1) in 1 row;"
+# a diverging step names the flag that sets it
+expect 1 "gd diverging" -- "$BIN" train --solver gd --lr 1e6 --epochs 1000 --model "$OUT"
+one_line_error "gd diverging" "placement.csv: gd diverged at iteration .* (loss nan); try a smaller --lr$"
+no_file "gd diverging" "$OUT"
 # counts of one are singular in the messages and the summary
 printf 'a,y\n1,1\n2,0\n' >"$TMP/tworows.csv"
 expect 1 "a split leaving one row" -- "$BIN" train "$TMP/tworows.csv" --val-split 0.5 --model "$OUT"
-one_line_error "a split leaving one row" "leaves 1 training row with only class"
+one_line_error "a split leaving one row" "tworows.csv: the validation split"
+one_line_error "a split leaving one row" \
+    "leaves 1 training row with only class 1; use a smaller --val-split or another --seed"
 expect 0 "one iteration" -- "$BIN" train "$TMP/tworows.csv" --epochs 1 --model "$TMP/one.json"
 grep -q "^data .*: 2 rows x 1 feature -> 'y'" "$TMP/out" || fail "one feature: $(cat "$TMP/out")"
 grep -q " after 1 iteration " "$TMP/out" || fail "one iteration: $(cat "$TMP/out")"
@@ -324,7 +330,8 @@ grep -q -- "--no-header" "$TMP/err" && fail "digit-named model: advises --no-hea
 printf 'a,b,y\n3e38,1,0\n3e38,2,1\n-3e38,3,0\n3e38,4,1\n3.4e38,5,1\n' >"$TMP/near_max.csv"
 expect 1 "a gradient that overflows" -- "$BIN" train "$TMP/near_max.csv" --no-standardize \
     --model "$OUT"
-one_line_error "a gradient that overflows" "gradient at the starting point is not finite"
+one_line_error "a gradient that overflows" \
+    "near_max.csv: the gradient at the starting point is not finite (inf): the features are too large for float32 sums; train without --no-standardize"
 no_file "a gradient that overflows" "$OUT"
 # a logit beyond the float range: the log loss of a row that is right with certainty is 0
 head -1 "$DATA" >"$TMP/huge.csv"

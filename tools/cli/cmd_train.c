@@ -498,7 +498,11 @@ static int run(const train_args *a, const char *path, tg_csv_data *data, tg_logr
     cli_progress_done(&pg);
     if (st != TG_OK && a->distributed)
         cli_dist_error("train", NULL);
-    else if (st != TG_OK)
+    else if (st == TG_EINVAL) { /* a property of the data (classes in the split, overflow) */
+        char context[1024];
+        snprintf(context, sizeof context, "%s: ", path);
+        cli_lib_error("train", context, NULL);
+    } else if (st != TG_OK)
         cli_lib_error("train", NULL, NULL);
     if (st != TG_OK)
         return EXIT_FAIL;

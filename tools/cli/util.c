@@ -58,6 +58,10 @@ static const rewording lib_to_flag[] = {
      "--missing mean fills features, not labels"},
     {NULL, "set positive to the value that means 1",
      "use --positive VALUE to name the value that means 1"},
+    {"train", "standardize them", "train without --no-standardize"},
+    {"train", "try a smaller lr", "try a smaller --lr"},
+    {"train", "use a smaller validation split or another seed",
+     "use a smaller --val-split or another --seed"},
     {NULL,
      "the column-mean policy for missing values needs every row; a read in parts supports the "
      "error and drop policies",
