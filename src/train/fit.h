@@ -61,8 +61,8 @@ bool fit_after_iteration(fit_ctx *c, int iter, const double *theta, double objec
 tg_status fit_agree(const fit_ctx *c, tg_status st);
 
 double fit_max_abs(const double *v, int64_t n);
-/* TG_OK, or an error when the starting point's gradient (n entries) is not finite. */
-tg_status fit_check_start(const double *g, int64_t n);
+/* TG_OK, or an error when the starting point's gradient (its fit_max_abs) is not finite. */
+tg_status fit_check_start(double grad_max);
 double fit_now(void);
 uint64_t fit_rng_below(uint64_t *state, uint64_t k); /* uniform in [0, k), k >= 1 */
 
