@@ -583,6 +583,32 @@ static void test_missing(void **state)
     read_fails("a,y\nNA,1\n", o, TG_EPARSE, ": ", "every row");
 }
 
+/* Keep: the gaps stay NaN for the fit to fill (tg_logreg_options.fill_missing); a column with no
+ * values at all is not the reader's to refuse; a missing label is still an error. */
+static void test_missing_keep(void **state)
+{
+    (void)state;
+    tg_csv_options o = defaults();
+    o.missing = TG_MISSING_KEEP;
+    tg_csv_data d = read_ok("a,b,y\n1,,1\n,4,0\n5,NA,1\n3,\"\",0\n", o);
+    assert_int_equal(d.rows, 4);
+    assert_int_equal(d.rows_dropped, 0);
+    const float *X = tg_data(d.X);
+    const bool gap[8] = {false, true, true, false, false, true, false, true};
+    for (int i = 0; i < 8; i++)
+        assert_int_equal(isnan(X[i]), gap[i]);
+    assert_true(X[0] == 1 && X[3] == 4 && X[4] == 5 && X[6] == 3);
+    expect_y(&d, (const float[]){1, 0, 1, 0});
+    tg_csv_data_free(&d);
+    d = read_ok("a,b,y\n1,,1\n2,NA,0\n", o);
+    assert_true(isnan(((const float *)tg_data(d.X))[1]) && isnan(((const float *)tg_data(d.X))[3]));
+    tg_csv_data_free(&d);
+    read_fails("a,b,y\n1,2,1\n3,4,\n", o, TG_EPARSE,
+               ":3:3: ", "is missing (the keep policy leaves features missing, not labels)");
+    o.missing = (tg_missing_policy)(TG_MISSING_KEEP + 1);
+    read_fails("a,y\n1,1\n", o, TG_EINVAL, ": ", "unknown missing-value policy");
+}
+
 /* ---- input paths ---------------------------------------------------------------------------- */
 
 static void test_buffer_and_pipe(void **state)
@@ -1758,7 +1784,9 @@ static void test_stream_matches_split(void **state)
         {false, -1, -1, 21000, 10}, {false, -1, -1, 31000, 10}, {false, -1, -1, 0, 11},
         {false, -1, -1, 20000, 11}, {false, 30000, -1, 5, 11},  {true, -1, -1, 5, 11},
     };
-    const tg_missing_policy policies[] = {TG_MISSING_MEAN, TG_MISSING_DROP, TG_MISSING_ERROR};
+    const tg_missing_policy policies[] = {TG_MISSING_MEAN, TG_MISSING_DROP, TG_MISSING_ERROR,
+                                          TG_MISSING_KEEP};
+    const int n_policies = (int)(sizeof policies / sizeof policies[0]);
     /* The stream needs the AVX-512 row parser; elsewhere every read splits first. */
 #if defined(TG_HAVE_CSV_AVX512)
     const bool streams = strcmp(tg_isa(), "avx512") == 0;
@@ -1770,7 +1798,7 @@ static void test_stream_matches_split(void **state)
         size_t len;
         char *text = make_numeric(nf, rows, &len);
         const bool missing_values = nf->kind == 2 || nf->kind == 6;
-        for (int m = 0; m < (missing_values ? 3 : 1); m++) {
+        for (int m = 0; m < (missing_values ? n_policies : 1); m++) {
             for (int k = 0; k < 6; k++) {
                 const int threads = k < 2 ? 1 : k - 1, file = k % 2;
                 tg_csv_data a, b;
@@ -1820,6 +1848,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_label_values),
         cmocka_unit_test(test_fast_string_labels),
         cmocka_unit_test(test_missing),
+        cmocka_unit_test(test_missing_keep),
         cmocka_unit_test(test_buffer_and_pipe),
         cmocka_unit_test(test_threads_identical),
         cmocka_unit_test(test_threads_label_conflict),

@@ -617,6 +617,110 @@ static void test_validation_split(void **state)
     free_data(&s);
 }
 
+/* fill_missing: the gaps take the training rows' column means, computed after the validation
+ * rows are set apart, so no validation value reaches them; the validation rows' gaps get the
+ * same values. Column 0 holds each row's index, to find the rows the fit moved (in_place). */
+static void test_fill_missing(void **state)
+{
+    (void)state;
+    const int64_t n = 400, d = 3;
+    dataset s = make_data(n, d, 21, 1.0, 2.0);
+    bool *gap = calloc((size_t)(n * d), sizeof *gap), *val = calloc((size_t)n, sizeof *val);
+    for (int64_t i = 0; i < n; i++) {
+        s.X[i * d] = (float)i;
+        gap[i * d + 1] = i % 3 == 1;
+        gap[i * d + 2] = i % 7 == 2;
+        for (int64_t c = 1; c < d; c++)
+            if (gap[i * d + c])
+                s.X[i * d + c] = NAN;
+    }
+    tg_tensor *X = tensor_X(&s), *y = tensor_y(&s);
+    tg_logreg_options o = quiet_options();
+    o.val_split = 0.25;
+    o.seed = 5;
+    tg_logreg_model m;
+    tg_logreg_model_init(&m);
+    tg_logreg_result r;
+    /* Without the option a gap is a non-finite feature. */
+    assert_int_equal(tg_logreg_fit(X, y, &o, &m, NULL), TG_EINVAL);
+    assert_non_null(strstr(tg_last_error(), "is not finite"));
+    o.fill_missing = true;
+    o.in_place = true;
+    assert_int_equal(tg_logreg_fit(X, y, &o, &m, &r), TG_OK);
+    const int64_t n_train = r.n_train;
+    assert_int_equal(n_train + r.n_val, n);
+    const float *x = tg_data(X);
+    for (int64_t k = 0; k < n; k++) {
+        long id = lround(x[k * d] * m.scale[0] + m.mean[0]);
+        assert_true(id >= 0 && id < n);
+        val[id] = k >= n_train;
+    }
+    for (int64_t c = 1; c < d; c++) {
+        double sum = 0.0, all = 0.0;
+        int64_t cnt = 0, cnt_all = 0;
+        for (int64_t i = 0; i < n; i++)
+            if (!gap[i * d + c]) {
+                all += s.X[i * d + c], cnt_all++;
+                if (!val[i])
+                    sum += s.X[i * d + c], cnt++;
+            }
+        assert_close(m.mean[c], sum / (double)cnt, 1e-6, 0.0);
+        /* the test tells the two apart: every row's mean is elsewhere */
+        assert_true(fabs(all / (double)cnt_all - sum / (double)cnt) > 1e-3);
+        for (int64_t k = 0; k < n; k++) { /* every gap, training or validation: the mean */
+            long id = lround(x[k * d] * m.scale[0] + m.mean[0]);
+            if (gap[id * d + c])
+                assert_close(x[k * d + c], 0.0, 0.0, 1e-6);
+        }
+    }
+    tg_logreg_result_free(&r);
+    tg_release(X);
+
+    /* No split, no standardization: the same fit as on X filled by hand with the means. */
+    X = tensor_X(&s);
+    float *filled = malloc((size_t)(n * d) * sizeof *filled);
+    memcpy(filled, s.X, (size_t)(n * d) * sizeof *filled);
+    for (int64_t c = 1; c < d; c++) {
+        double sum = 0.0;
+        int64_t cnt = 0;
+        for (int64_t i = 0; i < n; i++)
+            if (!gap[i * d + c])
+                sum += s.X[i * d + c], cnt++;
+        for (int64_t i = 0; i < n; i++)
+            if (gap[i * d + c])
+                filled[i * d + c] = (float)(sum / (double)cnt);
+    }
+    int64_t shape[2] = {n, d};
+    tg_tensor *F = tg_from_data(filled, 2, shape);
+    o = quiet_options();
+    o.standardize = false;
+    tg_logreg_model a;
+    tg_logreg_model_init(&a);
+    assert_int_equal(tg_logreg_fit(F, y, &o, &a, NULL), TG_OK);
+    o.fill_missing = true;
+    assert_int_equal(tg_logreg_fit(X, y, &o, &m, NULL), TG_OK);
+    assert_memory_equal(a.weights, m.weights, (size_t)d * sizeof(double));
+    assert_true(a.bias == m.bias);
+    assert_true(isnan(((const float *)tg_data(X))[1 * d + 1])); /* not in place: X left as it was */
+
+    /* A column with no value to take the mean of. */
+    float *col = tg_data(F);
+    for (int64_t i = 0; i < n; i++)
+        col[i * d + 2] = NAN;
+    assert_int_equal(tg_logreg_fit(F, y, &o, &m, NULL), TG_EINVAL);
+    assert_string_equal(tg_last_error(), "tg_logreg_fit: feature 2 has no values among the "
+                                         "training rows to fill its missing ones with");
+    tg_logreg_model_free(&a);
+    tg_logreg_model_free(&m);
+    tg_release(F);
+    tg_release(X);
+    tg_release(y);
+    free(filled);
+    free(gap);
+    free(val);
+    free_data(&s);
+}
+
 static int stop_at_two(const tg_logreg_step *s, int max_iter, void *user)
 {
     (void)max_iter;
@@ -1212,6 +1316,7 @@ int main(void)
         cmocka_unit_test(test_lbfgs_and_gd_agree),
         cmocka_unit_test(test_minibatch_seeded),
         cmocka_unit_test(test_validation_split),
+        cmocka_unit_test(test_fill_missing),
         cmocka_unit_test(test_progress_callback),
         cmocka_unit_test(test_in_place),
         cmocka_unit_test(test_predict),

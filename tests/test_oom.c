@@ -14,6 +14,7 @@
 
 #include <cmocka.h>
 
+#include <math.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -379,14 +380,17 @@ static bool csv_streamed(outcome *o)
     return true;
 }
 
-/* Standardized features: the model must not depend on whether memory was short. */
-static bool logreg_fit_with(outcome *o, tg_solver solver)
+/* Standardized features: the model must not depend on whether memory was short. gaps: some
+ * features missing, filled with the training rows' means after a validation split. */
+static bool logreg_fit_with(outcome *o, tg_solver solver, bool gaps)
 {
     float X[40 * 2], y[40];
     for (int i = 0; i < 40; i++) {
         X[2 * i] = 1000.0f + 0.37f * (float)((i * 7) % 13);
         X[2 * i + 1] = 0.01f * (float)((i * 5) % 11) - 0.03f;
         y[i] = (float)((i * 3) % 5 < 2);
+        if (gaps && i % 6 == 0)
+            X[2 * i + 1] = NAN;
     }
     tg_tensor *Xt = tg_from_data(X, 2, (int64_t[]){40, 2});
     tg_tensor *yt = Xt ? tg_from_data(y, 1, (int64_t[]){40}) : NULL;
@@ -395,6 +399,8 @@ static bool logreg_fit_with(outcome *o, tg_solver solver)
     opt.keep_history = false;
     opt.metrics = false;
     opt.solver = solver;
+    opt.fill_missing = gaps;
+    opt.val_split = gaps ? 0.25 : 0.0;
     if (solver == TG_SOLVER_ADAM) {
         opt.max_iter = 3; /* epochs of mini-batches: the row order and the batch buffers */
         opt.batch_size = 16;
@@ -415,12 +421,17 @@ static bool logreg_fit_with(outcome *o, tg_solver solver)
 
 static bool logreg_standardized(outcome *o)
 {
-    return logreg_fit_with(o, TG_SOLVER_LBFGS);
+    return logreg_fit_with(o, TG_SOLVER_LBFGS, false);
 }
 
 static bool logreg_adam(outcome *o)
 {
-    return logreg_fit_with(o, TG_SOLVER_ADAM);
+    return logreg_fit_with(o, TG_SOLVER_ADAM, false);
+}
+
+static bool logreg_gaps(outcome *o)
+{
+    return logreg_fit_with(o, TG_SOLVER_LBFGS, true);
 }
 
 /* An optimizer's state read back from a file written before the sweep: a buffer that cannot
@@ -540,6 +551,12 @@ static void test_logreg_adam(void **state)
     sweep(logreg_adam);
 }
 
+static void test_logreg_gaps(void **state)
+{
+    (void)state;
+    sweep(logreg_gaps);
+}
+
 static void test_optimizer_load(void **state)
 {
     (void)state;
@@ -586,11 +603,17 @@ int main(void)
     /* one thread: every allocation happens on the scenario's thread, in the same order */
     tg_set_num_threads(1);
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_graph_of_every_op), cmocka_unit_test(test_sum_of_long_wide_rows),
-        cmocka_unit_test(test_tiled_products),    cmocka_unit_test(test_csv_drop_missing),
-        cmocka_unit_test(test_csv_streamed),      cmocka_unit_test(test_logreg_standardized),
-        cmocka_unit_test(test_logreg_adam),       cmocka_unit_test(test_nested_scopes),
-        cmocka_unit_test(test_optimizer_load),    cmocka_unit_test(test_saves),
+        cmocka_unit_test(test_graph_of_every_op),
+        cmocka_unit_test(test_sum_of_long_wide_rows),
+        cmocka_unit_test(test_tiled_products),
+        cmocka_unit_test(test_csv_drop_missing),
+        cmocka_unit_test(test_csv_streamed),
+        cmocka_unit_test(test_logreg_standardized),
+        cmocka_unit_test(test_logreg_adam),
+        cmocka_unit_test(test_logreg_gaps),
+        cmocka_unit_test(test_nested_scopes),
+        cmocka_unit_test(test_optimizer_load),
+        cmocka_unit_test(test_saves),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -86,9 +86,10 @@ tg_status tg_dist_allreduce_grads(tg_tensor **params, int n);
  * out->rows_dropped counts the rows dropped from this rank's part of the file.
  *
  * Errors carry the file's global line numbers ("FILE:LINE:COL: message"). Not supported (the
- * statistic needs every row): TG_MISSING_MEAN. With opt->positive, a third label value is
- * detected across ranks as well. path must be a regular file, readable by every rank (a shared
- * file system on a cluster). */
+ * statistic needs every row): TG_MISSING_MEAN; read with TG_MISSING_KEEP instead and fit with
+ * tg_logreg_options.fill_missing, which takes the means over every rank's rows. With opt->positive,
+ * a third label value is detected across ranks as well. path must be a regular file, readable by
+ * every rank (a shared file system on a cluster). */
 tg_status tg_dist_csv_read(const char *path, const tg_csv_options *opt, tg_csv_data *out);
 
 /* tg_logreg_fit on the union of every rank's rows, in rank order: X [n_r, d] and y [n_r] are

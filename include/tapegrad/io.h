@@ -9,7 +9,16 @@ extern "C" {
 #pragma GCC visibility push(default)
 #endif
 
-typedef enum { TG_MISSING_ERROR = 0, TG_MISSING_DROP, TG_MISSING_MEAN } tg_missing_policy;
+/* What the reader does with an empty, NA or NaN feature field. TG_MISSING_KEEP leaves NaN in X
+ * for a later step to fill (tg_logreg_options.fill_missing fills with the training rows' means
+ * once the validation rows are set apart, which a fill at read time cannot do). A missing label
+ * is an error under every policy but TG_MISSING_DROP. */
+typedef enum {
+    TG_MISSING_ERROR = 0,
+    TG_MISSING_DROP,
+    TG_MISSING_MEAN,
+    TG_MISSING_KEEP
+} tg_missing_policy;
 
 typedef struct tg_csv_options {
     const char *label;           /* label column by name or 0-based index; NULL = last column */
@@ -19,7 +28,8 @@ typedef struct tg_csv_options {
     int64_t skip_rows;         /* lines skipped before the header (a preamble) */
     char delimiter;            /* 0 = detect among ',', ';', '\t' and runs of spaces */
     const char *positive;      /* label value that means 1 when labels are two strings */
-    tg_missing_policy missing; /* empty, NA, NaN fields: error (default), drop row, column mean */
+    tg_missing_policy missing; /* empty, NA, NaN fields: error (default), drop row, column mean,
+                                * or NaN left in X */
     int threads;               /* 0 = tg_get_num_threads() */
     bool no_label;             /* no label column at all (prediction input): every column
                                 * may be a feature and y is NULL; label is ignored */

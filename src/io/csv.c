@@ -1077,6 +1077,15 @@ static bool exactly_binary(const char *s, size_t n, float v)
     return v == 0.0f ? nonzero == 0 : nonzero == 1 && digit == '1';
 }
 
+static const char *label_missing_message(tg_missing_policy p)
+{
+    if (p == TG_MISSING_MEAN)
+        return "is missing (the mean policy fills features, not labels)";
+    if (p == TG_MISSING_KEEP)
+        return "is missing (the keep policy leaves features missing, not labels)";
+    return "is missing";
+}
+
 static int label_field(const csv_ctx *cx, block_state *bs, int64_t r, const char *p, float *y,
                        const char **next)
 {
@@ -1093,10 +1102,7 @@ static int label_field(const csv_ctx *cx, block_state *bs, int64_t r, const char
             bs->any_missing = true;
             return st;
         }
-        return label_error(cx, bs, r, &f,
-                           cx->missing == TG_MISSING_MEAN
-                               ? "is missing (the mean policy fills features, not labels)"
-                               : "is missing");
+        return label_error(cx, bs, r, &f, label_missing_message(cx->missing));
     }
     if (cx->has_positive)
         return label_string(cx, bs, r, &f, y, st);
@@ -1852,7 +1858,7 @@ static tg_status check_options(const char *name, const tg_csv_options *opt)
         bad = "threads is negative";
     else if (opt->n_features < 0 || (opt->n_features > 0 && !opt->features))
         bad = "n_features does not match features";
-    else if ((unsigned)opt->missing > TG_MISSING_MEAN)
+    else if ((unsigned)opt->missing > TG_MISSING_KEEP)
         bad = "unknown missing-value policy";
     else if (opt->delimiter == '"' || opt->delimiter == '\n' || opt->delimiter == '\r')
         bad = "the delimiter cannot be a quote or a line break";
@@ -2336,6 +2342,8 @@ static tg_status resolve_missing(reader *rd, int64_t *rows, int64_t *dropped)
     csv_ctx *cx = &rd->cx;
     float *X = tg_data(rd->X), *y = rd->y ? tg_data(rd->y) : NULL;
     *dropped = 0;
+    if (cx->missing == TG_MISSING_KEEP) /* the NaN markers are the result */
+        return TG_OK;
     if (cx->missing == TG_MISSING_MEAN)
         return fill_means(cx, X, *rows);
     int64_t kept = drop_rows(cx->nfeat, X, y, *rows);

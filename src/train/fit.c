@@ -426,6 +426,59 @@ static tg_status standardize(rows *r, int64_t n_train, bool dist, double *mean, 
                  find_non_finite(r->X + n_train * r->d, r->n - n_train, r->d, r->row0 + n_train));
 }
 
+/* Column sums (state[0, d)) and counts (state[d, 2d)) of the non-NaN values, folded row by row
+ * in order: with tgd_chain, the same doubles on any number of ranks. */
+typedef struct {
+    const float *X;
+    int64_t n, d;
+} nan_rows;
+
+static void fold_present(double *state, void *ctx)
+{
+    const nan_rows *r = ctx;
+    for (int64_t i = 0; i < r->n; i++)
+        for (int64_t c = 0; c < r->d; c++) {
+            float v = r->X[i * r->d + c];
+            if (!isnan(v)) {
+                state[c] += v;
+                state[r->d + c] += 1.0;
+            }
+        }
+}
+
+/* fill_missing: NaN features become the training rows' column means. The validation rows
+ * (after n_train) take the same values and do not count towards them. */
+static tg_status fill_missing(rows *r, int64_t n_train, bool dist)
+{
+    const int64_t d = r->d;
+    double *state = calloc((size_t)(2 * d), sizeof(double));
+    tg_status st =
+        agree(dist, state ? TG_OK : tg_set_error(TG_ENOMEM, "tg_logreg_fit: out of memory"));
+    if (st != TG_OK) {
+        free(state);
+        return st;
+    }
+    nan_rows mine = {r->X, n_train, d};
+    if (dist)
+        tgd_chain(state, 2 * d, fold_present, &mine);
+    else
+        fold_present(state, &mine);
+    for (int64_t c = 0; c < d && st == TG_OK; c++) /* the same state on every rank */
+        if (state[d + c] == 0.0)
+            st = tg_set_error(TG_EINVAL,
+                              "tg_logreg_fit: feature %lld has no values among the training "
+                              "rows to fill its missing ones with",
+                              (long long)c);
+    for (int64_t c = 0; c < d && st == TG_OK; c++)
+        state[c] = (float)(state[c] / state[d + c]);
+    for (int64_t i = 0; i < r->n && st == TG_OK; i++)
+        for (int64_t c = 0; c < d; c++)
+            if (isnan(r->X[i * d + c]))
+                r->X[i * d + c] = (float)state[c];
+    free(state);
+    return st;
+}
+
 /* ---- the fit ----------------------------------------------------------------------------- */
 
 static void ctx_free(fit_ctx *c)
@@ -586,8 +639,8 @@ static tg_status check_split_classes(const rows *r, int64_t n_val, const tg_logr
                         (long long)n_train, n_train == 1 ? "" : "s", pos_train > 0 ? 1 : 0);
 }
 
-/* Labels, split, standardization: the working rows the solver will see. mean/scale are
- * malloc'd when standardizing. Distributed (no split there): each step agreed. */
+/* Labels, split, missing values, standardization: the working rows the solver will see. mean/scale
+ * are malloc'd when standardizing. Distributed (no split there): each step agreed. */
 static tg_status prepare_rows(rows *r, const tg_logreg_options *opt, int64_t n_val, bool dist,
                               double **mean, double **scale)
 {
@@ -598,6 +651,8 @@ static tg_status prepare_rows(rows *r, const tg_logreg_options *opt, int64_t n_v
     if (st == TG_OK && n_val > 0 && !dist) /* ranks split their own rows: classes may differ */
         st = check_split_classes(r, n_val, opt);
     if ((st = agree(dist, st)) != TG_OK)
+        return st;
+    if (opt->fill_missing && (st = fill_missing(r, r->n - n_val, dist)) != TG_OK)
         return st;
     if (!opt->standardize)
         return agree(dist, find_non_finite(r->X, r->n, r->d, r->row0));
@@ -705,7 +760,7 @@ static tg_status check_call(tg_tensor *X, tg_tensor *y, const tg_logreg_options 
 static tg_status fit_tensors(tg_tensor *X, tg_tensor *y, const tg_logreg_options *opt, bool dist,
                              int64_t n_all, tg_logreg_model *model, tg_logreg_result *result)
 {
-    bool rewrite = opt->standardize || opt->val_split > 0.0;
+    bool rewrite = opt->standardize || opt->val_split > 0.0 || opt->fill_missing;
     rows r;
     tg_status st = rows_open(&r, X, y, rewrite && !opt->in_place, rewrite && opt->in_place);
     if (dist)

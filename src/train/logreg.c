@@ -58,6 +58,7 @@ void tg_logreg_options_init(tg_logreg_options *o)
     o->eps = 1e-8;
     o->lbfgs_memory = 10;
     o->standardize = true;
+    o->fill_missing = false;
     o->val_split = 0.0;
     o->patience = 0;
     o->seed = 0;

@@ -165,9 +165,9 @@ int cli_dist_begin(const char *cmd);
 /* Agrees on the exit code (the worst of every rank's) and finalizes MPI. Every rank must call
  * it, on every path, once cli_dist_begin succeeded. */
 int cli_dist_end(int rc);
-/* Prints tg_last_error() (and hint, when not NULL) if this is the rank that failed in the last
- * collective call. */
-void cli_dist_error(const char *cmd, const char *hint);
+/* Prints tg_last_error() (after context and before hint, when not NULL) if this is the rank
+ * that failed in the last collective call. */
+void cli_dist_error(const char *cmd, const char *context, const char *hint);
 int64_t cli_dist_sum(int64_t v); /* sum over the ranks */
 
 /* ---- commands ---------------------------------------------------------------------------- */

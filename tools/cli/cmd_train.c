@@ -26,8 +26,8 @@ static const char USAGE[] =
     "                       detect , ; tab or spaces)\n"
     "  --positive VALUE     label value that means 1 when labels are two strings\n"
     "  --missing M          empty/NA/NaN fields: error (default), drop the row, or mean\n"
-    "                       (the column's mean over every row read, --val-split's rows\n"
-    "                       too; predict/eval fill with the training rows' means)\n"
+    "                       (the column's mean over the training rows, not --val-split's;\n"
+    "                       the model keeps it and predict/eval fill with it)\n"
     "training:\n"
     "  --solver S           lbfgs (default), gd, sgd or adam\n"
     "  --epochs N           iteration limit (lbfgs 100, gd 1000, sgd/adam 50 epochs)\n"
@@ -163,6 +163,9 @@ static bool fit_options(const train_args *a, tg_logreg_options *o)
     o->patience = a->patience;
     o->seed = (uint64_t)a->seed;
     o->in_place = true; /* the loaded table is ours: standardize it without a 2nd copy */
+    /* --missing mean: the reader leaves the gaps and the fit fills them once the validation
+     * rows are set apart, so their values do not leak into the training means. */
+    o->fill_missing = a->csv.missing && strcmp(a->csv.missing, "mean") == 0;
     if (a->patience > 0 && a->val_split <= 0.0) {
         cli_error("train", "--patience needs a validation split (--val-split F)");
         return false;
@@ -187,12 +190,6 @@ static bool fit_options(const train_args *a, tg_logreg_options *o)
     }
     if (a->distributed && a->val_split > 0.0) {
         cli_error("train", "--distributed does not support --val-split");
-        return false;
-    }
-    /* Column means need every row in one process (the library refuses it too, later). */
-    if (a->distributed && a->csv.missing && strcmp(a->csv.missing, "mean") == 0) {
-        cli_error("train", "--distributed does not support --missing mean (use --missing drop, or "
-                           "leave missing values an error)");
         return false;
     }
     return true;
@@ -220,6 +217,8 @@ static bool load(const train_args *a, const char *path, cli_progress *pg, tg_csv
     tg_csv_options_init(&co);
     if (!cli_csv_options("train", &a->csv, &co))
         return false;
+    if (co.missing == TG_MISSING_MEAN)
+        co.missing = TG_MISSING_KEEP; /* the fit fills (fit_options) */
     co.label = a->label;
     int nf = 0;
     char **feats = NULL;
@@ -249,7 +248,7 @@ static bool load(const train_args *a, const char *path, cli_progress *pg, tg_csv
                            ? "the label is the last column unless --label names another"
                            : NULL;
     if (st != TG_OK && a->distributed)
-        cli_dist_error("train", hint);
+        cli_dist_error("train", NULL, hint);
     else if (st != TG_OK)
         cli_lib_error("train", NULL, hint);
     return st == TG_OK;
@@ -272,6 +271,33 @@ static bool check_classes(const char *path, const tg_csv_data *data, bool dist, 
               "need both 0 and 1",
               path, data->label_name ? data->label_name : "?", pos ? "1" : "0", (long long)rows,
               rows == 1 ? "" : "s");
+    return false;
+}
+
+/* --missing mean: a feature column with no value in any row has no mean to fill it with. Said
+ * here by the column's name; the fit can only give its index in X. */
+static bool check_gaps(const char *path, const tg_csv_data *data, bool dist)
+{
+    const int d = data->n_features;
+    const float *X = tg_data(data->X);
+    double *seen = calloc((size_t)d, sizeof *seen);
+    if (!seen) {
+        cli_error("train", "out of memory");
+        return false;
+    }
+    for (int64_t i = 0; i < data->rows; i++)
+        for (int j = 0; j < d; j++)
+            seen[j] += !isnan(X[i * d + j]);
+    if (dist)
+        tg_dist_allreduce_sum(seen, d);
+    int empty = 0;
+    while (empty < d && seen[empty] > 0.0)
+        empty++;
+    free(seen);
+    if (empty == d)
+        return true;
+    cli_error("train", "%s: column '%s' has no values to take the mean of (--missing mean)", path,
+              data->names[empty]);
     return false;
 }
 
@@ -487,6 +513,7 @@ static int run(const train_args *a, const char *path, tg_csv_data *data, tg_logr
     int64_t rows = a->distributed ? cli_dist_sum(data->rows) : data->rows;
     int64_t dropped = a->distributed ? cli_dist_sum(data->rows_dropped) : data->rows_dropped;
     if (!check_classes(path, data, a->distributed, rows) ||
+        (o.fill_missing && !check_gaps(path, data, a->distributed)) ||
         (a->model && !names_utf8(path, data, a->csv.positive)))
         return EXIT_FAIL;
     double t1 = cli_now();
@@ -496,16 +523,18 @@ static int run(const train_args *a, const char *path, tg_csv_data *data, tg_logr
     tg_status st = a->distributed ? tg_logreg_fit_distributed(data->X, data->y, &o, m, &r)
                                   : tg_logreg_fit(data->X, data->y, &o, m, &r);
     cli_progress_done(&pg);
-    if (st != TG_OK && a->distributed)
-        cli_dist_error("train", NULL);
-    else if (st == TG_EINVAL) { /* a property of the data (classes in the split, overflow) */
-        char context[1024];
-        snprintf(context, sizeof context, "%s: ", path);
-        cli_lib_error("train", context, NULL);
-    } else if (st != TG_OK)
-        cli_lib_error("train", NULL, NULL);
-    if (st != TG_OK)
+    if (st != TG_OK) {
+        /* EINVAL: a property of the data (classes in the split, overflow), named after it */
+        char *context = st == TG_EINVAL ? malloc(strlen(path) + 3) : NULL;
+        if (context)
+            sprintf(context, "%s: ", path);
+        if (a->distributed)
+            cli_dist_error("train", context, NULL);
+        else
+            cli_lib_error("train", context, NULL);
+        free(context);
         return EXIT_FAIL;
+    }
     summary s = {path, data, rows, dropped, m, &r, t1 - t0, cli_now() - t1};
     int rc = a->rank == 0 ? write_outputs(a, &s, m) : EXIT_OK;
     tg_logreg_result_free(&r);

@@ -41,12 +41,12 @@ int cli_dist_end(int rc)
     return rc;
 }
 
-void cli_dist_error(const char *cmd, const char *hint)
+void cli_dist_error(const char *cmd, const char *context, const char *hint)
 {
     if (tg_dist_failed_rank() != tg_dist_rank())
         return;
     bool was = cli_mute_errors(false);
-    cli_lib_error(cmd, NULL, hint);
+    cli_lib_error(cmd, context, hint);
     cli_mute_errors(was);
 }
 

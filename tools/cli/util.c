@@ -49,12 +49,15 @@ typedef struct {
 
 static const rewording lib_to_flag[] = {
     {"train", MISSING_HINT,
-     "use --missing drop to skip such rows or --missing mean to fill in column means"},
+     "use --missing drop to skip such rows or --missing mean to fill in the training rows' "
+     "means"},
     {"eval", MISSING_HINT,
      "use --missing drop to skip such rows or --missing mean to fill in the model's training "
      "means"},
     {"predict", MISSING_HINT, "use --missing mean to fill in the model's training means"},
     {NULL, "the mean policy fills features, not labels",
+     "--missing mean fills features, not labels"},
+    {"train", "the keep policy leaves features missing, not labels",
      "--missing mean fills features, not labels"},
     {NULL, "set positive to the value that means 1",
      "use --positive VALUE to name the value that means 1"},
@@ -62,11 +65,6 @@ static const rewording lib_to_flag[] = {
     {"train", "try a smaller lr", "try a smaller --lr"},
     {"train", "use a smaller validation split or another seed",
      "use a smaller --val-split or another --seed"},
-    {NULL,
-     "the column-mean policy for missing values needs every row; a read in parts supports the "
-     "error and drop policies",
-     "--missing mean needs every row in one process; with --distributed, use --missing drop or "
-     "leave missing values an error"},
 };
 
 /* The rewording of the phrase at msg for cmd, or NULL. */
