@@ -475,6 +475,26 @@ expect 0 "eval with the model's positive value" -- "$BIN" eval --model "$TMP/str
     "$TMP/strings.csv" --missing drop --json
 grep -q '"rows":4' "$TMP/out" || fail "eval with the model's positive value: $(cat "$TMP/out")"
 
+# "-" is standard input as DATA only: as --model (or another output) it is refused, not a file
+for out in model plot; do
+    expect 2 "train --$out -" -- "$BIN" train "$DATA" --"$out" - --quiet
+    one_line_error "train --$out -" "--$out -: standard output carries the summary"
+    checks=$((checks + 1))
+    [ ! -e ./- ] || fail "train --$out -: a file named - was written"
+done
+for cmd in predict eval; do
+    expect 2 "$cmd --model -" -- "$BIN" "$cmd" --model - "$DATA"
+    one_line_error "$cmd --model -" "--model -: a model is read from a file, not standard input"
+done
+
+# a duplicated column name: predict and eval cannot select by index, so they say to rename
+printf 'cgpa,cgpa,iq,internships,projects,communication,placement\n' >"$TMP/dup.csv"
+sed -n 2p "$DATA" | sed 's/^\([^,]*\),/\1,\1,/' >>"$TMP/dup.csv"
+expect 1 "predict, a duplicated name" -- "$BIN" predict --model "$M" "$TMP/dup.csv"
+one_line_error "predict, a duplicated name" "both named 'cgpa'; rename one: the model finds its"
+expect 1 "eval, a duplicated name" -- "$BIN" eval --model "$M" "$TMP/dup.csv"
+one_line_error "eval, a duplicated name" "rename one: .*(--label also takes a 0-based index)"
+
 # a bad TAPEGRAD_NUM_THREADS is one warning line, and the default is used
 for bad in abc 0 -1 2x; do
     checks=$((checks + 1))

@@ -94,6 +94,8 @@ void cli_lib_error(const char *cmd, const char *context, const char *hint);
 bool cli_mute_errors(bool on);
 /* A DATA argument as a path: "-", the usual spelling of standard input, is /dev/stdin. */
 const char *cli_data_path(const char *path);
+/* A model is read from a file: "-" (standard input) is refused with one line, for --model. */
+bool cli_model_path_ok(const char *cmd, const char *model);
 /* Flushes stdout; false with a message when anything written to it was lost (a full disk, a
  * closed pipe), so that the command does not report success. */
 bool cli_stdout_done(const char *cmd);

@@ -110,6 +110,8 @@ int cmd_eval(int argc, char **argv)
         cli_error("eval", "needs --model M.json and one DATA.csv (see tapegrad eval --help)");
         return EXIT_USAGE;
     }
+    if (!cli_model_path_ok("eval", model))
+        return EXIT_USAGE;
     tg_logreg_model m;
     tg_logreg_model_init(&m);
     tg_csv_data data;

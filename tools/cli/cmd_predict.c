@@ -225,6 +225,8 @@ int cmd_predict(int argc, char **argv)
         cli_error("predict", "needs --model M.json and one DATA.csv (see tapegrad predict --help)");
         return EXIT_USAGE;
     }
+    if (!cli_model_path_ok("predict", model))
+        return EXIT_USAGE;
     if (csv.positive) {
         cli_error("predict", "--positive names a label value, and predict reads no labels "
                              "(it is an option of train and eval)");

@@ -595,6 +595,12 @@ static bool outputs_apart(const train_args *a, const char *data)
     for (int i = 0; i < 3; i++) {
         if (!path[i])
             continue;
+        /* "-" reads standard input as DATA; as an output it would be a file named "-". */
+        if (strcmp(path[i], "-") == 0) {
+            cli_error("train", "%s -: standard output carries the summary; give a file name",
+                      flag[i]);
+            return false;
+        }
         if (same_file(path[i], data)) {
             cli_error("train", "%s %s would replace the data file", flag[i], path[i]);
             return false;

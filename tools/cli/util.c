@@ -61,6 +61,11 @@ static const rewording lib_to_flag[] = {
      "--missing mean fills features, not labels"},
     {NULL, "set positive to the value that means 1",
      "use --positive VALUE to name the value that means 1"},
+    /* predict and eval take the features from the model, by name; only eval's --label can be
+     * an index */
+    {"predict", "select by 0-based index", "rename one: the model finds its columns by name"},
+    {"eval", "select by 0-based index",
+     "rename one: the model finds its columns by name (--label also takes a 0-based index)"},
     {"train", "standardize them", "train without --no-standardize"},
     {"train", "try a smaller lr", "try a smaller --lr"},
     {"train", "use a smaller validation split or another seed",
@@ -118,6 +123,14 @@ double cli_now(void)
 const char *cli_data_path(const char *path)
 {
     return strcmp(path, "-") == 0 ? "/dev/stdin" : path;
+}
+
+bool cli_model_path_ok(const char *cmd, const char *model)
+{
+    if (strcmp(model, "-") != 0)
+        return true;
+    cli_error(cmd, "--model -: a model is read from a file, not standard input");
+    return false;
 }
 
 bool cli_stdout_done(const char *cmd)
