@@ -424,7 +424,7 @@ expect 1 "model features not in the file" -- "$BIN" predict --model "$TMP/other.
 one_line_error "model features not in the file" "zz"
 printf '{"format": "tapegrad-logreg", "version": 1, "features": ["cgpa", "cgpa"], "weights": [1, 2], "bias": 0, "solver": {"name": "lbfgs"}}' >"$TMP/twice.json"
 expect 1 "model with a feature twice" -- "$BIN" predict --model "$TMP/twice.json" "$DATA"
-one_line_error "model with a feature twice" "twice.json: field 'features': 'cgpa' is listed more"
+one_line_error "model with a feature twice" "twice.json:1:57: field 'features': 'cgpa' is listed more"
 # finite as a double, infinite as the float the kernels use
 sed 's/"bias":[[:space:]]*[-0-9.e]*/"bias": 1e300/' "$M" >"$TMP/huge-bias.json"
 grep -q '"bias": 1e300' "$TMP/huge-bias.json" || fail "huge-bias.json: no bias to replace"

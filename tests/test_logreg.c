@@ -1019,44 +1019,46 @@ static void test_model_load_errors(void **state)
 {
     (void)state;
     expect_load_error("{\n  \"format\": tapegrad\n}", TG_EPARSE, "m.json:2:");
-    expect_load_error("[1, 2]", TG_EPARSE, "(root)");
-    expect_load_error("{\"format\": \"other\", \"version\": 1}", TG_EPARSE, "'format'");
+    expect_load_error("[1, 2]", TG_EPARSE, "m.json:1:1: field '(root)'");
+    expect_load_error("{\"format\": \"other\", \"version\": 1}", TG_EPARSE,
+                      "m.json:1:12: field 'format'");
     expect_load_error("{\"format\": \"tapegrad-logreg\", \"version\": 7}", TG_EUNSUPPORTED,
                       "version 7");
     expect_load_error(HEAD "\"features\": [], \"weights\": [], \"bias\": 0, " GOOD_TAIL, TG_EPARSE,
-                      "'features'");
+                      "m.json:1:57: field 'features'");
     expect_load_error(HEAD "\"features\": [\"a\", 3], \"weights\": [1, 2], \"bias\": 0, " GOOD_TAIL,
-                      TG_EPARSE, "'features'");
+                      TG_EPARSE, "m.json:1:63: field 'features'");
     expect_load_error(HEAD
                       "\"features\": [\"a\", \"b\"], \"weights\": [1], \"bias\": 0, " GOOD_TAIL,
-                      TG_EPARSE, "'weights'");
+                      TG_EPARSE, "m.json:1:80: field 'weights'");
     expect_load_error(HEAD "\"features\": [\"a\"], \"weights\": [1e999], \"bias\": 0, " GOOD_TAIL,
-                      TG_EPARSE, "'weights'");
+                      TG_EPARSE, "m.json:1:76: field 'weights'");
     expect_load_error(HEAD "\"features\": [\"a\"], \"weights\": [1], " GOOD_TAIL, TG_EPARSE,
-                      "'bias'");
+                      "m.json:1:1: field 'bias': missing");
     expect_load_error(HEAD "\"positive\": 1, \"features\": [\"a\"], \"weights\": [1], "
                            "\"bias\": 0, " GOOD_TAIL,
-                      TG_EPARSE, "'positive'");
+                      TG_EPARSE, "m.json:1:57: field 'positive'");
     expect_load_error(HEAD "\"features\": [\"a\"], \"weights\": [1], \"bias\": 0, "
                            "\"standardization\": {\"mean\": [0], \"std\": [0]}, " GOOD_TAIL,
-                      TG_EPARSE, "'std'");
+                      TG_EPARSE, "m.json:1:132: field 'std'");
     expect_load_error(HEAD "\"features\": [\"a\"], \"weights\": [1], \"bias\": 0, "
                            "\"solver\": {\"name\": \"newton\"}}",
-                      TG_EPARSE, "solver.name");
+                      TG_EPARSE, "m.json:1:110: field 'solver.name'");
     expect_load_error(HEAD "\"features\": [\"a\"], \"weights\": [1], \"bias\": 0, "
                            "\"solver\": {\"name\": \"sgd\", \"batch_size\": 0.5}}",
-                      TG_EPARSE, "batch_size");
+                      TG_EPARSE, "m.json:1:131: field 'batch_size'");
     expect_load_error(HEAD "\"features\": [\"a\"], \"weights\": [1], \"bias\": 0, "
                            "\"solver\": {\"name\": \"sgd\", \"seed\": \"-1\"}}",
-                      TG_EPARSE, "seed");
+                      TG_EPARSE, "m.json:1:125: field 'solver.seed'");
     /* a misspelled field would silently take its default (here: no standardization, so the
      * model would be applied to raw features); an unknown or repeated field is an error */
     expect_load_error(HEAD "\"features\": [\"a\"], \"weights\": [1], \"bias\": 0, "
                            "\"standardisation\": {\"mean\": [5], \"std\": [2]}, " GOOD_TAIL,
-                      TG_EPARSE, "field 'standardisation': not a field of a model file");
+                      TG_EPARSE,
+                      "m.json:1:91: field 'standardisation': not a field of a model file");
     expect_load_error(HEAD "\"features\": [\"a\"], \"weights\": [1], \"bias\": 0, "
                            "\"standardization\": {\"mean\": [5], \"sd\": [2]}, " GOOD_TAIL,
-                      TG_EPARSE, "field 'standardization.sd': not a field");
+                      TG_EPARSE, "m.json:1:124: field 'standardization.sd': not a field");
     expect_load_error(HEAD "\"features\": [\"a\"], \"weights\": [1], \"bias\": 0, "
                            "\"solver\": {\"name\": \"lbfgs\", \"l2_\": 1}}",
                       TG_EPARSE, "field 'solver.l2_': not a field");
@@ -1065,7 +1067,16 @@ static void test_model_load_errors(void **state)
                       TG_EPARSE, "field 'training.epochs': not a field");
     expect_load_error(HEAD "\"features\": [\"a\"], \"weights\": [1], \"bias\": 0, "
                            "\"bias\": 3, " GOOD_TAIL,
-                      TG_EPARSE, "field 'bias': appears more than once");
+                      TG_EPARSE, "m.json:1:91: field 'bias': appears more than once");
+    /* errors inside the content point at the value, in a file laid out over lines too */
+    expect_load_error("\xEF\xBB\xBF{\n  \"format\": \"tapegrad-logreg\",\n  \"version\": 1,\n"
+                      "  \"features\": [\"a\", \"b\"],\n  \"weights\": [\n    1,\n    \"x\"\n  ],\n"
+                      "  \"bias\": 0,\n  \"solver\": {\"name\": \"lbfgs\"}\n}\n",
+                      TG_EPARSE, "m.json:7:5: field 'weights': expected finite numbers");
+    expect_load_error("{\"format\": \"tapegrad-logreg\", \"version\": 1, \"features\": [\"a\"],\n"
+                      "\"weights\": [1], \"bias\": 0, \"solver\": {\"name\": \"sgd\",\n"
+                      "\"nested\": {\"deep\": [[], {}, \"x\"]}, \"eps\": -1}}",
+                      TG_EPARSE, "m.json:3:1: field 'solver.nested': not a field");
     /* a newer version is reported as such, whatever fields it has */
     expect_load_error("{\"format\": \"tapegrad-logreg\", \"version\": 2, \"new\": 1}",
                       TG_EUNSUPPORTED, "version 2");

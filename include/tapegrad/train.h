@@ -189,7 +189,9 @@ tg_status tg_binary_metrics_compute(tg_tensor *y, tg_tensor *logits, tg_binary_m
  * failure never leaves a partial model behind. */
 tg_status tg_logreg_save(const tg_logreg_model *m, const char *path);
 /* Reads a model written by tg_logreg_save into m (initialized or empty; replaced on success,
- * untouched on failure). Every field is validated: errors name the file and the field. */
+ * untouched on failure). Every field is validated: errors say "FILE:LINE:COL: field 'NAME': ...",
+ * at the field's value (its name, for an unknown or repeated field; the object lacking it, for
+ * a missing one). */
 tg_status tg_logreg_load(tg_logreg_model *m, const char *path);
 /* The same on memory: a malloc'd NUL-terminated JSON text (NULL + error on failure), and a
  * parser of len bytes (name is used in messages, NULL: "<buffer>"). */

@@ -240,21 +240,53 @@ tg_status tg_logreg_save(const tg_logreg_model *m, const char *path)
 typedef struct {
     const char *name; /* file name for messages */
     tg_status st;
+    const char *text, *end; /* the JSON text and the tree parsed from it, to place errors */
+    const cJSON *root;
+    bool at_key; /* place the next error at the member's name rather than its value */
 } reader;
 
-static bool fail(reader *r, const char *field, const char *fmt, const char *detail)
+static const char *where_in_text(const reader *r, const cJSON *at);
+static void position(const char *text, size_t off, int64_t *line, int64_t *col);
+
+/* Sets the error once: "FILE:LINE:COL: field 'NAME': what", at the value at (or, for a
+ * missing field, at the object that lacks it). */
+static bool fail(reader *r, const cJSON *at, const char *field, const char *fmt, const char *detail)
 {
-    if (r->st == TG_OK) {
-        char what[200];
-        snprintf(what, sizeof what, fmt, detail);
+    if (r->st != TG_OK)
+        return false;
+    char what[200];
+    snprintf(what, sizeof what, fmt, detail);
+    const char *p = where_in_text(r, at);
+    if (!p) {
         r->st = tg_set_error(TG_EPARSE, "%s: field '%s': %s", r->name, field, what);
+        return false;
     }
+    int64_t line, col;
+    position(r->text, (size_t)(p - r->text), &line, &col);
+    r->st = tg_set_error(TG_EPARSE, "%s:%lld:%lld: field '%s': %s", r->name, (long long)line,
+                         (long long)col, field, what);
+    return false;
+}
+
+/* fail, placed at the name of the object member x */
+static bool fail_name(reader *r, const cJSON *x, const char *field, const char *fmt,
+                      const char *detail)
+{
+    r->at_key = true;
+    fail(r, x, field, fmt, detail);
+    r->at_key = false;
     return false;
 }
 
 static const cJSON *field(const cJSON *obj, const char *key)
 {
     return cJSON_GetObjectItemCaseSensitive(obj, key);
+}
+
+/* A field that must be there: placed at the object that lacks it. */
+static bool absent(reader *r, const cJSON *obj, const char *key)
+{
+    return fail(r, obj, key, "missing%s", "");
 }
 
 /* Every member of obj is one of keys (NULL-terminated) and none appears twice. An unknown name
@@ -271,11 +303,11 @@ static bool known_fields(reader *r, const cJSON *obj, const char *where, const c
         for (size_t i = 0; keys[i] && !known; i++)
             known = strcmp(x->string, keys[i]) == 0;
         if (!known)
-            return fail(r, name, "not a field of a model file%s (misspelled?)", "");
+            return fail_name(r, x, name, "not a field of a model file%s (misspelled?)", "");
         /* Only known names get here, so this scans a handful of members. */
         for (const cJSON *y = obj->child; y != x; y = y->next)
             if (strcmp(y->string, x->string) == 0)
-                return fail(r, name, "appears more than once%s", "");
+                return fail_name(r, x, name, "appears more than once%s", "");
     }
     return true;
 }
@@ -290,8 +322,10 @@ static bool float_range(const cJSON *v)
 static bool get_finite(reader *r, const cJSON *obj, const char *key, double *out)
 {
     const cJSON *v = field(obj, key);
+    if (!v)
+        return absent(r, obj, key);
     if (!float_range(v))
-        return fail(r, key, "expected a finite number in the float32 range%s", "");
+        return fail(r, v, key, "expected a finite number in the float32 range%s", "");
     *out = v->valuedouble;
     return true;
 }
@@ -305,7 +339,7 @@ static bool opt_number(reader *r, const cJSON *obj, const char *key, double lo, 
         return true;
     if (!cJSON_IsNumber(v) || !isfinite(v->valuedouble) ||
         !(v->valuedouble >= lo && v->valuedouble <= hi))
-        return fail(r, key, "expected a finite number in range%s", "");
+        return fail(r, v, key, "expected a finite number in range%s", "");
     *out = v->valuedouble;
     return true;
 }
@@ -317,7 +351,7 @@ static bool opt_int(reader *r, const cJSON *obj, const char *key, double lo, dou
     if (!opt_number(r, obj, key, lo, hi, &v))
         return false;
     if (v != floor(v))
-        return fail(r, key, "expected an integer%s", "");
+        return fail(r, field(obj, key), key, "expected an integer%s", "");
     *out = (int64_t)v;
     return true;
 }
@@ -328,8 +362,12 @@ static double *get_numbers(reader *r, const cJSON *obj, const char *key, int64_t
     const cJSON *a = field(obj, key);
     char want[64];
     snprintf(want, sizeof want, "%lld", (long long)n);
+    if (!a) {
+        absent(r, obj, key);
+        return NULL;
+    }
     if (!cJSON_IsArray(a) || cJSON_GetArraySize(a) != n) {
-        fail(r, key, "expected an array of %s numbers, one per feature", want);
+        fail(r, a, key, "expected an array of %s numbers, one per feature", want);
         return NULL;
     }
     double *v = malloc((size_t)n * sizeof(double));
@@ -342,7 +380,7 @@ static double *get_numbers(reader *r, const cJSON *obj, const char *key, int64_t
         bool ok = float_range(x) && (!positive || x->valuedouble > 0.0);
         if (!ok) {
             free(v);
-            fail(r, key,
+            fail(r, x, key,
                  positive ? "expected positive numbers in the float32 range%s"
                           : "expected finite numbers in the float32 range%s",
                  "");
@@ -356,13 +394,17 @@ static double *get_numbers(reader *r, const cJSON *obj, const char *key, int64_t
 static bool read_header(reader *r, const cJSON *root)
 {
     if (!cJSON_IsObject(root))
-        return fail(r, "(root)", "expected a JSON object%s", "");
+        return fail(r, root, "(root)", "expected a JSON object%s", "");
     const cJSON *f = field(root, "format");
+    if (!f)
+        return absent(r, root, "format");
     if (!cJSON_IsString(f) || strcmp(f->valuestring, FORMAT_NAME) != 0)
-        return fail(r, "format", "expected \"%s\"", FORMAT_NAME);
+        return fail(r, f, "format", "expected \"%s\"", FORMAT_NAME);
     const cJSON *v = field(root, "version");
+    if (!v)
+        return absent(r, root, "version");
     if (!cJSON_IsNumber(v) || v->valuedouble != floor(v->valuedouble) || v->valuedouble < 1)
-        return fail(r, "version", "expected a positive integer%s", "");
+        return fail(r, v, "version", "expected a positive integer%s", "");
     if (v->valuedouble > FORMAT_VERSION) {
         r->st = tg_set_error(TG_EUNSUPPORTED,
                              "%s: model format version %g is newer than this "
@@ -380,7 +422,7 @@ static int by_name(const void *a, const void *b)
 
 /* Columns are found by name when the model is applied, so a name listed twice would pick one
  * column for two weights; said here rather than later as a fault of the data file. */
-static bool names_distinct(reader *r, const char **names, int n)
+static bool names_distinct(reader *r, const cJSON *a, const char **names, int n)
 {
     const char **sorted = malloc((size_t)n * sizeof(char *));
     if (!sorted) {
@@ -393,7 +435,7 @@ static bool names_distinct(reader *r, const char **names, int n)
     for (int i = 1; i < n && !twice; i++)
         if (strcmp(sorted[i - 1], sorted[i]) == 0)
             twice = sorted[i];
-    bool ok = !twice || fail(r, "features", "'%s' is listed more than once", twice);
+    bool ok = !twice || fail(r, a, "features", "'%s' is listed more than once", twice);
     free(sorted);
     return ok;
 }
@@ -402,8 +444,10 @@ static bool read_names(reader *r, const cJSON *root, tg_logreg_model *m)
 {
     const cJSON *a = field(root, "features");
     int n = cJSON_IsArray(a) ? cJSON_GetArraySize(a) : 0;
+    if (!a)
+        return absent(r, root, "features");
     if (n < 1 || n > MAX_FEATURES)
-        return fail(r, "features", "expected a non-empty array of names%s", "");
+        return fail(r, a, "features", "expected a non-empty array of names%s", "");
     const char **names = malloc((size_t)n * sizeof(char *));
     if (!names) {
         r->st = tg_set_error(TG_ENOMEM, "%s: out of memory", r->name);
@@ -413,20 +457,20 @@ static bool read_names(reader *r, const cJSON *root, tg_logreg_model *m)
     for (const cJSON *x = a->child; x; x = x->next, i++) {
         if (!cJSON_IsString(x)) {
             free(names);
-            return fail(r, "features", "expected strings%s", "");
+            return fail(r, x, "features", "expected strings%s", "");
         }
         names[i] = x->valuestring;
     }
     const cJSON *label = field(root, "label");
-    bool ok = names_distinct(r, names, n);
+    bool ok = names_distinct(r, a, names, n);
     if (ok && label && !cJSON_IsNull(label) && !cJSON_IsString(label))
-        ok = fail(r, "label", "expected a string or null%s", "");
+        ok = fail(r, label, "label", "expected a string or null%s", "");
     if (ok && tg_logreg_model_set_names(m, names, n,
                                         cJSON_IsString(label) ? label->valuestring : NULL) != TG_OK)
         ok = (r->st = tg_last_status(), false);
     const cJSON *positive = field(root, "positive"); /* optional: string labels only */
     if (ok && positive && !cJSON_IsNull(positive) && !cJSON_IsString(positive))
-        ok = fail(r, "positive", "expected a string or null%s", "");
+        ok = fail(r, positive, "positive", "expected a string or null%s", "");
     if (ok && cJSON_IsString(positive) &&
         tg_logreg_model_set_positive(m, positive->valuestring) != TG_OK)
         ok = (r->st = tg_last_status(), false);
@@ -440,7 +484,7 @@ static bool read_standardization(reader *r, const cJSON *root, tg_logreg_model *
     if (!s || cJSON_IsNull(s))
         return true;
     if (!cJSON_IsObject(s))
-        return fail(r, "standardization", "expected an object or null%s", "");
+        return fail(r, s, "standardization", "expected an object or null%s", "");
     static const char *const keys[] = {"mean", "std", NULL};
     if (!known_fields(r, s, "standardization", keys))
         return false;
@@ -452,8 +496,10 @@ static bool read_standardization(reader *r, const cJSON *root, tg_logreg_model *
 static bool read_solver(reader *r, const cJSON *root, tg_logreg_options *o)
 {
     const cJSON *s = field(root, "solver");
+    if (!s)
+        return absent(r, root, "solver");
     if (!cJSON_IsObject(s))
-        return fail(r, "solver", "expected an object%s", "");
+        return fail(r, s, "solver", "expected an object%s", "");
     static const char *const keys[] = {"name",      "l2",       "pos_weight", "max_iter",
                                        "tol",       "lr",       "batch_size", "momentum",
                                        "beta1",     "beta2",    "eps",        "lbfgs_memory",
@@ -461,8 +507,10 @@ static bool read_solver(reader *r, const cJSON *root, tg_logreg_options *o)
     if (!known_fields(r, s, "solver", keys))
         return false;
     const cJSON *name = field(s, "name");
+    if (!name)
+        return absent(r, s, "solver.name");
     if (!cJSON_IsString(name) || tg_solver_parse(name->valuestring, &o->solver) != TG_OK)
-        return fail(r, "solver.name", "expected lbfgs, gd, sgd or adam%s", "");
+        return fail(r, name, "solver.name", "expected lbfgs, gd, sgd or adam%s", "");
     int64_t max_iter = o->max_iter, bs = o->batch_size, mem = o->lbfgs_memory,
             patience = o->patience;
     /* l2 < 0 is the options' "1 / n_train" (a hand-written model may leave it so) */
@@ -490,7 +538,7 @@ static bool read_solver(reader *r, const cJSON *root, tg_logreg_options *o)
         unsigned long long v = cJSON_IsString(seed) ? strtoull(seed->valuestring, &end, 10) : 0;
         if (!cJSON_IsString(seed) || !end || end == seed->valuestring || *end || errno ||
             seed->valuestring[0] == '-')
-            return fail(r, "solver.seed", "expected a decimal string%s", "");
+            return fail(r, seed, "solver.seed", "expected a decimal string%s", "");
         o->seed = v;
     }
     return ok;
@@ -502,7 +550,7 @@ static bool read_training(reader *r, const cJSON *root, tg_logreg_model *m)
     if (!t || cJSON_IsNull(t))
         return true;
     if (!cJSON_IsObject(t))
-        return fail(r, "training", "expected an object%s", "");
+        return fail(r, t, "training", "expected an object%s", "");
     static const char *const keys[] = {"rows", "iterations", NULL};
     if (!known_fields(r, t, "training", keys))
         return false;
@@ -580,6 +628,76 @@ static cJSON *parse_json(const char *json, size_t len, const char **end)
     return root;
 }
 
+/* ---- placing an error in the text --------------------------------------------------------
+ * cJSON keeps no positions, so a value is found by walking the text alongside the tree parsed
+ * from it: cJSON parses each member again to say where it ends, and only the separators
+ * between members (blanks, ':' and ',') are stepped over here. Errors only; the text is known
+ * to be valid JSON. */
+
+static const char *skip_blanks(const char *p, const char *end)
+{
+    while (p < end && (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r'))
+        p++;
+    return p;
+}
+
+/* Past the JSON value (or key string) that starts at p, and the blanks after it; NULL if none. */
+static const char *past_value(const char *p, const char *end)
+{
+    const char *stop = NULL;
+    cJSON *v = parse_json(p, (size_t)(end - p), &stop);
+    cJSON_Delete(v);
+    return v && stop && stop > p && stop <= end ? skip_blanks(stop, end) : NULL;
+}
+
+static bool contains(const cJSON *tree, const cJSON *node)
+{
+    if (tree == node)
+        return true;
+    for (const cJSON *c = tree->child; c; c = c->next)
+        if (contains(c, node))
+            return true;
+    return false;
+}
+
+/* The text of node inside at, whose value starts at p (at_key: of its name, when node is an
+ * object's member); NULL when it cannot be placed. */
+static const char *locate(const cJSON *at, const char *p, const char *end, const cJSON *node,
+                          bool at_key)
+{
+    p = skip_blanks(p, end);
+    if (at == node)
+        return p;
+    const bool object = cJSON_IsObject(at);
+    p = skip_blanks(p + 1, end); /* '{' or '[' */
+    for (const cJSON *c = at->child; c && p && p < end; c = c->next) {
+        if (object && c == node && at_key)
+            return p;
+        if (object) { /* "key" : */
+            p = past_value(p, end);
+            if (!p || p >= end || *p != ':')
+                return NULL;
+            p = skip_blanks(p + 1, end);
+        }
+        if (contains(c, node))
+            return locate(c, p, end, node, at_key);
+        p = past_value(p, end);
+        if (p && p < end && *p == ',')
+            p = skip_blanks(p + 1, end);
+    }
+    return NULL;
+}
+
+static const char *where_in_text(const reader *r, const cJSON *at)
+{
+    if (!at || !r->root || !contains(r->root, at))
+        return NULL;
+    const char *p = r->text;
+    if (r->end - p >= 3 && memcmp(p, "\xEF\xBB\xBF", 3) == 0)
+        p += 3; /* cJSON skips a byte-order mark too */
+    return locate(r->root, p, r->end, at, r->at_key);
+}
+
 tg_status tg_logreg_from_json(tg_logreg_model *m, const char *name, const char *json, size_t len)
 {
     reader r = {name ? name : "<buffer>", TG_OK};
@@ -615,6 +733,9 @@ tg_status tg_logreg_from_json(tg_logreg_model *m, const char *name, const char *
         return tg_set_error(TG_EPARSE, "%s:%lld:%lld: text after the end of the JSON object",
                             r.name, (long long)line, (long long)col);
     }
+    r.text = json;
+    r.end = stop;
+    r.root = root;
     tg_logreg_model tmp;
     tg_logreg_model_init(&tmp);
     bool ok = read_model(&r, root, &tmp);
