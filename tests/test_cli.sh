@@ -333,6 +333,18 @@ expect 1 "a gradient that overflows" -- "$BIN" train "$TMP/near_max.csv" --no-st
 one_line_error "a gradient that overflows" \
     "near_max.csv: the gradient at the starting point is not finite (inf): the features are too large for float32 sums; train without --no-standardize"
 no_file "a gradient that overflows" "$OUT"
+# finite but huge: no step lowers the float32 loss, so the weights stay 0; written, with a warning
+printf 'a,b,y\n1e30,1e29,1\n-2e30,3e29,0\n5e29,-1e29,1\n-1e30,2e29,0\n3e30,1e29,0\n' >"$TMP/huge_raw.csv"
+expect 0 "no progress from the start" -- "$BIN" train "$TMP/huge_raw.csv" --no-standardize \
+    --model "$TMP/huge_raw.json"
+one_line_error "no progress from the start" \
+    "warning: lbfgs made no progress from its starting point (max gradient .*), so the weights are all 0; train without --no-standardize"
+grep -q "stopped (no progress) after 0 iterations" "$TMP/out" ||
+    fail "no progress from the start: $(cat "$TMP/out")"
+expect 0 "progress on the same rows standardized" -- "$BIN" train "$TMP/huge_raw.csv" --quiet \
+    --model "$TMP/huge_std.json"
+checks=$((checks + 1))
+[ ! -s "$TMP/err" ] || fail "standardized: a warning: $(cat "$TMP/err")"
 # a logit beyond the float range: the log loss of a row that is right with certainty is 0
 head -1 "$DATA" >"$TMP/huge.csv"
 sed -n 2p "$DATA" | awk -F, 'BEGIN { OFS = "," } { $1 = "3e38"; $NF = "1"; print }' >>"$TMP/huge.csv"

@@ -535,6 +535,14 @@ static int run(const train_args *a, const char *path, tg_csv_data *data, tg_logr
         free(context);
         return EXIT_FAIL;
     }
+    /* Not an error (the start may be the optimum, as far as float32 can tell), but a model of
+     * zeros from a solver that never moved is worth a line: usually the features' scale. */
+    if (r.stop == TG_STOP_NO_PROGRESS && r.iterations == 0)
+        cli_error("train",
+                  "warning: %s made no progress from its starting point (max gradient %.3g), so "
+                  "the weights are all 0%s",
+                  tg_solver_name(o.solver), r.grad_max,
+                  a->no_standardize ? "; train without --no-standardize" : "");
     summary s = {path, data, rows, dropped, m, &r, t1 - t0, cli_now() - t1};
     int rc = a->rank == 0 ? write_outputs(a, &s, m) : EXIT_OK;
     tg_logreg_result_free(&r);
