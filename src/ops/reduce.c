@@ -1,5 +1,6 @@
 /* Sums and means, over everything or along one dimension. */
 #include <stdlib.h>
+#include <string.h>
 
 #include "../core/parallel.h"
 #include "ops.h"
@@ -81,21 +82,69 @@ static bool dense_span(const tg_tensor *t)
     return true;
 }
 
+/* Writes the view's elements [start, start + len), in row-major order, into buf: one run along
+ * the last dim at a time, then a carry into the dims before it. */
+static void gather_block(void *ctx, int64_t start, int64_t len, float *buf)
+{
+    const tg_tensor *t = ctx;
+    const int nd = t->ndim; /* >= 1: a 0-d tensor is contiguous */
+    int64_t idx[TG_MAX_DIMS], off = 0, rem = start;
+    for (int d = nd - 1; d >= 0; d--) {
+        idx[d] = rem % t->shape[d];
+        rem /= t->shape[d];
+        off += idx[d] * t->strides[d];
+    }
+    const float *base = tg_ptr((tg_tensor *)t);
+    const int64_t inner = t->shape[nd - 1], s = t->strides[nd - 1];
+    while (len > 0) {
+        int64_t run = inner - idx[nd - 1] < len ? inner - idx[nd - 1] : len;
+        const float *p = base + off;
+        if (s == 1)
+            memcpy(buf, p, (size_t)run * sizeof *buf);
+        else
+            for (int64_t k = 0; k < run; k++)
+                buf[k] = p[k * s];
+        buf += run;
+        len -= run;
+        idx[nd - 1] += run;
+        off += run * s;
+        for (int d = nd - 1; d > 0 && idx[d] == t->shape[d]; d--) {
+            off -= t->shape[d] * t->strides[d];
+            idx[d] = 0;
+            idx[d - 1]++;
+            off += t->strides[d - 1];
+        }
+    }
+}
+
+/* The sum of every element, with the bits of summing a contiguous copy: a view whose elements
+ * are not one dense span is read through its strides a block at a time, so an expanded view
+ * far larger than its memory is summed without being materialized. */
+static bool sum_all(tg_tensor *a, float *out, const char *fn)
+{
+    if (tg_known_sum(a, tg_kern(), out))
+        return true;
+    if (a->contiguous || dense_span(a)) {
+        *out = tg_sum_floats(tg_ptr(a), a->numel);
+        return true;
+    }
+    if (tg_sum_mapped(a->numel, gather_block, a, out))
+        return true;
+    tg_set_error(TG_ENOMEM, "%s: out of memory", fn);
+    return false;
+}
+
 static tg_tensor *reduce_all(tg_tensor *a, bool mean, const char *fn)
 {
     TG_API_BEGIN;
     if (!a)
         TG_API_RETURN(tg_null_arg(fn));
-    tg_tensor *x = a->contiguous || dense_span(a) ? tg_retain(a) : tg_as_contiguous(a);
-    tg_tensor *out = x ? tg_new(0, NULL, fn) : NULL;
-    if (out) {
-        float s;
-        if (!tg_known_sum(x, tg_kern(), &s))
-            s = tg_sum_floats(tg_ptr(x), x->numel);
-        /* mean of an empty tensor is NaN (0/0), as in PyTorch */
-        tg_ptr(out)[0] = mean ? s / (float)x->numel : s;
-    }
-    tg_release(x);
+    tg_tensor *out = tg_new(0, NULL, fn);
+    float s;
+    if (out && !sum_all(a, &s, fn))
+        tg_release(out), out = NULL;
+    if (out) /* mean of an empty tensor is NaN (0/0), as in PyTorch */
+        tg_ptr(out)[0] = mean ? s / (float)a->numel : s;
     tg_node *node = out ? tg_record(mean ? &MEAN : &SUM, out, 1, &a) : NULL;
     if (node)
         node->fargs[0] = (float)a->numel;
