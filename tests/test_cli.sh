@@ -404,6 +404,11 @@ expect 2 "--lr with lbfgs" -- "$BIN" train --lr 0.5
 one_line_error "--lr with lbfgs" "lbfgs"
 expect 2 "--batch-size with gd" -- "$BIN" train --solver gd --batch-size 3
 one_line_error "--batch-size with gd" "--batch-size"
+for solver in sgd adam; do
+    expect 2 "--tol with $solver" -- "$BIN" train --solver "$solver" --tol 1e-6
+    one_line_error "--tol with $solver" "--tol applies to the lbfgs and gd solvers, not $solver"
+done
+expect 0 "--tol with gd" -- "$BIN" train --solver gd --tol 1e-3 --quiet
 expect 2 "number with a leading space" -- "$BIN" train --epochs ' 5'
 expect 2 "two outputs in one file" -- "$BIN" train --model "$OUT" --history "$OUT"
 one_line_error "two outputs in one file" "the same file"

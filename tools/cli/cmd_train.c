@@ -13,7 +13,8 @@ static const char USAGE[] =
     "usage: tapegrad train [DATA.csv] [--label COL] [options]\n"
     "\n"
     "Fits a logistic regression (L2-penalized, intercept not penalized) and writes the model.\n"
-    "Without DATA it trains on the bundled synthetic data/placement.csv (label 'placement').\n"
+    "Without DATA it trains on the bundled synthetic data/placement.csv (label 'placement'),\n"
+    "looked up in $TAPEGRAD_DATA_DIR when set, else where tapegrad was built or installed.\n"
     "\n"
     "data:\n"
     "  --label COL          label column, name or 0-based index (default: the last\n"
@@ -27,7 +28,7 @@ static const char USAGE[] =
     "  --positive VALUE     label value that means 1 when labels are two strings\n"
     "  --missing M          empty/NA/NaN fields: error (default), drop the row, or mean\n"
     "                       (the column's mean over the training rows, not --val-split's;\n"
-    "                       the model keeps it and predict/eval fill with it)\n"
+    "                       a standardized model keeps it, and predict/eval fill with it)\n"
     "training:\n"
     "  --solver S           lbfgs (default), gd, sgd or adam\n"
     "  --epochs N           iteration limit (lbfgs 100, gd 1000, sgd/adam 50 epochs)\n"
@@ -37,9 +38,9 @@ static const char USAGE[] =
     "  --l2 F               penalty (l2/2)*|w|^2 on the mean loss (default 1/n, which is\n"
     "                       scikit-learn's C=1)\n"
     "  --pos-weight F       weight of positive rows in the loss (1)\n"
-    "  --tol F              stop when no gradient entry exceeds F (1e-4)\n"
+    "  --tol F              lbfgs/gd: stop when no gradient entry exceeds F (1e-4)\n"
     "  --no-standardize     train on raw features (default: mean 0, std 1)\n"
-    "  --val-split F        hold out this fraction of rows for validation (0)\n"
+    "  --val-split F        hold out this fraction of rows, 0 to 0.99, for validation (0)\n"
     "  --patience N         early stopping: stop after N iterations without a better\n"
     "                       validation loss, keep the best weights (needs --val-split)\n"
     "  --seed N             validation split and shuffling (0)\n"
@@ -64,7 +65,7 @@ typedef struct {
     int epochs, threads, patience;
     int64_t batch_size, seed;
     double lr, l2, pos_weight, val_split, tol;
-    bool l2_seen, lr_seen, batch_seen, no_standardize, json, quiet, distributed;
+    bool l2_seen, lr_seen, batch_seen, tol_seen, no_standardize, json, quiet, distributed;
     int rank; /* 0 unless distributed */
 } train_args;
 
@@ -127,7 +128,7 @@ static bool parse_train(int argc, char **argv, train_args *a, bool *help)
         {"batch-size", OPT_INT64, &a->batch_size, 1, big, &a->batch_seen},
         {"l2", OPT_DOUBLE, &a->l2, 0, 1e12, &a->l2_seen},
         {"pos-weight", OPT_DOUBLE, &a->pos_weight, 1e-12, 1e12, NULL},
-        {"tol", OPT_DOUBLE, &a->tol, 0, 1e12, NULL},
+        {"tol", OPT_DOUBLE, &a->tol, 0, 1e12, &a->tol_seen},
         {"no-standardize", OPT_FLAG, &a->no_standardize, 0, 0, NULL},
         {"val-split", OPT_DOUBLE, &a->val_split, 0, 0.99, NULL},
         {"patience", OPT_INT, &a->patience, 0, 1e9, NULL},
@@ -175,6 +176,13 @@ static bool fit_options(const train_args *a, tg_logreg_options *o)
     if (a->lr_seen && o->solver == TG_SOLVER_LBFGS) {
         cli_error("train", "--lr does not apply to the lbfgs solver (its line search picks the "
                            "steps); use it with gd, sgd or adam");
+        return false;
+    }
+    if (a->tol_seen && (o->solver == TG_SOLVER_SGD || o->solver == TG_SOLVER_ADAM)) {
+        cli_error("train",
+                  "--tol applies to the lbfgs and gd solvers, not %s (which run "
+                  "--epochs epochs)",
+                  tg_solver_name(o->solver));
         return false;
     }
     if (a->batch_seen && o->solver != TG_SOLVER_SGD && o->solver != TG_SOLVER_ADAM) {
