@@ -477,6 +477,10 @@ expect 0 "--missing mean" -- "$BIN" train "$TMP/strings.csv" --label y --positiv
     --missing mean --json --quiet
 grep -q '"rows":5,"rows_dropped":0,' "$TMP/out" ||
     fail "--missing mean: expected 5 rows, none dropped: $(cat "$TMP/out")"
+# blanks around --label go, as around header names and --features entries
+expect 0 "--label with blanks" -- "$BIN" train "$DATA" --label " placement	" --json --quiet
+grep -q '"label":"placement"' "$TMP/out" || fail "--label with blanks: $(cat "$TMP/out")"
+expect 0 "eval --label with blanks" -- "$BIN" eval --model "$M" "$DATA" --label "placement "
 expect 0 "eval --label by index" -- "$BIN" eval --model "$M" "$DATA" --label 5
 grep -q "^data .*: 1000 rows, label 'placement'$" "$TMP/out" ||
     fail "eval --label by index: $(head -1 "$TMP/out")"

@@ -179,6 +179,17 @@ char **cli_split_list(const char *s, int *n)
     return list;
 }
 
+void cli_trim_name(const char **s)
+{
+    if (!*s)
+        return;
+    char *p = (char *)*s + strspn(*s, " \t");
+    size_t n = strlen(p);
+    while (n > 0 && (p[n - 1] == ' ' || p[n - 1] == '\t'))
+        p[--n] = '\0';
+    *s = p;
+}
+
 void cli_free_list(char **list)
 {
     for (char **p = list; p && *p; p++)

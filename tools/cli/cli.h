@@ -35,6 +35,9 @@ bool cli_parse(const char *cmd, int argc, char **argv, const cli_opt *opts, cons
 
 /* Splits "a,b,c" into a NULL-terminated malloc'd array of malloc'd strings; NULL on OOM. */
 char **cli_split_list(const char *s, int *n);
+/* *s without the blanks around it, as the reader takes header names (" label" names "label").
+ * *s must point into argv, whose strings may be written; NULL stays NULL. */
+void cli_trim_name(const char **s);
 void cli_free_list(char **list);
 
 /* ---- CSV input shared by train / predict / eval ------------------------------------------ */

@@ -101,6 +101,7 @@ int cmd_eval(int argc, char **argv)
     };
     if (!cli_parse("eval", argc, argv, opts, pos, 1, &n_pos, &help))
         return EXIT_USAGE;
+    cli_trim_name(&label);
     if (!cli_csv_valid("eval", &csv))
         return EXIT_USAGE;
     if (help) {

@@ -142,7 +142,9 @@ static bool parse_train(int argc, char **argv, train_args *a, bool *help)
         {"distributed", OPT_FLAG, &a->distributed, 0, 0, NULL},
         {NULL, OPT_FLAG, NULL, 0, 0, NULL},
     };
-    return cli_parse("train", argc, argv, opts, a->pos, 1, &a->n_pos, help);
+    bool ok = cli_parse("train", argc, argv, opts, a->pos, 1, &a->n_pos, help);
+    cli_trim_name(&a->label);
+    return ok;
 }
 
 static bool fit_options(const train_args *a, tg_logreg_options *o)
