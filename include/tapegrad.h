@@ -187,7 +187,11 @@ tg_tensor *tg_mse_loss(tg_tensor *pred, tg_tensor *target,
  * the graph; use them under TG_NO_GRAD. So are those of a view made under no-grad of a tensor
  * that requires grad (PyTorch refuses them too). So are writes to an expanded view, where
  * several elements share one memory location (TG_EINVAL; clone it first), except by tg_fill_
- * and tg_zero_, which write one value (PyTorch allows those). */
+ * and tg_zero_, which write one value (PyTorch allows those).
+ * tg_backward checks, before it adds to any .grad, that the tensors the graph saved are as they
+ * were (TG_EGRAPH otherwise). Ops save what PyTorch's save, with one addition: tg_sigmoid also
+ * saves its input (its gradient reads it, for accuracy where sigmoid is near 0 or 1), so
+ * changing that input in place fails a backward that PyTorch would run. */
 tg_tensor *tg_zero_(tg_tensor *t);
 tg_tensor *tg_fill_(tg_tensor *t, float v);
 tg_tensor *tg_mul_scalar_(tg_tensor *t, float s);

@@ -272,6 +272,89 @@ static void test_second_backward_through_scalar_ops(void **state)
     tg_release(x);
 }
 
+/* A backward that fails (a freed graph, a saved tensor changed in place) fails before any .grad
+ * is added to, as in PyTorch: x's grad from the first backward is left as it was, not summed
+ * with the part of the second that ran before the failure. */
+static void test_failed_backward_leaves_grads_alone(void **state)
+{
+    (void)state;
+    const float xv[3] = {0, 1, 2};
+    tg_tensor *x = leaf(xv, 3), *a = leaf(xv, 3);
+    tg_scope_begin();
+    tg_tensor *e = tg_exp(x);
+    assert_int_equal(tg_backward(tg_sum(e), NULL, false), TG_OK);
+    const double want[3] = {1, exp(1.0), exp(2.0)};
+    assert_values(tg_grad(x), want, 3);
+    assert_int_equal(tg_backward(tg_sum(tg_add(e, x)), NULL, false), TG_EGRAPH);
+    assert_error_contains(TG_EGRAPH, "a second time");
+    assert_values(tg_grad(x), want, 3);
+    tg_tensor *y = tg_exp(a), *s = tg_sum(tg_add(y, a));
+    TG_NO_GRAD
+    {
+        assert_non_null(tg_mul_scalar_(y, 2.0f));
+    }
+    assert_int_equal(tg_backward(s, NULL, false), TG_EGRAPH);
+    assert_error_contains(TG_EGRAPH, "ExpBackward0");
+    assert_null(tg_grad(a));
+    tg_scope_end();
+    tg_release(x), tg_release(a);
+}
+
+/* Ops that save what PyTorch 1.13 saves, though their backward here reads less: an in-place
+ * change to it, or a second backward without retain_graph, fails there and here alike.
+ * mean_dim saves its input (sum_dim nothing); pow of two tensors its output; BCE with logits
+ * the logits, the target and pos_weight. */
+static void test_saved_as_pytorch(void **state)
+{
+    (void)state;
+    const float xv[4] = {1, 2, 3, 4}, tv[2] = {1, 0}, pv[2] = {2, 3};
+    tg_tensor *x = tg_requires_grad_(tg_from_data(xv, 2, (int64_t[]){2, 2}), true);
+    tg_scope_begin();
+    tg_tensor *m = tg_sum(tg_mean_dim(x, 0, false)), *sd = tg_sum(tg_sum_dim(x, 0, false));
+    assert_int_equal(tg_backward(m, NULL, false), TG_OK);
+    assert_int_equal(tg_backward(m, NULL, false), TG_EGRAPH);
+    assert_error_contains(TG_EGRAPH, "MeanBackward1");
+    assert_int_equal(tg_backward(sd, NULL, false), TG_OK);
+    assert_int_equal(tg_backward(sd, NULL, false), TG_OK);
+    m = tg_sum(tg_mean_dim(x, 1, true));
+    TG_NO_GRAD
+    {
+        assert_non_null(tg_mul_scalar_(x, 2.0f));
+    }
+    assert_int_equal(tg_backward(m, NULL, false), TG_EGRAPH);
+    assert_error_contains(TG_EGRAPH, "MeanBackward1");
+
+    for (int rg = 0; rg < 2; rg++) { /* out is saved whichever operand requires grad */
+        tg_tensor *a = leaf(tv, 2), *b = tg_from_data(pv, 1, (int64_t[]){2});
+        tg_requires_grad_(b, rg == 1);
+        tg_tensor *y = tg_pow(tg_add_scalar(a, 1.0f), b), *s = tg_sum(y);
+        TG_NO_GRAD
+        {
+            assert_non_null(tg_mul_scalar_(y, 10.0f));
+        }
+        assert_int_equal(tg_backward(s, NULL, false), TG_EGRAPH);
+        assert_error_contains(TG_EGRAPH, "PowBackward1");
+        tg_release(a), tg_release(b);
+    }
+
+    for (int which = 0; which < 3; which++) { /* the logits, the target, pos_weight */
+        tg_tensor *z0 = leaf(tv, 2), *t = tg_from_data(tv, 1, (int64_t[]){2});
+        tg_tensor *pw = tg_from_data(pv, 1, (int64_t[]){2}), *z = tg_mul_scalar(z0, 0.5f);
+        tg_tensor *l = tg_bce_with_logits(z, t, pw, TG_REDUCE_SUM);
+        tg_tensor *changed[3] = {z, t, pw};
+        TG_NO_GRAD
+        {
+            assert_non_null(tg_fill_(changed[which], 0.25f));
+        }
+        assert_int_equal(tg_backward(l, NULL, false), TG_EGRAPH);
+        assert_error_contains(TG_EGRAPH, "BinaryCrossEntropyWithLogitsBackward0");
+        assert_null(tg_grad(z0));
+        tg_release(z0), tg_release(t), tg_release(pw);
+    }
+    tg_scope_end();
+    tg_release(x);
+}
+
 /* ---- detach, requires_grad_, retain_grad, grad mode ---- */
 
 static void test_detach_shares_storage_without_grad(void **state)
@@ -1208,6 +1291,8 @@ int main(void)
         cmocka_unit_test(test_retain_graph),
         cmocka_unit_test(test_second_backward_without_retain_fails),
         cmocka_unit_test(test_second_backward_through_scalar_ops),
+        cmocka_unit_test(test_failed_backward_leaves_grads_alone),
+        cmocka_unit_test(test_saved_as_pytorch),
         cmocka_unit_test(test_detach_shares_storage_without_grad),
         cmocka_unit_test(test_requires_grad_flag),
         cmocka_unit_test(test_retain_grad_on_non_leaf),

@@ -61,7 +61,34 @@ static inline bool push(node_stack *s, tg_node *n)
     return true;
 }
 
-/* Marks every node reachable from root and counts, for each, the edges that point at it. */
+static tg_status check_saved(const tg_node *n)
+{
+    if (n->freed && (n->n_saved > 0 || n->ops->saves_scalar))
+        return tg_set_error(
+            TG_EGRAPH,
+            "tg_backward: trying to backward through the graph a second time (%s's saved tensors "
+            "were freed by the first backward); pass retain_graph=true to the first call",
+            n->ops->name);
+    for (int i = 0; i < n->n_saved; i++) {
+        const tg_tensor *s = n->saved[i];
+        if (s && s->storage->version != n->saved_version[i]) {
+            char buf[160];
+            return tg_set_error(
+                TG_EGRAPH,
+                "tg_backward: a tensor of shape %s needed by %s was modified by an in-place "
+                "operation (%s): it is at version %u, expected version %u",
+                tg_shape_str(buf, sizeof buf, s->ndim, s->shape), n->ops->name,
+                s->storage->last_writer ? s->storage->last_writer : "unknown",
+                (unsigned)s->storage->version, (unsigned)n->saved_version[i]);
+        }
+    }
+    return TG_OK;
+}
+
+/* Marks every node reachable from root and counts, for each, the edges that point at it. Each
+ * node's saved tensors are checked on the way (freed by an earlier backward, or changed in
+ * place since), so a graph that cannot be run fails before any .grad has been added to: a
+ * backward that failed half-way would leave some leaves' grads summed and others not. */
 static tg_status count_dependencies(tg_node *root)
 {
     epoch = atomic_fetch_add_explicit(&epoch_counter, 1, memory_order_relaxed) + 1;
@@ -73,6 +100,9 @@ static tg_status count_dependencies(tg_node *root)
         return tg_set_error(TG_ENOMEM, "tg_backward: out of memory");
     while (work.len) {
         tg_node *n = work.items[--work.len];
+        tg_status st = check_saved(n);
+        if (st != TG_OK)
+            return st;
         for (int i = 0; i < n->n_inputs; i++) {
             tg_node *c = n->next[i].node;
             if (!c)
@@ -241,30 +271,6 @@ static tg_status accumulate_grad(tg_tensor *t, tg_tensor *g)
     tg_status st = update_grad(t, g);
     grad_unlock(l);
     return st;
-}
-
-static tg_status check_saved(const tg_node *n)
-{
-    if (n->freed && (n->n_saved > 0 || n->ops->saves_scalar))
-        return tg_set_error(
-            TG_EGRAPH,
-            "tg_backward: trying to backward through the graph a second time (%s's saved tensors "
-            "were freed by the first backward); pass retain_graph=true to the first call",
-            n->ops->name);
-    for (int i = 0; i < n->n_saved; i++) {
-        const tg_tensor *s = n->saved[i];
-        if (s && s->storage->version != n->saved_version[i]) {
-            char buf[160];
-            return tg_set_error(
-                TG_EGRAPH,
-                "tg_backward: a tensor of shape %s needed by %s was modified by an in-place "
-                "operation (%s): it is at version %u, expected version %u",
-                tg_shape_str(buf, sizeof buf, s->ndim, s->shape), n->ops->name,
-                s->storage->last_writer ? s->storage->last_writer : "unknown",
-                (unsigned)s->storage->version, (unsigned)n->saved_version[i]);
-        }
-    }
-    return TG_OK;
 }
 
 /* Runs one node: its backward formula, then hands each input gradient to the next node or leaf. */

@@ -5,7 +5,7 @@
 #include "../core/tensor.h"
 
 #define TG_NODE_INPUTS 3
-#define TG_NODE_SAVED 3
+#define TG_NODE_SAVED  4
 
 struct tg_node;
 

@@ -428,6 +428,13 @@ static tg_tensor *binary(binop op, tg_tensor *a, tg_tensor *b)
          * would make an in-place change to it fail a backward that does not read it. */
         tg_save(node, op == OP_POW || b->requires_grad ? a : NULL);
         tg_save(node, op != OP_MUL || a->requires_grad ? b : NULL);
+        /* PyTorch's PowBackward1 saves out (its exponent gradient is out * log(a)), whichever
+         * operand requires grad: an in-place change to out fails the backward there, and here
+         * too (the formulas here recompute the power, so the slot is only watched) */
+        if (op == OP_POW && !tg_save_output(node, out)) {
+            tg_release(out); /* out of memory for the alias: no output without its graph */
+            TG_API_RETURN(NULL);
+        }
     }
     TG_API_RETURN(tg_recorded(out, node, 2, in));
 }

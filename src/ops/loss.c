@@ -333,8 +333,8 @@ static tg_tensor *bce_logits_dtarget(tg_tensor *z, tg_tensor *pw)
     return d;
 }
 
-/* saved: [0] d/dz from the forward pass; [1] the logits and, when iargs[1], [2] pos_weight,
- * both saved only when the target requires grad. */
+/* saved: [0] d/dz from the forward pass, [1] the logits, [2] pos_weight (or an empty slot),
+ * [3] the target. */
 static tg_status bce_logits_backward(tg_node *n, tg_tensor *g, const bool *needs, tg_tensor **gin)
 {
     tg_reduction r = (tg_reduction)n->iargs[0];
@@ -372,11 +372,13 @@ tg_tensor *tg_bce_with_logits(tg_tensor *logits, tg_tensor *target, tg_tensor *p
     if (node) {
         node->iargs[0] = r;
         node->iargs[1] = pos_weight != NULL;
+        /* d/dz was computed here; the operands are saved as PyTorch saves them (its formulas
+         * read them in the backward), so an in-place change to any of them fails the backward
+         * as there. Only d/dt reads [1] and [2] here. */
         tg_save(node, dz);
-        if (target->requires_grad) /* only d/dt reads them */
-            tg_save(node, logits);
-        if (target->requires_grad && pos_weight)
-            tg_save(node, pos_weight);
+        tg_save(node, logits);
+        tg_save(node, pos_weight);
+        tg_save(node, target);
     }
     tg_release(dz);
     TG_API_RETURN(tg_recorded(out, node, 2, in));

@@ -504,6 +504,10 @@ static tg_tensor *reduce_dim(tg_tensor *a, int dim, bool keepdim, bool mean, con
     if (node) {
         node->iargs[0] = d;
         node->fargs[0] = mean ? (float)len : 1.0f;
+        /* PyTorch's MeanBackward1 saves its input (SumBackward1 does not): an in-place change
+         * to it, or a second backward without retain_graph, fails there and so here */
+        if (mean)
+            tg_save(node, a);
     }
     TG_API_RETURN(tg_recorded(out, node, 1, &a));
 }
