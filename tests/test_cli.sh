@@ -409,6 +409,12 @@ for solver in sgd adam; do
     one_line_error "--tol with $solver" "--tol applies to the lbfgs and gd solvers, not $solver"
 done
 expect 0 "--tol with gd" -- "$BIN" train --solver gd --tol 1e-3 --quiet
+for solver in lbfgs gd; do
+    expect 2 "--seed with $solver" -- "$BIN" train --solver "$solver" --seed 5
+    one_line_error "--seed with $solver" "--seed has nothing to seed: $solver reads every row"
+done
+expect 0 "--seed with a split" -- "$BIN" train --seed 5 --val-split 0.2 --quiet
+expect 0 "--seed with sgd" -- "$BIN" train --solver sgd --seed 5 --epochs 2 --quiet
 expect 2 "number with a leading space" -- "$BIN" train --epochs ' 5'
 expect 2 "two outputs in one file" -- "$BIN" train --model "$OUT" --history "$OUT"
 one_line_error "two outputs in one file" "the same file"

@@ -43,7 +43,7 @@ static const char USAGE[] =
     "  --val-split F        hold out this fraction of rows, 0 to 0.99, for validation (0)\n"
     "  --patience N         early stopping: stop after N iterations without a better\n"
     "                       validation loss, keep the best weights (needs --val-split)\n"
-    "  --seed N             validation split and shuffling (0)\n"
+    "  --seed N             seeds --val-split and the sgd/adam shuffles (0)\n"
     "  --threads N          worker threads (default: all CPUs)\n"
     "output:\n"
     "  --model OUT.json     write the model (atomically: never a partial file)\n"
@@ -65,7 +65,8 @@ typedef struct {
     int epochs, threads, patience;
     int64_t batch_size, seed;
     double lr, l2, pos_weight, val_split, tol;
-    bool l2_seen, lr_seen, batch_seen, tol_seen, no_standardize, json, quiet, distributed;
+    bool l2_seen, lr_seen, batch_seen, tol_seen, seed_seen, no_standardize, json, quiet,
+        distributed;
     int rank; /* 0 unless distributed */
 } train_args;
 
@@ -132,7 +133,7 @@ static bool parse_train(int argc, char **argv, train_args *a, bool *help)
         {"no-standardize", OPT_FLAG, &a->no_standardize, 0, 0, NULL},
         {"val-split", OPT_DOUBLE, &a->val_split, 0, 0.99, NULL},
         {"patience", OPT_INT, &a->patience, 0, 1e9, NULL},
-        {"seed", OPT_INT64, &a->seed, 0, big, NULL},
+        {"seed", OPT_INT64, &a->seed, 0, big, &a->seed_seen},
         {"threads", OPT_INT, &a->threads, 1, 1024, NULL},
         {"model", OPT_STRING, &a->model, 0, 0, NULL},
         {"history", OPT_STRING, &a->history, 0, 0, NULL},
@@ -184,6 +185,14 @@ static bool fit_options(const train_args *a, tg_logreg_options *o)
         cli_error("train",
                   "--tol applies to the lbfgs and gd solvers, not %s (which run "
                   "--epochs epochs)",
+                  tg_solver_name(o->solver));
+        return false;
+    }
+    if (a->seed_seen && a->val_split <= 0.0 &&
+        (o->solver == TG_SOLVER_LBFGS || o->solver == TG_SOLVER_GD)) {
+        cli_error("train",
+                  "--seed has nothing to seed: %s reads every row in order; it seeds "
+                  "--val-split and the sgd/adam shuffles",
                   tg_solver_name(o->solver));
         return false;
     }
