@@ -469,6 +469,7 @@ static tg_status fill_missing(rows *r, int64_t n_train, bool dist)
                               "tg_logreg_fit: feature %lld has no values among the training "
                               "rows to fill its missing ones with",
                               (long long)c);
+    st = agree(dist, st); /* every rank fails alike; this names the one that reports it */
     for (int64_t c = 0; c < d && st == TG_OK; c++)
         state[c] = (float)(state[c] / state[d + c]);
     for (int64_t i = 0; i < r->n && st == TG_OK; i++)

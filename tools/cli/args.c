@@ -150,6 +150,19 @@ bool cli_parse(const char *cmd, int argc, char **argv, const cli_opt *opts, cons
     return true;
 }
 
+/* [*start, *start + n) without the blanks at either end; returns the new length. Column names
+ * from the command line are taken so: the reader trims header names too ("a, b" names b). */
+static size_t trim_blanks(const char **start, size_t n)
+{
+    size_t lead = strspn(*start, " \t");
+    lead = lead < n ? lead : n;
+    *start += lead;
+    n -= lead;
+    while (n > 0 && ((*start)[n - 1] == ' ' || (*start)[n - 1] == '\t'))
+        n--;
+    return n;
+}
+
 char **cli_split_list(const char *s, int *n)
 {
     int count = 1;
@@ -162,16 +175,14 @@ char **cli_split_list(const char *s, int *n)
     for (int k = 0; k < count; k++) {
         const char *end = strchr(start, ',');
         const char *stop = end ? end : start + strlen(start);
-        start += strspn(start, " \t"); /* "a, b" names b: the reader trims header names too */
-        while (stop > start && (stop[-1] == ' ' || stop[-1] == '\t'))
-            stop--;
-        size_t len = (size_t)(stop - start);
+        const char *name = start;
+        size_t len = trim_blanks(&name, (size_t)(stop - start));
         list[k] = malloc(len + 1);
         if (!list[k]) {
             cli_free_list(list);
             return NULL;
         }
-        memcpy(list[k], start, len);
+        memcpy(list[k], name, len);
         list[k][len] = '\0';
         start = end ? end + 1 : stop;
     }
@@ -183,11 +194,8 @@ void cli_trim_name(const char **s)
 {
     if (!*s)
         return;
-    char *p = (char *)*s + strspn(*s, " \t");
-    size_t n = strlen(p);
-    while (n > 0 && (p[n - 1] == ' ' || p[n - 1] == '\t'))
-        p[--n] = '\0';
-    *s = p;
+    size_t n = trim_blanks(s, strlen(*s));
+    ((char *)*s)[n] = '\0'; /* argv's strings may be written */
 }
 
 void cli_free_list(char **list)

@@ -293,30 +293,25 @@ static bool check_classes(const char *path, const tg_csv_data *data, bool dist, 
     return false;
 }
 
-/* --missing mean: a feature column with no value in any row has no mean to fill it with. Said
- * here by the column's name; the fit can only give its index in X. */
-static bool check_gaps(const char *path, const tg_csv_data *data, bool dist)
+/* After a failed --missing mean fit: a feature column with no value in any row had no mean to
+ * fill it with. Said by the column's name (the fit can only give its index in X); true when so.
+ * Collective when distributed: every rank's fit failed alike. */
+static bool said_empty_column(const char *path, const tg_csv_data *data, bool dist)
 {
-    const int d = data->n_features;
-    const float *X = tg_data(data->X);
-    double *seen = calloc((size_t)d, sizeof *seen);
-    if (!seen) {
-        cli_error("train", "out of memory");
-        return false;
+    const int64_t d = data->n_features;
+    const float *X = tg_data(data->X); /* the fit moved rows but filled nothing: counts hold */
+    for (int64_t j = 0; j < d; j++) {
+        double seen = 0.0; /* one column at a time: nothing to allocate on this path */
+        for (int64_t i = 0; i < data->rows; i++)
+            seen += !isnan(X[i * d + j]);
+        if (dist)
+            tg_dist_allreduce_sum(&seen, 1);
+        if (seen == 0.0) {
+            cli_error("train", "%s: column '%s' has no values to take the mean of (--missing mean)",
+                      path, data->names[j]);
+            return true;
+        }
     }
-    for (int64_t i = 0; i < data->rows; i++)
-        for (int j = 0; j < d; j++)
-            seen[j] += !isnan(X[i * d + j]);
-    if (dist)
-        tg_dist_allreduce_sum(seen, d);
-    int empty = 0;
-    while (empty < d && seen[empty] > 0.0)
-        empty++;
-    free(seen);
-    if (empty == d)
-        return true;
-    cli_error("train", "%s: column '%s' has no values to take the mean of (--missing mean)", path,
-              data->names[empty]);
     return false;
 }
 
@@ -532,7 +527,6 @@ static int run(const train_args *a, const char *path, tg_csv_data *data, tg_logr
     int64_t rows = a->distributed ? cli_dist_sum(data->rows) : data->rows;
     int64_t dropped = a->distributed ? cli_dist_sum(data->rows_dropped) : data->rows_dropped;
     if (!check_classes(path, data, a->distributed, rows) ||
-        (o.fill_missing && !check_gaps(path, data, a->distributed)) ||
         (a->model && !names_utf8(path, data, a->csv.positive)))
         return EXIT_FAIL;
     double t1 = cli_now();
@@ -542,6 +536,8 @@ static int run(const train_args *a, const char *path, tg_csv_data *data, tg_logr
     tg_status st = a->distributed ? tg_logreg_fit_distributed(data->X, data->y, &o, m, &r)
                                   : tg_logreg_fit(data->X, data->y, &o, m, &r);
     cli_progress_done(&pg);
+    if (st == TG_EINVAL && o.fill_missing && said_empty_column(path, data, a->distributed))
+        return EXIT_FAIL;
     if (st != TG_OK) {
         /* EINVAL: a property of the data (classes in the split, overflow), named after it */
         char *context = st == TG_EINVAL ? malloc(strlen(path) + 3) : NULL;
