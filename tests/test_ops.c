@@ -781,9 +781,9 @@ static void test_sum_of_permuted_views(void **state)
 }
 
 /* An expanded view is summed without being materialized: 2^26 elements (256 MiB as a copy) over
- * 1024 floats of memory, against the double-precision sum times the repeat count, and the
- * process's peak memory does not grow by half the copy. First in the list, while the peak is
- * still low. */
+ * 1024 floats of memory, whole (tg_sum) and along its rows (tg_sum_dim of a column expanded to
+ * 2^16 columns), against double-precision sums, and the process's peak memory does not grow by
+ * half a copy. First in the list, while the peak is still low. */
 static void test_sum_of_huge_expanded_view(void **state)
 {
     (void)state;
@@ -797,9 +797,17 @@ static void test_sum_of_huge_expanded_view(void **state)
     struct rusage before, after;
     getrusage(RUSAGE_SELF, &before);
     tg_tensor *s = tg_sum(tg_expand(x, 2, (int64_t[]){reps, n}));
+    /* and a column expanded along its rows, summed along them: 1024 rows of 2^16 */
+    tg_tensor *col = tg_reshape(x, 2, (int64_t[]){n, 1});
+    tg_tensor *rows = tg_sum_dim(tg_expand(col, 2, (int64_t[]){n, reps}), 1, false);
     getrusage(RUSAGE_SELF, &after);
     assert_non_null(s);
     assert_true(fabs((double)tg_item(s) - want) <= 1e-5 * want);
+    assert_non_null(rows);
+    for (int64_t i = 0; i < n; i++) {
+        double w = (double)((const float *)tg_data(x))[i] * (double)reps;
+        assert_true(fabs((double)((const float *)tg_data(rows))[i] - w) <= 1e-5 * w);
+    }
     assert_true(after.ru_maxrss - before.ru_maxrss < 128 * 1024); /* KiB */
     tg_scope_end();
 }
@@ -946,6 +954,32 @@ static void test_sum_dim_of_narrowed_view(void **state)
         tg_tensor *x = tg_randn(3, (int64_t[]){1, 500, 70}, 71);
         check_sum_dim_of_view(x, tg_expand(x, 3, (int64_t[]){3, 500, 70}), 0, 1,
                               "expanded sum_dim");
+        tg_scope_end();
+    }
+    tg_set_num_threads(0);
+}
+
+/* Expanded views summed along the last dim that is not 1 are read through their strides, a
+ * block of rows at a time, not copied: against a double-precision sum and bit for bit the sum
+ * of the contiguous copy, on 1 and 3 threads: short rows (several row_sums calls), rows longer
+ * than one sum block, an expanded outer dim, 3-d, and a transposed expansion. */
+static void test_sum_dim_of_expanded_rows(void **state)
+{
+    (void)state;
+    for (int th = 1; th <= 3; th += 2) {
+        tg_set_num_threads(th);
+        tg_scope_begin();
+        tg_tensor *c = tg_randn(2, (int64_t[]){3000, 1}, 91);
+        check_sum_dim_of_view(c, tg_expand(c, 2, (int64_t[]){3000, 50}), 0, 1, "short rows");
+        tg_tensor *c2 = tg_randn(2, (int64_t[]){200, 1}, 92);
+        check_sum_dim_of_view(c2, tg_expand(c2, 2, (int64_t[]){200, 9000}), 0, 1, "long rows");
+        tg_tensor *r = tg_randn(2, (int64_t[]){1, 70}, 93);
+        check_sum_dim_of_view(r, tg_expand(r, 2, (int64_t[]){400, 70}), 0, 1, "outer");
+        tg_tensor *t = tg_randn(3, (int64_t[]){5, 1, 1}, 94);
+        check_sum_dim_of_view(t, tg_expand(t, 3, (int64_t[]){5, 7, 30}), 0, 2, "3-d");
+        tg_tensor *w = tg_randn(2, (int64_t[]){1, 40}, 95);
+        tg_tensor *wt = tg_transpose(tg_expand(w, 2, (int64_t[]){3000, 40}), 0, 1);
+        check_sum_dim_of_view(w, wt, 0, 1, "transposed");
         tg_scope_end();
     }
     tg_set_num_threads(0);
@@ -2188,6 +2222,7 @@ int main(void)
         cmocka_unit_test(test_sum_dim_of_transpose),
         cmocka_unit_test(test_sum_dim_of_permuted_view),
         cmocka_unit_test(test_sum_dim_of_narrowed_view),
+        cmocka_unit_test(test_sum_dim_of_expanded_rows),
         cmocka_unit_test(test_copy_of_short_rows),
         cmocka_unit_test(test_sum_dim_of_broadcast_value),
         cmocka_unit_test(test_matmul_values),

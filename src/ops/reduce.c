@@ -451,6 +451,78 @@ static bool strided_middle(const tg_tensor *a, int d, middle_shape *m)
     return true;
 }
 
+/* Does t repeat memory (a dim of size > 1 with stride 0, as an expanded view has)? Its
+ * contiguous copy is then larger than what it reads, without bound. */
+static bool repeats_memory(const tg_tensor *t)
+{
+    for (int d = 0; d < t->ndim; d++)
+        if (t->shape[d] > 1 && t->strides[d] == 0)
+            return true;
+    return false;
+}
+
+/* ---- rows of an expanded view, summed along the last dim ----
+ * With nothing after the summed dim (inner 1), row o of the view's contiguous copy is its
+ * elements [o len, (o + 1) len) in row-major order. They are gathered a block at a time and
+ * summed by the same kernels, in the same order, as the copy's rows (sum_middle_serial), so the
+ * floats are the same; only the copy is not made: a [1000, 1] column expanded to
+ * [1000, 200000] and summed along dim 1 took 800 MB for it. */
+#define GATHER_FLOATS 16384 /* floats of short rows gathered per row_sums call */
+
+typedef struct {
+    const tg_tensor *t;
+    int64_t first; /* the row's first element in the view's row-major order */
+} view_row;
+
+static void gather_row(void *ctx, int64_t start, int64_t len, float *buf)
+{
+    const view_row *r = ctx;
+    gather_block((void *)r->t, r->first + start, len, buf);
+}
+
+typedef struct {
+    const tg_tensor *t;
+    float *out;
+    int64_t len;
+    _Atomic bool failed;
+} gathered_job;
+
+/* Rows [o0, o1). */
+static void gathered_rows(void *ctx, int64_t o0, int64_t o1)
+{
+    gathered_job *j = ctx;
+    const int64_t len = j->len;
+    if (len > TG_ROW_SUMS_MAX) { /* long rows: tg_sum_floats' blocks, each gathered */
+        for (int64_t o = o0; o < o1; o++) {
+            view_row r = {j->t, o * len};
+            if (!tg_sum_mapped(len, gather_row, &r, j->out + o))
+                j->failed = true;
+        }
+        return;
+    }
+    int64_t per = GATHER_FLOATS / len < o1 - o0 ? GATHER_FLOATS / len : o1 - o0;
+    float *buf = malloc((size_t)(per * len) * sizeof *buf);
+    if (!buf) {
+        j->failed = true;
+        return;
+    }
+    for (int64_t o = o0; o < o1; o += per) {
+        int64_t n = o1 - o < per ? o1 - o : per;
+        gather_block((void *)j->t, o * len, n * len, buf);
+        tg_kern()->row_sums(buf, n, len, j->out + o);
+    }
+    free(buf);
+}
+
+/* false when out of memory; len >= 1 */
+static bool sum_rows_gathered(const tg_tensor *a, float *out, int64_t outer, int64_t len)
+{
+    gathered_job j = {.t = a, .out = out, .len = len};
+    int64_t grain = tg_parallel_grain();
+    tg_parallel_tasks(outer, (grain + len - 1) / len, gathered_rows, &j);
+    return !j.failed;
+}
+
 static tg_tensor *reduce_dim(tg_tensor *a, int dim, bool keepdim, bool mean, const char *fn)
 {
     TG_API_BEGIN;
@@ -485,14 +557,18 @@ static tg_tensor *reduce_dim(tg_tensor *a, int dim, bool keepdim, bool mean, con
     }
     middle_shape m = dense_middle(outer, len, inner);
     bool in_place = uniform || flipped || (!a->contiguous && strided_middle(a, d, &m));
-    tg_tensor *x = in_place ? tg_retain(a) : tg_as_contiguous(a);
+    bool gathered = !in_place && inner == 1 && len > 0 && repeats_memory(a);
+    tg_tensor *x = in_place || gathered ? tg_retain(a) : tg_as_contiguous(a);
     tg_tensor *out = x ? tg_new(on, shape, fn) : NULL;
     if (out && uniform && !sum_middle_uniform(tg_ptr(a)[0], tg_ptr(out), outer, len, inner)) {
         tg_release(out);
         out = NULL;
         tg_set_error(TG_ENOMEM, "%s: out of memory", fn);
     }
-    if (out && !uniform && !sum_middle(tg_ptr(x), tg_ptr(out), m)) {
+    bool summed = !out || uniform ||
+                  (gathered ? sum_rows_gathered(a, tg_ptr(out), outer, len)
+                            : sum_middle(tg_ptr(x), tg_ptr(out), m));
+    if (!summed) {
         tg_release(out);
         out = NULL;
         tg_set_error(TG_ENOMEM, "%s: out of memory", fn);
