@@ -1969,7 +1969,11 @@ static tg_status parse_data(reader *rd, const tg_csv_options *opt, int64_t first
 {
     int64_t nrows = rd->rows.n - first;
     tg_status st = alloc_outputs(rd, nrows, true);
-    return st != TG_OK ? st : parse_rows_at(rd, opt, rd->rows.v + first, nrows, 0, NULL, missing);
+    if (st != TG_OK)
+        return st;
+    /* rows.v is NULL when no row was found (a rank's empty share): no offset may be applied */
+    const char *const *rows = rd->rows.v ? rd->rows.v + first : NULL;
+    return parse_rows_at(rd, opt, rows, nrows, 0, NULL, missing);
 }
 
 /* ---- the stream: parsing the rows as they are read ------------------------------------------
@@ -2732,7 +2736,7 @@ tg_status csv_part_open(const char *path, const tg_csv_options *opt, csv_part **
     csv_ctx *cx = &p->rd.cx;
     cx->name = p->name;
     cx->base = p->map;
-    cx->end = p->map + p->len;
+    cx->end = p->map ? p->map + p->len : NULL; /* no map (a file that failed to open): no offset */
     cx->missing = opt->missing;
     cx->fill = opt->fill;
     cx->part = true;

@@ -262,11 +262,11 @@ static void sum_blocks(void *ctx, int64_t begin, int64_t end)
     for (int64_t b = begin; b < end; b++) {
         int64_t start = b * j->block;
         int64_t len = j->n - start < j->block ? j->n - start : j->block;
-        const float *v = j->x + start;
-        if (j->make) {
+        const float *v = buf; /* j->x is NULL when make is set: no offset may be applied to it */
+        if (j->make)
             j->make(j->ctx, start, len, buf);
-            v = buf;
-        }
+        else
+            v = j->x + start;
         j->partial[b] = k->sum(v, len);
     }
     free(buf);

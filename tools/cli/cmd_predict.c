@@ -246,8 +246,11 @@ int cmd_predict(int argc, char **argv)
         tg_tensor *p = proba ? tg_logreg_predict_proba(&m, data.X) : tg_logreg_predict(&m, data.X);
         if (!p)
             cli_lib_error("predict", NULL, NULL);
-        else if (print_predictions(p, proba) & cli_stdout_done("predict")) /* both run */
-            rc = EXIT_OK;
+        else {
+            bool printed = print_predictions(p, proba);
+            if (cli_stdout_done("predict") && printed) /* flushed and closed even after a failure */
+                rc = EXIT_OK;
+        }
         tg_release(p);
     }
     tg_csv_data_free(&data);
