@@ -107,6 +107,24 @@ static void test_sum_and_agree(void)
     tg_status mine = rank == size / 2 ? TG_EIO : TG_OK;
     CHECK(tg_dist_agree(mine) == TG_EIO);
     CHECK(tg_dist_failed_rank() == size / 2);
+    /* a success clears the message the failure left */
+    CHECK(tg_dist_allreduce_sum(v, 2) == TG_OK && tg_last_error()[0] == '\0');
+    CHECK(tg_dist_agree(mine) == TG_EIO);
+    CHECK(tg_dist_agree(TG_OK) == TG_OK && tg_last_error()[0] == '\0');
+    /* a value that is no status is refused, with the rank that passed it */
+    mine = rank == size - 1 ? (tg_status)99 : TG_OK;
+    CHECK(tg_dist_agree(mine) == TG_EINVAL && tg_dist_failed_rank() == size - 1);
+    CHECK(tg_dist_agree(rank == 0 ? (tg_status)-1 : TG_OK) == TG_EINVAL);
+    CHECK(tg_dist_failed_rank() == 0);
+    /* counts that differ between ranks: every rank fails, nothing is summed (MPI would have
+     * aborted the job, or left a rank waiting) */
+    if (size > 1) {
+        double w[3] = {1, 2, 3};
+        CHECK(tg_dist_allreduce_sum(w, rank == 0 ? 3 : 2) == TG_ESHAPE);
+        CHECK(strstr(tg_last_error(), "disagree on n (2 to 3)") != NULL);
+        CHECK(w[0] == 1 && w[1] == 2 && w[2] == 3);
+        CHECK(tg_dist_allreduce_sum(w, rank == 0 ? 3 : 0) == TG_ESHAPE);
+    }
 }
 
 /* ---- distributed fit --------------------------------------------------------------------- */

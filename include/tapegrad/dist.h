@@ -57,13 +57,15 @@ int tg_dist_size(void);
 int tg_dist_failed_rank(void);
 
 /* ---- Collectives ------------------------------------------------------------------------- */
-/* Agrees on a local outcome: returns TG_OK when every rank passed TG_OK, else the status of the
- * lowest rank that did not (its own message is kept on that rank; the other ranks get
- * "rank R failed"). Collective. Use it after any local step that may fail, before the next
+/* Agrees on a local outcome: returns TG_OK when every rank passed TG_OK (and clears the last
+ * error), else the status of the lowest rank that did not (its own message is kept on that
+ * rank; the other ranks get "rank R failed"). A value that is not a tg_status counts as that
+ * rank's TG_EINVAL. Collective. Use it after any local step that may fail, before the next
  * collective call, so a failure never leaves the other ranks waiting. */
 tg_status tg_dist_agree(tg_status local);
 /* values[0..n) = the sum over the ranks, in place. The sum is taken in a fixed order, so every
- * rank gets the same bits and a run gives the same result for the same rank count. */
+ * rank gets the same bits and a run gives the same result for the same rank count. Every rank
+ * must pass the same n: counts that differ make every rank return TG_ESHAPE, nothing summed. */
 tg_status tg_dist_allreduce_sum(double *values, int64_t n);
 /* Averages the gradients of n parameters across the ranks, in place: every param's grad becomes
  * (sum over ranks) / size, summed in double. Every rank must pass the same parameters (same

@@ -481,21 +481,48 @@ bool tgd_alltoallv_f32(const float *send, const int64_t *send_counts, float *rec
 
 /* ---- public collectives ------------------------------------------------------------------ */
 
+/* Not a status the library defines: the code that carries it to the other ranks has room for
+ * these alone, and a rank number decoded from any other would be wrong. */
+static bool known_status(tg_status s)
+{
+    return s >= TG_OK && s <= TG_EUNSUPPORTED;
+}
+
 tg_status tg_dist_agree(tg_status local)
 {
-    return tgd_agree(local);
+    /* The error is not cleared on entry: a rank that failed keeps its own message. */
+    tg_status st = local;
+    if (!known_status(local))
+        st = tg_set_error(TG_EINVAL, "tg_dist_agree: %d is not a tg_status", (int)local);
+    st = tgd_agree(st);
+    if (st == TG_OK)
+        tg_clear_error(); /* every rank succeeded: no earlier message stands */
+    return st;
 }
 
 tg_status tg_dist_allreduce_sum(double *values, int64_t n)
 {
+    tg_api_enter();
     tg_status st = TG_OK;
     if (n < 0 || (n > 0 && !values))
         st = tg_set_error(TG_EINVAL, "tg_dist_allreduce_sum: %s",
                           n < 0 ? "n is negative" : "values is NULL");
-    if ((st = tgd_agree(st)) != TG_OK)
-        return st;
-    tgd_sum_f64(values, n);
-    return TG_OK;
+    if ((st = tgd_agree(st)) == TG_OK) {
+        /* Counts that differ would make MPI truncate (and abort the job) or leave a rank
+         * waiting: compare them first, one small reduction. */
+        int64_t v[2] = {n, -n};
+        tgd_min_i64(v, 2);
+        if (v[0] != -v[1]) {
+            failed_rank = 0;
+            st = tg_set_error(TG_ESHAPE,
+                              "tg_dist_allreduce_sum: the ranks disagree on n (%lld to %lld)",
+                              (long long)v[0], (long long)-v[1]);
+        }
+    }
+    if (st == TG_OK)
+        tgd_sum_f64(values, n);
+    tg_api_leave(NULL);
+    return st;
 }
 
 /* The gradient of params[i] if it is a usable one: present, contiguous. */
