@@ -68,7 +68,7 @@ static const bound bounds[] = {
     {"div_sv", 0.5, 0.5, 0},
     {"pow_sv", 1.01, 1.0, 2},
     {"sigmoid_bwd", 3.5, 3.5, 4},
-    {"tanh_bwd", 1.5, 1.5, 0},
+    {"tanh_bwd", 1.5, 1.5, 0}, /* two roundings: 1 - y^2 (fused) and the product */
     {"sqrt_bwd", 0.5, 0.5, 0},
     {"relu_bwd", 0.0, 0.0, 0},
     {"sin_bwd", 2.0, 2.0, 3},
@@ -254,7 +254,7 @@ static const float specials[] = {
 #define NSPECIAL (sizeof specials / sizeof specials[0])
 
 /* Domains for the reference check; the scalar comparison always uses D_ANY. */
-enum { D_ANY, D_MOD, D_HALF, D_TARGET };
+enum { D_ANY, D_MOD, D_HALF, D_TARGET, D_UNIT };
 
 static float draw(int dom)
 {
@@ -263,6 +263,10 @@ static float draw(int dom)
         return (float)((next_u64() & 1 ? 1 : -1) * exp2(uniform(-20, 20)));
     case D_HALF:
         return (float)uniform(-0.5, 0.5);
+    case D_UNIT: /* tanh outputs: (-1, 1), half of them within 2^-24..2^-2 of +-1 */
+        if (next_u64() & 1)
+            return (float)uniform(-1.0, 1.0);
+        return (float)((next_u64() & 1 ? 1 : -1) * (1.0 - exp2(uniform(-24, -2))));
     case D_TARGET: /* BCE targets: hard labels and soft ones */
         return (float)(next_u64() % 3 == 0 ? uniform(0, 1) : (double)(next_u64() & 1));
     default:
@@ -649,7 +653,7 @@ static const ecase cases[] = {
     {"pow_sv", 1, -0.5f, 0, r_pow_sv, f_pow_sv, D_ANY, D_ANY, NULL},
     {"sigmoid_bwd", 2, 0, 0, r_sigmoid_bwd, f_sigmoid_bwd, D_ANY, D_MOD, sigmoid_bwd_unstable},
     /* 1 - y*y cancels as |y| -> 1 (the formula PyTorch uses too): reference on |y| <= 0.5 */
-    {"tanh_bwd", 2, 0, 0, r_tanh_bwd, f_tanh_bwd, D_HALF, D_MOD, NULL},
+    {"tanh_bwd", 2, 0, 0, r_tanh_bwd, f_tanh_bwd, D_UNIT, D_MOD, NULL},
     {"sqrt_bwd", 2, 0, 0, r_sqrt_bwd, f_sqrt_bwd, D_MOD, D_MOD, NULL},
     {"relu_bwd", 2, 0, 0, r_relu_bwd, f_relu_bwd, D_ANY, D_ANY, NULL},
     {"sin_bwd", 2, 0, 0, r_sin_bwd, f_sin_bwd, D_ANY, D_MOD, NULL},

@@ -959,6 +959,36 @@ static void test_sum_dim_of_narrowed_view(void **state)
     tg_set_num_threads(0);
 }
 
+/* tanh's gradient near saturation, against PyTorch 1.13's float bits (y, then dy/dx): it
+ * computes 1 - y^2 with one fused multiply-add, and rounding y^2 first would be off by
+ * hundreds of ULP at x = 4. Where the forward bits match PyTorch's the gradient must too; it
+ * is always gy * fmaf(-y, y, 1). */
+static void test_tanh_gradient_bits(void **state)
+{
+    (void)state;
+    const struct {
+        float x;
+        uint32_t y, dx;
+    } cases[] = {{4.0f, 0x3f7fd40c, 0x3aafc0e8},
+                 {3.0f, 0x3f7ebbe9, 0x3c21a4ed},
+                 {-5.5f, 0xbf7ffdd0, 0x388bff67},
+                 {0.5f, 0x3eec9a9f, 0x3f4954a3},
+                 {8.0f, 0x3f7ffffc, 0x34fffffe}};
+    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+        tg_scope_begin();
+        tg_tensor *x = tg_requires_grad_(tg_from_data(&cases[k].x, 1, (int64_t[]){1}), true);
+        tg_tensor *y = tg_tanh(x);
+        assert_int_equal(tg_backward(tg_sum(y), NULL, false), TG_OK);
+        float yv = tg_item(y), g = tg_item(tg_grad(x)), want = fmaf(-yv, yv, 1.0f);
+        uint32_t yb, gb;
+        memcpy(&yb, &yv, 4), memcpy(&gb, &g, 4);
+        assert_memory_equal(&g, &want, 4);
+        if (yb == cases[k].y)
+            assert_int_equal(gb, cases[k].dx);
+        tg_scope_end();
+    }
+}
+
 /* Expanded views summed along the last dim that is not 1 are read through their strides, a
  * block of rows at a time, not copied: against a double-precision sum and bit for bit the sum
  * of the contiguous copy, on 1 and 3 threads: short rows (several row_sums calls), rows longer
@@ -2223,6 +2253,7 @@ int main(void)
         cmocka_unit_test(test_sum_dim_of_permuted_view),
         cmocka_unit_test(test_sum_dim_of_narrowed_view),
         cmocka_unit_test(test_sum_dim_of_expanded_rows),
+        cmocka_unit_test(test_tanh_gradient_bits),
         cmocka_unit_test(test_copy_of_short_rows),
         cmocka_unit_test(test_sum_dim_of_broadcast_value),
         cmocka_unit_test(test_matmul_values),

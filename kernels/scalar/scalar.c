@@ -169,7 +169,7 @@ static void s_sigmoid_bwd_y(const float *y, const float *x, const float *gy, boo
 static void s_tanh_bwd(const float *y, const float *gy, float *gx, int64_t n)
 {
     for (int64_t i = 0; i < n; i++)
-        gx[i] = gy[i] * (1.0f - y[i] * y[i]);
+        gx[i] = gy[i] * fmaf(-y[i], y[i], 1.0f); /* one rounding, as the SIMD families */
 }
 
 static void s_sqrt_bwd(const float *y, const float *gy, float *gx, int64_t n)
