@@ -1199,6 +1199,89 @@ static void test_save_failures_leave_nothing(void **state)
     tg_logreg_model_free(&m);
 }
 
+static void set_tol_inf(tg_logreg_options *o)
+{
+    o->tol = INFINITY;
+}
+static void set_eps_inf(tg_logreg_options *o)
+{
+    o->eps = INFINITY;
+}
+static void set_bs_max(tg_logreg_options *o)
+{
+    o->batch_size = INT64_MAX;
+}
+static void set_val_split_5(tg_logreg_options *o)
+{
+    o->val_split = 5.0;
+}
+static void set_momentum_1(tg_logreg_options *o)
+{
+    o->momentum = 1.0;
+}
+static void set_solver_neg(tg_logreg_options *o)
+{
+    o->solver = (tg_solver)-1;
+}
+
+/* What the fit accepts, a model file keeps: options at the edges of their ranges save and load
+ * back exactly; options outside them (a model changed by hand) are refused by save, which
+ * writes nothing, instead of writing a file that load refuses; and the fit refuses them too,
+ * naming the option (infinite tol or eps made the save fail as "out of memory" before). */
+static void test_option_ranges_round_trip(void **state)
+{
+    (void)state;
+    tg_logreg_model m, back;
+    fitted_model(&m);
+    tg_logreg_model_init(&back);
+    char *path = temp_path("ranges");
+    tg_logreg_options *o = &m.options;
+    o->pos_weight = 1e-308;
+    o->batch_size = (int64_t)1 << 53;
+    o->momentum = 0x1.fffffffffffffp-1;
+    o->eps = 4.9406564584124654e-324;
+    o->val_split = 0x1.fffffffffffffp-1;
+    o->tol = 0.0;
+    assert_int_equal(tg_logreg_save(&m, path), TG_OK);
+    assert_int_equal(tg_logreg_load(&back, path), TG_OK);
+    assert_true(back.options.pos_weight == 1e-308 && back.options.eps == o->eps);
+    assert_true(back.options.batch_size == o->batch_size && back.options.momentum == o->momentum);
+    assert_true(back.options.val_split == o->val_split);
+    tg_logreg_options saved = *o;
+    const struct {
+        const char *needle;
+        void (*set)(tg_logreg_options *);
+    } bad[] = {
+        {"tol must be", set_tol_inf},      {"eps must be", set_eps_inf},
+        {"batch_size must", set_bs_max},   {"val_split must", set_val_split_5},
+        {"momentum must", set_momentum_1}, {"unknown solver (got -1)", set_solver_neg},
+    };
+    dataset s = make_data(50, 2, 1, 0.0, 1.0);
+    tg_tensor *X = tensor_X(&s), *y = tensor_y(&s);
+    for (size_t k = 0; k < sizeof bad / sizeof bad[0]; k++) {
+        *o = saved;
+        bad[k].set(o);
+        unlink(path);
+        assert_int_equal(tg_logreg_save(&m, path), TG_EINVAL);
+        assert_non_null(strstr(tg_last_error(), bad[k].needle));
+        assert_non_null(strstr(tg_last_error(), "tg_logreg_save"));
+        assert_int_equal(access(path, F_OK), -1);
+        tg_logreg_options fo = quiet_options();
+        bad[k].set(&fo);
+        assert_int_equal(tg_logreg_fit(X, y, &fo, &back, NULL), TG_EINVAL);
+        assert_non_null(strstr(tg_last_error(), bad[k].needle));
+    }
+    *o = saved;
+    m.train_rows = -5;
+    assert_int_equal(tg_logreg_save(&m, path), TG_EINVAL);
+    assert_non_null(strstr(tg_last_error(), "train_rows"));
+    tg_release(X), tg_release(y);
+    free_data(&s);
+    free(path);
+    tg_logreg_model_free(&m);
+    tg_logreg_model_free(&back);
+}
+
 /* ---- bad input --------------------------------------------------------------------------- */
 
 static void test_fit_errors(void **state)
@@ -1238,6 +1321,10 @@ static void test_fit_errors(void **state)
 
     o.pos_weight = 0.0;
     assert_int_equal(tg_logreg_fit(X, y, &o, &m, NULL), TG_EINVAL);
+    /* a weight that overflows float32 sums on standardized features is named as the cause */
+    o.pos_weight = 1e308;
+    assert_int_equal(tg_logreg_fit(X, y, &o, &m, NULL), TG_EINVAL);
+    assert_non_null(strstr(tg_last_error(), "pos_weight (1e+308) is too large"));
     o = quiet_options();
     o.val_split = 1.0;
     assert_int_equal(tg_logreg_fit(X, y, &o, &m, NULL), TG_EINVAL);
@@ -1337,6 +1424,7 @@ int main(void)
         cmocka_unit_test(test_model_load_errors),
         cmocka_unit_test(test_save_special_targets),
         cmocka_unit_test(test_save_failures_leave_nothing),
+        cmocka_unit_test(test_option_ranges_round_trip),
         cmocka_unit_test(test_fit_errors),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -32,16 +32,23 @@ double fit_max_abs(const double *v, int64_t n)
 }
 
 /* Features whose products with the residuals overflow float32 sums (values near 3e38 left
- * unstandardized) give an infinite or NaN gradient at once. No step can follow it, so the
- * solvers would stop at the zero model as if the line search had merely stalled. */
-tg_status fit_check_start(double grad_max)
+ * unstandardized), or a pos_weight that does, give an infinite or NaN gradient at once. No step
+ * can follow it, so the solvers would stop at the zero model as if the line search had merely
+ * stalled. Standardized features are small: then the weight is the cause. */
+tg_status fit_check_start(const fit_ctx *c, double grad_max)
 {
     if (isfinite(grad_max))
         return TG_OK;
+    const char *fn = c->dist ? "tg_logreg_fit_distributed" : "tg_logreg_fit";
+    if (c->opt.standardize)
+        return tg_set_error(TG_EINVAL,
+                            "%s: the gradient at the starting point is not finite (%g): "
+                            "pos_weight (%g) is too large for float32 sums",
+                            fn, grad_max, c->opt.pos_weight);
     return tg_set_error(TG_EINVAL,
-                        "tg_logreg_fit: the gradient at the starting point is not finite (%g): "
+                        "%s: the gradient at the starting point is not finite (%g): "
                         "the features are too large for float32 sums; standardize them",
-                        grad_max);
+                        fn, grad_max);
 }
 
 /* SplitMix64: tiny, and good enough to shuffle rows. */
@@ -232,40 +239,42 @@ bool fit_after_iteration(fit_ctx *c, int iter, const double *theta, double objec
 
 /* ---- options ----------------------------------------------------------------------------- */
 
-static tg_status bad_option(const char *what, double v)
+static tg_status bad_option(const char *fn, const char *what, double v)
 {
-    return tg_set_error(TG_EINVAL, "tg_logreg_fit: %s (got %g)", what, v);
+    return tg_set_error(TG_EINVAL, "%s: %s (got %g)", fn, what, v);
 }
 
-static tg_status check_options(const tg_logreg_options *o)
+#define MAX_EXACT_INT 9007199254740992.0 /* 2^53: the largest count a model file keeps exactly */
+
+tg_status fit_check_options(const tg_logreg_options *o, const char *fn)
 {
     if (!tg_solver_name(o->solver))
-        return bad_option("unknown solver", (double)o->solver);
-    if (isnan(o->l2) || isinf(o->l2))
-        return bad_option("l2 must be finite", o->l2);
+        return bad_option(fn, "unknown solver", (double)(int)o->solver);
+    if (!isfinite(o->l2))
+        return bad_option(fn, "l2 must be finite", o->l2);
     if (!(o->pos_weight > 0.0) || isinf(o->pos_weight))
-        return bad_option("pos_weight must be a positive number", o->pos_weight);
+        return bad_option(fn, "pos_weight must be a positive number", o->pos_weight);
     if (o->max_iter < 0)
-        return bad_option("max_iter must be >= 0", (double)o->max_iter);
-    if (!(o->tol >= 0.0))
-        return bad_option("tol must be >= 0", o->tol);
+        return bad_option(fn, "max_iter must be >= 0", (double)o->max_iter);
+    if (!(o->tol >= 0.0) || isinf(o->tol))
+        return bad_option(fn, "tol must be >= 0 and finite", o->tol);
     if (!(o->lr >= 0.0) || isinf(o->lr))
-        return bad_option("lr must be >= 0 and finite", o->lr);
-    if (o->batch_size < 1)
-        return bad_option("batch_size must be >= 1", (double)o->batch_size);
+        return bad_option(fn, "lr must be >= 0 and finite", o->lr);
+    if (o->batch_size < 1 || (double)o->batch_size > MAX_EXACT_INT)
+        return bad_option(fn, "batch_size must be in [1, 2^53]", (double)o->batch_size);
     if (!(o->momentum >= 0.0 && o->momentum < 1.0))
-        return bad_option("momentum must be in [0, 1)", o->momentum);
+        return bad_option(fn, "momentum must be in [0, 1)", o->momentum);
     if (!(o->beta1 >= 0.0 && o->beta1 < 1.0) || !(o->beta2 >= 0.0 && o->beta2 < 1.0))
-        return bad_option("beta1 and beta2 must be in [0, 1)",
-                          o->beta1 < 1.0 ? o->beta2 : o->beta1);
-    if (!(o->eps > 0.0))
-        return bad_option("eps must be > 0", o->eps);
+        return bad_option(fn, "beta1 and beta2 must be in [0, 1)",
+                          o->beta1 >= 0.0 && o->beta1 < 1.0 ? o->beta2 : o->beta1);
+    if (!(o->eps > 0.0) || isinf(o->eps))
+        return bad_option(fn, "eps must be > 0 and finite", o->eps);
     if (o->lbfgs_memory < 1)
-        return bad_option("lbfgs_memory must be >= 1", (double)o->lbfgs_memory);
+        return bad_option(fn, "lbfgs_memory must be >= 1", (double)o->lbfgs_memory);
     if (!(o->val_split >= 0.0 && o->val_split < 1.0))
-        return bad_option("val_split must be in [0, 1)", o->val_split);
+        return bad_option(fn, "val_split must be in [0, 1)", o->val_split);
     if (o->patience < 0)
-        return bad_option("patience must be >= 0", (double)o->patience);
+        return bad_option(fn, "patience must be >= 0", (double)o->patience);
     return TG_OK;
 }
 
@@ -747,12 +756,12 @@ static tg_status check_dist_options(const tg_logreg_options *o)
 static tg_status check_call(tg_tensor *X, tg_tensor *y, const tg_logreg_options *opt,
                             tg_logreg_model *model, bool dist)
 {
+    const char *fn = dist ? "tg_logreg_fit_distributed" : "tg_logreg_fit";
     tg_status st = check_inputs(X, y, dist);
     if (st == TG_OK && (!opt || !model))
-        st = tg_set_error(TG_EINVAL, "%s: opt or model is NULL",
-                          dist ? "tg_logreg_fit_distributed" : "tg_logreg_fit");
+        st = tg_set_error(TG_EINVAL, "%s: opt or model is NULL", fn);
     if (st == TG_OK)
-        st = check_options(opt);
+        st = fit_check_options(opt, fn);
     if (st == TG_OK && dist)
         st = check_dist_options(opt);
     return st;

@@ -26,12 +26,14 @@
 #include "../core/error.h"
 #include "../core/file_replace.h"
 #include "../core/fork_guard.h"
+#include "fit.h"
 #include "tapegrad/train.h"
 
 #define FORMAT_NAME    "tapegrad-logreg"
 #define FORMAT_VERSION 1
 #define MAX_FEATURES   (1 << 24)
 #define MAX_FILE_BYTES ((size_t)1 << 30)
+#define BELOW_ONE      0x1.fffffffffffffp-1 /* the largest double below 1 */
 
 /* ---- writing ----------------------------------------------------------------------------- */
 
@@ -153,8 +155,11 @@ static tg_status check_model(const tg_logreg_model *m, const char *fn)
         return tg_set_error(TG_EINVAL, "%s: the model is empty", fn);
     if (!m->mean != !m->scale)
         return tg_set_error(TG_EINVAL, "%s: the model has mean without std (or the reverse)", fn);
-    if (!tg_solver_name(m->options.solver))
-        return tg_set_error(TG_EINVAL, "%s: unknown solver %d", fn, (int)m->options.solver);
+    if (fit_check_options(&m->options, fn) != TG_OK)
+        return tg_last_status();
+    if (m->train_rows < 0 || (double)m->train_rows > 9007199254740992.0 || m->iterations < 0)
+        return tg_set_error(TG_EINVAL, "%s: train_rows (%lld) or iterations (%d) out of range", fn,
+                            (long long)m->train_rows, m->iterations);
     for (int64_t i = 0; i < m->n_features; i++)
         if (!isfinite(m->weights[i]) || (m->mean && !isfinite(m->mean[i])) ||
             (m->scale && !(isfinite(m->scale[i]) && m->scale[i] > 0.0)))
@@ -513,19 +518,21 @@ static bool read_solver(reader *r, const cJSON *root, tg_logreg_options *o)
         return fail(r, name, "solver.name", "expected lbfgs, gd, sgd or adam%s", "");
     int64_t max_iter = o->max_iter, bs = o->batch_size, mem = o->lbfgs_memory,
             patience = o->patience;
-    /* l2 < 0 is the options' "1 / n_train" (a hand-written model may leave it so) */
+    /* The ranges are tg_logreg_fit's (fit_check_options), so that every model it makes loads
+     * and every model that loads saves. l2 < 0 is the options' "1 / n_train" (a hand-written
+     * model may leave it so). */
     bool ok = opt_number(r, s, "l2", -HUGE_VAL, HUGE_VAL, &o->l2) &&
-              opt_number(r, s, "pos_weight", 1e-300, HUGE_VAL, &o->pos_weight) &&
+              opt_number(r, s, "pos_weight", DBL_TRUE_MIN, HUGE_VAL, &o->pos_weight) &&
               opt_int(r, s, "max_iter", 0, INT_MAX, &max_iter) &&
               opt_number(r, s, "tol", 0.0, HUGE_VAL, &o->tol) &&
               opt_number(r, s, "lr", 0.0, HUGE_VAL, &o->lr) &&
               opt_int(r, s, "batch_size", 1, 9007199254740992.0, &bs) &&
-              opt_number(r, s, "momentum", 0.0, 1.0, &o->momentum) &&
-              opt_number(r, s, "beta1", 0.0, 1.0, &o->beta1) &&
-              opt_number(r, s, "beta2", 0.0, 1.0, &o->beta2) &&
-              opt_number(r, s, "eps", 0.0, HUGE_VAL, &o->eps) &&
+              opt_number(r, s, "momentum", 0.0, BELOW_ONE, &o->momentum) &&
+              opt_number(r, s, "beta1", 0.0, BELOW_ONE, &o->beta1) &&
+              opt_number(r, s, "beta2", 0.0, BELOW_ONE, &o->beta2) &&
+              opt_number(r, s, "eps", DBL_TRUE_MIN, HUGE_VAL, &o->eps) &&
               opt_int(r, s, "lbfgs_memory", 1, INT_MAX, &mem) &&
-              opt_number(r, s, "val_split", 0.0, 1.0, &o->val_split) &&
+              opt_number(r, s, "val_split", 0.0, BELOW_ONE, &o->val_split) &&
               opt_int(r, s, "patience", 0, INT_MAX, &patience);
     o->max_iter = (int)max_iter;
     o->batch_size = bs;

@@ -63,7 +63,7 @@ tg_status solve_lbfgs(fit_ctx *c, double *theta)
     }
     double loss, f = fit_objective(c, theta, grad, &loss);
     double g0 = fit_max_abs(grad, c->d + 1);
-    ok = fit_check_start(g0); /* the same on every rank: the gradient is summed */
+    ok = fit_check_start(c, g0); /* the same on every rank: the gradient is summed */
     free(grad);
     if (ok != TG_OK)
         return ok;
@@ -118,7 +118,7 @@ tg_status solve_gd(fit_ctx *c, double *theta)
     if ((st = fit_agree(c, st)) != TG_OK)
         goto done;
     double loss, f = fit_objective(c, theta, g, &loss), g0 = fit_max_abs(g, n);
-    if ((st = fit_check_start(g0)) != TG_OK)
+    if ((st = fit_check_start(c, g0)) != TG_OK)
         goto done;
     double step = 1.0; /* line-search step, carried over (and doubled) between iterations */
     c->stop = TG_STOP_MAX_ITER;

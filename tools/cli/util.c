@@ -67,6 +67,7 @@ static const rewording lib_to_flag[] = {
     {"eval", "select by 0-based index",
      "rename one: the model finds its columns by name (--label also takes a 0-based index)"},
     {"train", "standardize them", "train without --no-standardize"},
+    {"train", "pos_weight (", "--pos-weight ("},
     {"train", "try a smaller lr", "try a smaller --lr"},
     {"train", "use a smaller validation split or another seed",
      "use a smaller --val-split or another --seed"},
