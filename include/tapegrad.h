@@ -13,11 +13,14 @@
  *  - failures never abort: they set a thread-local status and message (tg_last_status,
  *    tg_last_error) naming the function and the offending shapes or values; a call that
  *    returns a value clears them on success, while void calls (tg_release, tg_scope_end, the
- *    setters) leave them as they were, so a check after cleaning up still sees the failure, and
- *    so do the calls that only read or count: tg_retain, tg_keep, the accessors (tg_ndim,
- *    tg_shape, tg_numel, tg_grad, tg_grad_fn_name, tg_requires_grad, tg_isa, ...) and the
- *    queries and formatters that cannot fail (tg_float_repr, tg_status_name, tg_solver_name,
- *    tg_get_num_threads, tg_grad_enabled, tg_matmul_backend, tg_version_string, ...);
+ *    setters) leave them as they were, so a check after cleaning up still sees the failure
+ *    (except the void calls' own failures: tg_scope_begin out of memory and tg_scope_end
+ *    without an open scope set them; tg_retain_grad clears them and reports a NULL tensor or
+ *    one without requires_grad, as PyTorch raises), and so do the calls that only read or count:
+ * tg_retain, tg_keep, the accessors (tg_ndim, tg_shape, tg_numel, tg_grad, tg_grad_fn_name,
+ * tg_requires_grad, tg_isa, ...) and the queries and formatters that cannot fail (tg_float_repr,
+ * tg_status_name, tg_solver_name, tg_get_num_threads, tg_grad_enabled, tg_matmul_backend,
+ * tg_version_string, ...);
  *  - several threads may read one tensor at once (use it as an input, view it, retain and
  *    release it); what writes a tensor needs it to itself (README: threads of their own).
  */

@@ -340,6 +340,10 @@ static void test_messages_name_the_call(void **state)
     expect_error(TG_EINVAL, "tg_logreg_model_set_names", "-1 names", NULL);
     assert_int_equal(tg_logreg_model_set_names(&m, (const char *[]){"a", "b"}, 2, "y"), TG_OK);
     assert_string_equal(m.feature_names[1], "b");
+    /* still no weights: names of another count replace these */
+    assert_int_equal(tg_logreg_model_set_names(&m, (const char *[]){"c"}, 1, NULL), TG_OK);
+    assert_int_equal(m.n_features, 1);
+    assert_string_equal(m.feature_names[0], "c");
     tg_logreg_model_free(&m);
 }
 

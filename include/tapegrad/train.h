@@ -69,7 +69,8 @@ typedef struct tg_logreg_options {
                          * sklearn (whose newer releases use this same mean-loss scale) */
     double lr;          /* step size; 0 = default: gd backtracking line search, sgd 0.01, adam
                          * 0.001. A positive lr makes gd take fixed steps. */
-    int64_t batch_size; /* sgd, adam: rows per step; 64 */
+    int64_t batch_size; /* sgd, adam: rows per step, at most 2^53 (a model file keeps it
+                         * exactly); 64 */
     double momentum;    /* sgd: 0.9 */
     double beta1, beta2, eps; /* adam: 0.9, 0.999, 1e-8 */
     int lbfgs_memory;         /* correction pairs kept by L-BFGS; 10, as scipy */
@@ -118,8 +119,8 @@ typedef struct tg_logreg_model {
 
 void tg_logreg_model_init(tg_logreg_model *m); /* an empty model */
 void tg_logreg_model_free(tg_logreg_model *m); /* frees the contents and empties the model */
-/* Copies n feature names (n must equal m->n_features, or the model must be empty) and the
- * label name (NULL allowed) into the model. */
+/* Copies n feature names (n must equal m->n_features, unless the model has no weights yet) and
+ * the label name (NULL allowed) into the model; m->n_features becomes n. */
 tg_status tg_logreg_model_set_names(tg_logreg_model *m, const char *const *names, int64_t n,
                                     const char *label);
 /* Records (a copy of) the label value that meant 1, so that evaluating the model on the same
@@ -130,7 +131,9 @@ tg_status tg_logreg_model_set_positive(tg_logreg_model *m, const char *positive)
 typedef struct tg_binary_metrics {
     int64_t n, tp, fp, tn, fn;              /* confusion matrix at threshold logit > 0 (p > 0.5) */
     double log_loss;                        /* mean BCE computed from the logits, unweighted */
-    double accuracy, precision, recall, f1; /* 0 where undefined (as sklearn's zero_division) */
+    double accuracy, precision, recall, f1; /* 0 where undefined (as sklearn's zero_division);
+                                             * with no rows (n = 0) accuracy and log_loss are
+                                             * NaN */
     double auc; /* ROC AUC (ties count one half); NaN with a single class */
 } tg_binary_metrics;
 
@@ -169,8 +172,11 @@ tg_status tg_logreg_fit(tg_tensor *X, tg_tensor *y, const tg_logreg_options *opt
                         tg_logreg_model *model, tg_logreg_result *result);
 
 /* The objective and its gradient at (w, b) in one fused pass: *loss = mean BCE + l2/2 ||w||^2,
- * grad_w[d] and *grad_b (either may be NULL to skip). X is used as given (no standardization).
- * This is the function the solvers minimize; it is public for tests and benchmarks. */
+ * grad_w[d] and *grad_b (either may be NULL to skip). X is used as given (no standardization)
+ * and so is y: soft targets in [0, 1] give the cross-entropy against them, and y is not checked
+ * (tg_logreg_fit checks its labels once; this pass is the solvers' inner loop, and a check
+ * would add a read of y to every call). This is the function the solvers minimize; it is
+ * public for tests and benchmarks. */
 tg_status tg_logreg_loss_grad(tg_tensor *X, tg_tensor *y, const double *w, double b, double l2,
                               double pos_weight, double *loss, double *grad_w, double *grad_b);
 

@@ -131,7 +131,7 @@ tg_status tg_logreg_model_set_names(tg_logreg_model *m, const char *const *names
     for (int64_t i = 0; i < n; i++)
         if (!names[i])
             return tg_set_error(TG_EINVAL, "%s: names[%lld] is NULL", fn, (long long)i);
-    if (m->n_features != n && (m->n_features != 0 || m->weights))
+    if (m->n_features != n && m->weights) /* names only: any count, they are replaced */
         return tg_set_error(TG_ESHAPE, "%s: %lld names for a model of %lld features", fn,
                             (long long)n, (long long)m->n_features);
     char **copy = calloc((size_t)(n > 0 ? n : 1), sizeof(char *));
