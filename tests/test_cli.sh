@@ -552,21 +552,26 @@ cmp -s "$TMP/out" "$TMP/filled.out" ||
 # losses. (Filling with every row's means, the validation rows' included, misses by ~1e-4.)
 awk -F, 'BEGIN { OFS = "," } NR > 1 && NR % 4 == 0 { $2 = "" } NR > 1 && NR % 5 == 0 { $1 = "NA" }
     { print }' "$DATA" >"$TMP/gaps.csv"
-expect 0 "train --missing mean --val-split" -- "$BIN" train "$TMP/gaps.csv" --label placement \
-    --missing mean --val-split 0.3 --seed 4 --json --quiet --model "$TMP/gaps.json"
-mv "$TMP/out" "$TMP/gaps_train.out"
-expect 0 "eval --missing mean" -- "$BIN" eval --model "$TMP/gaps.json" "$TMP/gaps.csv" \
-    --missing mean --json
-checks=$((checks + 1))
-cat "$TMP/gaps_train.out" "$TMP/out" | tr ',{}' '\n\n\n' | awk -F: '
-    { gsub(/"/, "", $1); v[$1] = $2 }
-    $1 == "log_loss" {
-        n = v["train_rows"] + v["val_rows"]
-        want = (v["train_rows"] * v["train_log_loss"] + v["val_rows"] * v["val_log_loss"]) / n
-        d = $2 - want
-        if (d < 0) d = -d
-        if (d > 1e-6 || v["val_rows"] != 300) { print "eval " $2 ", train and validation " want; exit 1 }
-    }' || fail "--missing mean: the model's means are not the ones train filled with"
+# With and without standardization: the model keeps the values it filled with either way.
+for std in "" --no-standardize; do
+    # shellcheck disable=SC2086
+    expect 0 "train --missing mean --val-split $std" -- "$BIN" train "$TMP/gaps.csv" \
+        --label placement --missing mean --val-split 0.3 --seed 4 --json --quiet \
+        --model "$TMP/gaps.json" $std
+    mv "$TMP/out" "$TMP/gaps_train.out"
+    expect 0 "eval --missing mean $std" -- "$BIN" eval --model "$TMP/gaps.json" "$TMP/gaps.csv" \
+        --missing mean --json
+    checks=$((checks + 1))
+    cat "$TMP/gaps_train.out" "$TMP/out" | tr ',{}' '\n\n\n' | awk -F: '
+        { gsub(/"/, "", $1); v[$1] = $2 }
+        $1 == "log_loss" {
+            n = v["train_rows"] + v["val_rows"]
+            want = (v["train_rows"] * v["train_log_loss"] + v["val_rows"] * v["val_log_loss"]) / n
+            d = $2 - want
+            if (d < 0) d = -d
+            if (d > 1e-6 || v["val_rows"] != 300) { print "eval " $2 ", train and validation " want; exit 1 }
+        }' || fail "--missing mean $std: the model's means are not the ones train filled with"
+done
 expect 2 "predict --missing drop" -- "$BIN" predict --model "$M" "$TMP/gap.csv" --missing drop
 one_line_error "predict --missing drop" "--missing drop"
 sed -n 3,5p "$DATA" | cat "$TMP/gap.csv" - >"$TMP/evalgap.csv"

@@ -665,6 +665,9 @@ static void test_fill_missing(void **state)
                     sum += s.X[i * d + c], cnt++;
             }
         assert_close(m.mean[c], sum / (double)cnt, 1e-6, 0.0);
+        /* the model keeps the values filled in: the mean, rounded to float as X holds it */
+        assert_non_null(m.fill);
+        assert_true(m.fill[c] == (double)(float)(sum / (double)cnt));
         /* the test tells the two apart: every row's mean is elsewhere */
         assert_true(fabs(all / (double)cnt_all - sum / (double)cnt) > 1e-3);
         for (int64_t k = 0; k < n; k++) { /* every gap, training or validation: the mean */
@@ -702,6 +705,20 @@ static void test_fill_missing(void **state)
     assert_memory_equal(a.weights, m.weights, (size_t)d * sizeof(double));
     assert_true(a.bias == m.bias);
     assert_true(isnan(((const float *)tg_data(X))[1 * d + 1])); /* not in place: X left as it was */
+    /* without standardization the model still keeps the fill, and a model file carries it */
+    assert_null(a.fill);
+    assert_null(m.mean);
+    assert_non_null(m.fill);
+    for (int64_t c = 1; c < d; c++)
+        for (int64_t i = 0; i < n; i++)
+            if (gap[i * d + c])
+                assert_true(m.fill[c] == (double)filled[i * d + c]);
+    char *json = tg_logreg_to_json(&m);
+    assert_non_null(json);
+    assert_int_equal(tg_logreg_from_json(&a, "m.json", json, strlen(json)), TG_OK);
+    assert_non_null(a.fill);
+    assert_memory_equal(a.fill, m.fill, (size_t)d * sizeof(double));
+    free(json);
 
     /* A column with no value to take the mean of. */
     float *col = tg_data(F);
@@ -1041,6 +1058,9 @@ static void test_model_load_errors(void **state)
     expect_load_error(HEAD "\"features\": [\"a\"], \"weights\": [1], \"bias\": 0, "
                            "\"standardization\": {\"mean\": [0], \"std\": [0]}, " GOOD_TAIL,
                       TG_EPARSE, "m.json:1:132: field 'std'");
+    expect_load_error(HEAD "\"features\": [\"a\"], \"weights\": [1], \"bias\": 0, "
+                           "\"missing_fill\": [1, 2], " GOOD_TAIL,
+                      TG_EPARSE, "field 'missing_fill': expected an array of 1 numbers");
     expect_load_error(HEAD "\"features\": [\"a\"], \"weights\": [1], \"bias\": 0, "
                            "\"solver\": {\"name\": \"newton\"}}",
                       TG_EPARSE, "m.json:1:110: field 'solver.name'");

@@ -115,6 +115,10 @@ typedef struct tg_logreg_model {
     int iterations;            /* iterations the fit ran */
     char *positive; /* the label value read as 1 when the labels were two strings, or NULL;
                      * set it with tg_logreg_model_set_positive */
+    double *fill;   /* n_features values the fit put in place of missing features
+                     * (options.fill_missing: the training rows' column means, as floats), or
+                     * NULL; kept with or without standardization, so data scored later can be
+                     * filled as the training rows were */
 } tg_logreg_model;
 
 void tg_logreg_model_init(tg_logreg_model *m); /* an empty model */

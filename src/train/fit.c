@@ -456,8 +456,9 @@ static void fold_present(double *state, void *ctx)
 }
 
 /* fill_missing: NaN features become the training rows' column means. The validation rows
- * (after n_train) take the same values and do not count towards them. */
-static tg_status fill_missing(rows *r, int64_t n_train, bool dist)
+ * (after n_train) take the same values and do not count towards them. On success *fill gets
+ * the d values used (malloc'd), for the model. */
+static tg_status fill_missing(rows *r, int64_t n_train, bool dist, double **fill)
 {
     const int64_t d = r->d;
     double *state = calloc((size_t)(2 * d), sizeof(double));
@@ -485,6 +486,11 @@ static tg_status fill_missing(rows *r, int64_t n_train, bool dist)
         for (int64_t c = 0; c < d; c++)
             if (isnan(r->X[i * d + c]))
                 r->X[i * d + c] = (float)state[c];
+    if (st == TG_OK) { /* the first d doubles are the fill: shrink the state to them */
+        double *kept = realloc(state, (size_t)d * sizeof(double));
+        *fill = kept ? kept : state;
+        return TG_OK;
+    }
     free(state);
     return st;
 }
@@ -600,9 +606,14 @@ static tg_status finish_result(fit_ctx *c, const double *theta, tg_logreg_result
     return st;
 }
 
-/* Moves the fitted numbers into the model (names kept when they still fit). */
-static tg_status fill_model(fit_ctx *c, const double *theta, double *mean, double *scale,
-                            tg_logreg_model *m)
+/* The arrays the model takes over from the fit (any may be NULL). */
+typedef struct {
+    double *mean, *scale, *fill;
+} fit_arrays;
+
+/* Moves the fitted numbers into the model (names kept when they still fit); on success the
+ * model owns a's arrays. */
+static tg_status fill_model(fit_ctx *c, const double *theta, fit_arrays a, tg_logreg_model *m)
 {
     double *w = malloc((size_t)c->d * sizeof(double));
     if (!w)
@@ -614,12 +625,13 @@ static tg_status fill_model(fit_ctx *c, const double *theta, double *mean, doubl
         tg_logreg_model_free(m);
         m->label = label;
     }
-    free(m->weights), free(m->mean), free(m->scale);
+    free(m->weights), free(m->mean), free(m->scale), free(m->fill);
     m->n_features = c->d;
     m->weights = w;
     m->bias = theta[c->d];
-    m->mean = mean;
-    m->scale = scale;
+    m->mean = a.mean;
+    m->scale = a.scale;
+    m->fill = a.fill;
     m->options = c->opt;
     m->options.progress = NULL; /* the model outlives the caller's callback */
     m->options.progress_user = NULL;
@@ -650,9 +662,10 @@ static tg_status check_split_classes(const rows *r, int64_t n_val, const tg_logr
 }
 
 /* Labels, split, missing values, standardization: the working rows the solver will see. mean/scale
- * are malloc'd when standardizing. Distributed (no split there): each step agreed. */
+ * are malloc'd when standardizing, fill when filling. Distributed (no split there): each step
+ * agreed. */
 static tg_status prepare_rows(rows *r, const tg_logreg_options *opt, int64_t n_val, bool dist,
-                              double **mean, double **scale)
+                              double **mean, double **scale, double **fill)
 {
     tg_status st = check_labels(r->y, r->n, r->row0);
     uint64_t rng = opt->seed ^ 0x5eed5eed5eed5eedULL; /* split stream apart from shuffles */
@@ -662,7 +675,7 @@ static tg_status prepare_rows(rows *r, const tg_logreg_options *opt, int64_t n_v
         st = check_split_classes(r, n_val, opt);
     if ((st = agree(dist, st)) != TG_OK)
         return st;
-    if (opt->fill_missing && (st = fill_missing(r, r->n - n_val, dist)) != TG_OK)
+    if (opt->fill_missing && (st = fill_missing(r, r->n - n_val, dist, fill)) != TG_OK)
         return st;
     if (!opt->standardize)
         return agree(dist, find_non_finite(r->X, r->n, r->d, r->row0));
@@ -686,12 +699,13 @@ static tg_status fit_rows(rows *r, const tg_logreg_options *opt, bool dist, int6
                             "tg_logreg_fit: a validation split of %g leaves no training "
                             "rows out of %lld",
                             opt->val_split, (long long)r->n);
-    double *mean = NULL, *scale = NULL, *theta = NULL;
+    fit_arrays a = {NULL, NULL, NULL};
+    double *theta = NULL;
     fit_ctx c;
     memset(&c, 0, sizeof c);
     tg_logreg_result tmp;
     memset(&tmp, 0, sizeof tmp);
-    tg_status st = prepare_rows(r, opt, n_val, dist, &mean, &scale);
+    tg_status st = prepare_rows(r, opt, n_val, dist, &a.mean, &a.scale, &a.fill);
     if (st == TG_OK)
         st = ctx_init(&c, opt, r, n_val, dist, n_all);
     if (st == TG_OK) {
@@ -707,15 +721,15 @@ static tg_status fit_rows(rows *r, const tg_logreg_options *opt, bool dist, int6
     if (st == TG_OK)
         st = finish_result(&c, theta, &tmp);
     if (st == TG_OK) { /* the last step that can fail: agreed, so no rank returns alone */
-        st = agree(dist, fill_model(&c, theta, mean, scale, model));
-        if (model->mean == mean)
-            mean = scale = NULL; /* the model owns them now */
+        st = agree(dist, fill_model(&c, theta, a, model));
+        if (model->weights && model->mean == a.mean && model->fill == a.fill)
+            a = (fit_arrays){NULL, NULL, NULL}; /* the model owns them now */
     }
     if (st == TG_OK && res)
         *res = tmp;
     else
         tg_logreg_result_free(&tmp);
-    free(theta), free(mean), free(scale);
+    free(theta), free(a.mean), free(a.scale), free(a.fill);
     ctx_free(&c);
     return st;
 }

@@ -94,6 +94,7 @@ void tg_logreg_model_free(tg_logreg_model *m)
     free_names(m->feature_names, m->n_features);
     free(m->label);
     free(m->positive);
+    free(m->fill);
     tg_logreg_model_init(m);
 }
 

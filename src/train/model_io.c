@@ -162,10 +162,11 @@ static tg_status check_model(const tg_logreg_model *m, const char *fn)
                             (long long)m->train_rows, m->iterations);
     for (int64_t i = 0; i < m->n_features; i++)
         if (!isfinite(m->weights[i]) || (m->mean && !isfinite(m->mean[i])) ||
-            (m->scale && !(isfinite(m->scale[i]) && m->scale[i] > 0.0)))
+            (m->scale && !(isfinite(m->scale[i]) && m->scale[i] > 0.0)) ||
+            (m->fill && !isfinite(m->fill[i])))
             return tg_set_error(TG_EINVAL,
-                                "%s: feature %lld has a non-finite weight, mean or "
-                                "std",
+                                "%s: feature %lld has a non-finite weight, mean, std or "
+                                "fill",
                                 fn, (long long)i);
     if (!isfinite(m->bias))
         return tg_set_error(TG_EINVAL, "%s: the bias is not finite", fn);
@@ -186,6 +187,7 @@ static cJSON *model_json(const tg_logreg_model *m)
               (!m->positive || cJSON_AddStringToObject(root, "positive", m->positive)) &&
               add_item(root, "features", names_array(m)) &&
               add_item(root, "standardization", standardization_object(m)) &&
+              (!m->fill || add_item(root, "missing_fill", number_array(m->fill, m->n_features))) &&
               add_item(root, "weights", number_array(m->weights, m->n_features)) &&
               add_number(root, "bias", m->bias) &&
               add_item(root, "solver", solver_object(&m->options)) &&
@@ -498,6 +500,16 @@ static bool read_standardization(reader *r, const cJSON *root, tg_logreg_model *
     return m->scale != NULL;
 }
 
+/* Optional (written only by a fit that filled missing features): n finite numbers. */
+static bool read_fill(reader *r, const cJSON *root, tg_logreg_model *m)
+{
+    const cJSON *f = field(root, "missing_fill");
+    if (!f || cJSON_IsNull(f))
+        return true;
+    m->fill = get_numbers(r, root, "missing_fill", m->n_features, false);
+    return m->fill != NULL;
+}
+
 static bool read_solver(reader *r, const cJSON *root, tg_logreg_options *o)
 {
     const cJSON *s = field(root, "solver");
@@ -571,15 +583,15 @@ static bool read_training(reader *r, const cJSON *root, tg_logreg_model *m)
 static bool read_model(reader *r, const cJSON *root, tg_logreg_model *m)
 {
     /* The header first: a newer format version may well have fields this one does not. */
-    static const char *const keys[] = {"format",          "version",  "label", "positive",
-                                       "features",        "weights",  "bias",  "solver",
-                                       "standardization", "training", NULL};
+    static const char *const keys[] = {"format",          "version",  "label",        "positive",
+                                       "features",        "weights",  "bias",         "solver",
+                                       "standardization", "training", "missing_fill", NULL};
     if (!read_header(r, root) || !known_fields(r, root, "", keys) || !read_names(r, root, m))
         return false;
     m->weights = get_numbers(r, root, "weights", m->n_features, false);
     return m->weights && get_finite(r, root, "bias", &m->bias) &&
-           read_standardization(r, root, m) && read_solver(r, root, &m->options) &&
-           read_training(r, root, m);
+           read_standardization(r, root, m) && read_fill(r, root, m) &&
+           read_solver(r, root, &m->options) && read_training(r, root, m);
 }
 
 /* "line:column" of offset in text, for JSON syntax errors. */

@@ -128,13 +128,15 @@ bool cli_load_for_model(const char *cmd, const char *model_path, const char *dat
     if (!co.positive)
         co.positive = m->positive; /* the string labels the model was trained on, if any */
     /* --missing mean fills a gap with the training mean the model keeps, as the model saw it,
-     * not with the mean of the rows being scored (one row would have none). */
+     * not with the mean of the rows being scored (one row would have none): the values the fit
+     * filled with when it did (train --missing mean), else the standardization means. */
     float *fill = NULL;
     if (co.missing == TG_MISSING_MEAN) {
-        if (!m->mean) {
+        const double *means = m->fill ? m->fill : m->mean;
+        if (!means) {
             cli_error(cmd,
-                      "%s keeps no training means (trained with --no-standardize), so "
-                      "--missing mean cannot fill gaps",
+                      "%s keeps no training means (trained with --no-standardize and without "
+                      "--missing mean), so --missing mean cannot fill gaps",
                       model_path);
             return false;
         }
@@ -144,7 +146,7 @@ bool cli_load_for_model(const char *cmd, const char *model_path, const char *dat
             return false;
         }
         for (int64_t j = 0; j < m->n_features; j++)
-            fill[j] = (float)m->mean[j];
+            fill[j] = (float)means[j];
         co.fill = fill;
     }
     struct stat sb;

@@ -28,7 +28,7 @@ static const char USAGE[] =
     "  --positive VALUE     label value that means 1 when labels are two strings\n"
     "  --missing M          empty/NA/NaN fields: error (default), drop the row, or mean\n"
     "                       (the column's mean over the training rows, not --val-split's;\n"
-    "                       a standardized model keeps it, and predict/eval fill with it)\n"
+    "                       the model keeps it, and predict/eval fill with it)\n"
     "training:\n"
     "  --solver S           lbfgs (default), gd, sgd or adam\n"
     "  --epochs N           iteration limit (lbfgs 100, gd 1000, sgd/adam 50 epochs)\n"
