@@ -63,10 +63,6 @@ tg_status fit_agree(const fit_ctx *c, tg_status st);
 double fit_max_abs(const double *v, int64_t n);
 /* TG_OK, or an error when the starting point's gradient (its fit_max_abs) is not finite. */
 tg_status fit_check_start(const fit_ctx *c, double grad_max);
-/* The options' ranges, which tg_logreg_fit accepts and a model file keeps: TG_EINVAL naming fn
- * and the option otherwise (tg_logreg_save checks a model's options with it, so it never
- * writes a file that tg_logreg_load would refuse). */
-tg_status fit_check_options(const tg_logreg_options *o, const char *fn);
 double fit_now(void);
 uint64_t fit_rng_below(uint64_t *state, uint64_t k); /* uniform in [0, k), k >= 1 */
 

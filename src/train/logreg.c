@@ -8,6 +8,7 @@
 #include "../core/tensor.h"
 #include "fused.h"
 #include "kernels.h"
+#include "options.h"
 #include "tapegrad/train.h"
 
 static const char *const solver_names[] = {"lbfgs", "gd", "sgd", "adam"};
@@ -65,6 +66,45 @@ void tg_logreg_options_init(tg_logreg_options *o)
     o->in_place = false;
     o->keep_history = true;
     o->metrics = true;
+}
+
+static tg_status bad_option(const char *fn, const char *what, double v)
+{
+    return tg_set_error(TG_EINVAL, "%s: %s (got %g)", fn, what, v);
+}
+
+#define MAX_EXACT_INT 9007199254740992.0 /* 2^53: the largest count a model file keeps exactly */
+
+tg_status lr_check_options(const tg_logreg_options *o, const char *fn)
+{
+    if (!tg_solver_name(o->solver))
+        return bad_option(fn, "unknown solver", (double)(int)o->solver);
+    if (!isfinite(o->l2))
+        return bad_option(fn, "l2 must be finite", o->l2);
+    if (!(o->pos_weight > 0.0) || isinf(o->pos_weight))
+        return bad_option(fn, "pos_weight must be a positive number", o->pos_weight);
+    if (o->max_iter < 0)
+        return bad_option(fn, "max_iter must be >= 0", (double)o->max_iter);
+    if (!(o->tol >= 0.0) || isinf(o->tol))
+        return bad_option(fn, "tol must be >= 0 and finite", o->tol);
+    if (!(o->lr >= 0.0) || isinf(o->lr))
+        return bad_option(fn, "lr must be >= 0 and finite", o->lr);
+    if (o->batch_size < 1 || (double)o->batch_size > MAX_EXACT_INT)
+        return bad_option(fn, "batch_size must be in [1, 2^53]", (double)o->batch_size);
+    if (!(o->momentum >= 0.0 && o->momentum < 1.0))
+        return bad_option(fn, "momentum must be in [0, 1)", o->momentum);
+    if (!(o->beta1 >= 0.0 && o->beta1 < 1.0) || !(o->beta2 >= 0.0 && o->beta2 < 1.0))
+        return bad_option(fn, "beta1 and beta2 must be in [0, 1)",
+                          o->beta1 >= 0.0 && o->beta1 < 1.0 ? o->beta2 : o->beta1);
+    if (!(o->eps > 0.0) || isinf(o->eps))
+        return bad_option(fn, "eps must be > 0 and finite", o->eps);
+    if (o->lbfgs_memory < 1)
+        return bad_option(fn, "lbfgs_memory must be >= 1", (double)o->lbfgs_memory);
+    if (!(o->val_split >= 0.0 && o->val_split < 1.0))
+        return bad_option(fn, "val_split must be in [0, 1)", o->val_split);
+    if (o->patience < 0)
+        return bad_option(fn, "patience must be >= 0", (double)o->patience);
+    return TG_OK;
 }
 
 /* ---- model ------------------------------------------------------------------------------- */

@@ -26,7 +26,7 @@
 #include "../core/error.h"
 #include "../core/file_replace.h"
 #include "../core/fork_guard.h"
-#include "fit.h"
+#include "options.h"
 #include "tapegrad/train.h"
 
 #define FORMAT_NAME    "tapegrad-logreg"
@@ -155,7 +155,7 @@ static tg_status check_model(const tg_logreg_model *m, const char *fn)
         return tg_set_error(TG_EINVAL, "%s: the model is empty", fn);
     if (!m->mean != !m->scale)
         return tg_set_error(TG_EINVAL, "%s: the model has mean without std (or the reverse)", fn);
-    if (fit_check_options(&m->options, fn) != TG_OK)
+    if (lr_check_options(&m->options, fn) != TG_OK)
         return tg_last_status();
     if (m->train_rows < 0 || (double)m->train_rows > 9007199254740992.0 || m->iterations < 0)
         return tg_set_error(TG_EINVAL, "%s: train_rows (%lld) or iterations (%d) out of range", fn,
@@ -530,7 +530,7 @@ static bool read_solver(reader *r, const cJSON *root, tg_logreg_options *o)
         return fail(r, name, "solver.name", "expected lbfgs, gd, sgd or adam%s", "");
     int64_t max_iter = o->max_iter, bs = o->batch_size, mem = o->lbfgs_memory,
             patience = o->patience;
-    /* The ranges are tg_logreg_fit's (fit_check_options), so that every model it makes loads
+    /* The ranges are tg_logreg_fit's (lr_check_options), so that every model it makes loads
      * and every model that loads saves. l2 < 0 is the options' "1 / n_train" (a hand-written
      * model may leave it so). */
     bool ok = opt_number(r, s, "l2", -HUGE_VAL, HUGE_VAL, &o->l2) &&
