@@ -781,9 +781,9 @@ static void test_sum_of_permuted_views(void **state)
 }
 
 /* An expanded view is summed without being materialized: 2^26 elements (256 MiB as a copy) over
- * 1024 floats of memory, whole (tg_sum) and along its rows (tg_sum_dim of a column expanded to
- * 2^16 columns), against double-precision sums, and the process's peak memory does not grow by
- * half a copy. First in the list, while the peak is still low. */
+ * 1024 floats of memory, whole (tg_sum), along its rows (tg_sum_dim of a column expanded to
+ * 2^16 columns) and along a middle dim, against double-precision sums, and the process's peak
+ * memory does not grow by half a copy. First in the list, while the peak is still low. */
 static void test_sum_of_huge_expanded_view(void **state)
 {
     (void)state;
@@ -800,7 +800,16 @@ static void test_sum_of_huge_expanded_view(void **state)
     /* and a column expanded along its rows, summed along them: 1024 rows of 2^16 */
     tg_tensor *col = tg_reshape(x, 2, (int64_t[]){n, 1});
     tg_tensor *rows = tg_sum_dim(tg_expand(col, 2, (int64_t[]){n, reps}), 1, false);
+    /* and along a middle dim: [1024, 256, 256], every [256, 256] slice one value */
+    tg_tensor *cube = tg_reshape(x, 3, (int64_t[]){n, 1, 1});
+    tg_tensor *mid = tg_sum_dim(tg_expand(cube, 3, (int64_t[]){n, 256, 256}), 1, false);
     getrusage(RUSAGE_SELF, &after);
+    assert_non_null(mid);
+    for (int64_t i = 0; i < n; i++) {
+        double w = (double)((const float *)tg_data(x))[i] * 256.0;
+        const float *mv = (const float *)tg_data(mid) + i * 256;
+        assert_true(fabs((double)mv[0] - w) <= 1e-5 * fabs(w) && mv[255] == mv[0]);
+    }
     assert_non_null(s);
     assert_true(fabs((double)tg_item(s) - want) <= 1e-5 * want);
     assert_non_null(rows);
@@ -989,11 +998,13 @@ static void test_tanh_gradient_bits(void **state)
     }
 }
 
-/* Expanded views summed along the last dim that is not 1 are read through their strides, a
- * block of rows at a time, not copied: against a double-precision sum and bit for bit the sum
- * of the contiguous copy, on 1 and 3 threads: short rows (several row_sums calls), rows longer
- * than one sum block, an expanded outer dim, 3-d, and a transposed expansion. */
-static void test_sum_dim_of_expanded_rows(void **state)
+/* Expanded views are summed through their strides, a block of rows (or one row of a slice) at
+ * a time, not copied: against a double-precision sum and bit for bit the sum of the contiguous
+ * copy, on 1 and 3 threads. Along the last dim: short rows (several row_sums calls), rows
+ * longer than one sum block, an expanded outer dim, 3-d, a transposed expansion. Along another:
+ * narrow rows (col_sums' order), wide ones, one slice as wide as a band of columns, and an
+ * expanded narrowed view. */
+static void test_sum_dim_of_expanded_views(void **state)
 {
     (void)state;
     for (int th = 1; th <= 3; th += 2) {
@@ -1010,6 +1021,16 @@ static void test_sum_dim_of_expanded_rows(void **state)
         tg_tensor *w = tg_randn(2, (int64_t[]){1, 40}, 95);
         tg_tensor *wt = tg_transpose(tg_expand(w, 2, (int64_t[]){3000, 40}), 0, 1);
         check_sum_dim_of_view(w, wt, 0, 1, "transposed");
+        tg_tensor *m = tg_randn(3, (int64_t[]){5, 1, 30}, 96);
+        check_sum_dim_of_view(m, tg_expand(m, 3, (int64_t[]){5, 200, 30}), 0, 1, "narrow rows");
+        tg_tensor *q = tg_randn(3, (int64_t[]){4, 1, 1}, 97);
+        check_sum_dim_of_view(q, tg_expand(q, 3, (int64_t[]){4, 300, 100}), 0, 1, "wide rows");
+        tg_tensor *b = tg_randn(2, (int64_t[]){1000, 1}, 98);
+        check_sum_dim_of_view(b, tg_expand(b, 2, (int64_t[]){1000, 3000}), 0, 0, "one slice");
+        tg_tensor *n = tg_randn(3, (int64_t[]){6, 1, 50}, 99);
+        tg_tensor *nv = tg_expand(tg_narrow(n, 2, 10, 20), 3, (int64_t[]){6, 40, 20});
+        check_sum_dim_of_view(n, nv, 10, 1, "narrowed");
+        check_sum_dim_of_view(n, nv, 10, 0, "narrowed, outermost");
         tg_scope_end();
     }
     tg_set_num_threads(0);
@@ -2252,7 +2273,7 @@ int main(void)
         cmocka_unit_test(test_sum_dim_of_transpose),
         cmocka_unit_test(test_sum_dim_of_permuted_view),
         cmocka_unit_test(test_sum_dim_of_narrowed_view),
-        cmocka_unit_test(test_sum_dim_of_expanded_rows),
+        cmocka_unit_test(test_sum_dim_of_expanded_views),
         cmocka_unit_test(test_tanh_gradient_bits),
         cmocka_unit_test(test_copy_of_short_rows),
         cmocka_unit_test(test_sum_dim_of_broadcast_value),

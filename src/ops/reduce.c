@@ -483,7 +483,7 @@ static void gather_row(void *ctx, int64_t start, int64_t len, float *buf)
 typedef struct {
     const tg_tensor *t;
     float *out;
-    int64_t len;
+    int64_t len, inner;
     _Atomic bool failed;
 } gathered_job;
 
@@ -514,12 +514,62 @@ static void gathered_rows(void *ctx, int64_t o0, int64_t o1)
     free(buf);
 }
 
-/* false when out of memory; len >= 1 */
-static bool sum_rows_gathered(const tg_tensor *a, float *out, int64_t outer, int64_t len)
+/* ---- slices of an expanded view, summed along a middle dim ----
+ * With inner > 1, output slice o of the copy is sum_rows over its len rows (o, j, :). The same
+ * recursion runs here with each row gathered just before it is added, so the additions and
+ * their order are the copy's (col_sums, for narrow rows, gives the floats of this row-at-a-time
+ * order by its contract), and memory is one row and the halvings' scratch rows per thread. */
+typedef struct {
+    const tg_tensor *t;
+    int64_t len, inner;
+    float *row; /* the row last gathered */
+} row_source;
+
+static const float *fetch_row(row_source *s, int64_t o, int64_t j)
 {
-    gathered_job j = {.t = a, .out = out, .len = len};
-    int64_t grain = tg_parallel_grain();
-    tg_parallel_tasks(outer, (grain + len - 1) / len, gathered_rows, &j);
+    gather_block((void *)s->t, (o * s->len + j) * s->inner, s->inner, s->row);
+    return s->row;
+}
+
+/* sum_rows of rows [j0, j0 + len) of slice o, len >= 1; tmp as sum_rows' */
+static void sum_fetched(row_source *s, int64_t o, int64_t j0, int64_t len, float *y, float *tmp)
+{
+    const tg_kernels *k = tg_kern();
+    const int64_t w = s->inner;
+    if (len <= ROW_BLOCK) {
+        k->add_vs(fetch_row(s, o, j0), 0.0f, y, w);
+        for (int64_t j = 1; j < len; j++)
+            k->add_vv(y, fetch_row(s, o, j0 + j), y, w);
+        return;
+    }
+    int64_t half = len / 2;
+    sum_fetched(s, o, j0, half, y, tmp + w);
+    sum_fetched(s, o, j0 + half, len - half, tmp, tmp + w);
+    k->add_vv(y, tmp, y, w);
+}
+
+/* Slices [o0, o1) (gathered_job, inner > 1). */
+static void gathered_slices(void *ctx, int64_t o0, int64_t o1)
+{
+    gathered_job *j = ctx;
+    row_source s = {j->t, j->len, j->inner, malloc((size_t)j->inner * sizeof(float))};
+    int levels = halvings(j->len);
+    float *tmp = levels ? malloc((size_t)(levels * j->inner) * sizeof(float)) : NULL;
+    if (!s.row || (levels && !tmp))
+        j->failed = true;
+    for (int64_t o = o0; o < o1 && !j->failed; o++)
+        sum_fetched(&s, o, 0, j->len, j->out + o * j->inner, tmp);
+    free(s.row), free(tmp);
+}
+
+/* The sum of a view that repeats memory along the middle of m (its copy's [outer, len, inner]),
+ * with the copy's floats, without the copy; false when out of memory. numel >= 1. */
+static bool sum_gathered(const tg_tensor *a, float *out, middle_shape m)
+{
+    gathered_job j = {.t = a, .out = out, .len = m.len, .inner = m.inner};
+    int64_t grain = tg_parallel_grain(), work = m.len * m.inner;
+    tg_parallel_tasks(m.outer, (grain + work - 1) / work,
+                      m.inner == 1 ? gathered_rows : gathered_slices, &j);
     return !j.failed;
 }
 
@@ -557,7 +607,7 @@ static tg_tensor *reduce_dim(tg_tensor *a, int dim, bool keepdim, bool mean, con
     }
     middle_shape m = dense_middle(outer, len, inner);
     bool in_place = uniform || flipped || (!a->contiguous && strided_middle(a, d, &m));
-    bool gathered = !in_place && inner == 1 && len > 0 && repeats_memory(a);
+    bool gathered = !in_place && a->numel > 0 && repeats_memory(a);
     tg_tensor *x = in_place || gathered ? tg_retain(a) : tg_as_contiguous(a);
     tg_tensor *out = x ? tg_new(on, shape, fn) : NULL;
     if (out && uniform && !sum_middle_uniform(tg_ptr(a)[0], tg_ptr(out), outer, len, inner)) {
@@ -565,9 +615,9 @@ static tg_tensor *reduce_dim(tg_tensor *a, int dim, bool keepdim, bool mean, con
         out = NULL;
         tg_set_error(TG_ENOMEM, "%s: out of memory", fn);
     }
-    bool summed = !out || uniform ||
-                  (gathered ? sum_rows_gathered(a, tg_ptr(out), outer, len)
-                            : sum_middle(tg_ptr(x), tg_ptr(out), m));
+    bool summed =
+        !out || uniform ||
+        (gathered ? sum_gathered(a, tg_ptr(out), m) : sum_middle(tg_ptr(x), tg_ptr(out), m));
     if (!summed) {
         tg_release(out);
         out = NULL;
