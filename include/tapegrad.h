@@ -192,7 +192,9 @@ tg_tensor *tg_mse_loss(tg_tensor *pred, tg_tensor *target,
  * several elements share one memory location (TG_EINVAL; clone it first), except by tg_fill_
  * and tg_zero_, which write one value (PyTorch allows those).
  * tg_backward checks, before it adds to any .grad, that the tensors the graph saved are as they
- * were (TG_EGRAPH otherwise). Ops save what PyTorch's save, with one addition: tg_sigmoid also
+ * were (TG_EGRAPH otherwise), so such a failure changes no .grad; running out of memory part-way
+ * can leave some .grad holding part of the pass's sum, as in PyTorch (zero the grads and run the
+ * pass again). Ops save what PyTorch's save, with one addition: tg_sigmoid also
  * saves its input (its gradient reads it, for accuracy where sigmoid is near 0 or 1), so
  * changing that input in place fails a backward that PyTorch would run. */
 tg_tensor *tg_zero_(tg_tensor *t);
