@@ -190,6 +190,12 @@ static void test_reshape_expand_errors(void **state)
     expect_error(TG_ENOMEM, "tg_expand", "too large", NULL);
     assert_null(tg_expand(x, 2, NULL));
     expect_error(TG_EINVAL, "tg_expand", "shape is NULL", NULL);
+    /* an op that would make such a shape names itself, not the helper it calls */
+    /* (tg_clone's out-of-memory message: test_oom) */
+    tg_tensor *col = tg_expand(mat(1, 1), 2, (int64_t[]){INT64_C(1) << 31, 1});
+    tg_tensor *row = tg_expand(mat(1, 1), 2, (int64_t[]){1, INT64_C(1) << 31});
+    assert_null(tg_mse_loss(col, row, TG_REDUCE_MEAN));
+    expect_error(TG_ENOMEM, "tg_mse_loss: ", "too large", NULL);
     tg_scope_end();
 }
 

@@ -598,6 +598,42 @@ static void test_nested_scopes(void **state)
     sweep(nested_scopes);
 }
 
+/* A copy that fails names the public call that asked for it: every failing allocation of
+ * tg_clone of a transposed matrix (made before the sweep) reports tg_clone. */
+static tg_tensor *clone_src;
+
+static bool clone_transposed(outcome *o)
+{
+    tg_tensor *c = tg_clone(clone_src);
+    if (!c)
+        return false;
+    push_tensor(o, c);
+    tg_release(c);
+    return true;
+}
+
+static void test_clone_names_itself(void **state)
+{
+    (void)state;
+    tg_tensor *v = tg_arange(0.0f, 6.0f, 1.0f), *m = tg_reshape(v, 2, (int64_t[]){3, 2});
+    clone_src = tg_transpose(m, 0, 1);
+    tg_release(v), tg_release(m);
+    static outcome got;
+    int failures = 0;
+    for (long n = 1; n < 16; n++) {
+        run_once(clone_transposed, &got, n);
+        if (!atomic_load(&hit))
+            break;
+        if (got.status == TG_OK)
+            continue;
+        failures++;
+        if (strncmp(got.message, "tg_clone: ", 10) != 0)
+            fail_msg("allocation %ld: \"%s\" does not name tg_clone", n, got.message);
+    }
+    assert_true(failures > 0);
+    tg_release(clone_src);
+}
+
 int main(void)
 {
     /* one thread: every allocation happens on the scenario's thread, in the same order */
@@ -614,6 +650,7 @@ int main(void)
         cmocka_unit_test(test_nested_scopes),
         cmocka_unit_test(test_optimizer_load),
         cmocka_unit_test(test_saves),
+        cmocka_unit_test(test_clone_names_itself),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -127,12 +127,17 @@ bool tg_same_shape(const tg_tensor *a, const tg_tensor *b)
     return true;
 }
 
-tg_tensor *tg_contiguous_copy(const tg_tensor *t)
+tg_tensor *tg_contiguous_copy_for(const tg_tensor *t, const char *fn)
 {
-    tg_tensor *c = tg_new(t->ndim, t->shape, "tg_contiguous");
+    tg_tensor *c = tg_new(t->ndim, t->shape, fn);
     if (c)
         tg_copy_strided(c, t);
     return c;
+}
+
+tg_tensor *tg_contiguous_copy(const tg_tensor *t)
+{
+    return tg_contiguous_copy_for(t, "tg_contiguous");
 }
 
 tg_tensor *tg_as_contiguous(tg_tensor *t)

@@ -158,8 +158,10 @@ int64_t tg_check_shape(int ndim, const int64_t *shape, const char *fn);
 bool tg_same_shape(const tg_tensor *a, const tg_tensor *b);
 /* Copies src into dst element by element; same shape, any strides (no graph). */
 void tg_copy_strided(tg_tensor *dst, const tg_tensor *src);
-/* Contiguous copy of any tensor (no graph); a new reference. */
+/* Contiguous copy of any tensor (no graph); a new reference. A failure (out of memory) is
+ * reported as tg_contiguous's; tg_contiguous_copy_for names the public function fn instead. */
 tg_tensor *tg_contiguous_copy(const tg_tensor *t);
+tg_tensor *tg_contiguous_copy_for(const tg_tensor *t, const char *fn);
 /* t itself (retained) if contiguous, else a contiguous copy (no graph). */
 tg_tensor *tg_as_contiguous(tg_tensor *t);
 /* Final free of a tensor whose refcount reached 0 (graph release is iterative). */

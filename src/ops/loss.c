@@ -489,7 +489,8 @@ tg_tensor *tg_mse_loss(tg_tensor *pred, tg_tensor *target, tg_reduction r)
          * gradients back to the original shapes. */
         int nd;
         int64_t shape[TG_MAX_DIMS];
-        if (!tg_broadcast_shape(pred, target, &nd, shape, fn))
+        /* a shape too large to hold is refused here, so the message names this function */
+        if (!tg_broadcast_shape(pred, target, &nd, shape, fn) || tg_check_shape(nd, shape, fn) < 0)
             TG_API_RETURN(NULL);
         tg_tensor *x = tg_expand(pred, nd, shape), *t = tg_expand(target, nd, shape);
         tg_tensor *out = x && t ? tg_mse_loss(x, t, r) : NULL;

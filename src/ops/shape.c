@@ -391,7 +391,7 @@ tg_tensor *tg_clone(tg_tensor *a)
     TG_API_BEGIN;
     if (!a)
         TG_API_RETURN(tg_null_arg("tg_clone"));
-    tg_tensor *out = tg_contiguous_copy(a);
+    tg_tensor *out = tg_contiguous_copy_for(a, "tg_clone");
     tg_node *node = out ? tg_record(&CLONE, out, 1, &a) : NULL;
     TG_API_RETURN(tg_recorded(out, node, 1, &a));
 }
