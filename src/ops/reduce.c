@@ -562,8 +562,8 @@ static void gathered_slices(void *ctx, int64_t o0, int64_t o1)
     free(s.row), free(tmp);
 }
 
-/* The sum of a view that repeats memory along the middle of m (its copy's [outer, len, inner]),
- * with the copy's floats, without the copy; false when out of memory. numel >= 1. */
+/* The sum over the middle axis of m (the copy's [outer, len, inner]) of a view that repeats
+ * memory, with the copy's floats, without the copy; false when out of memory. numel >= 1. */
 static bool sum_gathered(const tg_tensor *a, float *out, middle_shape m)
 {
     gathered_job j = {.t = a, .out = out, .len = m.len, .inner = m.inner};
