@@ -715,6 +715,8 @@ static void test_fill_missing(void **state)
                 assert_true(m.fill[c] == (double)filled[i * d + c]);
     char *json = tg_logreg_to_json(&m);
     assert_non_null(json);
+    /* version 2, the first with the field; a model without it stays version 1 */
+    assert_non_null(strstr(json, "\"version\":\t2,"));
     assert_int_equal(tg_logreg_from_json(&a, "m.json", json, strlen(json)), TG_OK);
     assert_non_null(a.fill);
     assert_memory_equal(a.fill, m.fill, (size_t)d * sizeof(double));
@@ -998,6 +1000,7 @@ static void test_model_round_trip(void **state)
     /* the text form is the same */
     char *a = tg_logreg_to_json(&m), *b = tg_logreg_to_json(&back);
     assert_string_equal(a, b);
+    assert_non_null(strstr(a, "\"version\":\t1,")); /* no missing_fill: readable by older builds */
     free(a), free(b);
     /* the label value that meant 1 survives the file */
     assert_int_equal(tg_logreg_model_set_positive(&m, "yes \"quoted\""), TG_OK);
@@ -1058,8 +1061,13 @@ static void test_model_load_errors(void **state)
     expect_load_error(HEAD "\"features\": [\"a\"], \"weights\": [1], \"bias\": 0, "
                            "\"standardization\": {\"mean\": [0], \"std\": [0]}, " GOOD_TAIL,
                       TG_EPARSE, "m.json:1:132: field 'std'");
+    /* missing_fill came with version 2: a version 1 file cannot have it */
     expect_load_error(HEAD "\"features\": [\"a\"], \"weights\": [1], \"bias\": 0, "
-                           "\"missing_fill\": [1, 2], " GOOD_TAIL,
+                           "\"missing_fill\": [1], " GOOD_TAIL,
+                      TG_EPARSE, "field 'missing_fill': not a field of a version 1 model file");
+    expect_load_error("{\"format\": \"tapegrad-logreg\", \"version\": 2, "
+                      "\"features\": [\"a\"], \"weights\": [1], \"bias\": 0, "
+                      "\"missing_fill\": [1, 2], " GOOD_TAIL,
                       TG_EPARSE, "field 'missing_fill': expected an array of 1 numbers");
     expect_load_error(HEAD "\"features\": [\"a\"], \"weights\": [1], \"bias\": 0, "
                            "\"solver\": {\"name\": \"newton\"}}",
@@ -1098,8 +1106,8 @@ static void test_model_load_errors(void **state)
                       "\"nested\": {\"deep\": [[], {}, \"x\"]}, \"eps\": -1}}",
                       TG_EPARSE, "m.json:3:1: field 'solver.nested': not a field");
     /* a newer version is reported as such, whatever fields it has */
-    expect_load_error("{\"format\": \"tapegrad-logreg\", \"version\": 2, \"new\": 1}",
-                      TG_EUNSUPPORTED, "version 2");
+    expect_load_error("{\"format\": \"tapegrad-logreg\", \"version\": 3, \"new\": 1}",
+                      TG_EUNSUPPORTED, "version 3");
     /* a NUL character would cut a name short (the feature "a" would be used) */
     expect_load_error(HEAD
                       "\"features\": [\"a\\u0000b\"], \"weights\": [1], \"bias\": 0, " GOOD_TAIL,

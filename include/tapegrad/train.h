@@ -79,9 +79,10 @@ typedef struct tg_logreg_options {
     bool fill_missing;        /* NaN features (tg_csv_read with TG_MISSING_KEEP) become the
                                * training rows' column mean, NaN left out, after the validation
                                * split: the validation rows get the same values and add nothing
-                               * to them, and with standardize the model's mean is this fill.
-                               * Distributed: the mean over every rank's rows. false: a NaN is
-                               * an error, as any non-finite feature */
+                               * to them. The model keeps the values (fill); with standardize
+                               * its mean, taken after filling, can differ from them in a
+                               * float's last bit. Distributed: the mean over every rank's rows.
+                               * false: a NaN is an error, as any non-finite feature */
     double val_split;         /* fraction of rows held out for validation, chosen by seed; 0 */
     int patience;             /* early stopping, with a validation split only: stop after this many
                                * iterations (epochs) without a new best validation loss and keep

@@ -30,7 +30,10 @@
 #include "tapegrad/train.h"
 
 #define FORMAT_NAME    "tapegrad-logreg"
-#define FORMAT_VERSION 1
+#define FORMAT_VERSION 2 /* the newest this build reads */
+#define FILL_VERSION                                                                               \
+    2 /* the first with missing_fill: written only by models that have it, so                      \
+       * other files stay version 1 and readable by builds before it */
 #define MAX_FEATURES   (1 << 24)
 #define MAX_FILE_BYTES ((size_t)1 << 30)
 #define BELOW_ONE      0x1.fffffffffffffp-1 /* the largest double below 1 */
@@ -181,7 +184,7 @@ static cJSON *model_json(const tg_logreg_model *m)
 {
     cJSON *root = cJSON_CreateObject();
     bool ok = root && cJSON_AddStringToObject(root, "format", FORMAT_NAME) &&
-              add_int(root, "version", FORMAT_VERSION) &&
+              add_int(root, "version", m->fill ? FILL_VERSION : 1) &&
               (m->label ? cJSON_AddStringToObject(root, "label", m->label) != NULL
                         : cJSON_AddNullToObject(root, "label") != NULL) &&
               (!m->positive || cJSON_AddStringToObject(root, "positive", m->positive)) &&
@@ -246,6 +249,7 @@ tg_status tg_logreg_save(const tg_logreg_model *m, const char *path)
 
 typedef struct {
     const char *name; /* file name for messages */
+    int version;      /* the file's format version, once read_header has read it */
     tg_status st;
     const char *text, *end; /* the JSON text and the tree parsed from it, to place errors */
     const cJSON *root;
@@ -419,6 +423,7 @@ static bool read_header(reader *r, const cJSON *root)
                              r->name, v->valuedouble, FORMAT_VERSION);
         return false;
     }
+    r->version = (int)v->valuedouble;
     return true;
 }
 
@@ -506,6 +511,8 @@ static bool read_fill(reader *r, const cJSON *root, tg_logreg_model *m)
     const cJSON *f = field(root, "missing_fill");
     if (!f || cJSON_IsNull(f))
         return true;
+    if (r->version < FILL_VERSION) /* version 1 */
+        return fail_name(r, f, "missing_fill", "not a field of a version 1 model file%s", "");
     m->fill = get_numbers(r, root, "missing_fill", m->n_features, false);
     return m->fill != NULL;
 }
