@@ -1336,6 +1336,25 @@ static void test_fit_errors(void **state)
     assert_int_equal(tg_logreg_fit(Xbad, y, &o, &m, NULL), TG_EINVAL);
     assert_non_null(strstr(tg_last_error(), "X[3, 1]"));
     o.standardize = true;
+    /* named where it is in X, not where the split moved it (seeds that move row 3) */
+    o.val_split = 0.5;
+    for (uint64_t seed = 0; seed < 4; seed++) {
+        o.seed = seed;
+        assert_int_equal(tg_logreg_fit(Xbad, y, &o, &m, NULL), TG_EINVAL);
+        assert_non_null(strstr(tg_last_error(), "X[3, 1]"));
+    }
+    o = quiet_options();
+    tg_release(Xbad);
+    /* with gaps to fill, an infinity is named at its place, not at the gaps its mean fills */
+    float keep20 = s.X[2 * 20], keep5 = s.X[2 * 5];
+    s.X[2 * 20] = INFINITY; /* row 20, column 0 */
+    s.X[2 * 5] = NAN;       /* row 5, column 0: a gap before it (and row 3's, above) */
+    Xbad = tensor_X(&s);
+    o.fill_missing = true;
+    assert_int_equal(tg_logreg_fit(Xbad, y, &o, &m, NULL), TG_EINVAL);
+    assert_non_null(strstr(tg_last_error(), "X[20, 0] = inf"));
+    o = quiet_options();
+    s.X[2 * 20] = keep20, s.X[2 * 5] = keep5;
     tg_release(Xbad);
 
     int64_t n3 = 3;

@@ -351,6 +351,19 @@ static tg_status find_non_finite(const float *X, int64_t n, int64_t d, int64_t r
     return lr_name_non_finite("tg_logreg_fit", X, n, d, row0) ? TG_EINVAL : TG_OK;
 }
 
+/* The first infinity in X as given, or NaN unless gaps are to be filled. */
+static tg_status find_unusable(const rows *r, bool gaps_allowed)
+{
+    const int64_t n = r->n * r->d;
+    for (int64_t i = 0; i < n; i++) {
+        float v = r->X[i];
+        if (isinf(v) || (isnan(v) && !gaps_allowed))
+            return tg_set_error(TG_EINVAL, "tg_logreg_fit: X[%lld, %lld] = %g is not finite",
+                                (long long)(r->row0 + i / r->d), (long long)(i % r->d), (double)v);
+    }
+    return TG_OK;
+}
+
 static void fold_stats(double *state, void *stats)
 {
     lr_stats_fold(stats, state);
@@ -630,6 +643,11 @@ static tg_status prepare_rows(rows *r, const tg_logreg_options *opt, int64_t n_v
                               double **mean, double **scale, double **fill)
 {
     tg_status st = check_labels(r->y, r->n, r->row0);
+    /* Before rows move (the split) or gaps take their column's mean (the fill), a value the fit
+     * cannot use is named where the caller put it: afterwards it would be named at the row it
+     * was swapped to, or at a gap filled with its infinite mean. */
+    if (st == TG_OK && (n_val > 0 || opt->fill_missing))
+        st = find_unusable(r, opt->fill_missing);
     uint64_t rng = opt->seed ^ 0x5eed5eed5eed5eedULL; /* split stream apart from shuffles */
     if (st == TG_OK && n_val > 0)
         st = split_rows(r, n_val, &rng);
@@ -789,6 +807,20 @@ static tg_status check_world(int64_t d, int64_t n, int64_t *n_all)
     return tgd_agree(st);
 }
 
+/* The fit's own messages say "tg_logreg_fit: ", the function most of its code serves; a
+ * failure of the distributed entry point says which function the caller called. */
+static void name_distributed(void)
+{
+    static const char prefix[] = "tg_logreg_fit: ";
+    const char *msg = tg_last_error();
+    if (strncmp(msg, prefix, sizeof prefix - 1) != 0)
+        return;
+    char *rest = strdup(msg + sizeof prefix - 1); /* tg_set_error overwrites msg */
+    if (rest)
+        tg_set_error(tg_last_status(), "tg_logreg_fit_distributed: %s", rest);
+    free(rest);
+}
+
 tg_status tg_logreg_fit_distributed(tg_tensor *X, tg_tensor *y, const tg_logreg_options *opt,
                                     tg_logreg_model *model, tg_logreg_result *result)
 {
@@ -801,6 +833,8 @@ tg_status tg_logreg_fit_distributed(tg_tensor *X, tg_tensor *y, const tg_logreg_
         st = check_world(X->shape[1], X->shape[0], &n_all);
     if (st == TG_OK)
         st = fit_tensors(X, y, opt, true, n_all, model, result);
+    if (st != TG_OK)
+        name_distributed();
     tg_api_leave(NULL);
     return st;
 }
