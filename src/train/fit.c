@@ -40,16 +40,15 @@ tg_status fit_check_start(const fit_ctx *c, double grad_max)
 {
     if (isfinite(grad_max))
         return TG_OK;
-    const char *fn = c->dist ? "tg_logreg_fit_distributed" : "tg_logreg_fit";
     if (c->opt.standardize)
         return tg_set_error(TG_EINVAL,
-                            "%s: the gradient at the starting point is not finite (%g): "
-                            "pos_weight (%g) is too large for float32 sums",
-                            fn, grad_max, c->opt.pos_weight);
+                            "tg_logreg_fit: the gradient at the starting point is not finite "
+                            "(%g): pos_weight (%g) is too large for float32 sums",
+                            grad_max, c->opt.pos_weight);
     return tg_set_error(TG_EINVAL,
-                        "%s: the gradient at the starting point is not finite (%g): "
+                        "tg_logreg_fit: the gradient at the starting point is not finite (%g): "
                         "the features are too large for float32 sums; standardize them",
-                        fn, grad_max);
+                        grad_max);
 }
 
 /* SplitMix64: tiny, and good enough to shuffle rows. */
@@ -345,23 +344,10 @@ static tg_status split_rows(rows *r, int64_t n_val, uint64_t *rng)
     return TG_OK;
 }
 
-/* Names the first non-finite value in X (rows [0, n)). */
-static tg_status find_non_finite(const float *X, int64_t n, int64_t d, int64_t row0)
+/* Names the first non-finite value in X (rows [0, n)); NaN passes when nan_ok. */
+static tg_status find_non_finite(const float *X, int64_t n, int64_t d, int64_t row0, bool nan_ok)
 {
-    return lr_name_non_finite("tg_logreg_fit", X, n, d, row0) ? TG_EINVAL : TG_OK;
-}
-
-/* The first infinity in X as given, or NaN unless gaps are to be filled. */
-static tg_status find_unusable(const rows *r, bool gaps_allowed)
-{
-    const int64_t n = r->n * r->d;
-    for (int64_t i = 0; i < n; i++) {
-        float v = r->X[i];
-        if (isinf(v) || (isnan(v) && !gaps_allowed))
-            return tg_set_error(TG_EINVAL, "tg_logreg_fit: X[%lld, %lld] = %g is not finite",
-                                (long long)(r->row0 + i / r->d), (long long)(i % r->d), (double)v);
-    }
-    return TG_OK;
+    return lr_name_non_finite("tg_logreg_fit", X, n, d, row0, nan_ok) ? TG_EINVAL : TG_OK;
 }
 
 static void fold_stats(double *state, void *stats)
@@ -400,14 +386,14 @@ static tg_status standardize(rows *r, int64_t n_train, bool dist, double *mean, 
         /* The statistics are global: on every rank or none. The rank holding the bad value
          * names it. */
         if (!isfinite(mean[c]) || !isfinite(scale[c]))
-            return agree(dist, find_non_finite(r->X, n_train, r->d, r->row0));
+            return agree(dist, find_non_finite(r->X, n_train, r->d, r->row0, false));
         if (!(scale[c] > 0.0))
             scale[c] = 1.0;       /* constant column: leave it centred at 0, as sklearn does */
         mean[c] = (float)mean[c]; /* the centre lr_standardize uses, kept exactly */
     }
     lr_standardize(r->X, r->n, r->d, mean, scale);
-    return agree(dist,
-                 find_non_finite(r->X + n_train * r->d, r->n - n_train, r->d, r->row0 + n_train));
+    return agree(dist, find_non_finite(r->X + n_train * r->d, r->n - n_train, r->d,
+                                       r->row0 + n_train, false));
 }
 
 /* Column sums (state[0, d)) and counts (state[d, 2d)) of the non-NaN values, folded row by row
@@ -645,9 +631,11 @@ static tg_status prepare_rows(rows *r, const tg_logreg_options *opt, int64_t n_v
     tg_status st = check_labels(r->y, r->n, r->row0);
     /* Before rows move (the split) or gaps take their column's mean (the fill), a value the fit
      * cannot use is named where the caller put it: afterwards it would be named at the row it
-     * was swapped to, or at a gap filled with its infinite mean. */
-    if (st == TG_OK && (n_val > 0 || opt->fill_missing))
-        st = find_unusable(r, opt->fill_missing);
+     * was swapped to, or at a gap filled with its infinite mean. Then nothing non-finite is
+     * left once the gaps are filled (their means are of finite floats). */
+    bool scanned = n_val > 0 || opt->fill_missing;
+    if (st == TG_OK && scanned)
+        st = find_non_finite(r->X, r->n, r->d, r->row0, opt->fill_missing);
     uint64_t rng = opt->seed ^ 0x5eed5eed5eed5eedULL; /* split stream apart from shuffles */
     if (st == TG_OK && n_val > 0)
         st = split_rows(r, n_val, &rng);
@@ -658,7 +646,7 @@ static tg_status prepare_rows(rows *r, const tg_logreg_options *opt, int64_t n_v
     if (opt->fill_missing && (st = fill_missing(r, r->n - n_val, dist, fill)) != TG_OK)
         return st;
     if (!opt->standardize)
-        return agree(dist, find_non_finite(r->X, r->n, r->d, r->row0));
+        return scanned ? TG_OK : agree(dist, find_non_finite(r->X, r->n, r->d, r->row0, false));
     *mean = malloc((size_t)r->d * sizeof(double));
     *scale = malloc((size_t)r->d * sizeof(double));
     if (!*mean || !*scale)
@@ -701,9 +689,10 @@ static tg_status fit_rows(rows *r, const tg_logreg_options *opt, bool dist, int6
     if (st == TG_OK)
         st = finish_result(&c, theta, &tmp);
     if (st == TG_OK) { /* the last step that can fail: agreed, so no rank returns alone */
-        st = agree(dist, fill_model(&c, theta, a, model));
-        if (model->weights && model->mean == a.mean && model->fill == a.fill)
+        tg_status moved = fill_model(&c, theta, a, model);
+        if (moved == TG_OK)
             a = (fit_arrays){NULL, NULL, NULL}; /* the model owns them now */
+        st = agree(dist, moved);
     }
     if (st == TG_OK && res)
         *res = tmp;

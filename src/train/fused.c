@@ -426,10 +426,11 @@ void lr_logits(const float *X, int64_t n, int64_t d, const double *w, double b, 
     tg_parallel_tasks(blocks_for(n, rows), grain_blocks(rows, d), logit_blocks, &job);
 }
 
-bool lr_name_non_finite(const char *fn, const float *X, int64_t n, int64_t d, int64_t row0)
+bool lr_name_non_finite(const char *fn, const float *X, int64_t n, int64_t d, int64_t row0,
+                        bool nan_ok)
 {
     for (int64_t i = 0; i < n * d; i++)
-        if (!isfinite(X[i])) {
+        if (!isfinite(X[i]) && !(nan_ok && isnan(X[i]))) {
             tg_set_error(TG_EINVAL, "%s: X[%lld, %lld] = %g is not finite", fn,
                          (long long)(row0 + i / d), (long long)(i % d), (double)X[i]);
             return true;

@@ -65,7 +65,9 @@ void lr_standardize(float *X, int64_t n, int64_t d, const double *mean, const do
 void lr_logits(const float *X, int64_t n, int64_t d, const double *w, double b, float *z);
 
 /* Sets "fn: X[i, j] = v is not finite" for the first NaN or infinite value of the n rows of X
- * (row numbers counted from row0) and returns true; false when every value is finite. */
-bool lr_name_non_finite(const char *fn, const float *X, int64_t n, int64_t d, int64_t row0);
+ * (row numbers counted from row0; NaN passes when nan_ok, a gap still to be filled) and returns
+ * true; false when every value is finite. */
+bool lr_name_non_finite(const char *fn, const float *X, int64_t n, int64_t d, int64_t row0,
+                        bool nan_ok);
 
 #endif

@@ -73,8 +73,6 @@ static tg_status bad_option(const char *fn, const char *what, double v)
     return tg_set_error(TG_EINVAL, "%s: %s (got %g)", fn, what, v);
 }
 
-#define MAX_EXACT_INT 9007199254740992.0 /* 2^53: the largest count a model file keeps exactly */
-
 tg_status lr_check_options(const tg_logreg_options *o, const char *fn)
 {
     if (!tg_solver_name(o->solver))
@@ -89,7 +87,7 @@ tg_status lr_check_options(const tg_logreg_options *o, const char *fn)
         return bad_option(fn, "tol must be >= 0 and finite", o->tol);
     if (!(o->lr >= 0.0) || isinf(o->lr))
         return bad_option(fn, "lr must be >= 0 and finite", o->lr);
-    if (o->batch_size < 1 || (double)o->batch_size > MAX_EXACT_INT)
+    if (o->batch_size < 1 || (double)o->batch_size > LR_MAX_EXACT_INT)
         return bad_option(fn, "batch_size must be in [1, 2^53]", (double)o->batch_size);
     if (!(o->momentum >= 0.0 && o->momentum < 1.0))
         return bad_option(fn, "momentum must be in [0, 1)", o->momentum);
@@ -277,7 +275,7 @@ static bool model_ok(const tg_logreg_model *m, const char *fn)
  * score), or else finite values that the model's weights overflow on. */
 static void nan_logit_error(const char *fn, const float *row, int64_t i, int64_t d)
 {
-    if (!lr_name_non_finite(fn, row, 1, d, i))
+    if (!lr_name_non_finite(fn, row, 1, d, i, false))
         tg_set_error(TG_EINVAL,
                      "%s: the model's weights overflow on row %lld of X (its logit is NaN)", fn,
                      (long long)i);

@@ -160,7 +160,7 @@ static tg_status check_model(const tg_logreg_model *m, const char *fn)
         return tg_set_error(TG_EINVAL, "%s: the model has mean without std (or the reverse)", fn);
     if (lr_check_options(&m->options, fn) != TG_OK)
         return tg_last_status();
-    if (m->train_rows < 0 || (double)m->train_rows > 9007199254740992.0 || m->iterations < 0)
+    if (m->train_rows < 0 || (double)m->train_rows > LR_MAX_EXACT_INT || m->iterations < 0)
         return tg_set_error(TG_EINVAL, "%s: train_rows (%lld) or iterations (%d) out of range", fn,
                             (long long)m->train_rows, m->iterations);
     for (int64_t i = 0; i < m->n_features; i++)
@@ -545,7 +545,7 @@ static bool read_solver(reader *r, const cJSON *root, tg_logreg_options *o)
               opt_int(r, s, "max_iter", 0, INT_MAX, &max_iter) &&
               opt_number(r, s, "tol", 0.0, HUGE_VAL, &o->tol) &&
               opt_number(r, s, "lr", 0.0, HUGE_VAL, &o->lr) &&
-              opt_int(r, s, "batch_size", 1, 9007199254740992.0, &bs) &&
+              opt_int(r, s, "batch_size", 1, LR_MAX_EXACT_INT, &bs) &&
               opt_number(r, s, "momentum", 0.0, BELOW_ONE, &o->momentum) &&
               opt_number(r, s, "beta1", 0.0, BELOW_ONE, &o->beta1) &&
               opt_number(r, s, "beta2", 0.0, BELOW_ONE, &o->beta2) &&
@@ -581,7 +581,7 @@ static bool read_training(reader *r, const cJSON *root, tg_logreg_model *m)
     if (!known_fields(r, t, "training", keys))
         return false;
     int64_t iters = 0;
-    bool ok = opt_int(r, t, "rows", 0, 9007199254740992.0, &m->train_rows) &&
+    bool ok = opt_int(r, t, "rows", 0, LR_MAX_EXACT_INT, &m->train_rows) &&
               opt_int(r, t, "iterations", 0, INT_MAX, &iters);
     m->iterations = (int)iters;
     return ok;

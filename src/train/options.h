@@ -10,4 +10,8 @@
  * writes a file that tg_logreg_load would refuse). */
 tg_status lr_check_options(const tg_logreg_options *o, const char *fn);
 
+/* 2^53: the largest count (batch size, rows) a model file, whose numbers are doubles, keeps
+ * exactly. */
+#define LR_MAX_EXACT_INT 9007199254740992.0
+
 #endif
