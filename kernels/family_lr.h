@@ -20,24 +20,30 @@ ALWAYS_INLINE bool lr_inside(int64_t j, int64_t m, int64_t d, int nc)
 }
 
 /* ---- software prefetch of X ---------------------------------------------------------------
- * Each line of X is asked into L1 LR_PF_DIST bytes before the pass reads it, one request per
- * line. The requests are spread over the rows of a group, a few per row, because a burst of a
- * whole group's lines at once waits on the core's few L1 fill buffers; and they run on past the
- * end of the block, where a prefetch bounded by the block had left the next block's first groups
- * to demand misses. A prefetch past the end of X is harmless: it never faults.
+ * Each line of X is asked for before the pass reads it, one request per line, in one of two
+ * ways, chosen per family by measurement:
+ *  - by group (AVX-512's lr_block and row_dots): all of a group's lines at once when the loop
+ *    comes to the group, LR_GROUP_PF_DIST bytes ahead, with the non-temporal hint (X is read
+ *    once per pass; its lines need not displace anything in the outer caches). lr_block issues
+ *    them at the top of its iteration, ahead of the loss, whose long chain would otherwise hold
+ *    them back in the core's queues;
+ *  - by row (AVX2, and every family's col_dots): each row of a group asks for its share of the
+ *    group's lines LR_PF_DIST bytes ahead (prefetcht0).
+ * Either way the requests run on past the end of the block, where a prefetch bounded by the
+ * block had left the next block's first groups to demand misses. A prefetch past the end of X
+ * is harmless: it never faults.
  *
- * Measured with a pass-only program, one core, 1M x 32 with X in memory (4 KB pages), medians
- * of alternating runs:
- *  - AMD EPYC VM (Zen 5, family 26 model 2), 2026-11-28: AVX-512 5.1 ms against 5.7 ms with
- *    the two stages used before (into L2 32 KB ahead and into L1 2 KB ahead), AVX2 5.6 ms
- *    against 7.0 ms; an 8-32 KB distance, or a prefetcht2/prefetchnta hint, moved it by less
- *    than the noise. With X in L2 the two-stage requests took 30% of the pass's time, the one
- *    stage 9%: there the second request cost more time than it saved.
- *  - Intel Xeon VM (family 6 model 207), with the two stages: AVX-512 from 9.4-11.0 ms (whole
- *    groups 4 groups ahead, within the block) to 6.3-7.8 ms, AVX2 from 13.3-14.8 ms (no
- *    software prefetch) to 8.1-9.1 ms; the L2 stage alone (prefetcht2, 32 KB) gave 8.1-9.4 ms.
- *    The single L1 stage was not measured there. */
-#define LR_PF_DIST 16384
+ * Measured with bench_logreg (1M x 32, X in memory on 2 MB pages, one core of the AMD EPYC VM,
+ * Zen 5, 2026-11-29; medians of 5 alternating runs of 5 repetitions each; the same core reads X
+ * alone with plain loads in about 2.9 ms):
+ *  - AVX-512: by group 3.24-3.41 ms; by group with prefetcht0 3.52, at 12 KB 3.47, at 4 KB
+ *    3.70; half-group bursts 3.89 and quarter-group 4.02; by row (two lines a row, prefetcht0,
+ *    16 KB ahead: the scheme before) 4.36-4.46, by row non-temporal at 8 KB 4.00.
+ *  - AVX2: by row 3.27, by group 3.63.
+ * On 4 KB pages (2026-11-28, before X took 2 MB pages) AVX-512 had measured by row 5.1 ms
+ * against 5.7 with two stages (into L2 32 KB ahead, into L1 2 KB ahead). */
+#define LR_PF_DIST       16384
+#define LR_GROUP_PF_DIST 8192
 
 /* The prefetches that row i of a group issues: lines i per_row .. i per_row + per_row - 1 of
  * the group at x, those before its end (bytes). per_row lines a row cover the group's lines. */
@@ -48,6 +54,13 @@ ALWAYS_INLINE void lr_prefetch_row(const float *x, int i, int per_row, int64_t b
         if (o < bytes)
             __builtin_prefetch((const char *)x + o + LR_PF_DIST, 0, 3); /* prefetcht0 */
     }
+}
+
+/* Every line of the group of rows at x, bytes long, LR_GROUP_PF_DIST ahead (prefetchnta). */
+ALWAYS_INLINE void lr_prefetch_group(const float *x, int64_t bytes)
+{
+    for (int64_t o = 0; o < bytes; o += 64)
+        __builtin_prefetch((const char *)x + o + LR_GROUP_PF_DIST, 0, 0);
 }
 
 #endif

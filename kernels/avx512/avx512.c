@@ -688,7 +688,6 @@ ALWAYS_INLINE vf lr_dots_reg(const float *x, int64_t rows, int64_t stride, int n
     const float *q = x;
 #pragma GCC unroll 16 /* see lr_dots_grad_reg */
     for (int i = 0; i < W; i++) {
-        lr_prefetch_row(x, i, nc, W * stride * 4);
         acc[i] = lr_row_dot(q, nc, tail, wv);
         if (i + 1 < rows) /* a running pointer: 16 row addresses would not fit in registers */
             q += stride;
@@ -721,10 +720,8 @@ ALWAYS_INLINE vf lr_dots_grad_reg(const float *xn, const float *xg, int64_t d, i
                                   const vf *wv, const float *rb, vf *gacc)
 {
     vf acc[W];
-    const float *x = xn;
 #pragma GCC unroll 16
     for (int i = 0; i < W; i++, xn += d, xg += d) {
-        lr_prefetch_row(x, i, nc, W * d * 4);
         acc[i] = lr_row_dot(xn, nc, tail, wv);
         vf ri = set1(rb[i]);
         for (int c = 0; c < nc; c++)
@@ -754,6 +751,8 @@ ALWAYS_INLINE double lr_block_reg(const float *X, int64_t m, int64_t d, int nc, 
     }
     for (int64_t j = 0; j < ng + 2; j++) {
         int64_t r1 = lr_rows(m, j - 1), r2 = lr_rows(m, j - 2), rj = lr_rows(m, j);
+        if (rj > 0) /* ahead of the loss, whose long chain would hold the requests back */
+            lr_prefetch_group(X + j * W * d, W * d * 4);
         if (r1 > 0) {
             vf r, l = lr_bce16(add(z, vb), ld(y + (j - 1) * W, r1), vpw, lanes(r1), &r);
             acc_double(&acc_lo, &acc_hi, l);
@@ -874,6 +873,7 @@ ALWAYS_INLINE void row_dots_reg(const float *X, int64_t m, int64_t d, int64_t st
         wv[c] = lr_col(w, c, nc, tail);
     for (int64_t i = 0; i < m; i += W) {
         const float *x = X + i * stride;
+        lr_prefetch_group(x, W * stride * 4);
         if (m - i >= W)
             _mm512_storeu_ps(out + i, lr_dots_reg(x, W, stride, nc, tail, wv));
         else
