@@ -36,9 +36,14 @@ ALWAYS_INLINE bool lr_inside(int64_t j, int64_t m, int64_t d, int nc)
  * Measured with bench_logreg (1M x 32, X in memory on 2 MB pages, one core of the AMD EPYC VM,
  * Zen 5, 2026-11-29; medians of 5 alternating runs of 5 repetitions each; the same core reads X
  * alone with plain loads in about 2.9 ms):
- *  - AVX-512: by group 3.24-3.41 ms; by group with prefetcht0 3.52, at 12 KB 3.47, at 4 KB
- *    3.70; half-group bursts 3.89 and quarter-group 4.02; by row (two lines a row, prefetcht0,
- *    16 KB ahead: the scheme before) 4.36-4.46, by row non-temporal at 8 KB 4.00.
+ *  - AVX-512: by group 3.34-3.52 ms in batches where the memcpy of X took 6.1-6.4 ms (3.64-3.77
+ *    in noisier ones), against 4.36-4.57 ms by row (two lines a row, prefetcht0, 16 KB ahead:
+ *    the scheme before). Variants of the group scheme measured in the same batches: prefetcht0
+ *    3.52, 12 KB 3.47, 4 KB 3.70, two groups every other iteration 3.12-3.21, half-group bursts
+ *    3.89, quarter-group 4.02; by row non-temporal 8 KB 4.00. Differences under about 0.3 ms are
+ *    not to be trusted: the same source built with other alignment flags moved by that much
+ *    (3.26-3.77 ms), and the two-group variant lost to the one-group one in two of three such
+ *    builds.
  *  - AVX2: by row 3.27, by group 3.63.
  * On 4 KB pages (2026-11-28, before X took 2 MB pages) AVX-512 had measured by row 5.1 ms
  * against 5.7 with two stages (into L2 32 KB ahead, into L1 2 KB ahead). */
