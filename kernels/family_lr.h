@@ -25,8 +25,9 @@ ALWAYS_INLINE bool lr_inside(int64_t j, int64_t m, int64_t d, int nc)
  *  - by group (AVX-512's lr_block and row_dots): all of a group's lines at once when the loop
  *    comes to the group, LR_GROUP_PF_DIST bytes ahead, with the non-temporal hint (X is read
  *    once per pass; its lines need not displace anything in the outer caches). lr_block issues
- *    them at the top of its iteration, ahead of the loss, whose long chain would otherwise hold
- *    them back in the core's queues;
+ *    them at the top of its iteration, before the loss; at the group's first row, after the
+ *    loss, measured the same within the noise. Why the burst beats spread requests on this core
+ *    is not established (the VM exposes no performance counters);
  *  - by row (AVX2, and every family's col_dots): each row of a group asks for its share of the
  *    group's lines LR_PF_DIST bytes ahead (prefetcht0).
  * Either way the requests run on past the end of the block, where a prefetch bounded by the
@@ -38,9 +39,10 @@ ALWAYS_INLINE bool lr_inside(int64_t j, int64_t m, int64_t d, int nc)
  * alone with plain loads in about 2.9 ms):
  *  - AVX-512: by group 3.34-3.52 ms in batches where the memcpy of X took 6.1-6.4 ms (3.64-3.77
  *    in noisier ones), against 4.36-4.57 ms by row (two lines a row, prefetcht0, 16 KB ahead:
- *    the scheme before). Variants of the group scheme measured in the same batches: prefetcht0
- *    3.52, 12 KB 3.47, 4 KB 3.70, two groups every other iteration 3.12-3.21, half-group bursts
- *    3.89, quarter-group 4.02; by row non-temporal 8 KB 4.00. Differences under about 0.3 ms are
+ *    the scheme before). Whole groups issued at the group's first row instead (after the loss)
+ *    measured 3.38-3.60 ms, and these variants of that in the same batches: prefetcht0 3.52,
+ *    12 KB 3.47, 4 KB 3.70, half-group bursts 3.89, quarter-group 4.02; at the top, two groups
+ *    every other iteration 3.12-3.21; by row non-temporal 8 KB 4.00. Differences under 0.3 ms are
  *    not to be trusted: the same source built with other alignment flags moved by that much
  *    (3.26-3.77 ms), and the two-group variant lost to the one-group one in two of three such
  *    builds.

@@ -751,7 +751,7 @@ ALWAYS_INLINE double lr_block_reg(const float *X, int64_t m, int64_t d, int nc, 
     }
     for (int64_t j = 0; j < ng + 2; j++) {
         int64_t r1 = lr_rows(m, j - 1), r2 = lr_rows(m, j - 2), rj = lr_rows(m, j);
-        if (rj > 0) /* ahead of the loss, whose long chain would hold the requests back */
+        if (rj > 0) /* the group's lines at once (see family_lr.h) */
             lr_prefetch_group(X + j * W * d, W * d * 4);
         if (r1 > 0) {
             vf r, l = lr_bce16(add(z, vb), ld(y + (j - 1) * W, r1), vpw, lanes(r1), &r);
