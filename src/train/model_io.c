@@ -30,10 +30,10 @@
 #include "tapegrad/train.h"
 
 #define FORMAT_NAME    "tapegrad-logreg"
+/* FILL_VERSION: the first with missing_fill, written only by models that have it, so that other
+ * files stay version 1 and readable by builds before it. */
 #define FORMAT_VERSION 2 /* the newest this build reads */
-#define FILL_VERSION                                                                               \
-    2 /* the first with missing_fill: written only by models that have it, so                      \
-       * other files stay version 1 and readable by builds before it */
+#define FILL_VERSION   2
 #define MAX_FEATURES   (1 << 24)
 #define MAX_FILE_BYTES ((size_t)1 << 30)
 #define BELOW_ONE      0x1.fffffffffffffp-1 /* the largest double below 1 */
