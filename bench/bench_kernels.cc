@@ -16,7 +16,8 @@
 // for.
 //
 // The families come from their init functions directly, so one binary measures all of them;
-// BM_sin_16M_threads uses the table in force (tg_kern(), TAPEGRAD_ISA) across the thread pool.
+// BM_sin_16M_threads and BM_neg_16M_threads use the table in force (tg_kern(), TAPEGRAD_ISA)
+// across the thread pool.
 #include <benchmark/benchmark.h>
 
 #include <cstdint>
@@ -413,31 +414,44 @@ void BM_memcpy(benchmark::State &state)
     set_counters(state, kLarge, 2);
 }
 
-struct SinJob {
-    const tg_kernels *k;
+struct MapJob {
+    tg_unary_fn fn;
     const float *x;
     float *y;
 };
 
-void sin_range(void *ctx, int64_t begin, int64_t end)
+void map_range(void *ctx, int64_t begin, int64_t end)
 {
-    const SinJob *j = static_cast<const SinJob *>(ctx);
-    j->k->sin(j->x + begin, j->y + begin, end - begin);
+    const MapJob *j = static_cast<const MapJob *>(ctx);
+    j->fn(j->x + begin, j->y + begin, end - begin);
 }
 
-// sin over 16M elements split by tg_parallel_for across state.range(0) threads.
-void BM_sin_16M_threads(benchmark::State &state)
+// A one-input kernel of the table in force (tg_kern(), TAPEGRAD_ISA) over 16M elements, split by
+// tg_parallel_for across state.range(0) threads. neg runs the same loop as sin (same chunks,
+// prefetches and streaming stores) with next to no arithmetic: the memory side of sin's
+// scaling, measured in the same interleaved repetitions.
+template <tg_unary_fn tg_kernels::*Fn> void BM_map_16M_threads(benchmark::State &state)
 {
     Buffer x(kLarge, -8, 8, 1), y(kLarge, 0, 1, 2);
-    SinJob job{tg_kern(), x.p, y.p};
+    MapJob job{tg_kern()->*Fn, x.p, y.p};
     tg_set_num_threads(static_cast<int>(state.range(0)));
     for (auto _ : state) {
-        tg_parallel_for(kLarge, tg_parallel_grain(), sin_range, &job);
+        tg_parallel_for(kLarge, tg_parallel_grain(), map_range, &job);
         benchmark::ClobberMemory();
     }
     tg_set_num_threads(0);
     set_counters(state, kLarge, 2);
-    state.SetLabel(job.k->name);
+    state.SetLabel(tg_kern()->name);
+}
+
+void BM_sin_16M_threads(benchmark::State &state)
+{
+    BM_map_16M_threads<&tg_kernels::sin>(state);
+}
+
+void BM_neg_16M_threads(benchmark::State &state)
+{
+    BM_map_16M_threads<&tg_kernels::neg>(state);
 }
 
 std::string size_name(int64_t n)
@@ -484,6 +498,7 @@ static void sin_thread_counts(benchmark::internal::Benchmark *b)
 
 BENCHMARK(BM_memcpy)->UseRealTime();
 BENCHMARK(BM_sin_16M_threads)->Apply(sin_thread_counts)->UseRealTime();
+BENCHMARK(BM_neg_16M_threads)->Apply(sin_thread_counts)->UseRealTime();
 
 int main(int argc, char **argv)
 {

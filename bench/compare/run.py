@@ -66,7 +66,8 @@ class Target:
 
 class Row:
     def __init__(self, group, rid, label, tg, peer, peer_label, limit=None, targets=(),
-                 ref=None, ref_label="", notes=(), when=None, peer2=None, peer2_label=""):
+                 ref=None, ref_label="", notes=(), when=None, peer2=None, peer2_label="",
+                 also=()):
         self.group, self.id, self.label = group, rid, label
         self.tg = tg                # ("gb", binary, name) or ("cli", field)
         self.peer = peer            # (script, workload id)
@@ -76,6 +77,7 @@ class Row:
         self.targets = list(targets)
         self.ref, self.ref_label = ref, ref_label  # ("gb", binary, name) for ref_* targets
         self.notes = list(notes)    # (text, ("gb", binary, name)) extra figures to show
+        self.also = list(also)      # ("gb", binary, name) run too, for a row's own notes
         self.when = when or (lambda k: True)
 
 
@@ -128,7 +130,7 @@ def _rows():
                     ref=("gb", "bench_kernels", "BM_sin_16M_threads/1"), ref_label="1 thread",
                     targets=[Target("scaling_min", 1.8, "2 threads ≥ 1.8× one thread",
                                     threads=2)],
-                    when=lambda k: k > 1))
+                    when=lambda k: k > 1, also=[neg_threads(1), neg_threads("{k}")]))
     for n in (256, 1024, 2048):
         big = n >= 1024
         rows.append(Row("matmul", "mm_%d_fwd" % n, "matmul %d² forward" % n,
@@ -177,6 +179,12 @@ def _rows():
             ("cli", "seconds_train"), ("pandas_sklearn", "train_fit"), "scikit-learn fit"),
     ]
     return rows
+
+
+def neg_threads(k):
+    """neg across the thread pool at k threads (1, or "{k}" for a row's own): sin's loop (its
+    chunks, prefetches and streaming stores) without the arithmetic."""
+    return ("gb", "bench_kernels", "BM_neg_16M_threads/%s" % k)
 
 
 ROWS = _rows()
@@ -812,6 +820,15 @@ def build_results(rows, data, threads, smoke, reasons):
                 p1 = p1.get("sin_fwd")
                 if p1 and p1.get("seconds") and r.peer:
                     r.notes.append("PyTorch scales %.2f×" % (p1["seconds"] / r.peer))
+                # The memory side of sin's scaling in the same interleaved repetitions: the
+                # same loop, chunks and stores with next to no arithmetic.
+                n1, _, _ = _gb_value(data, k, neg_threads(1), isa)
+                nk, _, _ = _gb_value(data, k, neg_threads("{k}"), isa)
+                if n1 and nk and r.tg:
+                    r.notes.append("neg on the pool (sin's loop without its arithmetic) scales "
+                                   "%.2f× (%s, 1 thread %s), in the same interleaved repetitions; "
+                                   "sin on %d threads takes %.2f× its time" % (
+                                       n1 / nk, fmt_time(nk), fmt_time(n1), k, r.tg / nk))
                 # The memory ceiling on scaling: memcpy at 1 and k threads, side by side.
                 sc = data["probe"].get(k, {}).get("memcpy64_scaling")
                 if sc:
@@ -1356,7 +1373,7 @@ def main():
         for r in rows:
             if not r.when(k):
                 continue
-            specs = [r.tg] + ([r.ref] if r.ref else []) + [s for _, s in r.notes]
+            specs = [r.tg] + ([r.ref] if r.ref else []) + [s for _, s in r.notes] + r.also
             for s in specs:
                 if s[0] == "gb":
                     wanted.setdefault(s[1], []).append(s[2].format(k=k, isa=isa))
