@@ -47,6 +47,11 @@ ALWAYS_INLINE bool lr_inside(int64_t j, int64_t m, int64_t d, int nc)
  *    (3.26-3.77 ms), and the two-group variant lost to the one-group one in two of three such
  *    builds.
  *  - AVX2: by row 3.27, by group 3.63.
+ * For X about the size of L3 (32 MB) the by-group requests would rather go 16 KB ahead: the pass
+ * on 262144 x 32 took 0.61-0.63 ms against 0.67-0.70 at 8 KB (0.72-0.74 by row), and row_dots on
+ * 1M x 8 0.46-0.50 against 0.53-0.59 (0.46-0.49 by row); but on 1M x 32 16 KB took 4.1-4.5 ms
+ * against 3.7 (alternating runs, 2026-11-29 evening), and at 16 and 48-64 MB the two measured
+ * alike or 8 KB ahead. The kernels see one block, not X's size, so they keep 8 KB.
  * On 4 KB pages (2026-11-28, before X took 2 MB pages) AVX-512 had measured by row 5.1 ms
  * against 5.7 with two stages (into L2 32 KB ahead, into L1 2 KB ahead). */
 #define LR_PF_DIST       16384
