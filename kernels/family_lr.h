@@ -54,7 +54,8 @@ ALWAYS_INLINE bool lr_inside(int64_t j, int64_t m, int64_t d, int nc)
  * alike or 8 KB ahead. The kernels see one block, not X's size, so they keep 8 KB.
  * lr_prefetch_group's loop stays rolled (its trip count is d, not a constant): unrolled for
  * d = 32 (32 prefetches back to back) the pass took 4.3 ms against 3.9 from memory, though 3%
- * less in cache (bench_logreg and an in-L1 loop, alternating, 2026-11-29 evening).
+ * less with X in cache (bench_logreg, and lr_block over 64 KB of X in a loop; alternating,
+ * 2026-11-29 evening).
  * On 4 KB pages (2026-11-28, before X took 2 MB pages) AVX-512 had measured by row 5.1 ms
  * against 5.7 with two stages (into L2 32 KB ahead, into L1 2 KB ahead). */
 #define LR_PF_DIST       16384
