@@ -1251,6 +1251,34 @@ static void set_solver_neg(tg_logreg_options *o)
 {
     o->solver = (tg_solver)-1;
 }
+static void set_l2_inf(tg_logreg_options *o)
+{
+    o->l2 = INFINITY;
+}
+static void set_max_iter_neg(tg_logreg_options *o)
+{
+    o->max_iter = -1;
+}
+static void set_lr_nan(tg_logreg_options *o)
+{
+    o->lr = NAN;
+}
+static void set_beta2_neg(tg_logreg_options *o)
+{
+    o->beta2 = -0.5;
+}
+static void set_beta1_1(tg_logreg_options *o)
+{
+    o->beta1 = 1.0;
+}
+static void set_memory_0(tg_logreg_options *o)
+{
+    o->lbfgs_memory = 0;
+}
+static void set_patience_neg(tg_logreg_options *o)
+{
+    o->patience = -2;
+}
 
 /* What the fit accepts, a model file keeps: options at the edges of their ranges save and load
  * back exactly; options outside them (a model changed by hand) are refused by save, which
@@ -1280,9 +1308,19 @@ static void test_option_ranges_round_trip(void **state)
         const char *needle;
         void (*set)(tg_logreg_options *);
     } bad[] = {
-        {"tol must be", set_tol_inf},      {"eps must be", set_eps_inf},
-        {"batch_size must", set_bs_max},   {"val_split must", set_val_split_5},
-        {"momentum must", set_momentum_1}, {"unknown solver (got -1)", set_solver_neg},
+        {"tol must be", set_tol_inf},
+        {"eps must be", set_eps_inf},
+        {"batch_size must", set_bs_max},
+        {"val_split must", set_val_split_5},
+        {"momentum must", set_momentum_1},
+        {"unknown solver (got -1)", set_solver_neg},
+        {"l2 must be finite (got inf)", set_l2_inf},
+        {"max_iter must be >= 0 (got -1)", set_max_iter_neg},
+        {"lr must be >= 0 and finite (got nan)", set_lr_nan},
+        {"beta1 and beta2 must be in [0, 1) (got -0.5)", set_beta2_neg},
+        {"beta1 and beta2 must be in [0, 1) (got 1)", set_beta1_1},
+        {"lbfgs_memory must be >= 1 (got 0)", set_memory_0},
+        {"patience must be >= 0 (got -2)", set_patience_neg},
     };
     dataset s = make_data(50, 2, 1, 0.0, 1.0);
     tg_tensor *X = tensor_X(&s), *y = tensor_y(&s);
