@@ -5,10 +5,13 @@
 #    the file (so ranks start inside quotes, and with 3 ranks one range holds no row start);
 #  - the same iterations, log loss within 1e-6, weights and bias within 1e-5 (they are in fact
 #    identical, and so are the model files), and only rank 0 writes the model, history and JSON;
-#  - the same with rows dropped for missing values (--missing drop);
+#  - the same with rows dropped for missing values (--missing drop), and with labels given as
+#    words (--positive yes);
 #  - a bad row in rank 1's part: every rank exits non-zero, one line of error (the same line
 #    single-process training prints, global line number included), no model file;
-#  - a missing file: the same, printed once.
+#  - a missing file: the same, printed once;
+#  - a third label word that no one rank's part holds with the other two: the same error as
+#    the single process's, from the rank whose part holds it.
 #
 #   sh tests/test_dist.sh path/to/tapegrad path/to/data mpirun [mpirun options...]
 #
@@ -106,8 +109,14 @@ train_both() {
 # ---- a generated file with quoted line breaks ---------------------------------------------------
 # 4000 rows of 40 features, a quoted note with a line break and a comma on every row, and in
 # the middle one note of line after line that spans from about 30% to 70% of the file's bytes.
+# Arguments: bad_row (a bad number in that row), gaps (NA in a third of the first 2500 rows),
+# bad_label (label 2 in that row), words (labels yes/no; 2: "no" only in the first quarter of
+# the rows, "yes" from there on but for one "nah" in the last row, so that the first rank's part
+# and the last rank's each hold two values and only together three: the ranks read whole units
+# of rows, the first one from row 1 to past the big field, and the last one the rows after).
 gen_quoted() {
-    awk -v rows=4000 -v d=40 -v bad_row="${1:-0}" -v gaps="${2:-0}" -v bad_label="${3:-0}" 'BEGIN {
+    awk -v rows=4000 -v d=40 -v bad_row="${1:-0}" -v gaps="${2:-0}" -v bad_label="${3:-0}" \
+        -v words="${4:-0}" 'BEGIN {
         srand(7)
         printf "id,note"
         for (j = 0; j < d; j++) printf ",f%d", j
@@ -130,7 +139,12 @@ gen_quoted() {
                 else
                     printf ",%.5g", v
             }
-            print "," (i == bad_label ? 2 : rand() < 1 / (1 + exp(-z)) ? 1 : 0)
+            lab = i == bad_label ? 2 : rand() < 1 / (1 + exp(-z)) ? 1 : 0
+            if (words == 1 && lab != 2)
+                lab = lab ? "yes" : "no"
+            if (words == 2)
+                lab = i == rows ? "nah" : !lab && i <= rows / 4 ? "no" : "yes"
+            print "," lab
         }
     }'
 }
@@ -164,6 +178,12 @@ gen_quoted 0 1 >"$TMP/gaps.csv"
 for np in 2 3; do
     train_both gaps "$np" "$TMP/gaps.csv" --label label --features "$FEATS" --missing drop
     train_both gaps_mean "$np" "$TMP/gaps.csv" --label label --features "$FEATS" --missing mean
+done
+
+# Labels as words (--positive yes): the ranks must agree on the one other value.
+gen_quoted 0 0 0 1 >"$TMP/words.csv"
+for np in 2 3; do
+    train_both words "$np" "$TMP/words.csv" --label label --features "$FEATS" --positive yes
 done
 
 # ---- the bundled data ----------------------------------------------------------------------
@@ -202,6 +222,14 @@ grep -q "bad number 'x" "$TMP/bad_row.want" || fail "bad row: unexpected message
 # A bad label with the label column left to its default: the hint that goes with it, too.
 gen_quoted 0 0 3400 >"$TMP/bad_label.csv"
 expect_failure bad_label 2 "$TMP/bad_label.csv" --features "$FEATS"
+# "no" early, "nah" in the last row: each rank's part holds yes and one other word, and only
+# together are there three; the error names the row single-process reading does.
+gen_quoted 0 0 0 2 >"$TMP/words3.csv"
+for np in 2 3; do
+    expect_failure third_word "$np" "$TMP/words3.csv" --label label --features "$FEATS" \
+        --positive yes
+done
+grep -q "nah" "$TMP/third_word.want" || fail "third word: unexpected message $(cat "$TMP/third_word.want")"
 expect_failure missing 2 "$TMP/does-not-exist.csv" --label label
 expect_failure no_label 3 "$DATA" --label nope
 printf 'a,b,label\n1,,0\n3,NA,1\n,2,0\n' >"$TMP/all_missing.csv"
