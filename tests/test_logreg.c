@@ -945,7 +945,19 @@ static void test_metrics_by_hand(void **state)
     const float bad[3] = {0, 2, 1};
     tg_tensor *y2 = tg_from_data(bad, 1, &three);
     assert_int_equal(tg_binary_metrics_compute(y2, z1, &m), TG_EINVAL);
-    tg_release(y), tg_release(z), tg_release(y1), tg_release(z1), tg_release(y2);
+    /* a NaN logit: the loss and the AUC are NaN, the row counts as predicted 0 */
+    float znan[6];
+    memcpy(znan, zv, sizeof znan);
+    znan[3] = NAN; /* a positive row that was predicted 1 */
+    tg_tensor *z3 = tg_from_data(znan, 1, &n);
+    assert_int_equal(tg_binary_metrics_compute(y, z3, &m), TG_OK);
+    assert_true(isnan(m.log_loss) && isnan(m.auc));
+    assert_int_equal(m.tp, 1);
+    assert_int_equal(m.fn, 2);
+    assert_int_equal(m.fp, 1);
+    assert_int_equal(m.tn, 2);
+    assert_close(m.accuracy, 3.0 / 6.0, 1e-15, 0.0);
+    tg_release(y), tg_release(z), tg_release(y1), tg_release(z1), tg_release(y2), tg_release(z3);
 }
 
 /* ---- model files ------------------------------------------------------------------------- */

@@ -943,6 +943,35 @@ static void test_optimizer_errors_and_zero_grad(void **state)
     assert_int_equal(tg_last_status(), TG_EINVAL);
     tg_release(twice[1]);
 
+    assert_null(tg_sgd_new(NULL, 0, NULL));
+    assert_non_null(strstr(tg_last_error(), "no parameters given"));
+    /* a leaf that is a strided view: its gradient would not line up with its memory */
+    tg_tensor *square = tg_zeros(2, (int64_t[]){2, 3});
+    tg_tensor *across = tg_requires_grad_(tg_transpose(square, 0, 1), true);
+    assert_null(tg_adam_new(&across, 1, NULL));
+    assert_int_equal(tg_last_status(), TG_EINVAL);
+    assert_non_null(strstr(tg_last_error(), "parameter 0 is not contiguous"));
+    tg_release(across), tg_release(square);
+    /* option values PyTorch refuses, refused here too, naming them */
+    tg_sgd_options so;
+    tg_sgd_options_init(&so);
+    so.lr = -0.5;
+    assert_null(tg_sgd_new(&frozen, 1, &so));
+    assert_non_null(strstr(tg_last_error(), "invalid options (lr -0.5"));
+    tg_sgd_options_init(&so);
+    so.nesterov = true; /* without momentum */
+    assert_null(tg_sgd_new(&frozen, 1, &so));
+    assert_non_null(strstr(tg_last_error(), "nesterov needs momentum > 0"));
+    tg_adam_options ao;
+    tg_adam_options_init(&ao);
+    ao.beta2 = 1.0;
+    assert_null(tg_adam_new(&frozen, 1, &ao));
+    assert_non_null(strstr(tg_last_error(), "betas (0.9, 1)"));
+    tg_adamw_options_init(&ao);
+    ao.eps = NAN;
+    assert_null(tg_adam_new(&frozen, 1, &ao));
+    assert_int_equal(tg_last_status(), TG_EINVAL);
+
     tg_optimizer *opt = tg_sgd_new(&frozen, 1, NULL);
     assert_non_null(opt);
     tg_scope_begin(); /* releases the temporaries below */

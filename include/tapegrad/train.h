@@ -192,7 +192,8 @@ tg_tensor *tg_logreg_predict_proba(const tg_logreg_model *m, tg_tensor *X);     
 tg_tensor *tg_logreg_predict(const tg_logreg_model *m, tg_tensor *X);           /* 0 or 1 */
 
 /* ---- Metrics ----------------------------------------------------------------------------- */
-/* y [n] with values 0/1 and logits z [n] (tg_logreg_decision_function). */
+/* y [n] with values 0/1 and logits z [n] (tg_logreg_decision_function). A NaN logit counts as
+ * predicted 0 and makes log_loss and auc NaN. */
 tg_status tg_binary_metrics_compute(tg_tensor *y, tg_tensor *logits, tg_binary_metrics *out);
 
 /* ---- Model files (JSON) ------------------------------------------------------------------ */
