@@ -4,7 +4,8 @@
  *   (every rank fails, none changes anything) and mismatched parameter lists;
  *   tg_dist_allreduce_sum and tg_dist_agree;
  *   tg_logreg_fit_distributed on rows split unevenly (some rank may have none) agrees with
- *   tg_logreg_fit on all rows, and is bit-identical with block-aligned splits.
+ *   tg_logreg_fit on all rows, and is bit-identical with block-aligned splits; it refuses the
+ *   solvers and the validation split it does not support, and rows on no rank at all.
  *
  *   mpirun -np K test_dist [K]       (K: the expected number of ranks)
  *
@@ -221,6 +222,16 @@ static void test_fit(void)
     tg_logreg_model_init(&m);
     CHECK(tg_logreg_fit_distributed(Xt, yt, &bad, &m, NULL) == TG_EUNSUPPORTED);
     CHECK(tg_dist_failed_rank() == 0);
+    bad = o;
+    bad.val_split = 0.2; /* the split would have to be drawn across ranks */
+    CHECK(tg_logreg_fit_distributed(Xt, yt, &bad, &m, NULL) == TG_EUNSUPPORTED);
+    CHECK(strstr(tg_last_error(), "a validation split is not supported") != NULL);
+    /* rows on no rank at all: refused on every rank alike */
+    int64_t none[2] = {0, D}, none_y = 0;
+    tg_tensor *X0 = tg_zeros(2, none), *y0 = tg_zeros(1, &none_y);
+    CHECK(tg_logreg_fit_distributed(X0, y0, &o, &m, NULL) == TG_ESHAPE);
+    CHECK(strstr(tg_last_error(), "no rank has any rows") != NULL);
+    tg_release(X0), tg_release(y0);
     /* One rank brings a bad label: it is the one to say so. */
     float keep = y[0];
     if (rank == size - 1)

@@ -501,6 +501,40 @@ static void test_standardize_extreme_columns(void **state)
     free_data(&s);
 }
 
+/* A constant column: its std is 0, so it is left centred at 0 with scale 1 (as scikit-learn's
+ * StandardScaler does), its weight stays 0, and the rest of the fit is the fit without it. */
+static void test_constant_column(void **state)
+{
+    (void)state;
+    dataset s = make_data(400, 2, 5, 0.5, 2.0);
+    dataset c = {s.n, 3, malloc((size_t)(s.n * 3) * sizeof(float)), s.y};
+    for (int64_t i = 0; i < s.n; i++) {
+        c.X[i * 3] = s.X[i * 2];
+        c.X[i * 3 + 1] = 4.25f;
+        c.X[i * 3 + 2] = s.X[i * 2 + 1];
+    }
+    tg_tensor *X2 = tensor_X(&s), *X3 = tensor_X(&c), *y = tensor_y(&s);
+    tg_logreg_options o = quiet_options();
+    o.tol = 1e-8;
+    tg_logreg_model m2, m3;
+    tg_logreg_model_init(&m2);
+    tg_logreg_model_init(&m3);
+    tg_logreg_result r2, r3;
+    assert_int_equal(tg_logreg_fit(X2, y, &o, &m2, &r2), TG_OK);
+    assert_int_equal(tg_logreg_fit(X3, y, &o, &m3, &r3), TG_OK);
+    assert_true(m3.mean[1] == 4.25 && m3.scale[1] == 1.0);
+    assert_true(m3.weights[1] == 0.0);
+    assert_close(m3.weights[0], m2.weights[0], 0.0, 1e-6);
+    assert_close(m3.weights[2], m2.weights[1], 0.0, 1e-6);
+    assert_close(m3.bias, m2.bias, 0.0, 1e-6);
+    assert_close(r3.objective, r2.objective, 1e-9, 0.0);
+    tg_logreg_result_free(&r2), tg_logreg_result_free(&r3);
+    tg_logreg_model_free(&m2), tg_logreg_model_free(&m3);
+    tg_release(X2), tg_release(X3), tg_release(y);
+    free(c.X);
+    free_data(&s);
+}
+
 static void test_lbfgs_and_gd_agree(void **state)
 {
     (void)state;
@@ -1425,6 +1459,26 @@ static void test_fit_errors(void **state)
     o = quiet_options();
     o.val_split = 1.0;
     assert_int_equal(tg_logreg_fit(X, y, &o, &m, NULL), TG_EINVAL);
+    /* a split below 1 that still leaves no training row: 0.5 of one row is that row */
+    {
+        int64_t one = 1, shape[2] = {1, 2};
+        tg_tensor *X1 = tg_from_data(s.X, 2, shape), *y1 = tg_from_data(s.y, 1, &one);
+        o.val_split = 0.5;
+        assert_int_equal(tg_logreg_fit(X1, y1, &o, &m, NULL), TG_EINVAL);
+        assert_non_null(strstr(tg_last_error(), "validation split of 0.5 leaves no training rows"));
+        tg_release(X1), tg_release(y1);
+    }
+    /* no rows, or no features */
+    {
+        int64_t none = 0, rows0[2] = {0, 2}, cols0[2] = {50, 0};
+        tg_tensor *X0 = tg_zeros(2, rows0), *y0 = tg_zeros(1, &none), *Xw = tg_zeros(2, cols0);
+        o = quiet_options();
+        assert_int_equal(tg_logreg_fit(X0, y0, &o, &m, NULL), TG_ESHAPE);
+        assert_non_null(strstr(tg_last_error(), "has no rows or no features"));
+        assert_int_equal(tg_logreg_fit(Xw, y, &o, &m, NULL), TG_ESHAPE);
+        assert_non_null(strstr(tg_last_error(), "has no rows or no features"));
+        tg_release(X0), tg_release(y0), tg_release(Xw);
+    }
     o = quiet_options();
     o.solver = (tg_solver)42;
     assert_int_equal(tg_logreg_fit(X, y, &o, &m, NULL), TG_EINVAL);
@@ -1508,6 +1562,7 @@ int main(void)
         cmocka_unit_test(test_tiny_optimum_other_solvers),
         cmocka_unit_test(test_standardized_optimum),
         cmocka_unit_test(test_standardize_extreme_columns),
+        cmocka_unit_test(test_constant_column),
         cmocka_unit_test(test_lbfgs_and_gd_agree),
         cmocka_unit_test(test_minibatch_seeded),
         cmocka_unit_test(test_validation_split),
