@@ -1142,6 +1142,24 @@ static void test_model_load_errors(void **state)
     expect_load_error(HEAD "\"features\": [\"a\"], \"weights\": [1], \"bias\": 0, "
                            "\"bias\": 3, " GOOD_TAIL,
                       TG_EPARSE, "m.json:1:91: field 'bias': appears more than once");
+    /* fields of the wrong kind, or missing where the format needs them */
+    expect_load_error(
+        HEAD "\"label\": 5, \"features\": [\"a\"], \"weights\": [1], \"bias\": 0, " GOOD_TAIL,
+        TG_EPARSE, "m.json:1:54: field 'label': expected a string or null");
+    expect_load_error(HEAD "\"features\": [\"a\"], \"weights\": [1], \"bias\": 0, "
+                           "\"standardization\": [0, 1], " GOOD_TAIL,
+                      TG_EPARSE, "field 'standardization': expected an object or null");
+    expect_load_error(HEAD "\"features\": [\"a\"], \"weights\": [1], \"bias\": 0}", TG_EPARSE,
+                      "m.json:1:1: field 'solver': missing");
+    expect_load_error(HEAD "\"features\": [\"a\"], \"weights\": [1], \"bias\": 0, "
+                           "\"solver\": \"lbfgs\"}",
+                      TG_EPARSE, "field 'solver': expected an object");
+    expect_load_error(HEAD "\"features\": [\"a\"], \"weights\": [1], \"bias\": 0, "
+                           "\"solver\": {\"l2\": 1}}",
+                      TG_EPARSE, "field 'solver.name': missing");
+    expect_load_error(HEAD "\"features\": [\"a\"], \"weights\": [1], \"bias\": 0, "
+                           "\"training\": 3, " GOOD_TAIL,
+                      TG_EPARSE, "field 'training': expected an object");
     /* errors inside the content point at the value, in a file laid out over lines too */
     expect_load_error("\xEF\xBB\xBF{\n  \"format\": \"tapegrad-logreg\",\n  \"version\": 1,\n"
                       "  \"features\": [\"a\", \"b\"],\n  \"weights\": [\n    1,\n    \"x\"\n  ],\n"
@@ -1190,6 +1208,10 @@ static void test_model_load_errors(void **state)
     assert_true(m.weights[0] == 2.0 && m.bias == -1.0);
     tg_logreg_model_free(&m);
     assert_int_equal(tg_logreg_load(&m, "/nonexistent/model.json"), TG_EIO);
+    /* a directory opens for reading but is no model file */
+    const char *dir = getenv("TMPDIR");
+    assert_int_equal(tg_logreg_load(&m, dir && *dir ? dir : "/tmp"), TG_EIO);
+    assert_non_null(strstr(tg_last_error(), "not a regular model file"));
 }
 
 /* Saving through a symlink replaces the file it names and keeps the link; a FIFO (like
