@@ -178,6 +178,8 @@ static void test_reshape_expand_errors(void **state)
 
     assert_null(tg_expand(vec(3), 2, (int64_t[]){2, 4}));
     expect_error(TG_ESHAPE, "tg_expand", "[2, 4]", "[3]");
+    assert_null(tg_expand(vec(3), TG_MAX_DIMS + 1, (int64_t[]){1, 1, 1, 1, 1, 1, 1, 1, 3}));
+    expect_error(TG_EINVAL, "tg_expand", "ndim 9 is more than 8", NULL);
     assert_null(tg_expand(x, 1, (int64_t[]){6}));
     expect_error(TG_ESHAPE, "tg_expand", NULL, NULL);
     assert_null(tg_expand(mat(2, 1), 2, (int64_t[]){3, 5}));
@@ -256,6 +258,10 @@ static void test_value_errors(void **state)
     expect_error(TG_ESHAPE, "tg_bce_with_logits", "[2, 3]", "[3, 2]");
     assert_null(tg_bce_with_logits(mat(2, 3), mat(2, 3), vec(4), TG_REDUCE_SUM));
     expect_error(TG_ESHAPE, "tg_bce_with_logits", "[4]", "[2, 3]");
+    /* one that broadcasts with the input only to a larger shape */
+    assert_null(tg_bce_with_logits(vec(3), vec(3), mat(2, 3), TG_REDUCE_SUM));
+    expect_error(TG_ESHAPE, "tg_bce_with_logits", "pos_weight [2, 3] does not broadcast",
+                 "input [3]");
     assert_null(tg_mse_loss(vec(2), vec(3), TG_REDUCE_NONE));
     expect_error(TG_ESHAPE, "tg_mse_loss", "[2]", "[3]");
     assert_null(tg_mse_loss(vec(2), vec(2), (tg_reduction)7));

@@ -1219,6 +1219,37 @@ static void test_matmul_dot_lengths(void **state)
     }
 }
 
+/* Products with an empty dimension, as PyTorch 1.13 gives them: [0, 3] @ [3, 4] is an empty
+ * [0, 4] and b's gradient zeros; [2, 0] @ [0, 3] sums nothing, so it is zeros [2, 3], and the
+ * gradients are empty. */
+static void test_matmul_empty(void **state)
+{
+    (void)state;
+    tg_scope_begin();
+    tg_tensor *a = tg_requires_grad_(tg_ones(2, (int64_t[]){0, 3}), true);
+    tg_tensor *b = tg_requires_grad_(tg_ones(2, (int64_t[]){3, 4}), true);
+    tg_tensor *c = tg_matmul(a, b);
+    assert_non_null(c);
+    assert_int_equal(tg_ndim(c), 2);
+    assert_true(tg_shape(c)[0] == 0 && tg_shape(c)[1] == 4);
+    assert_int_equal(tg_backward(tg_sum(c), NULL, false), TG_OK);
+    assert_non_null(tg_grad(b));
+    assert_int_equal(tg_numel(tg_grad(b)), 12);
+    for (int i = 0; i < 12; i++)
+        assert_true(tg_data(tg_grad(b))[i] == 0.0f);
+    tg_tensor *x = tg_requires_grad_(tg_ones(2, (int64_t[]){2, 0}), true);
+    tg_tensor *y = tg_requires_grad_(tg_ones(2, (int64_t[]){0, 3}), true);
+    tg_tensor *z = tg_matmul(x, y);
+    assert_non_null(z);
+    assert_true(tg_shape(z)[0] == 2 && tg_shape(z)[1] == 3);
+    for (int i = 0; i < 6; i++)
+        assert_true(tg_data(z)[i] == 0.0f);
+    assert_int_equal(tg_backward(tg_sum(z), NULL, false), TG_OK);
+    assert_true(tg_numel(tg_grad(x)) == 0 && tg_shape(tg_grad(x))[0] == 2);
+    assert_true(tg_numel(tg_grad(y)) == 0 && tg_shape(tg_grad(y))[1] == 3);
+    tg_scope_end();
+}
+
 /* Matrix @ vector: odd sizes on either side of the dot path's limits, rows off the vector
  * boundary (narrowed), transposed matrices (sgemm, or col_dots for at most 64 rows over longer
  * columns), strided, misaligned and
@@ -2278,6 +2309,7 @@ int main(void)
         cmocka_unit_test(test_copy_of_short_rows),
         cmocka_unit_test(test_sum_dim_of_broadcast_value),
         cmocka_unit_test(test_matmul_values),
+        cmocka_unit_test(test_matmul_empty),
         cmocka_unit_test(test_matmul_dot_lengths),
         cmocka_unit_test(test_matmul_matrix_vector),
         cmocka_unit_test(test_matmul_dots_backward),
