@@ -529,6 +529,12 @@ for bad in abc 0 -1 2x; do
         fail "TAPEGRAD_NUM_THREADS=$bad: exit status not 0"
     one_line_error "TAPEGRAD_NUM_THREADS=$bad" "warning: TAPEGRAD_NUM_THREADS=$bad is not a positive"
 done
+# a good one sets the default thread count (more threads than CPUs is allowed), silently
+checks=$((checks + 1))
+TAPEGRAD_NUM_THREADS=3 ${TG_EMULATOR:-} "$BIN" train --json --quiet >"$TMP/out" 2>"$TMP/err" ||
+    fail "TAPEGRAD_NUM_THREADS=3: exit status not 0"
+grep -q '"threads":3[,}]' "$TMP/out" || fail "TAPEGRAD_NUM_THREADS=3: $(cat "$TMP/out")"
+[ -s "$TMP/err" ] && fail "TAPEGRAD_NUM_THREADS=3: stderr: $(cat "$TMP/err")"
 
 # '-' reads the data from standard input, here a pipe
 checks=$((checks + 1))
