@@ -71,6 +71,24 @@ grep -q '"val_log_loss":0\.' "$TMP/out" || fail "val_log_loss missing: $(cat "$T
 expect 0 "human summary" -- "$BIN" train
 grep -q 'log loss' "$TMP/out" && grep -q 'cgpa' "$TMP/out" || fail "summary: $(cat "$TMP/out")"
 [ ! -s "$TMP/err" ] || fail "progress output on a non-terminal stderr"
+# On a terminal (a pseudo-terminal from script(1), where util-linux has it; not under an
+# emulator) the progress shows: the rows read, then an iteration bar redrawn in place, each
+# line cleared before it is drawn; --quiet shows none of it. 3000 one-row epochs of sgd take long
+# enough (0.3 s here) for the bar to be drawn a few times at its 50 ms pace.
+if [ -z "${TG_EMULATOR:-}" ] && command -v script >/dev/null 2>&1; then
+    checks=$((checks + 1))
+    script -qec "'$BIN' train '$DATA' --solver sgd --epochs 3000 --batch-size 1 --model '$TMP/pty.json'" \
+        /dev/null >"$TMP/pty" 2>&1 || fail "train on a terminal: exit status not 0"
+    grep -aq "reading $DATA (0.0 MB): 1000 / 1000 rows" "$TMP/pty" ||
+        fail "terminal: no reading progress: $(head -c 300 "$TMP/pty")"
+    grep -aq "$(printf '\r\033')\[K\[[#.]*\] iter [0-9]*/3000  loss 0\.[0-9]*" "$TMP/pty" ||
+        fail "terminal: no iteration bar: $(head -c 300 "$TMP/pty")"
+    grep -aq "log loss" "$TMP/pty" || fail "terminal: no summary"
+    checks=$((checks + 1))
+    script -qec "'$BIN' train '$DATA' --quiet --solver sgd --epochs 3000 --batch-size 1 --model '$TMP/pty.json'" \
+        /dev/null >"$TMP/pty" 2>&1 || fail "train --quiet on a terminal: exit status not 0"
+    [ ! -s "$TMP/pty" ] || fail "train --quiet on a terminal printed: $(head -c 300 "$TMP/pty")"
+fi
 
 # ---- predict / eval round trip -----------------------------------------------------------------
 expect 0 "predict" -- "$BIN" predict --model "$M" "$DATA"
