@@ -62,6 +62,12 @@ head -1 "$TMP/h.csv" | grep -q '^iteration,train_loss,objective,val_loss,grad_ma
     fail "history header"
 [ "$(wc -l <"$TMP/h.csv")" -ge 3 ] || fail "history too short"
 grep -q '<svg' "$TMP/p.svg" && grep -q '<polyline' "$TMP/p.svg" || fail "plot is not an SVG chart"
+# the chart's title names the data file, escaped for XML
+cp "$DATA" "$TMP/a&b<c>\"d.csv"
+expect 0 "plot of a file named with markup" -- "$BIN" train "$TMP/a&b<c>\"d.csv" --quiet \
+    --plot "$TMP/esc.svg"
+grep -q 'a&amp;b&lt;c&gt;&quot;d\.csv' "$TMP/esc.svg" || fail "plot title not escaped"
+grep -q '<c>' "$TMP/esc.svg" && fail "plot title: raw markup in the SVG"
 
 expect 0 "train with a validation split" -- "$BIN" train "$DATA" --label placement \
     --val-split 0.25 --seed 3 --solver gd --json --plot "$TMP/pv.svg"
@@ -409,6 +415,26 @@ expect 2 "a zero step size" -- "$BIN" train --lr 0
 one_line_error "a zero step size" "--lr"
 expect 2 "patience without a split" -- "$BIN" train --patience 3
 expect 2 "unknown command" -- "$BIN" frobnicate
+expect 2 "a second data file" -- "$BIN" train "$DATA" "$DATA"
+one_line_error "a second data file" "unexpected argument '$DATA'"
+expect 2 "a one-dash option" -- "$BIN" train -q
+one_line_error "a one-dash option" "unknown option '-q' (options start with --)"
+expect 2 "a value given to a flag" -- "$BIN" train --quiet=yes
+one_line_error "a value given to a flag" "--quiet takes no value"
+expect 2 "an option's value missing at the end" -- "$BIN" eval --model
+one_line_error "an option's value missing at the end" "--model needs a value"
+expect 2 "eval without the data file" -- "$BIN" eval --model "$M"
+one_line_error "eval without the data file" "needs --model M.json and one DATA.csv"
+for cmd in train predict eval; do
+    expect 0 "$cmd --help" -- "$BIN" "$cmd" --help
+    grep -q "^usage: tapegrad $cmd" "$TMP/out" || fail "$cmd --help: $(head -1 "$TMP/out")"
+done
+# after --, a data file whose name starts with a dash is a file, not an option
+cp "$DATA" "$TMP/-dash.csv"
+checks=$((checks + 1))
+(cd "$TMP" && ${TG_EMULATOR:-} "$BIN" train --label placement --json --quiet -- -dash.csv) \
+    >"$TMP/out" 2>"$TMP/err" || fail "-- then -dash.csv: $(cat "$TMP/err")"
+grep -q '"rows":1000' "$TMP/out" || fail "-- then -dash.csv: $(cat "$TMP/out")"
 expect 2 "predict without --model" -- "$BIN" predict "$DATA"
 expect 2 "bad --missing value" -- "$BIN" train "$DATA" --label placement --missing sometimes \
     --model "$OUT"
