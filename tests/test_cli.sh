@@ -545,6 +545,34 @@ one_line_error "a missing value in predict" "(use --missing mean to fill in the 
 expect 0 "eval with the model's positive value" -- "$BIN" eval --model "$TMP/strings.json" \
     "$TMP/strings.csv" --missing drop --json
 grep -q '"rows":4' "$TMP/out" || fail "eval with the model's positive value: $(cat "$TMP/out")"
+expect 0 "eval --missing drop, the summary" -- "$BIN" eval --model "$TMP/strings.json" \
+    "$TMP/strings.csv" --missing drop
+grep -q "^data .*strings.csv: 4 rows, label 'y' (1 row with missing values dropped)$" "$TMP/out" ||
+    fail "eval --missing drop, the summary: $(head -1 "$TMP/out")"
+# --missing error is the default, said out loud
+expect 1 "--missing error" -- "$BIN" train "$TMP/strings.csv" --label y --positive yes \
+    --missing error --model "$OUT"
+one_line_error "--missing error" "strings.csv:3:2:"
+# a model that keeps no means cannot fill gaps; a model without a label needs --label in eval
+expect 0 "train without means" -- "$BIN" train "$DATA" --no-standardize --quiet \
+    --model "$TMP/nomeans.json"
+expect 1 "predict --missing mean, no means" -- "$BIN" predict --model "$TMP/nomeans.json" \
+    "$DATA" --missing mean
+one_line_error "predict --missing mean, no means" "keeps no training means"
+sed 's/"label":[[:space:]]*"placement"/"label": null/' "$M" >"$TMP/nolabel.json"
+expect 1 "eval, a model without a label" -- "$BIN" eval --model "$TMP/nolabel.json" "$DATA"
+one_line_error "eval, a model without a label" "names no label column; pass --label COL"
+expect 0 "eval, a model without a label, --label" -- "$BIN" eval --model "$TMP/nolabel.json" \
+    "$DATA" --label placement
+# the delimiter by name
+tr ',' '\t' <"$DATA" >"$TMP/tabs.csv"
+tr ',' ' ' <"$DATA" >"$TMP/spaces.csv"
+for d in tab space; do
+    f=$TMP/${d}s.csv
+    expect 0 "--delimiter $d" -- "$BIN" train "$f" --delimiter "$d" --json --quiet
+    grep -q '"rows":1000,"rows_dropped":0,"features":5,' "$TMP/out" ||
+        fail "--delimiter $d: $(cat "$TMP/out")"
+done
 
 # "-" is standard input as DATA only: as --model (or another output) it is refused, not a file
 for out in model plot; do
