@@ -238,6 +238,17 @@ if [ -w /dev/full ]; then
     no_file "model to a full disk, with curves" "$TMP/dev-h.csv"
     no_file "model to a full disk, with curves" "$TMP/dev-p.svg"
 fi
+# an output named by a descriptor's link into a pipe (/dev/fd/N, /proc/self/fd/N: what a shell's
+# >(...) hands over) is written through the link, as /dev/stdout is
+for link in /dev/fd/1 /proc/self/fd/1 /dev/stdout; do
+    [ -e "$link" ] || continue
+    checks=$((checks + 1))
+    { ${TG_EMULATOR:-} "$BIN" train --quiet --model "$link" 2>"$TMP/err"; echo $? >"$TMP/rc"; } |
+        cat >"$TMP/piped.json"
+    [ "$(cat "$TMP/rc")" = 0 ] || fail "--model $link into a pipe: exit $(cat "$TMP/rc"): $(cat "$TMP/err")"
+    grep -q '"format":[[:space:]]*"tapegrad-logreg"' "$TMP/piped.json" ||
+        fail "--model $link into a pipe: no model came through"
+done
 # a closed stdout: the summary must not land in the model file (the lowest free descriptor);
 # not under an emulator, whose own files would take that descriptor first
 if [ -z "${TG_EMULATOR:-}" ]; then

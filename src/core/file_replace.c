@@ -39,6 +39,12 @@ char *tg_replace_destination(const char *path)
     struct stat st;
     if (lstat(path, &st) == 0 && S_ISLNK(st.st_mode)) {
         char *real = realpath(path, NULL);
+        /* A link that leads somewhere realpath cannot name is a descriptor's link to a pipe or
+         * socket (/dev/fd/63 from a shell's >(...), /proc/self/fd/1 into a pipe), whose target
+         * text ("pipe:[123]") is no path: the data goes through the link itself. Only a link to
+         * nothing yet (stat fails) names where a new file is to be. */
+        if (!real && stat(path, &st) == 0 && !S_ISREG(st.st_mode) && !S_ISDIR(st.st_mode))
+            return strdup(path);
         if (!real)
             real = link_target(path);
         if (real)
