@@ -137,6 +137,10 @@ OUT=$TMP/never.json
 expect 1 "missing file" -- "$BIN" train "$TMP/missing.csv" --label y --model "$OUT"
 one_line_error "missing file" "missing.csv"
 no_file "missing file" "$OUT"
+# a line break in a name would split the one error line: it is shown as a space
+expect 1 "missing file, a line break in its name" -- "$BIN" train "$TMP/no
+such.csv" --model "$OUT"
+one_line_error "missing file, a line break in its name" "no such.csv: cannot open"
 expect 1 "unknown label column" -- "$BIN" train "$DATA" --label nope --model "$OUT"
 one_line_error "unknown label column" "nope"
 no_file "unknown label column" "$OUT"
