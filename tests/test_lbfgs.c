@@ -1,7 +1,8 @@
 /* The L-BFGS solver (src/train/lbfgs.c) on its own, on functions whose minima are known in
  * closed form: it must reach them, report what happened, and take the fallback branches of its
- * line search (zoom, the step cap, a search that finds nothing) without losing the point. The
- * logistic trainer's tests reach it only through well-behaved losses. */
+ * line search (the zoom moving either end, a search out of budget, an interval that collapses)
+ * without losing the point. The logistic trainer's tests reach it only through well-behaved
+ * losses. */
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -197,7 +198,7 @@ static void test_unbounded_takes_best_step(void **state)
     assert_int_equal(lbfgs_minimize(2, x, linear, NULL, &c, &p, &r), LBFGS_MAX_ITER);
     assert_int_equal(r.iterations, 3);
     assert_int_equal(r.evaluations, 1 + 3 * 6);
-    /* steps of 2^5 / sqrt(2) along (1, 1) / sqrt(2)... each search ends 2^5 times its start */
+    /* each search starts with a unit-length move along (1, 1) and doubles it five times */
     assert_true(isfinite(r.f) && r.f < -100.0);
     assert_true(x[0] == x[1] && x[0] > 0.0);
     check_report(&r, &c, linear, x, 2);
