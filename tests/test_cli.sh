@@ -242,6 +242,18 @@ if [ -w /dev/full ]; then
     no_file "model to a full disk, with curves" "$TMP/dev-h.csv"
     no_file "model to a full disk, with curves" "$TMP/dev-p.svg"
 fi
+# a model read from a pipe (a named one here; a shell's <(...) is the same): eval, which looks
+# up the model's label first, must not read it twice
+mkfifo "$TMP/model.fifo"
+for cmd in predict eval; do
+    checks=$((checks + 1))
+    # bounded: a second read of the pipe would wait for a writer forever
+    timeout 60 sh -c 'cat "$1" >"$2"' sh "$M" "$TMP/model.fifo" &
+    timeout 60 ${TG_EMULATOR:-} "$BIN" "$cmd" --model "$TMP/model.fifo" "$DATA" >"$TMP/out" \
+        2>"$TMP/err" || fail "$cmd --model from a pipe: $(cat "$TMP/err")"
+    wait
+done
+grep -q "^log loss   0\.4477" "$TMP/out" || fail "eval --model from a pipe: $(head -3 "$TMP/out")"
 # an output named by a descriptor's link into a pipe (/dev/fd/N, /proc/self/fd/N: what a shell's
 # >(...) hands over) is written through the link, as /dev/stdout is
 for link in /dev/fd/1 /proc/self/fd/1 /dev/stdout; do

@@ -1211,7 +1211,29 @@ static void test_model_load_errors(void **state)
     /* a directory opens for reading but is no model file */
     const char *dir = getenv("TMPDIR");
     assert_int_equal(tg_logreg_load(&m, dir && *dir ? dir : "/tmp"), TG_EIO);
-    assert_non_null(strstr(tg_last_error(), "not a regular model file"));
+    assert_non_null(strstr(tg_last_error(), "not a model file (a regular file or a pipe)"));
+    /* nor is a file past 1 GiB (sparse: nothing is read) */
+    char *big = temp_path("big");
+    FILE *bf = fopen(big, "wb");
+    assert_non_null(bf);
+    assert_int_equal(ftruncate(fileno(bf), ((off_t)1 << 30) + 1), 0);
+    fclose(bf);
+    assert_int_equal(tg_logreg_load(&m, big), TG_EIO);
+    assert_non_null(strstr(tg_last_error(), "larger than 1 GiB"));
+    unlink(big);
+    free(big);
+    /* a pipe is read to its end (a shell's <(...) names one as /dev/fd/N) */
+    const char *json = HEAD "\"features\": [\"a\"], \"weights\": [2], \"bias\": -1, " GOOD_TAIL;
+    int fds[2];
+    assert_int_equal(pipe(fds), 0);
+    assert_int_equal(write(fds[1], json, strlen(json)), (ssize_t)strlen(json));
+    close(fds[1]);
+    char fd_path[64];
+    snprintf(fd_path, sizeof fd_path, "/proc/self/fd/%d", fds[0]);
+    assert_int_equal(tg_logreg_load(&m, fd_path), TG_OK);
+    assert_true(m.weights[0] == 2.0 && m.bias == -1.0);
+    close(fds[0]);
+    tg_logreg_model_free(&m);
 }
 
 /* Saving through a symlink replaces the file it names and keeps the link; a FIFO (like

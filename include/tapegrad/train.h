@@ -203,7 +203,8 @@ tg_status tg_logreg_save(const tg_logreg_model *m, const char *path);
 /* Reads a model written by tg_logreg_save into m (initialized or empty; replaced on success,
  * untouched on failure). Every field is validated: errors say "FILE:LINE:COL: field 'NAME': ...",
  * at the field's value (its name, for an unknown or repeated field; the object lacking it, for
- * a missing one). */
+ * a missing one). path is a regular file of at most 1 GiB, or a pipe or socket (read to its end:
+ * a shell's <(...), /dev/fd/N). */
 tg_status tg_logreg_load(tg_logreg_model *m, const char *path);
 /* The same on memory: a malloc'd NUL-terminated JSON text (NULL + error on failure), and a
  * parser of len bytes (name is used in messages, NULL: "<buffer>"). */

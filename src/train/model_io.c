@@ -776,29 +776,65 @@ tg_status tg_logreg_from_json(tg_logreg_model *m, const char *name, const char *
     return TG_OK;
 }
 
-/* Reads a whole (regular) file, refusing absurd sizes. */
+/* Whether a model may be read from what f holds: a regular file, or a pipe or socket read to its
+ * end (a shell's <(...) hands over /dev/fd/N); *size is a regular file's size, else 0. */
+static bool readable_kind(FILE *f, size_t *size)
+{
+    struct stat sb;
+    if (fstat(fileno(f), &sb) != 0)
+        return false;
+    *size = S_ISREG(sb.st_mode) ? (size_t)sb.st_size : 0;
+    return S_ISREG(sb.st_mode) || S_ISFIFO(sb.st_mode) || S_ISSOCK(sb.st_mode);
+}
+
+static tg_status too_large(const char *path)
+{
+    return tg_set_error(TG_EIO, "%s: larger than 1 GiB, not a model file", path);
+}
+
+/* Reads a whole model file, refusing absurd sizes: at most MAX_FILE_BYTES, NUL-terminated. */
 static tg_status slurp(const char *path, char **out, size_t *len)
 {
     FILE *f = fopen(path, "rb");
     if (!f)
         return tg_set_error(TG_EIO, "%s: %s", path, strerror(errno));
-    struct stat sb;
-    if (fstat(fileno(f), &sb) != 0 || !S_ISREG(sb.st_mode) || (size_t)sb.st_size > MAX_FILE_BYTES) {
+    size_t size = 0;
+    tg_status st = TG_OK;
+    if (!readable_kind(f, &size))
+        st = tg_set_error(TG_EIO, "%s: not a model file (a regular file or a pipe)", path);
+    else if (size > MAX_FILE_BYTES)
+        st = too_large(path);
+    if (st != TG_OK) {
         fclose(f);
-        return tg_set_error(TG_EIO, "%s: not a regular model file of at most 1 GiB", path);
+        return st;
     }
-    size_t n = (size_t)sb.st_size;
-    char *buf = malloc(n + 1);
-    if (!buf) {
-        fclose(f);
-        return tg_set_error(TG_ENOMEM, "%s: out of memory", path);
+    /* room for one byte more than a regular file holds, so that its one read meets the end */
+    size_t cap = size ? size + 2 : 65536, n = 0;
+    char *buf = malloc(cap);
+    if (!buf)
+        st = tg_set_error(TG_ENOMEM, "%s: out of memory", path);
+    while (st == TG_OK) {
+        if (cap - n < 2) { /* a pipe, or a file that grew while being read */
+            char *b = cap <= MAX_FILE_BYTES ? realloc(buf, 2 * cap) : NULL;
+            if (!b) {
+                st = cap > MAX_FILE_BYTES ? too_large(path)
+                                          : tg_set_error(TG_ENOMEM, "%s: out of memory", path);
+                break;
+            }
+            buf = b, cap *= 2;
+        }
+        n += fread(buf + n, 1, cap - 1 - n, f);
+        if (ferror(f))
+            st = tg_set_error(TG_EIO, "%s: read error", path);
+        else if (feof(f))
+            break;
     }
-    size_t got = fread(buf, 1, n, f);
-    bool err = ferror(f) != 0;
     fclose(f);
-    if (err || got != n) {
+    if (st == TG_OK && n > MAX_FILE_BYTES)
+        st = too_large(path);
+    if (st != TG_OK) {
         free(buf);
-        return tg_set_error(TG_EIO, "%s: read error", path);
+        return st;
     }
     buf[n] = '\0';
     *out = buf;

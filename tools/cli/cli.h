@@ -180,7 +180,9 @@ int cmd_train(int argc, char **argv);
 int cmd_predict(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
 
-/* Model + CSV loading shared by predict and eval (cmd_predict.c). label: NULL for predict. */
+/* Model + CSV loading shared by predict and eval (cmd_predict.c). label: NULL for predict. m is
+ * loaded from model_path unless it already holds a model (eval loads it first to learn the
+ * label; a model read from a pipe can be read only once). */
 bool cli_load_for_model(const char *cmd, const char *model_path, const char *data_path,
                         const cli_csv *csv, const char *label, tg_logreg_model *m,
                         tg_csv_data *data);

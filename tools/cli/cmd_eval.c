@@ -120,7 +120,7 @@ int cmd_eval(int argc, char **argv)
     memset(&data, 0, sizeof data);
     int rc = EXIT_FAIL;
     /* The label: --label, else the one the model was trained on. Loading the model first
-     * tells us which; cli_load_for_model reloads it, which is cheap. */
+     * tells us which; cli_load_for_model then keeps it. */
     if (!label && tg_logreg_load(&m, model) != TG_OK) {
         cli_lib_error("eval", NULL, NULL);
     } else if (!label && !m.label) {

@@ -111,7 +111,7 @@ bool cli_load_for_model(const char *cmd, const char *model_path, const char *dat
     data_path = cli_data_path(data_path);
     if (!cli_input_open(cmd, data_path))
         return false;
-    if (tg_logreg_load(m, model_path) != TG_OK) {
+    if (!m->weights && tg_logreg_load(m, model_path) != TG_OK) {
         cli_lib_error(cmd, NULL, NULL);
         return false;
     }
