@@ -79,15 +79,16 @@ grep -q 'log loss' "$TMP/out" && grep -q 'cgpa' "$TMP/out" || fail "summary: $(c
 [ ! -s "$TMP/err" ] || fail "progress output on a non-terminal stderr"
 # On a terminal (a pseudo-terminal from script(1), where util-linux has it; not under an
 # emulator) the progress shows: the rows read, then an iteration bar redrawn in place, each
-# line cleared before it is drawn; --quiet shows none of it. 3000 one-row epochs of sgd take long
-# enough (0.3 s here) for the bar to be drawn a few times at its 50 ms pace.
+# line cleared before it is drawn; --quiet shows none of it. 10000 one-row epochs of sgd take long
+# enough (about 1 s on the development VM) for the bar, drawn at most every 50 ms, to show even
+# on a machine several times faster.
 if [ -z "${TG_EMULATOR:-}" ] && command -v script >/dev/null 2>&1; then
     checks=$((checks + 1))
-    script -qec "'$BIN' train '$DATA' --solver sgd --epochs 3000 --batch-size 1 --model '$TMP/pty.json'" \
+    script -qec "'$BIN' train '$DATA' --solver sgd --epochs 10000 --batch-size 1 --model '$TMP/pty.json'" \
         /dev/null >"$TMP/pty" 2>&1 || fail "train on a terminal: exit status not 0"
     grep -aq "reading $DATA (0.0 MB): 1000 / 1000 rows" "$TMP/pty" ||
         fail "terminal: no reading progress: $(head -c 300 "$TMP/pty")"
-    grep -aq "$(printf '\r\033')\[K\[[#.]*\] iter [0-9]*/3000  loss 0\.[0-9]*" "$TMP/pty" ||
+    grep -aq "$(printf '\r\033')\[K\[[#.]*\] iter [0-9]*/10000  loss 0\.[0-9]*" "$TMP/pty" ||
         fail "terminal: no iteration bar: $(head -c 300 "$TMP/pty")"
     grep -aq "log loss" "$TMP/pty" || fail "terminal: no summary"
     checks=$((checks + 1))
