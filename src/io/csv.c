@@ -47,6 +47,7 @@
 
 #include "../core/error.h"
 #include "../core/pages.h"
+#include "../core/read_all.h"
 #include "csv_fast.h"
 #include "csv_part.h"
 #include "csv_split.h"
@@ -2557,31 +2558,13 @@ typedef struct {
 /* Pipes, terminals and /proc files have no usable size: read them to the end. */
 static tg_status read_stream(const char *path, int fd, file_data *fd_out)
 {
-    size_t cap = 1 << 16, len = 0;
-    char *buf = malloc(cap);
-    for (;;) {
-        if (!buf)
-            return tg_set_error(TG_ENOMEM, "%s: out of memory reading the file", path);
-        if (len == cap) {
-            char *nb = cap <= SIZE_MAX / 2 ? realloc(buf, cap * 2) : NULL;
-            if (!nb)
-                free(buf);
-            buf = nb;
-            cap *= 2;
-            continue;
-        }
-        ssize_t n = read(fd, buf + len, cap - len);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0) {
-            int e = errno;
-            free(buf);
-            return tg_set_error(TG_EIO, "%s: read failed: %s", path, strerror(e));
-        }
-        if (n == 0)
-            break;
-        len += (size_t)n;
-    }
+    char *buf;
+    size_t len;
+    int e = tg_read_all(fd, 0, SIZE_MAX, &buf, &len);
+    if (e == ENOMEM)
+        return tg_set_error(TG_ENOMEM, "%s: out of memory reading the file", path);
+    if (e)
+        return tg_set_error(TG_EIO, "%s: read failed: %s", path, strerror(e));
     fd_out->data = buf;
     fd_out->len = len;
     return TG_OK;

@@ -26,6 +26,7 @@
 #include "../core/error.h"
 #include "../core/file_replace.h"
 #include "../core/fork_guard.h"
+#include "../core/read_all.h"
 #include "options.h"
 #include "tapegrad/train.h"
 
@@ -776,70 +777,34 @@ tg_status tg_logreg_from_json(tg_logreg_model *m, const char *name, const char *
     return TG_OK;
 }
 
-/* Whether a model may be read from what f holds: a regular file, or a pipe or socket read to its
- * end (a shell's <(...) hands over /dev/fd/N); *size is a regular file's size, else 0. */
-static bool readable_kind(FILE *f, size_t *size)
-{
-    struct stat sb;
-    if (fstat(fileno(f), &sb) != 0)
-        return false;
-    *size = S_ISREG(sb.st_mode) ? (size_t)sb.st_size : 0;
-    return S_ISREG(sb.st_mode) || S_ISFIFO(sb.st_mode) || S_ISSOCK(sb.st_mode);
-}
-
-static tg_status too_large(const char *path)
-{
-    return tg_set_error(TG_EIO, "%s: larger than 1 GiB, not a model file", path);
-}
-
-/* Reads a whole model file, refusing absurd sizes: at most MAX_FILE_BYTES, NUL-terminated. */
+/* Reads a whole model file: a regular file of at most MAX_FILE_BYTES, or a pipe or socket read
+ * to its end (a shell's <(...) hands over /dev/fd/N) with the same bound; NUL-terminated. */
 static tg_status slurp(const char *path, char **out, size_t *len)
 {
-    FILE *f = fopen(path, "rb");
-    if (!f)
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
         return tg_set_error(TG_EIO, "%s: %s", path, strerror(errno));
-    size_t size = 0;
-    tg_status st = TG_OK;
-    if (!readable_kind(f, &size))
-        st = tg_set_error(TG_EIO, "%s: not a model file (a regular file or a pipe)", path);
-    else if (size > MAX_FILE_BYTES)
-        st = too_large(path);
-    if (st != TG_OK) {
-        fclose(f);
-        return st;
+    struct stat sb;
+    int e = fstat(fd, &sb) != 0 ? errno : 0;
+    if (!e && !S_ISREG(sb.st_mode) && !S_ISFIFO(sb.st_mode) && !S_ISSOCK(sb.st_mode))
+        e = EINVAL;
+    else if (!e && S_ISREG(sb.st_mode) && (size_t)sb.st_size > MAX_FILE_BYTES)
+        e = EFBIG;
+    if (!e)
+        e = tg_read_all(fd, S_ISREG(sb.st_mode) ? (size_t)sb.st_size : 0, MAX_FILE_BYTES, out, len);
+    close(fd);
+    switch (e) {
+    case 0:
+        return TG_OK;
+    case EINVAL:
+        return tg_set_error(TG_EIO, "%s: not a model file (a regular file or a pipe)", path);
+    case EFBIG:
+        return tg_set_error(TG_EIO, "%s: larger than 1 GiB, not a model file", path);
+    case ENOMEM:
+        return tg_set_error(TG_ENOMEM, "%s: out of memory", path);
+    default:
+        return tg_set_error(TG_EIO, "%s: read error", path);
     }
-    /* room for one byte more than a regular file holds, so that its one read meets the end */
-    size_t cap = size ? size + 2 : 65536, n = 0;
-    char *buf = malloc(cap);
-    if (!buf)
-        st = tg_set_error(TG_ENOMEM, "%s: out of memory", path);
-    while (st == TG_OK) {
-        if (cap - n < 2) { /* a pipe, or a file that grew while being read */
-            char *b = cap <= MAX_FILE_BYTES ? realloc(buf, 2 * cap) : NULL;
-            if (!b) {
-                st = cap > MAX_FILE_BYTES ? too_large(path)
-                                          : tg_set_error(TG_ENOMEM, "%s: out of memory", path);
-                break;
-            }
-            buf = b, cap *= 2;
-        }
-        n += fread(buf + n, 1, cap - 1 - n, f);
-        if (ferror(f))
-            st = tg_set_error(TG_EIO, "%s: read error", path);
-        else if (feof(f))
-            break;
-    }
-    fclose(f);
-    if (st == TG_OK && n > MAX_FILE_BYTES)
-        st = too_large(path);
-    if (st != TG_OK) {
-        free(buf);
-        return st;
-    }
-    buf[n] = '\0';
-    *out = buf;
-    *len = n;
-    return TG_OK;
 }
 
 tg_status tg_logreg_load(tg_logreg_model *m, const char *path)

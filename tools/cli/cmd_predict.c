@@ -1,11 +1,15 @@
 /* tapegrad predict: one prediction per CSV row on stdout. Also the model + data loading that
  * eval shares. */
 #include <errno.h>
+#include <fcntl.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "cli.h"
+#include "read_all.h"
 
 static const char USAGE[] =
     "usage: tapegrad predict --model M.json DATA.csv [--proba] [csv options]\n"
@@ -64,33 +68,12 @@ static bool position_beyond_file(const char *msg)
  * without a header may take two reads (see cli_load_for_model). NULL with *err set on failure. */
 static char *slurp(const char *path, size_t *len, int *err)
 {
-    FILE *f = fopen(path, "rb");
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
     char *buf = NULL;
-    size_t cap = 0, n = 0;
-    *err = f ? 0 : errno;
-    while (f && !*err) {
-        if (n == cap) {
-            char *b = realloc(buf, cap = cap ? 2 * cap : 1 << 16);
-            if (!b) {
-                *err = ENOMEM;
-                break;
-            }
-            buf = b;
-        }
-        n += fread(buf + n, 1, cap - n, f);
-        if (ferror(f))
-            *err = errno ? errno : EIO;
-        else if (feof(f))
-            break;
-    }
-    if (f)
-        fclose(f);
-    if (*err) {
-        free(buf);
-        return NULL;
-    }
-    *len = n;
-    return buf ? buf : calloc(1, 1);
+    *err = fd < 0 ? errno : tg_read_all(fd, 0, SIZE_MAX, &buf, len);
+    if (fd >= 0)
+        close(fd);
+    return buf;
 }
 
 static tg_status read_csv(const char *cmd, const char *path, const char *buf, size_t len,
